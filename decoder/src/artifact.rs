@@ -1,0 +1,233 @@
+//! An opened artifact: the whole file validated up front (FORMAT.md §7), then random access
+//! to any tensor's reconstruction without touching the others.
+
+use crate::codec;
+use crate::crc32c::crc32c;
+use crate::cursor::Cursor;
+use crate::error::{Error, PayloadError, RequestError, TableError};
+use crate::header::{Header, HEADER_LEN};
+use crate::metadata::Metadata;
+use crate::output::Output;
+use crate::table::{align_up, read_entry, Codec, Dtype, TensorInfo};
+
+/// A validated, borrowed view of a PCLL file.
+#[derive(Debug, Clone)]
+pub struct Artifact<'a> {
+    file: &'a [u8],
+    header: Header,
+    metadata: Metadata<'a>,
+    table: &'a [u8],
+}
+
+impl<'a> Artifact<'a> {
+    /// Validates `file`: header fields and checksum, every metadata entry, every table entry,
+    /// name order, payload placement, zero padding and the file length. Payload checksums
+    /// are checked when a tensor is decoded, or all at once by [`Artifact::verify_payloads`].
+    /// Cost: O(header + metadata + table + tensors × 63 padding bytes); no allocation.
+    pub fn parse(file: &'a [u8]) -> Result<Artifact<'a>, Error> {
+        let header = Header::parse(file)?;
+        let mstart = header.metadata_offset as usize;
+        let mbytes = file.get(mstart..mstart + header.metadata_len as usize).unwrap_or(&[]);
+        let metadata = Metadata::parse(mbytes, header.metadata_offset)?;
+        let tstart = header.table_offset as usize;
+        let table = file.get(tstart..tstart + header.table_len as usize).unwrap_or(&[]);
+        let a = Artifact { file, header, metadata, table };
+        a.validate_table()?;
+        Ok(a)
+    }
+
+    fn validate_table(&self) -> Result<(), Error> {
+        let mut c = Cursor::new(self.table, self.header.table_offset);
+        let mut cursor = self.header.table_end();
+        let mut prev: Option<&str> = None;
+        let file_len = self.header.file_len;
+        for index in 0..self.header.tensor_count {
+            let e = read_entry(&mut c, index)?;
+            if let Some(p) = prev {
+                if e.name.as_bytes() <= p.as_bytes() {
+                    return Err(TableError::NameOrder { index }.into());
+                }
+            }
+            prev = Some(e.name);
+            let expected = align_up(cursor);
+            if e.payload_offset != expected {
+                return Err(TableError::PayloadMisplaced { index, expected, got: e.payload_offset }.into());
+            }
+            let pad = self.file.get(cursor as usize..expected as usize).unwrap_or(&[]);
+            if let Some(i) = pad.iter().position(|&b| b != 0) {
+                return Err(TableError::NonZeroPadding { offset: cursor + i as u64 }.into());
+            }
+            let end = e.payload_offset.checked_add(e.payload_len).filter(|&end| end <= file_len);
+            cursor = end.ok_or(TableError::BadPayloadLen {
+                index,
+                expected: file_len.saturating_sub(e.payload_offset),
+                got: e.payload_len,
+            })?;
+        }
+        if c.remaining() != 0 {
+            return Err(TableError::TrailingBytes { offset: c.offset(), len: c.remaining() as u64 }.into());
+        }
+        if cursor != file_len {
+            return Err(TableError::FileLenMismatch { expected: cursor, got: file_len }.into());
+        }
+        Ok(())
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn metadata(&self) -> &Metadata<'a> {
+        &self.metadata
+    }
+
+    /// The whole file.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.file
+    }
+
+    pub fn tensor_count(&self) -> u32 {
+        self.header.tensor_count
+    }
+
+    /// Table entries in order.
+    pub fn tensors(&self) -> Tensors<'a> {
+        Tensors { cur: Cursor::new(self.table, self.header.table_offset), next: 0, count: self.header.tensor_count }
+    }
+
+    /// Entry `index`. O(index) over the (validated) table.
+    pub fn tensor(&self, index: u32) -> Result<TensorInfo<'a>, Error> {
+        let count = self.tensor_count();
+        self.tensors().nth(index as usize).ok_or(RequestError::NoSuchIndex { index, count }.into())
+    }
+
+    /// The entry named `name`. O(tensors).
+    pub fn find(&self, name: &str) -> Result<TensorInfo<'a>, Error> {
+        self.tensors().find(|t| t.name == name).ok_or(RequestError::NoSuchName.into())
+    }
+
+    /// The payload bytes of `info` (placement already validated).
+    pub fn payload(&self, info: &TensorInfo<'_>) -> &'a [u8] {
+        let s = info.payload_offset as usize;
+        self.file.get(s..s + info.payload_len as usize).unwrap_or(&[])
+    }
+
+    /// Checks the payload checksum of `info`.
+    pub fn check_payload(&self, info: &TensorInfo<'_>) -> Result<&'a [u8], Error> {
+        let payload = self.payload(info);
+        let computed = crc32c(payload);
+        if computed != info.payload_crc {
+            return Err(Error::Payload {
+                tensor: info.index,
+                error: PayloadError::ChecksumMismatch { stored: info.payload_crc, computed },
+            });
+        }
+        Ok(payload)
+    }
+
+    /// Checks every payload checksum.
+    pub fn verify_payloads(&self) -> Result<(), Error> {
+        for t in self.tensors() {
+            self.check_payload(&t)?;
+        }
+        Ok(())
+    }
+
+    /// Scratch bytes that decoding `info` needs (0 for `raw`; at most
+    /// [`crate::limits::MAX_SCRATCH_LEN`]).
+    pub fn scratch_len(&self, info: &TensorInfo<'_>) -> Result<usize, Error> {
+        match info.codec {
+            Codec::Raw => Ok(0),
+            Codec::Int(p) => codec::int::stream(info, &p, self.payload(info))
+                .map(|s| s.scratch_len())
+                .map_err(|error| Error::Payload { tensor: info.index, error }),
+        }
+    }
+
+    /// The stored bytes of a `raw` tensor, checksum checked: zero-copy, 64-byte aligned in the
+    /// file. Errors for other codecs.
+    pub fn raw_bytes(&self, info: &TensorInfo<'_>) -> Result<&'a [u8], Error> {
+        match info.codec {
+            Codec::Raw => self.check_payload(info),
+            _ => Err(RequestError::OutputDtype { logical: info.dtype as u8 }.into()),
+        }
+    }
+
+    /// Reconstructs tensor `info` into `out`, which must hold exactly `numel` elements.
+    /// `scratch` must hold [`Artifact::scratch_len`] bytes. Checks the payload checksum first
+    /// and the stream's integrity at the end; on error `out` may hold partial data.
+    pub fn decode(&self, info: &TensorInfo<'_>, mut out: Output<'_>, scratch: &mut [u8]) -> Result<(), Error> {
+        let numel = info.numel();
+        if out.len() as u64 != numel {
+            return Err(RequestError::OutputLen { expected: numel, got: out.len() as u64 }.into());
+        }
+        let payload = self.check_payload(info)?;
+        match info.codec {
+            Codec::Raw => codec::raw::decode(payload, info.dtype, &mut out)?,
+            Codec::Int(p) => codec::int::decode(info, &p, payload, &mut out, scratch)
+                .map_err(|error| Error::Payload { tensor: info.index, error })?,
+        }
+        Ok(())
+    }
+
+    /// Convenience: decode to `f32`.
+    pub fn decode_f32(&self, info: &TensorInfo<'_>, out: &mut [f32], scratch: &mut [u8]) -> Result<(), Error> {
+        self.decode(info, Output::F32(out), scratch)
+    }
+
+    /// Reconstructs into a new vector of the tensor's logical dtype as little-endian bytes
+    /// (what `pcll unpack` writes).
+    #[cfg(feature = "alloc")]
+    pub fn decode_to_vec(&self, info: &TensorInfo<'_>) -> Result<alloc::vec::Vec<u8>, Error> {
+        use alloc::vec;
+        if let Codec::Raw = info.codec {
+            return Ok(self.raw_bytes(info)?.to_vec());
+        }
+        let n = info.numel() as usize;
+        let mut scratch = vec![0u8; self.scratch_len(info)?];
+        let mut bytes = vec::Vec::with_capacity(n * info.dtype.size());
+        match info.dtype {
+            Dtype::F16 => {
+                let mut v = vec![half::f16::ZERO; n];
+                self.decode(info, Output::F16(&mut v), &mut scratch)?;
+                v.iter().for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
+            }
+            Dtype::BF16 => {
+                let mut v = vec![half::bf16::ZERO; n];
+                self.decode(info, Output::BF16(&mut v), &mut scratch)?;
+                v.iter().for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
+            }
+            _ => {
+                let mut v = vec![0f32; n];
+                self.decode(info, Output::F32(&mut v), &mut scratch)?;
+                v.iter().for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+/// Iterator over the validated tensor table.
+#[derive(Debug, Clone)]
+pub struct Tensors<'a> {
+    cur: Cursor<'a>,
+    next: u32,
+    count: u32,
+}
+
+impl<'a> Iterator for Tensors<'a> {
+    type Item = TensorInfo<'a>;
+    fn next(&mut self) -> Option<TensorInfo<'a>> {
+        if self.next >= self.count {
+            return None;
+        }
+        let e = read_entry(&mut self.cur, self.next).ok();
+        self.next += 1;
+        e
+    }
+}
+
+/// Absolute offset where payloads may start for a table ending at `table_end`.
+pub fn payload_region_start(table_end: u64) -> u64 {
+    align_up(table_end.max(HEADER_LEN as u64))
+}

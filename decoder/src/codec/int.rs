@@ -1,0 +1,82 @@
+//! Codec `int` (FORMAT.md §5.2): symmetric per-row scalar quantization. The payload is `rows`
+//! scales (f16 or f32) followed by one rANS stream of `rows × cols` symbols `s = q + qmax`;
+//! each weight reconstructs as `(s − qmax) as f32 × scale_f32` in one f32 multiply.
+
+use crate::error::{PayloadError, Truncated};
+use crate::output::Output;
+use crate::rans::RansStream;
+use crate::table::{IntParams, ScaleDtype, TensorInfo};
+use half::f16;
+
+/// Symbols decoded per step (stack buffer).
+const CHUNK: usize = 2048;
+
+/// Offset of the rANS stream inside the payload.
+fn scales_len(info: &TensorInfo<'_>, p: &IntParams) -> u64 {
+    info.rows_cols().0 * p.scale_dtype.size() as u64
+}
+
+/// Parses the stream header (to size scratch without decoding).
+pub fn stream<'a>(info: &TensorInfo<'_>, p: &IntParams, payload: &'a [u8]) -> Result<RansStream<'a>, PayloadError> {
+    let off = scales_len(info, p);
+    let rest = payload.get(off as usize..).ok_or(PayloadError::Truncated(Truncated {
+        field: "int scales",
+        offset: info.payload_offset,
+        needed: off,
+        available: payload.len() as u64,
+    }))?;
+    let max_alphabet = (2 * p.qmax() + 1) as u16;
+    let s = RansStream::parse(rest, info.payload_offset + off, info.numel(), max_alphabet)?;
+    if s.byte_len != rest.len() {
+        return Err(PayloadError::TrailingBytes { len: (rest.len() - s.byte_len) as u64 });
+    }
+    Ok(s)
+}
+
+fn scale_at(payload: &[u8], sd: ScaleDtype, row: usize) -> f32 {
+    let b = |i: usize| payload.get(i).copied().unwrap_or(0);
+    match sd {
+        ScaleDtype::F16 => f16::from_bits(u16::from_le_bytes([b(2 * row), b(2 * row + 1)])).to_f32(),
+        ScaleDtype::F32 => f32::from_le_bytes([b(4 * row), b(4 * row + 1), b(4 * row + 2), b(4 * row + 3)]),
+    }
+}
+
+/// Decodes the payload into `out` (length already checked to be `numel`).
+pub fn decode(
+    info: &TensorInfo<'_>,
+    p: &IntParams,
+    payload: &[u8],
+    out: &mut Output<'_>,
+    scratch: &mut [u8],
+) -> Result<(), PayloadError> {
+    let stream = stream(info, p, payload)?;
+    let (rows, cols) = info.rows_cols();
+    for row in 0..rows {
+        let s = scale_at(payload, p.scale_dtype, row as usize);
+        if !(s.is_finite() && s >= 0.0) {
+            return Err(PayloadError::BadScale { row });
+        }
+    }
+    let mut dec = stream.decoder(scratch)?;
+    let qmax = p.qmax() as f32;
+    let mut syms = [0u8; CHUNK];
+    let mut vals = [0f32; CHUNK];
+    let mut at = 0usize;
+    for row in 0..rows as usize {
+        let scale = scale_at(payload, p.scale_dtype, row);
+        let mut left = cols as usize;
+        while left > 0 {
+            let n = left.min(CHUNK);
+            let (sy, va) = (&mut syms[..n], &mut vals[..n]);
+            dec.decode(sy)?;
+            for (v, &s) in va.iter_mut().zip(sy.iter()) {
+                *v = (s as f32 - qmax) * scale;
+            }
+            out.put(at, va);
+            at += n;
+            left -= n;
+        }
+    }
+    dec.finish()?;
+    Ok(())
+}

@@ -1,0 +1,27 @@
+//! Hard limits a v1 decoder enforces (FORMAT.md §8). A file beyond any of them is rejected
+//! before any work is done.
+
+/// Tensors in one artifact.
+pub const MAX_TENSORS: u32 = 65_535;
+/// Dimensions of one tensor.
+pub const MAX_DIMS: u8 = 4;
+/// Elements of one tensor (2^31).
+pub const MAX_ELEMENTS: u64 = 1 << 31;
+/// Metadata entries.
+pub const MAX_METADATA_ENTRIES: u32 = 65_535;
+/// Bytes of the metadata section.
+pub const MAX_METADATA_LEN: u64 = 64 << 20;
+/// Bytes of the tensor table.
+pub const MAX_TABLE_LEN: u64 = 64 << 20;
+/// Bytes of a tensor name.
+pub const MAX_NAME_LEN: u16 = 1024;
+/// Bytes of a metadata key.
+pub const MAX_KEY_LEN: u16 = 255;
+/// Symbols in an rANS alphabet.
+pub const MAX_ALPHABET: u16 = 256;
+/// Largest rANS probability precision, in bits.
+pub const MAX_PROB_BITS: u8 = 15;
+/// Largest scratch any v1 decode needs, in bytes (one byte per rANS probability slot).
+pub const MAX_SCRATCH_LEN: usize = 1 << MAX_PROB_BITS;
+/// Payload alignment, in bytes.
+pub const PAYLOAD_ALIGN: u64 = 64;

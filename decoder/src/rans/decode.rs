@@ -1,0 +1,164 @@
+//! The rANS decoding loop (FORMAT.md §6.3). A table-driven decoder: one byte per probability
+//! slot maps a slot to its symbol, and a 256-entry table holds each symbol's frequency and
+//! start packed in a `u32`. The hot loop is branch-free and specialised per lane count.
+
+use super::{RansStream, MAX_LANES, RANS_L, WORD_BITS};
+use crate::error::RansError;
+
+/// A decoder in progress. Produce symbols with [`RansDecoder::decode`] in as many calls as
+/// suit the caller, then call [`RansDecoder::finish`] to check the stream's integrity.
+#[derive(Debug)]
+pub struct RansDecoder<'a, 's> {
+    lanes: usize,
+    prob_bits: u32,
+    states: [u32; MAX_LANES],
+    /// `freq << 16 | start` per symbol.
+    info: [u32; 256],
+    slots: &'s [u8],
+    words: &'a [u8],
+    /// Next word to read.
+    word: usize,
+    /// Symbols produced so far.
+    done: u64,
+    total: u64,
+}
+
+impl<'a, 's> RansDecoder<'a, 's> {
+    pub(super) fn new(stream: &RansStream<'a>, scratch: &'s mut [u8]) -> Result<Self, RansError> {
+        let needed = stream.scratch_len();
+        let got = scratch.len();
+        let slots = scratch.get_mut(..needed).ok_or(RansError::ScratchTooSmall { needed, got })?;
+        let mut info = [0u32; 256];
+        let mut start = 0usize;
+        for (sym, (&f, inf)) in stream.table.freqs().iter().zip(info.iter_mut()).enumerate() {
+            let end = start + f as usize;
+            if let Some(run) = slots.get_mut(start..end) {
+                run.fill(sym as u8);
+            }
+            *inf = (f as u32) << 16 | start as u32;
+            start = end;
+        }
+        Ok(RansDecoder {
+            lanes: stream.lanes as usize,
+            prob_bits: stream.prob_bits as u32,
+            states: stream.states,
+            info,
+            slots,
+            words: stream.words,
+            word: 0,
+            done: 0,
+            total: stream.symbol_count as u64,
+        })
+    }
+
+    /// Symbols not yet produced.
+    pub fn remaining(&self) -> u64 {
+        self.total - self.done
+    }
+
+    /// Fills `out` with the next `out.len()` symbols. Errors if the stream runs out of words
+    /// or `out` asks for more symbols than remain.
+    pub fn decode(&mut self, out: &mut [u8]) -> Result<(), RansError> {
+        if out.len() as u64 > self.remaining() {
+            return Err(RansError::SymbolCount { expected: self.total, got: (self.done + out.len() as u64) as u32 });
+        }
+        let mut out = out;
+        // Slow path until the lane position is aligned, fast path over whole lane groups,
+        // slow path for what is left.
+        while !out.is_empty() && self.done % self.lanes as u64 != 0 {
+            let (first, rest) = out.split_at_mut(1);
+            self.decode_one(first)?;
+            out = rest;
+        }
+        let n = match self.lanes {
+            32 => self.decode_groups::<32>(out),
+            16 => self.decode_groups::<16>(out),
+            8 => self.decode_groups::<8>(out),
+            4 => self.decode_groups::<4>(out),
+            2 => self.decode_groups::<2>(out),
+            _ => self.decode_groups::<1>(out),
+        };
+        for sym in out.iter_mut().skip(n) {
+            self.decode_one(core::slice::from_mut(sym))?;
+        }
+        Ok(())
+    }
+
+    fn decode_one(&mut self, out: &mut [u8]) -> Result<(), RansError> {
+        let lane = (self.done % self.lanes as u64) as usize;
+        let mask = (1u32 << self.prob_bits) - 1;
+        let x = self.states.get(lane).copied().unwrap_or(RANS_L);
+        let slot = x & mask;
+        let sym = self.slots.get(slot as usize).copied().unwrap_or(0);
+        let inf = self.info[sym as usize];
+        let mut nx = (inf >> 16) * (x >> self.prob_bits) + slot - (inf & 0xFFFF);
+        if nx < RANS_L {
+            let w = self.word_at(self.word).ok_or(RansError::WordsExhausted { symbol: self.done })?;
+            nx = (nx << WORD_BITS) | w;
+            self.word += 1;
+        }
+        if let Some(s) = self.states.get_mut(lane) {
+            *s = nx;
+        }
+        if let Some(o) = out.first_mut() {
+            *o = sym;
+        }
+        self.done += 1;
+        Ok(())
+    }
+
+    fn word_at(&self, i: usize) -> Option<u32> {
+        let b = self.words.get(2 * i..2 * i + 2)?;
+        Some(u16::from_le_bytes([b[0], b[1]]) as u32)
+    }
+
+    /// Decodes whole groups of `N` symbols while at least `N` words remain, so no read in a
+    /// group can pass the end. Returns the symbols written. Requires `done % N == 0`.
+    #[inline(always)]
+    fn decode_groups<const N: usize>(&mut self, out: &mut [u8]) -> usize {
+        let word_count = self.words.len() / 2;
+        let bits = self.prob_bits;
+        let mask = (1u32 << bits) - 1;
+        let slots = self.slots;
+        let info = &self.info;
+        let mut x = [0u32; N];
+        x.copy_from_slice(&self.states[..N]);
+        let mut p = self.word;
+        let mut written = 0;
+        for group in out.chunks_exact_mut(N) {
+            if p + N > word_count {
+                break;
+            }
+            let words = &self.words[2 * p..2 * (p + N)];
+            let mut used = 0usize;
+            for (j, o) in group.iter_mut().enumerate() {
+                let xj = x[j];
+                let slot = xj & mask;
+                let sym = slots[slot as usize];
+                let inf = info[sym as usize];
+                let nx = (inf >> 16) * (xj >> bits) + slot - (inf & 0xFFFF);
+                let w = u16::from_le_bytes([words[2 * used], words[2 * used + 1]]) as u32;
+                let need = nx < RANS_L;
+                x[j] = if need { (nx << WORD_BITS) | w } else { nx };
+                used += need as usize;
+                *o = sym;
+            }
+            p += used;
+            written += N;
+        }
+        self.states[..N].copy_from_slice(&x);
+        self.word = p;
+        self.done += written as u64;
+        written
+    }
+
+    /// Checks that every symbol was produced, every word read, and every lane returned to the
+    /// encoder's initial state: together these catch nearly any corruption of the words.
+    pub fn finish(self) -> Result<(), RansError> {
+        let lanes_ok = self.states.iter().take(self.lanes).all(|&s| s == RANS_L);
+        if self.done != self.total || self.word != self.words.len() / 2 || !lanes_ok {
+            return Err(RansError::BadFinalState);
+        }
+        Ok(())
+    }
+}

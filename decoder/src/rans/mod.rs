@@ -1,0 +1,112 @@
+//! Interleaved rANS (FORMAT.md §6): 32-bit states, 16-bit renormalization words, up to 32
+//! lanes sharing one word stream, per-stream probability precision of 1..=15 bits.
+//!
+//! [`RansStream::parse`] validates the stream header, frequency table, initial states and
+//! word count; [`RansStream::decoder`] builds the slot table in caller scratch and returns a
+//! [`RansDecoder`] that produces symbols in chunks of the caller's choosing.
+
+mod decode;
+mod freq_table;
+
+pub use decode::RansDecoder;
+pub use freq_table::{read_freq_table, FreqTable};
+
+use crate::cursor::Cursor;
+use crate::error::RansError;
+use crate::limits::{MAX_ALPHABET, MAX_PROB_BITS};
+
+/// Lower bound of a normalized state, 2^16.
+pub const RANS_L: u32 = 1 << 16;
+/// Bits per renormalization word.
+pub const WORD_BITS: u32 = 16;
+/// The lane counts a stream may use.
+pub const LANE_COUNTS: [u8; 6] = [1, 2, 4, 8, 16, 32];
+/// The most lanes a stream may use.
+pub const MAX_LANES: usize = 32;
+
+/// A validated rANS stream header, borrowing its words from the artifact.
+#[derive(Debug, Clone)]
+pub struct RansStream<'a> {
+    pub lanes: u8,
+    pub prob_bits: u8,
+    pub symbol_count: u32,
+    pub table: FreqTable,
+    pub states: [u32; MAX_LANES],
+    /// `word_count` little-endian u16 words, in decode order.
+    pub words: &'a [u8],
+    /// Total stream length in bytes, header included.
+    pub byte_len: usize,
+}
+
+impl<'a> RansStream<'a> {
+    /// Parses a stream at the start of `bytes` (absolute offset `base`). `expected_symbols` is
+    /// the count the codec needs and `max_alphabet` the largest alphabet it accepts.
+    /// Cost: O(alphabet + lanes); the words are not read.
+    pub fn parse(
+        bytes: &'a [u8],
+        base: u64,
+        expected_symbols: u64,
+        max_alphabet: u16,
+    ) -> Result<RansStream<'a>, RansError> {
+        let t = RansError::Truncated;
+        let mut c = Cursor::new(bytes, base);
+        let lanes = c.u8("rans lanes").map_err(t)?;
+        if !LANE_COUNTS.contains(&lanes) {
+            return Err(RansError::BadLaneCount { got: lanes });
+        }
+        let prob_bits = c.u8("rans prob_bits").map_err(t)?;
+        if prob_bits == 0 || prob_bits > MAX_PROB_BITS {
+            return Err(RansError::BadProbBits { got: prob_bits });
+        }
+        let symbol_count = c.u32("rans symbol count").map_err(t)?;
+        if symbol_count as u64 != expected_symbols {
+            return Err(RansError::SymbolCount { expected: expected_symbols, got: symbol_count });
+        }
+        let mut stream = RansStream {
+            lanes,
+            prob_bits,
+            symbol_count,
+            table: FreqTable::empty(),
+            states: [RANS_L; MAX_LANES],
+            words: &[],
+            byte_len: 0,
+        };
+        if symbol_count == 0 {
+            stream.byte_len = bytes.len() - c.remaining();
+            return Ok(stream);
+        }
+        let (table, used) = read_freq_table(c.rest(), prob_bits, max_alphabet.min(MAX_ALPHABET))?;
+        c.bytes(used, "rans frequency table").map_err(t)?;
+        stream.table = table;
+        for lane in 0..lanes {
+            let s = c.u32("rans state").map_err(t)?;
+            if s < RANS_L {
+                return Err(RansError::BadState { lane, state: s });
+            }
+            if let Some(slot) = stream.states.get_mut(lane as usize) {
+                *slot = s;
+            }
+        }
+        let word_count = c.u32("rans word count").map_err(t)?;
+        if word_count > symbol_count {
+            return Err(RansError::TooManyWords { words: word_count, symbols: symbol_count });
+        }
+        stream.words = c.bytes(word_count as usize * 2, "rans words").map_err(t)?;
+        stream.byte_len = bytes.len() - c.remaining();
+        Ok(stream)
+    }
+
+    /// Scratch bytes [`RansStream::decoder`] needs: one per probability slot.
+    pub fn scratch_len(&self) -> usize {
+        if self.symbol_count == 0 {
+            0
+        } else {
+            1usize << self.prob_bits
+        }
+    }
+
+    /// A decoder whose slot table lives in `scratch` (at least [`Self::scratch_len`] bytes).
+    pub fn decoder<'s>(&self, scratch: &'s mut [u8]) -> Result<RansDecoder<'a, 's>, RansError> {
+        RansDecoder::new(self, scratch)
+    }
+}

@@ -1,0 +1,25 @@
+//! Errors of the writing side.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum FormatError {
+    #[error("safetensors: {0}")]
+    Safetensors(#[from] safetensors::SafeTensorError),
+    #[error("tensor {name}: unsupported source dtype {dtype}")]
+    UnsupportedDtype { name: String, dtype: String },
+    #[error("tensor {name}: {count} non-finite values (first at element {first})")]
+    NonFinite { name: String, count: usize, first: usize },
+    #[error("tensor {name}: {what} exceeds the format limit ({got} > {max})")]
+    Limit { name: String, what: &'static str, got: u64, max: u64 },
+    #[error("bad glob pattern {pattern:?}: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    #[error("--bits {0} is outside 2..=8")]
+    BadBits(u8),
+    #[error("rANS lanes {0} must be one of 1, 2, 4, 8, 16, 32")]
+    BadLanes(u8),
+    #[error("metadata key {key:?}: {reason}")]
+    BadMetadata { key: String, reason: &'static str },
+    #[error("decoding the written artifact failed: {0}")]
+    Decode(#[from] pcll_decoder::Error),
+}

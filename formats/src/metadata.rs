@@ -1,0 +1,100 @@
+//! Owned metadata values and their serialization (FORMAT.md §3, writer side).
+
+use crate::error::FormatError;
+use pcll_decoder::limits::MAX_KEY_LEN;
+use pcll_decoder::ValueType;
+use std::collections::BTreeMap;
+
+/// A metadata value to write. Arrays hold one element type (never nested arrays).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaValue {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    U64(u64),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    Bool(bool),
+    String(String),
+    Array(Vec<MetaValue>),
+}
+
+impl MetaValue {
+    fn value_type(&self) -> ValueType {
+        match self {
+            MetaValue::U8(_) => ValueType::U8,
+            MetaValue::I8(_) => ValueType::I8,
+            MetaValue::U16(_) => ValueType::U16,
+            MetaValue::I16(_) => ValueType::I16,
+            MetaValue::U32(_) => ValueType::U32,
+            MetaValue::I32(_) => ValueType::I32,
+            MetaValue::U64(_) => ValueType::U64,
+            MetaValue::I64(_) => ValueType::I64,
+            MetaValue::F32(_) => ValueType::F32,
+            MetaValue::F64(_) => ValueType::F64,
+            MetaValue::Bool(_) => ValueType::Bool,
+            MetaValue::String(_) => ValueType::String,
+            MetaValue::Array(_) => ValueType::Array,
+        }
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
+        match self {
+            MetaValue::U8(v) => out.push(*v),
+            MetaValue::I8(v) => out.push(*v as u8),
+            MetaValue::U16(v) => out.extend_from_slice(&v.to_le_bytes()),
+            MetaValue::I16(v) => out.extend_from_slice(&v.to_le_bytes()),
+            MetaValue::U32(v) => out.extend_from_slice(&v.to_le_bytes()),
+            MetaValue::I32(v) => out.extend_from_slice(&v.to_le_bytes()),
+            MetaValue::U64(v) => out.extend_from_slice(&v.to_le_bytes()),
+            MetaValue::I64(v) => out.extend_from_slice(&v.to_le_bytes()),
+            MetaValue::F32(v) => out.extend_from_slice(&v.to_bits().to_le_bytes()),
+            MetaValue::F64(v) => out.extend_from_slice(&v.to_bits().to_le_bytes()),
+            MetaValue::Bool(v) => out.push(*v as u8),
+            MetaValue::String(s) => {
+                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+            MetaValue::Array(items) => {
+                let elem = items.first().map_or(ValueType::U8, |v| v.value_type());
+                out.push(elem as u8);
+                out.extend_from_slice(&(items.len() as u32).to_le_bytes());
+                for v in items {
+                    v.write_body(out);
+                }
+            }
+        }
+    }
+
+    fn check(&self, key: &str) -> Result<(), FormatError> {
+        if let MetaValue::Array(items) = self {
+            let Some(first) = items.first() else { return Ok(()) };
+            let ty = first.value_type();
+            if ty == ValueType::Array || items.iter().any(|v| v.value_type() != ty) {
+                return Err(FormatError::BadMetadata { key: key.into(), reason: "array elements must share one non-array type" });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serializes entries in key order (a `BTreeMap` already is) into a metadata section.
+pub fn write_metadata(entries: &BTreeMap<String, MetaValue>) -> Result<Vec<u8>, FormatError> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (k, v) in entries {
+        if k.is_empty() || k.len() > MAX_KEY_LEN as usize {
+            return Err(FormatError::BadMetadata { key: k.clone(), reason: "key must be 1..=255 bytes" });
+        }
+        v.check(k)?;
+        out.extend_from_slice(&(k.len() as u16).to_le_bytes());
+        out.extend_from_slice(k.as_bytes());
+        out.push(v.value_type() as u8);
+        v.write_body(&mut out);
+    }
+    Ok(out)
+}

@@ -1,0 +1,181 @@
+//! `pack`: choose a codec per tensor, quantize, entropy-code and write an artifact.
+//!
+//! Default policy (issue #2, mirroring the parameter-golf export): 2-D float tensors with more
+//! than `raw_max_elements` elements use codec `int` at `bits`; tensors matching a `keep_f32`
+//! glob are stored raw f32; other float tensors are stored raw f16; non-float tensors raw as
+//! they are.
+
+use crate::entropy::entropy_bytes;
+use crate::error::FormatError;
+use crate::metadata::MetaValue;
+use crate::quant::int::quantize;
+use crate::rans::{encode, DEFAULT_LANES};
+use crate::safetensors_io::{SourceModel, SourceTensor};
+use crate::writer::{write_artifact, TensorRecord};
+use half::f16;
+use pcll_decoder::rans::LANE_COUNTS;
+use pcll_decoder::{Codec, Dtype};
+use std::collections::BTreeMap;
+
+/// Options of `pcll pack`.
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    /// Bits per weight of the `int` codec, 2..=8.
+    pub bits: u8,
+    /// Float tensors with at most this many elements are stored raw (f16).
+    pub raw_max_elements: u64,
+    /// Glob patterns (`*`, `?`, `[..]`) of tensors kept raw f32.
+    pub keep_f32: Vec<String>,
+    /// rANS lanes.
+    pub lanes: u8,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        PackOptions { bits: 6, raw_max_elements: 65_536, keep_f32: Vec::new(), lanes: DEFAULT_LANES }
+    }
+}
+
+/// What `pack` did to one tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorReport {
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub codec: &'static str,
+    pub stored_dtype: Dtype,
+    pub payload_bytes: usize,
+    /// Order-0 entropy of the symbols in bytes (`int` only).
+    pub entropy_bytes: Option<f64>,
+    /// Bytes of the coded symbols (rANS stream), `int` only.
+    pub symbol_bytes: Option<usize>,
+}
+
+/// The packed artifact and per-tensor figures.
+#[derive(Debug, Clone)]
+pub struct PackReport {
+    pub artifact: Vec<u8>,
+    pub tensors: Vec<TensorReport>,
+}
+
+/// Which codec the policy picks for a tensor, before any work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    Int,
+    RawF32,
+    RawF16,
+    RawAsIs,
+}
+
+fn compile(patterns: &[String]) -> Result<Vec<glob::Pattern>, FormatError> {
+    patterns
+        .iter()
+        .map(|p| glob::Pattern::new(p).map_err(|e| FormatError::BadPattern { pattern: p.clone(), reason: e.to_string() }))
+        .collect()
+}
+
+/// The policy's choice for `t`.
+pub fn choose(t: &SourceTensor, opts: &PackOptions, keep: &[glob::Pattern]) -> Choice {
+    if !t.dtype.is_float() {
+        Choice::RawAsIs
+    } else if keep.iter().any(|p| p.matches(&t.name)) {
+        Choice::RawF32
+    } else if t.shape.len() == 2 && t.numel() > opts.raw_max_elements {
+        Choice::Int
+    } else {
+        Choice::RawF16
+    }
+}
+
+fn finite(t: &SourceTensor, v: &[f32]) -> Result<(), FormatError> {
+    let bad = v.iter().filter(|x| !x.is_finite()).count();
+    if bad > 0 {
+        let first = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
+        return Err(FormatError::NonFinite { name: t.name.clone(), count: bad, first });
+    }
+    Ok(())
+}
+
+/// Codes one tensor under the policy.
+pub fn pack_tensor(
+    t: &SourceTensor,
+    opts: &PackOptions,
+    keep: &[glob::Pattern],
+) -> Result<(TensorRecord, TensorReport), FormatError> {
+    let choice = choose(t, opts, keep);
+    let (record, entropy, sym_bytes) = match choice {
+        Choice::RawAsIs => (raw(t, t.dtype, t.data.clone()), None, None),
+        Choice::RawF32 => {
+            let v = t.to_f32().unwrap_or_default();
+            (raw(t, Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()), None, None)
+        }
+        Choice::RawF16 => {
+            let data = if t.dtype == Dtype::F16 {
+                t.data.clone()
+            } else {
+                t.to_f32().unwrap_or_default().iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect()
+            };
+            (raw(t, Dtype::F16, data), None, None)
+        }
+        Choice::Int => {
+            let v = t.to_f32().unwrap_or_default();
+            finite(t, &v)?;
+            let rows = t.shape[0] as usize;
+            let cols = if rows == 0 { 0 } else { v.len() / rows };
+            let q = quantize(&v, rows, cols, opts.bits);
+            let stream = encode(&q.symbols, opts.lanes);
+            let mut payload = q.scale_bytes();
+            payload.extend_from_slice(&stream.bytes);
+            let rec = TensorRecord {
+                name: t.name.clone(),
+                dtype: t.dtype,
+                shape: t.shape.clone(),
+                codec: Codec::Int(q.params),
+                payload,
+            };
+            (rec, Some(entropy_bytes(&q.symbols)), Some(stream.bytes.len()))
+        }
+    };
+    let report = TensorReport {
+        name: t.name.clone(),
+        shape: t.shape.clone(),
+        codec: record.codec.name(),
+        stored_dtype: record.dtype,
+        payload_bytes: record.payload.len(),
+        entropy_bytes: entropy,
+        symbol_bytes: sym_bytes,
+    };
+    Ok((record, report))
+}
+
+fn raw(t: &SourceTensor, dtype: Dtype, payload: Vec<u8>) -> TensorRecord {
+    TensorRecord { name: t.name.clone(), dtype, shape: t.shape.clone(), codec: Codec::Raw, payload }
+}
+
+/// Packs `model`. `progress(done, total, name)` is called after each tensor. The source's
+/// safetensors metadata is carried as string entries under `source.<key>`.
+pub fn pack(
+    model: &SourceModel,
+    opts: &PackOptions,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<PackReport, FormatError> {
+    if !(2..=8).contains(&opts.bits) {
+        return Err(FormatError::BadBits(opts.bits));
+    }
+    if !LANE_COUNTS.contains(&opts.lanes) {
+        return Err(FormatError::BadLanes(opts.lanes));
+    }
+    let keep = compile(&opts.keep_f32)?;
+    let mut records = Vec::with_capacity(model.tensors.len());
+    let mut reports = Vec::with_capacity(model.tensors.len());
+    for (i, t) in model.tensors.iter().enumerate() {
+        let (r, rep) = pack_tensor(t, opts, &keep)?;
+        records.push(r);
+        reports.push(rep);
+        progress(i + 1, model.tensors.len(), &t.name);
+    }
+    let meta: BTreeMap<String, MetaValue> =
+        model.metadata.iter().map(|(k, v)| (format!("source.{k}"), MetaValue::String(v.clone()))).collect();
+    let artifact = write_artifact(&meta, records)?;
+    reports.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    Ok(PackReport { artifact, tensors: reports })
+}

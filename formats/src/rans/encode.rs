@@ -1,0 +1,71 @@
+//! The interleaved rANS encoder (FORMAT.md §6.1, §6.3): symbols are coded last to first, symbol
+//! `i` by lane `i mod lanes`, all lanes pushing 16-bit words onto one stack, so the decoder reads
+//! one forward stream.
+
+use super::normalize::{choose_precision, Precision};
+use super::table::write_freq_table;
+use crate::entropy::histogram;
+use pcll_decoder::rans::RANS_L;
+
+/// Lanes the writer uses unless told otherwise (chosen by the `rans_decode` bench, see README).
+pub const DEFAULT_LANES: u8 = 32;
+
+/// An encoded stream and what it cost.
+#[derive(Debug, Clone)]
+pub struct EncodedStream {
+    pub bytes: Vec<u8>,
+    pub prob_bits: u8,
+    pub table_bytes: usize,
+}
+
+/// Encodes `symbols` with `lanes` interleaved states (1, 2, 4, 8, 16 or 32), choosing the
+/// precision and frequencies that minimize the total size.
+pub fn encode(symbols: &[u8], lanes: u8) -> EncodedStream {
+    let mut out = vec![lanes];
+    if symbols.is_empty() {
+        out.push(1);
+        out.extend_from_slice(&0u32.to_le_bytes());
+        return EncodedStream { bytes: out, prob_bits: 1, table_bytes: 0 };
+    }
+    let counts = histogram(symbols);
+    let Precision { bits, freqs, .. } = choose_precision(&counts);
+    out.push(bits);
+    out.extend_from_slice(&(symbols.len() as u32).to_le_bytes());
+    let before = out.len();
+    write_freq_table(&mut out, &freqs);
+    let table_bytes = out.len() - before;
+
+    let mut start = [0u32; 256];
+    let mut acc = 0u32;
+    for (s, &f) in freqs.iter().enumerate() {
+        start[s] = acc;
+        acc += f;
+    }
+    let mut freq = [0u32; 256];
+    freq[..freqs.len()].copy_from_slice(&freqs);
+    let lanes_n = lanes as usize;
+    let mut states = vec![RANS_L; lanes_n];
+    let mut words: Vec<u16> = Vec::with_capacity(symbols.len() / 2);
+    let x_max_base = ((RANS_L >> bits) as u64) << 16;
+    for (i, &s) in symbols.iter().enumerate().rev() {
+        let j = i % lanes_n;
+        let f = freq[s as usize];
+        let mut x = states[j];
+        if x as u64 >= x_max_base * f as u64 {
+            words.push(x as u16);
+            x >>= 16;
+        }
+        x = ((x / f) << bits) + (x % f) + start[s as usize];
+        states[j] = x;
+    }
+    words.reverse();
+    for s in &states {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out.extend_from_slice(&(words.len() as u32).to_le_bytes());
+    out.reserve(words.len() * 2);
+    for w in &words {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    EncodedStream { bytes: out, prob_bits: bits, table_bytes }
+}
