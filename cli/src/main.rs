@@ -1,1 +1,50 @@
-fn main() {}
+//! `pcll`: pack models into PCLL artifacts, get them back exactly, and measure.
+#![forbid(unsafe_code)]
+
+mod commands;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "pcll", version, about = "Pack small language models into tiny, exact, fast-to-decode artifacts")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Quantize and entropy-code a safetensors model into a .pcll artifact.
+    Pack(commands::pack::Args),
+    /// Reconstruct every tensor of an artifact to its logical dtype, as safetensors.
+    Unpack(commands::unpack::Args),
+    /// Show header, metadata and one row per tensor.
+    Inspect(commands::inspect::Args),
+    /// Check every checksum and decode every tensor; optionally against the source model.
+    Verify(commands::verify::Args),
+    /// Compare our rANS with zstd, brotli and xz on the same quantized symbols.
+    Compare(commands::compare::Args),
+    /// The default job: pack, verify, inspect and compare the bundled real-weight slice.
+    Demo(commands::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Pack(a) => commands::pack::run(a),
+        Command::Unpack(a) => commands::unpack::run(a),
+        Command::Inspect(a) => commands::inspect::run(a),
+        Command::Verify(a) => commands::verify::run(a),
+        Command::Compare(a) => commands::compare::run(a),
+        Command::Demo(a) => commands::demo::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,20 @@
+//! `pcll-conformance`: golden vectors for PCLL v1 and the suites that check decoders and the
+//! encoder against them.
+//!
+//! Each vector is defined in [`vectors`] as source tensors plus options; `vectors/` holds the
+//! artifact (`NAME.pcll`), its source (`NAME.source.safetensors`) and `manifest.json` with the
+//! SHA-256 of every reconstructed tensor. Regenerate with
+//! `cargo run -p pcll-conformance --bin gen-vectors` (only together with a format version bump:
+//! the tests fail if the encoder's bytes drift).
+#![forbid(unsafe_code)]
 
+pub mod hostile;
+pub mod manifest;
+pub mod vectors;
+
+use std::path::PathBuf;
+
+/// The directory holding the committed vectors.
+pub fn vectors_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vectors")
+}

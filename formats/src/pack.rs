@@ -36,6 +36,41 @@ impl Default for PackOptions {
     }
 }
 
+/// Metadata keys under which `pack` records its options, so `verify --against` can re-pack.
+pub mod keys {
+    pub const BITS: &str = "pcll.pack.bits";
+    pub const RAW_MAX_ELEMENTS: &str = "pcll.pack.raw_max_elements";
+    pub const KEEP_F32: &str = "pcll.pack.keep_f32";
+    pub const LANES: &str = "pcll.pack.lanes";
+}
+
+impl PackOptions {
+    /// The options as metadata entries.
+    pub fn to_metadata(&self) -> BTreeMap<String, MetaValue> {
+        let mut m = BTreeMap::new();
+        m.insert(keys::BITS.into(), MetaValue::U8(self.bits));
+        m.insert(keys::RAW_MAX_ELEMENTS.into(), MetaValue::U64(self.raw_max_elements));
+        m.insert(
+            keys::KEEP_F32.into(),
+            MetaValue::Array(self.keep_f32.iter().map(|p| MetaValue::String(p.clone())).collect()),
+        );
+        m.insert(keys::LANES.into(), MetaValue::U8(self.lanes));
+        m
+    }
+
+    /// Reads back the options `pack` recorded; `None` if the artifact lacks them.
+    pub fn from_metadata(meta: &pcll_decoder::Metadata<'_>) -> Option<PackOptions> {
+        let bits = meta.get(keys::BITS)?.as_u64()? as u8;
+        let raw_max_elements = meta.get(keys::RAW_MAX_ELEMENTS)?.as_u64()?;
+        let lanes = meta.get(keys::LANES)?.as_u64()? as u8;
+        let keep_f32 = match meta.get(keys::KEEP_F32)? {
+            pcll_decoder::Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            _ => return None,
+        };
+        Some(PackOptions { bits, raw_max_elements, keep_f32, lanes })
+    }
+}
+
 /// What `pack` did to one tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorReport {
@@ -173,8 +208,9 @@ pub fn pack(
         reports.push(rep);
         progress(i + 1, model.tensors.len(), &t.name);
     }
-    let meta: BTreeMap<String, MetaValue> =
+    let mut meta: BTreeMap<String, MetaValue> =
         model.metadata.iter().map(|(k, v)| (format!("source.{k}"), MetaValue::String(v.clone()))).collect();
+    meta.extend(opts.to_metadata());
     let artifact = write_artifact(&meta, records)?;
     reports.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     Ok(PackReport { artifact, tensors: reports })

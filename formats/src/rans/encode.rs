@@ -8,7 +8,7 @@ use crate::entropy::histogram;
 use pcll_decoder::rans::RANS_L;
 
 /// Lanes the writer uses unless told otherwise (chosen by the `rans_decode` bench, see README).
-pub const DEFAULT_LANES: u8 = 32;
+pub const DEFAULT_LANES: u8 = 8;
 
 /// An encoded stream and what it cost.
 #[derive(Debug, Clone)]

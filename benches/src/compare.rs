@@ -1,0 +1,123 @@
+//! `pcll compare`: our rANS against zstd-22, brotli-11 and xz-9e on the same symbol bytes, in
+//! one process, so size and speed ratios are measured side by side.
+//!
+//! Framing: rANS codes each tensor as its own stream under its own histogram (as the artifact
+//! does, for random access); the baselines get all symbols of the model as one buffer, which
+//! can only help them. The order-0 bound is the sum of the per-tensor entropies.
+
+use crate::baselines::Baseline;
+use crate::fixtures::SymbolStream;
+use pcll_decoder::limits::MAX_SCRATCH_LEN;
+use pcll_decoder::rans::RansStream;
+use pcll_formats::entropy::entropy_bytes;
+use pcll_formats::rans::encode;
+use serde::Serialize;
+use std::time::Instant;
+
+/// One coder's row of the comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoderResult {
+    pub name: String,
+    pub bytes: usize,
+    pub bits_per_weight: f64,
+    pub entropy_bytes: f64,
+    pub ratio_to_entropy: f64,
+    /// Decode throughput in MB (10^6 bytes) of symbols per second, best of `runs`.
+    pub decode_mb_s: f64,
+}
+
+/// The whole comparison (the `--json` contract).
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareReport {
+    pub symbols: usize,
+    pub tensors: usize,
+    pub bits: u8,
+    pub lanes: u8,
+    pub runs: usize,
+    pub coders: Vec<CoderResult>,
+    /// Our rANS decode throughput divided by zstd's.
+    pub speedup_vs_zstd: f64,
+}
+
+/// Errors while comparing.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("{coder}: {source}")]
+    Io { coder: &'static str, source: std::io::Error },
+    #[error("{coder}: round trip changed the symbols")]
+    Mismatch { coder: &'static str },
+    #[error("rANS: {0}")]
+    Rans(String),
+    #[error("no tensor is quantized under these options; nothing to compare")]
+    Empty,
+}
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> Result<T, CompareError>) -> Result<(f64, T), CompareError> {
+    let mut best = f64::INFINITY;
+    let mut last = None;
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        let v = f()?;
+        best = best.min(t.elapsed().as_secs_f64());
+        last = Some(v);
+    }
+    match last {
+        Some(v) => Ok((best, v)),
+        None => Err(CompareError::Empty),
+    }
+}
+
+/// Decodes every stream into `outs`, returning the symbols produced.
+pub fn decode_streams(encoded: &[Vec<u8>], outs: &mut [Vec<u8>], scratch: &mut [u8]) -> Result<usize, CompareError> {
+    let mut n = 0;
+    for (e, out) in encoded.iter().zip(outs.iter_mut()) {
+        let s = RansStream::parse(e, 0, out.len() as u64, 256).map_err(|e| CompareError::Rans(format!("{e:?}")))?;
+        let mut d = s.decoder(scratch).map_err(|e| CompareError::Rans(format!("{e:?}")))?;
+        d.decode(out).map_err(|e| CompareError::Rans(format!("{e:?}")))?;
+        d.finish().map_err(|e| CompareError::Rans(format!("{e:?}")))?;
+        n += out.len();
+    }
+    Ok(n)
+}
+
+/// Runs the comparison on `streams` (int symbols of `bits`), timing decodes best of `runs`.
+pub fn compare(streams: &[SymbolStream], bits: u8, lanes: u8, runs: usize) -> Result<CompareReport, CompareError> {
+    let total: usize = streams.iter().map(|s| s.symbols.len()).sum();
+    if total == 0 {
+        return Err(CompareError::Empty);
+    }
+    let entropy: f64 = streams.iter().map(|s| entropy_bytes(&s.symbols)).sum();
+    let row = |name: &str, bytes: usize, secs: f64| CoderResult {
+        name: name.into(),
+        bytes,
+        bits_per_weight: bytes as f64 * 8.0 / total as f64,
+        entropy_bytes: entropy,
+        ratio_to_entropy: bytes as f64 / entropy,
+        decode_mb_s: total as f64 / secs / 1e6,
+    };
+    let mut coders = Vec::new();
+
+    let encoded: Vec<Vec<u8>> = streams.iter().map(|s| encode(&s.symbols, lanes).bytes).collect();
+    let mut outs: Vec<Vec<u8>> = streams.iter().map(|s| vec![0u8; s.symbols.len()]).collect();
+    let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
+    let (secs, _) = best_of(runs, || decode_streams(&encoded, &mut outs, &mut scratch))?;
+    if outs.iter().zip(streams).any(|(o, s)| *o != s.symbols) {
+        return Err(CompareError::Mismatch { coder: "rans" });
+    }
+    coders.push(row("rans", encoded.iter().map(Vec::len).sum(), secs));
+
+    let all: Vec<u8> = streams.iter().flat_map(|s| s.symbols.iter().copied()).collect();
+    let mut buf = Vec::with_capacity(all.len());
+    for b in Baseline::ALL {
+        let io = |source| CompareError::Io { coder: b.name(), source };
+        let packed = b.compress(&all).map_err(io)?;
+        let (secs, _) = best_of(runs, || b.decompress(&packed, &mut buf, all.len()).map_err(io))?;
+        if buf != all {
+            return Err(CompareError::Mismatch { coder: b.name() });
+        }
+        coders.push(row(b.name(), packed.len(), secs));
+    }
+    let speed = |n: &str| coders.iter().find(|c| c.name == n).map_or(0.0, |c| c.decode_mb_s);
+    let speedup_vs_zstd = speed("rans") / speed("zstd-22");
+    Ok(CompareReport { symbols: total, tensors: streams.len(), bits, lanes, runs, coders, speedup_vs_zstd })
+}

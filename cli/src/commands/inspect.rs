@@ -1,0 +1,130 @@
+//! `pcll inspect IN.pcll [--json]`
+
+use super::read;
+use anyhow::{Context, Result};
+use pcll_decoder::limits::MAX_SCRATCH_LEN;
+use pcll_decoder::{codec, Artifact, Codec, TensorInfo, Value};
+use pcll_formats::entropy::entropy_bytes;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Input artifact.
+    pub artifact: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+pub struct TensorRow {
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub dtype: &'static str,
+    pub codec: String,
+    pub bytes: u64,
+    pub bits_per_weight: f64,
+    /// Order-0 entropy of the coded symbols in bytes (entropy-coded tensors only).
+    pub entropy_bytes: Option<f64>,
+    /// Bytes of the rANS stream, table and states included.
+    pub coded_bytes: Option<u64>,
+    /// coded / entropy − 1.
+    pub entropy_gap: Option<f64>,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub version: u16,
+    pub file_len: u64,
+    pub tensor_count: u32,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub tensors: Vec<TensorRow>,
+}
+
+fn json_value(v: &Value<'_>) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Bool(b) => J::Bool(*b),
+        Value::String(s) => J::String((*s).into()),
+        Value::F32(_) | Value::F64(_) => v.as_f64().map_or(J::Null, |f| serde_json::json!(f)),
+        Value::Array(a) => J::Array(a.iter().map(|e| json_value(&e)).collect()),
+        Value::I8(_) | Value::I16(_) | Value::I32(_) | Value::I64(_) => {
+            v.as_f64().map_or(J::Null, |_| match v {
+                Value::I64(x) => serde_json::json!(x),
+                _ => serde_json::json!(v.as_f64().unwrap_or(0.0) as i64),
+            })
+        }
+        _ => v.as_u64().map_or(J::Null, |u| serde_json::json!(u)),
+    }
+}
+
+/// The coded symbols of an entropy-coded tensor and the stream's length.
+pub fn int_symbols(art: &Artifact<'_>, t: &TensorInfo<'_>) -> Result<Option<(Vec<u8>, u64)>> {
+    let Codec::Int(p) = t.codec else { return Ok(None) };
+    let payload = art.check_payload(t)?;
+    let s = codec::int::stream(t, &p, payload).map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
+    let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
+    let mut d = s.decoder(&mut scratch).map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
+    let mut out = vec![0u8; t.numel() as usize];
+    d.decode(&mut out).map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
+    d.finish().map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
+    Ok(Some((out, s.byte_len as u64)))
+}
+
+pub fn report(art: &Artifact<'_>) -> Result<Report> {
+    let h = art.header();
+    let metadata = art.metadata().iter().map(|(k, v)| (k.to_string(), json_value(&v))).collect();
+    let mut tensors = Vec::new();
+    for t in art.tensors() {
+        let n = t.numel().max(1) as f64;
+        let (entropy, coded) = match int_symbols(art, &t)? {
+            Some((syms, len)) => (Some(entropy_bytes(&syms)), Some(len)),
+            None => (None, None),
+        };
+        tensors.push(TensorRow {
+            name: t.name.into(),
+            shape: t.shape().to_vec(),
+            dtype: t.dtype.name(),
+            codec: match t.codec {
+                Codec::Int(p) => format!("int{}", p.bits),
+                Codec::Raw => "raw".into(),
+            },
+            bytes: t.payload_len,
+            bits_per_weight: t.payload_len as f64 * 8.0 / n,
+            entropy_bytes: entropy,
+            coded_bytes: coded,
+            entropy_gap: entropy.zip(coded).filter(|(e, _)| *e > 0.0).map(|(e, c)| c as f64 / e - 1.0),
+        });
+    }
+    Ok(Report { version: h.version, file_len: h.file_len, tensor_count: h.tensor_count, metadata, tensors })
+}
+
+pub fn print_table(r: &Report) {
+    println!("PCLL v{}  {} bytes  {} tensors", r.version, r.file_len, r.tensor_count);
+    for (k, v) in &r.metadata {
+        println!("  {k} = {v}");
+    }
+    println!("{:<48} {:>14} {:>5} {:>6} {:>10} {:>8} {:>9}", "tensor", "shape", "dtype", "codec", "bytes", "bits/w", "gap");
+    for t in &r.tensors {
+        let shape = t.shape.iter().map(u64::to_string).collect::<Vec<_>>().join("x");
+        let gap = t.entropy_gap.map_or("-".into(), |g| format!("{:+.3}%", g * 100.0));
+        println!(
+            "{:<48} {:>14} {:>5} {:>6} {:>10} {:>8.3} {:>9}",
+            t.name, shape, t.dtype, t.codec, t.bytes, t.bits_per_weight, gap
+        );
+    }
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let bytes = read(&a.artifact)?;
+    let art = Artifact::parse(&bytes).with_context(|| format!("{}", a.artifact.display()))?;
+    let r = report(&art)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print_table(&r);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,197 @@
+//! The golden vector definitions: deterministic sources and the options that pack them.
+
+use pcll_decoder::Dtype;
+use pcll_formats::metadata::MetaValue;
+use pcll_formats::writer::write_artifact;
+use pcll_formats::{pack, PackOptions, SourceModel, SourceTensor};
+use std::collections::BTreeMap;
+
+/// A small deterministic generator (xorshift64*), so vectors never depend on a crate's RNG.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Approximately normal (sum of 4 uniforms, scaled), deterministic everywhere.
+    pub fn gauss(&mut self) -> f32 {
+        let s: f64 = (0..4).map(|_| self.unit()).sum::<f64>() - 2.0;
+        (s * 1.732_050_8) as f32
+    }
+}
+
+/// A matrix of pseudo-normal weights with per-row spread, like trained weights.
+pub fn weights(name: &str, rows: u64, cols: u64, seed: u64) -> SourceTensor {
+    let mut r = Rng::new(seed);
+    let mut v = Vec::with_capacity((rows * cols) as usize);
+    for _ in 0..rows {
+        let spread = 0.01 + 0.05 * r.unit() as f32;
+        v.extend((0..cols).map(|_| r.gauss() * spread));
+    }
+    SourceTensor::from_f32(name, &[rows, cols], &v)
+}
+
+fn bytes_of(name: &str, dtype: Dtype, shape: &[u64], seed: u64) -> SourceTensor {
+    let n: u64 = shape.iter().product();
+    let mut r = Rng::new(seed);
+    let data = match dtype {
+        Dtype::F32 => (0..n).flat_map(|_| r.gauss().to_le_bytes()).collect(),
+        Dtype::F16 => (0..n).flat_map(|_| half::f16::from_f32(r.gauss()).to_le_bytes()).collect(),
+        Dtype::BF16 => (0..n).flat_map(|_| half::bf16::from_f32(r.gauss()).to_le_bytes()).collect(),
+        _ => (0..n * dtype.size() as u64).map(|_| r.next_u64() as u8).collect(),
+    };
+    SourceTensor { name: name.into(), dtype, shape: shape.to_vec(), data }
+}
+
+fn as_dtype(mut t: SourceTensor, dtype: Dtype) -> SourceTensor {
+    let v = t.to_f32().unwrap_or_default();
+    t.data = match dtype {
+        Dtype::F16 => v.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
+        Dtype::BF16 => v.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect(),
+        _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    };
+    t.dtype = dtype;
+    t
+}
+
+/// How a vector is built.
+#[derive(Debug, Clone)]
+pub enum Recipe {
+    /// `pack(source, options)`.
+    Pack(PackOptions),
+    /// `write_artifact(metadata, [])`: the container alone.
+    Container(BTreeMap<String, MetaValue>),
+}
+
+/// One golden vector.
+#[derive(Debug, Clone)]
+pub struct Vector {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub source: SourceModel,
+    pub recipe: Recipe,
+}
+
+impl Vector {
+    /// Builds the artifact bytes from the definition.
+    pub fn build(&self) -> Result<Vec<u8>, pcll_formats::FormatError> {
+        match &self.recipe {
+            Recipe::Pack(o) => Ok(pack(&self.source, o, |_, _, _| {})?.artifact),
+            Recipe::Container(meta) => write_artifact(meta, Vec::new()),
+        }
+    }
+}
+
+fn model(tensors: Vec<SourceTensor>) -> SourceModel {
+    SourceModel { tensors, metadata: BTreeMap::new() }
+}
+
+fn int_opts(bits: u8, lanes: u8) -> PackOptions {
+    PackOptions { bits, raw_max_elements: 0, keep_f32: Vec::new(), lanes }
+}
+
+/// Every golden vector of format v1.
+pub fn all() -> Vec<Vector> {
+    let mut v = Vec::new();
+    v.push(Vector {
+        name: "empty",
+        what: "no tensors, empty metadata",
+        source: SourceModel::default(),
+        recipe: Recipe::Container(BTreeMap::new()),
+    });
+    let mut meta = BTreeMap::new();
+    meta.insert("a.u8".into(), MetaValue::U8(250));
+    meta.insert("a.i8".into(), MetaValue::I8(-5));
+    meta.insert("a.u16".into(), MetaValue::U16(65_000));
+    meta.insert("a.i16".into(), MetaValue::I16(-30_000));
+    meta.insert("a.u32".into(), MetaValue::U32(4_000_000_000));
+    meta.insert("a.i32".into(), MetaValue::I32(-2_000_000_000));
+    meta.insert("a.u64".into(), MetaValue::U64(u64::MAX));
+    meta.insert("a.i64".into(), MetaValue::I64(i64::MIN));
+    meta.insert("b.f32".into(), MetaValue::F32(1.5e-3));
+    meta.insert("b.f64".into(), MetaValue::F64(-2.25e100));
+    meta.insert("c.bool".into(), MetaValue::Bool(true));
+    meta.insert("c.string".into(), MetaValue::String("héllo, wörld".into()));
+    meta.insert("d.empty_array".into(), MetaValue::Array(vec![]));
+    meta.insert("d.u16_array".into(), MetaValue::Array((0..10).map(|i| MetaValue::U16(i * 1000)).collect()));
+    meta.insert(
+        "d.string_array".into(),
+        MetaValue::Array(["", "a", "▁the", "\n"].iter().map(|s| MetaValue::String((*s).into())).collect()),
+    );
+    v.push(Vector {
+        name: "metadata",
+        what: "every metadata value type, arrays included",
+        source: SourceModel::default(),
+        recipe: Recipe::Container(meta),
+    });
+    v.push(Vector {
+        name: "raw-dtypes",
+        what: "raw codec for every dtype, 0-d, empty, 1-d, 3-d and 4-d shapes; f32 kept by glob",
+        source: model(vec![
+            bytes_of("f32.keep", Dtype::F32, &[3, 5], 1),
+            bytes_of("f32.to_f16", Dtype::F32, &[7], 2),
+            bytes_of("f16", Dtype::F16, &[2, 3, 4], 3),
+            bytes_of("bf16", Dtype::BF16, &[2, 1, 2, 3], 4),
+            bytes_of("i8", Dtype::I8, &[9], 5),
+            bytes_of("u8", Dtype::U8, &[4, 4], 6),
+            bytes_of("i16", Dtype::I16, &[5], 7),
+            bytes_of("i32", Dtype::I32, &[3], 8),
+            bytes_of("i64", Dtype::I64, &[1, 2], 9),
+            bytes_of("scalar", Dtype::F32, &[], 10),
+            bytes_of("zero_elements", Dtype::F32, &[0, 4], 11),
+        ]),
+        recipe: Recipe::Pack(PackOptions { keep_f32: vec!["*.keep".into()], ..PackOptions::default() }),
+    });
+    v.push(Vector {
+        name: "tiny",
+        what: "the worked example of FORMAT.md: one 2 x 4 matrix, int4, 2 lanes",
+        source: model(vec![SourceTensor::from_f32("w", &[2, 4], &[0.5, -0.25, 0.0, 0.125, 1.0, 1.0, -1.0, 0.0])]),
+        recipe: Recipe::Pack(int_opts(4, 2)),
+    });
+    for bits in 2..=8u8 {
+        v.push(Vector {
+            name: ["int2", "int3", "int4", "int5", "int6", "int7", "int8"][bits as usize - 2],
+            what: "int codec at this bit width on a 37 x 53 matrix",
+            source: model(vec![weights("w", 37, 53, 100 + bits as u64)]),
+            recipe: Recipe::Pack(int_opts(bits, 8)),
+        });
+    }
+    for lanes in [1u8, 2, 4, 16, 32] {
+        v.push(Vector {
+            name: ["lanes1", "lanes2", "lanes4", "lanes16", "lanes32"][[1, 2, 4, 16, 32].iter().position(|&l| l == lanes).unwrap_or(0)],
+            what: "int6 with this many rANS lanes; 61 x 29 symbols, not a multiple of the lanes",
+            source: model(vec![weights("w", 61, 29, 200 + lanes as u64)]),
+            recipe: Recipe::Pack(int_opts(6, lanes)),
+        });
+    }
+    let mut zero_rows = weights("zero_rows", 6, 40, 301);
+    let data: Vec<f32> = zero_rows.to_f32().unwrap_or_default();
+    let data: Vec<f32> = data.iter().enumerate().map(|(i, &x)| if (i / 40) % 2 == 0 { 0.0 } else { x }).collect();
+    zero_rows = SourceTensor::from_f32("zero_rows", &[6, 40], &data);
+    v.push(Vector {
+        name: "int-edge",
+        what: "int edge cases: zero rows, one constant (single-symbol) matrix, 1 x n and n x 1, f16/bf16 logical dtypes, f32 scales",
+        source: model(vec![
+            zero_rows,
+            SourceTensor::from_f32("constant", &[8, 16], &[0.25; 128]),
+            weights("row", 1, 333, 302),
+            weights("column", 333, 1, 303),
+            as_dtype(weights("half", 17, 19, 304), Dtype::F16),
+            as_dtype(weights("brain", 19, 17, 305), Dtype::BF16),
+            SourceTensor::from_f32("huge", &[2, 3], &[1e9, -3e9, 5.0, 7e8, 0.0, -1.0]),
+        ]),
+        recipe: Recipe::Pack(int_opts(5, 8)),
+    });
+    v
+}

@@ -1,0 +1,81 @@
+//! Golden vectors: the committed artifacts decode to the manifest's hashes, and the encoder
+//! reproduces every artifact byte for byte from its committed source.
+
+use pcll_conformance::manifest::{describe, sha256_hex, Manifest};
+use pcll_conformance::{vectors, vectors_dir};
+use pcll_formats::SourceModel;
+
+fn manifest() -> Manifest {
+    let text = std::fs::read_to_string(vectors_dir().join("manifest.json")).expect("manifest.json");
+    serde_json::from_str(&text).expect("manifest parses")
+}
+
+#[test]
+fn manifest_lists_every_vector() {
+    let m = manifest();
+    assert_eq!(m.format_version, 1);
+    let defined: Vec<&str> = vectors::all().iter().map(|v| v.name).collect();
+    let listed: Vec<&str> = m.vectors.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(defined, listed);
+}
+
+#[test]
+fn committed_artifacts_decode_to_manifest() {
+    for want in manifest().vectors {
+        let bytes = std::fs::read(vectors_dir().join(format!("{}.pcll", want.name))).expect("vector file");
+        assert_eq!(sha256_hex(&bytes), want.file_sha256, "{}: file changed", want.name);
+        let got = describe(&want.name, &want.what, &bytes).expect("decodes");
+        assert_eq!(got, want, "{}: reconstruction differs", want.name);
+    }
+}
+
+#[test]
+fn encoder_reproduces_committed_bytes() {
+    for v in vectors::all() {
+        let committed = std::fs::read(vectors_dir().join(format!("{}.pcll", v.name))).expect("vector file");
+        assert_eq!(v.build().expect("builds"), committed, "{}: encoder output drifted", v.name);
+        // From the committed source too, so a second encoder can be checked the same way.
+        let src = std::fs::read(vectors_dir().join(format!("{}.source.safetensors", v.name))).expect("source");
+        let model = SourceModel::from_safetensors(&src).expect("source parses");
+        let rebuilt = vectors::Vector { source: model, ..v.clone() }.build().expect("builds");
+        assert_eq!(rebuilt, committed, "{}: source file does not reproduce", v.name);
+    }
+}
+
+#[test]
+fn int_vectors_reconstruct_within_half_step() {
+    for v in vectors::all() {
+        let bytes = v.build().expect("builds");
+        let art = pcll_decoder::Artifact::parse(&bytes).expect("parses");
+        for t in art.tensors() {
+            let pcll_decoder::Codec::Int(p) = t.codec else { continue };
+            let src = v.source.get(t.name).expect("source tensor").to_f32().expect("float");
+            let (rows, cols) = t.rows_cols();
+            let q = pcll_formats::quant::int::quantize(&src, rows as usize, cols as usize, p.bits);
+            let mut rec = vec![0f32; src.len()];
+            let mut scratch = vec![0u8; art.scratch_len(&t).expect("scratch")];
+            art.decode_f32(&t, &mut rec, &mut scratch).expect("decodes");
+            for (i, (a, b)) in src.iter().zip(&rec).enumerate() {
+                let step = q.scales[i / cols as usize];
+                assert!((a - b).abs() <= step * 0.5 * (1.0 + 1e-6), "{} {}[{i}]", v.name, t.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn worked_example_matches_format_md() {
+    // FORMAT.md §10 decodes this file by hand; keep the two in step.
+    let bytes = std::fs::read(vectors_dir().join("tiny.pcll")).expect("tiny.pcll");
+    assert_eq!(bytes.len(), 284);
+    let art = pcll_decoder::Artifact::parse(&bytes).expect("parses");
+    assert_eq!(art.header().header_crc, 0xb838_4ffd);
+    let t = art.find("w").expect("w");
+    assert_eq!((t.payload_offset, t.payload_len), (256, 28));
+    let mut out = [0f32; 8];
+    let mut scratch = [0u8; 8];
+    art.decode_f32(&t, &mut out, &mut scratch).expect("decodes");
+    let s0 = 0.071_472_17_f32;
+    let s1 = 0.142_944_34_f32;
+    assert_eq!(out, [7.0 * s0, -3.0 * s0, 0.0, 2.0 * s0, 7.0 * s1, 7.0 * s1, -7.0 * s1, 0.0]);
+}
