@@ -1,1 +1,42 @@
-fn main() {}
+//! Whole-artifact decode: parse, check every checksum, and reconstruct every tensor to f32
+//! (criterion group `artifact_decode`; throughput in reconstructed weights × 4 bytes).
+//! Input: `PCLL_BENCH_MODEL` (a safetensors path) or the bundled real-weight slice.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use pcll_benches::fixtures::bench_model;
+use pcll_decoder::limits::MAX_SCRATCH_LEN;
+use pcll_decoder::Artifact;
+use pcll_formats::{pack, PackOptions};
+use std::hint::black_box;
+
+fn artifact_decode(c: &mut Criterion) {
+    let (_, model) = bench_model().expect("bench model");
+    let mut g = c.benchmark_group("artifact_decode");
+    for bits in [4u8, 6, 8] {
+        let opts = PackOptions {
+            bits,
+            ..PackOptions::default()
+        };
+        let bytes = pack(&model, &opts, |_, _, _| {}).expect("packs").artifact;
+        let art = Artifact::parse(&bytes).expect("parses");
+        let mut outs: Vec<Vec<f32>> = art
+            .tensors()
+            .map(|t| vec![0f32; t.numel() as usize])
+            .collect();
+        let weights: usize = outs.iter().map(Vec::len).sum();
+        let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
+        g.throughput(Throughput::Bytes(weights as u64 * 4));
+        g.bench_function(format!("int{bits}_to_f32"), |b| {
+            b.iter(|| {
+                let art = Artifact::parse(black_box(&bytes)).expect("parses");
+                for (t, out) in art.tensors().zip(outs.iter_mut()) {
+                    art.decode_f32(&t, out, &mut scratch).expect("decodes");
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, artifact_decode);
+criterion_main!(benches);

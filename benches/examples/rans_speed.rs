@@ -12,7 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let streams = int_symbol_streams(&model, &PackOptions::default());
     let total: usize = streams.iter().map(|s| s.symbols.len()).sum();
     for lanes in [4u8, 8, 16, 32] {
-        let enc: Vec<Vec<u8>> = streams.iter().map(|s| encode(&s.symbols, lanes).bytes).collect();
+        let enc: Vec<Vec<u8>> = streams
+            .iter()
+            .map(|s| encode(&s.symbols, lanes).bytes)
+            .collect();
         let mut outs: Vec<Vec<u8>> = streams.iter().map(|s| vec![0u8; s.symbols.len()]).collect();
         let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
         let mut best = f64::INFINITY;

@@ -32,7 +32,11 @@ impl Baseline {
             Baseline::Zstd22 => zstd::bulk::compress(data, 22),
             Baseline::Brotli11 => {
                 let mut out = Vec::new();
-                let params = brotli::enc::BrotliEncoderParams { quality: 11, lgwin: 24, ..Default::default() };
+                let params = brotli::enc::BrotliEncoderParams {
+                    quality: 11,
+                    lgwin: 24,
+                    ..Default::default()
+                };
                 brotli::BrotliCompress(&mut &data[..], &mut out, &params)?;
                 Ok(out)
             }

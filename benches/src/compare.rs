@@ -43,7 +43,10 @@ pub struct CompareReport {
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
     #[error("{coder}: {source}")]
-    Io { coder: &'static str, source: std::io::Error },
+    Io {
+        coder: &'static str,
+        source: std::io::Error,
+    },
     #[error("{coder}: round trip changed the symbols")]
     Mismatch { coder: &'static str },
     #[error("rANS: {0}")]
@@ -52,7 +55,10 @@ pub enum CompareError {
     Empty,
 }
 
-fn best_of<T>(runs: usize, mut f: impl FnMut() -> Result<T, CompareError>) -> Result<(f64, T), CompareError> {
+fn best_of<T>(
+    runs: usize,
+    mut f: impl FnMut() -> Result<T, CompareError>,
+) -> Result<(f64, T), CompareError> {
     let mut best = f64::INFINITY;
     let mut last = None;
     for _ in 0..runs.max(1) {
@@ -68,20 +74,34 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> Result<T, CompareError>) -> Re
 }
 
 /// Decodes every stream into `outs`, returning the symbols produced.
-pub fn decode_streams(encoded: &[Vec<u8>], outs: &mut [Vec<u8>], scratch: &mut [u8]) -> Result<usize, CompareError> {
+pub fn decode_streams(
+    encoded: &[Vec<u8>],
+    outs: &mut [Vec<u8>],
+    scratch: &mut [u8],
+) -> Result<usize, CompareError> {
     let mut n = 0;
     for (e, out) in encoded.iter().zip(outs.iter_mut()) {
-        let s = RansStream::parse(e, 0, out.len() as u64, 256).map_err(|e| CompareError::Rans(format!("{e:?}")))?;
-        let mut d = s.decoder(scratch).map_err(|e| CompareError::Rans(format!("{e:?}")))?;
-        d.decode(out).map_err(|e| CompareError::Rans(format!("{e:?}")))?;
-        d.finish().map_err(|e| CompareError::Rans(format!("{e:?}")))?;
+        let s = RansStream::parse(e, 0, out.len() as u64, 256)
+            .map_err(|e| CompareError::Rans(format!("{e:?}")))?;
+        let mut d = s
+            .decoder(scratch)
+            .map_err(|e| CompareError::Rans(format!("{e:?}")))?;
+        d.decode(out)
+            .map_err(|e| CompareError::Rans(format!("{e:?}")))?;
+        d.finish()
+            .map_err(|e| CompareError::Rans(format!("{e:?}")))?;
         n += out.len();
     }
     Ok(n)
 }
 
 /// Runs the comparison on `streams` (int symbols of `bits`), timing decodes best of `runs`.
-pub fn compare(streams: &[SymbolStream], bits: u8, lanes: u8, runs: usize) -> Result<CompareReport, CompareError> {
+pub fn compare(
+    streams: &[SymbolStream],
+    bits: u8,
+    lanes: u8,
+    runs: usize,
+) -> Result<CompareReport, CompareError> {
     let total: usize = streams.iter().map(|s| s.symbols.len()).sum();
     if total == 0 {
         return Err(CompareError::Empty);
@@ -97,7 +117,10 @@ pub fn compare(streams: &[SymbolStream], bits: u8, lanes: u8, runs: usize) -> Re
     };
     let mut coders = Vec::new();
 
-    let encoded: Vec<Vec<u8>> = streams.iter().map(|s| encode(&s.symbols, lanes).bytes).collect();
+    let encoded: Vec<Vec<u8>> = streams
+        .iter()
+        .map(|s| encode(&s.symbols, lanes).bytes)
+        .collect();
     let mut outs: Vec<Vec<u8>> = streams.iter().map(|s| vec![0u8; s.symbols.len()]).collect();
     let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
     let (secs, _) = best_of(runs, || decode_streams(&encoded, &mut outs, &mut scratch))?;
@@ -106,18 +129,39 @@ pub fn compare(streams: &[SymbolStream], bits: u8, lanes: u8, runs: usize) -> Re
     }
     coders.push(row("rans", encoded.iter().map(Vec::len).sum(), secs));
 
-    let all: Vec<u8> = streams.iter().flat_map(|s| s.symbols.iter().copied()).collect();
+    let all: Vec<u8> = streams
+        .iter()
+        .flat_map(|s| s.symbols.iter().copied())
+        .collect();
     let mut buf = Vec::with_capacity(all.len());
     for b in Baseline::ALL {
-        let io = |source| CompareError::Io { coder: b.name(), source };
+        let io = |source| CompareError::Io {
+            coder: b.name(),
+            source,
+        };
         let packed = b.compress(&all).map_err(io)?;
-        let (secs, _) = best_of(runs, || b.decompress(&packed, &mut buf, all.len()).map_err(io))?;
+        let (secs, _) = best_of(runs, || {
+            b.decompress(&packed, &mut buf, all.len()).map_err(io)
+        })?;
         if buf != all {
             return Err(CompareError::Mismatch { coder: b.name() });
         }
         coders.push(row(b.name(), packed.len(), secs));
     }
-    let speed = |n: &str| coders.iter().find(|c| c.name == n).map_or(0.0, |c| c.decode_mb_s);
+    let speed = |n: &str| {
+        coders
+            .iter()
+            .find(|c| c.name == n)
+            .map_or(0.0, |c| c.decode_mb_s)
+    };
     let speedup_vs_zstd = speed("rans") / speed("zstd-22");
-    Ok(CompareReport { symbols: total, tensors: streams.len(), bits, lanes, runs, coders, speedup_vs_zstd })
+    Ok(CompareReport {
+        symbols: total,
+        tensors: streams.len(),
+        bits,
+        lanes,
+        runs,
+        coders,
+        speedup_vs_zstd,
+    })
 }

@@ -8,14 +8,18 @@ use std::path::PathBuf;
 
 /// Path of the bundled real-weight slice (see `conformance/data/README.md`).
 pub fn bundled_model_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../conformance/data/minilm-l6-layer0-attn.safetensors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../conformance/data/minilm-l6-layer0-attn.safetensors")
 }
 
 /// The model bench inputs come from: `PCLL_BENCH_MODEL` if set, else the bundled slice.
 pub fn bench_model() -> std::io::Result<(PathBuf, SourceModel)> {
-    let path = std::env::var_os("PCLL_BENCH_MODEL").map(PathBuf::from).unwrap_or_else(bundled_model_path);
+    let path = std::env::var_os("PCLL_BENCH_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(bundled_model_path);
     let bytes = std::fs::read(&path)?;
-    let model = SourceModel::from_safetensors(&bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let model =
+        SourceModel::from_safetensors(&bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok((path, model))
 }
 
@@ -28,7 +32,11 @@ pub struct SymbolStream {
 
 /// The symbol streams of every tensor `pack` would code with `int` under `opts`.
 pub fn int_symbol_streams(model: &SourceModel, opts: &PackOptions) -> Vec<SymbolStream> {
-    let keep: Vec<glob::Pattern> = opts.keep_f32.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
+    let keep: Vec<glob::Pattern> = opts
+        .keep_f32
+        .iter()
+        .filter_map(|p| glob::Pattern::new(p).ok())
+        .collect();
     model
         .tensors
         .iter()
@@ -37,7 +45,10 @@ pub fn int_symbol_streams(model: &SourceModel, opts: &PackOptions) -> Vec<Symbol
             let v = t.to_f32()?;
             let rows = t.shape[0] as usize;
             let cols = v.len() / rows.max(1);
-            Some(SymbolStream { name: t.name.clone(), symbols: quantize(&v, rows, cols, opts.bits).symbols })
+            Some(SymbolStream {
+                name: t.name.clone(),
+                symbols: quantize(&v, rows, cols, opts.bits).symbols,
+            })
         })
         .collect()
 }

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "pcll", version, about = "Pack small language models into tiny, exact, fast-to-decode artifacts")]
+#[command(
+    name = "pcll",
+    version,
+    about = "Pack small language models into tiny, exact, fast-to-decode artifacts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

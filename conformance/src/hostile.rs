@@ -60,7 +60,10 @@ impl ChecksumMap {
             payloads.push((off..off + len, at + 16));
             at += 20;
         }
-        ChecksumMap { table_end: h.table_end() as usize, payloads }
+        ChecksumMap {
+            table_end: h.table_end() as usize,
+            payloads,
+        }
     }
 
     /// Recomputes every checksum of a (possibly mutated) copy laid out like the original.

@@ -32,7 +32,10 @@ pub struct Manifest {
 }
 
 pub fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 /// What the Rust decoder reconstructs from `bytes`, in manifest form.
@@ -47,7 +50,9 @@ pub fn describe(name: &str, what: &str, bytes: &[u8]) -> Result<VectorExpect, pc
             let mut v = vec![0f32; t.numel() as usize];
             let mut scratch = vec![0u8; art.scratch_len(&t)?];
             art.decode(&t, Output::F32(&mut v), &mut scratch)?;
-            Some(sha256_hex(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()))
+            Some(sha256_hex(
+                &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
+            ))
         };
         tensors.push(TensorExpect {
             name: t.name.into(),

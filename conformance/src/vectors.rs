@@ -47,18 +47,35 @@ fn bytes_of(name: &str, dtype: Dtype, shape: &[u64], seed: u64) -> SourceTensor 
     let mut r = Rng::new(seed);
     let data = match dtype {
         Dtype::F32 => (0..n).flat_map(|_| r.gauss().to_le_bytes()).collect(),
-        Dtype::F16 => (0..n).flat_map(|_| half::f16::from_f32(r.gauss()).to_le_bytes()).collect(),
-        Dtype::BF16 => (0..n).flat_map(|_| half::bf16::from_f32(r.gauss()).to_le_bytes()).collect(),
-        _ => (0..n * dtype.size() as u64).map(|_| r.next_u64() as u8).collect(),
+        Dtype::F16 => (0..n)
+            .flat_map(|_| half::f16::from_f32(r.gauss()).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => (0..n)
+            .flat_map(|_| half::bf16::from_f32(r.gauss()).to_le_bytes())
+            .collect(),
+        _ => (0..n * dtype.size() as u64)
+            .map(|_| r.next_u64() as u8)
+            .collect(),
     };
-    SourceTensor { name: name.into(), dtype, shape: shape.to_vec(), data }
+    SourceTensor {
+        name: name.into(),
+        dtype,
+        shape: shape.to_vec(),
+        data,
+    }
 }
 
 fn as_dtype(mut t: SourceTensor, dtype: Dtype) -> SourceTensor {
     let v = t.to_f32().unwrap_or_default();
     t.data = match dtype {
-        Dtype::F16 => v.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
-        Dtype::BF16 => v.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect(),
+        Dtype::F16 => v
+            .iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => v
+            .iter()
+            .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+            .collect(),
         _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
     };
     t.dtype = dtype;
@@ -94,11 +111,19 @@ impl Vector {
 }
 
 fn model(tensors: Vec<SourceTensor>) -> SourceModel {
-    SourceModel { tensors, metadata: BTreeMap::new() }
+    SourceModel {
+        tensors,
+        metadata: BTreeMap::new(),
+    }
 }
 
 fn int_opts(bits: u8, lanes: u8) -> PackOptions {
-    PackOptions { bits, raw_max_elements: 0, keep_f32: Vec::new(), lanes }
+    PackOptions {
+        bits,
+        raw_max_elements: 0,
+        keep_f32: Vec::new(),
+        lanes,
+    }
 }
 
 /// Every golden vector of format v1.
@@ -124,10 +149,18 @@ pub fn all() -> Vec<Vector> {
     meta.insert("c.bool".into(), MetaValue::Bool(true));
     meta.insert("c.string".into(), MetaValue::String("héllo, wörld".into()));
     meta.insert("d.empty_array".into(), MetaValue::Array(vec![]));
-    meta.insert("d.u16_array".into(), MetaValue::Array((0..10).map(|i| MetaValue::U16(i * 1000)).collect()));
+    meta.insert(
+        "d.u16_array".into(),
+        MetaValue::Array((0..10).map(|i| MetaValue::U16(i * 1000)).collect()),
+    );
     meta.insert(
         "d.string_array".into(),
-        MetaValue::Array(["", "a", "▁the", "\n"].iter().map(|s| MetaValue::String((*s).into())).collect()),
+        MetaValue::Array(
+            ["", "a", "▁the", "\n"]
+                .iter()
+                .map(|s| MetaValue::String((*s).into()))
+                .collect(),
+        ),
     );
     v.push(Vector {
         name: "metadata",
@@ -151,12 +184,19 @@ pub fn all() -> Vec<Vector> {
             bytes_of("scalar", Dtype::F32, &[], 10),
             bytes_of("zero_elements", Dtype::F32, &[0, 4], 11),
         ]),
-        recipe: Recipe::Pack(PackOptions { keep_f32: vec!["*.keep".into()], ..PackOptions::default() }),
+        recipe: Recipe::Pack(PackOptions {
+            keep_f32: vec!["*.keep".into()],
+            ..PackOptions::default()
+        }),
     });
     v.push(Vector {
         name: "tiny",
         what: "the worked example of FORMAT.md: one 2 x 4 matrix, int4, 2 lanes",
-        source: model(vec![SourceTensor::from_f32("w", &[2, 4], &[0.5, -0.25, 0.0, 0.125, 1.0, 1.0, -1.0, 0.0])]),
+        source: model(vec![SourceTensor::from_f32(
+            "w",
+            &[2, 4],
+            &[0.5, -0.25, 0.0, 0.125, 1.0, 1.0, -1.0, 0.0],
+        )]),
         recipe: Recipe::Pack(int_opts(4, 2)),
     });
     for bits in 2..=8u8 {
@@ -169,7 +209,10 @@ pub fn all() -> Vec<Vector> {
     }
     for lanes in [1u8, 2, 4, 16, 32] {
         v.push(Vector {
-            name: ["lanes1", "lanes2", "lanes4", "lanes16", "lanes32"][[1, 2, 4, 16, 32].iter().position(|&l| l == lanes).unwrap_or(0)],
+            name: ["lanes1", "lanes2", "lanes4", "lanes16", "lanes32"][[1, 2, 4, 16, 32]
+                .iter()
+                .position(|&l| l == lanes)
+                .unwrap_or(0)],
             what: "int6 with this many rANS lanes; 61 x 29 symbols, not a multiple of the lanes",
             source: model(vec![weights("w", 61, 29, 200 + lanes as u64)]),
             recipe: Recipe::Pack(int_opts(6, lanes)),
@@ -177,7 +220,11 @@ pub fn all() -> Vec<Vector> {
     }
     let mut zero_rows = weights("zero_rows", 6, 40, 301);
     let data: Vec<f32> = zero_rows.to_f32().unwrap_or_default();
-    let data: Vec<f32> = data.iter().enumerate().map(|(i, &x)| if (i / 40) % 2 == 0 { 0.0 } else { x }).collect();
+    let data: Vec<f32> = data
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| if (i / 40) % 2 == 0 { 0.0 } else { x })
+        .collect();
     zero_rows = SourceTensor::from_f32("zero_rows", &[6, 40], &data);
     v.push(Vector {
         name: "int-edge",

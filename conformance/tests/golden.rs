@@ -22,8 +22,14 @@ fn manifest_lists_every_vector() {
 #[test]
 fn committed_artifacts_decode_to_manifest() {
     for want in manifest().vectors {
-        let bytes = std::fs::read(vectors_dir().join(format!("{}.pcll", want.name))).expect("vector file");
-        assert_eq!(sha256_hex(&bytes), want.file_sha256, "{}: file changed", want.name);
+        let bytes =
+            std::fs::read(vectors_dir().join(format!("{}.pcll", want.name))).expect("vector file");
+        assert_eq!(
+            sha256_hex(&bytes),
+            want.file_sha256,
+            "{}: file changed",
+            want.name
+        );
         let got = describe(&want.name, &want.what, &bytes).expect("decodes");
         assert_eq!(got, want, "{}: reconstruction differs", want.name);
     }
@@ -32,13 +38,29 @@ fn committed_artifacts_decode_to_manifest() {
 #[test]
 fn encoder_reproduces_committed_bytes() {
     for v in vectors::all() {
-        let committed = std::fs::read(vectors_dir().join(format!("{}.pcll", v.name))).expect("vector file");
-        assert_eq!(v.build().expect("builds"), committed, "{}: encoder output drifted", v.name);
+        let committed =
+            std::fs::read(vectors_dir().join(format!("{}.pcll", v.name))).expect("vector file");
+        assert_eq!(
+            v.build().expect("builds"),
+            committed,
+            "{}: encoder output drifted",
+            v.name
+        );
         // From the committed source too, so a second encoder can be checked the same way.
-        let src = std::fs::read(vectors_dir().join(format!("{}.source.safetensors", v.name))).expect("source");
+        let src = std::fs::read(vectors_dir().join(format!("{}.source.safetensors", v.name)))
+            .expect("source");
         let model = SourceModel::from_safetensors(&src).expect("source parses");
-        let rebuilt = vectors::Vector { source: model, ..v.clone() }.build().expect("builds");
-        assert_eq!(rebuilt, committed, "{}: source file does not reproduce", v.name);
+        let rebuilt = vectors::Vector {
+            source: model,
+            ..v.clone()
+        }
+        .build()
+        .expect("builds");
+        assert_eq!(
+            rebuilt, committed,
+            "{}: source file does not reproduce",
+            v.name
+        );
     }
 }
 
@@ -48,8 +70,15 @@ fn int_vectors_reconstruct_within_half_step() {
         let bytes = v.build().expect("builds");
         let art = pcll_decoder::Artifact::parse(&bytes).expect("parses");
         for t in art.tensors() {
-            let pcll_decoder::Codec::Int(p) = t.codec else { continue };
-            let src = v.source.get(t.name).expect("source tensor").to_f32().expect("float");
+            let pcll_decoder::Codec::Int(p) = t.codec else {
+                continue;
+            };
+            let src = v
+                .source
+                .get(t.name)
+                .expect("source tensor")
+                .to_f32()
+                .expect("float");
             let (rows, cols) = t.rows_cols();
             let q = pcll_formats::quant::int::quantize(&src, rows as usize, cols as usize, p.bits);
             let mut rec = vec![0f32; src.len()];
@@ -57,7 +86,12 @@ fn int_vectors_reconstruct_within_half_step() {
             art.decode_f32(&t, &mut rec, &mut scratch).expect("decodes");
             for (i, (a, b)) in src.iter().zip(&rec).enumerate() {
                 let step = q.scales[i / cols as usize];
-                assert!((a - b).abs() <= step * 0.5 * (1.0 + 1e-6), "{} {}[{i}]", v.name, t.name);
+                assert!(
+                    (a - b).abs() <= step * 0.5 * (1.0 + 1e-6),
+                    "{} {}[{i}]",
+                    v.name,
+                    t.name
+                );
             }
         }
     }
@@ -77,5 +111,17 @@ fn worked_example_matches_format_md() {
     art.decode_f32(&t, &mut out, &mut scratch).expect("decodes");
     let s0 = 0.071_472_17_f32;
     let s1 = 0.142_944_34_f32;
-    assert_eq!(out, [7.0 * s0, -3.0 * s0, 0.0, 2.0 * s0, 7.0 * s1, 7.0 * s1, -7.0 * s1, 0.0]);
+    assert_eq!(
+        out,
+        [
+            7.0 * s0,
+            -3.0 * s0,
+            0.0,
+            2.0 * s0,
+            7.0 * s1,
+            7.0 * s1,
+            -7.0 * s1,
+            0.0
+        ]
+    );
 }

@@ -8,7 +8,10 @@ use pcll_decoder::error::{HeaderError, MetadataError, RansError, TableError};
 use pcll_decoder::{Artifact, Error};
 
 fn vector_bytes() -> Vec<(&'static str, Vec<u8>)> {
-    vectors::all().into_iter().map(|v| (v.name, v.build().expect("builds"))).collect()
+    vectors::all()
+        .into_iter()
+        .map(|v| (v.name, v.build().expect("builds")))
+        .collect()
 }
 
 #[test]
@@ -20,7 +23,10 @@ fn every_bit_flip_is_an_error() {
         for i in (0..bytes.len()).step_by(stride) {
             for bit in 0..8 {
                 b[i] ^= 1 << bit;
-                assert!(decode_everything(&b).is_err(), "{name}: flip of byte {i} bit {bit} went unnoticed");
+                assert!(
+                    decode_everything(&b).is_err(),
+                    "{name}: flip of byte {i} bit {bit} went unnoticed"
+                );
                 b[i] ^= 1 << bit;
             }
         }
@@ -32,11 +38,17 @@ fn every_truncation_is_an_error() {
     for (name, bytes) in vector_bytes() {
         let stride = (bytes.len() / 4096).max(1);
         for len in (0..bytes.len()).step_by(stride) {
-            assert!(decode_everything(&bytes[..len]).is_err(), "{name}: truncation to {len} accepted");
+            assert!(
+                decode_everything(&bytes[..len]).is_err(),
+                "{name}: truncation to {len} accepted"
+            );
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(decode_everything(&longer).is_err(), "{name}: trailing byte accepted");
+        assert!(
+            decode_everything(&longer).is_err(),
+            "{name}: trailing byte accepted"
+        );
     }
 }
 
@@ -48,7 +60,14 @@ fn forged_mutations_never_panic() {
         let map = ChecksumMap::of(&bytes);
         let stride = (bytes.len() / 2048).max(1);
         for i in (0..bytes.len()).step_by(stride) {
-            for v in [0x00u8, 0xFF, 0x80, 0x01, bytes[i].wrapping_add(1), bytes[i].wrapping_sub(1)] {
+            for v in [
+                0x00u8,
+                0xFF,
+                0x80,
+                0x01,
+                bytes[i].wrapping_add(1),
+                bytes[i].wrapping_sub(1),
+            ] {
                 let mut b = bytes.clone();
                 b[i] = v;
                 map.refresh(&mut b);
@@ -74,38 +93,75 @@ fn put_u32(b: &mut [u8], at: usize, v: u32) {
 #[test]
 fn lying_counts_are_rejected_before_work() {
     let vs = vectors::all();
-    let meta = vs.iter().find(|v| v.name == "metadata").unwrap().build().unwrap();
-    let int6 = vs.iter().find(|v| v.name == "int6").unwrap().build().unwrap();
+    let meta = vs
+        .iter()
+        .find(|v| v.name == "metadata")
+        .unwrap()
+        .build()
+        .unwrap();
+    let int6 = vs
+        .iter()
+        .find(|v| v.name == "int6")
+        .unwrap()
+        .build()
+        .unwrap();
 
     // Tensor count beyond the limit.
     let b = forge(&int6, |b| put_u32(b, 12, u32::MAX));
-    assert!(matches!(Artifact::parse(&b), Err(Error::Header(HeaderError::TooManyTensors { .. }))));
+    assert!(matches!(
+        Artifact::parse(&b),
+        Err(Error::Header(HeaderError::TooManyTensors { .. }))
+    ));
     // Tensor count within the limit but beyond the table: truncation error, no loop over 65535.
     let b = forge(&int6, |b| put_u32(b, 12, 65_535));
-    assert!(matches!(Artifact::parse(&b), Err(Error::Table(TableError::Truncated(_)))));
+    assert!(matches!(
+        Artifact::parse(&b),
+        Err(Error::Table(TableError::Truncated(_)))
+    ));
     // Metadata entry count of 2^31.
     let b = forge(&meta, |b| put_u32(b, 64, 1 << 31));
-    assert!(matches!(Artifact::parse(&b), Err(Error::Metadata(MetadataError::TooManyEntries { .. }))));
+    assert!(matches!(
+        Artifact::parse(&b),
+        Err(Error::Metadata(MetadataError::TooManyEntries { .. }))
+    ));
     // Metadata section length past the end of the file.
-    let b = forge(&meta, |b| b[32..40].copy_from_slice(&u64::MAX.to_le_bytes()));
-    assert!(matches!(Artifact::parse(&b), Err(Error::Header(HeaderError::SectionOutOfBounds { .. }))));
+    let b = forge(&meta, |b| {
+        b[32..40].copy_from_slice(&u64::MAX.to_le_bytes())
+    });
+    assert!(matches!(
+        Artifact::parse(&b),
+        Err(Error::Header(HeaderError::SectionOutOfBounds { .. }))
+    ));
 
     // An array claiming 2^32 − 1 u16 elements: one bounds check, no loop.
     let pos = meta.windows(11).position(|w| w == b"d.u16_array").unwrap() + 11;
     let b = forge(&meta, |b| put_u32(b, pos + 2, u32::MAX));
-    assert!(matches!(Artifact::parse(&b), Err(Error::Metadata(MetadataError::Truncated(_)))));
+    assert!(matches!(
+        Artifact::parse(&b),
+        Err(Error::Metadata(MetadataError::Truncated(_)))
+    ));
 
     // A dimension of 2^40: too many elements.
     let art = Artifact::parse(&int6).unwrap();
     let t = art.tensor(0).unwrap();
     let dim_at = art.header().table_offset as usize + 2 + t.name.len() + 2;
-    let b = forge(&int6, |b| b[dim_at..dim_at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes()));
-    assert!(matches!(Artifact::parse(&b), Err(Error::Table(TableError::TooManyElements { .. }))));
+    let b = forge(&int6, |b| {
+        b[dim_at..dim_at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes())
+    });
+    assert!(matches!(
+        Artifact::parse(&b),
+        Err(Error::Table(TableError::TooManyElements { .. }))
+    ));
 }
 
 #[test]
 fn lying_stream_fields_are_rejected() {
-    let int6 = vectors::all().into_iter().find(|v| v.name == "int6").unwrap().build().unwrap();
+    let int6 = vectors::all()
+        .into_iter()
+        .find(|v| v.name == "int6")
+        .unwrap()
+        .build()
+        .unwrap();
     let art = Artifact::parse(&int6).unwrap();
     let t = art.tensor(0).unwrap();
     let stream_at = t.payload_offset as usize + 37 * 2; // 37 f16 scales
@@ -117,18 +173,30 @@ fn lying_stream_fields_are_rejected() {
         a.decode_f32(&t, &mut out, &mut scratch)
     };
     let payload_err = |r: Result<(), Error>| match r {
-        Err(Error::Payload { error: pcll_decoder::error::PayloadError::Rans(e), .. }) => e,
+        Err(Error::Payload {
+            error: pcll_decoder::error::PayloadError::Rans(e),
+            ..
+        }) => e,
         other => panic!("expected a rANS error, got {other:?}"),
     };
     // Symbol count that disagrees with the shape.
     let b = forge(&int6, |b| put_u32(b, stream_at + 2, 1 << 30));
-    assert!(matches!(payload_err(decode(&b)), RansError::SymbolCount { .. }));
+    assert!(matches!(
+        payload_err(decode(&b)),
+        RansError::SymbolCount { .. }
+    ));
     // Lane count not in the allowed set.
     let b = forge(&int6, |b| b[stream_at] = 3);
-    assert!(matches!(payload_err(decode(&b)), RansError::BadLaneCount { got: 3 }));
+    assert!(matches!(
+        payload_err(decode(&b)),
+        RansError::BadLaneCount { got: 3 }
+    ));
     // Precision of 16 bits.
     let b = forge(&int6, |b| b[stream_at + 1] = 16);
-    assert!(matches!(payload_err(decode(&b)), RansError::BadProbBits { got: 16 }));
+    assert!(matches!(
+        payload_err(decode(&b)),
+        RansError::BadProbBits { got: 16 }
+    ));
     // Scratch smaller than the stream needs: an error, not a panic.
     let a = Artifact::parse(&int6).unwrap();
     let t = a.tensor(0).unwrap();
@@ -137,5 +205,7 @@ fn lying_stream_fields_are_rejected() {
     assert!(a.decode_f32(&t, &mut out, &mut small).is_err());
     // Output buffer of the wrong length.
     let mut short = vec![0f32; 3];
-    assert!(a.decode_f32(&t, &mut short, &mut vec![0u8; 1 << 15]).is_err());
+    assert!(a
+        .decode_f32(&t, &mut short, &mut vec![0u8; 1 << 15])
+        .is_err());
 }

@@ -8,7 +8,7 @@ use crate::error::{Error, PayloadError, RequestError, TableError};
 use crate::header::{Header, HEADER_LEN};
 use crate::metadata::Metadata;
 use crate::output::Output;
-use crate::table::{align_up, read_entry, Codec, Dtype, TensorInfo};
+use crate::table::{align_up, read_entry, Codec, TensorInfo};
 
 /// A validated, borrowed view of a PCLL file.
 #[derive(Debug, Clone)]
@@ -27,11 +27,20 @@ impl<'a> Artifact<'a> {
     pub fn parse(file: &'a [u8]) -> Result<Artifact<'a>, Error> {
         let header = Header::parse(file)?;
         let mstart = header.metadata_offset as usize;
-        let mbytes = file.get(mstart..mstart + header.metadata_len as usize).unwrap_or(&[]);
+        let mbytes = file
+            .get(mstart..mstart + header.metadata_len as usize)
+            .unwrap_or(&[]);
         let metadata = Metadata::parse(mbytes, header.metadata_offset)?;
         let tstart = header.table_offset as usize;
-        let table = file.get(tstart..tstart + header.table_len as usize).unwrap_or(&[]);
-        let a = Artifact { file, header, metadata, table };
+        let table = file
+            .get(tstart..tstart + header.table_len as usize)
+            .unwrap_or(&[]);
+        let a = Artifact {
+            file,
+            header,
+            metadata,
+            table,
+        };
         a.validate_table()?;
         Ok(a)
     }
@@ -51,13 +60,27 @@ impl<'a> Artifact<'a> {
             prev = Some(e.name);
             let expected = align_up(cursor);
             if e.payload_offset != expected {
-                return Err(TableError::PayloadMisplaced { index, expected, got: e.payload_offset }.into());
+                return Err(TableError::PayloadMisplaced {
+                    index,
+                    expected,
+                    got: e.payload_offset,
+                }
+                .into());
             }
-            let pad = self.file.get(cursor as usize..expected as usize).unwrap_or(&[]);
+            let pad = self
+                .file
+                .get(cursor as usize..expected as usize)
+                .unwrap_or(&[]);
             if let Some(i) = pad.iter().position(|&b| b != 0) {
-                return Err(TableError::NonZeroPadding { offset: cursor + i as u64 }.into());
+                return Err(TableError::NonZeroPadding {
+                    offset: cursor + i as u64,
+                }
+                .into());
             }
-            let end = e.payload_offset.checked_add(e.payload_len).filter(|&end| end <= file_len);
+            let end = e
+                .payload_offset
+                .checked_add(e.payload_len)
+                .filter(|&end| end <= file_len);
             cursor = end.ok_or(TableError::BadPayloadLen {
                 index,
                 expected: file_len.saturating_sub(e.payload_offset),
@@ -65,10 +88,18 @@ impl<'a> Artifact<'a> {
             })?;
         }
         if c.remaining() != 0 {
-            return Err(TableError::TrailingBytes { offset: c.offset(), len: c.remaining() as u64 }.into());
+            return Err(TableError::TrailingBytes {
+                offset: c.offset(),
+                len: c.remaining() as u64,
+            }
+            .into());
         }
         if cursor != file_len {
-            return Err(TableError::FileLenMismatch { expected: cursor, got: file_len }.into());
+            return Err(TableError::FileLenMismatch {
+                expected: cursor,
+                got: file_len,
+            }
+            .into());
         }
         Ok(())
     }
@@ -92,24 +123,34 @@ impl<'a> Artifact<'a> {
 
     /// Table entries in order.
     pub fn tensors(&self) -> Tensors<'a> {
-        Tensors { cur: Cursor::new(self.table, self.header.table_offset), next: 0, count: self.header.tensor_count }
+        Tensors {
+            cur: Cursor::new(self.table, self.header.table_offset),
+            next: 0,
+            count: self.header.tensor_count,
+        }
     }
 
     /// Entry `index`. O(index) over the (validated) table.
     pub fn tensor(&self, index: u32) -> Result<TensorInfo<'a>, Error> {
         let count = self.tensor_count();
-        self.tensors().nth(index as usize).ok_or(RequestError::NoSuchIndex { index, count }.into())
+        self.tensors()
+            .nth(index as usize)
+            .ok_or(RequestError::NoSuchIndex { index, count }.into())
     }
 
     /// The entry named `name`. O(tensors).
     pub fn find(&self, name: &str) -> Result<TensorInfo<'a>, Error> {
-        self.tensors().find(|t| t.name == name).ok_or(RequestError::NoSuchName.into())
+        self.tensors()
+            .find(|t| t.name == name)
+            .ok_or(RequestError::NoSuchName.into())
     }
 
     /// The payload bytes of `info` (placement already validated).
     pub fn payload(&self, info: &TensorInfo<'_>) -> &'a [u8] {
         let s = info.payload_offset as usize;
-        self.file.get(s..s + info.payload_len as usize).unwrap_or(&[])
+        self.file
+            .get(s..s + info.payload_len as usize)
+            .unwrap_or(&[])
     }
 
     /// Checks the payload checksum of `info`.
@@ -119,7 +160,10 @@ impl<'a> Artifact<'a> {
         if computed != info.payload_crc {
             return Err(Error::Payload {
                 tensor: info.index,
-                error: PayloadError::ChecksumMismatch { stored: info.payload_crc, computed },
+                error: PayloadError::ChecksumMismatch {
+                    stored: info.payload_crc,
+                    computed,
+                },
             });
         }
         Ok(payload)
@@ -140,7 +184,10 @@ impl<'a> Artifact<'a> {
             Codec::Raw => Ok(0),
             Codec::Int(p) => codec::int::stream(info, &p, self.payload(info))
                 .map(|s| s.scratch_len())
-                .map_err(|error| Error::Payload { tensor: info.index, error }),
+                .map_err(|error| Error::Payload {
+                    tensor: info.index,
+                    error,
+                }),
         }
     }
 
@@ -149,29 +196,52 @@ impl<'a> Artifact<'a> {
     pub fn raw_bytes(&self, info: &TensorInfo<'_>) -> Result<&'a [u8], Error> {
         match info.codec {
             Codec::Raw => self.check_payload(info),
-            _ => Err(RequestError::OutputDtype { logical: info.dtype as u8 }.into()),
+            _ => Err(RequestError::OutputDtype {
+                logical: info.dtype as u8,
+            }
+            .into()),
         }
     }
 
     /// Reconstructs tensor `info` into `out`, which must hold exactly `numel` elements.
     /// `scratch` must hold [`Artifact::scratch_len`] bytes. Checks the payload checksum first
     /// and the stream's integrity at the end; on error `out` may hold partial data.
-    pub fn decode(&self, info: &TensorInfo<'_>, mut out: Output<'_>, scratch: &mut [u8]) -> Result<(), Error> {
+    pub fn decode(
+        &self,
+        info: &TensorInfo<'_>,
+        mut out: Output<'_>,
+        scratch: &mut [u8],
+    ) -> Result<(), Error> {
         let numel = info.numel();
         if out.len() as u64 != numel {
-            return Err(RequestError::OutputLen { expected: numel, got: out.len() as u64 }.into());
+            return Err(RequestError::OutputLen {
+                expected: numel,
+                got: out.len() as u64,
+            }
+            .into());
         }
         let payload = self.check_payload(info)?;
         match info.codec {
             Codec::Raw => codec::raw::decode(payload, info.dtype, &mut out)?,
-            Codec::Int(p) => codec::int::decode(info, &p, payload, &mut out, scratch)
-                .map_err(|error| Error::Payload { tensor: info.index, error })?,
+            Codec::Int(p) => {
+                codec::int::decode(info, &p, payload, &mut out, scratch).map_err(|error| {
+                    Error::Payload {
+                        tensor: info.index,
+                        error,
+                    }
+                })?
+            }
         }
         Ok(())
     }
 
     /// Convenience: decode to `f32`.
-    pub fn decode_f32(&self, info: &TensorInfo<'_>, out: &mut [f32], scratch: &mut [u8]) -> Result<(), Error> {
+    pub fn decode_f32(
+        &self,
+        info: &TensorInfo<'_>,
+        out: &mut [f32],
+        scratch: &mut [u8],
+    ) -> Result<(), Error> {
         self.decode(info, Output::F32(out), scratch)
     }
 
@@ -179,6 +249,7 @@ impl<'a> Artifact<'a> {
     /// (what `pcll unpack` writes).
     #[cfg(feature = "alloc")]
     pub fn decode_to_vec(&self, info: &TensorInfo<'_>) -> Result<alloc::vec::Vec<u8>, Error> {
+        use crate::table::Dtype;
         use alloc::vec;
         if let Codec::Raw = info.codec {
             return Ok(self.raw_bytes(info)?.to_vec());
@@ -190,17 +261,20 @@ impl<'a> Artifact<'a> {
             Dtype::F16 => {
                 let mut v = vec![half::f16::ZERO; n];
                 self.decode(info, Output::F16(&mut v), &mut scratch)?;
-                v.iter().for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
+                v.iter()
+                    .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
             }
             Dtype::BF16 => {
                 let mut v = vec![half::bf16::ZERO; n];
                 self.decode(info, Output::BF16(&mut v), &mut scratch)?;
-                v.iter().for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
+                v.iter()
+                    .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
             }
             _ => {
                 let mut v = vec![0f32; n];
                 self.decode(info, Output::F32(&mut v), &mut scratch)?;
-                v.iter().for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
+                v.iter()
+                    .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
             }
         }
         Ok(bytes)

@@ -45,7 +45,10 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    pub(crate) fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], Truncated> {
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<[u8; N], Truncated> {
         let s = self.bytes(N, field)?;
         let mut a = [0u8; N];
         a.copy_from_slice(s);

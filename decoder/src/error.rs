@@ -46,9 +46,18 @@ pub enum HeaderError {
     /// `file_len` disagrees with the buffer length.
     FileLenMismatch { header: u64, actual: u64 },
     /// A section does not sit where the canonical layout puts it.
-    SectionMisplaced { section: &'static str, expected: u64, got: u64 },
+    SectionMisplaced {
+        section: &'static str,
+        expected: u64,
+        got: u64,
+    },
     /// A section runs past the end of the file or past a limit.
-    SectionOutOfBounds { section: &'static str, offset: u64, len: u64, file_len: u64 },
+    SectionOutOfBounds {
+        section: &'static str,
+        offset: u64,
+        len: u64,
+        file_len: u64,
+    },
     /// `tensor_count` exceeds [`crate::limits::MAX_TENSORS`].
     TooManyTensors { got: u32, max: u32 },
     /// CRC-32C over header, metadata and table does not match.
@@ -59,88 +68,189 @@ pub enum HeaderError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetadataError {
     Truncated(Truncated),
-    TooManyEntries { got: u32, max: u32 },
-    BadKeyLen { offset: u64, len: u16 },
-    KeyNotUtf8 { offset: u64 },
+    TooManyEntries {
+        got: u32,
+        max: u32,
+    },
+    BadKeyLen {
+        offset: u64,
+        len: u16,
+    },
+    KeyNotUtf8 {
+        offset: u64,
+    },
     /// Keys must be strictly ascending (bytewise): this one is not.
-    KeyOrder { offset: u64 },
-    UnknownType { offset: u64, code: u8 },
+    KeyOrder {
+        offset: u64,
+    },
+    UnknownType {
+        offset: u64,
+        code: u8,
+    },
     /// An array whose element type is itself an array.
-    NestedArray { offset: u64 },
-    StringNotUtf8 { offset: u64 },
-    BadBool { offset: u64, got: u8 },
+    NestedArray {
+        offset: u64,
+    },
+    StringNotUtf8 {
+        offset: u64,
+    },
+    BadBool {
+        offset: u64,
+        got: u8,
+    },
     /// Bytes left over after the last entry.
-    TrailingBytes { offset: u64, len: u64 },
+    TrailingBytes {
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// Errors in the tensor table (FORMAT.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableError {
     Truncated(Truncated),
-    BadNameLen { index: u32, len: u16 },
-    NameNotUtf8 { index: u32 },
+    BadNameLen {
+        index: u32,
+        len: u16,
+    },
+    NameNotUtf8 {
+        index: u32,
+    },
     /// Names must be strictly ascending (bytewise): this one is not.
-    NameOrder { index: u32 },
-    BadDtype { index: u32, code: u8 },
-    TooManyDims { index: u32, ndim: u8, max: u8 },
+    NameOrder {
+        index: u32,
+    },
+    BadDtype {
+        index: u32,
+        code: u8,
+    },
+    TooManyDims {
+        index: u32,
+        ndim: u8,
+        max: u8,
+    },
     /// The element count overflows or exceeds [`crate::limits::MAX_ELEMENTS`].
-    TooManyElements { index: u32 },
-    UnknownCodec { index: u32, code: u8 },
+    TooManyElements {
+        index: u32,
+    },
+    UnknownCodec {
+        index: u32,
+        code: u8,
+    },
     /// A codec id the format reserves but this version does not define.
-    ReservedCodec { index: u32, code: u8 },
+    ReservedCodec {
+        index: u32,
+        code: u8,
+    },
     /// Codec parameters malformed for the codec.
-    BadCodecParams { index: u32, reason: &'static str },
+    BadCodecParams {
+        index: u32,
+        reason: &'static str,
+    },
     /// The codec cannot produce this logical dtype.
-    CodecDtype { index: u32, codec: u8, dtype: u8 },
+    CodecDtype {
+        index: u32,
+        codec: u8,
+        dtype: u8,
+    },
     /// Payload not at the offset the canonical layout gives.
-    PayloadMisplaced { index: u32, expected: u64, got: u64 },
+    PayloadMisplaced {
+        index: u32,
+        expected: u64,
+        got: u64,
+    },
     /// Payload length inconsistent with the codec and shape, or past the file end.
-    BadPayloadLen { index: u32, expected: u64, got: u64 },
+    BadPayloadLen {
+        index: u32,
+        expected: u64,
+        got: u64,
+    },
     /// Alignment padding before a payload is not zero.
-    NonZeroPadding { offset: u64 },
+    NonZeroPadding {
+        offset: u64,
+    },
     /// Bytes left over after the last table entry.
-    TrailingBytes { offset: u64, len: u64 },
+    TrailingBytes {
+        offset: u64,
+        len: u64,
+    },
     /// Last payload does not end at `file_len`.
-    FileLenMismatch { expected: u64, got: u64 },
+    FileLenMismatch {
+        expected: u64,
+        got: u64,
+    },
 }
 
 /// Errors inside an rANS stream (FORMAT.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RansError {
     Truncated(Truncated),
-    BadLaneCount { got: u8 },
-    BadProbBits { got: u8 },
+    BadLaneCount {
+        got: u8,
+    },
+    BadProbBits {
+        got: u8,
+    },
     /// The stream holds a different number of symbols than the codec needs.
-    SymbolCount { expected: u64, got: u32 },
+    SymbolCount {
+        expected: u64,
+        got: u32,
+    },
     /// The alphabet is larger than the codec allows.
-    AlphabetTooLarge { got: u16, max: u16 },
+    AlphabetTooLarge {
+        got: u16,
+        max: u16,
+    },
     /// A frequency code is malformed (over-long Exp-Golomb prefix, value out of range).
-    BadFrequencyCode { bit: u64 },
+    BadFrequencyCode {
+        bit: u64,
+    },
     /// Frequencies do not sum to 2^prob_bits, or the last symbol gets none.
-    BadFrequencySum { sum: u32, expected: u32 },
+    BadFrequencySum {
+        sum: u32,
+        expected: u32,
+    },
     /// Table padding bits are not zero.
     NonZeroTablePadding,
     /// An initial state below 2^16.
-    BadState { lane: u8, state: u32 },
+    BadState {
+        lane: u8,
+        state: u32,
+    },
     /// More words than symbols: no valid stream reads that many.
-    TooManyWords { words: u32, symbols: u32 },
+    TooManyWords {
+        words: u32,
+        symbols: u32,
+    },
     /// The decoder needed a word after the last one.
-    WordsExhausted { symbol: u64 },
+    WordsExhausted {
+        symbol: u64,
+    },
     /// Words left unread, or a lane not back at its initial state: the stream is corrupt.
     BadFinalState,
     /// Scratch smaller than [`crate::TensorInfo::scratch_len`].
-    ScratchTooSmall { needed: usize, got: usize },
+    ScratchTooSmall {
+        needed: usize,
+        got: usize,
+    },
 }
 
 /// Errors in a codec payload outside the rANS stream (FORMAT.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadError {
     /// CRC-32C of the payload does not match the table.
-    ChecksumMismatch { stored: u32, computed: u32 },
+    ChecksumMismatch {
+        stored: u32,
+        computed: u32,
+    },
     /// A per-row scale is negative, NaN or infinite.
-    BadScale { row: u64 },
+    BadScale {
+        row: u64,
+    },
     /// Bytes left after the codec's data.
-    TrailingBytes { len: u64 },
+    TrailingBytes {
+        len: u64,
+    },
     Truncated(Truncated),
     Rans(RansError),
 }
@@ -165,7 +275,10 @@ pub enum Error {
     Metadata(MetadataError),
     Table(TableError),
     /// A fault in the payload of one tensor.
-    Payload { tensor: u32, error: PayloadError },
+    Payload {
+        tensor: u32,
+        error: PayloadError,
+    },
     Request(RequestError),
 }
 
@@ -210,8 +323,14 @@ impl Error {
             Error::Header(_) => 5,
             Error::Metadata(_) => 6,
             Error::Table(_) => 7,
-            Error::Payload { error: PayloadError::ChecksumMismatch { .. }, .. } => 8,
-            Error::Payload { error: PayloadError::Rans(_), .. } => 9,
+            Error::Payload {
+                error: PayloadError::ChecksumMismatch { .. },
+                ..
+            } => 8,
+            Error::Payload {
+                error: PayloadError::Rans(_),
+                ..
+            } => 9,
             Error::Payload { .. } => 10,
             Error::Request(_) => 11,
         }

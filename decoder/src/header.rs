@@ -59,7 +59,10 @@ impl Header {
         }
         let header_len = le_u16(&b, 6);
         if header_len as usize != HEADER_LEN {
-            return Err(HeaderError::BadHeaderLen { expected: HEADER_LEN as u16, got: header_len });
+            return Err(HeaderError::BadHeaderLen {
+                expected: HEADER_LEN as u16,
+                got: header_len,
+            });
         }
         let flags = le_u32(&b, 8);
         if flags != 0 {
@@ -80,10 +83,16 @@ impl Header {
             return Err(HeaderError::ReservedNotZero { offset: 56 });
         }
         if h.file_len != actual {
-            return Err(HeaderError::FileLenMismatch { header: h.file_len, actual });
+            return Err(HeaderError::FileLenMismatch {
+                header: h.file_len,
+                actual,
+            });
         }
         if h.tensor_count > MAX_TENSORS {
-            return Err(HeaderError::TooManyTensors { got: h.tensor_count, max: MAX_TENSORS });
+            return Err(HeaderError::TooManyTensors {
+                got: h.tensor_count,
+                max: MAX_TENSORS,
+            });
         }
         if h.metadata_offset != HEADER_LEN as u64 {
             return Err(HeaderError::SectionMisplaced {
@@ -122,7 +131,10 @@ impl Header {
         crc.update(file.get(HEADER_LEN..covered_end).unwrap_or(&[]));
         let computed = crc.finish();
         if computed != h.header_crc {
-            return Err(HeaderError::ChecksumMismatch { stored: h.header_crc, computed });
+            return Err(HeaderError::ChecksumMismatch {
+                stored: h.header_crc,
+                computed,
+            });
         }
         Ok(h)
     }

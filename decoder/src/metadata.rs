@@ -127,7 +127,11 @@ pub struct ArrayValue<'a> {
 impl<'a> ArrayValue<'a> {
     /// Iterates the elements in order.
     pub fn iter(&self) -> ArrayIter<'a> {
-        ArrayIter { cur: Cursor::new(self.bytes, self.base), elem_type: self.elem_type, left: self.count }
+        ArrayIter {
+            cur: Cursor::new(self.bytes, self.base),
+            elem_type: self.elem_type,
+            left: self.count,
+        }
     }
 
     /// The raw element bytes (for fixed-width element types: `count × width` bytes, LE).
@@ -159,7 +163,11 @@ fn utf8(b: &[u8]) -> Option<&str> {
     core::str::from_utf8(b).ok()
 }
 
-fn read_value<'a>(c: &mut Cursor<'a>, ty: ValueType, allow_array: bool) -> Result<Value<'a>, MetadataError> {
+fn read_value<'a>(
+    c: &mut Cursor<'a>,
+    ty: ValueType,
+    allow_array: bool,
+) -> Result<Value<'a>, MetadataError> {
     let t = MetadataError::Truncated;
     let at = c.offset();
     Ok(match ty {
@@ -188,8 +196,8 @@ fn read_value<'a>(c: &mut Cursor<'a>, ty: ValueType, allow_array: bool) -> Resul
                 return Err(MetadataError::NestedArray { offset: at });
             }
             let code = c.u8("array element type").map_err(t)?;
-            let elem_type =
-                ValueType::from_code(code).ok_or(MetadataError::UnknownType { offset: at, code })?;
+            let elem_type = ValueType::from_code(code)
+                .ok_or(MetadataError::UnknownType { offset: at, code })?;
             if elem_type == ValueType::Array {
                 return Err(MetadataError::NestedArray { offset: at });
             }
@@ -210,7 +218,12 @@ fn read_value<'a>(c: &mut Cursor<'a>, ty: ValueType, allow_array: bool) -> Resul
                 }
             }
             let used = (c.offset() - base) as usize;
-            Value::Array(ArrayValue { elem_type, count, bytes: start.get(..used).unwrap_or(&[]), base })
+            Value::Array(ArrayValue {
+                elem_type,
+                count,
+                bytes: start.get(..used).unwrap_or(&[]),
+                base,
+            })
         }
     })
 }
@@ -229,9 +242,14 @@ impl<'a> Metadata<'a> {
     /// Cost: O(section bytes); a string array is walked once per element.
     pub fn parse(bytes: &'a [u8], base: u64) -> Result<Metadata<'a>, MetadataError> {
         let mut c = Cursor::new(bytes, base);
-        let count = c.u32("metadata entry count").map_err(MetadataError::Truncated)?;
+        let count = c
+            .u32("metadata entry count")
+            .map_err(MetadataError::Truncated)?;
         if count > MAX_METADATA_ENTRIES {
-            return Err(MetadataError::TooManyEntries { got: count, max: MAX_METADATA_ENTRIES });
+            return Err(MetadataError::TooManyEntries {
+                got: count,
+                max: MAX_METADATA_ENTRIES,
+            });
         }
         let mut prev: Option<&[u8]> = None;
         for _ in 0..count {
@@ -244,7 +262,10 @@ impl<'a> Metadata<'a> {
             prev = Some(key.as_bytes());
         }
         if c.remaining() != 0 {
-            return Err(MetadataError::TrailingBytes { offset: c.offset(), len: c.remaining() as u64 });
+            return Err(MetadataError::TrailingBytes {
+                offset: c.offset(),
+                len: c.remaining() as u64,
+            });
         }
         Ok(Metadata { bytes, base, count })
     }
@@ -262,7 +283,10 @@ impl<'a> Metadata<'a> {
     pub fn iter(&self) -> MetadataIter<'a> {
         let mut cur = Cursor::new(self.bytes, self.base);
         let _ = cur.u32("metadata entry count");
-        MetadataIter { cur, left: self.count }
+        MetadataIter {
+            cur,
+            left: self.count,
+        }
     }
 
     /// The value for `key`, if present. O(entries).
@@ -276,7 +300,10 @@ fn read_entry<'a>(c: &mut Cursor<'a>) -> Result<(&'a str, Value<'a>), MetadataEr
     let at = c.offset();
     let klen = c.u16("key length").map_err(t)?;
     if klen == 0 || klen > MAX_KEY_LEN {
-        return Err(MetadataError::BadKeyLen { offset: at, len: klen });
+        return Err(MetadataError::BadKeyLen {
+            offset: at,
+            len: klen,
+        });
     }
     let kb = c.bytes(klen as usize, "key bytes").map_err(t)?;
     let key = utf8(kb).ok_or(MetadataError::KeyNotUtf8 { offset: at })?;

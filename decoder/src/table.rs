@@ -188,7 +188,10 @@ pub(crate) fn read_entry<'a>(c: &mut Cursor<'a>, index: u32) -> Result<TensorInf
     let t = TableError::Truncated;
     let name_len = c.u16("tensor name length").map_err(t)?;
     if name_len == 0 || name_len > MAX_NAME_LEN {
-        return Err(TableError::BadNameLen { index, len: name_len });
+        return Err(TableError::BadNameLen {
+            index,
+            len: name_len,
+        });
     }
     let nb = c.bytes(name_len as usize, "tensor name").map_err(t)?;
     let name = core::str::from_utf8(nb).map_err(|_| TableError::NameNotUtf8 { index })?;
@@ -196,13 +199,19 @@ pub(crate) fn read_entry<'a>(c: &mut Cursor<'a>, index: u32) -> Result<TensorInf
     let dtype = Dtype::from_code(dcode).ok_or(TableError::BadDtype { index, code: dcode })?;
     let ndim = c.u8("ndim").map_err(t)?;
     if ndim > MAX_DIMS {
-        return Err(TableError::TooManyDims { index, ndim, max: MAX_DIMS });
+        return Err(TableError::TooManyDims {
+            index,
+            ndim,
+            max: MAX_DIMS,
+        });
     }
     let mut dims = [1u64; 4];
     let mut numel: u64 = 1;
     for d in dims.iter_mut().take(ndim as usize) {
         *d = c.u64("dimension").map_err(t)?;
-        numel = numel.checked_mul(*d).ok_or(TableError::TooManyElements { index })?;
+        numel = numel
+            .checked_mul(*d)
+            .ok_or(TableError::TooManyElements { index })?;
     }
     if numel > MAX_ELEMENTS {
         return Err(TableError::TooManyElements { index });
@@ -213,32 +222,57 @@ pub(crate) fn read_entry<'a>(c: &mut Cursor<'a>, index: u32) -> Result<TensorInf
     let codec = match ccode {
         codec_id::RAW => {
             if plen != 0 {
-                return Err(TableError::BadCodecParams { index, reason: "raw takes no parameters" });
+                return Err(TableError::BadCodecParams {
+                    index,
+                    reason: "raw takes no parameters",
+                });
             }
             Codec::Raw
         }
         codec_id::INT => {
             let [bits, sd, r0, r1] = match params {
                 [a, b, c, d] => [*a, *b, *c, *d],
-                _ => return Err(TableError::BadCodecParams { index, reason: "int params are 4 bytes" }),
+                _ => {
+                    return Err(TableError::BadCodecParams {
+                        index,
+                        reason: "int params are 4 bytes",
+                    })
+                }
             };
             if !(2..=8).contains(&bits) {
-                return Err(TableError::BadCodecParams { index, reason: "int bits outside 2..=8" });
+                return Err(TableError::BadCodecParams {
+                    index,
+                    reason: "int bits outside 2..=8",
+                });
             }
             let scale_dtype = match sd {
                 0 => ScaleDtype::F16,
                 1 => ScaleDtype::F32,
-                _ => return Err(TableError::BadCodecParams { index, reason: "unknown scale dtype" }),
+                _ => {
+                    return Err(TableError::BadCodecParams {
+                        index,
+                        reason: "unknown scale dtype",
+                    })
+                }
             };
             if r0 != 0 || r1 != 0 {
-                return Err(TableError::BadCodecParams { index, reason: "reserved int params not zero" });
+                return Err(TableError::BadCodecParams {
+                    index,
+                    reason: "reserved int params not zero",
+                });
             }
             if !dtype.is_float() {
-                return Err(TableError::CodecDtype { index, codec: ccode, dtype: dcode });
+                return Err(TableError::CodecDtype {
+                    index,
+                    codec: ccode,
+                    dtype: dcode,
+                });
             }
             Codec::Int(IntParams { bits, scale_dtype })
         }
-        codec_id::KMEANS..=codec_id::LOSSLESS => return Err(TableError::ReservedCodec { index, code: ccode }),
+        codec_id::KMEANS..=codec_id::LOSSLESS => {
+            return Err(TableError::ReservedCodec { index, code: ccode })
+        }
         _ => return Err(TableError::UnknownCodec { index, code: ccode }),
     };
     let payload_offset = c.u64("payload offset").map_err(t)?;
@@ -266,7 +300,11 @@ fn check_payload_len(info: &TensorInfo<'_>) -> Result<(), TableError> {
         Codec::Raw => {
             let expected = numel * info.dtype.size() as u64;
             if info.payload_len != expected {
-                return Err(TableError::BadPayloadLen { index: info.index, expected, got: info.payload_len });
+                return Err(TableError::BadPayloadLen {
+                    index: info.index,
+                    expected,
+                    got: info.payload_len,
+                });
             }
         }
         Codec::Int(p) => {
@@ -274,7 +312,11 @@ fn check_payload_len(info: &TensorInfo<'_>) -> Result<(), TableError> {
             // Scales plus the smallest rANS stream (lanes, prob_bits, symbol count).
             let min = rows * p.scale_dtype.size() as u64 + 6;
             if info.payload_len < min {
-                return Err(TableError::BadPayloadLen { index: info.index, expected: min, got: info.payload_len });
+                return Err(TableError::BadPayloadLen {
+                    index: info.index,
+                    expected: min,
+                    got: info.payload_len,
+                });
             }
         }
     }

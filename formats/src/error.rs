@@ -9,9 +9,18 @@ pub enum FormatError {
     #[error("tensor {name}: unsupported source dtype {dtype}")]
     UnsupportedDtype { name: String, dtype: String },
     #[error("tensor {name}: {count} non-finite values (first at element {first})")]
-    NonFinite { name: String, count: usize, first: usize },
+    NonFinite {
+        name: String,
+        count: usize,
+        first: usize,
+    },
     #[error("tensor {name}: {what} exceeds the format limit ({got} > {max})")]
-    Limit { name: String, what: &'static str, got: u64, max: u64 },
+    Limit {
+        name: String,
+        what: &'static str,
+        got: u64,
+        max: u64,
+    },
     #[error("bad glob pattern {pattern:?}: {reason}")]
     BadPattern { pattern: String, reason: String },
     #[error("--bits {0} is outside 2..=8")]

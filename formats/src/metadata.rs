@@ -72,10 +72,15 @@ impl MetaValue {
 
     fn check(&self, key: &str) -> Result<(), FormatError> {
         if let MetaValue::Array(items) = self {
-            let Some(first) = items.first() else { return Ok(()) };
+            let Some(first) = items.first() else {
+                return Ok(());
+            };
             let ty = first.value_type();
             if ty == ValueType::Array || items.iter().any(|v| v.value_type() != ty) {
-                return Err(FormatError::BadMetadata { key: key.into(), reason: "array elements must share one non-array type" });
+                return Err(FormatError::BadMetadata {
+                    key: key.into(),
+                    reason: "array elements must share one non-array type",
+                });
             }
         }
         Ok(())
@@ -88,7 +93,10 @@ pub fn write_metadata(entries: &BTreeMap<String, MetaValue>) -> Result<Vec<u8>, 
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for (k, v) in entries {
         if k.is_empty() || k.len() > MAX_KEY_LEN as usize {
-            return Err(FormatError::BadMetadata { key: k.clone(), reason: "key must be 1..=255 bytes" });
+            return Err(FormatError::BadMetadata {
+                key: k.clone(),
+                reason: "key must be 1..=255 bytes",
+            });
         }
         v.check(k)?;
         out.extend_from_slice(&(k.len() as u16).to_le_bytes());

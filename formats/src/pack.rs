@@ -32,7 +32,12 @@ pub struct PackOptions {
 
 impl Default for PackOptions {
     fn default() -> Self {
-        PackOptions { bits: 6, raw_max_elements: 65_536, keep_f32: Vec::new(), lanes: DEFAULT_LANES }
+        PackOptions {
+            bits: 6,
+            raw_max_elements: 65_536,
+            keep_f32: Vec::new(),
+            lanes: DEFAULT_LANES,
+        }
     }
 }
 
@@ -49,10 +54,18 @@ impl PackOptions {
     pub fn to_metadata(&self) -> BTreeMap<String, MetaValue> {
         let mut m = BTreeMap::new();
         m.insert(keys::BITS.into(), MetaValue::U8(self.bits));
-        m.insert(keys::RAW_MAX_ELEMENTS.into(), MetaValue::U64(self.raw_max_elements));
+        m.insert(
+            keys::RAW_MAX_ELEMENTS.into(),
+            MetaValue::U64(self.raw_max_elements),
+        );
         m.insert(
             keys::KEEP_F32.into(),
-            MetaValue::Array(self.keep_f32.iter().map(|p| MetaValue::String(p.clone())).collect()),
+            MetaValue::Array(
+                self.keep_f32
+                    .iter()
+                    .map(|p| MetaValue::String(p.clone()))
+                    .collect(),
+            ),
         );
         m.insert(keys::LANES.into(), MetaValue::U8(self.lanes));
         m
@@ -64,10 +77,18 @@ impl PackOptions {
         let raw_max_elements = meta.get(keys::RAW_MAX_ELEMENTS)?.as_u64()?;
         let lanes = meta.get(keys::LANES)?.as_u64()? as u8;
         let keep_f32 = match meta.get(keys::KEEP_F32)? {
-            pcll_decoder::Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            pcll_decoder::Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
             _ => return None,
         };
-        Some(PackOptions { bits, raw_max_elements, keep_f32, lanes })
+        Some(PackOptions {
+            bits,
+            raw_max_elements,
+            keep_f32,
+            lanes,
+        })
     }
 }
 
@@ -104,7 +125,12 @@ pub enum Choice {
 fn compile(patterns: &[String]) -> Result<Vec<glob::Pattern>, FormatError> {
     patterns
         .iter()
-        .map(|p| glob::Pattern::new(p).map_err(|e| FormatError::BadPattern { pattern: p.clone(), reason: e.to_string() }))
+        .map(|p| {
+            glob::Pattern::new(p).map_err(|e| FormatError::BadPattern {
+                pattern: p.clone(),
+                reason: e.to_string(),
+            })
+        })
         .collect()
 }
 
@@ -125,7 +151,11 @@ fn finite(t: &SourceTensor, v: &[f32]) -> Result<(), FormatError> {
     let bad = v.iter().filter(|x| !x.is_finite()).count();
     if bad > 0 {
         let first = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
-        return Err(FormatError::NonFinite { name: t.name.clone(), count: bad, first });
+        return Err(FormatError::NonFinite {
+            name: t.name.clone(),
+            count: bad,
+            first,
+        });
     }
     Ok(())
 }
@@ -141,13 +171,25 @@ pub fn pack_tensor(
         Choice::RawAsIs => (raw(t, t.dtype, t.data.clone()), None, None),
         Choice::RawF32 => {
             let v = t.to_f32().unwrap_or_default();
-            (raw(t, Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()), None, None)
+            (
+                raw(
+                    t,
+                    Dtype::F32,
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                ),
+                None,
+                None,
+            )
         }
         Choice::RawF16 => {
             let data = if t.dtype == Dtype::F16 {
                 t.data.clone()
             } else {
-                t.to_f32().unwrap_or_default().iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect()
+                t.to_f32()
+                    .unwrap_or_default()
+                    .iter()
+                    .flat_map(|&x| f16::from_f32(x).to_le_bytes())
+                    .collect()
             };
             (raw(t, Dtype::F16, data), None, None)
         }
@@ -155,7 +197,7 @@ pub fn pack_tensor(
             let v = t.to_f32().unwrap_or_default();
             finite(t, &v)?;
             let rows = t.shape[0] as usize;
-            let cols = if rows == 0 { 0 } else { v.len() / rows };
+            let cols = v.len().checked_div(rows).unwrap_or(0);
             let q = quantize(&v, rows, cols, opts.bits);
             let stream = encode(&q.symbols, opts.lanes);
             let mut payload = q.scale_bytes();
@@ -167,7 +209,11 @@ pub fn pack_tensor(
                 codec: Codec::Int(q.params),
                 payload,
             };
-            (rec, Some(entropy_bytes(&q.symbols)), Some(stream.bytes.len()))
+            (
+                rec,
+                Some(entropy_bytes(&q.symbols)),
+                Some(stream.bytes.len()),
+            )
         }
     };
     let report = TensorReport {
@@ -183,7 +229,13 @@ pub fn pack_tensor(
 }
 
 fn raw(t: &SourceTensor, dtype: Dtype, payload: Vec<u8>) -> TensorRecord {
-    TensorRecord { name: t.name.clone(), dtype, shape: t.shape.clone(), codec: Codec::Raw, payload }
+    TensorRecord {
+        name: t.name.clone(),
+        dtype,
+        shape: t.shape.clone(),
+        codec: Codec::Raw,
+        payload,
+    }
 }
 
 /// Packs `model`. `progress(done, total, name)` is called after each tensor. The source's
@@ -208,10 +260,16 @@ pub fn pack(
         reports.push(rep);
         progress(i + 1, model.tensors.len(), &t.name);
     }
-    let mut meta: BTreeMap<String, MetaValue> =
-        model.metadata.iter().map(|(k, v)| (format!("source.{k}"), MetaValue::String(v.clone()))).collect();
+    let mut meta: BTreeMap<String, MetaValue> = model
+        .metadata
+        .iter()
+        .map(|(k, v)| (format!("source.{k}"), MetaValue::String(v.clone())))
+        .collect();
     meta.extend(opts.to_metadata());
     let artifact = write_artifact(&meta, records)?;
     reports.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-    Ok(PackReport { artifact, tensors: reports })
+    Ok(PackReport {
+        artifact,
+        tensors: reports,
+    })
 }

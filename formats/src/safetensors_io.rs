@@ -36,9 +36,21 @@ impl SourceTensor {
     pub fn to_f32(&self) -> Option<Vec<f32>> {
         let c2 = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
         Some(match self.dtype {
-            Dtype::F32 => self.data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => self.data.chunks_exact(2).map(|c| f16::from_bits(c2(c)).to_f32()).collect(),
-            Dtype::BF16 => self.data.chunks_exact(2).map(|c| bf16::from_bits(c2(c)).to_f32()).collect(),
+            Dtype::F32 => self
+                .data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => self
+                .data
+                .chunks_exact(2)
+                .map(|c| f16::from_bits(c2(c)).to_f32())
+                .collect(),
+            Dtype::BF16 => self
+                .data
+                .chunks_exact(2)
+                .map(|c| bf16::from_bits(c2(c)).to_f32())
+                .collect(),
             _ => return None,
         })
     }
@@ -61,7 +73,12 @@ fn from_st(name: &str, d: StDtype) -> Result<Dtype, FormatError> {
         StDtype::I16 => Dtype::I16,
         StDtype::I32 => Dtype::I32,
         StDtype::I64 => Dtype::I64,
-        other => return Err(FormatError::UnsupportedDtype { name: name.into(), dtype: format!("{other:?}") }),
+        other => {
+            return Err(FormatError::UnsupportedDtype {
+                name: name.into(),
+                dtype: format!("{other:?}"),
+            })
+        }
     })
 }
 
@@ -94,7 +111,12 @@ impl SourceModel {
             });
         }
         tensors.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-        let metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+        let metadata = meta
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         Ok(SourceModel { tensors, metadata })
     }
 
@@ -108,8 +130,11 @@ impl SourceModel {
                 TensorView::new(to_st(t.dtype), shape, &t.data).map(|v| (t.name.clone(), v))
             })
             .collect::<Result<_, _>>()?;
-        let meta: Option<HashMap<String, String>> =
-            if self.metadata.is_empty() { None } else { Some(self.metadata.clone().into_iter().collect()) };
+        let meta: Option<HashMap<String, String>> = if self.metadata.is_empty() {
+            None
+        } else {
+            Some(self.metadata.clone().into_iter().collect())
+        };
         Ok(safetensors::serialize(views, &meta)?)
     }
 

@@ -32,7 +32,12 @@ impl TensorRecord {
 fn check(t: &TensorRecord) -> Result<(), FormatError> {
     let lim = |what, got: u64, max: u64| {
         if got > max {
-            Err(FormatError::Limit { name: t.name.clone(), what, got, max })
+            Err(FormatError::Limit {
+                name: t.name.clone(),
+                what,
+                got,
+                max,
+            })
         } else {
             Ok(())
         }
@@ -41,7 +46,12 @@ fn check(t: &TensorRecord) -> Result<(), FormatError> {
     lim("dimensions", t.shape.len() as u64, MAX_DIMS as u64)?;
     lim("elements", t.shape.iter().product(), MAX_ELEMENTS)?;
     if t.name.is_empty() {
-        return Err(FormatError::Limit { name: t.name.clone(), what: "empty name", got: 0, max: 0 });
+        return Err(FormatError::Limit {
+            name: t.name.clone(),
+            what: "empty name",
+            got: 0,
+            max: 0,
+        });
     }
     Ok(())
 }
@@ -54,11 +64,21 @@ pub fn write_artifact(
 ) -> Result<Vec<u8>, FormatError> {
     tensors.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     if tensors.len() > MAX_TENSORS as usize {
-        return Err(FormatError::Limit { name: String::new(), what: "tensor count", got: tensors.len() as u64, max: MAX_TENSORS as u64 });
+        return Err(FormatError::Limit {
+            name: String::new(),
+            what: "tensor count",
+            got: tensors.len() as u64,
+            max: MAX_TENSORS as u64,
+        });
     }
     for w in tensors.windows(2) {
         if w[0].name == w[1].name {
-            return Err(FormatError::Limit { name: w[0].name.clone(), what: "duplicate name", got: 2, max: 1 });
+            return Err(FormatError::Limit {
+                name: w[0].name.clone(),
+                what: "duplicate name",
+                got: 2,
+                max: 1,
+            });
         }
     }
     for t in &tensors {
@@ -69,8 +89,11 @@ pub fn write_artifact(
 
     // Entry sizes do not depend on offsets: size the table first, then place the payloads.
     let params: Vec<Vec<u8>> = tensors.iter().map(|t| t.params()).collect();
-    let table_len: u64 =
-        tensors.iter().zip(&params).map(|(t, p)| (2 + t.name.len() + 2 + 8 * t.shape.len() + 3 + p.len() + 20) as u64).sum();
+    let table_len: u64 = tensors
+        .iter()
+        .zip(&params)
+        .map(|(t, p)| (2 + t.name.len() + 2 + 8 * t.shape.len() + 3 + p.len() + 20) as u64)
+        .sum();
     let mut cursor = table_offset + table_len;
     let mut table = Vec::with_capacity(table_len as usize);
     let mut offsets = Vec::with_capacity(tensors.len());

@@ -39,7 +39,12 @@ fn make(name: String, shape: Vec<u64>, dtype_code: u8, seed: u64) -> SourceTenso
             d => data.extend((0..d.size()).map(|i| (r >> (8 * i)) as u8)),
         }
     }
-    SourceTensor { name, dtype, shape, data }
+    SourceTensor {
+        name,
+        dtype,
+        shape,
+        data,
+    }
 }
 
 proptest! {

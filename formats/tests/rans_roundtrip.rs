@@ -66,14 +66,21 @@ fn degenerate_inputs() {
         all.clone(),
         all.iter().cycle().take(256 * 33 + 5).copied().collect(),
         // One rare symbol in a sea of another: the most skewed two-symbol stream.
-        (0..100_000).map(|i| if i == 77_777 { 200 } else { 3 }).collect(),
+        (0..100_000)
+            .map(|i| if i == 77_777 { 200 } else { 3 })
+            .collect(),
     ];
     for s in cases {
         for &lanes in &LANE_COUNTS {
             for n in [s.len(), s.len().saturating_sub(1)] {
                 let s = &s[..n];
                 let e = encode(s, lanes);
-                assert_eq!(decode(&e.bytes, s.len(), 4096), s, "lanes {lanes} len {}", s.len());
+                assert_eq!(
+                    decode(&e.bytes, s.len(), 4096),
+                    s,
+                    "lanes {lanes} len {}",
+                    s.len()
+                );
             }
         }
     }
@@ -98,7 +105,11 @@ fn near_entropy_on_large_streams() {
     let s = skewed(1_000_000, 63, 7);
     let e = encode(&s, 32);
     let h = entropy_bytes(&s);
-    assert!((e.bytes.len() as f64) <= h * 1.002, "{} vs {h}", e.bytes.len());
+    assert!(
+        (e.bytes.len() as f64) <= h * 1.002,
+        "{} vs {h}",
+        e.bytes.len()
+    );
 }
 
 #[test]

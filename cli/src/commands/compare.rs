@@ -34,21 +34,37 @@ pub fn print_table(r: &CompareReport) {
         "{} symbols from {} tensors, int{} per-row, rANS with {} lanes, decode best of {}",
         r.symbols, r.tensors, r.bits, r.lanes, r.runs
     );
-    println!("{:<10} {:>12} {:>10} {:>14} {:>10} {:>12}", "coder", "bytes", "bits/w", "entropy bytes", "x entropy", "decode MB/s");
+    println!(
+        "{:<10} {:>12} {:>10} {:>14} {:>10} {:>12}",
+        "coder", "bytes", "bits/w", "entropy bytes", "x entropy", "decode MB/s"
+    );
     for c in &r.coders {
         println!(
             "{:<10} {:>12} {:>10.4} {:>14.0} {:>10.5} {:>12.1}",
             c.name, c.bytes, c.bits_per_weight, c.entropy_bytes, c.ratio_to_entropy, c.decode_mb_s
         );
     }
-    println!("rANS decode speed / zstd-22 decode speed: {:.2}x", r.speedup_vs_zstd);
+    println!(
+        "rANS decode speed / zstd-22 decode speed: {:.2}x",
+        r.speedup_vs_zstd
+    );
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let bytes = read(&a.model)?;
-    let model = SourceModel::from_safetensors(&bytes).with_context(|| format!("parsing {}", a.model.display()))?;
-    let opts = PackOptions { bits: a.bits, keep_f32: a.keep_f32.clone(), lanes: a.lanes, ..PackOptions::default() };
-    anyhow::ensure!((2..=8).contains(&a.bits), "--bits {} is outside 2..=8", a.bits);
+    let model = SourceModel::from_safetensors(&bytes)
+        .with_context(|| format!("parsing {}", a.model.display()))?;
+    let opts = PackOptions {
+        bits: a.bits,
+        keep_f32: a.keep_f32.clone(),
+        lanes: a.lanes,
+        ..PackOptions::default()
+    };
+    anyhow::ensure!(
+        (2..=8).contains(&a.bits),
+        "--bits {} is outside 2..=8",
+        a.bits
+    );
     let streams = int_symbol_streams(&model, &opts);
     let r = compare(&streams, a.bits, a.lanes, a.runs)?;
     if a.json {

@@ -35,14 +35,20 @@ pub fn run(a: Args) -> Result<ExitCode> {
     println!("{}", super::pack::summary(src.len(), &report));
 
     println!("\n== verify {} --against the source", artifact.display());
-    super::verify::run(super::verify::Args { artifact: artifact.clone(), against: Some(model_path.clone()) })?;
+    super::verify::run(super::verify::Args {
+        artifact: artifact.clone(),
+        against: Some(model_path.clone()),
+    })?;
 
     println!("\n== unpack -> {}", unpacked.display());
     let bytes = read(&artifact)?;
     let art = Artifact::parse(&bytes)?;
     let back = super::unpack::unpack(&art)?;
     std::fs::write(&unpacked, back.to_safetensors()?)?;
-    ensure!(back.tensors.len() == model.tensors.len(), "unpack lost tensors");
+    ensure!(
+        back.tensors.len() == model.tensors.len(),
+        "unpack lost tensors"
+    );
 
     println!("\n== inspect");
     super::inspect::print_table(&super::inspect::report(&art)?);

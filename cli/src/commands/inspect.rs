@@ -62,20 +62,31 @@ fn json_value(v: &Value<'_>) -> serde_json::Value {
 
 /// The coded symbols of an entropy-coded tensor and the stream's length.
 pub fn int_symbols(art: &Artifact<'_>, t: &TensorInfo<'_>) -> Result<Option<(Vec<u8>, u64)>> {
-    let Codec::Int(p) = t.codec else { return Ok(None) };
+    let Codec::Int(p) = t.codec else {
+        return Ok(None);
+    };
     let payload = art.check_payload(t)?;
-    let s = codec::int::stream(t, &p, payload).map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
+    let s = codec::int::stream(t, &p, payload)
+        .map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
     let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
-    let mut d = s.decoder(&mut scratch).map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
+    let mut d = s
+        .decoder(&mut scratch)
+        .map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
     let mut out = vec![0u8; t.numel() as usize];
-    d.decode(&mut out).map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
-    d.finish().map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
+    d.decode(&mut out)
+        .map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
+    d.finish()
+        .map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
     Ok(Some((out, s.byte_len as u64)))
 }
 
 pub fn report(art: &Artifact<'_>) -> Result<Report> {
     let h = art.header();
-    let metadata = art.metadata().iter().map(|(k, v)| (k.to_string(), json_value(&v))).collect();
+    let metadata = art
+        .metadata()
+        .iter()
+        .map(|(k, v)| (k.to_string(), json_value(&v)))
+        .collect();
     let mut tensors = Vec::new();
     for t in art.tensors() {
         let n = t.numel().max(1) as f64;
@@ -95,21 +106,43 @@ pub fn report(art: &Artifact<'_>) -> Result<Report> {
             bits_per_weight: t.payload_len as f64 * 8.0 / n,
             entropy_bytes: entropy,
             coded_bytes: coded,
-            entropy_gap: entropy.zip(coded).filter(|(e, _)| *e > 0.0).map(|(e, c)| c as f64 / e - 1.0),
+            entropy_gap: entropy
+                .zip(coded)
+                .filter(|(e, _)| *e > 0.0)
+                .map(|(e, c)| c as f64 / e - 1.0),
         });
     }
-    Ok(Report { version: h.version, file_len: h.file_len, tensor_count: h.tensor_count, metadata, tensors })
+    Ok(Report {
+        version: h.version,
+        file_len: h.file_len,
+        tensor_count: h.tensor_count,
+        metadata,
+        tensors,
+    })
 }
 
 pub fn print_table(r: &Report) {
-    println!("PCLL v{}  {} bytes  {} tensors", r.version, r.file_len, r.tensor_count);
+    println!(
+        "PCLL v{}  {} bytes  {} tensors",
+        r.version, r.file_len, r.tensor_count
+    );
     for (k, v) in &r.metadata {
         println!("  {k} = {v}");
     }
-    println!("{:<48} {:>14} {:>5} {:>6} {:>10} {:>8} {:>9}", "tensor", "shape", "dtype", "codec", "bytes", "bits/w", "gap");
+    println!(
+        "{:<48} {:>14} {:>5} {:>6} {:>10} {:>8} {:>9}",
+        "tensor", "shape", "dtype", "codec", "bytes", "bits/w", "gap"
+    );
     for t in &r.tensors {
-        let shape = t.shape.iter().map(u64::to_string).collect::<Vec<_>>().join("x");
-        let gap = t.entropy_gap.map_or("-".into(), |g| format!("{:+.3}%", g * 100.0));
+        let shape = t
+            .shape
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join("x");
+        let gap = t
+            .entropy_gap
+            .map_or("-".into(), |g| format!("{:+.3}%", g * 100.0));
         println!(
             "{:<48} {:>14} {:>5} {:>6} {:>10} {:>8.3} {:>9}",
             t.name, shape, t.dtype, t.codec, t.bytes, t.bits_per_weight, gap

@@ -30,7 +30,12 @@ pub struct Args {
 
 impl Args {
     pub fn options(&self) -> PackOptions {
-        PackOptions { bits: self.bits, raw_max_elements: self.raw_max_elements, keep_f32: self.keep_f32.clone(), lanes: self.lanes }
+        PackOptions {
+            bits: self.bits,
+            raw_max_elements: self.raw_max_elements,
+            keep_f32: self.keep_f32.clone(),
+            lanes: self.lanes,
+        }
     }
 }
 
@@ -53,7 +58,12 @@ pub fn summary(source_bytes: usize, report: &PackReport) -> String {
     let int_b: usize = ints.iter().map(|t| t.payload_bytes).sum();
     let sym_b: usize = ints.iter().filter_map(|t| t.symbol_bytes).sum();
     let ent: f64 = ints.iter().filter_map(|t| t.entropy_bytes).sum();
-    let raw_b: usize = report.tensors.iter().filter(|t| t.codec == "raw").map(|t| t.payload_bytes).sum();
+    let raw_b: usize = report
+        .tensors
+        .iter()
+        .filter(|t| t.codec == "raw")
+        .map(|t| t.payload_bytes)
+        .sum();
     let total = report.artifact.len();
     let mut s = format!(
         "{} tensors: {} int ({} weights, {}, {:.3} bits/weight incl. scales), {} raw ({})\n",
@@ -61,12 +71,21 @@ pub fn summary(source_bytes: usize, report: &PackReport) -> String {
         ints.len(),
         int_w,
         human(int_b as u64),
-        if int_w > 0 { int_b as f64 * 8.0 / int_w as f64 } else { 0.0 },
+        if int_w > 0 {
+            int_b as f64 * 8.0 / int_w as f64
+        } else {
+            0.0
+        },
         report.tensors.len() - ints.len(),
         human(raw_b as u64),
     );
     if ent > 0.0 {
-        s += &format!("coded symbols {} vs order-0 entropy {} ({:.4}x)\n", human(sym_b as u64), human(ent as u64), sym_b as f64 / ent);
+        s += &format!(
+            "coded symbols {} vs order-0 entropy {} ({:.4}x)\n",
+            human(sym_b as u64),
+            human(ent as u64),
+            sym_b as f64 / ent
+        );
     }
     s += &format!(
         "artifact {} from {} ({:.2}x smaller)",
@@ -79,7 +98,8 @@ pub fn summary(source_bytes: usize, report: &PackReport) -> String {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let bytes = read(&a.model)?;
-    let model = SourceModel::from_safetensors(&bytes).with_context(|| format!("parsing {}", a.model.display()))?;
+    let model = SourceModel::from_safetensors(&bytes)
+        .with_context(|| format!("parsing {}", a.model.display()))?;
     let report = pack_with_progress(&model, &a.options())?;
     write_atomic(&a.output, &report.artifact)?;
     println!("wrote {}", a.output.display());

@@ -20,8 +20,15 @@ pub struct Args {
 pub fn unpack(art: &Artifact<'_>) -> Result<SourceModel> {
     let mut model = SourceModel::default();
     for t in art.tensors() {
-        let data = art.decode_to_vec(&t).with_context(|| format!("decoding {}", t.name))?;
-        model.tensors.push(SourceTensor { name: t.name.into(), dtype: t.dtype, shape: t.shape().to_vec(), data });
+        let data = art
+            .decode_to_vec(&t)
+            .with_context(|| format!("decoding {}", t.name))?;
+        model.tensors.push(SourceTensor {
+            name: t.name.into(),
+            dtype: t.dtype,
+            shape: t.shape().to_vec(),
+            data,
+        });
     }
     for (k, v) in art.metadata().iter() {
         if let (Some(key), Value::String(s)) = (k.strip_prefix("source."), v) {
@@ -37,6 +44,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let model = unpack(&art)?;
     let out = model.to_safetensors()?;
     std::fs::write(&a.output, out).with_context(|| format!("writing {}", a.output.display()))?;
-    println!("wrote {} ({} tensors)", a.output.display(), model.tensors.len());
+    println!(
+        "wrote {} ({} tensors)",
+        a.output.display(),
+        model.tensors.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -26,7 +26,8 @@ pub struct Args {
 pub fn decode_all(art: &Artifact<'_>) -> Result<()> {
     art.verify_payloads()?;
     for t in art.tensors() {
-        art.decode_to_vec(&t).with_context(|| format!("decoding {}", t.name))?;
+        art.decode_to_vec(&t)
+            .with_context(|| format!("decoding {}", t.name))?;
     }
     Ok(())
 }
@@ -38,8 +39,14 @@ fn stored_as(src: &SourceTensor, dtype: Dtype) -> Option<Vec<u8>> {
     let v = src.to_f32()?;
     Some(match dtype {
         Dtype::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Dtype::F16 => v.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect(),
-        Dtype::BF16 => v.iter().flat_map(|&x| bf16::from_f32(x).to_le_bytes()).collect(),
+        Dtype::F16 => v
+            .iter()
+            .flat_map(|&x| f16::from_f32(x).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => v
+            .iter()
+            .flat_map(|&x| bf16::from_f32(x).to_le_bytes())
+            .collect(),
         _ => return None,
     })
 }
@@ -47,18 +54,26 @@ fn stored_as(src: &SourceTensor, dtype: Dtype) -> Option<Vec<u8>> {
 /// Checks one tensor's reconstruction against its source; returns the worst error in steps.
 fn check_tensor(art: &Artifact<'_>, t: &TensorInfo<'_>, src: &SourceTensor) -> Result<f64> {
     if src.shape != t.shape() {
-        bail!("{}: shape {:?} in artifact, {:?} in source", t.name, t.shape(), src.shape);
+        bail!(
+            "{}: shape {:?} in artifact, {:?} in source",
+            t.name,
+            t.shape(),
+            src.shape
+        );
     }
     match t.codec {
         Codec::Raw => {
-            let want = stored_as(src, t.dtype).with_context(|| format!("{}: dtype mismatch", t.name))?;
+            let want =
+                stored_as(src, t.dtype).with_context(|| format!("{}: dtype mismatch", t.name))?;
             if art.raw_bytes(t)? != want.as_slice() {
                 bail!("{}: raw bytes differ from the source", t.name);
             }
             Ok(0.0)
         }
         Codec::Int(p) => {
-            let w = src.to_f32().with_context(|| format!("{}: source is not float", t.name))?;
+            let w = src
+                .to_f32()
+                .with_context(|| format!("{}: source is not float", t.name))?;
             let mut rec = vec![0f32; w.len()];
             let mut scratch = vec![0u8; art.scratch_len(t)?];
             art.decode_f32(t, &mut rec, &mut scratch)?;
@@ -70,7 +85,10 @@ fn check_tensor(art: &Artifact<'_>, t: &TensorInfo<'_>, src: &SourceTensor) -> R
                 let err = (a as f64 - b as f64).abs();
                 let tol = step * 0.5 * (1.0 + 1e-6) + f64::from(f32::MIN_POSITIVE);
                 if err > tol {
-                    bail!("{}: element {i} off by {err:e}, more than half a step ({step:e})", t.name);
+                    bail!(
+                        "{}: element {i} off by {err:e}, more than half a step ({step:e})",
+                        t.name
+                    );
                 }
                 if step > 0.0 {
                     worst = worst.max(err / step);
@@ -85,23 +103,41 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let bytes = read(&a.artifact)?;
     let art = Artifact::parse(&bytes).with_context(|| format!("{}", a.artifact.display()))?;
     decode_all(&art)?;
-    println!("ok: {} tensors, all checksums hold, every tensor decodes", art.tensor_count());
+    println!(
+        "ok: {} tensors, all checksums hold, every tensor decodes",
+        art.tensor_count()
+    );
     if let Some(path) = a.against {
         let src_bytes = read(&path)?;
-        let model = SourceModel::from_safetensors(&src_bytes).with_context(|| format!("parsing {}", path.display()))?;
+        let model = SourceModel::from_safetensors(&src_bytes)
+            .with_context(|| format!("parsing {}", path.display()))?;
         if model.tensors.len() != art.tensor_count() as usize {
-            bail!("source has {} tensors, artifact {}", model.tensors.len(), art.tensor_count());
+            bail!(
+                "source has {} tensors, artifact {}",
+                model.tensors.len(),
+                art.tensor_count()
+            );
         }
         let mut worst = 0f64;
         for t in art.tensors() {
-            let src = model.get(t.name).with_context(|| format!("{} not in source", t.name))?;
+            let src = model
+                .get(t.name)
+                .with_context(|| format!("{} not in source", t.name))?;
             worst = worst.max(check_tensor(&art, &t, src)?);
         }
-        println!("ok: every reconstruction within half a step of the source (worst {worst:.4} steps)");
-        let opts = PackOptions::from_metadata(art.metadata()).context("artifact does not record its pack options")?;
+        println!(
+            "ok: every reconstruction within half a step of the source (worst {worst:.4} steps)"
+        );
+        let opts = PackOptions::from_metadata(art.metadata())
+            .context("artifact does not record its pack options")?;
         let repacked = pack(&model, &opts, |_, _, _| {})?;
         if repacked.artifact != bytes {
-            let at = repacked.artifact.iter().zip(&bytes).position(|(x, y)| x != y).unwrap_or(bytes.len().min(repacked.artifact.len()));
+            let at = repacked
+                .artifact
+                .iter()
+                .zip(&bytes)
+                .position(|(x, y)| x != y)
+                .unwrap_or(bytes.len().min(repacked.artifact.len()));
             bail!("re-packing the source gives different bytes (first difference at offset {at})");
         }
         println!("ok: re-packing the source reproduces the artifact byte for byte");

@@ -17,18 +17,26 @@ fn scales_len(info: &TensorInfo<'_>, p: &IntParams) -> u64 {
 }
 
 /// Parses the stream header (to size scratch without decoding).
-pub fn stream<'a>(info: &TensorInfo<'_>, p: &IntParams, payload: &'a [u8]) -> Result<RansStream<'a>, PayloadError> {
+pub fn stream<'a>(
+    info: &TensorInfo<'_>,
+    p: &IntParams,
+    payload: &'a [u8],
+) -> Result<RansStream<'a>, PayloadError> {
     let off = scales_len(info, p);
-    let rest = payload.get(off as usize..).ok_or(PayloadError::Truncated(Truncated {
-        field: "int scales",
-        offset: info.payload_offset,
-        needed: off,
-        available: payload.len() as u64,
-    }))?;
+    let rest = payload
+        .get(off as usize..)
+        .ok_or(PayloadError::Truncated(Truncated {
+            field: "int scales",
+            offset: info.payload_offset,
+            needed: off,
+            available: payload.len() as u64,
+        }))?;
     let max_alphabet = (2 * p.qmax() + 1) as u16;
     let s = RansStream::parse(rest, info.payload_offset + off, info.numel(), max_alphabet)?;
     if s.byte_len != rest.len() {
-        return Err(PayloadError::TrailingBytes { len: (rest.len() - s.byte_len) as u64 });
+        return Err(PayloadError::TrailingBytes {
+            len: (rest.len() - s.byte_len) as u64,
+        });
     }
     Ok(s)
 }
@@ -36,8 +44,12 @@ pub fn stream<'a>(info: &TensorInfo<'_>, p: &IntParams, payload: &'a [u8]) -> Re
 fn scale_at(payload: &[u8], sd: ScaleDtype, row: usize) -> f32 {
     let b = |i: usize| payload.get(i).copied().unwrap_or(0);
     match sd {
-        ScaleDtype::F16 => f16::from_bits(u16::from_le_bytes([b(2 * row), b(2 * row + 1)])).to_f32(),
-        ScaleDtype::F32 => f32::from_le_bytes([b(4 * row), b(4 * row + 1), b(4 * row + 2), b(4 * row + 3)]),
+        ScaleDtype::F16 => {
+            f16::from_bits(u16::from_le_bytes([b(2 * row), b(2 * row + 1)])).to_f32()
+        }
+        ScaleDtype::F32 => {
+            f32::from_le_bytes([b(4 * row), b(4 * row + 1), b(4 * row + 2), b(4 * row + 3)])
+        }
     }
 }
 

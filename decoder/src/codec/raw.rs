@@ -14,7 +14,9 @@ const CHUNK: usize = 256;
 /// them exactly: read those with `Artifact::raw_bytes`.
 pub fn decode(payload: &[u8], dtype: Dtype, out: &mut Output<'_>) -> Result<(), RequestError> {
     if matches!(dtype, Dtype::I32 | Dtype::I64) {
-        return Err(RequestError::OutputDtype { logical: dtype as u8 });
+        return Err(RequestError::OutputDtype {
+            logical: dtype as u8,
+        });
     }
     // Same-type copies skip the f32 round trip, so f16/bf16 NaN payloads survive bit for bit.
     match (dtype, &mut *out) {

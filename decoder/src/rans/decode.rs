@@ -27,7 +27,9 @@ impl<'a, 's> RansDecoder<'a, 's> {
     pub(super) fn new(stream: &RansStream<'a>, scratch: &'s mut [u8]) -> Result<Self, RansError> {
         let needed = stream.scratch_len();
         let got = scratch.len();
-        let slots = scratch.get_mut(..needed).ok_or(RansError::ScratchTooSmall { needed, got })?;
+        let slots = scratch
+            .get_mut(..needed)
+            .ok_or(RansError::ScratchTooSmall { needed, got })?;
         let mut info = [0u32; 256];
         let mut start = 0usize;
         for (sym, (&f, inf)) in stream.table.freqs().iter().zip(info.iter_mut()).enumerate() {
@@ -60,12 +62,15 @@ impl<'a, 's> RansDecoder<'a, 's> {
     /// or `out` asks for more symbols than remain.
     pub fn decode(&mut self, out: &mut [u8]) -> Result<(), RansError> {
         if out.len() as u64 > self.remaining() {
-            return Err(RansError::SymbolCount { expected: self.total, got: (self.done + out.len() as u64) as u32 });
+            return Err(RansError::SymbolCount {
+                expected: self.total,
+                got: (self.done + out.len() as u64) as u32,
+            });
         }
         let mut out = out;
         // Slow path until the lane position is aligned, fast path over whole lane groups,
         // slow path for what is left.
-        while !out.is_empty() && self.done % self.lanes as u64 != 0 {
+        while !out.is_empty() && !self.done.is_multiple_of(self.lanes as u64) {
             let (first, rest) = out.split_at_mut(1);
             self.decode_one(first)?;
             out = rest;
@@ -93,7 +98,9 @@ impl<'a, 's> RansDecoder<'a, 's> {
         let inf = self.info[sym as usize];
         let mut nx = (inf >> 16) * (x >> self.prob_bits) + slot - (inf & 0xFFFF);
         if nx < RANS_L {
-            let w = self.word_at(self.word).ok_or(RansError::WordsExhausted { symbol: self.done })?;
+            let w = self
+                .word_at(self.word)
+                .ok_or(RansError::WordsExhausted { symbol: self.done })?;
             nx = (nx << WORD_BITS) | w;
             self.word += 1;
         }
@@ -119,7 +126,9 @@ impl<'a, 's> RansDecoder<'a, 's> {
         let word_count = self.words.len() / 2;
         let bits = self.prob_bits;
         let mask = (1u32 << bits) - 1;
-        let Some(slots) = self.slots.get(..=mask as usize) else { return 0 };
+        let Some(slots) = self.slots.get(..=mask as usize) else {
+            return 0;
+        };
         let info = &self.info;
         let mut x = [0u32; N];
         x.copy_from_slice(&self.states[..N]);

@@ -13,7 +13,10 @@ pub struct FreqTable {
 
 impl FreqTable {
     pub const fn empty() -> Self {
-        FreqTable { alphabet_len: 0, freqs: [0; 256] }
+        FreqTable {
+            alphabet_len: 0,
+            freqs: [0; 256],
+        }
     }
 
     pub fn freqs(&self) -> &[u16] {
@@ -29,9 +32,15 @@ struct BitReader<'a> {
 
 impl BitReader<'_> {
     fn bit(&mut self) -> Result<u32, RansError> {
-        let byte = self.bytes.get((self.pos / 8) as usize).ok_or(RansError::Truncated(
-            crate::error::Truncated { field: "rans frequency table", offset: 0, needed: 1, available: 0 },
-        ))?;
+        let byte = self
+            .bytes
+            .get((self.pos / 8) as usize)
+            .ok_or(RansError::Truncated(crate::error::Truncated {
+                field: "rans frequency table",
+                offset: 0,
+                needed: 1,
+                available: 0,
+            }))?;
         let b = (*byte >> (self.pos % 8)) & 1;
         self.pos += 1;
         Ok(b as u32)
@@ -68,15 +77,25 @@ impl BitReader<'_> {
 
 /// Parses a table for precision `prob_bits` from the start of `bytes`. Returns the table and
 /// the bytes it occupies (whole bytes; padding bits must be zero).
-pub fn read_freq_table(bytes: &[u8], prob_bits: u8, max_alphabet: u16) -> Result<(FreqTable, usize), RansError> {
+pub fn read_freq_table(
+    bytes: &[u8],
+    prob_bits: u8,
+    max_alphabet: u16,
+) -> Result<(FreqTable, usize), RansError> {
     let total = 1u32 << prob_bits;
     let mut r = BitReader { bytes, pos: 0 };
     let alphabet_len = r.bits(8)? as u16 + 1;
     if alphabet_len > max_alphabet {
-        return Err(RansError::AlphabetTooLarge { got: alphabet_len, max: max_alphabet });
+        return Err(RansError::AlphabetTooLarge {
+            got: alphabet_len,
+            max: max_alphabet,
+        });
     }
     let k = r.bits(4)?;
-    let mut t = FreqTable { alphabet_len, freqs: [0; 256] };
+    let mut t = FreqTable {
+        alphabet_len,
+        freqs: [0; 256],
+    };
     let mut prev: i64 = 0;
     let mut sum: u32 = 0;
     let last = alphabet_len as usize - 1;
@@ -89,7 +108,10 @@ pub fn read_freq_table(bytes: &[u8], prob_bits: u8, max_alphabet: u16) -> Result
         }
         sum += v as u32;
         if sum >= total {
-            return Err(RansError::BadFrequencySum { sum, expected: total });
+            return Err(RansError::BadFrequencySum {
+                sum,
+                expected: total,
+            });
         }
         *f = v as u16;
         prev = v;
@@ -99,7 +121,7 @@ pub fn read_freq_table(bytes: &[u8], prob_bits: u8, max_alphabet: u16) -> Result
     }
     let used_bits = r.pos;
     let used = used_bits.div_ceil(8) as usize;
-    if used_bits % 8 != 0 {
+    if !used_bits.is_multiple_of(8) {
         let tail = bytes.get(used - 1).copied().unwrap_or(0) >> (used_bits % 8);
         if tail != 0 {
             return Err(RansError::NonZeroTablePadding);

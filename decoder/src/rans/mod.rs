@@ -60,7 +60,10 @@ impl<'a> RansStream<'a> {
         }
         let symbol_count = c.u32("rans symbol count").map_err(t)?;
         if symbol_count as u64 != expected_symbols {
-            return Err(RansError::SymbolCount { expected: expected_symbols, got: symbol_count });
+            return Err(RansError::SymbolCount {
+                expected: expected_symbols,
+                got: symbol_count,
+            });
         }
         let mut stream = RansStream {
             lanes,
@@ -89,7 +92,10 @@ impl<'a> RansStream<'a> {
         }
         let word_count = c.u32("rans word count").map_err(t)?;
         if word_count > symbol_count {
-            return Err(RansError::TooManyWords { words: word_count, symbols: symbol_count });
+            return Err(RansError::TooManyWords {
+                words: word_count,
+                symbols: symbol_count,
+            });
         }
         stream.words = c.bytes(word_count as usize * 2, "rans words").map_err(t)?;
         stream.byte_len = bytes.len() - c.remaining();

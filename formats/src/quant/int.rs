@@ -22,18 +22,30 @@ impl IntQuantized {
     /// The scales as their stored little-endian bytes.
     pub fn scale_bytes(&self) -> Vec<u8> {
         match self.params.scale_dtype {
-            ScaleDtype::F16 => self.scales.iter().flat_map(|&s| f16::from_f32(s).to_le_bytes()).collect(),
+            ScaleDtype::F16 => self
+                .scales
+                .iter()
+                .flat_map(|&s| f16::from_f32(s).to_le_bytes())
+                .collect(),
             ScaleDtype::F32 => self.scales.iter().flat_map(|&s| s.to_le_bytes()).collect(),
         }
     }
 
     /// Reconstruction exactly as the decoder computes it.
     pub fn dequantize(&self) -> Vec<f32> {
-        let cols = if self.scales.is_empty() { 0 } else { self.symbols.len() / self.scales.len() };
+        let cols = if self.scales.is_empty() {
+            0
+        } else {
+            self.symbols.len() / self.scales.len()
+        };
         let qmax = self.params.qmax() as f32;
         let mut out = Vec::with_capacity(self.symbols.len());
         for (row, &s) in self.scales.iter().enumerate() {
-            out.extend(self.symbols[row * cols..(row + 1) * cols].iter().map(|&q| (q as f32 - qmax) * s));
+            out.extend(
+                self.symbols[row * cols..(row + 1) * cols]
+                    .iter()
+                    .map(|&q| (q as f32 - qmax) * s),
+            );
         }
         out
     }
@@ -60,7 +72,10 @@ pub fn quantize(data: &[f32], rows: usize, cols: usize, bits: u8) -> IntQuantize
         .collect();
     let fits_f16 = raw.iter().all(|&s| s <= f16::MAX.to_f32());
     let (scale_dtype, scales): (ScaleDtype, Vec<f32>) = if fits_f16 {
-        (ScaleDtype::F16, raw.iter().map(|&s| f16_at_least(s).to_f32()).collect())
+        (
+            ScaleDtype::F16,
+            raw.iter().map(|&s| f16_at_least(s).to_f32()).collect(),
+        )
     } else {
         (ScaleDtype::F32, raw)
     };
@@ -69,10 +84,17 @@ pub fn quantize(data: &[f32], rows: usize, cols: usize, bits: u8) -> IntQuantize
         if s == 0.0 {
             symbols.extend(std::iter::repeat_n(qmax as u8, r.len()));
         } else {
-            symbols.extend(r.iter().map(|&w| ((w / s).round().clamp(-qmax, qmax) + qmax) as u8));
+            symbols.extend(
+                r.iter()
+                    .map(|&w| ((w / s).round().clamp(-qmax, qmax) + qmax) as u8),
+            );
         }
     }
-    IntQuantized { params: IntParams { bits, scale_dtype }, scales, symbols }
+    IntQuantized {
+        params: IntParams { bits, scale_dtype },
+        scales,
+        symbols,
+    }
 }
 
 #[cfg(test)]
@@ -81,13 +103,18 @@ mod tests {
 
     #[test]
     fn within_half_step_and_symmetric() {
-        let data: Vec<f32> = (0..64 * 33).map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0).collect();
+        let data: Vec<f32> = (0..64 * 33)
+            .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
         for bits in 2..=8u8 {
             let q = quantize(&data, 64, 33, bits);
             let rec = q.dequantize();
             for (i, (&w, &r)) in data.iter().zip(&rec).enumerate() {
                 let s = q.scales[i / 33];
-                assert!((w - r).abs() <= s * 0.5 * (1.0 + 1e-6), "bits {bits} i {i}: {w} vs {r}");
+                assert!(
+                    (w - r).abs() <= s * 0.5 * (1.0 + 1e-6),
+                    "bits {bits} i {i}: {w} vs {r}"
+                );
             }
             let max = *q.symbols.iter().max().unwrap() as i32;
             assert!(max <= 2 * q.params.qmax());

@@ -25,7 +25,11 @@ pub fn encode(symbols: &[u8], lanes: u8) -> EncodedStream {
     if symbols.is_empty() {
         out.push(1);
         out.extend_from_slice(&0u32.to_le_bytes());
-        return EncodedStream { bytes: out, prob_bits: 1, table_bytes: 0 };
+        return EncodedStream {
+            bytes: out,
+            prob_bits: 1,
+            table_bytes: 0,
+        };
     }
     let counts = histogram(symbols);
     let Precision { bits, freqs, .. } = choose_precision(&counts);
@@ -67,5 +71,9 @@ pub fn encode(symbols: &[u8], lanes: u8) -> EncodedStream {
     for w in &words {
         out.extend_from_slice(&w.to_le_bytes());
     }
-    EncodedStream { bytes: out, prob_bits: bits, table_bytes }
+    EncodedStream {
+        bytes: out,
+        prob_bits: bits,
+        table_bytes,
+    }
 }

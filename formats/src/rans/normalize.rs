@@ -33,7 +33,13 @@ pub fn normalize(counts: &[u64], bits: u8) -> Vec<u32> {
     let n: u64 = counts.iter().sum();
     let mut f: Vec<u32> = counts
         .iter()
-        .map(|&c| if c == 0 { 0 } else { ((c as u128 * m as u128 / n as u128) as u32).max(1) })
+        .map(|&c| {
+            if c == 0 {
+                0
+            } else {
+                ((c as u128 * m as u128 / n as u128) as u32).max(1)
+            }
+        })
         .collect();
     let mut sum: u64 = f.iter().map(|&x| x as u64).sum();
     let argbest = |f: &[u32], score: &dyn Fn(u64, u32) -> f64, want_max: bool| -> Option<usize> {
@@ -54,18 +60,21 @@ pub fn normalize(counts: &[u64], bits: u8) -> Vec<u32> {
         best.map(|(s, _)| s)
     };
     while sum < m {
-        let Some(s) = argbest(&f, &gain, true) else { break };
+        let Some(s) = argbest(&f, &gain, true) else {
+            break;
+        };
         f[s] += 1;
         sum += 1;
     }
     while sum > m {
-        let Some(s) = argbest(&f, &loss, false) else { break };
+        let Some(s) = argbest(&f, &loss, false) else {
+            break;
+        };
         f[s] -= 1;
         sum -= 1;
     }
     // Exchange units while that still pays; floors can leave a few symbols short.
-    loop {
-        let (Some(up), Some(down)) = (argbest(&f, &gain, true), argbest(&f, &loss, false)) else { break };
+    while let (Some(up), Some(down)) = (argbest(&f, &gain, true), argbest(&f, &loss, false)) {
         if up == down || gain(counts[up], f[up]) <= loss(counts[down], f[down]) + 1e-9 {
             break;
         }
@@ -101,13 +110,23 @@ pub fn choose_precision(counts: &[u64]) -> Precision {
             .map(|(&c, &f)| c as f64 * (bits as f64 - libm::log2(f as f64)))
             .sum();
         let tb = table_bits(&freqs, bits);
-        let cand = Precision { bits, freqs, payload_bits, table_bits: tb };
+        let cand = Precision {
+            bits,
+            freqs,
+            payload_bits,
+            table_bits: tb,
+        };
         let total = |p: &Precision| p.payload_bits + p.table_bits as f64;
         if best.as_ref().is_none_or(|b| total(&cand) < total(b) - 1e-9) {
             best = Some(cand);
         }
     }
-    best.unwrap_or(Precision { bits: 1, freqs: vec![2], payload_bits: 0.0, table_bits: 0 })
+    best.unwrap_or(Precision {
+        bits: 1,
+        freqs: vec![2],
+        payload_bits: 0.0,
+        table_bits: 0,
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ pub struct BitWriter {
 
 impl BitWriter {
     pub fn bit(&mut self, b: u32) {
-        if self.len % 8 == 0 {
+        if self.len.is_multiple_of(8) {
             self.bytes.push(0);
         }
         if b != 0 {
@@ -100,7 +100,13 @@ mod tests {
             (vec![4096], 12),
             (vec![0, 0, 0, 1 << 15], 15),
             (vec![1; 256], 8),
-            ((0..63).map(|i: i32| 1 + (100 - (i - 31).abs() * 3) as u32).chain([0]).collect(), 0),
+            (
+                (0..63)
+                    .map(|i: i32| 1 + (100 - (i - 31).abs() * 3) as u32)
+                    .chain([0])
+                    .collect(),
+                0,
+            ),
         ];
         for (mut f, mut bits) in cases {
             if bits == 0 {

@@ -1,0 +1,199 @@
+//! End-to-end tests of the `pcll` binary: pack → verify → unpack → inspect → compare on the
+//! bundled real weights, exit codes, and one-line errors (never a panic) on malformed files.
+
+use pcll_formats::SourceModel;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn pcll(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pcll"))
+        .args(args)
+        .output()
+        .expect("runs pcll")
+}
+
+fn model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../conformance/data/minilm-l6-layer0-attn.safetensors")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pcll-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("tmp dir");
+    d.join(name)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn assert_one_line_error(o: &Output) {
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+}
+
+#[test]
+fn pack_verify_unpack_inspect() {
+    let out = tmp("m.pcll");
+    let o = pcll(&[
+        "pack",
+        s(&model()),
+        "-o",
+        s(&out),
+        "--bits",
+        "6",
+        "--keep-f32",
+        "*LayerNorm*",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("artifact") && text.contains("entropy"),
+        "{text}"
+    );
+
+    let o = pcll(&["verify", s(&out), "--against", s(&model())]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("byte for byte"));
+
+    let back = tmp("back.safetensors");
+    assert!(pcll(&["unpack", s(&out), "-o", s(&back)]).status.success());
+    let src = SourceModel::from_safetensors(&std::fs::read(model()).unwrap()).unwrap();
+    let got = SourceModel::from_safetensors(&std::fs::read(&back).unwrap()).unwrap();
+    assert_eq!(got.tensors.len(), src.tensors.len());
+    for (g, w) in got.tensors.iter().zip(&src.tensors) {
+        assert_eq!((&g.name, &g.shape), (&w.name, &w.shape));
+        if g.name.contains("LayerNorm") {
+            assert_eq!(
+                g.data, w.data,
+                "{} kept f32 must come back bit for bit",
+                g.name
+            );
+        }
+    }
+    assert_eq!(
+        got.metadata.get("source").map(String::as_str),
+        src.metadata.get("source").map(String::as_str)
+    );
+
+    let o = pcll(&["inspect", s(&out), "--json"]);
+    assert!(o.status.success());
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let rows = j["tensors"].as_array().expect("tensors");
+    assert_eq!(rows.len(), 6);
+    let q = rows
+        .iter()
+        .find(|r| r["name"] == "encoder.layer.0.attention.self.query.weight")
+        .expect("query");
+    assert_eq!(q["codec"], "int6");
+    let gap = q["entropy_gap"].as_f64().expect("gap");
+    assert!((0.0..0.002).contains(&gap), "gap {gap}");
+}
+
+#[test]
+fn verify_fails_against_another_model() {
+    let out = tmp("a.pcll");
+    assert!(pcll(&["pack", s(&model()), "-o", s(&out)]).status.success());
+    let other = tmp("other.pcll");
+    assert!(pcll(&["pack", s(&model()), "-o", s(&other), "--bits", "5"])
+        .status
+        .success());
+    // Same source, different options recorded: the re-pack check must notice nothing wrong.
+    assert!(pcll(&["verify", s(&other), "--against", s(&model())])
+        .status
+        .success());
+    // A tampered source: reconstruction no longer within half a step.
+    let mut src = SourceModel::from_safetensors(&std::fs::read(model()).unwrap()).unwrap();
+    let t = src
+        .tensors
+        .iter_mut()
+        .find(|t| t.name.ends_with("key.weight"))
+        .unwrap();
+    t.data[100] ^= 0x40;
+    let tampered = tmp("tampered.safetensors");
+    std::fs::write(&tampered, src.to_safetensors().unwrap()).unwrap();
+    assert_one_line_error(&pcll(&["verify", s(&out), "--against", s(&tampered)]));
+}
+
+#[test]
+fn malformed_files_give_one_line_errors() {
+    let out = tmp("b.pcll");
+    assert!(pcll(&["pack", s(&model()), "-o", s(&out)]).status.success());
+    let bytes = std::fs::read(&out).unwrap();
+    let cases: Vec<Vec<u8>> = vec![
+        vec![],
+        b"not a pcll file at all".to_vec(),
+        bytes[..bytes.len() / 2].to_vec(),
+        {
+            let mut b = bytes.clone();
+            let n = b.len();
+            b[n - 10] ^= 1;
+            b
+        },
+        {
+            let mut b = bytes.clone();
+            b[70] ^= 0x80;
+            b
+        },
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        let p = tmp(&format!("bad{i}.pcll"));
+        std::fs::write(&p, c).unwrap();
+        for cmd in ["verify", "inspect"] {
+            assert_one_line_error(&pcll(&[cmd, s(&p)]));
+        }
+        assert_one_line_error(&pcll(&["unpack", s(&p), "-o", s(&tmp("x.safetensors"))]));
+    }
+    assert_one_line_error(&pcll(&["verify", s(&tmp("does-not-exist.pcll"))]));
+    assert_one_line_error(&pcll(&[
+        "pack",
+        s(&model()),
+        "-o",
+        s(&tmp("c.pcll")),
+        "--bits",
+        "9",
+    ]));
+}
+
+#[test]
+fn compare_json_contract() {
+    let o = pcll(&[
+        "compare",
+        s(&model()),
+        "--bits",
+        "6",
+        "--json",
+        "--runs",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let coders = j["coders"].as_array().expect("coders");
+    let names: Vec<&str> = coders.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["rans", "zstd-22", "brotli-11", "xz-9e"]);
+    for c in coders {
+        for k in [
+            "bytes",
+            "bits_per_weight",
+            "entropy_bytes",
+            "ratio_to_entropy",
+            "decode_mb_s",
+        ] {
+            assert!(c[k].as_f64().is_some_and(|v| v > 0.0), "{k} in {c}");
+        }
+    }
+    let rans = &coders[0];
+    assert!(
+        rans["ratio_to_entropy"].as_f64().unwrap() <= 1.002,
+        "{rans}"
+    );
+    assert!(j["speedup_vs_zstd"].as_f64().is_some_and(|v| v > 0.0));
+}
