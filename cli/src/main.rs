@@ -30,6 +30,8 @@ enum Command {
     Verify(commands::verify::Args),
     /// Compare our rANS with zstd, brotli and xz on the same quantized symbols.
     Compare(commands::compare::Args),
+    /// Run the golden-vector conformance suite against this or another decoder.
+    Conformance(commands::conformance::Args),
     /// The default job: pack, verify, inspect and compare the bundled real-weight slice.
     Demo(commands::demo::Args),
 }
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => commands::verify::run(a),
         Command::Compare(a) => commands::compare::run(a),
         Command::Demo(a) => commands::demo::run(a),
+        Command::Conformance(a) => commands::conformance::run(a),
     };
     match result {
         Ok(code) => code,

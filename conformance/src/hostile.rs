@@ -5,6 +5,10 @@ use pcll_decoder::crc32c::{crc32c, Crc32c};
 use pcll_decoder::header::{HEADER_CRC_OFFSET, HEADER_LEN};
 use pcll_decoder::{Artifact, Error};
 
+/// Tensors above this many elements are refused by the harness (a forged file may declare
+/// 2^31 elements coded in a few bytes; a real caller would size its buffers knowingly).
+pub const HARNESS_MAX_ELEMENTS: u64 = 1 << 24;
+
 /// Parses, checks every checksum and decodes every tensor (logical dtype and f32 where it
 /// applies). Returns the reconstructions.
 pub fn decode_everything(bytes: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
@@ -12,6 +16,13 @@ pub fn decode_everything(bytes: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
     art.verify_payloads()?;
     let mut out = Vec::new();
     for t in art.tensors() {
+        if t.numel() > HARNESS_MAX_ELEMENTS {
+            let e = pcll_decoder::error::RequestError::OutputLen {
+                expected: t.numel(),
+                got: HARNESS_MAX_ELEMENTS,
+            };
+            return Err(e.into());
+        }
         out.push(art.decode_to_vec(&t)?);
         if t.dtype.is_float() || t.dtype.size() <= 2 {
             let mut v = vec![0f32; t.numel() as usize];

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod compare;
+pub mod conformance;
 pub mod demo;
 pub mod inspect;
 pub mod pack;

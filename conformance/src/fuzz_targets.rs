@@ -1,0 +1,130 @@
+//! Bodies of the cargo-fuzz targets in `fuzz/`, shared with the stable-toolchain replay test
+//! (`tests/fuzz_corpus.rs`), so the saved corpus is re-run on every CI build. Each body must
+//! never panic, whatever the bytes; the round-trip body panics only on a real mismatch.
+
+use pcll_decoder::capi;
+use pcll_decoder::limits::MAX_SCRATCH_LEN;
+use pcll_decoder::rans::RansStream;
+use pcll_decoder::Artifact;
+
+/// Container parsing: header, metadata, table, iteration, lookups.
+pub fn parse(data: &[u8]) {
+    if let Ok(a) = Artifact::parse(data) {
+        for (k, v) in a.metadata().iter() {
+            let _ = (k.len(), v.as_u64(), v.as_f64(), v.as_str());
+            if let pcll_decoder::Value::Array(arr) = v {
+                arr.iter().for_each(drop);
+            }
+        }
+        for t in a.tensors() {
+            let _ = a.find(t.name);
+            let _ = a.scratch_len(&t);
+        }
+        let _ = a.tensor(a.tensor_count());
+    }
+}
+
+/// Every codec's decode path, through the container (all output types).
+pub fn decode(data: &[u8]) {
+    let _ = crate::hostile::decode_everything(data);
+}
+
+/// One rANS stream on its own: the first 4 bytes give the symbol count (≤ 2^20), the rest is
+/// the stream.
+pub fn rans_stream(data: &[u8]) {
+    let Some((head, rest)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let n = u32::from_le_bytes(*head) as u64 & 0xF_FFFF;
+    if let Ok(s) = RansStream::parse(rest, 0, n, 256) {
+        let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
+        if let Ok(mut d) = s.decoder(&mut scratch) {
+            let mut out = vec![0u8; n as usize];
+            // Odd-sized chunks exercise the slow path between fast groups.
+            let ok = out.chunks_mut(1000).all(|c| d.decode(c).is_ok());
+            if ok {
+                let _ = d.finish();
+            }
+        }
+    }
+}
+
+/// The C entry points, as a C caller would use them.
+pub fn c_api(data: &[u8]) {
+    let mut art = core::mem::MaybeUninit::<capi::PcllArtifact>::uninit();
+    // SAFETY: `data` is a live slice; `art` is writable.
+    let rc = unsafe { capi::pcll_open(data.as_ptr(), data.len(), art.as_mut_ptr()) };
+    if rc != capi::PCLL_OK {
+        return;
+    }
+    // SAFETY: `pcll_open` succeeded and initialized `art`.
+    let art = unsafe { art.assume_init() };
+    let mut scratch = vec![0u8; capi::pcll_max_scratch_len()];
+    for i in 0..=art.tensor_count {
+        let mut info = core::mem::MaybeUninit::<capi::PcllTensorInfo>::uninit();
+        // SAFETY: `art` is valid and its data alive; `info` writable.
+        if unsafe { capi::pcll_tensor_info(&art, i, info.as_mut_ptr()) } != capi::PCLL_OK {
+            continue;
+        }
+        // SAFETY: initialized by the successful call.
+        let info = unsafe { info.assume_init() };
+        let n = (info.numel as usize).min(1 << 24);
+        let mut f = vec![0f32; n];
+        let mut h = vec![0u16; n];
+        // SAFETY: buffers sized as passed, aligned, distinct from the artifact.
+        unsafe {
+            capi::pcll_decode_f32(
+                &art,
+                i,
+                f.as_mut_ptr(),
+                n,
+                scratch.as_mut_ptr(),
+                scratch.len(),
+            );
+            capi::pcll_decode_f16(
+                &art,
+                i,
+                h.as_mut_ptr(),
+                n,
+                scratch.as_mut_ptr(),
+                scratch.len(),
+            );
+            capi::pcll_decode_bf16(&art, i, h.as_mut_ptr(), n, scratch.as_mut_ptr(), 7);
+            let (mut p, mut l) = (core::ptr::null(), 0usize);
+            capi::pcll_raw_bytes(&art, i, &mut p, &mut l);
+        }
+    }
+    for i in 0..=art.metadata_count {
+        let mut e = core::mem::MaybeUninit::<capi::PcllMetaEntry>::uninit();
+        // SAFETY: as above.
+        unsafe { capi::pcll_metadata_entry(&art, i, e.as_mut_ptr()) };
+    }
+}
+
+/// Encoder → decoder round trip: byte 0 picks the lane count, the rest are symbols.
+pub fn roundtrip(data: &[u8]) {
+    let Some((&sel, symbols)) = data.split_first() else {
+        return;
+    };
+    let lanes = pcll_decoder::rans::LANE_COUNTS[(sel % 6) as usize];
+    let e = pcll_formats::rans::encode(symbols, lanes);
+    let s = RansStream::parse(&e.bytes, 0, symbols.len() as u64, 256).expect("own stream parses");
+    let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
+    let mut d = s.decoder(&mut scratch).expect("scratch is enough");
+    let mut out = vec![0u8; symbols.len()];
+    d.decode(&mut out).expect("own stream decodes");
+    d.finish().expect("own stream ends clean");
+    assert_eq!(out, symbols, "round trip changed the symbols");
+}
+
+/// A fuzz target body.
+pub type Target = fn(&[u8]);
+
+/// The targets by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/` use them.
+pub const TARGETS: [(&str, Target); 5] = [
+    ("parse", parse),
+    ("decode", decode),
+    ("rans_stream", rans_stream),
+    ("c_api", c_api),
+    ("roundtrip", roundtrip),
+];

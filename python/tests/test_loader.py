@@ -1,0 +1,76 @@
+"""Tests of the Python loader against the golden vectors (NumPy required; PyTorch optional).
+Run from the repository root: PCLL_LIB=target/capi/libpcll.so python3 -m unittest discover python/tests
+"""
+
+import hashlib
+import json
+import sys
+import unittest
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "python"))
+import pcll  # noqa: E402
+
+VECTORS = ROOT / "conformance" / "vectors"
+
+
+class GoldenVectors(unittest.TestCase):
+    def test_every_vector_matches_manifest(self):
+        manifest = json.loads((VECTORS / "manifest.json").read_text())
+        checked = 0
+        for v in manifest["vectors"]:
+            art = pcll.Artifact(VECTORS / f"{v['name']}.pcll")
+            self.assertEqual(art.keys(), [t["name"] for t in v["tensors"]])
+            for t in v["tensors"]:
+                got = hashlib.sha256(art.logical_bytes(t["name"])).hexdigest()
+                self.assertEqual(got, t["sha256_logical"], f"{v['name']}/{t['name']}")
+                self.assertEqual(list(art.shape(t["name"])), t["shape"])
+                checked += 1
+        self.assertGreater(checked, 30)
+
+    def test_load_values_and_dtypes(self):
+        w = pcll.load(VECTORS / "tiny.pcll")["w"]
+        self.assertEqual(w.dtype, np.float32)
+        s0, s1 = np.float32(0.07147216796875), np.float32(0.1429443359375)
+        np.testing.assert_array_equal(w, np.array([[7, -3, 0, 2], [7, 7, -7, 0]], np.float32) * np.array([[s0], [s1]]))
+        raw = pcll.load(VECTORS / "raw-dtypes.pcll")
+        self.assertEqual(raw["i64"].dtype, np.int64)
+        self.assertEqual(raw["f16"].dtype, np.float16)
+        self.assertEqual(raw["bf16"].dtype, np.float16)  # small floats are stored raw f16
+        self.assertEqual(pcll.load(VECTORS / "int-edge.pcll")["brain"].dtype, np.float32)  # bf16, widened
+        self.assertEqual(raw["scalar"].shape, ())
+        self.assertEqual(raw["zero_elements"].shape, (0, 4))
+
+    def test_metadata(self):
+        m = pcll.Artifact(VECTORS / "metadata.pcll").metadata
+        self.assertEqual(m["a.i64"], -(2**63))
+        self.assertEqual(m["a.u64"], 2**64 - 1)
+        self.assertEqual(m["c.string"], "héllo, wörld")
+        self.assertEqual(m["d.string_array"], ["", "a", "▁the", "\n"])
+        self.assertEqual(m["d.u16_array"], [i * 1000 for i in range(10)])
+        self.assertTrue(m["c.bool"])
+
+    def test_corrupt_input_raises(self):
+        data = bytearray((VECTORS / "int6.pcll").read_bytes())
+        data[len(data) - 5] ^= 1
+        art = pcll.Artifact(bytes(data))  # table and header intact: opens
+        with self.assertRaises(pcll.PcllError) as cm:
+            art["w"]
+        self.assertEqual(cm.exception.code, 8)  # payload checksum
+        with self.assertRaises(pcll.PcllError):
+            pcll.Artifact(b"PCLL" + b"\0" * 100)
+
+    def test_torch_state_dict(self):
+        try:
+            import torch
+        except ImportError:
+            self.skipTest("PyTorch not installed")
+        sd = {k: torch.from_numpy(v.copy()) for k, v in pcll.load(VECTORS / "int6.pcll").items()}
+        self.assertEqual(tuple(sd["w"].shape), (37, 53))
+
+
+if __name__ == "__main__":
+    unittest.main()
