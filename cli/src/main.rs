@@ -30,6 +30,10 @@ enum Command {
     Verify(commands::verify::Args),
     /// Compare our rANS with zstd, brotli and xz on the same quantized symbols.
     Compare(commands::compare::Args),
+    /// Score an artifact on token shards: validation loss and bits per byte.
+    Eval(commands::eval::Args),
+    /// Continue a prompt with the model in an artifact.
+    Generate(commands::generate::Args),
     /// Run the golden-vector conformance suite against this or another decoder.
     Conformance(commands::conformance::Args),
     /// The default job: pack, verify, inspect and compare the bundled real-weight slice.
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
         Command::Verify(a) => commands::verify::run(a),
         Command::Compare(a) => commands::compare::run(a),
         Command::Demo(a) => commands::demo::run(a),
+        Command::Eval(a) => commands::eval::run(a),
+        Command::Generate(a) => commands::generate::run(a),
         Command::Conformance(a) => commands::conformance::run(a),
     };
     match result {

@@ -10,6 +10,7 @@
 
 #[allow(unsafe_code)] // the C entry points are called as C callers would
 pub mod fuzz_targets;
+pub mod gpt;
 pub mod hostile;
 pub mod manifest;
 pub mod suite;

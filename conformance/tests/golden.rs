@@ -125,3 +125,50 @@ fn worked_example_matches_format_md() {
         ]
     );
 }
+
+/// Opening from a prefix (header, metadata, table) and decoding caller-read payloads gives the
+/// same reconstructions as the whole file; a short prefix, a wrong payload or a wrong total
+/// length is an error.
+#[test]
+fn prefix_open_and_caller_payloads_match_whole_file() {
+    use pcll_decoder::{Artifact, Output};
+    for want in manifest().vectors {
+        let bytes =
+            std::fs::read(vectors_dir().join(format!("{}.pcll", want.name))).expect("vector file");
+        let whole = Artifact::parse(&bytes).expect("parses");
+        let end = (whole.header().table_offset + whole.header().table_len) as usize;
+        let prefix = Artifact::parse_prefix(&bytes[..end], bytes.len() as u64).expect("prefix");
+        if end > 64 {
+            assert!(Artifact::parse_prefix(&bytes[..end - 1], bytes.len() as u64).is_err());
+        }
+        assert!(Artifact::parse_prefix(&bytes[..end], bytes.len() as u64 + 1).is_err());
+        let mut scratch = vec![0u8; pcll_decoder::limits::MAX_SCRATCH_LEN];
+        for t in prefix.tensors().filter(|t| t.dtype.is_float()) {
+            let s = t.payload_offset as usize;
+            let payload = &bytes[s..s + t.payload_len as usize];
+            let n = t.numel() as usize;
+            let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+            prefix
+                .decode_payload(&t, payload, Output::F32(&mut a), &mut scratch)
+                .expect("decodes");
+            whole.decode_f32(&t, &mut b, &mut scratch).expect("decodes");
+            assert_eq!(
+                a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "{}/{}",
+                want.name,
+                t.name
+            );
+            if !payload.is_empty() {
+                let mut bad = payload.to_vec();
+                bad[0] ^= 1;
+                assert!(prefix
+                    .decode_payload(&t, &bad, Output::F32(&mut a), &mut scratch)
+                    .is_err());
+                assert!(prefix
+                    .decode_payload(&t, &payload[1..], Output::F32(&mut a), &mut scratch)
+                    .is_err());
+            }
+        }
+    }
+}

@@ -25,7 +25,18 @@ impl<'a> Artifact<'a> {
     /// are checked when a tensor is decoded, or all at once by [`Artifact::verify_payloads`].
     /// Cost: O(header + metadata + table + tensors × 63 padding bytes); no allocation.
     pub fn parse(file: &'a [u8]) -> Result<Artifact<'a>, Error> {
-        let header = Header::parse(file)?;
+        Artifact::parse_prefix(file, file.len() as u64)
+    }
+
+    /// Opens a file from its first bytes only, for callers that read payloads on demand
+    /// (streaming from disk with bounded memory). `prefix` must hold at least header,
+    /// metadata and table; `file_len` is the length of the whole file. Everything
+    /// [`Artifact::parse`] checks is checked, except the zero padding between payloads that
+    /// lies beyond `prefix`. Decode with [`Artifact::decode_payload`], handing in each
+    /// tensor's `payload_len` bytes read from `payload_offset`.
+    pub fn parse_prefix(prefix: &'a [u8], file_len: u64) -> Result<Artifact<'a>, Error> {
+        let file = prefix;
+        let header = Header::parse_prefix(file, file_len)?;
         let mstart = header.metadata_offset as usize;
         let mbytes = file
             .get(mstart..mstart + header.metadata_len as usize)
@@ -156,16 +167,7 @@ impl<'a> Artifact<'a> {
     /// Checks the payload checksum of `info`.
     pub fn check_payload(&self, info: &TensorInfo<'_>) -> Result<&'a [u8], Error> {
         let payload = self.payload(info);
-        let computed = crc32c(payload);
-        if computed != info.payload_crc {
-            return Err(Error::Payload {
-                tensor: info.index,
-                error: PayloadError::ChecksumMismatch {
-                    stored: info.payload_crc,
-                    computed,
-                },
-            });
-        }
+        check_crc(info, payload)?;
         Ok(payload)
     }
 
@@ -176,7 +178,24 @@ impl<'a> Artifact<'a> {
         }
         Ok(())
     }
+}
 
+/// Checks that `payload` is `info`'s payload: its length and CRC-32C.
+fn check_crc(info: &TensorInfo<'_>, payload: &[u8]) -> Result<(), Error> {
+    let computed = crc32c(payload);
+    if payload.len() as u64 != info.payload_len || computed != info.payload_crc {
+        return Err(Error::Payload {
+            tensor: info.index,
+            error: PayloadError::ChecksumMismatch {
+                stored: info.payload_crc,
+                computed,
+            },
+        });
+    }
+    Ok(())
+}
+
+impl<'a> Artifact<'a> {
     /// Scratch bytes that decoding `info` needs (0 for `raw`; at most
     /// [`crate::limits::MAX_SCRATCH_LEN`]).
     pub fn scratch_len(&self, info: &TensorInfo<'_>) -> Result<usize, Error> {
@@ -209,6 +228,18 @@ impl<'a> Artifact<'a> {
     pub fn decode(
         &self,
         info: &TensorInfo<'_>,
+        out: Output<'_>,
+        scratch: &mut [u8],
+    ) -> Result<(), Error> {
+        self.decode_payload(info, self.payload(info), out, scratch)
+    }
+
+    /// As [`Artifact::decode`], with the payload handed in by the caller (see
+    /// [`Artifact::parse_prefix`]); its length and checksum are checked against the table.
+    pub fn decode_payload(
+        &self,
+        info: &TensorInfo<'_>,
+        payload: &[u8],
         mut out: Output<'_>,
         scratch: &mut [u8],
     ) -> Result<(), Error> {
@@ -220,7 +251,7 @@ impl<'a> Artifact<'a> {
             }
             .into());
         }
-        let payload = self.check_payload(info)?;
+        check_crc(info, payload)?;
         match info.codec {
             Codec::Raw => codec::raw::decode(payload, info.dtype, &mut out)?,
             Codec::Int(p) => {

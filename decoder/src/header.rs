@@ -43,9 +43,19 @@ impl Header {
     /// Parses and validates the header of `file`, including the checksum over header, metadata
     /// and table. Cost: one pass over metadata and table.
     pub fn parse(file: &[u8]) -> Result<Header, HeaderError> {
-        let actual = file.len() as u64;
+        Header::parse_prefix(file, file.len() as u64)
+    }
+
+    /// As [`Header::parse`], for a buffer holding only the first bytes of a file whose whole
+    /// length is `file_len`: the sections are placed against `file_len`, and `prefix` must
+    /// reach at least to the end of the table (else `SectionOutOfBounds` with the prefix
+    /// length as `file_len`).
+    pub fn parse_prefix(file: &[u8], file_len: u64) -> Result<Header, HeaderError> {
+        let actual = file_len;
         let Some(head) = file.get(..HEADER_LEN) else {
-            return Err(HeaderError::TooShort { len: actual });
+            return Err(HeaderError::TooShort {
+                len: file.len() as u64,
+            });
         };
         let mut b = [0u8; HEADER_LEN];
         b.copy_from_slice(head);
@@ -126,6 +136,14 @@ impl Header {
             });
         }
         let covered_end = (h.table_offset + h.table_len) as usize;
+        if covered_end > file.len() {
+            return Err(HeaderError::SectionOutOfBounds {
+                section: "table",
+                offset: h.table_offset,
+                len: h.table_len,
+                file_len: file.len() as u64,
+            });
+        }
         let mut crc = Crc32c::new();
         crc.update(&b[..HEADER_CRC_OFFSET]);
         crc.update(file.get(HEADER_LEN..covered_end).unwrap_or(&[]));

@@ -24,6 +24,28 @@ pub enum MetaValue {
 }
 
 impl MetaValue {
+    /// An owned copy of a value read from an artifact.
+    pub fn from_value(v: &pcll_decoder::Value<'_>) -> MetaValue {
+        use pcll_decoder::Value;
+        match *v {
+            Value::U8(x) => MetaValue::U8(x),
+            Value::I8(x) => MetaValue::I8(x),
+            Value::U16(x) => MetaValue::U16(x),
+            Value::I16(x) => MetaValue::I16(x),
+            Value::U32(x) => MetaValue::U32(x),
+            Value::I32(x) => MetaValue::I32(x),
+            Value::U64(x) => MetaValue::U64(x),
+            Value::I64(x) => MetaValue::I64(x),
+            Value::F32(x) => MetaValue::F32(x),
+            Value::F64(x) => MetaValue::F64(x),
+            Value::Bool(x) => MetaValue::Bool(x),
+            Value::String(s) => MetaValue::String(s.into()),
+            Value::Array(a) => {
+                MetaValue::Array(a.iter().map(|e| MetaValue::from_value(&e)).collect())
+            }
+        }
+    }
+
     fn value_type(&self) -> ValueType {
         match self {
             MetaValue::U8(_) => ValueType::U8,

@@ -28,6 +28,9 @@ pub struct PackOptions {
     pub keep_f32: Vec<String>,
     /// rANS lanes.
     pub lanes: u8,
+    /// Further metadata to carry (model configuration, tokenizer tables), written as given.
+    /// Keys must not start with `pcll.pack.` or `source.`.
+    pub extra: BTreeMap<String, MetaValue>,
 }
 
 impl Default for PackOptions {
@@ -37,6 +40,7 @@ impl Default for PackOptions {
             raw_max_elements: 65_536,
             keep_f32: Vec::new(),
             lanes: DEFAULT_LANES,
+            extra: BTreeMap::new(),
         }
     }
 }
@@ -71,7 +75,8 @@ impl PackOptions {
         m
     }
 
-    /// Reads back the options `pack` recorded; `None` if the artifact lacks them.
+    /// Reads back the options `pack` recorded, and the extra metadata it carried; `None` if
+    /// the artifact lacks them.
     pub fn from_metadata(meta: &pcll_decoder::Metadata<'_>) -> Option<PackOptions> {
         let bits = meta.get(keys::BITS)?.as_u64()? as u8;
         let raw_max_elements = meta.get(keys::RAW_MAX_ELEMENTS)?.as_u64()?;
@@ -83,11 +88,17 @@ impl PackOptions {
                 .collect(),
             _ => return None,
         };
+        let extra = meta
+            .iter()
+            .filter(|(k, _)| !k.starts_with("pcll.pack.") && !k.starts_with("source."))
+            .map(|(k, v)| (k.to_string(), MetaValue::from_value(&v)))
+            .collect();
         Some(PackOptions {
             bits,
             raw_max_elements,
             keep_f32,
             lanes,
+            extra,
         })
     }
 }
@@ -265,6 +276,15 @@ pub fn pack(
         .iter()
         .map(|(k, v)| (format!("source.{k}"), MetaValue::String(v.clone())))
         .collect();
+    for k in opts.extra.keys() {
+        if k.starts_with("pcll.pack.") || k.starts_with("source.") {
+            return Err(FormatError::BadMetadata {
+                key: k.clone(),
+                reason: "extra metadata may not use the pcll.pack. or source. prefixes",
+            });
+        }
+    }
+    meta.extend(opts.extra.clone());
     meta.extend(opts.to_metadata());
     let artifact = write_artifact(&meta, records)?;
     reports.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));

@@ -121,13 +121,31 @@ pub fn report(art: &Artifact<'_>) -> Result<Report> {
     })
 }
 
+/// A metadata value for the table: long arrays and strings shortened (`--json` has them
+/// whole).
+fn brief(v: &serde_json::Value) -> String {
+    const ITEMS: usize = 12;
+    const CHARS: usize = 80;
+    match v {
+        serde_json::Value::Array(a) if a.len() > ITEMS => {
+            let head: Vec<String> = a[..ITEMS].iter().map(|x| x.to_string()).collect();
+            format!("[{}, … {} values]", head.join(","), a.len())
+        }
+        serde_json::Value::String(s) if s.chars().count() > CHARS => {
+            let head: String = s.chars().take(CHARS).collect();
+            format!("{:?}… ({} bytes)", head, s.len())
+        }
+        other => other.to_string(),
+    }
+}
+
 pub fn print_table(r: &Report) {
     println!(
         "PCLL v{}  {} bytes  {} tensors",
         r.version, r.file_len, r.tensor_count
     );
     for (k, v) in &r.metadata {
-        println!("  {k} = {v}");
+        println!("  {k} = {}", brief(v));
     }
     println!(
         "{:<48} {:>14} {:>5} {:>6} {:>10} {:>8} {:>9}",

@@ -3,8 +3,11 @@
 pub mod compare;
 pub mod conformance;
 pub mod demo;
+pub mod eval;
+pub mod generate;
 pub mod inspect;
 pub mod pack;
+pub mod run_model;
 pub mod unpack;
 pub mod verify;
 

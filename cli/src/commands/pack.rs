@@ -3,7 +3,10 @@
 use super::{human, read, write_atomic};
 use crate::progress::bar;
 use anyhow::{Context, Result};
-use pcll_formats::{pack, PackOptions, PackReport, SourceModel};
+use pcll_formats::{pack, MetaValue, PackOptions, PackReport, SourceModel};
+use pcll_runtime::config::{Config, Overrides};
+use pcll_runtime::text::TextCodec;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,16 +29,131 @@ pub struct Args {
     /// Interleaved rANS lanes (1, 2, 4, 8, 16, 32).
     #[arg(long, default_value_t = pcll_formats::rans::DEFAULT_LANES)]
     pub lanes: u8,
+    #[command(flatten)]
+    pub model_args: ModelArgs,
+}
+
+/// What `pack` records so the runtime can run the model from the artifact alone.
+#[derive(clap::Args, Clone, Default)]
+pub struct ModelArgs {
+    /// Tokenizer (Hugging Face tokenizer.json) to embed with its bits-per-byte tables.
+    #[arg(long, value_name = "TOKENIZER_JSON", conflicts_with = "byte_tokenizer")]
+    pub tokenizer: Option<PathBuf>,
+    /// The model reads raw bytes (token id = byte value).
+    #[arg(long)]
+    pub byte_tokenizer: bool,
+    /// Rotary base to record (default 10000).
+    #[arg(long)]
+    pub rope_base: Option<f32>,
+    /// Logit soft-cap to record (default 30).
+    #[arg(long)]
+    pub logit_softcap: Option<f32>,
+}
+
+impl ModelArgs {
+    fn explicit(&self) -> bool {
+        self.tokenizer.is_some()
+            || self.byte_tokenizer
+            || self.rope_base.is_some()
+            || self.logit_softcap.is_some()
+    }
+
+    /// The `model.*` and `tokenizer.*` metadata for `model`. A source that is not a
+    /// parameter-golf GPT gets none (with a note), unless model options were given.
+    pub fn metadata(&self, model: &SourceModel) -> Result<BTreeMap<String, MetaValue>> {
+        let over = Overrides {
+            rope_base: self.rope_base,
+            logit_softcap: self.logit_softcap,
+            ..Overrides::default()
+        };
+        let shape = |n: &str| model.get(n).map(|t| t.shape.clone());
+        let cfg = match Config::infer(shape, over) {
+            Ok(c) => Some(c),
+            Err(e) if self.explicit() => {
+                return Err(e).context("the model options need a parameter-golf GPT state dict")
+            }
+            Err(e) => {
+                if model.get("tok_emb.weight").is_some() {
+                    eprintln!("note: not recording a model configuration: {e}");
+                }
+                None
+            }
+        };
+        let mut m = BTreeMap::new();
+        if let Some(c) = cfg {
+            model_metadata(&c, &mut m);
+        }
+        let codec = match (&self.tokenizer, self.byte_tokenizer) {
+            (Some(path), _) => {
+                let json = String::from_utf8(read(path)?)
+                    .with_context(|| format!("{} is not UTF-8", path.display()))?;
+                Some(TextCodec::from_json(&json).with_context(|| format!("{}", path.display()))?)
+            }
+            (None, true) => Some(TextCodec::Bytes),
+            (None, false) => None,
+        };
+        if let Some(codec) = codec {
+            let vocab = cfg.map_or(256, |c| c.vocab_size);
+            tokenizer_metadata(&codec, vocab, &mut m)?;
+        }
+        Ok(m)
+    }
+}
+
+/// Records `cfg` under `model.*`.
+pub fn model_metadata(cfg: &Config, m: &mut BTreeMap<String, MetaValue>) {
+    use pcll_runtime::config::{keys, ARCH};
+    let u = |v: usize| MetaValue::U32(v as u32);
+    m.insert(keys::ARCH.into(), MetaValue::String(ARCH.into()));
+    m.insert(keys::VOCAB_SIZE.into(), u(cfg.vocab_size));
+    m.insert(keys::MODEL_DIM.into(), u(cfg.model_dim));
+    m.insert(keys::NUM_LAYERS.into(), u(cfg.num_layers));
+    m.insert(keys::NUM_HEADS.into(), u(cfg.num_heads));
+    m.insert(keys::NUM_KV_HEADS.into(), u(cfg.num_kv_heads));
+    m.insert(keys::MLP_HIDDEN.into(), u(cfg.mlp_hidden));
+    m.insert(keys::ROPE_BASE.into(), MetaValue::F32(cfg.rope_base));
+    m.insert(
+        keys::LOGIT_SOFTCAP.into(),
+        MetaValue::F32(cfg.logit_softcap),
+    );
+    m.insert(
+        keys::TIE_EMBEDDINGS.into(),
+        MetaValue::Bool(cfg.tie_embeddings),
+    );
+}
+
+/// Records the tokenizer and its byte tables for ids `0..vocab` under `tokenizer.*`.
+pub fn tokenizer_metadata(
+    codec: &TextCodec,
+    vocab: usize,
+    m: &mut BTreeMap<String, MetaValue>,
+) -> Result<()> {
+    use pcll_runtime::eval::keys;
+    let t = codec.byte_tables(vocab)?;
+    m.insert(keys::KIND.into(), MetaValue::String(codec.kind().into()));
+    if let Some(json) = codec.json() {
+        m.insert(keys::JSON.into(), MetaValue::String(json.into()));
+    }
+    m.insert(
+        keys::BASE_BYTES.into(),
+        MetaValue::Array(t.base_bytes.iter().map(|&b| MetaValue::U16(b)).collect()),
+    );
+    let bools = |v: &[bool]| MetaValue::Array(v.iter().map(|&b| MetaValue::Bool(b)).collect());
+    m.insert(keys::HAS_LEADING_SPACE.into(), bools(&t.has_leading_space));
+    m.insert(keys::IS_BOUNDARY.into(), bools(&t.is_boundary));
+    Ok(())
 }
 
 impl Args {
-    pub fn options(&self) -> PackOptions {
-        PackOptions {
+    /// The pack options, with the model and tokenizer metadata for `model`.
+    pub fn options(&self, model: &SourceModel) -> Result<PackOptions> {
+        Ok(PackOptions {
             bits: self.bits,
             raw_max_elements: self.raw_max_elements,
             keep_f32: self.keep_f32.clone(),
             lanes: self.lanes,
-        }
+            extra: self.model_args.metadata(model)?,
+        })
     }
 }
 
@@ -100,7 +218,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let bytes = read(&a.model)?;
     let model = SourceModel::from_safetensors(&bytes)
         .with_context(|| format!("parsing {}", a.model.display()))?;
-    let report = pack_with_progress(&model, &a.options())?;
+    let report = pack_with_progress(&model, &a.options(&model)?)?;
     write_atomic(&a.output, &report.artifact)?;
     println!("wrote {}", a.output.display());
     println!("{}", summary(bytes.len(), &report));

@@ -1,0 +1,91 @@
+//! `pcll eval MODEL.pcll --tokens 'val_*.bin' [--seq-len 1024] [--stream] [--json]`
+
+use super::run_model::{peak_rss, with_model};
+use crate::progress::bar;
+use anyhow::{bail, Result};
+use pcll_runtime::eval::window_count;
+use pcll_runtime::shard::load_tokens;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The artifact.
+    pub model: PathBuf,
+    /// Token shards (parameter-golf format), a glob; concatenated in name order.
+    #[arg(long)]
+    pub tokens: String,
+    /// Tokens of context per scored window.
+    #[arg(long, default_value_t = 1024)]
+    pub seq_len: usize,
+    /// Score at most this many windows (default: all).
+    #[arg(long)]
+    pub max_windows: Option<usize>,
+    /// Decode each tensor from disk only when the forward pass reaches it (low memory).
+    #[arg(long)]
+    pub stream: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let mut tokens = load_tokens(&a.tokens)?;
+    if let Some(w) = a.max_windows {
+        tokens.truncate((w * a.seq_len + 1).min(tokens.len()));
+    }
+    let windows = window_count(tokens.len(), a.seq_len);
+    with_model(&a.model, a.stream, |model, opened| {
+        let Some(tables) = &opened.tables else {
+            bail!(pcll_runtime::RuntimeError::NoByteTables);
+        };
+        let pb = bar(windows as u64, "scoring");
+        let t0 = Instant::now();
+        let r = model.evaluate(&tokens, a.seq_len, tables, &mut |t| {
+            pb.set_position(t.sequences as u64);
+            pb.set_message(format!("loss {:.4}", t.loss_sum / t.tokens.max(1) as f64));
+        })?;
+        pb.finish_and_clear();
+        let secs = t0.elapsed().as_secs_f64();
+        let tps = r.tokens as f64 / secs.max(1e-9);
+        let rss = peak_rss();
+        if a.json {
+            let v = serde_json::json!({
+                "model": a.model.display().to_string(),
+                "val_loss": r.val_loss,
+                "val_bpb": r.val_bpb,
+                "tokens": r.tokens,
+                "bytes": r.bytes,
+                "windows": r.sequences,
+                "seq_len": a.seq_len,
+                "stream": a.stream,
+                "load_seconds": opened.load_s,
+                "eval_seconds": secs,
+                "tokens_per_second": tps,
+                "peak_rss_bytes": rss,
+                "threads": rayon_threads(),
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!("val_loss {:.6}  val_bpb {:.6}", r.val_loss, r.val_bpb);
+            println!(
+                "{} windows of {} tokens ({} targets, {} bytes) in {:.2} s: {:.0} tokens/s on {} threads{}",
+                r.sequences,
+                a.seq_len,
+                r.tokens,
+                r.bytes,
+                secs,
+                tps,
+                rayon_threads(),
+                rss.map(|b| format!(", peak RSS {}", super::human(b)))
+                    .unwrap_or_default()
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -1,0 +1,108 @@
+//! Opening an artifact as a runnable model, resident or streamed, for `eval` and `generate`.
+
+use super::read;
+use anyhow::{Context, Result};
+use pcll_decoder::Artifact;
+use pcll_runtime::stream::Streamed;
+use pcll_runtime::text::TextCodec;
+use pcll_runtime::{ByteTables, Config, Model, Resident, Weights};
+use std::path::Path;
+use std::time::Instant;
+
+/// What every model-running command needs from the artifact besides weights.
+pub struct Opened {
+    pub config: Config,
+    pub tables: Option<ByteTables>,
+    pub codec: Option<TextCodec>,
+    /// Seconds spent opening (and, resident, decoding every weight).
+    pub load_s: f64,
+}
+
+/// Runs `f` on the model in `path`: every weight decoded up front, or (`stream`) each tensor
+/// read from disk and decoded when the forward pass reaches it.
+pub fn with_model<T>(
+    path: &Path,
+    stream: bool,
+    f: impl FnOnce(&dyn Runner, &Opened) -> Result<T>,
+) -> Result<T> {
+    let t0 = Instant::now();
+    let ctx = || format!("{}", path.display());
+    if stream {
+        let s = Streamed::open(path).with_context(ctx)?;
+        let opened = describe(&s.artifact().with_context(ctx)?, t0)?;
+        let model = Model::new(opened.config, s);
+        f(&model, &opened)
+    } else {
+        let bytes = read(path)?;
+        let art = Artifact::parse(&bytes).with_context(ctx)?;
+        let resident = Resident::decode_all(&art).with_context(ctx)?;
+        let opened = describe(&art, t0)?;
+        drop(bytes);
+        let model = Model::new(opened.config, resident);
+        f(&model, &opened)
+    }
+}
+
+fn describe(art: &Artifact<'_>, t0: Instant) -> Result<Opened> {
+    let config = Config::from_artifact(art)?;
+    let meta = art.metadata();
+    let tables = match ByteTables::from_metadata(meta, config.vocab_size) {
+        Ok(t) => Some(t),
+        Err(pcll_runtime::RuntimeError::NoByteTables) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let codec = match TextCodec::from_metadata(meta) {
+        Ok(c) => Some(c),
+        Err(pcll_runtime::RuntimeError::NoByteTables) => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Opened {
+        config,
+        tables,
+        codec,
+        load_s: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// The model operations the commands use, over either weight source.
+pub trait Runner {
+    fn evaluate(
+        &self,
+        tokens: &[u16],
+        seq_len: usize,
+        tables: &ByteTables,
+        progress: &mut dyn FnMut(&pcll_runtime::eval::Totals),
+    ) -> Result<pcll_runtime::EvalResult>;
+    fn new_cache(&self) -> pcll_runtime::KvCache;
+    fn extend(&self, ids: &[u32], cache: &mut pcll_runtime::KvCache) -> Result<Vec<f32>>;
+}
+
+impl<W: Weights> Runner for Model<W> {
+    fn evaluate(
+        &self,
+        tokens: &[u16],
+        seq_len: usize,
+        tables: &ByteTables,
+        progress: &mut dyn FnMut(&pcll_runtime::eval::Totals),
+    ) -> Result<pcll_runtime::EvalResult> {
+        Ok(pcll_runtime::evaluate(
+            self, tokens, seq_len, tables, progress,
+        )?)
+    }
+
+    fn new_cache(&self) -> pcll_runtime::KvCache {
+        Model::new_cache(self)
+    }
+
+    fn extend(&self, ids: &[u32], cache: &mut pcll_runtime::KvCache) -> Result<Vec<f32>> {
+        Ok(Model::extend(self, ids, cache)?)
+    }
+}
+
+/// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
+pub fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -1,0 +1,442 @@
+//! The parameter-golf GPT's forward pass over a whole sequence (scoring), layer by layer.
+//!
+//! Token embedding → RMS norm → `x0`. The first ⌊L/2⌋ blocks push their outputs on a skip
+//! stack; each later block first adds `skip_weights[i] ⊙ pop()` while the stack lasts. A block
+//! mixes `x = resid_mix[0] ⊙ x + resid_mix[1] ⊙ x0`, then adds `attn_scale ⊙ Attn(norm(x))`
+//! and `mlp_scale ⊙ MLP(norm(x))`. Attention: bias-free q, k, v (grouped-query), per-head RMS
+//! norm of q and k, rotary on the half-split dims, q times `q_gain[h]`, causal softmax with
+//! scale `1/√head_dim`, output projection. MLP: `proj(relu(fc(x))²)`. Final RMS norm, tied or
+//! separate head, logits soft-capped as `c · tanh(l / c)`.
+//!
+//! Weights are fetched from [`Weights`] one tensor at a time, right before use, and dropped
+//! right after, so a streaming source keeps about one tensor resident. Work is split into
+//! fixed chunks (token rows, heads, query tiles) computed the same way on any thread count.
+
+use crate::config::{block_tensor, Config};
+use crate::error::RuntimeError;
+use crate::ops::{self, for_chunks, gemm, linear, map_range, rms_norm, Rope, RopeTable};
+use crate::weights::Weights;
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// Query rows per attention work item.
+const QUERY_TILE: usize = 64;
+
+/// A model: its configuration and a weight source.
+pub struct Model<W> {
+    cfg: Config,
+    weights: W,
+    rope: Rope,
+}
+
+impl<W: Weights> Model<W> {
+    /// `cfg` must already be checked against the tensors `weights` holds
+    /// ([`Config::from_artifact`] does that).
+    pub fn new(cfg: Config, weights: W) -> Model<W> {
+        let rope = Rope::new(cfg.head_dim(), cfg.rope_base);
+        Model { cfg, weights, rope }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn weights(&self) -> &W {
+        &self.weights
+    }
+
+    pub(crate) fn w(&self, name: &str) -> Result<alloc::borrow::Cow<'_, [f32]>, RuntimeError> {
+        self.weights.get(name)
+    }
+
+    /// Checks every id against the vocabulary.
+    pub fn check_tokens(&self, ids: &[u32]) -> Result<(), RuntimeError> {
+        match ids.iter().position(|&t| t as usize >= self.cfg.vocab_size) {
+            Some(position) => Err(RuntimeError::TokenOutOfRange {
+                position,
+                token: ids[position],
+                vocab: self.cfg.vocab_size,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Embeds and normalizes `ids`: the `x0` of every block.
+    pub(crate) fn embed(&self, ids: &[u32]) -> Result<Vec<f32>, RuntimeError> {
+        let d = self.cfg.model_dim;
+        let emb = self.w("tok_emb.weight")?;
+        let mut x = vec![0f32; ids.len() * d];
+        for (row, &t) in x.chunks_mut(d).zip(ids) {
+            row.copy_from_slice(&emb[t as usize * d..(t as usize + 1) * d]);
+            rms_norm(row);
+        }
+        Ok(x)
+    }
+
+    /// Negative log likelihood (nats) of each `targets[t]` after `ids[..=t]`.
+    pub fn sequence_nll(&self, ids: &[u32], targets: &[u32]) -> Result<Vec<f64>, RuntimeError> {
+        if ids.len() != targets.len() {
+            return Err(RuntimeError::BadConfig(alloc::format!(
+                "{} inputs for {} targets",
+                ids.len(),
+                targets.len()
+            )));
+        }
+        self.check_tokens(ids)?;
+        self.check_tokens(targets)?;
+        let h = self.hidden_states(ids)?;
+        self.nll(&h, targets)
+    }
+
+    /// The final-norm hidden states of every position.
+    pub fn hidden_states(&self, ids: &[u32]) -> Result<Vec<f32>, RuntimeError> {
+        self.run(ids, None)
+    }
+
+    /// Feeds `ids` after what `cache` holds and returns the soft-capped logits that follow
+    /// the last of them (generation with a KV cache).
+    pub fn extend(&self, ids: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, RuntimeError> {
+        self.check_tokens(ids)?;
+        let Some(last) = ids.len().checked_sub(1) else {
+            return Err(RuntimeError::BadConfig("no tokens to feed".into()));
+        };
+        let h = self.run(ids, Some(cache))?;
+        let d = self.cfg.model_dim;
+        let head = self.head()?;
+        let mut logits = vec![0f32; self.cfg.vocab_size];
+        linear(&h[last * d..], &head, d, self.cfg.vocab_size, &mut logits);
+        let cap = self.cfg.logit_softcap;
+        for l in logits.iter_mut() {
+            *l = cap * ops::math::tanh(*l / cap);
+        }
+        Ok(logits)
+    }
+
+    /// An empty KV cache for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            len: 0,
+            layers: (0..self.cfg.num_layers)
+                .map(|_| LayerCache {
+                    k: vec![Vec::new(); self.cfg.num_kv_heads],
+                    v: vec![Vec::new(); self.cfg.num_kv_heads],
+                })
+                .collect(),
+        }
+    }
+
+    fn run(&self, ids: &[u32], mut cache: Option<&mut KvCache>) -> Result<Vec<f32>, RuntimeError> {
+        let cfg = self.cfg;
+        let d = cfg.model_dim;
+        let start = cache.as_ref().map_or(0, |c| c.len);
+        let table = self.rope.table(start, ids.len());
+        let mut x = self.embed(ids)?;
+        let x0 = x.clone();
+        let mut skips: Vec<Vec<f32>> = Vec::with_capacity(cfg.encoder_layers());
+        for layer in 0..cfg.num_layers {
+            if layer >= cfg.encoder_layers() {
+                if let Some(s) = skips.pop() {
+                    let i = layer - cfg.encoder_layers();
+                    let sw = self.w("skip_weights")?;
+                    let w = &sw[i * d..(i + 1) * d];
+                    for_chunks(&mut x, ROWS * d, |c, xc| {
+                        let s = &s[c * ROWS * d..c * ROWS * d + xc.len()];
+                        for (xr, sr) in xc.chunks_mut(d).zip(s.chunks(d)) {
+                            for j in 0..d {
+                                xr[j] += w[j] * sr[j];
+                            }
+                        }
+                    });
+                }
+            }
+            let lc = cache.as_mut().map(|c| &mut c.layers[layer]);
+            self.block(layer, &mut x, &x0, &table, start, lc)?;
+            if layer < cfg.encoder_layers() {
+                skips.push(x.clone());
+            }
+        }
+        for_chunks(&mut x, ROWS * d, |_, xc| ops::rms_norm_rows(xc, d));
+        if let Some(c) = cache {
+            c.len += ids.len();
+        }
+        Ok(x)
+    }
+
+    /// One block over all positions, in place on `x`.
+    fn block(
+        &self,
+        layer: usize,
+        x: &mut [f32],
+        x0: &[f32],
+        table: &RopeTable,
+        start: usize,
+        cache: Option<&mut LayerCache>,
+    ) -> Result<(), RuntimeError> {
+        let d = self.cfg.model_dim;
+        let mix = self.w(&block_tensor(layer, "resid_mix"))?;
+        let (m0, m1) = mix.split_at(d);
+        for_chunks(x, ROWS * d, |c, xc| {
+            let x0 = &x0[c * ROWS * d..c * ROWS * d + xc.len()];
+            for (xr, x0r) in xc.chunks_mut(d).zip(x0.chunks(d)) {
+                for j in 0..d {
+                    xr[j] = m0[j] * xr[j] + m1[j] * x0r[j];
+                }
+            }
+        });
+        let attn = self.attention(layer, x, table, start, cache)?;
+        let scale = self.w(&block_tensor(layer, "attn_scale"))?;
+        add_scaled(x, &attn, &scale);
+        drop(attn);
+        self.mlp(layer, x)
+    }
+
+    /// `Attn(norm(x))` for positions `start..start + rows`; keys and values of earlier
+    /// positions come from `cache`, which also receives this call's.
+    ///
+    /// q, k and v are projected straight into head-major layout (head `h`'s rows contiguous,
+    /// one gemm per head over that head's weight rows), so heads and query tiles are
+    /// disjoint work items and nothing is copied between layouts but the output.
+    fn attention(
+        &self,
+        layer: usize,
+        x: &[f32],
+        table: &RopeTable,
+        start: usize,
+        cache: Option<&mut LayerCache>,
+    ) -> Result<Vec<f32>, RuntimeError> {
+        let cfg = self.cfg;
+        let (d, hd) = (cfg.model_dim, cfg.head_dim());
+        let (heads, kv_heads) = (cfg.num_heads, cfg.num_kv_heads);
+        let t = x.len() / d;
+        let mut n = x.to_vec();
+        for_chunks(&mut n, ROWS * d, |_, c| ops::rms_norm_rows(c, d));
+        let project = |name: &str, count: usize| -> Result<Vec<f32>, RuntimeError> {
+            let w = self.w(&block_tensor(layer, name))?;
+            let mut y = vec![0f32; count * t * hd];
+            for_chunks(&mut y, t * hd, |h, yh| {
+                let wh = &w[h * hd * d..(h + 1) * hd * d];
+                for_chunks(yh, ROWS * hd, |c, yc| {
+                    let r0 = c * ROWS;
+                    gemm(&n[r0 * d..r0 * d + yc.len() / hd * d], d, wh, yc, false);
+                });
+            });
+            Ok(y)
+        };
+        let mut q = project("attn.c_q.weight", heads)?;
+        let mut k = project("attn.c_k.weight", kv_heads)?;
+        let v = project("attn.c_v.weight", kv_heads)?;
+        drop(n);
+        let gain = self.w(&block_tensor(layer, "attn.q_gain"))?;
+        prepare_heads(&mut q, t, hd, start, table, Some(&gain));
+        prepare_heads(&mut k, t, hd, start, table, None);
+        // Keys and values of every visible position, per kv head.
+        let (ks, vs): (Vec<&[f32]>, Vec<&[f32]>) = match cache {
+            Some(c) => {
+                c.k.resize(kv_heads, Vec::new());
+                c.v.resize(kv_heads, Vec::new());
+                for g in 0..kv_heads {
+                    c.k[g].extend_from_slice(&k[g * t * hd..(g + 1) * t * hd]);
+                    c.v[g].extend_from_slice(&v[g * t * hd..(g + 1) * t * hd]);
+                }
+                (
+                    c.k.iter().map(Vec::as_slice).collect(),
+                    c.v.iter().map(Vec::as_slice).collect(),
+                )
+            }
+            None => (k.chunks(t * hd).collect(), v.chunks(t * hd).collect()),
+        };
+        let group = heads / kv_heads;
+        let scale = 1.0 / ops::math::sqrt(hd as f32);
+        let mut out_hm = vec![0f32; heads * t * hd];
+        for_chunks(&mut out_hm, t * hd, |h, out_h| {
+            let (kg, vg) = (ks[h / group], vs[h / group]);
+            let qh = &q[h * t * hd..(h + 1) * t * hd];
+            for_chunks(out_h, QUERY_TILE * hd, |tile, out_t| {
+                let q0 = tile * QUERY_TILE;
+                let q1 = q0 + out_t.len() / hd;
+                let keys = (start + q1) * hd;
+                attend(
+                    &qh[q0 * hd..q1 * hd],
+                    &kg[..keys],
+                    &vg[..keys],
+                    hd,
+                    start + q0,
+                    scale,
+                    out_t,
+                );
+            });
+        });
+        drop((ks, vs));
+        drop((q, k, v));
+        // Back to token-major for the output projection.
+        let mut o = vec![0f32; t * d];
+        for_chunks(&mut o, ROWS * d, |c, oc| {
+            for (r, row) in oc.chunks_mut(d).enumerate() {
+                let tok = c * ROWS + r;
+                for h in 0..heads {
+                    row[h * hd..(h + 1) * hd]
+                        .copy_from_slice(&out_hm[(h * t + tok) * hd..(h * t + tok + 1) * hd]);
+                }
+            }
+        });
+        drop(out_hm);
+        let proj = self.w(&block_tensor(layer, "attn.proj.weight"))?;
+        let mut y = vec![0f32; t * d];
+        linear(&o, &proj, d, d, &mut y);
+        Ok(y)
+    }
+
+    /// `x += mlp_scale ⊙ proj(relu(fc(norm(x)))²)`, chunk by chunk of token rows.
+    fn mlp(&self, layer: usize, x: &mut [f32]) -> Result<(), RuntimeError> {
+        let (d, hid) = (self.cfg.model_dim, self.cfg.mlp_hidden);
+        let fc = self.w(&block_tensor(layer, "mlp.fc.weight"))?;
+        let proj = self.w(&block_tensor(layer, "mlp.proj.weight"))?;
+        let scale = self.w(&block_tensor(layer, "mlp_scale"))?;
+        for_chunks(x, ROWS * d, |_, xc| {
+            let r = xc.len() / d;
+            let mut n = xc.to_vec();
+            ops::rms_norm_rows(&mut n, d);
+            let mut hbuf = vec![0f32; r * hid];
+            gemm(&n, d, &fc, &mut hbuf, false);
+            for v in hbuf.iter_mut() {
+                let a = v.max(0.0);
+                *v = a * a;
+            }
+            gemm(&hbuf, hid, &proj, &mut n, false);
+            add_scaled(xc, &n, &scale);
+        });
+        Ok(())
+    }
+
+    /// The output head's weight: `tok_emb` when tied.
+    pub(crate) fn head(&self) -> Result<alloc::borrow::Cow<'_, [f32]>, RuntimeError> {
+        if self.cfg.tie_embeddings {
+            self.w("tok_emb.weight")
+        } else {
+            self.w("lm_head.weight")
+        }
+    }
+
+    /// Per-position NLL of `targets` from final hidden states `h`.
+    fn nll(&self, h: &[f32], targets: &[u32]) -> Result<Vec<f64>, RuntimeError> {
+        let (d, vocab, cap) = (
+            self.cfg.model_dim,
+            self.cfg.vocab_size,
+            self.cfg.logit_softcap,
+        );
+        let head = self.head()?;
+        let chunks = targets.len().div_ceil(ROWS);
+        let per_chunk = map_range(chunks, |c| {
+            let r0 = c * ROWS;
+            let r1 = (r0 + ROWS).min(targets.len());
+            let mut logits = vec![0f32; (r1 - r0) * vocab];
+            gemm(&h[r0 * d..r1 * d], d, &head, &mut logits, false);
+            logits
+                .chunks_mut(vocab)
+                .zip(&targets[r0..r1])
+                .map(|(l, &y)| ops::softcap_nll(l, cap, y as usize))
+                .collect::<Vec<f64>>()
+        });
+        Ok(per_chunk.into_iter().flatten().collect())
+    }
+}
+
+/// Keys and values of every position fed so far, per layer and kv head.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    len: usize,
+    layers: Vec<LayerCache>,
+}
+
+impl KvCache {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of cached keys and values.
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flat_map(|l| l.k.iter().chain(&l.v))
+            .map(|v| v.len() * 4)
+            .sum()
+    }
+}
+
+/// One layer's cache: `k[g]` and `v[g]` hold `head_dim` values per position for kv head `g`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LayerCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+/// Token rows per work item in elementwise loops and the MLP.
+const ROWS: usize = ops::ROW_CHUNK;
+
+/// `x += s ⊙ y` row by row (`s` has one value per column).
+pub(crate) fn add_scaled(x: &mut [f32], y: &[f32], s: &[f32]) {
+    let d = s.len();
+    for (xr, yr) in x.chunks_mut(d).zip(y.chunks(d)) {
+        for j in 0..d {
+            xr[j] += s[j] * yr[j];
+        }
+    }
+}
+
+/// Per-head RMS norm, rotary and optional per-head gain, in place on a head-major buffer
+/// (`t` rows of `hd` per head; row `r` is position `start + r`).
+pub(crate) fn prepare_heads(
+    m: &mut [f32],
+    t: usize,
+    hd: usize,
+    start: usize,
+    table: &RopeTable,
+    gain: Option<&[f32]>,
+) {
+    for_chunks(m, t * hd, |h, mh| {
+        let g = gain.map_or(1.0, |g| g[h]);
+        for (r, row) in mh.chunks_mut(hd).enumerate() {
+            rms_norm(row);
+            table.apply(row, start + r);
+            if gain.is_some() {
+                for v in row.iter_mut() {
+                    *v *= g;
+                }
+            }
+        }
+    });
+}
+
+/// Causal attention of query rows at positions `q0..` (one head, `hd` wide, contiguous)
+/// over keys and values at positions `0..keys` (contiguous rows): query `i` sees keys
+/// `0..=q0 + i`. Writes `rows × hd` to `out`.
+pub(crate) fn attend(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    hd: usize,
+    q0: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let rows = q.len() / hd;
+    let keys = k.len() / hd;
+    let mut scores = vec![0f32; rows * keys];
+    gemm(q, hd, k, &mut scores, false);
+    for (i, row) in scores.chunks_mut(keys).enumerate() {
+        let visible = (q0 + i + 1).min(keys);
+        for s in row[..visible].iter_mut() {
+            *s *= scale;
+        }
+        ops::softmax(&mut row[..visible]);
+        for s in row[visible..].iter_mut() {
+            *s = 0.0;
+        }
+    }
+    ops::gemm_nn(&scores, keys, v, out);
+}

@@ -1,0 +1,300 @@
+//! Numeric kernels of the forward pass: matrix multiply (through `ndarray`'s `matrixmultiply`
+//! back end), RMS norm, rotary embedding and the parallel loops that spread them over threads.
+//! With the `std` feature the loops run on rayon's pool; without it, in order. Each work item
+//! is computed the same way either way, so results do not depend on the thread count.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// Token rows per work item in row-parallel loops.
+pub const ROW_CHUNK: usize = 64;
+
+/// `f32` machine epsilon: the RMS norm epsilon of the reference (`torch.finfo(float32).eps`).
+pub const RMS_EPS: f32 = f32::EPSILON;
+
+/// Elementary functions: the platform's in `std` builds, `libm` otherwise.
+pub mod math {
+    #[cfg(feature = "std")]
+    mod imp {
+        pub fn exp(x: f32) -> f32 {
+            x.exp()
+        }
+        pub fn tanh(x: f32) -> f32 {
+            x.tanh()
+        }
+        pub fn sqrt(x: f32) -> f32 {
+            x.sqrt()
+        }
+        pub fn ln(x: f64) -> f64 {
+            x.ln()
+        }
+        pub fn powf(x: f64, y: f64) -> f64 {
+            x.powf(y)
+        }
+        pub fn sin_cos(x: f64) -> (f64, f64) {
+            x.sin_cos()
+        }
+    }
+    #[cfg(not(feature = "std"))]
+    mod imp {
+        pub fn exp(x: f32) -> f32 {
+            libm::expf(x)
+        }
+        pub fn tanh(x: f32) -> f32 {
+            libm::tanhf(x)
+        }
+        pub fn sqrt(x: f32) -> f32 {
+            libm::sqrtf(x)
+        }
+        pub fn ln(x: f64) -> f64 {
+            libm::log(x)
+        }
+        pub fn powf(x: f64, y: f64) -> f64 {
+            libm::pow(x, y)
+        }
+        pub fn sin_cos(x: f64) -> (f64, f64) {
+            libm::sincos(x)
+        }
+    }
+    pub use imp::*;
+}
+
+/// Runs `f(index, chunk)` over consecutive `chunk`-element pieces of `data`, in parallel with
+/// `std`.
+pub fn for_chunks<F>(data: &mut [f32], chunk: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync + Send,
+{
+    let chunk = chunk.max(1);
+    #[cfg(feature = "std")]
+    {
+        use rayon::prelude::*;
+        data.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    }
+    #[cfg(not(feature = "std"))]
+    data.chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| f(i, c));
+}
+
+/// `map(i)` for `i in 0..n`, in parallel with `std`, collected in order.
+pub fn map_range<T, F>(n: usize, map: F) -> alloc::vec::Vec<T>
+where
+    T: Send,
+    F: Fn(usize) -> T + Sync + Send,
+{
+    #[cfg(feature = "std")]
+    {
+        use rayon::prelude::*;
+        (0..n).into_par_iter().map(map).collect()
+    }
+    #[cfg(not(feature = "std"))]
+    (0..n).map(map).collect()
+}
+
+/// `y = x · wᵀ` for `x`: `rows × k` and `w`: `n × k` (a PyTorch `Linear` weight), all
+/// row-major; `y` is `rows × n`. Parallel over row chunks, or over output features for a
+/// single row.
+pub fn linear(x: &[f32], w: &[f32], k: usize, n: usize, y: &mut [f32]) {
+    let rows = y.len() / n.max(1);
+    debug_assert_eq!(x.len(), rows * k);
+    debug_assert_eq!(w.len(), n * k);
+    if rows == 1 {
+        const COLS: usize = 64;
+        for_chunks(y, COLS, |c, yc| {
+            let w = &w[c * COLS * k..(c * COLS + yc.len()) * k];
+            gemm(x, k, w, yc, false);
+        });
+        return;
+    }
+    for_chunks(y, ROW_CHUNK * n, |c, yc| {
+        let r0 = c * ROW_CHUNK;
+        let r = yc.len() / n;
+        gemm(&x[r0 * k..(r0 + r) * k], k, w, yc, false);
+    });
+}
+
+/// `y (+)= x · wᵀ` on one thread: `x` is `m × k`, `w` is `n × k`, `y` is `m × n` (overwritten
+/// unless `accumulate`).
+pub fn gemm(x: &[f32], k: usize, w: &[f32], y: &mut [f32], accumulate: bool) {
+    let n = w.len() / k.max(1);
+    let m = y.len() / n.max(1);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if m == 1 {
+        // A matrix-vector product: packing `w` for a blocked gemm would cost as much as the
+        // product itself.
+        for (yj, wj) in y.iter_mut().zip(w.chunks_exact(k)) {
+            let d = dot(x, wj);
+            *yj = if accumulate { *yj + d } else { d };
+        }
+        return;
+    }
+    let (Ok(a), Ok(b), Ok(mut c)) = (
+        ArrayView2::from_shape((m, k), x),
+        ArrayView2::from_shape((n, k), w),
+        ArrayViewMut2::from_shape((m, n), y),
+    ) else {
+        unreachable_shapes();
+        return;
+    };
+    general_mat_mul(1.0, &a, &b.t(), if accumulate { 1.0 } else { 0.0 }, &mut c);
+}
+
+/// `y = x · b` on one thread: `x` is `m × k`, `b` is `k × n`, `y` is `m × n`, row-major.
+pub fn gemm_nn(x: &[f32], k: usize, b: &[f32], y: &mut [f32]) {
+    let n = b.len() / k.max(1);
+    let m = y.len() / n.max(1);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if m == 1 {
+        y.fill(0.0);
+        for (&xi, bi) in x.iter().zip(b.chunks_exact(n)) {
+            for (yj, &bij) in y.iter_mut().zip(bi) {
+                *yj += xi * bij;
+            }
+        }
+        return;
+    }
+    let (Ok(a), Ok(b), Ok(mut c)) = (
+        ArrayView2::from_shape((m, k), x),
+        ArrayView2::from_shape((k, n), b),
+        ArrayViewMut2::from_shape((m, n), y),
+    ) else {
+        unreachable_shapes();
+        return;
+    };
+    general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+}
+
+/// Dot product with eight independent partial sums (so it vectorizes); a fixed order, so
+/// the same inputs give the same bits on every run.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in ar.iter().zip(br) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Shapes are computed from the model configuration, which is checked at load; a mismatch is
+/// a bug in this crate, caught in debug builds.
+#[inline]
+fn unreachable_shapes() {
+    debug_assert!(false, "matrix shapes do not fit their buffers");
+}
+
+/// RMS norm of each `width`-element row of `x`, in place (no weight).
+pub fn rms_norm_rows(x: &mut [f32], width: usize) {
+    for row in x.chunks_mut(width) {
+        rms_norm(row);
+    }
+}
+
+/// RMS norm of one row, in place: `x / sqrt(mean(x²) + eps)`.
+pub fn rms_norm(row: &mut [f32]) {
+    let ss: f32 = row.iter().map(|v| v * v).sum();
+    let inv = 1.0 / math::sqrt(ss / row.len() as f32 + RMS_EPS);
+    for v in row {
+        *v *= inv;
+    }
+}
+
+/// Rotary embedding on the half-split head dims: the pair `(x[j], x[j + d/2])` at position `t`
+/// turns by `t · base^(−2j/d)`.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    half: usize,
+    inv_freq: alloc::vec::Vec<f32>,
+}
+
+/// `cos` and `sin` of every angle for a run of positions, `half` values per position.
+#[derive(Debug, Clone)]
+pub struct RopeTable {
+    half: usize,
+    start: usize,
+    cos: alloc::vec::Vec<f32>,
+    sin: alloc::vec::Vec<f32>,
+}
+
+impl Rope {
+    /// As the reference computes them: `inv_freq` and the angles in f32.
+    pub fn new(head_dim: usize, base: f32) -> Rope {
+        let half = head_dim / 2;
+        let inv_freq = (0..half)
+            .map(|j| (1.0 / math::powf(base as f64, (2 * j) as f64 / head_dim as f64)) as f32)
+            .collect();
+        Rope { half, inv_freq }
+    }
+
+    /// Tables for positions `start..start + len`.
+    pub fn table(&self, start: usize, len: usize) -> RopeTable {
+        let mut cos = alloc::vec::Vec::with_capacity(len * self.half);
+        let mut sin = alloc::vec::Vec::with_capacity(len * self.half);
+        for t in start..start + len {
+            for &f in &self.inv_freq {
+                let (s, c) = math::sin_cos((t as f32 * f) as f64);
+                cos.push(c as f32);
+                sin.push(s as f32);
+            }
+        }
+        RopeTable {
+            half: self.half,
+            start,
+            cos,
+            sin,
+        }
+    }
+}
+
+impl RopeTable {
+    /// Rotates one head vector at position `pos` (inside the table's run): halves
+    /// `(x1, x2)` become `(x1·cos + x2·sin, −x1·sin + x2·cos)`.
+    pub fn apply(&self, head: &mut [f32], pos: usize) {
+        let at = (pos - self.start) * self.half;
+        let (cos, sin) = (&self.cos[at..at + self.half], &self.sin[at..at + self.half]);
+        let (a, b) = head.split_at_mut(self.half);
+        for j in 0..self.half {
+            let (x1, x2) = (a[j], b[j]);
+            a[j] = x1 * cos[j] + x2 * sin[j];
+            b[j] = x2 * cos[j] - x1 * sin[j];
+        }
+    }
+}
+
+/// Numerically stable in-place softmax of one row.
+pub fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in row.iter_mut() {
+        *v = math::exp(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in row {
+        *v *= inv;
+    }
+}
+
+/// Applies the soft-cap `c · tanh(l / c)` to a row of logits and returns the negative log
+/// likelihood of `target` under their softmax (accumulated in f64).
+pub fn softcap_nll(logits: &mut [f32], cap: f32, target: usize) -> f64 {
+    for l in logits.iter_mut() {
+        *l = cap * math::tanh(*l / cap);
+    }
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| math::exp(l - max) as f64).sum();
+    math::ln(sum) + (max - logits[target]) as f64
+}

@@ -1,0 +1,72 @@
+//! Where the forward pass gets its weights. [`Resident`] decodes every tensor once and keeps
+//! it; [`crate::stream::Streamed`] (std) decodes a tensor from disk each time it is asked for,
+//! so at most the tensors of the step being computed are in memory.
+
+use crate::error::RuntimeError;
+use alloc::borrow::Cow;
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use pcll_decoder::limits::MAX_SCRATCH_LEN;
+use pcll_decoder::{Artifact, Output, TensorInfo};
+
+/// A source of f32 tensors by name.
+pub trait Weights: Sync {
+    /// The tensor `name`, reconstructed to f32 (row-major).
+    fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError>;
+}
+
+/// Every tensor decoded once, held in memory.
+#[derive(Debug, Clone, Default)]
+pub struct Resident {
+    tensors: BTreeMap<String, Vec<f32>>,
+}
+
+impl Resident {
+    /// Decodes every tensor of `art` (in parallel with `std`).
+    pub fn decode_all(art: &Artifact<'_>) -> Result<Resident, RuntimeError> {
+        let infos: Vec<TensorInfo<'_>> = art.tensors().collect();
+        let decoded = crate::ops::map_range(infos.len(), |i| decode_f32(art, &infos[i], None));
+        let mut tensors = BTreeMap::new();
+        for (info, data) in infos.iter().zip(decoded) {
+            tensors.insert(info.name.to_string(), data?);
+        }
+        Ok(Resident { tensors })
+    }
+
+    /// Wraps tensors already in memory.
+    pub fn from_map(tensors: BTreeMap<String, Vec<f32>>) -> Resident {
+        Resident { tensors }
+    }
+
+    /// Bytes of f32 data held.
+    pub fn f32_bytes(&self) -> usize {
+        self.tensors.values().map(|v| v.len() * 4).sum()
+    }
+}
+
+impl Weights for Resident {
+    fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError> {
+        self.tensors
+            .get(name)
+            .map(|v| Cow::Borrowed(v.as_slice()))
+            .ok_or_else(|| RuntimeError::MissingTensor { name: name.into() })
+    }
+}
+
+/// Decodes `info` to f32; `payload` is the tensor's bytes when the caller read them itself
+/// (streaming), else they come from the artifact.
+pub fn decode_f32(
+    art: &Artifact<'_>,
+    info: &TensorInfo<'_>,
+    payload: Option<&[u8]>,
+) -> Result<Vec<f32>, RuntimeError> {
+    let mut out = vec![0f32; info.numel() as usize];
+    let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
+    match payload {
+        Some(p) => art.decode_payload(info, p, Output::F32(&mut out), &mut scratch)?,
+        None => art.decode(info, Output::F32(&mut out), &mut scratch)?,
+    }
+    Ok(out)
+}
