@@ -1,16 +1,12 @@
 //! End-to-end tests of the `pcll` binary: pack → verify → unpack → inspect → compare on the
 //! bundled real weights, exit codes, and one-line errors (never a panic) on malformed files.
 
+mod common;
+
+use common::{one_line_error, pcll, s, tmp_in};
 use pcll_formats::SourceModel;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn pcll(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pcll"))
-        .args(args)
-        .output()
-        .expect("runs pcll")
-}
+use std::process::Output;
 
 fn model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -18,21 +14,11 @@ fn model() -> PathBuf {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pcll-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("tmp dir");
-    d.join(name)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
+    tmp_in("cli-test", name)
 }
 
 fn assert_one_line_error(o: &Output) {
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    assert!(err.starts_with("error: "), "{err}");
+    one_line_error(o);
 }
 
 #[test]

@@ -3,26 +3,16 @@
 //! continued with a seeded sampler, and re-verified byte for byte; bad token shards and
 //! artifacts without a tokenizer give one-line errors.
 
+mod common;
+
+use common::{one_line_error, pcll, s, tmp_in};
 use pcll_conformance::gpt::{synthetic, tokens, Shape};
 use pcll_runtime::shard::write_shard;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn pcll(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pcll"))
-        .args(args)
-        .output()
-        .expect("runs pcll")
-}
+use std::path::PathBuf;
+use std::process::Output;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pcll-cli-runtime-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("tmp dir");
-    d.join(name)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
+    tmp_in("cli-runtime", name)
 }
 
 fn ok(o: &Output) -> String {
@@ -32,14 +22,6 @@ fn ok(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8(o.stdout.clone()).expect("utf-8")
-}
-
-fn one_line_error(o: &Output) -> String {
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    err
 }
 
 const SHAPE: Shape = Shape {

@@ -22,3 +22,20 @@ use std::path::PathBuf;
 pub fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vectors")
 }
+
+/// Whether `python3` with NumPy runs here. Under CI (`CI` set) its absence is a failure, since
+/// `.ci/run` installs it; elsewhere the caller skips the Python side, saying `what`.
+pub fn python_numpy_available(what: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have python3 with numpy (.ci/run installs it)"
+        );
+        eprintln!("python3 with numpy not found: {what} not checked here");
+    }
+    ok
+}

@@ -69,16 +69,7 @@ fn c_and_python_decoders_pass_the_suite() {
         &DecoderUnderTest::Command(vec![exe.display().to_string()]),
     );
 
-    let numpy = Command::new("python3")
-        .args(["-c", "import numpy"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !numpy {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have python3 with numpy (.ci/run installs it)"
-        );
-        eprintln!("python3 with numpy not found: Python decoder not checked here");
+    if !pcll_conformance::python_numpy_available("the Python decoder") {
         return;
     }
     // The suite runs `python3 -m pcll.conformance` with the package on PYTHONPATH.

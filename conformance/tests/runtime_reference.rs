@@ -83,24 +83,9 @@ fn unpacked(art: &Artifact<'_>, path: &Path) {
     std::fs::write(path, m.to_safetensors().expect("serializes")).expect("write");
 }
 
-fn numpy_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import numpy"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have python3 with numpy (.ci/run installs it)"
-        );
-        eprintln!("python3 with numpy not found: reference comparison skipped here");
-    }
-    ok
-}
-
 #[test]
 fn runtime_matches_the_numpy_reference() {
-    let check_python = numpy_available();
+    let check_python = pcll_conformance::python_numpy_available("the NumPy reference");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/gpt_reference.py");
     for (i, &shape) in SHAPES.iter().enumerate() {
         let dir = scratch_dir(&format!("shape{i}"));

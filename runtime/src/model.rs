@@ -183,33 +183,31 @@ impl<W: Weights> Model<W> {
                 }
             }
         });
-        let attn = self.attention(layer, x, table, start, cache)?;
-        let scale = self.w(&block_tensor(layer, "attn_scale"))?;
-        add_scaled(x, &attn, &scale);
-        drop(attn);
+        self.attention(layer, x, table, start, cache)?;
         self.mlp(layer, x)
     }
 
-    /// `Attn(norm(x))` for positions `start..start + rows`; keys and values of earlier
-    /// positions come from `cache`, which also receives this call's.
+    /// `x += attn_scale ⊙ Attn(norm(x))` for positions `start..start + rows`; keys and values
+    /// of earlier positions come from `cache`, which also receives this call's.
     ///
-    /// q, k and v are projected straight into head-major layout (head `h`'s rows contiguous,
-    /// one gemm per head over that head's weight rows), so heads and query tiles are
-    /// disjoint work items and nothing is copied between layouts but the output.
+    /// Laid out for a small peak: k, v and q are projected one weight at a time straight into
+    /// head-major buffers (head `h`'s rows contiguous), normalizing row chunks of `x` on the
+    /// fly; each query tile's output overwrites its own queries; the output projection is
+    /// applied chunk by chunk of rows and added into `x`. Beyond `x` the peak is q, k, v
+    /// and one weight.
     fn attention(
         &self,
         layer: usize,
-        x: &[f32],
+        x: &mut [f32],
         table: &RopeTable,
         start: usize,
         cache: Option<&mut LayerCache>,
-    ) -> Result<Vec<f32>, RuntimeError> {
+    ) -> Result<(), RuntimeError> {
         let cfg = self.cfg;
         let (d, hd) = (cfg.model_dim, cfg.head_dim());
         let (heads, kv_heads) = (cfg.num_heads, cfg.num_kv_heads);
         let t = x.len() / d;
-        let mut n = x.to_vec();
-        for_chunks(&mut n, ROWS * d, |_, c| ops::rms_norm_rows(c, d));
+        let xs: &[f32] = x;
         let project = |name: &str, count: usize| -> Result<Vec<f32>, RuntimeError> {
             let w = self.w(&block_tensor(layer, name))?;
             let mut y = vec![0f32; count * t * hd];
@@ -217,15 +215,16 @@ impl<W: Weights> Model<W> {
                 let wh = &w[h * hd * d..(h + 1) * hd * d];
                 for_chunks(yh, ROWS * hd, |c, yc| {
                     let r0 = c * ROWS;
-                    gemm(&n[r0 * d..r0 * d + yc.len() / hd * d], d, wh, yc, false);
+                    let mut n = xs[r0 * d..r0 * d + yc.len() / hd * d].to_vec();
+                    ops::rms_norm_rows(&mut n, d);
+                    gemm(&n, d, wh, yc, false);
                 });
             });
             Ok(y)
         };
-        let mut q = project("attn.c_q.weight", heads)?;
         let mut k = project("attn.c_k.weight", kv_heads)?;
         let v = project("attn.c_v.weight", kv_heads)?;
-        drop(n);
+        let mut q = project("attn.c_q.weight", heads)?;
         let gain = self.w(&block_tensor(layer, "attn.q_gain"))?;
         prepare_heads(&mut q, t, hd, start, table, Some(&gain));
         prepare_heads(&mut k, t, hd, start, table, None);
@@ -247,43 +246,44 @@ impl<W: Weights> Model<W> {
         };
         let group = heads / kv_heads;
         let scale = 1.0 / ops::math::sqrt(hd as f32);
-        let mut out_hm = vec![0f32; heads * t * hd];
-        for_chunks(&mut out_hm, t * hd, |h, out_h| {
+        // Attention, each tile's output written over its queries.
+        for_chunks(&mut q, t * hd, |h, qh| {
             let (kg, vg) = (ks[h / group], vs[h / group]);
-            let qh = &q[h * t * hd..(h + 1) * t * hd];
-            for_chunks(out_h, QUERY_TILE * hd, |tile, out_t| {
+            for_chunks(qh, QUERY_TILE * hd, |tile, qt| {
                 let q0 = tile * QUERY_TILE;
-                let q1 = q0 + out_t.len() / hd;
-                let keys = (start + q1) * hd;
+                let keys = (start + q0 + qt.len() / hd) * hd;
+                let queries = qt.to_vec();
                 attend(
-                    &qh[q0 * hd..q1 * hd],
+                    &queries,
                     &kg[..keys],
                     &vg[..keys],
                     hd,
                     start + q0,
                     scale,
-                    out_t,
+                    qt,
                 );
             });
         });
         drop((ks, vs));
-        drop((q, k, v));
-        // Back to token-major for the output projection.
-        let mut o = vec![0f32; t * d];
-        for_chunks(&mut o, ROWS * d, |c, oc| {
-            for (r, row) in oc.chunks_mut(d).enumerate() {
-                let tok = c * ROWS + r;
+        drop((k, v));
+        let out = q;
+        let proj = self.w(&block_tensor(layer, "attn.proj.weight"))?;
+        let attn_scale = self.w(&block_tensor(layer, "attn_scale"))?;
+        for_chunks(x, ROWS * d, |c, xc| {
+            let (r0, rows) = (c * ROWS, xc.len() / d);
+            // This chunk's outputs back in token-major order, then one projection.
+            let mut o = vec![0f32; rows * d];
+            for (r, row) in o.chunks_mut(d).enumerate() {
                 for h in 0..heads {
-                    row[h * hd..(h + 1) * hd]
-                        .copy_from_slice(&out_hm[(h * t + tok) * hd..(h * t + tok + 1) * hd]);
+                    let at = (h * t + r0 + r) * hd;
+                    row[h * hd..(h + 1) * hd].copy_from_slice(&out[at..at + hd]);
                 }
             }
+            let mut y = vec![0f32; rows * d];
+            gemm(&o, d, &proj, &mut y, false);
+            add_scaled(xc, &y, &attn_scale);
         });
-        drop(out_hm);
-        let proj = self.w(&block_tensor(layer, "attn.proj.weight"))?;
-        let mut y = vec![0f32; t * d];
-        linear(&o, &proj, d, d, &mut y);
-        Ok(y)
+        Ok(())
     }
 
     /// `x += mlp_scale ⊙ proj(relu(fc(norm(x)))²)`, chunk by chunk of token rows.

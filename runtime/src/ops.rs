@@ -4,7 +4,7 @@
 //! is computed the same way either way, so results do not depend on the thread count.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
 /// Token rows per work item in row-parallel loops.
 pub const ROW_CHUNK: usize = 64;
@@ -119,7 +119,17 @@ pub fn linear(x: &[f32], w: &[f32], k: usize, n: usize, y: &mut [f32]) {
 /// `y (+)= x · wᵀ` on one thread: `x` is `m × k`, `w` is `n × k`, `y` is `m × n` (overwritten
 /// unless `accumulate`).
 pub fn gemm(x: &[f32], k: usize, w: &[f32], y: &mut [f32], accumulate: bool) {
-    let n = w.len() / k.max(1);
+    gemm_strided(x, k, w, k, y, accumulate);
+}
+
+/// As [`gemm`], with row `j` of `w` at `w[j·ldw .. j·ldw + k]` (a column block of a wider
+/// matrix); `y` has one column per row of `w`.
+pub fn gemm_strided(x: &[f32], k: usize, w: &[f32], ldw: usize, y: &mut [f32], accumulate: bool) {
+    let n = if k == 0 || w.len() < k {
+        0
+    } else {
+        (w.len() - k) / ldw.max(1) + 1
+    };
     let m = y.len() / n.max(1);
     if m == 0 || n == 0 {
         return;
@@ -127,15 +137,15 @@ pub fn gemm(x: &[f32], k: usize, w: &[f32], y: &mut [f32], accumulate: bool) {
     if m == 1 {
         // A matrix-vector product: packing `w` for a blocked gemm would cost as much as the
         // product itself.
-        for (yj, wj) in y.iter_mut().zip(w.chunks_exact(k)) {
-            let d = dot(x, wj);
+        for (j, yj) in y.iter_mut().enumerate() {
+            let d = dot(x, &w[j * ldw..j * ldw + k]);
             *yj = if accumulate { *yj + d } else { d };
         }
         return;
     }
     let (Ok(a), Ok(b), Ok(mut c)) = (
         ArrayView2::from_shape((m, k), x),
-        ArrayView2::from_shape((n, k), w),
+        ArrayView2::from_shape((n, k).strides((ldw, 1)), w),
         ArrayViewMut2::from_shape((m, n), y),
     ) else {
         unreachable_shapes();
