@@ -14,13 +14,12 @@
 
 use crate::config::{block_tensor, Config};
 use crate::error::RuntimeError;
-use crate::ops::{self, for_chunks, gemm, linear, map_range, rms_norm, Rope, RopeTable};
+use crate::ops::{
+    self, for_chunks, gemm, gemm_strided, linear, map_range, rms_norm, Rope, RopeTable,
+};
 use crate::weights::Weights;
 use alloc::vec;
 use alloc::vec::Vec;
-
-/// Query rows per attention work item.
-const QUERY_TILE: usize = 64;
 
 /// A model: its configuration and a weight source.
 pub struct Model<W> {
@@ -117,10 +116,7 @@ impl<W: Weights> Model<W> {
         KvCache {
             len: 0,
             layers: (0..self.cfg.num_layers)
-                .map(|_| LayerCache {
-                    k: vec![Vec::new(); self.cfg.num_kv_heads],
-                    v: vec![Vec::new(); self.cfg.num_kv_heads],
-                })
+                .map(|_| LayerCache::default())
                 .collect(),
         }
     }
@@ -190,11 +186,10 @@ impl<W: Weights> Model<W> {
     /// `x += attn_scale ⊙ Attn(norm(x))` for positions `start..start + rows`; keys and values
     /// of earlier positions come from `cache`, which also receives this call's.
     ///
-    /// Laid out for a small peak: k, v and q are projected one weight at a time straight into
-    /// head-major buffers (head `h`'s rows contiguous), normalizing row chunks of `x` on the
-    /// fly; each query tile's output overwrites its own queries; the output projection is
-    /// applied chunk by chunk of rows and added into `x`. Beyond `x` the peak is q, k, v
-    /// and one weight.
+    /// Everything stays token-major: k and v are projected for all rows, one weight at a time
+    /// (normalizing each chunk of `x` on the fly); then each chunk of rows computes its
+    /// queries, attends, projects and adds into its own rows of `x`. Beyond `x` the peak is
+    /// k, v, the q and output-projection weights and per-chunk scratch.
     fn attention(
         &self,
         layer: usize,
@@ -204,84 +199,69 @@ impl<W: Weights> Model<W> {
         cache: Option<&mut LayerCache>,
     ) -> Result<(), RuntimeError> {
         let cfg = self.cfg;
-        let (d, hd) = (cfg.model_dim, cfg.head_dim());
-        let (heads, kv_heads) = (cfg.num_heads, cfg.num_kv_heads);
+        let (d, hd, kvd) = (cfg.model_dim, cfg.head_dim(), cfg.kv_dim());
+        let heads = cfg.num_heads;
         let t = x.len() / d;
         let xs: &[f32] = x;
-        let project = |name: &str, count: usize| -> Result<Vec<f32>, RuntimeError> {
+        let project = |name: &str, width: usize| -> Result<Vec<f32>, RuntimeError> {
             let w = self.w(&block_tensor(layer, name))?;
-            let mut y = vec![0f32; count * t * hd];
-            for_chunks(&mut y, t * hd, |h, yh| {
-                let wh = &w[h * hd * d..(h + 1) * hd * d];
-                for_chunks(yh, ROWS * hd, |c, yc| {
-                    let r0 = c * ROWS;
-                    let mut n = xs[r0 * d..r0 * d + yc.len() / hd * d].to_vec();
-                    ops::rms_norm_rows(&mut n, d);
-                    gemm(&n, d, wh, yc, false);
-                });
+            let mut y = vec![0f32; t * width];
+            for_chunks(&mut y, ROWS * width, |c, yc| {
+                let r0 = c * ROWS;
+                let mut n = xs[r0 * d..r0 * d + yc.len() / width * d].to_vec();
+                ops::rms_norm_rows(&mut n, d);
+                gemm(&n, d, &w, yc, false);
             });
             Ok(y)
         };
-        let mut k = project("attn.c_k.weight", kv_heads)?;
-        let v = project("attn.c_v.weight", kv_heads)?;
-        let mut q = project("attn.c_q.weight", heads)?;
-        let gain = self.w(&block_tensor(layer, "attn.q_gain"))?;
-        prepare_heads(&mut q, t, hd, start, table, Some(&gain));
-        prepare_heads(&mut k, t, hd, start, table, None);
-        // Keys and values of every visible position, per kv head.
-        let (ks, vs): (Vec<&[f32]>, Vec<&[f32]>) = match cache {
+        let mut k = project("attn.c_k.weight", kvd)?;
+        let v = project("attn.c_v.weight", kvd)?;
+        prepare_heads(&mut k, kvd, hd, start, table, None);
+        // Keys and values of every visible position, token-major (`kvd` per position).
+        let (ks, vs): (&[f32], &[f32]) = match cache {
             Some(c) => {
-                c.k.resize(kv_heads, Vec::new());
-                c.v.resize(kv_heads, Vec::new());
-                for g in 0..kv_heads {
-                    c.k[g].extend_from_slice(&k[g * t * hd..(g + 1) * t * hd]);
-                    c.v[g].extend_from_slice(&v[g * t * hd..(g + 1) * t * hd]);
-                }
-                (
-                    c.k.iter().map(Vec::as_slice).collect(),
-                    c.v.iter().map(Vec::as_slice).collect(),
-                )
+                c.k.extend_from_slice(&k);
+                c.v.extend_from_slice(&v);
+                (&c.k, &c.v)
             }
-            None => (k.chunks(t * hd).collect(), v.chunks(t * hd).collect()),
+            None => (&k, &v),
         };
-        let group = heads / kv_heads;
-        let scale = 1.0 / ops::math::sqrt(hd as f32);
-        // Attention, each tile's output written over its queries.
-        for_chunks(&mut q, t * hd, |h, qh| {
-            let (kg, vg) = (ks[h / group], vs[h / group]);
-            for_chunks(qh, QUERY_TILE * hd, |tile, qt| {
-                let q0 = tile * QUERY_TILE;
-                let keys = (start + q0 + qt.len() / hd) * hd;
-                let queries = qt.to_vec();
-                attend(
-                    &queries,
-                    &kg[..keys],
-                    &vg[..keys],
-                    hd,
-                    start + q0,
-                    scale,
-                    qt,
-                );
-            });
-        });
-        drop((ks, vs));
-        drop((k, v));
-        let out = q;
+        // Queries, attention and the output projection chunk by chunk of rows: a chunk's
+        // queries depend only on its own rows of `x`, which it updates last.
+        let wq = self.w(&block_tensor(layer, "attn.c_q.weight"))?;
         let proj = self.w(&block_tensor(layer, "attn.proj.weight"))?;
+        let gain = self.w(&block_tensor(layer, "attn.q_gain"))?;
         let attn_scale = self.w(&block_tensor(layer, "attn_scale"))?;
+        let group = heads / cfg.num_kv_heads;
+        let scale = 1.0 / ops::math::sqrt(hd as f32);
         for_chunks(x, ROWS * d, |c, xc| {
-            let (r0, rows) = (c * ROWS, xc.len() / d);
-            // This chunk's outputs back in token-major order, then one projection.
-            let mut o = vec![0f32; rows * d];
-            for (r, row) in o.chunks_mut(d).enumerate() {
-                for h in 0..heads {
-                    let at = (h * t + r0 + r) * hd;
-                    row[h * hd..(h + 1) * hd].copy_from_slice(&out[at..at + hd]);
+            let rows = xc.len() / d;
+            let q0 = start + c * ROWS;
+            let mut n = xc.to_vec();
+            ops::rms_norm_rows(&mut n, d);
+            let mut q = vec![0f32; rows * d];
+            gemm(&n, d, &wq, &mut q, false);
+            for (r, row) in q.chunks_mut(d).enumerate() {
+                prepare_row(row, hd, q0 + r, table, Some(&gain));
+            }
+            let keys = q0 + rows;
+            let mut qh = vec![0f32; rows * hd];
+            let mut out = vec![0f32; rows * hd];
+            for h in 0..heads {
+                let g = h / group;
+                for (r, dst) in qh.chunks_mut(hd).enumerate() {
+                    dst.copy_from_slice(&q[r * d + h * hd..r * d + (h + 1) * hd]);
+                }
+                let kg = &ks[g * hd..(keys - 1) * kvd + (g + 1) * hd];
+                let vg = &vs[g * hd..(keys - 1) * kvd + (g + 1) * hd];
+                attend(&qh, kg, vg, (hd, kvd), q0, scale, &mut out);
+                // `n` is free now: it collects the token-major attention output.
+                for (r, o) in out.chunks(hd).enumerate() {
+                    n[r * d + h * hd..r * d + (h + 1) * hd].copy_from_slice(o);
                 }
             }
-            let mut y = vec![0f32; rows * d];
-            gemm(&o, d, &proj, &mut y, false);
-            add_scaled(xc, &y, &attn_scale);
+            gemm(&n, d, &proj, &mut q, false);
+            add_scaled(xc, &q, &attn_scale);
         });
         Ok(())
     }
@@ -362,17 +342,16 @@ impl KvCache {
     pub fn bytes(&self) -> usize {
         self.layers
             .iter()
-            .flat_map(|l| l.k.iter().chain(&l.v))
-            .map(|v| v.len() * 4)
+            .map(|l| (l.k.len() + l.v.len()) * 4)
             .sum()
     }
 }
 
-/// One layer's cache: `k[g]` and `v[g]` hold `head_dim` values per position for kv head `g`.
+/// One layer's cache: `k` and `v` hold `kv_dim` values per position, token-major.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LayerCache {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    k: Vec<f32>,
+    v: Vec<f32>,
 }
 
 /// Token rows per work item in elementwise loops and the MLP.
@@ -388,46 +367,53 @@ pub(crate) fn add_scaled(x: &mut [f32], y: &[f32], s: &[f32]) {
     }
 }
 
-/// Per-head RMS norm, rotary and optional per-head gain, in place on a head-major buffer
-/// (`t` rows of `hd` per head; row `r` is position `start + r`).
+/// Per-head RMS norm, rotary and optional per-head gain, in place on token-major rows of
+/// `width = heads × hd` (row `r` is position `start + r`).
 pub(crate) fn prepare_heads(
     m: &mut [f32],
-    t: usize,
+    width: usize,
     hd: usize,
     start: usize,
     table: &RopeTable,
     gain: Option<&[f32]>,
 ) {
-    for_chunks(m, t * hd, |h, mh| {
-        let g = gain.map_or(1.0, |g| g[h]);
-        for (r, row) in mh.chunks_mut(hd).enumerate() {
-            rms_norm(row);
-            table.apply(row, start + r);
-            if gain.is_some() {
-                for v in row.iter_mut() {
-                    *v *= g;
-                }
-            }
+    for_chunks(m, ROWS * width, |c, mc| {
+        for (r, row) in mc.chunks_mut(width).enumerate() {
+            prepare_row(row, hd, start + c * ROWS + r, table, gain);
         }
     });
 }
 
-/// Causal attention of query rows at positions `q0..` (one head, `hd` wide, contiguous)
-/// over keys and values at positions `0..keys` (contiguous rows): query `i` sees keys
-/// `0..=q0 + i`. Writes `rows × hd` to `out`.
+/// [`prepare_heads`] for one row at position `pos`.
+fn prepare_row(row: &mut [f32], hd: usize, pos: usize, table: &RopeTable, gain: Option<&[f32]>) {
+    for (h, head) in row.chunks_mut(hd).enumerate() {
+        rms_norm(head);
+        table.apply(head, pos);
+        if let Some(g) = gain {
+            for v in head.iter_mut() {
+                *v *= g[h];
+            }
+        }
+    }
+}
+
+/// Causal attention of one head: query rows (contiguous, `hd` wide) at positions `q0..`
+/// over keys and values at positions `0..keys`, whose rows sit `ld` apart in `k` and `v`
+/// (token-major caches of several heads): query `i` sees keys `0..=q0 + i`. Writes
+/// `rows × hd` to `out`.
 pub(crate) fn attend(
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    hd: usize,
+    (hd, ld): (usize, usize),
     q0: usize,
     scale: f32,
     out: &mut [f32],
 ) {
     let rows = q.len() / hd;
-    let keys = k.len() / hd;
+    let keys = (k.len() - hd) / ld + 1;
     let mut scores = vec![0f32; rows * keys];
-    gemm(q, hd, k, &mut scores, false);
+    gemm_strided(q, hd, k, ld, &mut scores, false);
     for (i, row) in scores.chunks_mut(keys).enumerate() {
         let visible = (q0 + i + 1).min(keys);
         for s in row[..visible].iter_mut() {
@@ -438,5 +424,5 @@ pub(crate) fn attend(
             *s = 0.0;
         }
     }
-    ops::gemm_nn(&scores, keys, v, out);
+    ops::gemm_nn(&scores, keys, v, ld, out);
 }

@@ -154,17 +154,18 @@ pub fn gemm_strided(x: &[f32], k: usize, w: &[f32], ldw: usize, y: &mut [f32], a
     general_mat_mul(1.0, &a, &b.t(), if accumulate { 1.0 } else { 0.0 }, &mut c);
 }
 
-/// `y = x · b` on one thread: `x` is `m × k`, `b` is `k × n`, `y` is `m × n`, row-major.
-pub fn gemm_nn(x: &[f32], k: usize, b: &[f32], y: &mut [f32]) {
-    let n = b.len() / k.max(1);
-    let m = y.len() / n.max(1);
-    if m == 0 || n == 0 {
+/// `y = x · b` on one thread: `x` is `m × k`, `b` is `k × n` with rows `ldb` apart (a
+/// column block of a wider matrix), `y` is `m × n`, row-major.
+pub fn gemm_nn(x: &[f32], k: usize, b: &[f32], ldb: usize, y: &mut [f32]) {
+    let n = y.len() / (x.len() / k.max(1)).max(1);
+    let m = x.len() / k.max(1);
+    if m == 0 || n == 0 || k == 0 {
         return;
     }
     if m == 1 {
         y.fill(0.0);
-        for (&xi, bi) in x.iter().zip(b.chunks_exact(n)) {
-            for (yj, &bij) in y.iter_mut().zip(bi) {
+        for (i, &xi) in x.iter().enumerate() {
+            for (yj, &bij) in y.iter_mut().zip(&b[i * ldb..i * ldb + n]) {
                 *yj += xi * bij;
             }
         }
@@ -172,7 +173,7 @@ pub fn gemm_nn(x: &[f32], k: usize, b: &[f32], y: &mut [f32]) {
     }
     let (Ok(a), Ok(b), Ok(mut c)) = (
         ArrayView2::from_shape((m, k), x),
-        ArrayView2::from_shape((k, n), b),
+        ArrayView2::from_shape((k, n).strides((ldb, 1)), b),
         ArrayViewMut2::from_shape((m, n), y),
     ) else {
         unreachable_shapes();
