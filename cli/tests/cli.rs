@@ -96,14 +96,20 @@ fn verify_fails_against_another_model() {
     assert!(pcll(&["verify", s(&other), "--against", s(&model())])
         .status
         .success());
-    // A tampered source: reconstruction no longer within half a step.
+    // A tampered source: the largest weight of a tensor changes sign, so its reconstruction
+    // (clipped or not) no longer matches.
     let mut src = SourceModel::from_safetensors(&std::fs::read(model()).unwrap()).unwrap();
     let t = src
         .tensors
         .iter_mut()
         .find(|t| t.name.ends_with("key.weight"))
         .unwrap();
-    t.data[100] ^= 0x40;
+    let w = t.to_f32().unwrap();
+    let big = (0..w.len())
+        .max_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()))
+        .unwrap();
+    let size = t.dtype.size();
+    t.data[size * big + size - 1] ^= 0x80; // little-endian: the sign bit is in the last byte
     let tampered = tmp("tampered.safetensors");
     std::fs::write(&tampered, src.to_safetensors().unwrap()).unwrap();
     assert_one_line_error(&pcll(&["verify", s(&out), "--against", s(&tampered)]));
@@ -182,4 +188,30 @@ fn compare_json_contract() {
         "{rans}"
     );
     assert!(j["speedup_vs_zstd"].as_f64().is_some_and(|v| v > 0.0));
+}
+
+#[test]
+fn mse_scales_clip_and_verify() {
+    let out = tmp("mse.pcll");
+    let o = pcll(&["pack", s(&model()), "-o", s(&out), "--scale", "mse"]);
+    assert!(o.status.success());
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(summary.contains("less error here"), "{summary}");
+    let v = pcll(&["verify", s(&out), "--against", s(&model())]);
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(v.status.success(), "{text}");
+    assert!(
+        text.contains("clipped to their row's range (mse scales)"),
+        "{text}"
+    );
+    assert!(text.contains("byte for byte"), "{text}");
+    let bad = pcll(&[
+        "pack",
+        s(&model()),
+        "-o",
+        s(&out),
+        "--scale",
+        "percentile:0",
+    ]);
+    assert!(!bad.status.success());
 }

@@ -123,6 +123,7 @@ fn int_opts(bits: u8, lanes: u8) -> PackOptions {
         raw_max_elements: 0,
         keep_f32: Vec::new(),
         lanes,
+        scale: pcll_formats::quant::int::ScaleRule::MaxAbs,
         extra: BTreeMap::new(),
     }
 }

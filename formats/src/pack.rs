@@ -8,7 +8,7 @@
 use crate::entropy::entropy_bytes;
 use crate::error::FormatError;
 use crate::metadata::MetaValue;
-use crate::quant::int::quantize;
+use crate::quant::int::{quantize, quantize_with, squared_error, ScaleRule};
 use crate::rans::{encode, DEFAULT_LANES};
 use crate::safetensors_io::{SourceModel, SourceTensor};
 use crate::writer::{write_artifact, TensorRecord};
@@ -28,6 +28,8 @@ pub struct PackOptions {
     pub keep_f32: Vec<String>,
     /// rANS lanes.
     pub lanes: u8,
+    /// How each row's quantization scale is chosen.
+    pub scale: ScaleRule,
     /// Further metadata to carry (model configuration, tokenizer tables), written as given.
     /// Keys must not start with `pcll.pack.` or `source.`.
     pub extra: BTreeMap<String, MetaValue>,
@@ -40,6 +42,7 @@ impl Default for PackOptions {
             raw_max_elements: 65_536,
             keep_f32: Vec::new(),
             lanes: DEFAULT_LANES,
+            scale: ScaleRule::MaxAbs,
             extra: BTreeMap::new(),
         }
     }
@@ -51,6 +54,8 @@ pub mod keys {
     pub const RAW_MAX_ELEMENTS: &str = "pcll.pack.raw_max_elements";
     pub const KEEP_F32: &str = "pcll.pack.keep_f32";
     pub const LANES: &str = "pcll.pack.lanes";
+    /// The scale rule, written only when it is not `maxabs` (absent means `maxabs`).
+    pub const SCALE: &str = "pcll.pack.scale";
 }
 
 impl PackOptions {
@@ -72,6 +77,9 @@ impl PackOptions {
             ),
         );
         m.insert(keys::LANES.into(), MetaValue::U8(self.lanes));
+        if self.scale != ScaleRule::MaxAbs {
+            m.insert(keys::SCALE.into(), MetaValue::String(self.scale.name()));
+        }
         m
     }
 
@@ -88,6 +96,10 @@ impl PackOptions {
                 .collect(),
             _ => return None,
         };
+        let scale = match meta.get(keys::SCALE) {
+            None => ScaleRule::MaxAbs,
+            Some(v) => ScaleRule::parse(v.as_str()?)?,
+        };
         let extra = meta
             .iter()
             .filter(|(k, _)| !k.starts_with("pcll.pack.") && !k.starts_with("source."))
@@ -98,6 +110,7 @@ impl PackOptions {
             raw_max_elements,
             keep_f32,
             lanes,
+            scale,
             extra,
         })
     }
@@ -115,6 +128,17 @@ pub struct TensorReport {
     pub entropy_bytes: Option<f64>,
     /// Bytes of the coded symbols (rANS stream), `int` only.
     pub symbol_bytes: Option<usize>,
+    /// `int` only: squared reconstruction error with the chosen scales, with max-abs
+    /// scales, and `Σ w²`.
+    pub error: Option<WeightError>,
+}
+
+/// Weight-space error of one quantized tensor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WeightError {
+    pub squared: f64,
+    pub squared_maxabs: f64,
+    pub norm: f64,
 }
 
 /// The packed artifact and per-tensor figures.
@@ -178,6 +202,7 @@ pub fn pack_tensor(
     keep: &[glob::Pattern],
 ) -> Result<(TensorRecord, TensorReport), FormatError> {
     let choice = choose(t, opts, keep);
+    let mut error = None;
     let (record, entropy, sym_bytes) = match choice {
         Choice::RawAsIs => (raw(t, t.dtype, t.data.clone()), None, None),
         Choice::RawF32 => {
@@ -209,7 +234,18 @@ pub fn pack_tensor(
             finite(t, &v)?;
             let rows = t.shape[0] as usize;
             let cols = v.len().checked_div(rows).unwrap_or(0);
-            let q = quantize(&v, rows, cols, opts.bits);
+            let q = quantize_with(&v, rows, cols, opts.bits, opts.scale);
+            let (squared, norm) = squared_error(&v, &q);
+            let squared_maxabs = if opts.scale == ScaleRule::MaxAbs {
+                squared
+            } else {
+                squared_error(&v, &quantize(&v, rows, cols, opts.bits)).0
+            };
+            error = Some(WeightError {
+                squared,
+                squared_maxabs,
+                norm,
+            });
             let stream = encode(&q.symbols, opts.lanes);
             let mut payload = q.scale_bytes();
             payload.extend_from_slice(&stream.bytes);
@@ -235,6 +271,7 @@ pub fn pack_tensor(
         payload_bytes: record.payload.len(),
         entropy_bytes: entropy,
         symbol_bytes: sym_bytes,
+        error,
     };
     Ok((record, report))
 }

@@ -63,6 +63,7 @@ proptest! {
             raw_max_elements: raw_max,
             keep_f32: if keep { vec!["t0?".into()] } else { vec![] },
             lanes: [1, 2, 4, 8, 16, 32][lane_idx],
+            scale: pcll_formats::quant::int::ScaleRule::MaxAbs,
             extra: Default::default(),
         };
         let a = pack(&model, &opts, |_, _, _| {}).unwrap();

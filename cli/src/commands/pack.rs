@@ -3,6 +3,7 @@
 use super::{human, read, write_atomic};
 use crate::progress::bar;
 use anyhow::{Context, Result};
+use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::{pack, MetaValue, PackOptions, PackReport, SourceModel};
 use pcll_runtime::config::{Config, Overrides};
 use pcll_runtime::text::TextCodec;
@@ -29,8 +30,17 @@ pub struct Args {
     /// Interleaved rANS lanes (1, 2, 4, 8, 16, 32).
     #[arg(long, default_value_t = pcll_formats::rans::DEFAULT_LANES)]
     pub lanes: u8,
+    /// Per-row scale rule of the int codec: `maxabs` (nothing clips), `mse` (the clip in
+    /// max|w| × 0.50..1.00 with the least squared error) or `percentile:P`.
+    #[arg(long, default_value = "maxabs", value_parser = parse_scale)]
+    pub scale: ScaleRule,
     #[command(flatten)]
     pub model_args: ModelArgs,
+}
+
+fn parse_scale(s: &str) -> std::result::Result<ScaleRule, String> {
+    ScaleRule::parse(s)
+        .ok_or_else(|| format!("`{s}` is not maxabs, mse or percentile:P (0 < P <= 100)"))
 }
 
 /// What `pack` records so the runtime can run the model from the artifact alone.
@@ -152,6 +162,7 @@ impl Args {
             raw_max_elements: self.raw_max_elements,
             keep_f32: self.keep_f32.clone(),
             lanes: self.lanes,
+            scale: self.scale,
             extra: self.model_args.metadata(model)?,
         })
     }
@@ -203,6 +214,23 @@ pub fn summary(source_bytes: usize, report: &PackReport) -> String {
             human(sym_b as u64),
             human(ent as u64),
             sym_b as f64 / ent
+        );
+    }
+    let errs: Vec<_> = ints.iter().filter_map(|t| t.error).collect();
+    let (sq, sq_max, norm) = errs.iter().fold((0.0, 0.0, 0.0), |a, e| {
+        (a.0 + e.squared, a.1 + e.squared_maxabs, a.2 + e.norm)
+    });
+    if norm > 0.0 {
+        s += &format!(
+            "int weight error: relative MSE {:.3e} (SNR {:.2} dB); max-abs scales give {:.3e} ({})\n",
+            sq / norm,
+            10.0 * (norm / sq.max(f64::MIN_POSITIVE)).log10(),
+            sq_max / norm,
+            match (1.0 - sq / sq_max.max(f64::MIN_POSITIVE)) * 100.0 {
+                g if g.abs() < 0.05 => "the same".to_string(),
+                g if g > 0.0 => format!("{g:.1}% less error here"),
+                g => format!("{:.1}% more error here", -g),
+            }
         );
     }
     s += &format!(

@@ -2,13 +2,15 @@
 //!
 //! Exit 0 only when every checksum holds, every tensor decodes, and (with `--against`)
 //! re-packing the source reproduces the artifact byte for byte and every reconstruction is
-//! within half a quantization step (raw tensors: exactly the source in the stored dtype).
+//! within half a quantization step, except weights beyond the row's clip (scale rules other
+//! than `maxabs`), which must reconstruct to the clip (raw tensors: exactly the source in the
+//! stored dtype).
 
 use super::read;
 use anyhow::{bail, Context, Result};
 use half::{bf16, f16};
 use pcll_decoder::{Artifact, Codec, Dtype, TensorInfo};
-use pcll_formats::quant::int::quantize;
+use pcll_formats::quant::int::{quantize_with, ScaleRule};
 use pcll_formats::{pack, PackOptions, SourceModel, SourceTensor};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,8 +53,14 @@ fn stored_as(src: &SourceTensor, dtype: Dtype) -> Option<Vec<u8>> {
     })
 }
 
-/// Checks one tensor's reconstruction against its source; returns the worst error in steps.
-fn check_tensor(art: &Artifact<'_>, t: &TensorInfo<'_>, src: &SourceTensor) -> Result<f64> {
+/// Checks one tensor's reconstruction against its source; returns the worst error in steps
+/// among unclipped weights and how many weights were clipped.
+fn check_tensor(
+    art: &Artifact<'_>,
+    t: &TensorInfo<'_>,
+    src: &SourceTensor,
+    rule: ScaleRule,
+) -> Result<(f64, u64)> {
     if src.shape != t.shape() {
         bail!(
             "{}: shape {:?} in artifact, {:?} in source",
@@ -68,7 +76,7 @@ fn check_tensor(art: &Artifact<'_>, t: &TensorInfo<'_>, src: &SourceTensor) -> R
             if art.raw_bytes(t)? != want.as_slice() {
                 bail!("{}: raw bytes differ from the source", t.name);
             }
-            Ok(0.0)
+            Ok((0.0, 0))
         }
         Codec::Int(p) => {
             let w = src
@@ -78,11 +86,24 @@ fn check_tensor(art: &Artifact<'_>, t: &TensorInfo<'_>, src: &SourceTensor) -> R
             let mut scratch = vec![0u8; art.scratch_len(t)?];
             art.decode_f32(t, &mut rec, &mut scratch)?;
             let (rows, cols) = t.rows_cols();
-            let q = quantize(&w, rows as usize, cols as usize, p.bits);
-            let mut worst = 0f64;
+            let q = quantize_with(&w, rows as usize, cols as usize, p.bits, rule);
+            let qmax = f64::from(p.qmax());
+            let (mut worst, mut clipped) = (0f64, 0u64);
             for (i, (&a, &b)) in w.iter().zip(&rec).enumerate() {
                 let step = q.scales[i / cols.max(1) as usize] as f64;
-                let err = (a as f64 - b as f64).abs();
+                let (a, b) = (f64::from(a), f64::from(b));
+                let clip = qmax * step;
+                if a.abs() > (clip + step * 0.5) * (1.0 + 1e-6) {
+                    clipped += 1;
+                    if b != clip.copysign(a) && (b - clip.copysign(a)).abs() > clip * 1e-6 {
+                        bail!(
+                            "{}: clipped element {i} reconstructs to {b:e}, not ±{clip:e}",
+                            t.name
+                        );
+                    }
+                    continue;
+                }
+                let err = (a - b).abs();
                 let tol = step * 0.5 * (1.0 + 1e-6) + f64::from(f32::MIN_POSITIVE);
                 if err > tol {
                     bail!(
@@ -94,7 +115,7 @@ fn check_tensor(art: &Artifact<'_>, t: &TensorInfo<'_>, src: &SourceTensor) -> R
                     worst = worst.max(err / step);
                 }
             }
-            Ok(worst)
+            Ok((worst, clipped))
         }
     }
 }
@@ -118,18 +139,28 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 art.tensor_count()
             );
         }
-        let mut worst = 0f64;
+        let opts = PackOptions::from_metadata(art.metadata())
+            .context("artifact does not record its pack options")?;
+        let (mut worst, mut clipped) = (0f64, 0u64);
         for t in art.tensors() {
             let src = model
                 .get(t.name)
                 .with_context(|| format!("{} not in source", t.name))?;
-            worst = worst.max(check_tensor(&art, &t, src)?);
+            let (w, c) = check_tensor(&art, &t, src, opts.scale)?;
+            worst = worst.max(w);
+            clipped += c;
         }
         println!(
-            "ok: every reconstruction within half a step of the source (worst {worst:.4} steps)"
+            "ok: every reconstruction within half a step of the source (worst {worst:.4} steps){}",
+            if clipped > 0 {
+                format!(
+                    ", {clipped} weights clipped to their row's range ({} scales)",
+                    opts.scale.name()
+                )
+            } else {
+                String::new()
+            }
         );
-        let opts = PackOptions::from_metadata(art.metadata())
-            .context("artifact does not record its pack options")?;
         let repacked = pack(&model, &opts, |_, _, _| {})?;
         if repacked.artifact != bytes {
             let at = repacked

@@ -1,12 +1,15 @@
 //! Symmetric per-row scalar quantization for codec `int` (FORMAT.md §5.2).
 //!
-//! Each row gets `scale = max|w| / qmax`, stored in f16 rounded *up* to the next representable
-//! value (so `|w| / scale ≤ qmax` still holds and no weight clips), or in f32 for the whole
-//! tensor when a scale would overflow f16. Weights quantize as `q = round(w / scale)` (half
-//! away from zero), so every reconstruction `q × scale` is within half a step of `w`.
+//! Each row gets `scale = clip / qmax`, stored in f16 rounded *up* to the next representable
+//! value, or in f32 for the whole tensor when a scale would overflow f16. Weights quantize as
+//! `q = clamp(round(w / scale), −qmax, qmax)` (round half away from zero). The clip comes from
+//! a [`ScaleRule`]: `max|w|` (no weight clips, every reconstruction within half a step), a
+//! percentile of `|w|`, or the clip among `max|w| × {1.00, 0.99, …, 0.50}` whose stored scale
+//! gives the least squared reconstruction error for the row. All rules are deterministic.
 
 use half::f16;
 use pcll_decoder::table::{IntParams, ScaleDtype};
+use rayon::prelude::*;
 
 /// The quantized form of one tensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,14 +64,117 @@ fn f16_at_least(x: f32) -> f16 {
     }
 }
 
-/// Quantizes `data` (`rows × cols`, row-major, finite) to `bits` bits per weight.
+/// How each row's clipping range is chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ScaleRule {
+    /// `clip = max|w|`: nothing clips.
+    MaxAbs,
+    /// `clip` = this percentile (0 < p ≤ 100) of the row's `|w|` (nearest rank).
+    Percentile(f32),
+    /// The candidate clip with the least squared error after quantization.
+    Mse,
+}
+
+/// Clip candidates of [`ScaleRule::Mse`], as fractions of `max|w|`.
+pub const MSE_GRID: std::ops::RangeInclusive<u32> = 50..=100;
+
+impl ScaleRule {
+    /// The command-line and metadata spelling: `maxabs`, `mse`, `percentile:P`.
+    pub fn name(&self) -> String {
+        match self {
+            ScaleRule::MaxAbs => "maxabs".into(),
+            ScaleRule::Mse => "mse".into(),
+            ScaleRule::Percentile(p) => format!("percentile:{p}"),
+        }
+    }
+
+    /// Parses [`ScaleRule::name`]'s spelling.
+    pub fn parse(s: &str) -> Option<ScaleRule> {
+        match s {
+            "maxabs" => Some(ScaleRule::MaxAbs),
+            "mse" => Some(ScaleRule::Mse),
+            _ => {
+                let p: f32 = s.strip_prefix("percentile:")?.parse().ok()?;
+                (p > 0.0 && p <= 100.0).then_some(ScaleRule::Percentile(p))
+            }
+        }
+    }
+
+    /// The unrounded scale for one row.
+    fn row_scale(&self, row: &[f32], qmax: f32) -> f32 {
+        let maxabs = row.iter().fold(0f32, |m, &w| m.max(w.abs()));
+        match *self {
+            ScaleRule::MaxAbs => maxabs / qmax,
+            ScaleRule::Percentile(p) => {
+                let mut a: Vec<f32> = row.iter().map(|w| w.abs()).collect();
+                a.sort_by(f32::total_cmp);
+                let rank = ((p / 100.0) * a.len() as f32).ceil() as usize;
+                a.get(rank.clamp(1, a.len().max(1)) - 1)
+                    .copied()
+                    .unwrap_or(0.0)
+                    / qmax
+            }
+            ScaleRule::Mse => {
+                let mut best = (f64::INFINITY, maxabs / qmax);
+                // From the widest clip down, so ties keep the wider one.
+                for pct in MSE_GRID.rev() {
+                    let raw = maxabs * pct as f32 / 100.0 / qmax;
+                    let err = row_error(row, stored_f16(raw), qmax);
+                    if err < best.0 {
+                        best = (err, raw);
+                    }
+                }
+                best.1
+            }
+        }
+    }
+}
+
+/// `raw` as the f16 scale it would be stored as (or itself beyond f16's range).
+fn stored_f16(raw: f32) -> f32 {
+    if raw <= f16::MAX.to_f32() {
+        f16_at_least(raw).to_f32()
+    } else {
+        raw
+    }
+}
+
+/// Squared error of one row quantized with `scale`.
+fn row_error(row: &[f32], scale: f32, qmax: f32) -> f64 {
+    if scale == 0.0 {
+        return row.iter().map(|&w| f64::from(w) * f64::from(w)).sum();
+    }
+    row.iter()
+        .map(|&w| {
+            let r = (w / scale).round().clamp(-qmax, qmax) * scale;
+            let e = f64::from(w - r);
+            e * e
+        })
+        .sum()
+}
+
+/// Quantizes `data` (`rows × cols`, row-major, finite) to `bits` bits per weight with
+/// max-abs scales.
 pub fn quantize(data: &[f32], rows: usize, cols: usize, bits: u8) -> IntQuantized {
+    quantize_with(data, rows, cols, bits, ScaleRule::MaxAbs)
+}
+
+/// Quantizes `data` (`rows × cols`, row-major, finite) to `bits` bits per weight, each row's
+/// scale chosen by `rule`.
+pub fn quantize_with(
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+    bits: u8,
+    rule: ScaleRule,
+) -> IntQuantized {
     assert_eq!(data.len(), rows * cols, "shape and data disagree");
     let qmax = ((1i32 << (bits - 1)) - 1) as f32;
+    // Rows are independent, so the parallel map gives the same scales as a serial one.
     let raw: Vec<f32> = data
-        .chunks(cols.max(1))
+        .par_chunks(cols.max(1))
         .take(rows)
-        .map(|r| r.iter().fold(0f32, |m, &w| m.max(w.abs())) / qmax)
+        .map(|r| rule.row_scale(r, qmax))
         .collect();
     let fits_f16 = raw.iter().all(|&s| s <= f16::MAX.to_f32());
     let (scale_dtype, scales): (ScaleDtype, Vec<f32>) = if fits_f16 {
@@ -97,9 +203,68 @@ pub fn quantize(data: &[f32], rows: usize, cols: usize, bits: u8) -> IntQuantize
     }
 }
 
+/// Squared reconstruction error of `q` against `data`, and `Σ data²` (relative MSE is their
+/// ratio).
+pub fn squared_error(data: &[f32], q: &IntQuantized) -> (f64, f64) {
+    let rec = q.dequantize();
+    let err = data
+        .iter()
+        .zip(&rec)
+        .map(|(&a, &b)| f64::from(a - b).powi(2))
+        .sum();
+    let norm = data.iter().map(|&a| f64::from(a).powi(2)).sum();
+    (err, norm)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Roughly Gaussian rows (a sum of six uniforms), like trained weights: the extremes
+    /// are rare, so clipping below max|w| pays.
+    fn gaussian_like(n: usize) -> Vec<f32> {
+        let mut x = 12345u64;
+        (0..n)
+            .map(|_| {
+                (0..6)
+                    .map(|_| {
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                    })
+                    .sum::<f32>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mse_never_worse_than_maxabs_and_better_on_bell_shaped_rows() {
+        let data = gaussian_like(16 * 256);
+        for bits in 2..=8u8 {
+            let (m, _) = squared_error(&data, &quantize(&data, 16, 256, bits));
+            let q = quantize_with(&data, 16, 256, bits, ScaleRule::Mse);
+            let (e, _) = squared_error(&data, &q);
+            assert!(e <= m, "bits {bits}: mse rule {e} > maxabs {m}");
+            if bits <= 6 {
+                assert!(e < 0.95 * m, "bits {bits}: only {e} vs {m}");
+            }
+            assert_eq!(q, quantize_with(&data, 16, 256, bits, ScaleRule::Mse));
+        }
+    }
+
+    #[test]
+    fn percentile_clips_the_tail() {
+        let row: Vec<f32> = (1..=100).map(|i| i as f32).collect();
+        let q = quantize_with(&row, 1, 100, 8, ScaleRule::Percentile(90.0));
+        assert!((q.scales[0] * 127.0 - 90.0).abs() < 0.1, "{}", q.scales[0]);
+        assert_eq!(*q.symbols.last().unwrap(), 254);
+        for s in ["maxabs", "mse", "percentile:99.9"] {
+            assert_eq!(ScaleRule::parse(s).map(|r| r.name()), Some(s.to_string()));
+        }
+        assert_eq!(ScaleRule::parse("percentile:0"), None);
+        assert_eq!(ScaleRule::parse("nope"), None);
+    }
 
     #[test]
     fn within_half_step_and_symmetric() {
