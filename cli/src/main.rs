@@ -30,6 +30,8 @@ enum Command {
     Verify(commands::verify::Args),
     /// Compare our rANS with zstd, brotli and xz on the same quantized symbols.
     Compare(commands::compare::Args),
+    /// Train a BPE tokenizer (or use bytes) and write parameter-golf token shards.
+    Tokenize(commands::tokenize::Args),
     /// Score an artifact on token shards: validation loss and bits per byte.
     Eval(commands::eval::Args),
     /// Continue a prompt with the model in an artifact.
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => commands::compare::run(a),
         Command::Demo(a) => commands::demo::run(a),
         Command::Eval(a) => commands::eval::run(a),
+        Command::Tokenize(a) => commands::tokenize::run(a),
         Command::Generate(a) => commands::generate::run(a),
         Command::Conformance(a) => commands::conformance::run(a),
     };

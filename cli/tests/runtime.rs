@@ -202,3 +202,68 @@ fn bad_inputs_give_one_line_errors() {
     ]));
     assert!(e.contains("tokenizer"), "{e}");
 }
+
+#[test]
+fn tokenize_pack_eval_generate() {
+    let text = tmp("corpus.txt");
+    let para = "Ownership is Rust's most unique feature. Each value has an owner; when the \
+                owner goes out of scope, the value is dropped.\nfn main() { let s = String::from(\"hi\"); }\n";
+    std::fs::write(&text, para.repeat(60)).expect("write");
+    let dir = tmp("tok");
+    let out = ok(&pcll(&[
+        "tokenize",
+        s(&text),
+        "-o",
+        s(&dir),
+        "--vocab",
+        "320",
+    ]));
+    assert!(out.contains("pack with --tokenizer"), "{out}");
+    let vocab: usize = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.trim_end_matches(':').parse().ok())
+        .expect("vocab in summary");
+    assert!(vocab <= 320, "{vocab}");
+
+    let src = tmp("tok-model.safetensors");
+    let model = synthetic(Shape { vocab, ..SHAPE }, 5);
+    std::fs::write(&src, model.to_safetensors().expect("serializes")).expect("write");
+    let art = tmp("tok-model.pcll");
+    let tj = dir.join("tokenizer.json");
+    ok(&pcll(&[
+        "pack",
+        s(&src),
+        "-o",
+        s(&art),
+        "--tokenizer",
+        s(&tj),
+    ]));
+    let val = dir.join("val_000000.bin");
+    let r: serde_json::Value = serde_json::from_str(&ok(&pcll(&[
+        "eval",
+        s(&art),
+        "--tokens",
+        s(&val),
+        "--seq-len",
+        "32",
+        "--json",
+    ])))
+    .expect("json");
+    // A BPE token stands for more than one byte on average: bpb < loss / ln 2.
+    let (loss, bpb) = (
+        r["val_loss"].as_f64().expect("f64"),
+        r["val_bpb"].as_f64().expect("f64"),
+    );
+    assert!(r["bytes"].as_u64() > r["tokens"].as_u64(), "{r}");
+    assert!(bpb < loss / std::f64::consts::LN_2);
+    let g = ok(&pcll(&[
+        "generate",
+        s(&art),
+        "--prompt",
+        "Ownership is",
+        "--max-tokens",
+        "8",
+    ]));
+    assert!(g.starts_with("Ownership is"), "{g}");
+}

@@ -1,3 +1,6 @@
-//! `pcll-trainer`: trains the GPT with burn (CPU for tests, burn-cuda behind a feature) and
-//! writes artifacts. Filled by the trainer issue; empty until then.
+//! `pcll-trainer`: turns text into what a model trains and is scored on. So far: [`tokenize`],
+//! which trains a BPE tokenizer with byte fallback (or uses raw bytes) and writes
+//! parameter-golf token shards. Training the GPT itself is the trainer issue's work.
 #![forbid(unsafe_code)]
+
+pub mod tokenize;

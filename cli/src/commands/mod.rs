@@ -8,6 +8,7 @@ pub mod generate;
 pub mod inspect;
 pub mod pack;
 pub mod run_model;
+pub mod tokenize;
 pub mod unpack;
 pub mod verify;
 
