@@ -1,4 +1,5 @@
-//! The general-purpose coders we measure against: zstd, brotli, xz.
+//! The general-purpose coders we measure against: zstd, brotli, xz, and zlib (the
+//! parameter-golf baseline).
 
 use std::io::{Read, Write};
 
@@ -14,6 +15,9 @@ pub enum Baseline {
     Brotli11,
     /// xz preset 9 extreme.
     Xz9e,
+    /// zlib level 9, as `torch.save` + `zlib.compress(…, 9)` in the parameter-golf export
+    /// (not in [`Baseline::ALL`]: the report's baseline row only).
+    Zlib9,
 }
 
 impl Baseline {
@@ -24,6 +28,7 @@ impl Baseline {
             Baseline::Zstd22 => "zstd-22",
             Baseline::Brotli11 => "brotli-11",
             Baseline::Xz9e => "xz-9e",
+            Baseline::Zlib9 => "zlib-9",
         }
     }
 
@@ -45,6 +50,12 @@ impl Baseline {
                 e.write_all(data)?;
                 e.finish()
             }
+            Baseline::Zlib9 => {
+                let mut e =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(9));
+                e.write_all(data)?;
+                e.finish()
+            }
         }
     }
 
@@ -62,6 +73,9 @@ impl Baseline {
             }
             Baseline::Xz9e => {
                 xz2::read::XzDecoder::new(data).read_to_end(out)?;
+            }
+            Baseline::Zlib9 => {
+                flate2::read::ZlibDecoder::new(data).read_to_end(out)?;
             }
         }
         Ok(())

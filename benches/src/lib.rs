@@ -5,3 +5,4 @@
 pub mod baselines;
 pub mod compare;
 pub mod fixtures;
+pub mod report;

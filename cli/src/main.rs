@@ -36,6 +36,8 @@ enum Command {
     Eval(commands::eval::Args),
     /// Continue a prompt with the model in an artifact.
     Generate(commands::generate::Args),
+    /// Every packing scheme side by side on one model: bytes, error, decode time, chart.
+    Report(commands::report::Args),
     /// Run the golden-vector conformance suite against this or another decoder.
     Conformance(commands::conformance::Args),
     /// The default job: pack, verify, inspect and compare the bundled real-weight slice.
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => commands::compare::run(a),
         Command::Demo(a) => commands::demo::run(a),
         Command::Eval(a) => commands::eval::run(a),
+        Command::Report(a) => commands::report::run(a),
         Command::Tokenize(a) => commands::tokenize::run(a),
         Command::Generate(a) => commands::generate::run(a),
         Command::Conformance(a) => commands::conformance::run(a),

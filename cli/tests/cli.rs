@@ -215,3 +215,21 @@ fn mse_scales_clip_and_verify() {
     ]);
     assert!(!bad.status.success());
 }
+
+#[test]
+fn report_writes_table_chart_and_json() {
+    let dir = tmp("report");
+    let o = pcll(&["report", s(&model()), "-o", s(&dir), "--runs", "1"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains("parameter-golf") && text.contains("int6 + rANS"),
+        "{text}"
+    );
+    let svg = std::fs::read_to_string(dir.join("report.svg")).expect("svg");
+    assert!(svg.contains("<svg"));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).expect("json"))
+            .expect("parses");
+    assert!(j["rows"].as_array().is_some_and(|r| r.len() >= 10));
+}

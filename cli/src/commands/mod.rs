@@ -7,6 +7,7 @@ pub mod eval;
 pub mod generate;
 pub mod inspect;
 pub mod pack;
+pub mod report;
 pub mod run_model;
 pub mod tokenize;
 pub mod unpack;

@@ -1,0 +1,335 @@
+//! `pcll report`: one table for a model, one row per packing scheme this project has, over
+//! the tensors `pack` quantizes (2-D floats above the raw-size threshold): total bytes, bits
+//! per weight, weight-space error (relative MSE and SNR) and decode time to f32, plus a chart
+//! of bytes against SNR.
+//!
+//! Schemes: the parameter-golf baseline (int8 per row, percentile clip, f16 scales, zlib-9 of
+//! the raw bytes as `torch.save` + zlib does); int6 with zstd-22, brotli-11 and xz-9e over the
+//! same raw bytes; and int2..int8 with our rANS (the artifact's payloads), with max-abs and
+//! with MSE-searched scales. Codecs of later issues add their rows here.
+
+use crate::baselines::Baseline;
+use pcll_decoder::{Artifact, Output};
+use pcll_formats::pack::{choose, pack, Choice, PackOptions};
+use pcll_formats::quant::int::{quantize_with, squared_error, ScaleRule};
+use pcll_formats::SourceModel;
+use std::time::Instant;
+
+/// The parameter-golf export's clip percentile for int8 (`INT8_CLIP_PERCENTILE`).
+pub const PG_INT8_PERCENTILE: f32 = 99.999_84;
+
+/// One row of the report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SchemeRow {
+    pub scheme: String,
+    pub bytes: u64,
+    pub bits_per_weight: f64,
+    pub relative_mse: f64,
+    pub snr_db: f64,
+    /// Best of the runs: decoding every quantized tensor to f32.
+    pub decode_ms: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Report {
+    pub tensors: usize,
+    pub weights: u64,
+    pub f32_bytes: u64,
+    pub rows: Vec<SchemeRow>,
+}
+
+/// What can stop a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("no tensor of the model is quantized by pack's policy")]
+    NothingToQuantize,
+    #[error("packing: {0}")]
+    Pack(#[from] pcll_formats::FormatError),
+    #[error("decoding our own artifact: {0}")]
+    Decode(#[from] pcll_decoder::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct Quantized {
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+}
+
+fn row(scheme: String, bytes: u64, weights: u64, (err, norm): (f64, f64), ms: f64) -> SchemeRow {
+    let rel = err / norm.max(f64::MIN_POSITIVE);
+    SchemeRow {
+        scheme,
+        bytes,
+        bits_per_weight: bytes as f64 * 8.0 / weights.max(1) as f64,
+        relative_mse: rel,
+        snr_db: -10.0 * rel.max(f64::MIN_POSITIVE).log10(),
+        decode_ms: ms,
+    }
+}
+
+/// `runs` timings of `f`, best in milliseconds.
+fn best_ms(runs: usize, mut f: impl FnMut()) -> f64 {
+    (0..runs.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// A general-purpose coder over each tensor's raw int8 symbols and f16 scales, concatenated.
+fn general_row(
+    qs: &[Quantized],
+    bits: u8,
+    rule: ScaleRule,
+    coder: Baseline,
+    label: String,
+    runs: usize,
+) -> Result<SchemeRow, ReportError> {
+    let mut raw = Vec::new();
+    let (mut err, mut norm, mut weights) = (0.0, 0.0, 0u64);
+    let mut layout = Vec::new();
+    for t in qs {
+        let q = quantize_with(&t.data, t.rows, t.cols, bits, rule);
+        let (e, n) = squared_error(&t.data, &q);
+        err += e;
+        norm += n;
+        weights += t.data.len() as u64;
+        let scales = q.scale_bytes();
+        layout.push((scales.len(), q.symbols.len(), q.params.qmax(), t.cols));
+        raw.extend_from_slice(&scales);
+        raw.extend_from_slice(&q.symbols);
+    }
+    let packed = coder.compress(&raw)?;
+    let mut buf = Vec::new();
+    let mut out = vec![0f32; weights as usize];
+    let mut failed = None;
+    let ms = best_ms(runs, || {
+        if let Err(e) = coder.decompress(&packed, &mut buf, raw.len()) {
+            failed = Some(e);
+            return;
+        }
+        dequantize_all(&buf, &layout, &mut out);
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    Ok(row(label, packed.len() as u64, weights, (err, norm), ms))
+}
+
+/// Rebuilds f32 weights from concatenated `[f16 scales][symbols]` blocks.
+fn dequantize_all(buf: &[u8], layout: &[(usize, usize, i32, usize)], out: &mut [f32]) {
+    let (mut at, mut w) = (0, 0);
+    for &(sb, n, qmax, cols) in layout {
+        let scales = &buf[at..at + sb];
+        let syms = &buf[at + sb..at + sb + n];
+        let per = sb / (n / cols.max(1)).max(1);
+        for (i, (&s, o)) in syms.iter().zip(&mut out[w..w + n]).enumerate() {
+            let r = i / cols.max(1);
+            let sc = if per == 2 {
+                half::f16::from_le_bytes([scales[2 * r], scales[2 * r + 1]]).to_f32()
+            } else {
+                f32::from_le_bytes([
+                    scales[4 * r],
+                    scales[4 * r + 1],
+                    scales[4 * r + 2],
+                    scales[4 * r + 3],
+                ])
+            };
+            *o = (i32::from(s) - qmax) as f32 * sc;
+        }
+        at += sb + n;
+        w += n;
+    }
+}
+
+/// Our rANS: the int payloads of a packed artifact, decoded through the decoder.
+fn rans_row(
+    model: &SourceModel,
+    opts: &PackOptions,
+    label: String,
+    runs: usize,
+) -> Result<SchemeRow, ReportError> {
+    let rep = pack(model, opts, |_, _, _| {})?;
+    let art = Artifact::parse(&rep.artifact)?;
+    let ints: Vec<_> = art
+        .tensors()
+        .filter(|t| matches!(t.codec, pcll_decoder::Codec::Int(_)))
+        .collect();
+    let bytes: u64 = ints.iter().map(|t| t.payload_len).sum();
+    let (mut err, mut norm) = (0.0, 0.0);
+    for r in rep.tensors.iter().filter_map(|t| t.error) {
+        err += r.squared;
+        norm += r.norm;
+    }
+    let weights: u64 = ints.iter().map(|t| t.numel()).sum();
+    let mut out: Vec<Vec<f32>> = ints
+        .iter()
+        .map(|t| vec![0f32; t.numel() as usize])
+        .collect();
+    let mut scratch = vec![0u8; pcll_decoder::limits::MAX_SCRATCH_LEN];
+    let mut failed = None;
+    let ms = best_ms(runs, || {
+        for (t, o) in ints.iter().zip(out.iter_mut()) {
+            if let Err(e) = art.decode(t, Output::F32(o), &mut scratch) {
+                failed = Some(e);
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    Ok(row(label, bytes, weights, (err, norm), ms))
+}
+
+/// Builds the report; `runs` timings per decode, best kept.
+pub fn report(model: &SourceModel, runs: usize) -> Result<Report, ReportError> {
+    let base = PackOptions::default();
+    let qs: Vec<Quantized> = model
+        .tensors
+        .iter()
+        .filter(|t| choose(t, &base, &[]) == Choice::Int)
+        .filter_map(|t| {
+            let data = t.to_f32()?;
+            let rows = t.shape[0] as usize;
+            let cols = data.len() / rows.max(1);
+            Some(Quantized { data, rows, cols })
+        })
+        .collect();
+    if qs.is_empty() {
+        return Err(ReportError::NothingToQuantize);
+    }
+    let weights: u64 = qs.iter().map(|t| t.data.len() as u64).sum();
+    let mut rows = vec![general_row(
+        &qs,
+        8,
+        ScaleRule::Percentile(PG_INT8_PERCENTILE),
+        Baseline::Zlib9,
+        "int8 p99.99984 + zlib-9 (parameter-golf)".into(),
+        runs,
+    )?];
+    for b in Baseline::ALL {
+        rows.push(general_row(
+            &qs,
+            6,
+            ScaleRule::MaxAbs,
+            b,
+            format!("int6 + {}", b.name()),
+            runs,
+        )?);
+    }
+    for (bits, rule) in [
+        (8, ScaleRule::MaxAbs),
+        (7, ScaleRule::MaxAbs),
+        (6, ScaleRule::MaxAbs),
+        (6, ScaleRule::Mse),
+        (5, ScaleRule::MaxAbs),
+        (5, ScaleRule::Mse),
+        (4, ScaleRule::MaxAbs),
+        (4, ScaleRule::Mse),
+        (3, ScaleRule::Mse),
+    ] {
+        let opts = PackOptions {
+            bits,
+            scale: rule,
+            ..PackOptions::default()
+        };
+        let label = match rule {
+            ScaleRule::MaxAbs => format!("int{bits} + rANS"),
+            r => format!("int{bits} {} + rANS", r.name()),
+        };
+        rows.push(rans_row(model, &opts, label, runs)?);
+    }
+    Ok(Report {
+        tensors: qs.len(),
+        weights,
+        f32_bytes: weights * 4,
+        rows,
+    })
+}
+
+/// Writes the bytes-versus-SNR chart as SVG.
+pub fn chart_svg(r: &Report, path: &std::path::Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mb = |b: u64| b as f64 / 1e6;
+    let (x0, x1) = r.rows.iter().fold((f64::MAX, f64::MIN), |(a, b), row| {
+        (a.min(mb(row.bytes)), b.max(mb(row.bytes)))
+    });
+    let (y0, y1) = r.rows.iter().fold((f64::MAX, f64::MIN), |(a, b), row| {
+        (a.min(row.snr_db), b.max(row.snr_db))
+    });
+    let pad = |lo: f64, hi: f64| ((hi - lo) * 0.08).max(1e-3);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "bytes vs weight-space SNR (quantized tensors)",
+            ("sans-serif", 20),
+        )
+        .margin(20)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(
+            (x0 - pad(x0, x1))..(x1 + pad(x0, x1) * 4.0),
+            (y0 - pad(y0, y1))..(y1 + pad(y0, y1)),
+        )
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("MB")
+        .y_desc("SNR (dB)")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(r.rows.iter().map(|row| {
+            EmptyElement::at((mb(row.bytes), row.snr_db))
+                + Circle::new((0, 0), 4, BLUE.filled())
+                + Text::new(row.scheme.clone(), (6, -6), ("sans-serif", 12))
+        }))
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_on_the_bundled_slice() {
+        let (_, model) = crate::fixtures::bench_model().expect("bundled model");
+        let r = report(&model, 1).expect("report");
+        let get = |s: &str| r.rows.iter().find(|x| x.scheme == s).expect(s).clone();
+        let (rans, zstd) = (get("int6 + rANS"), get("int6 + zstd-22"));
+        assert!(rans.bytes < zstd.bytes, "{rans:?} vs {zstd:?}");
+        // Same symbols, same error, whatever the coder.
+        assert!((rans.relative_mse - zstd.relative_mse).abs() < 1e-12);
+        let pg = get("int8 p99.99984 + zlib-9 (parameter-golf)");
+        assert!(pg.bytes > get("int8 + rANS").bytes);
+        assert!(pg.snr_db > rans.snr_db);
+        // More bits, more bytes and less error; MSE scales beat max-abs at equal bits.
+        for b in 4..8 {
+            let (lo, hi) = (
+                get(&format!("int{b} + rANS")),
+                get(&format!("int{} + rANS", b + 1)),
+            );
+            assert!(
+                lo.bytes < hi.bytes && lo.snr_db < hi.snr_db,
+                "{lo:?} {hi:?}"
+            );
+        }
+        for b in 4..=6 {
+            assert!(
+                get(&format!("int{b} mse + rANS")).snr_db > get(&format!("int{b} + rANS")).snr_db
+            );
+        }
+        let svg = std::env::temp_dir().join(format!("pcll-report-{}.svg", std::process::id()));
+        chart_svg(&r, &svg).expect("chart");
+        let text = std::fs::read_to_string(&svg).expect("svg");
+        assert!(text.contains("<svg") && text.contains("int6 + rANS"));
+        let _ = std::fs::remove_file(&svg);
+    }
+}

@@ -1,0 +1,62 @@
+//! `pcll report MODEL.safetensors [-o DIR] [--json] [--runs 3]`: every packing scheme of this
+//! project side by side on one model (bytes, bits/weight, weight error, decode time) and a
+//! bytes-versus-SNR chart (`DIR/report.svg`, with `DIR/report.json`).
+
+use super::{human, read};
+use anyhow::{Context, Result};
+use pcll_benches::report::{chart_svg, report};
+use pcll_formats::SourceModel;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Input model (safetensors).
+    pub model: PathBuf,
+    /// Folder for report.svg and report.json.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Timing runs per decode (best kept).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let bytes = read(&a.model)?;
+    let model = SourceModel::from_safetensors(&bytes)
+        .with_context(|| format!("parsing {}", a.model.display()))?;
+    let r = report(&model, a.runs)?;
+    if let Some(dir) = &a.output {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let svg = dir.join("report.svg");
+        chart_svg(&r, &svg).map_err(|e| anyhow::anyhow!("chart: {e}"))?;
+        std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&r)?)?;
+        if !a.json {
+            println!("wrote {} and report.json", svg.display());
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} quantized tensors, {} weights ({} as f32)",
+        r.tensors,
+        r.weights,
+        human(r.f32_bytes)
+    );
+    println!(
+        "{:<44} {:>12} {:>8} {:>12} {:>8} {:>10}",
+        "scheme", "bytes", "bits/w", "rel. MSE", "SNR dB", "decode ms"
+    );
+    for row in &r.rows {
+        println!(
+            "{:<44} {:>12} {:>8.3} {:>12.3e} {:>8.2} {:>10.2}",
+            row.scheme, row.bytes, row.bits_per_weight, row.relative_mse, row.snr_db, row.decode_ms
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
