@@ -77,6 +77,21 @@ fn eval_resident_and_streamed_agree() {
     };
     let (r, st) = (run(false), run(true));
     assert_eq!(r["val_loss"], st["val_loss"]);
+    // Work is split the same way on any thread count, so one thread gives the same bits.
+    let one: serde_json::Value = serde_json::from_str(&ok(&pcll(&[
+        "eval",
+        s(&art),
+        "--tokens",
+        s(&shard),
+        "--seq-len",
+        "64",
+        "--json",
+        "--threads",
+        "1",
+    ])))
+    .expect("json");
+    assert_eq!(one["threads"], 1);
+    assert_eq!(r["val_loss"], one["val_loss"]);
     assert_eq!(r["val_bpb"], st["val_bpb"]);
     assert_eq!(r["windows"], 6);
     // Byte-level: every target is one byte, so bpb = loss / ln 2.

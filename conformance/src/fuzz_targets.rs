@@ -21,6 +21,36 @@ pub fn parse(data: &[u8]) {
             let _ = a.scratch_len(&t);
         }
         let _ = a.tensor(a.tensor_count());
+        // Opened from its prefix, the same file decodes each caller-read payload the same
+        // way as the whole-file view.
+        let end = (a.header().table_offset + a.header().table_len) as usize;
+        if let Some(prefix) = data.get(..end) {
+            let p = Artifact::parse_prefix(prefix, data.len() as u64)
+                .expect("a file that parses whole parses from its prefix");
+            let mut scratch = vec![0u8; pcll_decoder::limits::MAX_SCRATCH_LEN];
+            for t in p
+                .tensors()
+                .filter(|t| t.dtype.is_float() && t.numel() <= 1 << 16)
+            {
+                let s = t.payload_offset as usize;
+                let Some(payload) = data.get(s..s + t.payload_len as usize) else {
+                    continue;
+                };
+                let n = t.numel() as usize;
+                let (mut x, mut y) = (vec![0f32; n], vec![0f32; n]);
+                let rx =
+                    p.decode_payload(&t, payload, pcll_decoder::Output::F32(&mut x), &mut scratch);
+                let ry = a.decode_f32(&t, &mut y, &mut scratch);
+                assert_eq!(rx.is_ok(), ry.is_ok());
+                if rx.is_ok() {
+                    assert!(x.iter().zip(&y).all(|(u, v)| u.to_bits() == v.to_bits()));
+                }
+            }
+        }
+    }
+    // Any prefix of any input: parse_prefix must not panic whatever the claimed length.
+    for cut in [data.len() / 2, data.len().saturating_sub(1)] {
+        let _ = Artifact::parse_prefix(&data[..cut], data.len() as u64);
     }
 }
 

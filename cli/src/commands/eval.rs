@@ -25,12 +25,16 @@ pub struct Args {
     /// Decode each tensor from disk only when the forward pass reaches it (low memory).
     #[arg(long)]
     pub stream: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    super::run_model::set_threads(a.threads)?;
     let mut tokens = load_tokens(&a.tokens)?;
     if let Some(w) = a.max_windows {
         tokens.truncate((w * a.seq_len + 1).min(tokens.len()));
@@ -87,5 +91,5 @@ pub fn run(a: Args) -> Result<ExitCode> {
 }
 
 fn rayon_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    super::run_model::threads()
 }

@@ -32,9 +32,13 @@ pub struct Args {
     /// Decode each tensor from disk only when the forward pass reaches it (low memory).
     #[arg(long)]
     pub stream: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    super::run_model::set_threads(a.threads)?;
     with_model(&a.model, a.stream, |model, opened| {
         let Some(codec) = &opened.codec else {
             bail!("the artifact carries no tokenizer (pack with --tokenizer or --byte-tokenizer)");

@@ -106,3 +106,20 @@ pub fn peak_rss() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// Sizes the global thread pool the runtime computes on (`None`: one thread per core).
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        anyhow::ensure!(n > 0, "--threads must be at least 1");
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("starting the thread pool")?;
+    }
+    Ok(())
+}
+
+/// Threads the runtime computes on.
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}
