@@ -9,7 +9,7 @@
 //! with MSE-searched scales. Codecs of later issues add their rows here.
 
 use crate::baselines::Baseline;
-use pcll_decoder::{Artifact, Output};
+use pcll_decoder::{Artifact, Output, ScaleDtype};
 use pcll_formats::pack::{choose, pack, Choice, PackOptions};
 use pcll_formats::quant::int::{quantize_with, squared_error, ScaleRule};
 use pcll_formats::SourceModel;
@@ -81,7 +81,21 @@ fn best_ms(runs: usize, mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-/// A general-purpose coder over each tensor's raw int8 symbols and f16 scales, concatenated.
+/// Where one tensor sits in a general coder's raw bytes: `[scales][symbols]`.
+struct Block {
+    scale_dtype: ScaleDtype,
+    rows: usize,
+    cols: usize,
+    qmax: i32,
+}
+
+impl Block {
+    fn scale_bytes(&self) -> usize {
+        self.rows * self.scale_dtype.size()
+    }
+}
+
+/// A general-purpose coder over each tensor's raw int8 symbols and scales, concatenated.
 fn general_row(
     qs: &[Quantized],
     bits: u8,
@@ -99,9 +113,13 @@ fn general_row(
         err += e;
         norm += n;
         weights += t.data.len() as u64;
-        let scales = q.scale_bytes();
-        layout.push((scales.len(), q.symbols.len(), q.params.qmax(), t.cols));
-        raw.extend_from_slice(&scales);
+        layout.push(Block {
+            scale_dtype: q.params.scale_dtype,
+            rows: t.rows,
+            cols: t.cols,
+            qmax: q.params.qmax(),
+        });
+        raw.extend_from_slice(&q.scale_bytes());
         raw.extend_from_slice(&q.symbols);
     }
     let packed = coder.compress(&raw)?;
@@ -121,26 +139,26 @@ fn general_row(
     Ok(row(label, packed.len() as u64, weights, (err, norm), ms))
 }
 
-/// Rebuilds f32 weights from concatenated `[f16 scales][symbols]` blocks.
-fn dequantize_all(buf: &[u8], layout: &[(usize, usize, i32, usize)], out: &mut [f32]) {
+/// Rebuilds f32 weights from the concatenated blocks, one scale conversion per row, with the
+/// decoder's arithmetic (FORMAT.md §5.2).
+fn dequantize_all(buf: &[u8], layout: &[Block], out: &mut [f32]) {
     let (mut at, mut w) = (0, 0);
-    for &(sb, n, qmax, cols) in layout {
-        let scales = &buf[at..at + sb];
-        let syms = &buf[at + sb..at + sb + n];
-        let per = sb / (n / cols.max(1)).max(1);
-        for (i, (&s, o)) in syms.iter().zip(&mut out[w..w + n]).enumerate() {
-            let r = i / cols.max(1);
-            let sc = if per == 2 {
-                half::f16::from_le_bytes([scales[2 * r], scales[2 * r + 1]]).to_f32()
-            } else {
-                f32::from_le_bytes([
-                    scales[4 * r],
-                    scales[4 * r + 1],
-                    scales[4 * r + 2],
-                    scales[4 * r + 3],
-                ])
+    for b in layout {
+        let (sb, n) = (b.scale_bytes(), b.rows * b.cols);
+        let (scales, syms) = buf[at..at + sb + n].split_at(sb);
+        let width = b.scale_dtype.size();
+        for ((sc, sr), or) in scales
+            .chunks_exact(width)
+            .zip(syms.chunks_exact(b.cols.max(1)))
+            .zip(out[w..w + n].chunks_exact_mut(b.cols.max(1)))
+        {
+            let s = match b.scale_dtype {
+                ScaleDtype::F16 => half::f16::from_le_bytes([sc[0], sc[1]]).to_f32(),
+                ScaleDtype::F32 => f32::from_le_bytes([sc[0], sc[1], sc[2], sc[3]]),
             };
-            *o = (i32::from(s) - qmax) as f32 * sc;
+            for (o, &q) in or.iter_mut().zip(sr) {
+                *o = (i32::from(q) - b.qmax) as f32 * s;
+            }
         }
         at += sb + n;
         w += n;
@@ -326,6 +344,26 @@ mod tests {
                 get(&format!("int{b} mse + rANS")).snr_db > get(&format!("int{b} + rANS")).snr_db
             );
         }
+        // The general coders' dequantization matches the quantizer's own reconstruction.
+        let t = &model
+            .tensors
+            .iter()
+            .find(|t| t.shape.len() == 2)
+            .expect("a matrix");
+        let data = t.to_f32().expect("float");
+        let (rows, cols) = (t.shape[0] as usize, t.shape[1] as usize);
+        let q = quantize_with(&data, rows, cols, 6, ScaleRule::MaxAbs);
+        let mut raw = q.scale_bytes();
+        raw.extend_from_slice(&q.symbols);
+        let block = Block {
+            scale_dtype: q.params.scale_dtype,
+            rows,
+            cols,
+            qmax: q.params.qmax(),
+        };
+        let mut out = vec![0f32; rows * cols];
+        dequantize_all(&raw, &[block], &mut out);
+        assert_eq!(out, q.dequantize());
         let svg = std::env::temp_dir().join(format!("pcll-report-{}.svg", std::process::id()));
         chart_svg(&r, &svg).expect("chart");
         let text = std::fs::read_to_string(&svg).expect("svg");

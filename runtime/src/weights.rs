@@ -17,6 +17,13 @@ pub trait Weights: Sync {
     fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError>;
 }
 
+/// A boxed source, so callers can pick resident or streamed weights at run time.
+impl<W: Weights + ?Sized> Weights for alloc::boxed::Box<W> {
+    fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError> {
+        (**self).get(name)
+    }
+}
+
 /// Every tensor decoded once, held in memory.
 #[derive(Debug, Clone, Default)]
 pub struct Resident {

@@ -46,7 +46,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         };
         let pb = bar(windows as u64, "scoring");
         let t0 = Instant::now();
-        let r = model.evaluate(&tokens, a.seq_len, tables, &mut |t| {
+        let r = pcll_runtime::evaluate(model, &tokens, a.seq_len, tables, |t| {
             pb.set_position(t.sequences as u64);
             pb.set_message(format!("loss {:.4}", t.loss_sum / t.tokens.max(1) as f64));
         })?;

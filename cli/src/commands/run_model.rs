@@ -18,29 +18,29 @@ pub struct Opened {
     pub load_s: f64,
 }
 
+/// The model with its weight source chosen at run time.
+pub type AnyModel = Model<Box<dyn Weights>>;
+
 /// Runs `f` on the model in `path`: every weight decoded up front, or (`stream`) each tensor
 /// read from disk and decoded when the forward pass reaches it.
 pub fn with_model<T>(
     path: &Path,
     stream: bool,
-    f: impl FnOnce(&dyn Runner, &Opened) -> Result<T>,
+    f: impl FnOnce(&AnyModel, &Opened) -> Result<T>,
 ) -> Result<T> {
     let t0 = Instant::now();
     let ctx = || format!("{}", path.display());
-    if stream {
+    let (weights, opened): (Box<dyn Weights>, Opened) = if stream {
         let s = Streamed::open(path).with_context(ctx)?;
         let opened = describe(&s.artifact().with_context(ctx)?, t0)?;
-        let model = Model::new(opened.config, s);
-        f(&model, &opened)
+        (Box::new(s), opened)
     } else {
         let bytes = read(path)?;
         let art = Artifact::parse(&bytes).with_context(ctx)?;
         let resident = Resident::decode_all(&art).with_context(ctx)?;
-        let opened = describe(&art, t0)?;
-        drop(bytes);
-        let model = Model::new(opened.config, resident);
-        f(&model, &opened)
-    }
+        (Box::new(resident), describe(&art, t0)?)
+    };
+    f(&Model::new(opened.config, weights), &opened)
 }
 
 fn describe(art: &Artifact<'_>, t0: Instant) -> Result<Opened> {
@@ -62,41 +62,6 @@ fn describe(art: &Artifact<'_>, t0: Instant) -> Result<Opened> {
         codec,
         load_s: t0.elapsed().as_secs_f64(),
     })
-}
-
-/// The model operations the commands use, over either weight source.
-pub trait Runner {
-    fn evaluate(
-        &self,
-        tokens: &[u16],
-        seq_len: usize,
-        tables: &ByteTables,
-        progress: &mut dyn FnMut(&pcll_runtime::eval::Totals),
-    ) -> Result<pcll_runtime::EvalResult>;
-    fn new_cache(&self) -> pcll_runtime::KvCache;
-    fn extend(&self, ids: &[u32], cache: &mut pcll_runtime::KvCache) -> Result<Vec<f32>>;
-}
-
-impl<W: Weights> Runner for Model<W> {
-    fn evaluate(
-        &self,
-        tokens: &[u16],
-        seq_len: usize,
-        tables: &ByteTables,
-        progress: &mut dyn FnMut(&pcll_runtime::eval::Totals),
-    ) -> Result<pcll_runtime::EvalResult> {
-        Ok(pcll_runtime::evaluate(
-            self, tokens, seq_len, tables, progress,
-        )?)
-    }
-
-    fn new_cache(&self) -> pcll_runtime::KvCache {
-        Model::new_cache(self)
-    }
-
-    fn extend(&self, ids: &[u32], cache: &mut pcll_runtime::KvCache) -> Result<Vec<f32>> {
-        Ok(Model::extend(self, ids, cache)?)
-    }
 }
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
