@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 
-/// liblzma's `LZMA_PRESET_EXTREME` flag (what `xz -e` sets); xz2 does not re-export it.
+/// liblzma's `LZMA_PRESET_EXTREME` flag (what `xz -e` sets); liblzma does not re-export it.
 const LZMA_PRESET_EXTREME: u32 = 1 << 31;
 
 /// A byte coder with a name, for the comparison tables.
@@ -46,7 +46,7 @@ impl Baseline {
                 Ok(out)
             }
             Baseline::Xz9e => {
-                let mut e = xz2::write::XzEncoder::new(Vec::new(), 9 | LZMA_PRESET_EXTREME);
+                let mut e = liblzma::write::XzEncoder::new(Vec::new(), 9 | LZMA_PRESET_EXTREME);
                 e.write_all(data)?;
                 e.finish()
             }
@@ -72,7 +72,7 @@ impl Baseline {
                 brotli::Decompressor::new(data, 1 << 16).read_to_end(out)?;
             }
             Baseline::Xz9e => {
-                xz2::read::XzDecoder::new(data).read_to_end(out)?;
+                liblzma::read::XzDecoder::new(data).read_to_end(out)?;
             }
             Baseline::Zlib9 => {
                 flate2::read::ZlibDecoder::new(data).read_to_end(out)?;

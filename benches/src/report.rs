@@ -271,23 +271,87 @@ pub fn report(model: &SourceModel, runs: usize) -> Result<Report, ReportError> {
 }
 
 /// Writes the bytes-versus-SNR chart as SVG.
+/// Bytes of the whole model under `opts`' policy with a general-purpose coder instead of
+/// rANS: each int-coded tensor's stored scales and symbols, every other float tensor as the
+/// f16 (or kept f32) bytes `pack` stores, integers as they are, all concatenated in name
+/// order and compressed as one stream (as the parameter-golf export compresses one blob).
+/// Weights come out exactly as the artifact packed with `opts` decodes them.
+pub fn model_bytes(
+    model: &SourceModel,
+    opts: &PackOptions,
+    coder: Baseline,
+) -> Result<u64, ReportError> {
+    let keep: Vec<glob::Pattern> = opts
+        .keep_f32
+        .iter()
+        .filter_map(|p| glob::Pattern::new(p).ok())
+        .collect();
+    let mut raw = Vec::new();
+    for t in &model.tensors {
+        match choose(t, opts, &keep) {
+            Choice::Int => {
+                let v = t.to_f32().unwrap_or_default();
+                let rows = t.shape[0] as usize;
+                let cols = v.len().checked_div(rows).unwrap_or(0);
+                let q = quantize_with(&v, rows, cols, opts.bits, opts.scale);
+                raw.extend_from_slice(&q.scale_bytes());
+                raw.extend_from_slice(&q.symbols);
+            }
+            Choice::RawF16 => raw.extend(
+                t.to_f32()
+                    .unwrap_or_default()
+                    .iter()
+                    .flat_map(|&x| half::f16::from_f32(x).to_le_bytes()),
+            ),
+            Choice::RawF32 => raw.extend(
+                t.to_f32()
+                    .unwrap_or_default()
+                    .iter()
+                    .flat_map(|&x| x.to_le_bytes()),
+            ),
+            Choice::RawAsIs => raw.extend_from_slice(&t.data),
+        }
+    }
+    Ok(coder.compress(&raw)?.len() as u64)
+}
+
 pub fn chart_svg(r: &Report, path: &std::path::Path) -> Result<(), String> {
+    let points: Vec<(String, u64, f64)> = r
+        .rows
+        .iter()
+        .map(|row| (row.scheme.clone(), row.bytes, row.snr_db))
+        .collect();
+    scatter_svg(
+        "bytes vs weight-space SNR (quantized tensors)",
+        "SNR (dB)",
+        &points,
+        path,
+    )
+}
+
+/// A labelled scatter of `(label, bytes, y)` points, bytes on the x axis in MB, as SVG.
+pub fn scatter_svg(
+    caption: &str,
+    y_desc: &str,
+    points: &[(String, u64, f64)],
+    path: &std::path::Path,
+) -> Result<(), String> {
     use plotters::prelude::*;
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mb = |b: u64| b as f64 / 1e6;
-    let (x0, x1) = r.rows.iter().fold((f64::MAX, f64::MIN), |(a, b), row| {
-        (a.min(mb(row.bytes)), b.max(mb(row.bytes)))
+    let (x0, x1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| {
+        (a.min(mb(p.1)), b.max(mb(p.1)))
     });
-    let (y0, y1) = r.rows.iter().fold((f64::MAX, f64::MIN), |(a, b), row| {
-        (a.min(row.snr_db), b.max(row.snr_db))
-    });
+    let (y0, y1) = points
+        .iter()
+        .filter(|p| p.2.is_finite())
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.2), b.max(p.2)));
+    let (x0, x1) = if x0 > x1 { (0.0, 1.0) } else { (x0, x1) };
+    let (y0, y1) = if y0 > y1 { (0.0, 1.0) } else { (y0, y1) };
     let pad = |lo: f64, hi: f64| ((hi - lo) * 0.08).max(1e-3);
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "bytes vs weight-space SNR (quantized tensors)",
-            ("sans-serif", 20),
-        )
+        .caption(caption, ("sans-serif", 20))
         .margin(20)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -299,14 +363,14 @@ pub fn chart_svg(r: &Report, path: &std::path::Path) -> Result<(), String> {
     chart
         .configure_mesh()
         .x_desc("MB")
-        .y_desc("SNR (dB)")
+        .y_desc(y_desc)
         .draw()
         .map_err(|e| e.to_string())?;
     chart
-        .draw_series(r.rows.iter().map(|row| {
-            EmptyElement::at((mb(row.bytes), row.snr_db))
+        .draw_series(points.iter().filter(|p| p.2.is_finite()).map(|p| {
+            EmptyElement::at((mb(p.1), p.2))
                 + Circle::new((0, 0), 4, BLUE.filled())
-                + Text::new(row.scheme.clone(), (6, -6), ("sans-serif", 12))
+                + Text::new(p.0.clone(), (6, -6), ("sans-serif", 12))
         }))
         .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())

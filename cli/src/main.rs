@@ -38,6 +38,10 @@ enum Command {
     Generate(commands::generate::Args),
     /// Every packing scheme side by side on one model: bytes, error, decode time, chart.
     Report(commands::report::Args),
+    /// Train the GPT on token shards, then pack, verify and score the artifact.
+    Train(Box<commands::train::Args>),
+    /// Every packing scheme on one trained model: bytes against the runtime's val_bpb.
+    Frontier(commands::frontier::Args),
     /// Run the golden-vector conformance suite against this or another decoder.
     Conformance(commands::conformance::Args),
     /// The default job: pack, verify, inspect and compare the bundled real-weight slice.
@@ -56,6 +60,8 @@ fn main() -> ExitCode {
         Command::Eval(a) => commands::eval::run(a),
         Command::Report(a) => commands::report::run(a),
         Command::Tokenize(a) => commands::tokenize::run(a),
+        Command::Train(a) => commands::train::run(*a),
+        Command::Frontier(a) => commands::frontier::run(a),
         Command::Generate(a) => commands::generate::run(a),
         Command::Conformance(a) => commands::conformance::run(a),
     };

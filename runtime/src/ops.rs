@@ -271,6 +271,16 @@ impl Rope {
 }
 
 impl RopeTable {
+    /// `cos` of every angle, position-major (`half` values per position).
+    pub fn cos(&self) -> &[f32] {
+        &self.cos
+    }
+
+    /// `sin` of every angle, laid out as [`RopeTable::cos`].
+    pub fn sin(&self) -> &[f32] {
+        &self.sin
+    }
+
     /// Rotates one head vector at position `pos` (inside the table's run): halves
     /// `(x1, x2)` become `(x1·cos + x2·sin, −x1·sin + x2·cos)`.
     pub fn apply(&self, head: &mut [f32], pos: usize) {

@@ -22,8 +22,9 @@ fn shard_err(path: &Path, reason: impl Into<String>) -> RuntimeError {
     }
 }
 
-/// Reads one shard, checking magic, version and that the file holds exactly `count` tokens.
-pub fn read_shard(path: &Path) -> Result<Vec<u16>, RuntimeError> {
+/// Opens one shard and checks its header: magic, version, and that the file holds exactly
+/// `count` tokens. Returns the file positioned at the first token, and `count`.
+pub fn open_shard(path: &Path) -> Result<(File, usize), RuntimeError> {
     let io = |source| RuntimeError::Io {
         path: path.display().to_string(),
         source,
@@ -69,8 +70,17 @@ pub fn read_shard(path: &Path) -> Result<Vec<u16>, RuntimeError> {
             ),
         ));
     }
-    let mut body = vec![0u8; 2 * count as usize];
-    f.read_exact(&mut body).map_err(io)?;
+    Ok((f, count as usize))
+}
+
+/// Reads one shard whole, checked as [`open_shard`] checks it.
+pub fn read_shard(path: &Path) -> Result<Vec<u16>, RuntimeError> {
+    let (mut f, count) = open_shard(path)?;
+    let mut body = vec![0u8; 2 * count];
+    f.read_exact(&mut body).map_err(|source| RuntimeError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     Ok(body
         .chunks_exact(2)
         .map(|b| u16::from_le_bytes([b[0], b[1]]))

@@ -1,6 +1,27 @@
-//! `pcll-trainer`: turns text into what a model trains and is scored on. So far: [`tokenize`],
-//! which trains a BPE tokenizer with byte fallback (or uses raw bytes) and writes
-//! parameter-golf token shards. Training the GPT itself is the trainer issue's work.
+//! `pcll-trainer`: produces what the runtime runs.
+//!
+//! Data flow: [`tokenize`] (text → tokenizer + parameter-golf shards) → [`data`] (streamed
+//! batches) → [`train`] (the loop over [`model`], [`optim`], [`quant`]; checkpoints) →
+//! [`eval`] (the trainer's own val_bpb) → [`export`] (state dict → pack options and metadata,
+//! and the exact weights the artifact decodes to). [`chart`] draws the loss curve.
+//!
+//! Everything is generic over a burn autodiff backend: [`backend::Cpu`] (ndarray) in tests
+//! and on CI, [`backend::Cuda`] behind the `cuda` feature.
 #![forbid(unsafe_code)]
 
+pub mod backend;
+pub mod chart;
+pub mod corpus;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod export;
+pub mod model;
+pub mod optim;
+pub mod quant;
 pub mod tokenize;
+pub mod train;
+
+pub use error::TrainError;
+pub use model::Gpt;
+pub use train::{StepLog, TrainConfig, Trainer};

@@ -4,12 +4,14 @@ pub mod compare;
 pub mod conformance;
 pub mod demo;
 pub mod eval;
+pub mod frontier;
 pub mod generate;
 pub mod inspect;
 pub mod pack;
 pub mod report;
 pub mod run_model;
 pub mod tokenize;
+pub mod train;
 pub mod unpack;
 pub mod verify;
 

@@ -7,6 +7,7 @@ use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::{pack, MetaValue, PackOptions, PackReport, SourceModel};
 use pcll_runtime::config::{Config, Overrides};
 use pcll_runtime::text::TextCodec;
+use pcll_trainer::export::{model_metadata, tokenizer_metadata};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,50 +109,6 @@ impl ModelArgs {
         }
         Ok(m)
     }
-}
-
-/// Records `cfg` under `model.*`.
-pub fn model_metadata(cfg: &Config, m: &mut BTreeMap<String, MetaValue>) {
-    use pcll_runtime::config::{keys, ARCH};
-    let u = |v: usize| MetaValue::U32(v as u32);
-    m.insert(keys::ARCH.into(), MetaValue::String(ARCH.into()));
-    m.insert(keys::VOCAB_SIZE.into(), u(cfg.vocab_size));
-    m.insert(keys::MODEL_DIM.into(), u(cfg.model_dim));
-    m.insert(keys::NUM_LAYERS.into(), u(cfg.num_layers));
-    m.insert(keys::NUM_HEADS.into(), u(cfg.num_heads));
-    m.insert(keys::NUM_KV_HEADS.into(), u(cfg.num_kv_heads));
-    m.insert(keys::MLP_HIDDEN.into(), u(cfg.mlp_hidden));
-    m.insert(keys::ROPE_BASE.into(), MetaValue::F32(cfg.rope_base));
-    m.insert(
-        keys::LOGIT_SOFTCAP.into(),
-        MetaValue::F32(cfg.logit_softcap),
-    );
-    m.insert(
-        keys::TIE_EMBEDDINGS.into(),
-        MetaValue::Bool(cfg.tie_embeddings),
-    );
-}
-
-/// Records the tokenizer and its byte tables for ids `0..vocab` under `tokenizer.*`.
-pub fn tokenizer_metadata(
-    codec: &TextCodec,
-    vocab: usize,
-    m: &mut BTreeMap<String, MetaValue>,
-) -> Result<()> {
-    use pcll_runtime::eval::keys;
-    let t = codec.byte_tables(vocab)?;
-    m.insert(keys::KIND.into(), MetaValue::String(codec.kind().into()));
-    if let Some(json) = codec.json() {
-        m.insert(keys::JSON.into(), MetaValue::String(json.into()));
-    }
-    m.insert(
-        keys::BASE_BYTES.into(),
-        MetaValue::Array(t.base_bytes.iter().map(|&b| MetaValue::U16(b)).collect()),
-    );
-    let bools = |v: &[bool]| MetaValue::Array(v.iter().map(|&b| MetaValue::Bool(b)).collect());
-    m.insert(keys::HAS_LEADING_SPACE.into(), bools(&t.has_leading_space));
-    m.insert(keys::IS_BOUNDARY.into(), bools(&t.is_boundary));
-    Ok(())
 }
 
 impl Args {

@@ -153,6 +153,44 @@ fn row_error(row: &[f32], scale: f32, qmax: f32) -> f64 {
         .sum()
 }
 
+/// The largest quantized magnitude at `bits` bits: `2^(bits−1) − 1`.
+pub fn qmax(bits: u8) -> f32 {
+    ((1i32 << (bits - 1)) - 1) as f32
+}
+
+/// Each row's scale exactly as [`quantize_with`] stores it: the rule's `clip / qmax`, in f16
+/// rounded up, or every row in f32 when one would overflow f16.
+pub fn row_scales(
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+    bits: u8,
+    rule: ScaleRule,
+) -> (ScaleDtype, Vec<f32>) {
+    let qmax = qmax(bits);
+    // Rows are independent, so the parallel map gives the same scales as a serial one.
+    let raw: Vec<f32> = data
+        .par_chunks(cols.max(1))
+        .take(rows)
+        .map(|r| rule.row_scale(r, qmax))
+        .collect();
+    store_scales(raw)
+}
+
+/// Raw per-row scales as they are stored: f16 rounded up when all fit, else f32 as given.
+/// With `raw = max|w| / qmax` this is the max-abs rule, so a caller that has the row maxima
+/// (a training backend, say) gets the packer's scales without the rows.
+pub fn store_scales(raw: Vec<f32>) -> (ScaleDtype, Vec<f32>) {
+    if raw.iter().all(|&s| s <= f16::MAX.to_f32()) {
+        (
+            ScaleDtype::F16,
+            raw.iter().map(|&s| f16_at_least(s).to_f32()).collect(),
+        )
+    } else {
+        (ScaleDtype::F32, raw)
+    }
+}
+
 /// Quantizes `data` (`rows × cols`, row-major, finite) to `bits` bits per weight with
 /// max-abs scales.
 pub fn quantize(data: &[f32], rows: usize, cols: usize, bits: u8) -> IntQuantized {
@@ -169,22 +207,8 @@ pub fn quantize_with(
     rule: ScaleRule,
 ) -> IntQuantized {
     assert_eq!(data.len(), rows * cols, "shape and data disagree");
-    let qmax = ((1i32 << (bits - 1)) - 1) as f32;
-    // Rows are independent, so the parallel map gives the same scales as a serial one.
-    let raw: Vec<f32> = data
-        .par_chunks(cols.max(1))
-        .take(rows)
-        .map(|r| rule.row_scale(r, qmax))
-        .collect();
-    let fits_f16 = raw.iter().all(|&s| s <= f16::MAX.to_f32());
-    let (scale_dtype, scales): (ScaleDtype, Vec<f32>) = if fits_f16 {
-        (
-            ScaleDtype::F16,
-            raw.iter().map(|&s| f16_at_least(s).to_f32()).collect(),
-        )
-    } else {
-        (ScaleDtype::F32, raw)
-    };
+    let qmax = qmax(bits);
+    let (scale_dtype, scales) = row_scales(data, rows, cols, bits, rule);
     let mut symbols = Vec::with_capacity(rows * cols);
     for (r, &s) in data.chunks(cols.max(1)).take(rows).zip(&scales) {
         if s == 0.0 {

@@ -1,0 +1,219 @@
+//! `pcll frontier RUN/ -o DIR`: every packing scheme the project has, applied to one trained
+//! model, with the val_bpb the runtime measures on the weights each scheme decodes to.
+//!
+//! rANS rows are real artifacts (packed with the run's model and tokenizer metadata, scored
+//! by `pcll-runtime` from the artifact). General-coder rows (the parameter-golf int8 + zlib
+//! baseline, int6 + zstd/brotli/xz) code the same quantized weights as one blob; their
+//! weights are exactly those of the rANS artifact with the same bits and scale rule, so that
+//! artifact's score is theirs. Output: a table, `DIR/frontier.json` and `DIR/frontier.svg`.
+
+use super::train::RunData;
+use super::{human, read};
+use anyhow::{Context, Result};
+use pcll_benches::baselines::Baseline;
+use pcll_benches::report::{model_bytes, scatter_svg, PG_INT8_PERCENTILE};
+use pcll_decoder::Artifact;
+use pcll_formats::quant::int::ScaleRule;
+use pcll_formats::{pack, PackOptions, SourceModel};
+use pcll_runtime::shard::load_tokens;
+use pcll_runtime::text::TextCodec;
+use pcll_runtime::{ByteTables, Config, Model, Resident};
+use pcll_trainer::export::artifact_metadata;
+use pcll_trainer::TrainConfig;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A run folder written by `pcll train`.
+    pub run: PathBuf,
+    /// Where to write frontier.json and frontier.svg.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Bit widths of the int codec to try.
+    #[arg(long, value_delimiter = ',', default_value = "8,6,5,4,3")]
+    pub bits: Vec<u8>,
+    /// Validation windows to score (default: as the run scored).
+    #[arg(long)]
+    pub val_windows: Option<usize>,
+    /// Machine-readable output on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One scheme's point.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub scheme: String,
+    /// Bytes of the weights: for rANS rows the artifact (header, tensor table, checksums)
+    /// less the model and tokenizer metadata every row would carry alike; for general-coder
+    /// rows the compressed blob.
+    pub bytes: u64,
+    pub bits_per_weight: f64,
+    pub val_bpb: f64,
+    pub val_loss: f64,
+}
+
+/// Everything a scheme needs from the run.
+struct Scorer {
+    source: SourceModel,
+    meta: std::collections::BTreeMap<String, pcll_formats::MetaValue>,
+    val: Vec<u16>,
+    seq_len: usize,
+    weights: u64,
+    /// Bytes the model and tokenizer metadata add to an artifact.
+    meta_bytes: u64,
+}
+
+impl Scorer {
+    /// Packs with `opts` (plus the run's metadata) and scores the artifact with the runtime.
+    fn artifact(&self, opts: &PackOptions) -> Result<(u64, f64, f64)> {
+        let opts = PackOptions {
+            extra: self.meta.clone(),
+            ..opts.clone()
+        };
+        let bytes = pack(&self.source, &opts, |_, _, _| {})?.artifact;
+        let art = Artifact::parse(&bytes)?;
+        let model = Model::new(Config::from_artifact(&art)?, Resident::decode_all(&art)?);
+        let cfg = *model.config();
+        let tables = ByteTables::from_metadata(art.metadata(), cfg.vocab_size)?;
+        let r = pcll_runtime::evaluate(&model, &self.val, self.seq_len, &tables, |_| {})?;
+        Ok((
+            (bytes.len() as u64).saturating_sub(self.meta_bytes),
+            r.val_bpb,
+            r.val_loss,
+        ))
+    }
+
+    fn point(&self, scheme: String, bytes: u64, bpb: f64, loss: f64) -> Point {
+        Point {
+            scheme,
+            bytes,
+            bits_per_weight: bytes as f64 * 8.0 / self.weights.max(1) as f64,
+            val_bpb: bpb,
+            val_loss: loss,
+        }
+    }
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let data: RunData =
+        serde_json::from_slice(&read(&a.run.join("data.json"))?).context("data.json of the run")?;
+    let cfg: TrainConfig = serde_json::from_slice(&read(&a.run.join("config.json"))?)
+        .context("config.json of the run")?;
+    let codec = match &data.tokenizer {
+        Some(p) => TextCodec::from_json(
+            &String::from_utf8(read(p)?).with_context(|| format!("{}", p.display()))?,
+        )?,
+        None => TextCodec::Bytes,
+    };
+    let source = SourceModel::from_safetensors(&read(&a.run.join("model.safetensors"))?)?;
+    let mut val = load_tokens(&data.val)?;
+    let windows = a.val_windows.unwrap_or(data.val_windows);
+    if windows > 0 {
+        val.truncate(windows * data.seq_len + 1);
+    }
+    let base = cfg.pack_options()?;
+    let meta = artifact_metadata(&cfg.model()?, &codec)?;
+    let with = PackOptions {
+        extra: meta.clone(),
+        ..base.clone()
+    };
+    let meta_bytes = (pack(&source, &with, |_, _, _| {})?.artifact.len()
+        - pack(&source, &base, |_, _, _| {})?.artifact.len()) as u64;
+    let scorer = Scorer {
+        weights: source.tensors.iter().map(|t| t.numel()).sum(),
+        meta,
+        source,
+        val,
+        seq_len: data.seq_len,
+        meta_bytes,
+    };
+    let mut points = Vec::new();
+    let f32_opts = PackOptions {
+        keep_f32: vec!["*".into()],
+        ..base.clone()
+    };
+    let (b, bpb, loss) = scorer.artifact(&f32_opts)?;
+    points.push(scorer.point("f32 (raw)".into(), b, bpb, loss));
+    let pg = PackOptions {
+        bits: 8,
+        scale: ScaleRule::Percentile(PG_INT8_PERCENTILE),
+        ..base.clone()
+    };
+    let (_, bpb, loss) = scorer.artifact(&pg)?;
+    points.push(scorer.point(
+        "int8 p99.99984 + zlib-9 (parameter-golf)".into(),
+        model_bytes(&scorer.source, &pg, Baseline::Zlib9)?,
+        bpb,
+        loss,
+    ));
+    for &bits in &a.bits {
+        for rule in [ScaleRule::MaxAbs, ScaleRule::Mse] {
+            let opts = PackOptions {
+                bits,
+                scale: rule,
+                ..base.clone()
+            };
+            let (b, bpb, loss) = scorer.artifact(&opts)?;
+            let tag = if rule == ScaleRule::MaxAbs {
+                ""
+            } else {
+                " mse"
+            };
+            points.push(scorer.point(format!("int{bits}{tag} + rANS"), b, bpb, loss));
+            if bits == 6 && rule == ScaleRule::MaxAbs {
+                for coder in Baseline::ALL {
+                    points.push(scorer.point(
+                        format!("int6 + {}", coder.name()),
+                        model_bytes(&scorer.source, &opts, coder)?,
+                        bpb,
+                        loss,
+                    ));
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(&a.output)?;
+    std::fs::write(
+        a.output.join("frontier.json"),
+        serde_json::to_vec_pretty(&points)?,
+    )?;
+    let svg = a.output.join("frontier.svg");
+    let chart: Vec<(String, u64, f64)> = points
+        .iter()
+        .map(|p| (p.scheme.clone(), p.bytes, p.val_bpb))
+        .collect();
+    scatter_svg("bytes vs val_bpb (runtime)", "val_bpb", &chart, &svg)
+        .map_err(anyhow::Error::msg)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&points)?);
+    } else {
+        println!(
+            "{} weights, {} validation tokens; rANS rows exclude the {} of model and tokenizer metadata",
+            scorer.weights,
+            scorer.val.len().saturating_sub(1) / scorer.seq_len * scorer.seq_len,
+            human(scorer.meta_bytes)
+        );
+        println!(
+            "{:<44} {:>11} {:>7} {:>9}",
+            "scheme", "bytes", "bits/w", "val_bpb"
+        );
+        for p in &points {
+            println!(
+                "{:<44} {:>11} {:>7.3} {:>9.4}",
+                p.scheme,
+                human(p.bytes),
+                p.bits_per_weight,
+                p.val_bpb
+            );
+        }
+        println!(
+            "wrote {} and {}",
+            a.output.join("frontier.json").display(),
+            svg.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
