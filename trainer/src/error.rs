@@ -52,6 +52,9 @@ pub enum TrainError {
         trainer: f64,
         tolerance: f64,
     },
+    /// A data-parallel collective operation failed.
+    #[error("collective: {0}")]
+    Collective(String),
     /// A chart could not be drawn.
     #[error("chart {path}: {reason}")]
     Chart { path: PathBuf, reason: String },

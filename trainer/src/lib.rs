@@ -18,6 +18,8 @@ pub mod eval;
 pub mod export;
 pub mod model;
 pub mod optim;
+#[cfg(feature = "collective")]
+pub mod parallel;
 pub mod quant;
 pub mod tokenize;
 pub mod train;

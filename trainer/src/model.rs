@@ -104,12 +104,20 @@ impl Init {
     }
 }
 
-fn param<B: Backend, const D: usize>(
-    data: Vec<f32>,
-    shape: [usize; D],
-    device: &B::Device,
-) -> Param<Tensor<B, D>> {
-    Param::from_tensor(Tensor::from_data(TensorData::new(data, shape), device))
+/// Parameter ids are numbered in creation order rather than drawn at random, so every
+/// replica of a data-parallel group (and every run) names the same parameter alike; the
+/// collective all-reduce matches gradients by id.
+struct Params<'d, B: Backend> {
+    next: u64,
+    device: &'d B::Device,
+}
+
+impl<B: Backend> Params<'_, B> {
+    fn make<const D: usize>(&mut self, data: Vec<f32>, shape: [usize; D]) -> Param<Tensor<B, D>> {
+        self.next += 1;
+        let t = Tensor::from_data(TensorData::new(data, shape), self.device).require_grad();
+        Param::initialized(ParamId::from(self.next), t)
+    }
 }
 
 /// The tensor names and shapes of the state dict, in [`Gpt::state_dict`] order.
@@ -123,26 +131,27 @@ impl<B: Backend> Gpt<B> {
             rng: ChaCha8Rng::seed_from_u64(seed),
         };
         let (d, v, kv, hid) = (cfg.model_dim, cfg.vocab_size, cfg.kv_dim(), cfg.mlp_hidden);
-        let tok_emb = param(init.normal(v * d, EMBED_INIT_STD), [v, d], device);
-        let lm_head = (!cfg.tie_embeddings).then(|| param(vec![0.0; v * d], [v, d], device));
+        let mut p = Params::<B> { next: 0, device };
+        let tok_emb = p.make(init.normal(v * d, EMBED_INIT_STD), [v, d]);
+        let lm_head = (!cfg.tie_embeddings).then(|| p.make(vec![0.0; v * d], [v, d]));
         let skip = cfg.skip_count();
-        let skip_weights = (skip > 0).then(|| param(vec![1.0; skip * d], [skip, d], device));
+        let skip_weights = (skip > 0).then(|| p.make(vec![1.0; skip * d], [skip, d]));
         let bound = |fan_in: usize| 1.0 / (fan_in as f32).sqrt();
         let blocks = (0..cfg.num_layers)
             .map(|_| {
                 let mut mix = vec![1.0; d];
                 mix.extend(std::iter::repeat_n(0.0, d));
                 Block {
-                    c_q: param(init.uniform(d * d, bound(d)), [d, d], device),
-                    c_k: param(init.uniform(kv * d, bound(d)), [kv, d], device),
-                    c_v: param(init.uniform(kv * d, bound(d)), [kv, d], device),
-                    proj: param(vec![0.0; d * d], [d, d], device),
-                    q_gain: param(vec![Q_GAIN_INIT; cfg.num_heads], [cfg.num_heads], device),
-                    fc: param(init.uniform(hid * d, bound(d)), [hid, d], device),
-                    mlp_proj: param(vec![0.0; d * hid], [d, hid], device),
-                    attn_scale: param(vec![1.0; d], [d], device),
-                    mlp_scale: param(vec![1.0; d], [d], device),
-                    resid_mix: param(mix, [2, d], device),
+                    c_q: p.make(init.uniform(d * d, bound(d)), [d, d]),
+                    c_k: p.make(init.uniform(kv * d, bound(d)), [kv, d]),
+                    c_v: p.make(init.uniform(kv * d, bound(d)), [kv, d]),
+                    proj: p.make(vec![0.0; d * d], [d, d]),
+                    q_gain: p.make(vec![Q_GAIN_INIT; cfg.num_heads], [cfg.num_heads]),
+                    fc: p.make(init.uniform(hid * d, bound(d)), [hid, d]),
+                    mlp_proj: p.make(vec![0.0; d * hid], [d, hid]),
+                    attn_scale: p.make(vec![1.0; d], [d]),
+                    mlp_scale: p.make(vec![1.0; d], [d]),
+                    resid_mix: p.make(mix, [2, d]),
                 }
             })
             .collect();

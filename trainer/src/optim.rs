@@ -120,11 +120,18 @@ impl<B: AutodiffBackend> Optimizers<B> {
         }
     }
 
-    /// Applies one update with learning rates scaled by `lr_scale`. Returns the model and
-    /// the global gradient norm before clipping.
-    pub fn step(&mut self, model: Gpt<B>, mut grads: B::Gradients, lr_scale: f64) -> (Gpt<B>, f32) {
+    /// Applies one update from `grads` (every parameter's gradient, e.g.
+    /// `GradientsParams::from_grads`, possibly all-reduced across devices) with learning
+    /// rates scaled by `lr_scale`. Returns the model and the global gradient norm before
+    /// clipping.
+    pub fn step(
+        &mut self,
+        model: Gpt<B>,
+        mut grads: GradientsParams,
+        lr_scale: f64,
+    ) -> (Gpt<B>, f32) {
         let g = &self.groups;
-        let mut take = |ids: &[ParamId]| GradientsParams::from_params(&mut grads, &model, ids);
+        let mut take = |ids: &[ParamId]| split::<B::InnerBackend>(&mut grads, ids, &g.vectors);
         let mut matrices = take(&g.matrices);
         let mut embed = take(&g.embed);
         let mut head = take(&g.head);
@@ -196,6 +203,26 @@ fn sum_squares<B: Backend, const D: usize>(gp: &GradientsParams, ids: &[ParamId]
         .filter_map(|id| gp.get::<B, D>(*id))
         .map(|t: Tensor<B, D>| t.square().sum().into_scalar().elem::<f64>())
         .sum()
+}
+
+/// Moves the gradients of `ids` out of `all` into their own set (`rank1` lists the rank-1
+/// parameters; every other one is rank 2).
+fn split<B: Backend>(
+    all: &mut GradientsParams,
+    ids: &[ParamId],
+    rank1: &[ParamId],
+) -> GradientsParams {
+    let mut out = GradientsParams::new();
+    for id in ids {
+        if rank1.contains(id) {
+            if let Some(t) = all.remove::<B, 1>(*id) {
+                out.register::<B, 1>(*id, t);
+            }
+        } else if let Some(t) = all.remove::<B, 2>(*id) {
+            out.register::<B, 2>(*id, t);
+        }
+    }
+    out
 }
 
 fn contiguous<B: Backend>(gp: &mut GradientsParams, ids: &[ParamId]) {

@@ -14,6 +14,7 @@ use crate::model::{id_tensor, Gpt, WeightView};
 use crate::optim::{Hyper, Optimizers};
 use crate::quant::{FakeQuant, QuantPlan};
 use burn::module::{AutodiffModule, Module};
+use burn::optim::GradientsParams;
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ElementConversion;
@@ -176,6 +177,15 @@ pub struct Trainer<B: AutodiffBackend> {
     pub step: usize,
     pub history: Vec<StepLog>,
     elapsed_before: f64,
+    /// This trainer's place in a data-parallel group (`None`: alone).
+    peer: Option<Peer>,
+}
+
+/// A member of a data-parallel group: peer `id` of `world`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub id: u32,
+    pub world: usize,
 }
 
 const STATE: &str = "state.json";
@@ -211,6 +221,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             step: 0,
             history: Vec::new(),
             elapsed_before: 0.0,
+            peer: None,
         })
     }
 
@@ -298,7 +309,11 @@ impl<B: AutodiffBackend> Trainer<B> {
         let started = Instant::now();
         let c = &self.config;
         let (b, t) = (c.batch_seqs, c.seq_len);
-        let tokens = self.stream.take(b * t + 1)?;
+        // Every member of a data-parallel group takes the same run of tokens and trains on
+        // its own slice of it; alone, the slice is the whole run.
+        let (rank, world) = self.peer.map_or((0, 1), |p| (p.id as usize, p.world));
+        let all = self.stream.take(world * b * t + 1)?;
+        let tokens = &all[rank * b * t..(rank + 1) * b * t + 1];
         if let Some(&bad) = tokens.iter().find(|&&x| x as usize >= c.vocab_size) {
             return Err(TrainError::TokenOutOfRange {
                 what: "the training shards",
@@ -332,7 +347,8 @@ impl<B: AutodiffBackend> Trainer<B> {
             }
             _ => (ce, None),
         };
-        let grads = objective.backward();
+        let grads = GradientsParams::from_grads(objective.backward(), &self.model);
+        let grads = self.reduce(grads)?;
         let lr_scale = c.hyper.lr_scale(self.step, c.steps);
         let model = self.model.clone();
         let (model, grad_norm) = self.optim.step(model, grads, lr_scale);
@@ -382,6 +398,52 @@ impl<B: AutodiffBackend> Trainer<B> {
             self.save_checkpoint(dir)?;
         }
         Ok(())
+    }
+
+    /// Joins a data-parallel group as peer `id` of `world` on `device` (burn's collective
+    /// all-reduce averages gradients before every optimizer step). Every peer must start
+    /// from the same configuration and checkpoint, so all replicas stay identical.
+    #[cfg(feature = "collective")]
+    pub fn join(mut self, id: u32, world: usize, device: &B::Device) -> Result<Self, TrainError> {
+        use burn::collective::{register, CollectiveConfig, PeerId};
+        let need = world * self.config.batch_seqs * self.config.seq_len + 1;
+        if self.stream.total() < need {
+            return Err(TrainError::TooFewTokens {
+                what: "training shards",
+                have: self.stream.total(),
+                need,
+            });
+        }
+        register::<B::InnerBackend>(
+            PeerId(id),
+            device.clone(),
+            CollectiveConfig::default().with_num_devices(world),
+        )
+        .map_err(|e| TrainError::Collective(format!("{e:?}")))?;
+        self.peer = Some(Peer { id, world });
+        Ok(self)
+    }
+
+    /// Leaves the data-parallel group (call once training is over).
+    #[cfg(feature = "collective")]
+    pub fn leave(&mut self) -> Result<(), TrainError> {
+        if let Some(p) = self.peer.take() {
+            burn::collective::finish_collective::<B::InnerBackend>(burn::collective::PeerId(p.id))
+                .map_err(|e| TrainError::Collective(format!("{e:?}")))?;
+        }
+        Ok(())
+    }
+
+    /// Averages `grads` over the data-parallel group, if any.
+    fn reduce(&self, grads: GradientsParams) -> Result<GradientsParams, TrainError> {
+        #[cfg(feature = "collective")]
+        if let Some(p) = self.peer {
+            use burn::collective::{PeerId, ReduceOperation};
+            return grads
+                .all_reduce::<B::InnerBackend>(PeerId(p.id), ReduceOperation::Mean)
+                .map_err(|e| TrainError::Collective(format!("{e:?}")));
+        }
+        Ok(grads)
     }
 
     /// The model without autodiff (for evaluation and export).

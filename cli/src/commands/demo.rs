@@ -88,8 +88,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         argv.extend(extra.split_whitespace().map(str::to_string));
     }
     let train = TrainCli::try_parse_from(argv)?.args;
-    let summary =
-        super::train::train_on::<pcll_trainer::backend::Cpu>(&train, pcll_trainer::backend::cpu())?;
+    let summary = super::train::train_on::<pcll_trainer::backend::Cpu>(
+        &train,
+        vec![pcll_trainer::backend::cpu()],
+    )?;
     println!("\n== result");
     super::train::print_summary(&summary);
     let artifact = run.join("model.pcll");

@@ -68,6 +68,11 @@ pub struct Args {
     /// `cpu`, or `cuda[:N]` (built with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Train data parallel on this many devices (`cuda:N` … `cuda:N+K−1`, or CPU
+    /// replicas), averaging gradients with burn's collective all-reduce (built with
+    /// `--features collective`); each device takes `--batch` sequences per step.
+    #[arg(long, default_value_t = 1)]
+    pub data_parallel: usize,
 }
 
 /// The model's shape.
@@ -239,7 +244,8 @@ impl Args {
 pub fn run(a: Args) -> Result<ExitCode> {
     let dev = a.device.as_str();
     if dev == "cpu" {
-        let summary = train_on::<pcll_trainer::backend::Cpu>(&a, pcll_trainer::backend::cpu())?;
+        let devices = vec![pcll_trainer::backend::cpu(); a.data_parallel.max(1)];
+        let summary = train_on::<pcll_trainer::backend::Cpu>(&a, devices)?;
         print_summary(&summary);
         return Ok(ExitCode::SUCCESS);
     }
@@ -256,7 +262,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
 
 #[cfg(feature = "cuda")]
 fn cuda(a: &Args, index: usize) -> Result<ExitCode> {
-    let summary = train_on::<pcll_trainer::backend::Cuda>(a, pcll_trainer::backend::cuda(index))?;
+    let devices = (index..index + a.data_parallel.max(1))
+        .map(pcll_trainer::backend::cuda)
+        .collect();
+    let summary = train_on::<pcll_trainer::backend::Cuda>(a, devices)?;
     print_summary(&summary);
     Ok(ExitCode::SUCCESS)
 }
@@ -267,7 +276,11 @@ fn cuda(_: &Args, _: usize) -> Result<ExitCode> {
 }
 
 /// The whole run on backend `B`: train (or resume), then export and score.
-pub fn train_on<B: AutodiffBackend>(a: &Args, device: B::Device) -> Result<Summary> {
+///
+/// With more than one device (`--data-parallel N`, feature `collective`) the steps run data
+/// parallel, one replica per device; `--eval-every` then scores only at the end.
+pub fn train_on<B: AutodiffBackend>(a: &Args, devices: Vec<B::Device>) -> Result<Summary> {
+    let device = devices.first().cloned().context("no device")?;
     let run = &a.output;
     std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
     let (codec, tok_path) = a.codec()?;
@@ -321,6 +334,9 @@ pub fn train_on<B: AutodiffBackend>(a: &Args, device: B::Device) -> Result<Summa
     pb.set_position(trainer.step as u64);
     let mut val_curve: Vec<(usize, f64)> = Vec::new();
     let mut deadline = a.max_seconds;
+    if devices.len() > 1 {
+        trainer = data_parallel::<B>(a, trainer, &devices, &ckpt, &pb)?;
+    }
     while !trainer.done() {
         // Train in slices so periodic validation can run between them.
         let slice_end = match a.eval_every {
@@ -382,6 +398,47 @@ pub fn train_on<B: AutodiffBackend>(a: &Args, device: B::Device) -> Result<Summa
     )?;
     chart::loss_curve(&trainer.history, &val_curve, &run.join("loss.svg"))?;
     finish(run, &trainer, &codec, &val, &tables, windows)
+}
+
+#[cfg(feature = "collective")]
+fn data_parallel<B: AutodiffBackend>(
+    a: &Args,
+    trainer: Trainer<B>,
+    devices: &[B::Device],
+    ckpt: &Path,
+    pb: &ProgressBar,
+) -> Result<Trainer<B>> {
+    // The replicas start from the checkpoint (or a fresh one written now), so all agree.
+    trainer.save_checkpoint(ckpt)?;
+    let config = trainer.config.clone();
+    let train = a.data_glob(&a.train, "train");
+    drop(trainer);
+    let on_step = |log: &pcll_trainer::StepLog| {
+        pb.set_position(log.step as u64);
+        pb.set_message(format!(
+            "loss {:.4} (peer 0) | {:.0} tok/s per device",
+            log.loss, log.tokens_per_s
+        ));
+    };
+    Ok(pcll_trainer::parallel::train_data_parallel::<B>(
+        config,
+        &train,
+        devices,
+        Some((ckpt, a.checkpoint_every)),
+        a.max_seconds,
+        on_step,
+    )?)
+}
+
+#[cfg(not(feature = "collective"))]
+fn data_parallel<B: AutodiffBackend>(
+    _: &Args,
+    _: Trainer<B>,
+    _: &[B::Device],
+    _: &Path,
+    _: &ProgressBar,
+) -> Result<Trainer<B>> {
+    bail!("this pcll was built without data parallelism; rebuild with `--features collective`")
 }
 
 /// Export, verify and score a trained model.
