@@ -5,23 +5,13 @@
 
 mod common;
 
-use common::{one_line_error, pcll, s, tmp_in};
+use common::{ok, one_line_error, pcll, s, tmp_in};
 use pcll_conformance::gpt::{synthetic, tokens, Shape};
 use pcll_runtime::shard::write_shard;
 use std::path::PathBuf;
-use std::process::Output;
 
 fn tmp(name: &str) -> PathBuf {
     tmp_in("cli-runtime", name)
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).expect("utf-8")
 }
 
 const SHAPE: Shape = Shape {

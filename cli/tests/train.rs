@@ -4,22 +4,11 @@
 
 mod common;
 
-use common::{one_line_error, pcll, s, tmp_in};
+use common::{ok, one_line_error, pcll, s, tmp_in};
 use std::path::PathBuf;
-use std::process::Output;
 
 fn tmp(name: &str) -> PathBuf {
     tmp_in("cli-train", name)
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8(o.stdout.clone()).expect("utf-8")
 }
 
 /// Tokenized data: 60 kB of the bundled corpus, vocab 300.

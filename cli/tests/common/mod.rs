@@ -12,6 +12,17 @@ pub fn pcll(args: &[&str]) -> Output {
         .expect("runs pcll")
 }
 
+/// The stdout of a run that must succeed (stderr and stdout shown if it did not).
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8(o.stdout.clone()).expect("utf-8")
+}
+
 /// A path in this test process's scratch folder (`tag` keeps test files apart).
 pub fn tmp_in(tag: &str, name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("pcll-{tag}-{}", std::process::id()));
