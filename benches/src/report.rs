@@ -347,31 +347,47 @@ pub fn scatter_svg(
         .iter()
         .filter(|p| p.2.is_finite())
         .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.2), b.max(p.2)));
-    let (x0, x1) = if x0 > x1 { (0.0, 1.0) } else { (x0, x1) };
+    let (x0, x1) = if x0 > x1 || x0 <= 0.0 {
+        (1e-3, 1.0)
+    } else {
+        (x0, x1)
+    };
     let (y0, y1) = if y0 > y1 { (0.0, 1.0) } else { (y0, y1) };
     let pad = |lo: f64, hi: f64| ((hi - lo) * 0.08).max(1e-3);
+    // Bytes on a log axis: f32 and 2-bit points differ by more than 10×.
     let mut chart = ChartBuilder::on(&root)
         .caption(caption, ("sans-serif", 20))
         .margin(20)
         .x_label_area_size(40)
         .y_label_area_size(50)
         .build_cartesian_2d(
-            (x0 - pad(x0, x1))..(x1 + pad(x0, x1) * 4.0),
+            ((x0 * 0.9)..(x1 * 1.6)).log_scale(),
             (y0 - pad(y0, y1))..(y1 + pad(y0, y1)),
         )
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
-        .x_desc("MB")
+        .x_labels(12)
+        .x_label_formatter(&|x| format!("{x:.2}"))
+        .x_desc("MB (log scale)")
         .y_desc(y_desc)
         .draw()
         .map_err(|e| e.to_string())?;
     chart
-        .draw_series(points.iter().filter(|p| p.2.is_finite()).map(|p| {
-            EmptyElement::at((mb(p.1), p.2))
-                + Circle::new((0, 0), 4, BLUE.filled())
-                + Text::new(p.0.clone(), (6, -6), ("sans-serif", 12))
-        }))
+        .draw_series(
+            points
+                .iter()
+                .filter(|p| p.2.is_finite())
+                .enumerate()
+                .map(|(i, p)| {
+                    // Neighbouring schemes often sit on one spot: stagger their labels.
+                    let dy = -6 - 13 * (i as i32 % 3);
+                    EmptyElement::at((mb(p.1), p.2))
+                        + Circle::new((0, 0), 4, BLUE.filled())
+                        + PathElement::new(vec![(0, 0), (6, dy + 6)], BLUE.mix(0.3))
+                        + Text::new(p.0.clone(), (6, dy), ("sans-serif", 12))
+                }),
+        )
         .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())
 }

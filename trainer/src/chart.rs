@@ -42,11 +42,28 @@ pub fn loss_curve(
     chart
         .draw_series(LineSeries::new(
             history.iter().map(|l| (l.step, l.loss as f64)),
-            &BLUE,
+            BLUE.mix(0.4),
         ))
         .map_err(|e| err(&e))?
         .label("train (batch)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    // The batch loss swings with the text each batch comes from; an exponential moving
+    // average (0.9) shows the trend.
+    let mut ema = None;
+    let smooth: Vec<(usize, f64)> = history
+        .iter()
+        .map(|l| {
+            let v = l.loss as f64;
+            let e = ema.map_or(v, |e: f64| 0.9 * e + 0.1 * v);
+            ema = Some(e);
+            (l.step, e)
+        })
+        .collect();
+    chart
+        .draw_series(LineSeries::new(smooth, BLACK.stroke_width(2)))
+        .map_err(|e| err(&e))?
+        .label("train (EMA 0.9)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
     if !val.is_empty() {
         chart
             .draw_series(LineSeries::new(val.iter().copied(), RED.stroke_width(2)))
