@@ -25,6 +25,12 @@ pub struct Hyper {
     pub scalar_lr: f64,
     /// Muon momentum (Nesterov).
     pub muon_momentum: f32,
+    /// Muon momentum ramps linearly from `muon_momentum_start` to `muon_momentum` over this
+    /// many steps, as the reference does (0.85 → 0.95 over 500); 0 = no ramp.
+    #[serde(default)]
+    pub muon_warmup_steps: usize,
+    #[serde(default = "default_momentum_start")]
+    pub muon_momentum_start: f32,
     pub beta1: f32,
     pub beta2: f32,
     pub adam_eps: f32,
@@ -44,6 +50,8 @@ impl Default for Hyper {
             head_lr: 0.008,
             scalar_lr: 0.04,
             muon_momentum: 0.95,
+            muon_warmup_steps: 0,
+            muon_momentum_start: default_momentum_start(),
             beta1: 0.9,
             beta2: 0.95,
             adam_eps: 1e-8,
@@ -54,7 +62,20 @@ impl Default for Hyper {
     }
 }
 
+fn default_momentum_start() -> f32 {
+    0.85
+}
+
 impl Hyper {
+    /// Muon's momentum at `step`.
+    pub fn muon_momentum_at(&self, step: usize) -> f32 {
+        if step >= self.muon_warmup_steps {
+            return self.muon_momentum;
+        }
+        let f = step as f32 / self.muon_warmup_steps as f32;
+        (1.0 - f) * self.muon_momentum_start + f * self.muon_momentum
+    }
+
     /// The learning-rate multiplier at `step` of `total`: linear warmup from `1/warmup`,
     /// 1, then linear warmdown reaching `1/warmdown` on the last step.
     pub fn lr_scale(&self, step: usize, total: usize) -> f64 {
@@ -75,11 +96,23 @@ impl Hyper {
 
 type Adaptor<O, B> = OptimizerAdaptor<O, Gpt<B>, B>;
 
+fn muon_with<B: AutodiffBackend>(momentum: f32) -> Adaptor<Muon<B::InnerBackend>, B> {
+    MuonConfig::new()
+        .with_momentum(MomentumConfig {
+            momentum: momentum as f64,
+            dampening: 0.0,
+            nesterov: true,
+        })
+        .init::<B, Gpt<B>>()
+}
+
 /// One optimizer per parameter group.
 #[derive(Clone)]
 pub struct Optimizers<B: AutodiffBackend> {
     hyper: Hyper,
     groups: ParamGroups,
+    /// The momentum `muon` was built with.
+    momentum: f32,
     muon: Adaptor<Muon<B::InnerBackend>, B>,
     embed: Adaptor<Adam, B>,
     head: Adaptor<Adam, B>,
@@ -103,14 +136,10 @@ impl<B: AutodiffBackend> Optimizers<B> {
                 .with_epsilon(hyper.adam_eps)
                 .init::<B, Gpt<B>>()
         };
-        let muon = MuonConfig::new()
-            .with_momentum(MomentumConfig {
-                momentum: hyper.muon_momentum as f64,
-                dampening: 0.0,
-                nesterov: true,
-            })
-            .init::<B, Gpt<B>>();
+        let momentum = hyper.muon_momentum_at(0);
+        let muon = muon_with(momentum);
         Optimizers {
+            momentum,
             muon,
             embed: adam(),
             head: adam(),
@@ -128,8 +157,16 @@ impl<B: AutodiffBackend> Optimizers<B> {
         &mut self,
         model: Gpt<B>,
         mut grads: GradientsParams,
+        step: usize,
         lr_scale: f64,
     ) -> (Gpt<B>, f32) {
+        let momentum = self.hyper.muon_momentum_at(step);
+        if momentum != self.momentum {
+            // burn's Muon fixes its momentum at construction: rebuild it, keeping its state.
+            let state = self.muon.to_record();
+            self.muon = muon_with::<B>(momentum).load_record(state);
+            self.momentum = momentum;
+        }
         let g = &self.groups;
         let mut take = |ids: &[ParamId]| split::<B::InnerBackend>(&mut grads, ids, &g.vectors);
         let mut matrices = take(&g.matrices);
@@ -262,5 +299,13 @@ mod tests {
             ..Hyper::default()
         };
         assert_eq!(flat.lr_scale(0, 3), 1.0);
+        let ramp = Hyper {
+            muon_warmup_steps: 10,
+            ..Hyper::default()
+        };
+        assert_eq!(ramp.muon_momentum_at(0), 0.85);
+        assert!((ramp.muon_momentum_at(5) - 0.90).abs() < 1e-6);
+        assert_eq!(ramp.muon_momentum_at(10), 0.95);
+        assert_eq!(Hyper::default().muon_momentum_at(0), 0.95);
     }
 }

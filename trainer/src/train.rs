@@ -351,7 +351,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let grads = self.reduce(grads)?;
         let lr_scale = c.hyper.lr_scale(self.step, c.steps);
         let model = self.model.clone();
-        let (model, grad_norm) = self.optim.step(model, grads, lr_scale);
+        let (model, grad_norm) = self.optim.step(model, grads, self.step, lr_scale);
         self.model = model;
         self.step += 1;
         let took = started.elapsed().as_secs_f64();

@@ -120,6 +120,9 @@ pub struct Schedule {
     pub head_lr: f64,
     #[arg(long, default_value_t = 0.04)]
     pub scalar_lr: f64,
+    /// Ramp Muon's momentum from 0.85 to 0.95 over this many steps (0 = none).
+    #[arg(long, default_value_t = 0)]
+    pub muon_warmup: usize,
     /// Clip the global gradient norm (0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub grad_clip: f32,
@@ -225,6 +228,7 @@ impl Args {
                 head_lr: o.head_lr,
                 scalar_lr: o.scalar_lr,
                 grad_clip: o.grad_clip,
+                muon_warmup_steps: o.muon_warmup,
                 warmup_steps: o.warmup,
                 warmdown_steps: o.warmdown.unwrap_or(o.steps / 3),
                 ..Hyper::default()
