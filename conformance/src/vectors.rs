@@ -125,6 +125,7 @@ fn int_opts(bits: u8, lanes: u8) -> PackOptions {
         lanes,
         scale: pcll_formats::quant::int::ScaleRule::MaxAbs,
         extra: BTreeMap::new(),
+        ..PackOptions::default()
     }
 }
 

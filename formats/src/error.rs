@@ -29,6 +29,10 @@ pub enum FormatError {
     BadLanes(u8),
     #[error("metadata key {key:?}: {reason}")]
     BadMetadata { key: String, reason: &'static str },
+    #[error("GPTQ needs calibration: pass calibration tokens (--calib)")]
+    NeedsCalibration,
+    #[error("the budget of {budget} bytes cannot hold the model: the smallest allocation takes {needed}")]
+    OverBudget { budget: u64, needed: u64 },
     #[error("decoding the written artifact failed: {0}")]
     Decode(#[from] pcll_decoder::Error),
 }

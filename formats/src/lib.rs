@@ -6,6 +6,7 @@
 //! give the same bytes on every run and machine (no hash-map order, no platform `libm`).
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod entropy;
 pub mod error;
 pub mod metadata;
@@ -17,6 +18,6 @@ pub mod writer;
 
 pub use error::FormatError;
 pub use metadata::MetaValue;
-pub use pack::{pack, PackOptions, PackReport, TensorReport};
+pub use pack::{pack, pack_calibrated, PackOptions, PackReport, TensorPlan, TensorReport};
 pub use safetensors_io::{SourceModel, SourceTensor};
 pub use writer::{write_artifact, TensorRecord};

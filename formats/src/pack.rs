@@ -8,7 +8,8 @@
 use crate::entropy::entropy_bytes;
 use crate::error::FormatError;
 use crate::metadata::MetaValue;
-use crate::quant::int::{quantize, quantize_with, squared_error, ScaleRule};
+use crate::quant::gptq::{GptqContext, GptqOptions, Hessians};
+use crate::quant::int::{quantize, quantize_with, squared_error, IntQuantized, ScaleRule};
 use crate::rans::{encode, DEFAULT_LANES};
 use crate::safetensors_io::{SourceModel, SourceTensor};
 use crate::writer::{write_artifact, TensorRecord};
@@ -33,6 +34,41 @@ pub struct PackOptions {
     /// Further metadata to carry (model configuration, tokenizer tables), written as given.
     /// Keys must not start with `pcll.pack.` or `source.`.
     pub extra: BTreeMap<String, MetaValue>,
+    /// Quantize `int` tensors with GPTQ (needs [`Hessians`] from calibration; tensors
+    /// without one are rounded plainly).
+    pub gptq: Option<GptqOptions>,
+    /// Per-tensor choices that override `bits` for tensors the policy codes with `int`
+    /// (the byte-budget packer's allocation).
+    pub plan: BTreeMap<String, TensorPlan>,
+    /// How the calibration was made (recorded so `verify` can redo it), when one was used.
+    pub calib: Option<String>,
+}
+
+/// A per-tensor override of the policy's `int` at `bits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TensorPlan {
+    /// Codec `int` at this many bits.
+    Int(u8),
+    /// Stored raw f16.
+    RawF16,
+}
+
+impl TensorPlan {
+    /// `int4`, `f16`.
+    pub fn name(&self) -> String {
+        match self {
+            TensorPlan::Int(b) => format!("int{b}"),
+            TensorPlan::RawF16 => "f16".into(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TensorPlan> {
+        if s == "f16" {
+            return Some(TensorPlan::RawF16);
+        }
+        let b: u8 = s.strip_prefix("int")?.parse().ok()?;
+        (2..=8).contains(&b).then_some(TensorPlan::Int(b))
+    }
 }
 
 impl Default for PackOptions {
@@ -44,6 +80,9 @@ impl Default for PackOptions {
             lanes: DEFAULT_LANES,
             scale: ScaleRule::MaxAbs,
             extra: BTreeMap::new(),
+            gptq: None,
+            plan: BTreeMap::new(),
+            calib: None,
         }
     }
 }
@@ -56,6 +95,12 @@ pub mod keys {
     pub const LANES: &str = "pcll.pack.lanes";
     /// The scale rule, written only when it is not `maxabs` (absent means `maxabs`).
     pub const SCALE: &str = "pcll.pack.scale";
+    /// GPTQ settings ([`super::GptqOptions::name`]), when GPTQ was used.
+    pub const GPTQ: &str = "pcll.pack.gptq";
+    /// Per-tensor overrides, `name=int4` or `name=f16`, when any.
+    pub const PLAN: &str = "pcll.pack.plan";
+    /// The calibration's description, when one was used.
+    pub const CALIB: &str = "pcll.pack.calib";
 }
 
 impl PackOptions {
@@ -80,6 +125,23 @@ impl PackOptions {
         if self.scale != ScaleRule::MaxAbs {
             m.insert(keys::SCALE.into(), MetaValue::String(self.scale.name()));
         }
+        if let Some(g) = &self.gptq {
+            m.insert(keys::GPTQ.into(), MetaValue::String(g.name()));
+        }
+        if !self.plan.is_empty() {
+            m.insert(
+                keys::PLAN.into(),
+                MetaValue::Array(
+                    self.plan
+                        .iter()
+                        .map(|(n, p)| MetaValue::String(format!("{n}={}", p.name())))
+                        .collect(),
+                ),
+            );
+        }
+        if let Some(c) = &self.calib {
+            m.insert(keys::CALIB.into(), MetaValue::String(c.clone()));
+        }
         m
     }
 
@@ -100,6 +162,25 @@ impl PackOptions {
             None => ScaleRule::MaxAbs,
             Some(v) => ScaleRule::parse(v.as_str()?)?,
         };
+        let gptq = match meta.get(keys::GPTQ) {
+            None => None,
+            Some(v) => Some(GptqOptions::parse(v.as_str()?)?),
+        };
+        let plan = match meta.get(keys::PLAN) {
+            None => BTreeMap::new(),
+            Some(pcll_decoder::Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    let (n, p) = v.as_str()?.rsplit_once('=')?;
+                    Some((n.to_string(), TensorPlan::parse(p)?))
+                })
+                .collect::<Option<_>>()?,
+            Some(_) => return None,
+        };
+        let calib = match meta.get(keys::CALIB) {
+            None => None,
+            Some(v) => Some(v.as_str()?.to_string()),
+        };
         let extra = meta
             .iter()
             .filter(|(k, _)| !k.starts_with("pcll.pack.") && !k.starts_with("source."))
@@ -112,7 +193,18 @@ impl PackOptions {
             lanes,
             scale,
             extra,
+            gptq,
+            plan,
+            calib,
         })
+    }
+
+    /// Bits of the `int` codec for `name`: its plan's, else `bits`.
+    pub fn bits_for(&self, name: &str) -> u8 {
+        match self.plan.get(name) {
+            Some(TensorPlan::Int(b)) => *b,
+            _ => self.bits,
+        }
     }
 }
 
@@ -131,6 +223,9 @@ pub struct TensorReport {
     /// `int` only: squared reconstruction error with the chosen scales, with max-abs
     /// scales, and `Σ w²`.
     pub error: Option<WeightError>,
+    /// `int` only: bits, and whether GPTQ chose the symbols (else plain rounding).
+    pub bits: Option<u8>,
+    pub gptq: bool,
 }
 
 /// Weight-space error of one quantized tensor.
@@ -157,7 +252,7 @@ pub enum Choice {
     RawAsIs,
 }
 
-fn compile(patterns: &[String]) -> Result<Vec<glob::Pattern>, FormatError> {
+pub(crate) fn compile(patterns: &[String]) -> Result<Vec<glob::Pattern>, FormatError> {
     patterns
         .iter()
         .map(|p| {
@@ -176,13 +271,16 @@ pub fn choose(t: &SourceTensor, opts: &PackOptions, keep: &[glob::Pattern]) -> C
     } else if keep.iter().any(|p| p.matches(&t.name)) {
         Choice::RawF32
     } else if t.shape.len() == 2 && t.numel() > opts.raw_max_elements {
-        Choice::Int
+        match opts.plan.get(&t.name) {
+            Some(TensorPlan::RawF16) => Choice::RawF16,
+            _ => Choice::Int,
+        }
     } else {
         Choice::RawF16
     }
 }
 
-fn finite(t: &SourceTensor, v: &[f32]) -> Result<(), FormatError> {
+pub(crate) fn finite(t: &SourceTensor, v: &[f32]) -> Result<(), FormatError> {
     let bad = v.iter().filter(|x| !x.is_finite()).count();
     if bad > 0 {
         let first = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
@@ -195,14 +293,41 @@ fn finite(t: &SourceTensor, v: &[f32]) -> Result<(), FormatError> {
     Ok(())
 }
 
-/// Codes one tensor under the policy.
+/// Quantizes `t` (`rows × cols` values `v`) to `bits`: with GPTQ when `gptq` has its
+/// Hessian, else by rounding. Returns whether GPTQ was used.
+pub fn quantize_tensor(
+    name: &str,
+    v: &[f32],
+    rows: usize,
+    cols: usize,
+    bits: u8,
+    rule: ScaleRule,
+    gptq: Option<&mut GptqContext<'_>>,
+) -> (IntQuantized, bool) {
+    match gptq.and_then(|g| g.quantize(name, v, rows, cols, bits, rule)) {
+        Some(q) => (q, true),
+        None => (quantize_with(v, rows, cols, bits, rule), false),
+    }
+}
+
+/// The payload of codec `int`: scales, then the rANS stream of the symbols.
+pub fn int_payload(q: &IntQuantized, lanes: u8) -> (Vec<u8>, usize) {
+    let stream = encode(&q.symbols, lanes);
+    let mut payload = q.scale_bytes();
+    payload.extend_from_slice(&stream.bytes);
+    (payload, stream.bytes.len())
+}
+
+/// Codes one tensor under the policy (`gptq`: the calibration, when `opts.gptq` asks).
 pub fn pack_tensor(
     t: &SourceTensor,
     opts: &PackOptions,
     keep: &[glob::Pattern],
+    gptq: Option<&mut GptqContext<'_>>,
 ) -> Result<(TensorRecord, TensorReport), FormatError> {
     let choice = choose(t, opts, keep);
     let mut error = None;
+    let (mut bits, mut used_gptq) = (None, false);
     let (record, entropy, sym_bytes) = match choice {
         Choice::RawAsIs => (raw(t, t.dtype, t.data.clone()), None, None),
         Choice::RawF32 => {
@@ -234,21 +359,21 @@ pub fn pack_tensor(
             finite(t, &v)?;
             let rows = t.shape[0] as usize;
             let cols = v.len().checked_div(rows).unwrap_or(0);
-            let q = quantize_with(&v, rows, cols, opts.bits, opts.scale);
+            let b = opts.bits_for(&t.name);
+            let (q, g) = quantize_tensor(&t.name, &v, rows, cols, b, opts.scale, gptq);
+            (bits, used_gptq) = (Some(b), g);
             let (squared, norm) = squared_error(&v, &q);
-            let squared_maxabs = if opts.scale == ScaleRule::MaxAbs {
+            let squared_maxabs = if opts.scale == ScaleRule::MaxAbs && !g {
                 squared
             } else {
-                squared_error(&v, &quantize(&v, rows, cols, opts.bits)).0
+                squared_error(&v, &quantize(&v, rows, cols, b)).0
             };
             error = Some(WeightError {
                 squared,
                 squared_maxabs,
                 norm,
             });
-            let stream = encode(&q.symbols, opts.lanes);
-            let mut payload = q.scale_bytes();
-            payload.extend_from_slice(&stream.bytes);
+            let (payload, stream_len) = int_payload(&q, opts.lanes);
             let rec = TensorRecord {
                 name: t.name.clone(),
                 dtype: t.dtype,
@@ -256,11 +381,7 @@ pub fn pack_tensor(
                 codec: Codec::Int(q.params),
                 payload,
             };
-            (
-                rec,
-                Some(entropy_bytes(&q.symbols)),
-                Some(stream.bytes.len()),
-            )
+            (rec, Some(entropy_bytes(&q.symbols)), Some(stream_len))
         }
     };
     let report = TensorReport {
@@ -272,6 +393,8 @@ pub fn pack_tensor(
         entropy_bytes: entropy,
         symbol_bytes: sym_bytes,
         error,
+        bits,
+        gptq: used_gptq,
     };
     Ok((record, report))
 }
@@ -291,23 +414,17 @@ fn raw(t: &SourceTensor, dtype: Dtype, payload: Vec<u8>) -> TensorRecord {
 pub fn pack(
     model: &SourceModel,
     opts: &PackOptions,
-    mut progress: impl FnMut(usize, usize, &str),
+    progress: impl FnMut(usize, usize, &str),
 ) -> Result<PackReport, FormatError> {
-    if !(2..=8).contains(&opts.bits) {
-        return Err(FormatError::BadBits(opts.bits));
-    }
-    if !LANE_COUNTS.contains(&opts.lanes) {
-        return Err(FormatError::BadLanes(opts.lanes));
-    }
-    let keep = compile(&opts.keep_f32)?;
-    let mut records = Vec::with_capacity(model.tensors.len());
-    let mut reports = Vec::with_capacity(model.tensors.len());
-    for (i, t) in model.tensors.iter().enumerate() {
-        let (r, rep) = pack_tensor(t, opts, &keep)?;
-        records.push(r);
-        reports.push(rep);
-        progress(i + 1, model.tensors.len(), &t.name);
-    }
+    pack_calibrated(model, opts, None, progress)
+}
+
+/// Everything `pack` writes in the metadata section: the source's safetensors metadata as
+/// `source.<key>` strings, `opts.extra`, and the pack options.
+pub fn artifact_metadata(
+    model: &SourceModel,
+    opts: &PackOptions,
+) -> Result<BTreeMap<String, MetaValue>, FormatError> {
     let mut meta: BTreeMap<String, MetaValue> = model
         .metadata
         .iter()
@@ -323,6 +440,43 @@ pub fn pack(
     }
     meta.extend(opts.extra.clone());
     meta.extend(opts.to_metadata());
+    Ok(meta)
+}
+
+/// [`pack`] with a calibration's [`Hessians`], which `opts.gptq` needs.
+pub fn pack_calibrated(
+    model: &SourceModel,
+    opts: &PackOptions,
+    hessians: Option<&Hessians>,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<PackReport, FormatError> {
+    let bad_bits = std::iter::once(opts.bits).chain(opts.plan.values().filter_map(|p| match p {
+        TensorPlan::Int(b) => Some(*b),
+        TensorPlan::RawF16 => None,
+    }));
+    for b in bad_bits {
+        if !(2..=8).contains(&b) {
+            return Err(FormatError::BadBits(b));
+        }
+    }
+    let mut gptq = match (opts.gptq, hessians) {
+        (Some(g), Some(h)) => Some(GptqContext::new(h, g)),
+        (Some(_), None) => return Err(FormatError::NeedsCalibration),
+        (None, _) => None,
+    };
+    if !LANE_COUNTS.contains(&opts.lanes) {
+        return Err(FormatError::BadLanes(opts.lanes));
+    }
+    let keep = compile(&opts.keep_f32)?;
+    let mut records = Vec::with_capacity(model.tensors.len());
+    let mut reports = Vec::with_capacity(model.tensors.len());
+    for (i, t) in model.tensors.iter().enumerate() {
+        let (r, rep) = pack_tensor(t, opts, &keep, gptq.as_mut())?;
+        records.push(r);
+        reports.push(rep);
+        progress(i + 1, model.tensors.len(), &t.name);
+    }
+    let meta = artifact_metadata(model, opts)?;
     let artifact = write_artifact(&meta, records)?;
     reports.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     Ok(PackReport {

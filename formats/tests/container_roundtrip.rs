@@ -65,6 +65,7 @@ proptest! {
             lanes: [1, 2, 4, 8, 16, 32][lane_idx],
             scale: pcll_formats::quant::int::ScaleRule::MaxAbs,
             extra: Default::default(),
+            ..PackOptions::default()
         };
         let a = pack(&model, &opts, |_, _, _| {}).unwrap();
         let b = pack(&model, &opts, |_, _, _| {}).unwrap();

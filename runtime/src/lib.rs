@@ -18,6 +18,8 @@ extern crate alloc;
 #[macro_use]
 extern crate std;
 
+#[cfg(feature = "std")]
+pub mod calib;
 pub mod config;
 pub mod error;
 pub mod eval;
@@ -36,5 +38,5 @@ pub mod weights;
 pub use config::Config;
 pub use error::RuntimeError;
 pub use eval::{evaluate, ByteTables, EvalResult};
-pub use model::{KvCache, Model};
+pub use model::{KvCache, Model, Site, Tap};
 pub use weights::{Resident, Weights};

@@ -89,7 +89,18 @@ impl<W: Weights> Model<W> {
 
     /// The final-norm hidden states of every position.
     pub fn hidden_states(&self, ids: &[u32]) -> Result<Vec<f32>, RuntimeError> {
-        self.run(ids, None)
+        self.run(ids, None, None)
+    }
+
+    /// [`Model::hidden_states`], showing `tap` the input of every block linear layer on the
+    /// way (calibration).
+    pub fn hidden_states_tapped(
+        &self,
+        ids: &[u32],
+        tap: &dyn Tap,
+    ) -> Result<Vec<f32>, RuntimeError> {
+        self.check_tokens(ids)?;
+        self.run(ids, None, Some(tap))
     }
 
     /// Feeds `ids` after what `cache` holds and returns the soft-capped logits that follow
@@ -99,7 +110,7 @@ impl<W: Weights> Model<W> {
         let Some(last) = ids.len().checked_sub(1) else {
             return Err(RuntimeError::BadConfig("no tokens to feed".into()));
         };
-        let h = self.run(ids, Some(cache))?;
+        let h = self.run(ids, Some(cache), None)?;
         let d = self.cfg.model_dim;
         let head = self.head()?;
         let mut logits = vec![0f32; self.cfg.vocab_size];
@@ -121,7 +132,12 @@ impl<W: Weights> Model<W> {
         }
     }
 
-    fn run(&self, ids: &[u32], mut cache: Option<&mut KvCache>) -> Result<Vec<f32>, RuntimeError> {
+    fn run(
+        &self,
+        ids: &[u32],
+        mut cache: Option<&mut KvCache>,
+        tap: Option<&dyn Tap>,
+    ) -> Result<Vec<f32>, RuntimeError> {
         let cfg = self.cfg;
         let d = cfg.model_dim;
         let start = cache.as_ref().map_or(0, |c| c.len);
@@ -146,7 +162,7 @@ impl<W: Weights> Model<W> {
                 }
             }
             let lc = cache.as_mut().map(|c| &mut c.layers[layer]);
-            self.block(layer, &mut x, &x0, &table, start, lc)?;
+            self.block(layer, &mut x, &x0, &table, start, lc, tap)?;
             if layer < cfg.encoder_layers() {
                 skips.push(x.clone());
             }
@@ -159,6 +175,7 @@ impl<W: Weights> Model<W> {
     }
 
     /// One block over all positions, in place on `x`.
+    #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
         layer: usize,
@@ -167,6 +184,7 @@ impl<W: Weights> Model<W> {
         table: &RopeTable,
         start: usize,
         cache: Option<&mut LayerCache>,
+        tap: Option<&dyn Tap>,
     ) -> Result<(), RuntimeError> {
         let d = self.cfg.model_dim;
         let mix = self.w(&block_tensor(layer, "resid_mix"))?;
@@ -179,8 +197,8 @@ impl<W: Weights> Model<W> {
                 }
             }
         });
-        self.attention(layer, x, table, start, cache)?;
-        self.mlp(layer, x)
+        self.attention(layer, x, table, start, cache, tap)?;
+        self.mlp(layer, x, tap)
     }
 
     /// `x += attn_scale ⊙ Attn(norm(x))` for positions `start..start + rows`; keys and values
@@ -197,12 +215,21 @@ impl<W: Weights> Model<W> {
         table: &RopeTable,
         start: usize,
         cache: Option<&mut LayerCache>,
+        tap: Option<&dyn Tap>,
     ) -> Result<(), RuntimeError> {
         let cfg = self.cfg;
         let (d, hd, kvd) = (cfg.model_dim, cfg.head_dim(), cfg.kv_dim());
         let heads = cfg.num_heads;
         let t = x.len() / d;
         let xs: &[f32] = x;
+        if let Some(tap) = tap {
+            map_range(t.div_ceil(ROWS), |c| {
+                let r1 = ((c + 1) * ROWS).min(t);
+                let mut n = xs[c * ROWS * d..r1 * d].to_vec();
+                ops::rms_norm_rows(&mut n, d);
+                tap.record(layer, Site::AttnIn, c * ROWS, &n);
+            });
+        }
         let project = |name: &str, width: usize| -> Result<Vec<f32>, RuntimeError> {
             let w = self.w(&block_tensor(layer, name))?;
             let mut y = vec![0f32; t * width];
@@ -260,6 +287,9 @@ impl<W: Weights> Model<W> {
                     n[r * d + h * hd..r * d + (h + 1) * hd].copy_from_slice(o);
                 }
             }
+            if let Some(tap) = tap {
+                tap.record(layer, Site::AttnProj, c * ROWS, &n);
+            }
             gemm(&n, d, &proj, &mut q, false);
             add_scaled(xc, &q, &attn_scale);
         });
@@ -267,12 +297,12 @@ impl<W: Weights> Model<W> {
     }
 
     /// `x += mlp_scale ⊙ proj(relu(fc(norm(x)))²)`, chunk by chunk of token rows.
-    fn mlp(&self, layer: usize, x: &mut [f32]) -> Result<(), RuntimeError> {
+    fn mlp(&self, layer: usize, x: &mut [f32], tap: Option<&dyn Tap>) -> Result<(), RuntimeError> {
         let (d, hid) = (self.cfg.model_dim, self.cfg.mlp_hidden);
         let fc = self.w(&block_tensor(layer, "mlp.fc.weight"))?;
         let proj = self.w(&block_tensor(layer, "mlp.proj.weight"))?;
         let scale = self.w(&block_tensor(layer, "mlp_scale"))?;
-        for_chunks(x, ROWS * d, |_, xc| {
+        for_chunks(x, ROWS * d, |c, xc| {
             let r = xc.len() / d;
             let mut n = xc.to_vec();
             ops::rms_norm_rows(&mut n, d);
@@ -281,6 +311,10 @@ impl<W: Weights> Model<W> {
             for v in hbuf.iter_mut() {
                 let a = v.max(0.0);
                 *v = a * a;
+            }
+            if let Some(tap) = tap {
+                tap.record(layer, Site::MlpFc, c * ROWS, &n);
+                tap.record(layer, Site::MlpProj, c * ROWS, &hbuf);
             }
             gemm(&hbuf, hid, &proj, &mut n, false);
             add_scaled(xc, &n, &scale);
@@ -319,6 +353,42 @@ impl<W: Weights> Model<W> {
         });
         Ok(per_chunk.into_iter().flatten().collect())
     }
+}
+
+/// Where in a block a [`Tap`] sees a linear layer's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Site {
+    /// The normalized block input that `attn.c_q`, `attn.c_k` and `attn.c_v` read.
+    AttnIn,
+    /// The attention heads' output that `attn.proj` reads.
+    AttnProj,
+    /// The normalized input of `mlp.fc`.
+    MlpFc,
+    /// The squared-ReLU activations that `mlp.proj` reads.
+    MlpProj,
+}
+
+impl Site {
+    pub const ALL: [Site; 4] = [Site::AttnIn, Site::AttnProj, Site::MlpFc, Site::MlpProj];
+
+    /// The weights (suffixes of `blocks.{i}.`) that read this input.
+    pub fn weights(self) -> &'static [&'static str] {
+        match self {
+            Site::AttnIn => &["attn.c_q.weight", "attn.c_k.weight", "attn.c_v.weight"],
+            Site::AttnProj => &["attn.proj.weight"],
+            Site::MlpFc => &["mlp.fc.weight"],
+            Site::MlpProj => &["mlp.proj.weight"],
+        }
+    }
+}
+
+/// Sees the input rows of every block linear layer during a forward pass.
+///
+/// `record(layer, site, row0, rows)` gives rows `row0 .. row0 + rows.len() / width` of the
+/// input at `site` (row-major, `width` = the layer's input width). Calls come from worker
+/// threads in no fixed order, but every row of every site arrives exactly once per pass.
+pub trait Tap: Sync {
+    fn record(&self, layer: usize, site: Site, row0: usize, rows: &[f32]);
 }
 
 /// Keys and values of every position fed so far, per layer and kv head.

@@ -130,3 +130,26 @@ pub fn load_tokens(pattern: &str) -> Result<Vec<u16>, RuntimeError> {
     }
     Ok(all)
 }
+
+/// The first `n` tokens of the shards matching `pattern` in path order (fewer when they hold
+/// fewer), reading only those bytes.
+pub fn load_prefix(pattern: &str, n: usize) -> Result<Vec<u16>, RuntimeError> {
+    let mut out = Vec::with_capacity(n.min(1 << 26));
+    for p in expand(pattern)? {
+        if out.len() >= n {
+            break;
+        }
+        let (mut f, count) = open_shard(&p)?;
+        let take = count.min(n - out.len());
+        let mut body = vec![0u8; 2 * take];
+        f.read_exact(&mut body).map_err(|source| RuntimeError::Io {
+            path: p.display().to_string(),
+            source,
+        })?;
+        out.extend(
+            body.chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]])),
+        );
+    }
+    Ok(out)
+}

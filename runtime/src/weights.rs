@@ -24,6 +24,13 @@ impl<W: Weights + ?Sized> Weights for alloc::boxed::Box<W> {
     }
 }
 
+/// A borrowed source.
+impl<W: Weights + ?Sized> Weights for &W {
+    fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError> {
+        (**self).get(name)
+    }
+}
+
 /// Every tensor decoded once, held in memory.
 #[derive(Debug, Clone, Default)]
 pub struct Resident {

@@ -139,6 +139,8 @@ fn weights_demo(out_dir: &Path, model: Option<PathBuf>) -> Result<ExitCode> {
     super::verify::run(super::verify::Args {
         artifact: artifact.clone(),
         against: Some(model_path.clone()),
+        calib: None,
+        model_args: Default::default(),
     })?;
 
     println!("\n== unpack -> {}", unpacked.display());

@@ -2,11 +2,14 @@
 
 use super::{human, read, write_atomic};
 use crate::progress::bar;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use pcll_formats::budget::BudgetOptions;
+use pcll_formats::quant::gptq::GptqOptions;
 use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::{pack, MetaValue, PackOptions, PackReport, SourceModel};
 use pcll_runtime::config::{Config, Overrides};
 use pcll_runtime::text::TextCodec;
+use pcll_trainer::calibrate::{pack_budget, pack_gptq, BudgetOutcome, CalibSpec};
 use pcll_trainer::export::{model_metadata, tokenizer_metadata};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +40,82 @@ pub struct Args {
     pub scale: ScaleRule,
     #[command(flatten)]
     pub model_args: ModelArgs,
+    #[command(flatten)]
+    pub calib: CalibArgs,
+    /// Quantize with GPTQ against the calibration Hessians (needs --calib).
+    #[arg(long, requires = "calib")]
+    pub gptq: bool,
+    /// GPTQ damping, as a fraction of the mean Hessian diagonal.
+    #[arg(long, default_value_t = 0.01)]
+    pub gptq_damp: f64,
+    /// GPTQ columns per lazy-update block.
+    #[arg(long, default_value_t = 128)]
+    pub gptq_block: usize,
+    /// GPTQ in natural column order instead of decreasing Hessian diagonal.
+    #[arg(long)]
+    pub no_act_order: bool,
+    /// Fit the whole artifact in this many bytes (`16000000`, `16MB`, `15.5MiB`): choose
+    /// codec and rate per tensor to minimize the predicted loss increase (needs --calib).
+    #[arg(long, requires = "calib", value_parser = parse_bytes)]
+    pub budget: Option<u64>,
+    /// Bytes of the budget to leave free (room for code).
+    #[arg(long, default_value = "0", value_parser = parse_bytes)]
+    pub reserve: u64,
+}
+
+/// Calibration tokens: where they come from and how many.
+#[derive(clap::Args, Clone)]
+pub struct CalibArgs {
+    /// Token shards (glob) to calibrate on, e.g. 'fineweb_train_*.bin'.
+    #[arg(long = "calib", value_name = "GLOB")]
+    pub calib: Option<String>,
+    /// Calibration tokens whose layer inputs make the Hessians.
+    #[arg(long, default_value_t = 32_768)]
+    pub calib_tokens: usize,
+    /// Tokens after those on which --budget measures each tensor's effect on the loss.
+    #[arg(long, default_value_t = 16_384)]
+    pub probe_tokens: usize,
+    /// Window length of calibration (use the model's training length).
+    #[arg(long, default_value_t = 1024)]
+    pub calib_seq_len: usize,
+}
+
+impl CalibArgs {
+    pub fn spec(&self) -> Option<CalibSpec> {
+        Some(CalibSpec {
+            pattern: self.calib.clone()?,
+            tokens: self.calib_tokens,
+            probe_tokens: self.probe_tokens,
+            seq_len: self.calib_seq_len,
+        })
+    }
+}
+
+/// `123`, `16MB` (10^6), `15.5MiB` (2^20), `512kB`, `512KiB`.
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "kB" | "KB" | "k" => 1e3,
+        "MB" | "M" => 1e6,
+        "GB" | "G" => 1e9,
+        "KiB" => 1024.0,
+        "MiB" => 1048576.0,
+        "GiB" => 1073741824.0,
+        u => return Err(format!("unknown unit `{u}` in `{s}`")),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a byte count"))?;
+    let bytes = (v * mult).floor();
+    if !(0.0..=u64::MAX as f64).contains(&bytes) {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(bytes as u64)
 }
 
 fn parse_scale(s: &str) -> std::result::Result<ScaleRule, String> {
@@ -62,6 +141,18 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The configuration of a parameter-golf GPT state dict, with these options applied.
+    pub fn config(&self, model: &SourceModel) -> Result<Config> {
+        let over = Overrides {
+            rope_base: self.rope_base,
+            logit_softcap: self.logit_softcap,
+            ..Overrides::default()
+        };
+        let shape = |n: &str| model.get(n).map(|t| t.shape.clone());
+        Config::infer(shape, over)
+            .context("calibration runs the model: it must be a parameter-golf GPT")
+    }
+
     fn explicit(&self) -> bool {
         self.tokenizer.is_some()
             || self.byte_tokenizer
@@ -121,6 +212,12 @@ impl Args {
             lanes: self.lanes,
             scale: self.scale,
             extra: self.model_args.metadata(model)?,
+            gptq: self.gptq.then_some(GptqOptions {
+                damp: self.gptq_damp,
+                block: self.gptq_block,
+                act_order: !self.no_act_order,
+            }),
+            ..PackOptions::default()
         })
     }
 }
@@ -177,6 +274,9 @@ pub fn summary(source_bytes: usize, report: &PackReport) -> String {
     let (sq, sq_max, norm) = errs.iter().fold((0.0, 0.0, 0.0), |a, e| {
         (a.0 + e.squared, a.1 + e.squared_maxabs, a.2 + e.norm)
     });
+    if ints.iter().any(|t| t.gptq) {
+        s += "int symbols chosen by GPTQ, which lowers each layer's output error on the calibration inputs at the cost of weight error:\n";
+    }
     if norm > 0.0 {
         s += &format!(
             "int weight error: relative MSE {:.3e} (SNR {:.2} dB); max-abs scales give {:.3e} ({})\n",
@@ -199,11 +299,82 @@ pub fn summary(source_bytes: usize, report: &PackReport) -> String {
     s
 }
 
+/// Progress of calibrated packing: one bar per phase.
+pub fn phase_progress() -> impl FnMut(&str, usize, usize) {
+    let mut current: Option<(String, indicatif::ProgressBar)> = None;
+    move |phase, done, total| {
+        if current.as_ref().is_none_or(|(p, _)| p != phase) {
+            if let Some((_, pb)) = current.take() {
+                pb.finish_and_clear();
+            }
+            current = Some((phase.to_string(), bar(total as u64, phase)));
+        }
+        if let Some((_, pb)) = &current {
+            pb.set_position(done as u64);
+            if done == total {
+                pb.finish_and_clear();
+            }
+        }
+    }
+}
+
+/// The budget packer's allocation table and its prediction check.
+pub fn allocation_table(o: &BudgetOutcome) -> String {
+    let r = &o.report;
+    let mut s = format!(
+        "{:<28} {:>6} {:>7} {:>10} {:>12} {:>12}\n",
+        "tensor", "codec", "bits/w", "bytes", "probe Δloss", "pred. Δloss"
+    );
+    for t in &r.tensors {
+        let c = t.choice();
+        s += &format!(
+            "{:<28} {:>6} {:>7.3} {:>10} {:>12.2e} {:>12.2e}\n",
+            t.name,
+            c.plan.name(),
+            c.bytes as f64 * 8.0 / t.numel.max(1) as f64,
+            c.bytes,
+            t.probe_delta,
+            c.predicted
+        );
+    }
+    s += &format!(
+        "artifact {} of {} allowed; loss +{:.5} nats/token predicted, +{:.5} measured ({:.4} → {:.4} on the probe slice)",
+        r.pack.artifact.len(),
+        r.target,
+        r.predicted,
+        o.measured(),
+        o.base_loss,
+        o.packed_loss
+    );
+    s
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     let bytes = read(&a.model)?;
     let model = SourceModel::from_safetensors(&bytes)
         .with_context(|| format!("parsing {}", a.model.display()))?;
-    let report = pack_with_progress(&model, &a.options(&model)?)?;
+    let opts = a.options(&model)?;
+    let report = match (a.calib.spec(), a.budget) {
+        (Some(spec), Some(budget)) => {
+            let cfg = a.model_args.config(&model)?;
+            let out = pack_budget(
+                &model,
+                cfg,
+                &opts,
+                &spec,
+                &BudgetOptions::new(budget, a.reserve),
+                phase_progress(),
+            )?;
+            println!("{}", allocation_table(&out));
+            out.report.pack
+        }
+        (Some(spec), None) if a.gptq => {
+            let cfg = a.model_args.config(&model)?;
+            pack_gptq(&model, cfg, &opts, &spec, phase_progress())?
+        }
+        (Some(_), None) => bail!("--calib is for --gptq or --budget"),
+        (None, _) => pack_with_progress(&model, &opts)?,
+    };
     write_atomic(&a.output, &report.artifact)?;
     println!("wrote {}", a.output.display());
     println!("{}", summary(bytes.len(), &report));

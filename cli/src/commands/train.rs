@@ -478,6 +478,8 @@ fn finish<B: AutodiffBackend>(
     let code = super::verify::run(super::verify::Args {
         artifact: art_path.clone(),
         against: Some(st_path.clone()),
+        calib: None,
+        model_args: Default::default(),
     })?;
     ensure!(code == ExitCode::SUCCESS, "the artifact does not verify");
 

@@ -11,7 +11,8 @@ use anyhow::{bail, Context, Result};
 use half::{bf16, f16};
 use pcll_decoder::{Artifact, Codec, Dtype, TensorInfo};
 use pcll_formats::quant::int::{quantize_with, ScaleRule};
-use pcll_formats::{pack, PackOptions, SourceModel, SourceTensor};
+use pcll_formats::{pack_calibrated, PackOptions, SourceModel, SourceTensor};
+use pcll_trainer::calibrate::{float_weights, hessians, CalibSpec, CalibTokens};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,6 +23,12 @@ pub struct Args {
     /// Source model to check against.
     #[arg(long)]
     pub against: Option<PathBuf>,
+    /// The calibration shards the artifact was packed with (GPTQ or --budget artifacts
+    /// record how many tokens they used; the re-pack redoes that calibration).
+    #[arg(long = "calib", value_name = "GLOB", requires = "against")]
+    pub calib: Option<String>,
+    #[command(flatten)]
+    pub model_args: super::pack::ModelArgs,
 }
 
 /// Decodes every tensor (payload checksums, stream integrity).
@@ -141,16 +148,53 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
         let opts = PackOptions::from_metadata(art.metadata())
             .context("artifact does not record its pack options")?;
+        let hessians = match (&opts.calib, &a.calib) {
+            (None, _) => None,
+            (Some(recorded), Some(glob)) => {
+                let spec = CalibSpec::parse(recorded, glob)
+                    .with_context(|| format!("unreadable calibration record `{recorded}`"))?;
+                let cfg = a.model_args.config(&model)?;
+                let tokens = CalibTokens::load(&spec)?;
+                Some(hessians(
+                    &float_weights(&model),
+                    cfg,
+                    &tokens.hessian,
+                    spec.seq_len,
+                    |_, _| {},
+                )?)
+            }
+            (Some(recorded), None) => bail!(
+                "the artifact was packed with calibration ({recorded}): pass --calib with the same token shards to re-pack it"
+            ),
+        };
         let (mut worst, mut clipped) = (0f64, 0u64);
         for t in art.tensors() {
             let src = model
                 .get(t.name)
                 .with_context(|| format!("{} not in source", t.name))?;
+            if opts.gptq.is_some() && matches!(t.codec, Codec::Int(_)) {
+                // GPTQ moves weights by more than half a step on purpose; the byte-exact
+                // re-pack below is the check.
+                if src.shape != t.shape() {
+                    bail!(
+                        "{}: shape {:?} in artifact, {:?} in source",
+                        t.name,
+                        t.shape(),
+                        src.shape
+                    );
+                }
+                continue;
+            }
             let (w, c) = check_tensor(&art, &t, src, opts.scale)?;
             worst = worst.max(w);
             clipped += c;
         }
-        println!(
+        if opts.gptq.is_some() {
+            println!(
+                "ok: raw tensors match the source; int tensors are GPTQ (checked by re-packing)"
+            );
+        } else {
+            println!(
             "ok: every reconstruction within half a step of the source (worst {worst:.4} steps){}",
             if clipped > 0 {
                 format!(
@@ -161,7 +205,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 String::new()
             }
         );
-        let repacked = pack(&model, &opts, |_, _, _| {})?;
+        }
+        let repacked = pack_calibrated(&model, &opts, hessians.as_ref(), |_, _, _| {})?;
         if repacked.artifact != bytes {
             let at = repacked
                 .artifact

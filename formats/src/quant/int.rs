@@ -131,7 +131,7 @@ impl ScaleRule {
 }
 
 /// `raw` as the f16 scale it would be stored as (or itself beyond f16's range).
-fn stored_f16(raw: f32) -> f32 {
+pub(crate) fn stored_f16(raw: f32) -> f32 {
     if raw <= f16::MAX.to_f32() {
         f16_at_least(raw).to_f32()
     } else {

@@ -1,3 +1,6 @@
-//! Quantizers: turn float weights into symbols plus side information for a codec.
+//! Quantizers: per-row scalar [`int`] (round to nearest) and Hessian-aware [`gptq`] on top of
+//! it, with the small dense [`linalg`] GPTQ needs.
 
+pub mod gptq;
 pub mod int;
+pub mod linalg;

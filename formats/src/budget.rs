@@ -1,0 +1,522 @@
+//! Packing to a byte budget: choose codec and rate per tensor to minimize the predicted loss
+//! increase subject to `artifact bytes ≤ budget − reserve`.
+//!
+//! For every tensor the policy would code with `int`, each candidate (`int` at 2..=8 bits,
+//! GPTQ when calibrated, and raw f16) is quantized and entropy-coded for real, so its payload
+//! size is exact. Its loss increase is predicted as `α_t · ε_t(candidate)`, where `ε_t` is the
+//! Hessian-weighted output error `Σ_r e_rᵀ H e_r` ([`output_error`]; plain `Σ e²` without a
+//! Hessian) and the tensor's sensitivity `α_t` is measured once: the caller's `probe` scores
+//! the model with only that tensor replaced by its `probe_bits` reconstruction, on a
+//! calibration slice, and `α_t = Δloss / ε_t(probe)`. The Hessian gives the shape of each
+//! tensor's curve, the probe its height in nats.
+//!
+//! [`allocate`] solves the multiple-choice knapsack greedily on each tensor's lower convex
+//! hull (best loss decrease per byte first), then spends what is left on any single upgrade
+//! that fits. The artifact is then laid out for real; if padding or metadata make it larger
+//! than the target, the allocation budget shrinks by the excess and the loop repeats, so the
+//! returned artifact always fits.
+
+use crate::error::FormatError;
+use crate::pack::{
+    artifact_metadata, choose, compile, finite, int_payload, pack_calibrated, pack_tensor,
+    quantize_tensor, Choice, PackOptions, PackReport, TensorPlan,
+};
+use crate::quant::gptq::{output_error, GptqContext, Hessians};
+use crate::safetensors_io::SourceModel;
+use crate::writer::{write_artifact, TensorRecord};
+use half::f16;
+use pcll_decoder::table::align_up;
+use pcll_decoder::Codec;
+
+/// What the budget packer may spend and how it measures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetOptions {
+    /// The whole artifact must fit in `budget − reserve` bytes.
+    pub budget: u64,
+    /// Bytes kept free (room for code, in the parameter-golf setting).
+    pub reserve: u64,
+    /// The rate at which each tensor's sensitivity is measured.
+    pub probe_bits: u8,
+    /// The candidates offered to every tensor.
+    pub candidates: Vec<TensorPlan>,
+}
+
+impl BudgetOptions {
+    pub fn new(budget: u64, reserve: u64) -> BudgetOptions {
+        let mut candidates: Vec<TensorPlan> = (2..=8).map(TensorPlan::Int).collect();
+        candidates.push(TensorPlan::RawF16);
+        BudgetOptions {
+            budget,
+            reserve,
+            probe_bits: 3,
+            candidates,
+        }
+    }
+}
+
+/// One candidate of one tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub plan: TensorPlan,
+    /// Payload bytes, exact.
+    pub bytes: u64,
+    /// Hessian-weighted output error `ε` (or `Σ e²` without a Hessian).
+    pub error: f64,
+    /// Predicted loss increase, nats per token: `α · ε`.
+    pub predicted: f64,
+}
+
+/// The budget packer's view of one tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorBudget {
+    pub name: String,
+    pub numel: u64,
+    /// Whether `ε` is Hessian-weighted (a calibrated input) or plain squared error.
+    pub hessian: bool,
+    /// Measured loss increase with only this tensor at `probe_bits`.
+    pub probe_delta: f64,
+    /// `α`: nats per unit of `ε`.
+    pub sensitivity: f64,
+    pub candidates: Vec<Candidate>,
+    /// Index into `candidates`.
+    pub chosen: usize,
+}
+
+impl TensorBudget {
+    pub fn choice(&self) -> &Candidate {
+        &self.candidates[self.chosen]
+    }
+}
+
+/// The allocation and the artifact that realizes it.
+#[derive(Debug, Clone)]
+pub struct BudgetReport {
+    pub pack: PackReport,
+    /// The options that reproduce the artifact with [`pack_calibrated`] (the plan included).
+    pub options: PackOptions,
+    pub tensors: Vec<TensorBudget>,
+    /// `Σ` predicted loss increase of the chosen candidates.
+    pub predicted: f64,
+    /// `budget − reserve`.
+    pub target: u64,
+}
+
+/// Smallest loss increase a probe may report: a tensor that seems free still costs a little,
+/// so it is not pushed to the lowest rate on noise alone.
+const MIN_PROBE_DELTA: f64 = 1e-6;
+
+fn f16_round(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| f16::from_f32(x).to_f32()).collect()
+}
+
+/// Payload bytes as the layout counts them: the payload rounded up to its 64-byte alignment,
+/// plus the codec parameters in the table.
+fn cost(c: &Candidate) -> u64 {
+    align_up(c.bytes)
+        + match c.plan {
+            TensorPlan::Int(_) => 4,
+            TensorPlan::RawF16 => 0,
+        }
+}
+
+/// Packs `model` to fit `budget.budget − budget.reserve` bytes. `probe(name, weights)` returns
+/// the measured loss increase (nats per token) when tensor `name` alone is replaced by
+/// `weights`; `progress(done, total, name)` follows the candidate search.
+pub fn pack_to_budget<E: From<FormatError>>(
+    model: &SourceModel,
+    base: &PackOptions,
+    hessians: Option<&Hessians>,
+    budget: &BudgetOptions,
+    mut probe: impl FnMut(&str, &[f32]) -> Result<f64, E>,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<BudgetReport, E> {
+    let target = budget.budget.saturating_sub(budget.reserve);
+    let mut opts = base.clone();
+    opts.plan.clear();
+    let keep = compile(&opts.keep_f32)?;
+    let mut gptq = match (opts.gptq, hessians) {
+        (Some(g), Some(h)) => Some(GptqContext::new(h, g)),
+        (Some(_), None) => return Err(FormatError::NeedsCalibration.into()),
+        (None, _) => None,
+    };
+    let eligible: Vec<usize> = (0..model.tensors.len())
+        .filter(|&i| choose(&model.tensors[i], &opts, &keep) == Choice::Int)
+        .collect();
+    let mut tensors = Vec::with_capacity(eligible.len());
+    // Per tensor, per candidate: the stored dtype, codec and payload.
+    let mut payloads: Vec<Vec<(pcll_decoder::Dtype, Codec, Vec<u8>)>> =
+        Vec::with_capacity(eligible.len());
+    for (done, &i) in eligible.iter().enumerate() {
+        let t = &model.tensors[i];
+        let v = t.to_f32().unwrap_or_default();
+        finite(t, &v)?;
+        let rows = t.shape[0] as usize;
+        let cols = v.len().checked_div(rows).unwrap_or(0);
+        let h = hessians
+            .and_then(|h| h.for_weight(&t.name))
+            .map(|(_, h)| h)
+            .filter(|h| h.dim == cols);
+        let error_of = |rec: &[f32]| match h {
+            Some(h) => output_error(&v, rec, rows, h),
+            None => v
+                .iter()
+                .zip(rec)
+                .map(|(&a, &b)| f64::from(a - b).powi(2))
+                .sum(),
+        };
+        let mut cands = Vec::new();
+        let mut bytes = Vec::new();
+        let mut probe_rec = None;
+        for &plan in &budget.candidates {
+            let (rec, stored) = match plan {
+                TensorPlan::Int(b) => {
+                    let (q, _) =
+                        quantize_tensor(&t.name, &v, rows, cols, b, opts.scale, gptq.as_mut());
+                    let payload = int_payload(&q, opts.lanes).0;
+                    (q.dequantize(), (t.dtype, Codec::Int(q.params), payload))
+                }
+                TensorPlan::RawF16 => {
+                    let rec = f16_round(&v);
+                    let p = rec
+                        .iter()
+                        .flat_map(|&x| f16::from_f32(x).to_le_bytes())
+                        .collect();
+                    (rec, (pcll_decoder::Dtype::F16, Codec::Raw, p))
+                }
+            };
+            let payload = &stored.2;
+            cands.push(Candidate {
+                plan,
+                bytes: payload.len() as u64,
+                error: error_of(&rec),
+                predicted: 0.0,
+            });
+            bytes.push(stored);
+            if plan == TensorPlan::Int(budget.probe_bits) {
+                probe_rec = Some(rec);
+            }
+        }
+        let probe_rec = match probe_rec {
+            Some(r) => r,
+            None => {
+                let (q, _) = quantize_tensor(
+                    &t.name,
+                    &v,
+                    rows,
+                    cols,
+                    budget.probe_bits,
+                    opts.scale,
+                    gptq.as_mut(),
+                );
+                q.dequantize()
+            }
+        };
+        let probe_error = error_of(&probe_rec);
+        let probe_delta = probe(&t.name, &probe_rec)?;
+        let sensitivity = if probe_error > 0.0 {
+            probe_delta.max(MIN_PROBE_DELTA) / probe_error
+        } else {
+            0.0
+        };
+        for c in cands.iter_mut() {
+            c.predicted = sensitivity * c.error;
+        }
+        tensors.push(TensorBudget {
+            name: t.name.clone(),
+            numel: t.numel(),
+            hessian: h.is_some(),
+            probe_delta,
+            sensitivity,
+            candidates: cands,
+            chosen: 0,
+        });
+        payloads.push(bytes);
+        progress(done + 1, eligible.len(), &t.name);
+    }
+
+    // Records of everything the budget does not choose, coded once.
+    let mut fixed: Vec<(usize, TensorRecord)> = Vec::new();
+    for (i, t) in model.tensors.iter().enumerate() {
+        if !eligible.contains(&i) {
+            fixed.push((i, pack_tensor(t, &opts, &keep, None)?.0));
+        }
+    }
+    let costs: Vec<Vec<(u64, f64)>> = tensors
+        .iter()
+        .map(|t| {
+            t.candidates
+                .iter()
+                .map(|c| (cost(c), c.predicted))
+                .collect()
+        })
+        .collect();
+    let lay_out = |choice: &[usize], opts: &PackOptions| -> Result<Vec<u8>, FormatError> {
+        let mut records: Vec<(usize, TensorRecord)> = fixed.clone();
+        for ((k, &i), &c) in eligible.iter().enumerate().zip(choice) {
+            let t = &model.tensors[i];
+            let (dtype, codec, payload) = &payloads[k][c];
+            records.push((
+                i,
+                TensorRecord {
+                    name: t.name.clone(),
+                    dtype: *dtype,
+                    shape: t.shape.clone(),
+                    codec: *codec,
+                    payload: payload.clone(),
+                },
+            ));
+        }
+        records.sort_by_key(|(i, _)| *i);
+        let meta = artifact_metadata(model, opts)?;
+        write_artifact(&meta, records.into_iter().map(|(_, r)| r).collect())
+    };
+    let plan_of = |choice: &[usize]| {
+        let mut o = opts.clone();
+        o.plan = tensors
+            .iter()
+            .zip(choice)
+            .map(|(t, &c)| (t.name.clone(), t.candidates[c].plan))
+            .collect();
+        o
+    };
+
+    // The layout's overhead beyond the candidates' costs, measured on the cheapest choice.
+    let cheapest: Vec<usize> = costs
+        .iter()
+        .map(|c| {
+            (0..c.len())
+                .min_by(|&a, &b| c[a].0.cmp(&c[b].0).then(c[a].1.total_cmp(&c[b].1)))
+                .unwrap_or(0)
+        })
+        .collect();
+    let min_len = lay_out(&cheapest, &plan_of(&cheapest))?.len() as u64;
+    let min_cost: u64 = costs.iter().zip(&cheapest).map(|(c, &k)| c[k].0).sum();
+    if min_len > target {
+        return Err(FormatError::OverBudget {
+            budget: target,
+            needed: min_len,
+        }
+        .into());
+    }
+    let overhead = min_len - min_cost;
+    let mut room = target - overhead;
+    let choice = loop {
+        let choice = allocate(&costs, room).unwrap_or_else(|| cheapest.clone());
+        let len = lay_out(&choice, &plan_of(&choice))?.len() as u64;
+        if len <= target {
+            break choice;
+        }
+        room = room.saturating_sub(len - target);
+    };
+    let options = plan_of(&choice);
+    let pack = pack_calibrated(model, &options, hessians, |_, _, _| {})?;
+    for (t, &c) in tensors.iter_mut().zip(&choice) {
+        t.chosen = c;
+    }
+    let predicted = tensors.iter().map(|t| t.choice().predicted).sum();
+    Ok(BudgetReport {
+        pack,
+        options,
+        tensors,
+        predicted,
+        target,
+    })
+}
+
+/// Budget units of the allocation's dynamic program (bytes are rounded up to units of
+/// `⌈budget / UNITS⌉`, so a 16 MB budget is solved to 256 bytes per tensor).
+const UNITS: u64 = 1 << 16;
+
+/// Chooses one option per tensor, `costs[t][k] = (bytes, predicted loss)`, minimizing the
+/// summed loss with summed bytes ≤ `budget`; `None` when even the cheapest options do not
+/// fit.
+///
+/// A multiple-choice knapsack, solved exactly by dynamic programming over the budget in
+/// [`UNITS`] steps with every cost rounded *up* to a step (so the answer always fits; it is
+/// optimal when the budget is below `UNITS` bytes), then whatever the rounding left over is
+/// spent on the best single upgrades per byte that still fit. Deterministic: ties go to the
+/// lower option index.
+pub fn allocate(costs: &[Vec<(u64, f64)>], budget: u64) -> Option<Vec<usize>> {
+    let min: u64 = costs
+        .iter()
+        .map(|c| c.iter().map(|o| o.0).min())
+        .sum::<Option<u64>>()?;
+    if min > budget {
+        return None;
+    }
+    // Nothing above the most expensive allocation matters.
+    let max: u64 = costs
+        .iter()
+        .map(|c| c.iter().map(|o| o.0).max().unwrap_or(0))
+        .sum();
+    let cap = budget.min(max);
+    let unit = cap.div_ceil(UNITS).max(1);
+    let units = (cap / unit) as usize;
+    // best[u]: least loss of the tensors so far within u units; pick[t][u]: option chosen.
+    let mut best = vec![0f64; units + 1];
+    let mut pick: Vec<Vec<u8>> = Vec::with_capacity(costs.len());
+    for c in costs {
+        let mut next = vec![f64::INFINITY; units + 1];
+        let mut choice = vec![u8::MAX; units + 1];
+        for (k, &(bytes, loss)) in c.iter().enumerate().take(usize::from(u8::MAX)) {
+            let w = bytes.div_ceil(unit) as usize;
+            for u in w..=units {
+                let v = best[u - w] + loss;
+                if v < next[u] {
+                    next[u] = v;
+                    choice[u] = k as u8;
+                }
+            }
+        }
+        best = next;
+        pick.push(choice);
+    }
+    let mut u = (0..=units).min_by(|&a, &b| best[a].total_cmp(&best[b]).then(a.cmp(&b)))?;
+    if !best[u].is_finite() {
+        // Rounding up made the cheapest allocation not fit in units; it fits in bytes.
+        return Some(
+            costs
+                .iter()
+                .map(|c| {
+                    (0..c.len())
+                        .min_by(|&a, &b| c[a].0.cmp(&c[b].0).then(c[a].1.total_cmp(&c[b].1)))
+                        .unwrap_or(0)
+                })
+                .collect(),
+        );
+    }
+    let mut choice = vec![0usize; costs.len()];
+    for t in (0..costs.len()).rev() {
+        let k = usize::from(pick[t][u]);
+        choice[t] = k;
+        u -= costs[t][k].0.div_ceil(unit) as usize;
+    }
+    let mut spent: u64 = costs.iter().zip(&choice).map(|(c, &k)| c[k].0).sum();
+    // Spend what rounding left: the best single upgrade per byte that fits, until none does.
+    loop {
+        let best = (0..costs.len())
+            .flat_map(|t| (0..costs[t].len()).map(move |k| (t, k)))
+            .filter_map(|(t, k)| {
+                let (c0, l0) = costs[t][choice[t]];
+                let (c1, l1) = costs[t][k];
+                (l1 < l0 && spent - c0 + c1 <= budget)
+                    .then(|| (t, k, (l0 - l1) / (c1.saturating_sub(c0).max(1)) as f64))
+            })
+            .max_by(|x, y| x.2.total_cmp(&y.2).then((y.0, y.1).cmp(&(x.0, x.1))));
+        let Some((t, k, _)) = best else { break };
+        spent = spent - costs[t][choice[t]].0 + costs[t][k].0;
+        choice[t] = k;
+    }
+    Some(choice)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brute(costs: &[Vec<(u64, f64)>], budget: u64) -> Option<f64> {
+        let mut best: Option<f64> = None;
+        let n: usize = costs.iter().map(|c| c.len()).product();
+        for mut code in 0..n {
+            let (mut bytes, mut loss) = (0, 0.0);
+            for c in costs {
+                let k = code % c.len();
+                code /= c.len();
+                bytes += c[k].0;
+                loss += c[k].1;
+            }
+            if bytes <= budget && best.is_none_or(|b| loss < b) {
+                best = Some(loss);
+            }
+        }
+        best
+    }
+
+    fn total(costs: &[Vec<(u64, f64)>], choice: &[usize]) -> (u64, f64) {
+        costs
+            .iter()
+            .zip(choice)
+            .fold((0, 0.0), |(b, l), (c, &k)| (b + c[k].0, l + c[k].1))
+    }
+
+    #[test]
+    fn finds_the_optimum_and_always_fits() {
+        let mut x = 99u64;
+        let mut next = move |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        let mut worst = 0f64;
+        for _ in 0..200 {
+            // Rate–distortion-like curves: each bit roughly quarters the loss.
+            let costs: Vec<Vec<(u64, f64)>> = (0..4)
+                .map(|_| {
+                    let size = 50 + next(200);
+                    let height = 1.0 + next(100) as f64;
+                    (2..=6u64)
+                        .map(|b| {
+                            (
+                                size * b,
+                                height * 0.25f64.powi(b as i32) * (0.8 + next(40) as f64 / 100.0),
+                            )
+                        })
+                        .collect()
+                })
+                .collect();
+            let min: u64 = costs
+                .iter()
+                .map(|c| c.iter().map(|o| o.0).min().unwrap())
+                .sum();
+            let max: u64 = costs
+                .iter()
+                .map(|c| c.iter().map(|o| o.0).max().unwrap())
+                .sum();
+            let budget = min + next(max - min + 1);
+            let choice = allocate(&costs, budget).unwrap();
+            let (bytes, loss) = total(&costs, &choice);
+            assert!(bytes <= budget, "{bytes} > {budget}");
+            let opt = brute(&costs, budget).unwrap();
+            assert!(
+                loss >= opt - 1e-12,
+                "below the optimum: brute force is wrong"
+            );
+            worst = worst.max(loss / opt);
+        }
+        // Budgets below UNITS bytes are solved exactly.
+        assert!(worst <= 1.0 + 1e-9, "{worst}x the optimum somewhere");
+        assert_eq!(allocate(&[vec![(10, 1.0), (20, 0.5)]], 9), None);
+        // Enough room: every tensor gets its lowest-loss option.
+        let costs = vec![
+            vec![(10, 1.0), (20, 0.5), (30, 0.0)],
+            vec![(5, 2.0), (6, 1.0)],
+        ];
+        assert_eq!(allocate(&costs, 1000), Some(vec![2, 1]));
+        // One byte short of that, the best is not to fill the budget.
+        assert_eq!(total(&costs, &allocate(&costs, 35).unwrap()), (26, 1.5));
+    }
+
+    #[test]
+    fn large_budgets_round_up_and_still_fit() {
+        // 40 tensors of ~1 MB each: costs are rounded to 16 MB / 65536 units.
+        let costs: Vec<Vec<(u64, f64)>> = (0..40u64)
+            .map(|t| {
+                (2..=8u64)
+                    .map(|b| {
+                        (
+                            b * 125_000 + t * 977,
+                            (1.0 + t as f64) * 0.3f64.powi(b as i32),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(allocate(&costs, 10_000_000), None);
+        for budget in [11_000_000u64, 16_000_000, 25_000_000] {
+            let c = allocate(&costs, budget).unwrap();
+            let bytes: u64 = costs.iter().zip(&c).map(|(o, &k)| o[k].0).sum();
+            assert!(bytes <= budget && bytes + 200_000 > budget.min(40 * 8 * 125_000 + 977 * 780));
+        }
+    }
+}

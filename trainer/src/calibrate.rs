@@ -1,0 +1,216 @@
+//! Calibrated packing: the runtime runs calibration tokens through the float model to get
+//! every linear layer's input Hessian (`pcll_runtime::calib`), GPTQ quantizes with them
+//! (`pcll_formats::quant::gptq`), and the byte-budget packer (`pcll_formats::budget`) measures
+//! each tensor's sensitivity and checks its prediction with the runtime's loss on a
+//! calibration slice. `pcll pack --calib`, `pcll verify --calib`, `pcll train --gptq` and
+//! `pcll frontier` all come through here, so they calibrate identically.
+
+use crate::error::TrainError;
+use pcll_decoder::Artifact;
+use pcll_formats::budget::{pack_to_budget, BudgetOptions, BudgetReport};
+use pcll_formats::quant::gptq::{Hessian, Hessians};
+use pcll_formats::{pack_calibrated, PackOptions, PackReport, SourceModel};
+use pcll_runtime::calib::{calibrate, mean_loss, Overlay};
+use pcll_runtime::config::Config;
+use pcll_runtime::shard::load_prefix;
+use pcll_runtime::{Model, Resident};
+use std::collections::BTreeMap;
+
+/// Which tokens calibrate, recorded in the artifact (`pcll.pack.calib`) so that `verify`
+/// can redo the calibration and re-pack byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalibSpec {
+    /// Token shards (glob); the first `tokens + probe_tokens + 1` tokens are used.
+    pub pattern: String,
+    /// Tokens whose layer inputs make the Hessians.
+    pub tokens: usize,
+    /// The following tokens, on which the budget packer measures loss.
+    pub probe_tokens: usize,
+    pub seq_len: usize,
+}
+
+impl CalibSpec {
+    /// The recorded form, without the shard path: `tokens=N,probe_tokens=N,seq_len=N`.
+    pub fn describe(&self) -> String {
+        format!(
+            "tokens={},probe_tokens={},seq_len={}",
+            self.tokens, self.probe_tokens, self.seq_len
+        )
+    }
+
+    /// Reads [`CalibSpec::describe`]'s form back, with the shards to read from.
+    pub fn parse(recorded: &str, pattern: &str) -> Option<CalibSpec> {
+        let mut spec = CalibSpec {
+            pattern: pattern.to_string(),
+            tokens: 0,
+            probe_tokens: 0,
+            seq_len: 0,
+        };
+        for part in recorded.split(',') {
+            let (k, v) = part.split_once('=')?;
+            let v: usize = v.parse().ok()?;
+            match k {
+                "tokens" => spec.tokens = v,
+                "probe_tokens" => spec.probe_tokens = v,
+                "seq_len" => spec.seq_len = v,
+                _ => return None,
+            }
+        }
+        (spec.tokens > 0 && spec.seq_len > 0).then_some(spec)
+    }
+}
+
+/// The calibration tokens, split into the Hessian part and the probe slice.
+#[derive(Debug, Clone)]
+pub struct CalibTokens {
+    pub hessian: Vec<u16>,
+    pub probe: Vec<u16>,
+}
+
+impl CalibTokens {
+    pub fn load(spec: &CalibSpec) -> Result<CalibTokens, TrainError> {
+        let probe_need = if spec.probe_tokens > 0 {
+            spec.probe_tokens + 1
+        } else {
+            0
+        };
+        let need = spec.tokens + probe_need;
+        let mut all = load_prefix(&spec.pattern, need)?;
+        if all.len() < need || spec.tokens < spec.seq_len {
+            return Err(TrainError::TooFewTokens {
+                what: "calibration shards",
+                have: all.len(),
+                need: need.max(spec.seq_len),
+            });
+        }
+        let probe = all.split_off(spec.tokens);
+        Ok(CalibTokens {
+            hessian: all,
+            probe,
+        })
+    }
+}
+
+/// The source's tensors as f32, for the runtime.
+pub fn float_weights(model: &SourceModel) -> Resident {
+    Resident::from_map(
+        model
+            .tensors
+            .iter()
+            .filter_map(|t| Some((t.name.clone(), t.to_f32()?)))
+            .collect(),
+    )
+}
+
+/// Runs `tokens` through the float model in `seq_len` windows and returns the mean input
+/// Gram of every linear layer, keyed as GPTQ wants them.
+pub fn hessians(
+    weights: &Resident,
+    cfg: Config,
+    tokens: &[u16],
+    seq_len: usize,
+    progress: impl FnMut(usize, usize),
+) -> Result<Hessians, TrainError> {
+    let model = Model::new(cfg, weights);
+    model.check_tokens(&tokens.iter().map(|&t| u32::from(t)).collect::<Vec<_>>())?;
+    let cal = calibrate(&model, tokens, seq_len, progress)?;
+    Ok(Hessians {
+        inputs: cal
+            .grams
+            .iter()
+            .map(|(k, g)| {
+                (
+                    k.clone(),
+                    Hessian {
+                        dim: g.dim,
+                        samples: g.samples,
+                        matrix: g.mean(),
+                    },
+                )
+            })
+            .collect(),
+        readers: cal.readers,
+    })
+}
+
+/// Packs with GPTQ under `opts` (whose `gptq` must be set), calibrating on `spec`'s tokens;
+/// records the calibration in the options.
+pub fn pack_gptq(
+    model: &SourceModel,
+    cfg: Config,
+    opts: &PackOptions,
+    spec: &CalibSpec,
+    mut progress: impl FnMut(&str, usize, usize),
+) -> Result<PackReport, TrainError> {
+    let tokens = CalibTokens::load(spec)?;
+    let weights = float_weights(model);
+    let h = hessians(&weights, cfg, &tokens.hessian, spec.seq_len, |d, n| {
+        progress("calibrating", d, n)
+    })?;
+    let mut opts = opts.clone();
+    opts.calib = Some(spec.describe());
+    Ok(pack_calibrated(model, &opts, Some(&h), |d, n, _| {
+        progress("quantizing", d, n)
+    })?)
+}
+
+/// The budget packer's result with the check of its prediction.
+#[derive(Debug, Clone)]
+pub struct BudgetOutcome {
+    pub report: BudgetReport,
+    /// Mean NLL of the float model on the probe slice.
+    pub base_loss: f64,
+    /// Mean NLL of the packed artifact's weights on the same slice.
+    pub packed_loss: f64,
+}
+
+impl BudgetOutcome {
+    /// The measured loss increase, to set beside `report.predicted`.
+    pub fn measured(&self) -> f64 {
+        self.packed_loss - self.base_loss
+    }
+}
+
+/// Packs `model` to fit `budget`, calibrating on `spec`'s tokens (which needs
+/// `spec.probe_tokens ≥ seq_len`).
+pub fn pack_budget(
+    model: &SourceModel,
+    cfg: Config,
+    opts: &PackOptions,
+    spec: &CalibSpec,
+    budget: &BudgetOptions,
+    mut progress: impl FnMut(&str, usize, usize),
+) -> Result<BudgetOutcome, TrainError> {
+    if spec.probe_tokens < spec.seq_len {
+        return Err(TrainError::BadConfig(format!(
+            "the budget packer measures loss on {} probe tokens, fewer than one window of {}",
+            spec.probe_tokens, spec.seq_len
+        )));
+    }
+    let tokens = CalibTokens::load(spec)?;
+    let weights = float_weights(model);
+    let h = hessians(&weights, cfg, &tokens.hessian, spec.seq_len, |d, n| {
+        progress("calibrating", d, n)
+    })?;
+    let base_loss = mean_loss(&Model::new(cfg, &weights), &tokens.probe, spec.seq_len)?;
+    let mut opts = opts.clone();
+    opts.calib = Some(spec.describe());
+    let probe = |name: &str, w: &[f32]| -> Result<f64, TrainError> {
+        let overlay = Overlay {
+            base: &weights,
+            replaced: BTreeMap::from([(name.to_string(), w.to_vec())]),
+        };
+        Ok(mean_loss(&Model::new(cfg, overlay), &tokens.probe, spec.seq_len)? - base_loss)
+    };
+    let report = pack_to_budget(model, &opts, Some(&h), budget, probe, |d, n, _| {
+        progress("measuring", d, n)
+    })?;
+    let art = Artifact::parse(&report.pack.artifact).map_err(pcll_formats::FormatError::from)?;
+    let packed = Resident::decode_all(&art)?;
+    let packed_loss = mean_loss(&Model::new(cfg, &packed), &tokens.probe, spec.seq_len)?;
+    Ok(BudgetOutcome {
+        report,
+        base_loss,
+        packed_loss,
+    })
+}

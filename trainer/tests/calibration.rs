@@ -1,0 +1,318 @@
+//! Calibrated packing end to end: the runtime's Gram matrices are the layers' real inputs,
+//! GPTQ lowers every layer's output error and re-packs to the same bytes, and the byte-budget
+//! packer fits its budget and beats a fixed width of the same size on a trained model.
+
+use pcll_conformance::gpt::{synthetic, tokens, Shape};
+use pcll_decoder::Artifact;
+use pcll_formats::budget::BudgetOptions;
+use pcll_formats::quant::gptq::{output_error, GptqOptions};
+use pcll_formats::quant::int::{quantize_with, ScaleRule};
+use pcll_formats::{pack, pack_calibrated, PackOptions, SourceModel};
+use pcll_runtime::calib::{calibrate, mean_loss};
+use pcll_runtime::config::{Config, Overrides};
+use pcll_runtime::shard::write_shard;
+use pcll_runtime::{Model, Resident};
+use pcll_trainer::backend::{cpu, Cpu};
+use pcll_trainer::calibrate::{
+    float_weights, hessians, pack_budget, pack_gptq, CalibSpec, CalibTokens,
+};
+use pcll_trainer::export::source_model;
+use pcll_trainer::train::{TrainConfig, Trainer};
+use std::path::PathBuf;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pcll-calib-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn config_of(model: &SourceModel) -> Config {
+    Config::infer(
+        |n| model.get(n).map(|t| t.shape.clone()),
+        Overrides::default(),
+    )
+    .unwrap()
+}
+
+const SHAPE: Shape = Shape {
+    vocab: 64,
+    dim: 24,
+    layers: 3,
+    heads: 4,
+    kv_heads: 2,
+    hidden: 40,
+    tied: false,
+};
+
+fn gram_of(rows: &[f32], dim: usize) -> Vec<f64> {
+    let mut g = vec![0f64; dim * dim];
+    for r in rows.chunks(dim) {
+        for i in 0..dim {
+            for j in 0..dim {
+                g[i * dim + j] += f64::from(r[i]) * f64::from(r[j]);
+            }
+        }
+    }
+    g
+}
+
+fn rms_norm(row: &mut [f32]) {
+    let ms = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
+    let s = 1.0 / (ms + f32::EPSILON).sqrt();
+    for v in row.iter_mut() {
+        *v *= s;
+    }
+}
+
+fn close(a: &[f64], b: &[f64], what: &str) {
+    let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= 1e-4 * scale, "{what}[{i}]: {x} vs {y}");
+    }
+}
+
+#[test]
+fn calibration_grams_are_the_layer_inputs() {
+    let src = synthetic(SHAPE, 5);
+    let cfg = config_of(&src);
+    let weights = float_weights(&src);
+    let model = Model::new(cfg, &weights);
+    // Windows longer than the runtime's 64-row work chunks, so rows arrive from many calls.
+    let seq = 80;
+    let toks = tokens(3 * seq + 7, SHAPE.vocab, 9);
+    let cal = calibrate(&model, &toks, seq, |_, _| {}).unwrap();
+    assert_eq!(cal.tokens, 3 * seq as u64);
+    assert!(cal.grams.values().all(|g| g.samples == 3 * seq as u64));
+    for l in 0..SHAPE.layers {
+        for w in [
+            "attn.c_q",
+            "attn.c_k",
+            "attn.c_v",
+            "attn.proj",
+            "mlp.fc",
+            "mlp.proj",
+        ] {
+            assert!(cal.gram_for(&format!("blocks.{l}.{w}.weight")).is_some());
+        }
+    }
+    assert_eq!(
+        cal.gram_for("blocks.0.mlp.proj.weight").unwrap().dim,
+        SHAPE.hidden
+    );
+
+    // The head reads the final hidden states; the first block's attention reads the
+    // normalized mix of the (equal) residual and embedding streams.
+    let emb = weights.get_f32("tok_emb.weight");
+    let mix = weights.get_f32("blocks.0.resid_mix");
+    let d = SHAPE.dim;
+    let (mut head, mut attn0) = (vec![0f64; d * d], vec![0f64; d * d]);
+    for w in toks[..3 * seq].chunks(seq) {
+        let ids: Vec<u32> = w.iter().map(|&t| t.into()).collect();
+        let h = model.hidden_states(&ids).unwrap();
+        for (a, b) in head.iter_mut().zip(gram_of(&h, d)) {
+            *a += b;
+        }
+        let mut rows = Vec::new();
+        for &t in w {
+            let mut x0 = emb[t as usize * d..(t as usize + 1) * d].to_vec();
+            rms_norm(&mut x0);
+            let mut x: Vec<f32> = (0..d)
+                .map(|j| mix[j] * x0[j] + mix[d + j] * x0[j])
+                .collect();
+            rms_norm(&mut x);
+            rows.extend(x);
+        }
+        for (a, b) in attn0.iter_mut().zip(gram_of(&rows, d)) {
+            *a += b;
+        }
+    }
+    close(&cal.gram_for("lm_head.weight").unwrap().sum, &head, "head");
+    close(
+        &cal.gram_for("blocks.0.attn.c_k.weight").unwrap().sum,
+        &attn0,
+        "attn_in",
+    );
+}
+
+trait GetF32 {
+    fn get_f32(&self, name: &str) -> Vec<f32>;
+}
+
+impl GetF32 for Resident {
+    fn get_f32(&self, name: &str) -> Vec<f32> {
+        use pcll_runtime::Weights;
+        self.get(name).unwrap().into_owned()
+    }
+}
+
+fn write_calib(dir: &std::path::Path, vocab: usize) -> String {
+    write_shard(&dir.join("train_000000.bin"), &tokens(3000, vocab, 1)).unwrap();
+    write_shard(&dir.join("train_000001.bin"), &tokens(3000, vocab, 2)).unwrap();
+    format!("{}/train_*.bin", dir.display())
+}
+
+#[test]
+fn gptq_lowers_every_layers_output_error_and_repacks_identically() {
+    let dir = scratch("gptq");
+    let pattern = write_calib(&dir, SHAPE.vocab);
+    let src = synthetic(SHAPE, 6);
+    let cfg = config_of(&src);
+    let spec = CalibSpec {
+        pattern,
+        tokens: 1600,
+        probe_tokens: 0,
+        seq_len: 32,
+    };
+    let opts = PackOptions {
+        bits: 4,
+        raw_max_elements: 256,
+        gptq: Some(GptqOptions {
+            block: 8,
+            ..GptqOptions::default()
+        }),
+        ..PackOptions::default()
+    };
+    let packed = pack_gptq(&src, cfg, &opts, &spec, |_, _, _| {}).unwrap();
+    let again = pack_gptq(&src, cfg, &opts, &spec, |_, _, _| {}).unwrap();
+    assert_eq!(packed.artifact, again.artifact, "deterministic");
+    // The recorded calibration is enough to redo it.
+    let art = Artifact::parse(&packed.artifact).unwrap();
+    let rec = PackOptions::from_metadata(art.metadata()).unwrap();
+    let respec = CalibSpec::parse(rec.calib.as_deref().unwrap(), &spec.pattern).unwrap();
+    assert_eq!(respec, spec);
+    let toks = CalibTokens::load(&respec).unwrap();
+    let h = hessians(&float_weights(&src), cfg, &toks.hessian, 32, |_, _| {}).unwrap();
+    let repacked = pack_calibrated(&src, &rec, Some(&h), |_, _, _| {}).unwrap();
+    assert_eq!(repacked.artifact, packed.artifact);
+
+    let decoded = Resident::decode_all(&art).unwrap();
+    let mut gptq_tensors = 0;
+    for t in packed.tensors.iter().filter(|t| t.codec == "int") {
+        // An untied embedding is only looked up: no input, no Hessian, plain rounding.
+        assert_eq!(t.gptq, t.name != "tok_emb.weight", "{}", t.name);
+        if !t.gptq {
+            continue;
+        }
+        gptq_tensors += 1;
+        let w = src.get(&t.name).unwrap().to_f32().unwrap();
+        let (rows, cols) = (t.shape[0] as usize, t.shape[1] as usize);
+        let (_, hess) = h.for_weight(&t.name).unwrap();
+        let rtn = quantize_with(&w, rows, cols, 4, ScaleRule::MaxAbs).dequantize();
+        let g = decoded.get_f32(&t.name);
+        let (eg, er) = (
+            output_error(&w, &g, rows, hess),
+            output_error(&w, &rtn, rows, hess),
+        );
+        assert!(eg < er, "{}: GPTQ {eg} vs rounding {er}", t.name);
+    }
+    assert_eq!(gptq_tensors, 6 * SHAPE.layers + 1);
+    // GPTQ without a calibration is an error, not a silent fallback.
+    assert!(pack(&src, &opts, |_, _, _| {}).is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
+    let dir = scratch("budget");
+    let vocab = 64;
+    let pattern = write_calib(&dir, vocab);
+    let mut tc = TrainConfig {
+        vocab_size: vocab,
+        model_dim: 32,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: 2,
+        mlp_hidden: 64,
+        seq_len: 16,
+        batch_seqs: 8,
+        steps: 40,
+        raw_max_elements: 256,
+        ..TrainConfig::default()
+    };
+    tc.hyper.warmup_steps = 2;
+    tc.hyper.warmdown_steps = 10;
+    let mut trainer = Trainer::<Cpu>::new(tc, &pattern, &cpu()).unwrap();
+    trainer.run(None, None, |_| {}).unwrap();
+    let src = source_model(&trainer.inference_model().state_dict());
+    let cfg = config_of(&src);
+    let fixed_opts = PackOptions {
+        bits: 3,
+        raw_max_elements: 256,
+        ..PackOptions::default()
+    };
+    let fixed = pack(&src, &fixed_opts, |_, _, _| {}).unwrap();
+    let spec = CalibSpec {
+        pattern,
+        tokens: 2048,
+        probe_tokens: 1024,
+        seq_len: 16,
+    };
+    let budget = fixed.artifact.len() as u64;
+    let opts = PackOptions {
+        gptq: Some(GptqOptions::default()),
+        scale: ScaleRule::Mse,
+        ..fixed_opts.clone()
+    };
+    let out = pack_budget(
+        &src,
+        cfg,
+        &opts,
+        &spec,
+        &BudgetOptions::new(budget, 0),
+        |_, _, _| {},
+    )
+    .unwrap();
+    let r = &out.report;
+    assert!(r.pack.artifact.len() as u64 <= budget);
+    // The allocation mixes rates and is recorded, so the same calibration reproduces it.
+    let plans: std::collections::BTreeSet<_> = r.options.plan.values().collect();
+    assert!(plans.len() > 1, "one rate for every tensor: {plans:?}");
+    let art = Artifact::parse(&r.pack.artifact).unwrap();
+    assert_eq!(
+        PackOptions::from_metadata(art.metadata()).unwrap().plan,
+        r.options.plan
+    );
+    let toks = CalibTokens::load(&spec).unwrap();
+    let h = hessians(&float_weights(&src), cfg, &toks.hessian, 16, |_, _| {}).unwrap();
+    let repacked = pack_calibrated(&src, &r.options, Some(&h), |_, _, _| {}).unwrap();
+    assert_eq!(repacked.artifact, r.pack.artifact);
+
+    // Same bytes, less loss than plain int3 on the probe slice; the prediction has the
+    // right sign and magnitude.
+    let loss_of = |bytes: &[u8]| {
+        let a = Artifact::parse(bytes).unwrap();
+        mean_loss(
+            &Model::new(cfg, Resident::decode_all(&a).unwrap()),
+            &toks.probe,
+            16,
+        )
+        .unwrap()
+    };
+    let fixed_loss = loss_of(&fixed.artifact);
+    assert!((out.packed_loss - loss_of(&r.pack.artifact)).abs() < 1e-12);
+    assert!(
+        out.packed_loss < fixed_loss,
+        "budget {} vs int3 {fixed_loss} (float {})",
+        out.packed_loss,
+        out.base_loss
+    );
+    assert!(r.predicted > 0.0 && r.predicted < 3.0 * out.measured().abs() + 0.05);
+
+    // A budget below the smallest allocation is a typed error.
+    let tiny = pack_budget(
+        &src,
+        cfg,
+        &opts,
+        &spec,
+        &BudgetOptions::new(2000, 0),
+        |_, _, _| {},
+    );
+    assert!(matches!(
+        tiny,
+        Err(pcll_trainer::TrainError::Format(
+            pcll_formats::FormatError::OverBudget { .. }
+        ))
+    ));
+    std::fs::remove_dir_all(&dir).ok();
+}
