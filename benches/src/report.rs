@@ -325,6 +325,7 @@ pub fn chart_svg(r: &Report, path: &std::path::Path) -> Result<(), String> {
         "bytes vs weight-space SNR (quantized tensors)",
         "SNR (dB)",
         &points,
+        None,
         path,
     )
 }
@@ -334,19 +335,24 @@ pub fn scatter_svg(
     caption: &str,
     y_desc: &str,
     points: &[(String, u64, f64)],
+    curve: Option<(&str, &[(u64, f64)])>,
     path: &std::path::Path,
 ) -> Result<(), String> {
     use plotters::prelude::*;
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mb = |b: u64| b as f64 / 1e6;
-    let (x0, x1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| {
-        (a.min(mb(p.1)), b.max(mb(p.1)))
-    });
-    let (y0, y1) = points
+    let curve_points: Vec<(u64, f64)> = curve.map(|c| c.1.to_vec()).unwrap_or_default();
+    let all = points
         .iter()
-        .filter(|p| p.2.is_finite())
-        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.2), b.max(p.2)));
+        .map(|p| (p.1, p.2))
+        .chain(curve_points.iter().copied());
+    let (x0, x1) = all.clone().fold((f64::MAX, f64::MIN), |(a, b), p| {
+        (a.min(mb(p.0)), b.max(mb(p.0)))
+    });
+    let (y0, y1) = all
+        .filter(|p| p.1.is_finite())
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
     let (x0, x1) = if x0 > x1 || x0 <= 0.0 {
         (1e-3, 1.0)
     } else {
@@ -389,6 +395,30 @@ pub fn scatter_svg(
                 }),
         )
         .map_err(|e| e.to_string())?;
+    if let Some((name, _)) = curve {
+        // One further scheme over many sizes: a red curve, named in the legend.
+        let mut c: Vec<(f64, f64)> = curve_points
+            .iter()
+            .filter(|p| p.1.is_finite())
+            .map(|&(b, v)| (mb(b), v))
+            .collect();
+        c.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(c.clone(), RED.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(name)
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+        chart
+            .draw_series(c.iter().map(|&p| Circle::new(p, 4, RED.filled())))
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
     root.present().map_err(|e| e.to_string())
 }
 

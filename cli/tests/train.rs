@@ -131,11 +131,22 @@ fn train_pack_score_resume_and_frontier() {
     assert_eq!(summary(&run)["val_bpb_artifact"], sm["val_bpb_artifact"]);
 
     let fr = tmp("frontier");
-    let out = ok(&pcll(&["frontier", s(&run), "-o", s(&fr), "--bits", "8,4"]));
-    let points: serde_json::Value =
+    let out = ok(&pcll(&[
+        "frontier",
+        s(&run),
+        "-o",
+        s(&fr),
+        "--bits",
+        "8,4",
+        "--calib-tokens",
+        "2048",
+        "--probe-tokens",
+        "1024",
+    ]));
+    let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fr.join("frontier.json")).unwrap()).unwrap();
     let get = |name: &str| {
-        points
+        json["points"]
             .as_array()
             .unwrap()
             .iter()
@@ -153,9 +164,116 @@ fn train_pack_score_resume_and_frontier() {
     assert!((bpb(&i8p) - bpb(&f32p)).abs() < 0.05, "{out}");
     get("int8 p99.99984 + zlib-9 (parameter-golf)");
     get("int4 mse + rANS");
+    get("int4 mse + GPTQ + rANS");
+    // The budget packer runs at every fixed scheme's size and never exceeds it.
+    let versus = json["budget_versus_fixed"].as_array().unwrap();
+    let names: Vec<&str> = json["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["scheme"].as_str().unwrap())
+        .collect();
+    let fixed = names
+        .iter()
+        .filter(|n| !n.starts_with("f32") && !n.contains("GPTQ") && !n.starts_with("budget"))
+        .count();
+    let budget = names.iter().filter(|n| n.starts_with("budget @ ")).count();
+    assert!(
+        fixed > 4 && versus.len() == fixed && budget == fixed,
+        "{out}"
+    );
+    for v in versus {
+        assert!(v["budget_bytes"].as_u64() <= v["bytes"].as_u64(), "{v}");
+    }
+    assert!(bytes(&get("budget @ int4 + rANS")) <= bytes(&i4p));
     assert!(std::fs::read_to_string(fr.join("frontier.svg"))
         .unwrap()
         .contains("val_bpb"));
+
+    gptq_export_budget_pack_and_verify(&data);
+}
+
+/// `train --gptq`, then `pack --budget` of its weights, and `verify --calib` of both.
+fn gptq_export_budget_pack_and_verify(data: &std::path::Path) {
+    let run = tmp("gptq-run");
+    let mut args = vec!["train", s(data), "-o", s(&run), "--steps", "8"];
+    args.extend(TINY);
+    args.extend([
+        "--bits",
+        "4",
+        "--scale",
+        "mse",
+        "--gptq",
+        "--calib-tokens",
+        "2048",
+    ]);
+    let out = ok(&pcll(&args));
+    assert!(out.contains("int tensors are GPTQ"), "{out}");
+    assert!(out.contains("byte for byte"), "{out}");
+    let sm = summary(&run);
+    let (art, ours) = (
+        sm["val_bpb_artifact"].as_f64().unwrap(),
+        sm["val_bpb_trainer_dequantized"].as_f64().unwrap(),
+    );
+    assert!((art - ours).abs() <= 1e-4, "{sm}");
+
+    let calib = format!("{}/train_*.bin", s(data));
+    let st = run.join("model.safetensors");
+    let packed = run.join("budget.pcll");
+    let size = std::fs::metadata(run.join("model.pcll")).unwrap().len();
+    let budget = (size * 9 / 10).to_string();
+    let calib_args = [
+        "--calib",
+        calib.as_str(),
+        "--calib-seq-len",
+        "32",
+        "--calib-tokens",
+        "2048",
+        "--probe-tokens",
+        "1024",
+    ];
+    let mut args = vec![
+        "pack",
+        s(&st),
+        "-o",
+        s(&packed),
+        "--raw-max-elements",
+        "1000",
+    ];
+    args.extend(calib_args);
+    args.extend(["--gptq", "--scale", "mse", "--budget", budget.as_str()]);
+    let out = ok(&pcll(&args));
+    assert!(
+        out.contains("pred. Δloss") && out.contains("measured"),
+        "{out}"
+    );
+    assert!(std::fs::metadata(&packed).unwrap().len() <= size * 9 / 10);
+
+    // Calibrated artifacts re-pack only with their calibration.
+    let no_calib = pcll(&["verify", s(&packed), "--against", s(&st)]);
+    assert!(one_line_error(&no_calib).contains("--calib"));
+    let out = ok(&pcll(&[
+        "verify",
+        s(&packed),
+        "--against",
+        s(&st),
+        "--calib",
+        calib.as_str(),
+    ]));
+    assert!(out.contains("byte for byte"), "{out}");
+
+    // A budget below the smallest allocation is a one-line error.
+    let mut args = vec![
+        "pack",
+        s(&st),
+        "-o",
+        s(&packed),
+        "--raw-max-elements",
+        "1000",
+    ];
+    args.extend(calib_args);
+    args.extend(["--budget", "3kB"]);
+    assert!(one_line_error(&pcll(&args)).contains("budget"));
 }
 
 #[test]

@@ -73,7 +73,8 @@ pub struct TensorBudget {
     pub numel: u64,
     /// Whether `ε` is Hessian-weighted (a calibrated input) or plain squared error.
     pub hessian: bool,
-    /// Measured loss increase with only this tensor at `probe_bits`.
+    /// Measured loss increase with only this tensor moved by its `probe_bits` rounding error
+    /// (mean of `w + e` and `w − e`).
     pub probe_delta: f64,
     /// `α`: nats per unit of `ε`.
     pub sensitivity: f64,
@@ -119,18 +120,46 @@ fn cost(c: &Candidate) -> u64 {
         }
 }
 
-/// Packs `model` to fit `budget.budget − budget.reserve` bytes. `probe(name, weights)` returns
-/// the measured loss increase (nats per token) when tensor `name` alone is replaced by
-/// `weights`; `progress(done, total, name)` follows the candidate search.
+/// Packs `model` to fit `budget.budget − budget.reserve` bytes: [`measure`] then
+/// [`Measured::fit`].
 pub fn pack_to_budget<E: From<FormatError>>(
     model: &SourceModel,
     base: &PackOptions,
     hessians: Option<&Hessians>,
     budget: &BudgetOptions,
+    probe: impl FnMut(&str, &[f32]) -> Result<f64, E>,
+    progress: impl FnMut(usize, usize, &str),
+) -> Result<BudgetReport, E> {
+    let m = measure(model, base, hessians, budget, probe, progress)?;
+    Ok(m.fit(budget.budget.saturating_sub(budget.reserve), hessians)?)
+}
+
+/// Every candidate of every tensor, coded and predicted: what [`Measured::fit`] allocates
+/// from, for as many budgets as wanted.
+#[derive(Debug, Clone)]
+pub struct Measured<'m> {
+    model: &'m SourceModel,
+    opts: PackOptions,
+    /// Model indices of the tensors the budget chooses for, in `tensors` order.
+    eligible: Vec<usize>,
+    pub tensors: Vec<TensorBudget>,
+    /// Per tensor, per candidate: the stored dtype, codec and payload.
+    payloads: Vec<Vec<(pcll_decoder::Dtype, Codec, Vec<u8>)>>,
+    /// Records of everything the budget does not choose, coded once.
+    fixed: Vec<(usize, TensorRecord)>,
+}
+
+/// Codes every candidate of every tensor the policy would code with `int` and predicts its
+/// loss increase. `probe(name, weights)` returns the measured loss increase (nats per token)
+/// when tensor `name` alone is replaced by `weights`; `progress(done, total, name)` follows.
+pub fn measure<'m, E: From<FormatError>>(
+    model: &'m SourceModel,
+    base: &PackOptions,
+    hessians: Option<&Hessians>,
+    budget: &BudgetOptions,
     mut probe: impl FnMut(&str, &[f32]) -> Result<f64, E>,
     mut progress: impl FnMut(usize, usize, &str),
-) -> Result<BudgetReport, E> {
-    let target = budget.budget.saturating_sub(budget.reserve);
+) -> Result<Measured<'m>, E> {
     let mut opts = base.clone();
     opts.plan.clear();
     let keep = compile(&opts.keep_f32)?;
@@ -212,7 +241,15 @@ pub fn pack_to_budget<E: From<FormatError>>(
             }
         };
         let probe_error = error_of(&probe_rec);
-        let probe_delta = probe(&t.name, &probe_rec)?;
+        // Antithetic probe: the loss at w + e and at w − e. Their mean cancels the
+        // first-order term (which a single probe can even make negative) and leaves the
+        // curvature along e, which is what ε measures.
+        let mirrored: Vec<f32> = v
+            .iter()
+            .zip(&probe_rec)
+            .map(|(&w, &r)| w - (r - w))
+            .collect();
+        let probe_delta = 0.5 * (probe(&t.name, &probe_rec)? + probe(&t.name, &mirrored)?);
         let sensitivity = if probe_error > 0.0 {
             probe_delta.max(MIN_PROBE_DELTA) / probe_error
         } else {
@@ -234,27 +271,30 @@ pub fn pack_to_budget<E: From<FormatError>>(
         progress(done + 1, eligible.len(), &t.name);
     }
 
-    // Records of everything the budget does not choose, coded once.
     let mut fixed: Vec<(usize, TensorRecord)> = Vec::new();
     for (i, t) in model.tensors.iter().enumerate() {
         if !eligible.contains(&i) {
             fixed.push((i, pack_tensor(t, &opts, &keep, None)?.0));
         }
     }
-    let costs: Vec<Vec<(u64, f64)>> = tensors
-        .iter()
-        .map(|t| {
-            t.candidates
-                .iter()
-                .map(|c| (cost(c), c.predicted))
-                .collect()
-        })
-        .collect();
-    let lay_out = |choice: &[usize], opts: &PackOptions| -> Result<Vec<u8>, FormatError> {
-        let mut records: Vec<(usize, TensorRecord)> = fixed.clone();
-        for ((k, &i), &c) in eligible.iter().enumerate().zip(choice) {
-            let t = &model.tensors[i];
-            let (dtype, codec, payload) = &payloads[k][c];
+    Ok(Measured {
+        model,
+        opts,
+        eligible,
+        tensors,
+        payloads,
+        fixed,
+    })
+}
+
+impl Measured<'_> {
+    /// The artifact with candidate `choice[t]` for each tensor, laid out exactly as
+    /// [`pack_calibrated`] would write it.
+    fn lay_out(&self, choice: &[usize]) -> Result<Vec<u8>, FormatError> {
+        let mut records: Vec<(usize, TensorRecord)> = self.fixed.clone();
+        for ((k, &i), &c) in self.eligible.iter().enumerate().zip(choice) {
+            let t = &self.model.tensors[i];
+            let (dtype, codec, payload) = &self.payloads[k][c];
             records.push((
                 i,
                 TensorRecord {
@@ -267,60 +307,87 @@ pub fn pack_to_budget<E: From<FormatError>>(
             ));
         }
         records.sort_by_key(|(i, _)| *i);
-        let meta = artifact_metadata(model, opts)?;
+        let meta = artifact_metadata(self.model, &self.options(choice))?;
         write_artifact(&meta, records.into_iter().map(|(_, r)| r).collect())
-    };
-    let plan_of = |choice: &[usize]| {
-        let mut o = opts.clone();
-        o.plan = tensors
+    }
+
+    /// The pack options that realize `choice`.
+    fn options(&self, choice: &[usize]) -> PackOptions {
+        let mut o = self.opts.clone();
+        o.plan = self
+            .tensors
             .iter()
             .zip(choice)
             .map(|(t, &c)| (t.name.clone(), t.candidates[c].plan))
             .collect();
         o
-    };
+    }
 
-    // The layout's overhead beyond the candidates' costs, measured on the cheapest choice.
-    let cheapest: Vec<usize> = costs
-        .iter()
-        .map(|c| {
-            (0..c.len())
-                .min_by(|&a, &b| c[a].0.cmp(&c[b].0).then(c[a].1.total_cmp(&c[b].1)))
-                .unwrap_or(0)
+    /// The allocation with the least predicted loss whose artifact fits `target` bytes,
+    /// packed (with `hessians`, the calibration [`measure`] used).
+    pub fn fit(
+        &self,
+        target: u64,
+        hessians: Option<&Hessians>,
+    ) -> Result<BudgetReport, FormatError> {
+        let costs: Vec<Vec<(u64, f64)>> = self
+            .tensors
+            .iter()
+            .map(|t| {
+                t.candidates
+                    .iter()
+                    .map(|c| (cost(c), c.predicted))
+                    .collect()
+            })
+            .collect();
+        // The layout's overhead beyond the candidates' costs, measured on the cheapest choice.
+        let cheapest: Vec<usize> = costs
+            .iter()
+            .map(|c| {
+                (0..c.len())
+                    .min_by(|&a, &b| c[a].0.cmp(&c[b].0).then(c[a].1.total_cmp(&c[b].1)))
+                    .unwrap_or(0)
+            })
+            .collect();
+        let min_len = self.lay_out(&cheapest)?.len() as u64;
+        let min_cost: u64 = costs.iter().zip(&cheapest).map(|(c, &k)| c[k].0).sum();
+        if min_len > target {
+            return Err(FormatError::OverBudget {
+                budget: target,
+                needed: min_len,
+            });
+        }
+        let mut room = target - (min_len - min_cost);
+        let choice = loop {
+            let choice = allocate(&costs, room).unwrap_or_else(|| cheapest.clone());
+            let len = self.lay_out(&choice)?.len() as u64;
+            if len <= target {
+                break choice;
+            }
+            room = room.saturating_sub(len - target);
+        };
+        let options = self.options(&choice);
+        let pack = pack_calibrated(self.model, &options, hessians, |_, _, _| {})?;
+        if pack.artifact.len() as u64 > target {
+            // Only if `hessians` is not the calibration `measure` used.
+            return Err(FormatError::OverBudget {
+                budget: target,
+                needed: pack.artifact.len() as u64,
+            });
+        }
+        let mut tensors = self.tensors.clone();
+        for (t, &c) in tensors.iter_mut().zip(&choice) {
+            t.chosen = c;
+        }
+        let predicted = tensors.iter().map(|t| t.choice().predicted).sum();
+        Ok(BudgetReport {
+            pack,
+            options,
+            tensors,
+            predicted,
+            target,
         })
-        .collect();
-    let min_len = lay_out(&cheapest, &plan_of(&cheapest))?.len() as u64;
-    let min_cost: u64 = costs.iter().zip(&cheapest).map(|(c, &k)| c[k].0).sum();
-    if min_len > target {
-        return Err(FormatError::OverBudget {
-            budget: target,
-            needed: min_len,
-        }
-        .into());
     }
-    let overhead = min_len - min_cost;
-    let mut room = target - overhead;
-    let choice = loop {
-        let choice = allocate(&costs, room).unwrap_or_else(|| cheapest.clone());
-        let len = lay_out(&choice, &plan_of(&choice))?.len() as u64;
-        if len <= target {
-            break choice;
-        }
-        room = room.saturating_sub(len - target);
-    };
-    let options = plan_of(&choice);
-    let pack = pack_calibrated(model, &options, hessians, |_, _, _| {})?;
-    for (t, &c) in tensors.iter_mut().zip(&choice) {
-        t.chosen = c;
-    }
-    let predicted = tensors.iter().map(|t| t.choice().predicted).sum();
-    Ok(BudgetReport {
-        pack,
-        options,
-        tensors,
-        predicted,
-        target,
-    })
 }
 
 /// Budget units of the allocation's dynamic program (bytes are rounded up to units of

@@ -7,7 +7,7 @@
 
 use crate::error::TrainError;
 use pcll_decoder::Artifact;
-use pcll_formats::budget::{pack_to_budget, BudgetOptions, BudgetReport};
+use pcll_formats::budget::{measure, BudgetOptions, BudgetReport, Measured};
 use pcll_formats::quant::gptq::{Hessian, Hessians};
 use pcll_formats::{pack_calibrated, PackOptions, PackReport, SourceModel};
 use pcll_runtime::calib::{calibrate, mean_loss, Overlay};
@@ -171,46 +171,92 @@ impl BudgetOutcome {
     }
 }
 
-/// Packs `model` to fit `budget`, calibrating on `spec`'s tokens (which needs
-/// `spec.probe_tokens ≥ seq_len`).
+/// A calibrated model with every candidate measured, ready to be fit to any number of
+/// budgets (`pcll frontier` fits several).
+pub struct BudgetSearch<'m> {
+    cfg: Config,
+    seq_len: usize,
+    tokens: CalibTokens,
+    hessians: Hessians,
+    base_loss: f64,
+    pub measured: Measured<'m>,
+}
+
+impl<'m> BudgetSearch<'m> {
+    /// Calibrates on `spec`'s tokens (which needs `spec.probe_tokens ≥ seq_len`) and
+    /// measures every candidate of `budget`.
+    pub fn new(
+        model: &'m SourceModel,
+        cfg: Config,
+        opts: &PackOptions,
+        spec: &CalibSpec,
+        budget: &BudgetOptions,
+        mut progress: impl FnMut(&str, usize, usize),
+    ) -> Result<BudgetSearch<'m>, TrainError> {
+        if spec.probe_tokens < spec.seq_len {
+            return Err(TrainError::BadConfig(format!(
+                "the budget packer measures loss on {} probe tokens, fewer than one window of {}",
+                spec.probe_tokens, spec.seq_len
+            )));
+        }
+        let tokens = CalibTokens::load(spec)?;
+        let weights = float_weights(model);
+        let hessians = hessians(&weights, cfg, &tokens.hessian, spec.seq_len, |d, n| {
+            progress("calibrating", d, n)
+        })?;
+        let base_loss = mean_loss(&Model::new(cfg, &weights), &tokens.probe, spec.seq_len)?;
+        let mut opts = opts.clone();
+        opts.calib = Some(spec.describe());
+        let probe = |name: &str, w: &[f32]| -> Result<f64, TrainError> {
+            let overlay = Overlay {
+                base: &weights,
+                replaced: BTreeMap::from([(name.to_string(), w.to_vec())]),
+            };
+            Ok(mean_loss(&Model::new(cfg, overlay), &tokens.probe, spec.seq_len)? - base_loss)
+        };
+        let measured = measure(model, &opts, Some(&hessians), budget, probe, |d, n, _| {
+            progress("measuring", d, n)
+        })?;
+        Ok(BudgetSearch {
+            cfg,
+            seq_len: spec.seq_len,
+            tokens,
+            hessians,
+            base_loss,
+            measured,
+        })
+    }
+
+    /// The best allocation within `budget − reserve` bytes, packed, with its loss on the
+    /// probe slice measured to check the prediction.
+    pub fn fit(&self, budget: u64, reserve: u64) -> Result<BudgetOutcome, TrainError> {
+        let report = self
+            .measured
+            .fit(budget.saturating_sub(reserve), Some(&self.hessians))?;
+        let art =
+            Artifact::parse(&report.pack.artifact).map_err(pcll_formats::FormatError::from)?;
+        let packed = Resident::decode_all(&art)?;
+        let packed_loss = mean_loss(
+            &Model::new(self.cfg, &packed),
+            &self.tokens.probe,
+            self.seq_len,
+        )?;
+        Ok(BudgetOutcome {
+            report,
+            base_loss: self.base_loss,
+            packed_loss,
+        })
+    }
+}
+
+/// Packs `model` to fit `budget` ([`BudgetSearch`] for one budget).
 pub fn pack_budget(
     model: &SourceModel,
     cfg: Config,
     opts: &PackOptions,
     spec: &CalibSpec,
     budget: &BudgetOptions,
-    mut progress: impl FnMut(&str, usize, usize),
+    progress: impl FnMut(&str, usize, usize),
 ) -> Result<BudgetOutcome, TrainError> {
-    if spec.probe_tokens < spec.seq_len {
-        return Err(TrainError::BadConfig(format!(
-            "the budget packer measures loss on {} probe tokens, fewer than one window of {}",
-            spec.probe_tokens, spec.seq_len
-        )));
-    }
-    let tokens = CalibTokens::load(spec)?;
-    let weights = float_weights(model);
-    let h = hessians(&weights, cfg, &tokens.hessian, spec.seq_len, |d, n| {
-        progress("calibrating", d, n)
-    })?;
-    let base_loss = mean_loss(&Model::new(cfg, &weights), &tokens.probe, spec.seq_len)?;
-    let mut opts = opts.clone();
-    opts.calib = Some(spec.describe());
-    let probe = |name: &str, w: &[f32]| -> Result<f64, TrainError> {
-        let overlay = Overlay {
-            base: &weights,
-            replaced: BTreeMap::from([(name.to_string(), w.to_vec())]),
-        };
-        Ok(mean_loss(&Model::new(cfg, overlay), &tokens.probe, spec.seq_len)? - base_loss)
-    };
-    let report = pack_to_budget(model, &opts, Some(&h), budget, probe, |d, n, _| {
-        progress("measuring", d, n)
-    })?;
-    let art = Artifact::parse(&report.pack.artifact).map_err(pcll_formats::FormatError::from)?;
-    let packed = Resident::decode_all(&art)?;
-    let packed_loss = mean_loss(&Model::new(cfg, &packed), &tokens.probe, spec.seq_len)?;
-    Ok(BudgetOutcome {
-        report,
-        base_loss,
-        packed_loss,
-    })
+    BudgetSearch::new(model, cfg, opts, spec, budget, progress)?.fit(budget.budget, budget.reserve)
 }

@@ -11,8 +11,9 @@ use crate::error::TrainError;
 use crate::model::HostTensor;
 use half::f16;
 use pcll_decoder::Dtype;
+use pcll_formats::pack::quantize_tensor;
 use pcll_formats::pack::{choose, Choice};
-use pcll_formats::quant::int::quantize_with;
+use pcll_formats::quant::gptq::{GptqContext, Hessians};
 use pcll_formats::{MetaValue, PackOptions, SourceModel, SourceTensor};
 use pcll_runtime::config::Config;
 use pcll_runtime::text::TextCodec;
@@ -33,11 +34,18 @@ pub fn source_model(state: &BTreeMap<String, HostTensor>) -> SourceModel {
     }
 }
 
-/// The weights an artifact packed from `state` under `opts` decodes to, as f32.
+/// The weights an artifact packed from `state` under `opts` decodes to, as f32
+/// (`hessians`: the calibration, when `opts.gptq` asks for GPTQ).
 pub fn dequantize_like_packer(
     state: &BTreeMap<String, HostTensor>,
     opts: &PackOptions,
+    hessians: Option<&Hessians>,
 ) -> Result<BTreeMap<String, HostTensor>, TrainError> {
+    let mut gptq = match (opts.gptq, hessians) {
+        (Some(g), Some(h)) => Some(GptqContext::new(h, g)),
+        (Some(_), None) => return Err(pcll_formats::FormatError::NeedsCalibration.into()),
+        (None, _) => None,
+    };
     let keep = opts
         .keep_f32
         .iter()
@@ -56,7 +64,10 @@ pub fn dequantize_like_packer(
             Choice::Int => {
                 let rows = t.shape[0];
                 let cols = t.data.len().checked_div(rows).unwrap_or(0);
-                quantize_with(&t.data, rows, cols, opts.bits, opts.scale).dequantize()
+                let bits = opts.bits_for(name);
+                quantize_tensor(name, &t.data, rows, cols, bits, opts.scale, gptq.as_mut())
+                    .0
+                    .dequantize()
             }
             Choice::RawF16 => t.data.iter().map(|&x| f16::from_f32(x).to_f32()).collect(),
             Choice::RawF32 | Choice::RawAsIs => t.data.clone(),

@@ -182,7 +182,7 @@ fn fake_quant_reproduces_the_packer_bit_for_bit() {
             !names.contains(&"blocks.0.resid_mix"),
             "small tensors stay raw"
         );
-        let packed = dequantize_like_packer(&state, &opts).unwrap();
+        let packed = dequantize_like_packer(&state, &opts, None).unwrap();
         for (name, p) in model.matrices() {
             let got = pcll_trainer::model::host(fq.apply(&name, p.val())).data;
             if fq.scales(&name).is_some() {
@@ -279,7 +279,8 @@ fn qat_trained_weights_lose_less_when_quantized() {
                 .val_loss
         };
         let f = eval(&m);
-        let deq = dequantize_like_packer(&m.state_dict(), &c.pack_options().unwrap()).unwrap();
+        let deq =
+            dequantize_like_packer(&m.state_dict(), &c.pack_options().unwrap(), None).unwrap();
         let q = eval(&m.with_state_dict(&deq).unwrap());
         (f, q)
     };

@@ -131,7 +131,7 @@ fn weights_demo(out_dir: &Path, model: Option<PathBuf>) -> Result<ExitCode> {
     let src = read(&model_path)?;
     let model = SourceModel::from_safetensors(&src)?;
     let opts = PackOptions::default();
-    let report = super::pack::pack_with_progress(&model, &opts)?;
+    let report = super::pack::pack_with_progress(&model, &opts, None)?;
     write_atomic(&artifact, &report.artifact)?;
     println!("{}", super::pack::summary(src.len(), &report));
 

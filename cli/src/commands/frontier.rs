@@ -7,17 +7,21 @@
 //! weights are exactly those of the rANS artifact with the same bits and scale rule, so that
 //! artifact's score is theirs. Output: a table, `DIR/frontier.json` and `DIR/frontier.svg`.
 
+use super::pack::phase_progress;
 use super::train::RunData;
 use super::{human, read};
 use anyhow::{Context, Result};
 use pcll_benches::baselines::Baseline;
 use pcll_benches::report::{model_bytes, scatter_svg, PG_INT8_PERCENTILE};
 use pcll_decoder::Artifact;
+use pcll_formats::budget::BudgetOptions;
+use pcll_formats::quant::gptq::GptqOptions;
 use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::{pack, PackOptions, SourceModel};
 use pcll_runtime::shard::load_tokens;
 use pcll_runtime::text::TextCodec;
 use pcll_runtime::{ByteTables, Config, Model, Resident};
+use pcll_trainer::calibrate::{pack_gptq, BudgetSearch, CalibSpec};
 use pcll_trainer::export::artifact_metadata;
 use pcll_trainer::TrainConfig;
 use serde::Serialize;
@@ -40,6 +44,16 @@ pub struct Args {
     /// Machine-readable output on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Skip the calibrated rows (GPTQ at each width, and the byte-budget packer at the size
+    /// of each fixed width ≤ 6 bits).
+    #[arg(long)]
+    pub no_calibrated: bool,
+    /// Training tokens whose layer inputs make the Hessians.
+    #[arg(long, default_value_t = 32_768)]
+    pub calib_tokens: usize,
+    /// Training tokens after those on which the budget packer measures loss.
+    #[arg(long, default_value_t = 16_384)]
+    pub probe_tokens: usize,
 }
 
 /// One scheme's point.
@@ -69,12 +83,20 @@ struct Scorer {
 impl Scorer {
     /// Packs with `opts` (plus the run's metadata) and scores the artifact with the runtime.
     fn artifact(&self, opts: &PackOptions) -> Result<(u64, f64, f64)> {
-        let opts = PackOptions {
+        let opts = self.with_meta(opts);
+        self.score(&pack(&self.source, &opts, |_, _, _| {})?.artifact)
+    }
+
+    fn with_meta(&self, opts: &PackOptions) -> PackOptions {
+        PackOptions {
             extra: self.meta.clone(),
             ..opts.clone()
-        };
-        let bytes = pack(&self.source, &opts, |_, _, _| {})?.artifact;
-        let art = Artifact::parse(&bytes)?;
+        }
+    }
+
+    /// Scores an artifact with the runtime: weight bytes, val_bpb, val_loss.
+    fn score(&self, bytes: &[u8]) -> Result<(u64, f64, f64)> {
+        let art = Artifact::parse(bytes)?;
         let model = Model::new(Config::from_artifact(&art)?, Resident::decode_all(&art)?);
         let cfg = *model.config();
         let tables = ByteTables::from_metadata(art.metadata(), cfg.vocab_size)?;
@@ -175,20 +197,38 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
         }
     }
+    let mut versus = Vec::new();
+    if !a.no_calibrated {
+        versus = calibrated_points(&a, &data, &cfg, &base, &scorer, &mut points)?;
+    }
     std::fs::create_dir_all(&a.output)?;
+    let json = serde_json::json!({ "points": points, "budget_versus_fixed": versus });
     std::fs::write(
         a.output.join("frontier.json"),
-        serde_json::to_vec_pretty(&points)?,
+        serde_json::to_vec_pretty(&json)?,
     )?;
     let svg = a.output.join("frontier.svg");
+    // Fixed schemes are labelled points; the budget packer is one curve over their sizes.
     let chart: Vec<(String, u64, f64)> = points
         .iter()
+        .filter(|p| !p.scheme.starts_with(BUDGET))
         .map(|p| (p.scheme.clone(), p.bytes, p.val_bpb))
         .collect();
-    scatter_svg("bytes vs val_bpb (runtime)", "val_bpb", &chart, &svg)
-        .map_err(anyhow::Error::msg)?;
+    let curve: Vec<(u64, f64)> = versus
+        .iter()
+        .map(|v| (v.budget_bytes, v.budget_val_bpb))
+        .collect();
+    let named = "byte-budget packer (GPTQ, mixed rates)";
+    scatter_svg(
+        "bytes vs val_bpb (runtime)",
+        "val_bpb",
+        &chart,
+        (!curve.is_empty()).then_some((named, &curve[..])),
+        &svg,
+    )
+    .map_err(anyhow::Error::msg)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&points)?);
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         println!(
             "{} weights, {} validation tokens; rANS rows exclude the {} of model and tokenizer metadata",
@@ -209,6 +249,25 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 p.val_bpb
             );
         }
+        if !versus.is_empty() {
+            println!("\nbyte-budget packer at each scheme's bytes (Δloss on the calibration probe slice):");
+            println!(
+                "{:<44} {:>11} {:>9} {:>11} {:>9} {:>10} {:>10}",
+                "scheme", "bytes", "val_bpb", "budget", "val_bpb", "pred Δ", "meas Δ"
+            );
+            for v in &versus {
+                println!(
+                    "{:<44} {:>11} {:>9.4} {:>11} {:>9.4} {:>10.5} {:>10.5}",
+                    v.scheme,
+                    human(v.bytes),
+                    v.val_bpb,
+                    human(v.budget_bytes),
+                    v.budget_val_bpb,
+                    v.predicted_dloss,
+                    v.measured_dloss
+                );
+            }
+        }
         println!(
             "wrote {} and {}",
             a.output.join("frontier.json").display(),
@@ -216,4 +275,83 @@ pub fn run(a: Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the budget packer's rows are named: `budget @ <the scheme whose bytes it was given>`.
+const BUDGET: &str = "budget @ ";
+
+/// The byte-budget packer beside one fixed-width scheme, at that scheme's bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Versus {
+    pub scheme: String,
+    pub bytes: u64,
+    pub val_bpb: f64,
+    pub budget_bytes: u64,
+    pub budget_val_bpb: f64,
+    /// The budget packer's predicted and measured loss increase on the probe slice.
+    pub predicted_dloss: f64,
+    pub measured_dloss: f64,
+}
+
+/// GPTQ at every width, and the byte-budget packer (GPTQ candidates, mse scales) at the
+/// bytes of every fixed-width scheme already in `points`, calibrated on the run's training
+/// shards. Returns the side-by-side comparison.
+fn calibrated_points(
+    a: &Args,
+    data: &RunData,
+    cfg: &TrainConfig,
+    base: &PackOptions,
+    scorer: &Scorer,
+    points: &mut Vec<Point>,
+) -> Result<Vec<Versus>> {
+    let fixed: Vec<Point> = points
+        .iter()
+        .filter(|p| !p.scheme.starts_with("f32"))
+        .cloned()
+        .collect();
+    let spec = CalibSpec {
+        pattern: data.train.clone(),
+        tokens: a.calib_tokens,
+        probe_tokens: a.probe_tokens,
+        seq_len: data.seq_len,
+    };
+    let model_cfg = cfg.model()?;
+    let gptq = PackOptions {
+        scale: ScaleRule::Mse,
+        gptq: Some(GptqOptions::default()),
+        ..base.clone()
+    };
+    for &bits in &a.bits {
+        let opts = scorer.with_meta(&PackOptions {
+            bits,
+            ..gptq.clone()
+        });
+        let packed = pack_gptq(&scorer.source, model_cfg, &opts, &spec, |_, _, _| {})?;
+        let (b, bpb, loss) = scorer.score(&packed.artifact)?;
+        points.push(scorer.point(format!("int{bits} mse + GPTQ + rANS"), b, bpb, loss));
+    }
+    let search = BudgetSearch::new(
+        &scorer.source,
+        model_cfg,
+        &scorer.with_meta(&gptq),
+        &spec,
+        &BudgetOptions::new(0, 0),
+        phase_progress(),
+    )?;
+    let mut versus = Vec::new();
+    for p in &fixed {
+        let out = search.fit(p.bytes + scorer.meta_bytes, 0)?;
+        let (b, bpb, loss) = scorer.score(&out.report.pack.artifact)?;
+        points.push(scorer.point(format!("{BUDGET}{}", p.scheme), b, bpb, loss));
+        versus.push(Versus {
+            scheme: p.scheme.clone(),
+            bytes: p.bytes,
+            val_bpb: p.val_bpb,
+            budget_bytes: b,
+            budget_val_bpb: bpb,
+            predicted_dloss: out.report.predicted,
+            measured_dloss: out.measured(),
+        });
+    }
+    Ok(versus)
 }

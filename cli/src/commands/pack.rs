@@ -5,8 +5,9 @@ use crate::progress::bar;
 use anyhow::{bail, Context, Result};
 use pcll_formats::budget::BudgetOptions;
 use pcll_formats::quant::gptq::GptqOptions;
+use pcll_formats::quant::gptq::Hessians;
 use pcll_formats::quant::int::ScaleRule;
-use pcll_formats::{pack, MetaValue, PackOptions, PackReport, SourceModel};
+use pcll_formats::{pack_calibrated, MetaValue, PackOptions, PackReport, SourceModel};
 use pcll_runtime::config::{Config, Overrides};
 use pcll_runtime::text::TextCodec;
 use pcll_trainer::calibrate::{pack_budget, pack_gptq, BudgetOutcome, CalibSpec};
@@ -222,10 +223,14 @@ impl Args {
     }
 }
 
-/// Packs with a progress bar.
-pub fn pack_with_progress(model: &SourceModel, opts: &PackOptions) -> Result<PackReport> {
+/// Packs with a progress bar (`hessians`: a calibration, which `opts.gptq` needs).
+pub fn pack_with_progress(
+    model: &SourceModel,
+    opts: &PackOptions,
+    hessians: Option<&Hessians>,
+) -> Result<PackReport> {
     let pb = bar(model.tensors.len() as u64, "packing");
-    let report = pack(model, opts, |done, _, name| {
+    let report = pack_calibrated(model, opts, hessians, |done, _, name| {
         pb.set_position(done as u64);
         pb.set_message(name.to_string());
     })?;
@@ -373,7 +378,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             pack_gptq(&model, cfg, &opts, &spec, phase_progress())?
         }
         (Some(_), None) => bail!("--calib is for --gptq or --budget"),
-        (None, _) => pack_with_progress(&model, &opts)?,
+        (None, _) => pack_with_progress(&model, &opts, None)?,
     };
     write_atomic(&a.output, &report.artifact)?;
     println!("wrote {}", a.output.display());

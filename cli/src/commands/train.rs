@@ -13,12 +13,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pcll_benches::baselines::Baseline;
 use pcll_benches::report::{model_bytes, PG_INT8_PERCENTILE};
 use pcll_decoder::Artifact;
+use pcll_formats::quant::gptq::GptqOptions;
 use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::PackOptions;
 use pcll_runtime::eval::ByteTables;
 use pcll_runtime::shard::load_tokens;
 use pcll_runtime::text::TextCodec;
 use pcll_runtime::{Model, Resident};
+use pcll_trainer::calibrate::{float_weights, hessians, CalibSpec, CalibTokens};
 use pcll_trainer::eval::evaluate;
 use pcll_trainer::export::{artifact_metadata, dequantize_like_packer, source_model};
 use pcll_trainer::model::{Gpt, WeightView};
@@ -151,6 +153,12 @@ pub struct QuantArgs {
     /// Fraction of the steps after which the entropy term is added.
     #[arg(long, default_value_t = 0.0)]
     pub cat_from: f64,
+    /// Export with GPTQ, calibrated on the first --calib-tokens training tokens.
+    #[arg(long)]
+    pub gptq: bool,
+    /// Training tokens whose layer inputs make GPTQ's Hessians.
+    #[arg(long, default_value_t = 32_768)]
+    pub calib_tokens: usize,
 }
 
 /// Where the data came from (for `frontier`).
@@ -401,7 +409,13 @@ pub fn train_on<B: AutodiffBackend>(a: &Args, devices: Vec<B::Device>) -> Result
         serde_json::to_vec_pretty(&trainer.history)?,
     )?;
     chart::loss_curve(&trainer.history, &val_curve, &run.join("loss.svg"))?;
-    finish(run, &trainer, &codec, &val, &tables, windows)
+    let calib = a.quant.gptq.then(|| CalibSpec {
+        pattern: train_glob.clone(),
+        tokens: a.quant.calib_tokens,
+        probe_tokens: 0,
+        seq_len: cfg.seq_len,
+    });
+    finish(run, &trainer, &codec, &val, &tables, windows, calib)
 }
 
 #[cfg(feature = "collective")]
@@ -453,6 +467,7 @@ fn finish<B: AutodiffBackend>(
     val: &[u16],
     tables: &ByteTables,
     windows: Option<usize>,
+    calib: Option<CalibSpec>,
 ) -> Result<Summary> {
     let cfg = &trainer.config;
     let model = trainer.inference_model();
@@ -462,8 +477,24 @@ fn finish<B: AutodiffBackend>(
     std::fs::write(&st_path, source.to_safetensors()?)?;
     let mut opts = cfg.pack_options()?;
     opts.extra = artifact_metadata(&cfg.model()?, codec)?;
+    let hessians = match &calib {
+        Some(spec) => {
+            println!("\n== calibrate on {} training tokens", spec.tokens);
+            opts.gptq = Some(GptqOptions::default());
+            opts.calib = Some(spec.describe());
+            let tokens = CalibTokens::load(spec)?;
+            Some(hessians(
+                &float_weights(&source),
+                cfg.model()?,
+                &tokens.hessian,
+                spec.seq_len,
+                |_, _| {},
+            )?)
+        }
+        None => None,
+    };
     println!("\n== pack -> {}", run.join("model.pcll").display());
-    let report = super::pack::pack_with_progress(&source, &opts)?;
+    let report = super::pack::pack_with_progress(&source, &opts, hessians.as_ref())?;
     let art_path = run.join("model.pcll");
     write_atomic(&art_path, &report.artifact)?;
     println!(
@@ -478,7 +509,7 @@ fn finish<B: AutodiffBackend>(
     let code = super::verify::run(super::verify::Args {
         artifact: art_path.clone(),
         against: Some(st_path.clone()),
-        calib: None,
+        calib: calib.map(|c| c.pattern),
         model_args: Default::default(),
     })?;
     ensure!(code == ExitCode::SUCCESS, "the artifact does not verify");
@@ -488,7 +519,7 @@ fn finish<B: AutodiffBackend>(
         evaluate(m, val, cfg.seq_len, 8, windows, tables, WeightView::Float)
     };
     let f32_score = score(&model)?;
-    let deq = dequantize_like_packer(&state, &opts)?;
+    let deq = dequantize_like_packer(&state, &opts, hessians.as_ref())?;
     let deq_score = score(
         &model
             .clone()
@@ -517,26 +548,32 @@ fn finish<B: AutodiffBackend>(
         }
         .into());
     }
+    // The baselines round plainly, whatever the run's export does.
+    let plain = PackOptions {
+        gptq: None,
+        calib: None,
+        ..opts.clone()
+    };
     let int8 = PackOptions {
         bits: 8,
         scale: ScaleRule::Percentile(PG_INT8_PERCENTILE),
-        ..opts.clone()
+        ..plain.clone()
     };
     let int8_model = model
         .clone()
-        .with_state_dict(&dequantize_like_packer(&state, &int8)?)
+        .with_state_dict(&dequantize_like_packer(&state, &int8, None)?)
         .map_err(anyhow::Error::msg)?;
     let int8_score = score(&int8_model)?;
     let int6 = PackOptions {
         bits: 6,
-        ..opts.clone()
+        ..plain.clone()
     };
-    let val_bpb_int6 = if opts.bits == 6 && opts.scale == ScaleRule::MaxAbs {
+    let val_bpb_int6 = if opts.bits == 6 && opts.scale == ScaleRule::MaxAbs && opts.gptq.is_none() {
         art_score.val_bpb
     } else {
         let m = model
             .clone()
-            .with_state_dict(&dequantize_like_packer(&state, &int6)?)
+            .with_state_dict(&dequantize_like_packer(&state, &int6, None)?)
             .map_err(anyhow::Error::msg)?;
         score(&m)?.val_bpb
     };
@@ -555,12 +592,13 @@ fn finish<B: AutodiffBackend>(
         val_bpb_artifact: art_score.val_bpb,
         val_loss_artifact: art_score.val_loss,
         artifact_bytes: bytes.len() as u64,
-        artifact_weights_bytes: pcll_formats::pack(
+        artifact_weights_bytes: pcll_formats::pack_calibrated(
             &source,
             &PackOptions {
                 extra: Default::default(),
                 ..opts.clone()
             },
+            hessians.as_ref(),
             |_, _, _| {},
         )?
         .artifact

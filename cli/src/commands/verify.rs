@@ -153,7 +153,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
             (Some(recorded), Some(glob)) => {
                 let spec = CalibSpec::parse(recorded, glob)
                     .with_context(|| format!("unreadable calibration record `{recorded}`"))?;
-                let cfg = a.model_args.config(&model)?;
+                // The configuration the artifact records (rotary base, soft-cap), else the
+                // one the source's shapes and the model options give.
+                let cfg = match pcll_runtime::Config::from_artifact(&art) {
+                    Ok(c) => c,
+                    Err(_) => a.model_args.config(&model)?,
+                };
                 let tokens = CalibTokens::load(&spec)?;
                 Some(hessians(
                     &float_weights(&model),
