@@ -197,24 +197,8 @@ pub fn mean_loss<W: Weights>(
     tokens: &[u16],
     seq_len: usize,
 ) -> Result<f64, RuntimeError> {
-    let windows = crate::eval::window_count(tokens.len(), seq_len);
-    if seq_len == 0 || windows == 0 {
-        return Err(RuntimeError::TooFewTokens {
-            have: tokens.len(),
-            need: seq_len + 1,
-        });
-    }
-    let mut sum = 0f64;
-    for w in 0..windows {
-        let s = w * seq_len;
-        let ids: Vec<u32> = tokens[s..s + seq_len].iter().map(|&t| t.into()).collect();
-        let tgt: Vec<u32> = tokens[s + 1..s + seq_len + 1]
-            .iter()
-            .map(|&t| t.into())
-            .collect();
-        sum += model.sequence_nll(&ids, &tgt)?.iter().sum::<f64>();
-    }
-    Ok(sum / (windows * seq_len) as f64)
+    let tables = crate::eval::ByteTables::bytes(model.config().vocab_size);
+    Ok(crate::eval::evaluate(model, tokens, seq_len, &tables, |_| {})?.val_loss)
 }
 
 /// A weight source with some tensors replaced: measures what quantizing them alone costs.

@@ -60,14 +60,7 @@ fn stored_as(src: &SourceTensor, dtype: Dtype) -> Option<Vec<u8>> {
     })
 }
 
-/// Checks one tensor's reconstruction against its source; returns the worst error in steps
-/// among unclipped weights and how many weights were clipped.
-fn check_tensor(
-    art: &Artifact<'_>,
-    t: &TensorInfo<'_>,
-    src: &SourceTensor,
-    rule: ScaleRule,
-) -> Result<(f64, u64)> {
+fn same_shape(t: &TensorInfo<'_>, src: &SourceTensor) -> Result<()> {
     if src.shape != t.shape() {
         bail!(
             "{}: shape {:?} in artifact, {:?} in source",
@@ -76,6 +69,18 @@ fn check_tensor(
             src.shape
         );
     }
+    Ok(())
+}
+
+/// Checks one tensor's reconstruction against its source; returns the worst error in steps
+/// among unclipped weights and how many weights were clipped.
+fn check_tensor(
+    art: &Artifact<'_>,
+    t: &TensorInfo<'_>,
+    src: &SourceTensor,
+    rule: ScaleRule,
+) -> Result<(f64, u64)> {
+    same_shape(t, src)?;
     match t.codec {
         Codec::Raw => {
             let want =
@@ -180,14 +185,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             if opts.gptq.is_some() && matches!(t.codec, Codec::Int(_)) {
                 // GPTQ moves weights by more than half a step on purpose; the byte-exact
                 // re-pack below is the check.
-                if src.shape != t.shape() {
-                    bail!(
-                        "{}: shape {:?} in artifact, {:?} in source",
-                        t.name,
-                        t.shape(),
-                        src.shape
-                    );
-                }
+                same_shape(&t, src)?;
                 continue;
             }
             let (w, c) = check_tensor(&art, &t, src, opts.scale)?;
