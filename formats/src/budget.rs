@@ -195,7 +195,7 @@ pub fn measure<'m, E: From<FormatError>>(
         };
         let mut cands = Vec::new();
         let mut bytes = Vec::new();
-        let mut probe_rec = None;
+        let mut probe_at = None;
         for &plan in &budget.candidates {
             let (rec, stored) = match plan {
                 TensorPlan::Int(b) => {
@@ -213,20 +213,20 @@ pub fn measure<'m, E: From<FormatError>>(
                     (rec, (pcll_decoder::Dtype::F16, Codec::Raw, p))
                 }
             };
-            let payload = &stored.2;
+            let error = error_of(&rec);
             cands.push(Candidate {
                 plan,
-                bytes: payload.len() as u64,
-                error: error_of(&rec),
+                bytes: stored.2.len() as u64,
+                error,
                 predicted: 0.0,
             });
             bytes.push(stored);
             if plan == TensorPlan::Int(budget.probe_bits) {
-                probe_rec = Some(rec);
+                probe_at = Some((rec, error));
             }
         }
-        let probe_rec = match probe_rec {
-            Some(r) => r,
+        let (probe_rec, probe_error) = match probe_at {
+            Some(p) => p,
             None => {
                 let (q, _) = quantize_tensor(
                     &t.name,
@@ -237,10 +237,11 @@ pub fn measure<'m, E: From<FormatError>>(
                     opts.scale,
                     gptq.as_mut(),
                 );
-                q.dequantize()
+                let rec = q.dequantize();
+                let e = error_of(&rec);
+                (rec, e)
             }
         };
-        let probe_error = error_of(&probe_rec);
         // Antithetic probe: the loss at w + e and at w − e. Their mean cancels the
         // first-order term (which a single probe can even make negative) and leaves the
         // curvature along e, which is what ε measures.

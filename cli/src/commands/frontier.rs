@@ -15,13 +15,14 @@ use pcll_benches::baselines::Baseline;
 use pcll_benches::report::{model_bytes, scatter_svg, PG_INT8_PERCENTILE};
 use pcll_decoder::Artifact;
 use pcll_formats::budget::BudgetOptions;
+use pcll_formats::pack_calibrated;
 use pcll_formats::quant::gptq::GptqOptions;
 use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::{pack, PackOptions, SourceModel};
 use pcll_runtime::shard::load_tokens;
 use pcll_runtime::text::TextCodec;
 use pcll_runtime::{ByteTables, Config, Model, Resident};
-use pcll_trainer::calibrate::{pack_gptq, BudgetSearch, CalibSpec};
+use pcll_trainer::calibrate::{float_weights, hessians, BudgetSearch, CalibSpec, CalibTokens};
 use pcll_trainer::export::artifact_metadata;
 use pcll_trainer::TrainConfig;
 use serde::Serialize;
@@ -319,14 +320,24 @@ fn calibrated_points(
     let gptq = PackOptions {
         scale: ScaleRule::Mse,
         gptq: Some(GptqOptions::default()),
+        calib: Some(spec.describe()),
         ..base.clone()
     };
+    // One calibration for every GPTQ row (the budget search makes its own, identically).
+    let tokens = CalibTokens::load(&spec)?;
+    let h = hessians(
+        &float_weights(&scorer.source),
+        model_cfg,
+        &tokens.hessian,
+        spec.seq_len,
+        |_, _| {},
+    )?;
     for &bits in &a.bits {
         let opts = scorer.with_meta(&PackOptions {
             bits,
             ..gptq.clone()
         });
-        let packed = pack_gptq(&scorer.source, model_cfg, &opts, &spec, |_, _, _| {})?;
+        let packed = pack_calibrated(&scorer.source, &opts, Some(&h), |_, _, _| {})?;
         let (b, bpb, loss) = scorer.score(&packed.artifact)?;
         points.push(scorer.point(format!("int{bits} mse + GPTQ + rANS"), b, bpb, loss));
     }
