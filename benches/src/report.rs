@@ -5,13 +5,16 @@
 //!
 //! Schemes: the parameter-golf baseline (int8 per row, percentile clip, f16 scales, zlib-9 of
 //! the raw bytes as `torch.save` + zlib does); int6 with zstd-22, brotli-11 and xz-9e over the
-//! same raw bytes; and int2..int8 with our rANS (the artifact's payloads), with max-abs and
-//! with MSE-searched scales. Codecs of later issues add their rows here.
+//! same raw bytes; int2..int8 with our rANS (the artifact's payloads), with max-abs and with
+//! MSE-searched scales; int6 with clustered histograms; k-means codebooks at several k; e8p;
+//! e8-rans at several steps. Two side tables: e8-rans against int + rANS at equal SNR
+//! (interpolated on the int curve), and lossless floats against zstd-22 of the raw bytes.
 
 use crate::baselines::Baseline;
 use pcll_decoder::{Artifact, Output, ScaleDtype};
-use pcll_formats::pack::{choose, pack, Choice, PackOptions};
+use pcll_formats::pack::{choose, pack, Choice, CodecSpec, PackOptions};
 use pcll_formats::quant::int::{quantize_with, squared_error, ScaleRule};
+use pcll_formats::rans::Clusters;
 use pcll_formats::SourceModel;
 use std::time::Instant;
 
@@ -37,6 +40,43 @@ pub struct Report {
     pub weights: u64,
     pub f32_bytes: u64,
     pub rows: Vec<SchemeRow>,
+    /// Each E8 row against the best int + rANS rows at the same SNR.
+    pub e8_vs_int: Vec<EqualSnr>,
+    /// Lossless floats against zstd-22, over the same tensors' source bytes.
+    pub lossless: LosslessRow,
+    /// Symbol bytes of int6 with one histogram and with clustered histograms.
+    pub clustered: ClusteredRow,
+}
+
+/// A scheme against int + rANS at equal SNR.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EqualSnr {
+    pub scheme: String,
+    pub snr_db: f64,
+    pub bytes: u64,
+    /// int + rANS bytes at this SNR, interpolated (log bytes, linear in SNR) between the int
+    /// rows around it; `None` outside their range.
+    pub int_bytes: Option<f64>,
+    /// `1 − bytes / int_bytes`, in percent.
+    pub saving_pct: Option<f64>,
+}
+
+/// Lossless floats on the quantized tensors' source bytes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LosslessRow {
+    pub source_bytes: u64,
+    pub lossless_bytes: u64,
+    pub zstd22_bytes: u64,
+    pub decode_ms: f64,
+}
+
+/// int6 symbol streams with one and with clustered histograms.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ClusteredRow {
+    pub single_symbol_bytes: u64,
+    pub clustered_symbol_bytes: u64,
+    /// `1 − clustered / single`, in percent.
+    pub saving_pct: f64,
 }
 
 /// What can stop a report.
@@ -165,7 +205,8 @@ fn dequantize_all(buf: &[u8], layout: &[Block], out: &mut [f32]) {
     }
 }
 
-/// Our rANS: the int payloads of a packed artifact, decoded through the decoder.
+/// Our codecs: the quantized payloads of a packed artifact (every codec but `raw` and
+/// `lossless`), decoded through the decoder.
 fn rans_row(
     model: &SourceModel,
     opts: &PackOptions,
@@ -176,7 +217,12 @@ fn rans_row(
     let art = Artifact::parse(&rep.artifact)?;
     let ints: Vec<_> = art
         .tensors()
-        .filter(|t| matches!(t.codec, pcll_decoder::Codec::Int(_)))
+        .filter(|t| {
+            !matches!(
+                t.codec,
+                pcll_decoder::Codec::Raw | pcll_decoder::Codec::Lossless
+            )
+        })
         .collect();
     let bytes: u64 = ints.iter().map(|t| t.payload_len).sum();
     let (mut err, mut norm) = (0.0, 0.0);
@@ -244,6 +290,8 @@ pub fn report(model: &SourceModel, runs: usize) -> Result<Report, ReportError> {
         (8, ScaleRule::MaxAbs),
         (7, ScaleRule::MaxAbs),
         (6, ScaleRule::MaxAbs),
+        (8, ScaleRule::Mse),
+        (7, ScaleRule::Mse),
         (6, ScaleRule::Mse),
         (5, ScaleRule::MaxAbs),
         (5, ScaleRule::Mse),
@@ -262,11 +310,145 @@ pub fn report(model: &SourceModel, runs: usize) -> Result<Report, ReportError> {
         };
         rows.push(rans_row(model, &opts, label, runs)?);
     }
+    let with = |codec: CodecSpec| PackOptions {
+        codecs: vec![("*".into(), codec)],
+        ..PackOptions::default()
+    };
+    let clustered_opts = PackOptions {
+        clusters: Clusters::Auto,
+        ..PackOptions::default()
+    };
+    rows.push(rans_row(
+        model,
+        &clustered_opts,
+        "int6 + rANS clustered".into(),
+        runs,
+    )?);
+    for k in [4u16, 8, 16, 32, 64] {
+        let label = format!("kmeans k={k} + rANS");
+        rows.push(rans_row(model, &with(CodecSpec::Kmeans(k)), label, runs)?);
+    }
+    rows.push(rans_row(model, &with(CodecSpec::E8p), "e8p".into(), runs)?);
+    for step in E8_STEPS {
+        let label = format!("e8-rans step {step}");
+        rows.push(rans_row(
+            model,
+            &with(CodecSpec::E8Rans(step)),
+            label,
+            runs,
+        )?);
+    }
+    let e8_vs_int = equal_snr(&rows);
+    let clustered = clustered_row(model, &clustered_opts)?;
+    let lossless = lossless_row(model, runs)?;
     Ok(Report {
         tensors: qs.len(),
         weights,
         f32_bytes: weights * 4,
         rows,
+        e8_vs_int,
+        lossless,
+        clustered,
+    })
+}
+
+/// Steps of the e8-rans rows.
+pub const E8_STEPS: [f32; 6] = [0.08, 0.12, 0.18, 0.25, 0.4, 0.7];
+
+/// Each E8 row against the best int + rANS curve (the rows no other int + rANS row beats on
+/// both bytes and SNR, max-abs and MSE scales alike), interpolated at its SNR.
+fn equal_snr(rows: &[SchemeRow]) -> Vec<EqualSnr> {
+    let ints: Vec<&SchemeRow> = rows
+        .iter()
+        .filter(|r| r.scheme.starts_with("int") && r.scheme.ends_with("+ rANS"))
+        .collect();
+    let mut curve: Vec<(f64, f64)> = ints
+        .iter()
+        .filter(|r| {
+            !ints
+                .iter()
+                .any(|o| o.snr_db >= r.snr_db && o.bytes < r.bytes)
+        })
+        .map(|r| (r.snr_db, (r.bytes as f64).ln()))
+        .collect();
+    curve.sort_by(|a, b| a.0.total_cmp(&b.0));
+    rows.iter()
+        .filter(|r| r.scheme.starts_with("e8"))
+        .map(|r| {
+            let int_bytes = curve.windows(2).find_map(|w| {
+                let ((s0, b0), (s1, b1)) = (w[0], w[1]);
+                (s0 <= r.snr_db && r.snr_db <= s1 && s1 > s0)
+                    .then(|| (b0 + (b1 - b0) * (r.snr_db - s0) / (s1 - s0)).exp())
+            });
+            EqualSnr {
+                scheme: r.scheme.clone(),
+                snr_db: r.snr_db,
+                bytes: r.bytes,
+                int_bytes,
+                saving_pct: int_bytes.map(|i| (1.0 - r.bytes as f64 / i) * 100.0),
+            }
+        })
+        .collect()
+}
+
+/// Symbol bytes of int6 streams, single against clustered.
+fn clustered_row(
+    model: &SourceModel,
+    clustered: &PackOptions,
+) -> Result<ClusteredRow, ReportError> {
+    let sym = |o: &PackOptions| -> Result<u64, ReportError> {
+        let rep = pack(model, o, |_, _, _| {})?;
+        Ok(rep
+            .tensors
+            .iter()
+            .filter_map(|t| t.symbol_bytes)
+            .sum::<usize>() as u64)
+    };
+    let single = sym(&PackOptions::default())?;
+    let multi = sym(clustered)?;
+    Ok(ClusteredRow {
+        single_symbol_bytes: single,
+        clustered_symbol_bytes: multi,
+        saving_pct: (1.0 - multi as f64 / single.max(1) as f64) * 100.0,
+    })
+}
+
+/// Lossless floats over the quantized tensors' source bytes, against zstd-22 of them.
+fn lossless_row(model: &SourceModel, runs: usize) -> Result<LosslessRow, ReportError> {
+    let base = PackOptions::default();
+    let src = SourceModel {
+        tensors: model
+            .tensors
+            .iter()
+            .filter(|t| choose(t, &base, &[]) == Choice::Int)
+            .cloned()
+            .collect(),
+        metadata: Default::default(),
+    };
+    let raw: Vec<u8> = src.tensors.iter().flat_map(|t| t.data.clone()).collect();
+    let opts = PackOptions {
+        codecs: vec![("*".into(), CodecSpec::Lossless)],
+        ..PackOptions::default()
+    };
+    let rep = pack(&src, &opts, |_, _, _| {})?;
+    let art = Artifact::parse(&rep.artifact)?;
+    let lossless_bytes = art.tensors().map(|t| t.payload_len).sum();
+    let mut failed = None;
+    let decode_ms = best_ms(runs, || {
+        for t in art.tensors() {
+            if let Err(e) = art.decode_to_vec(&t) {
+                failed = Some(e);
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    Ok(LosslessRow {
+        source_bytes: raw.len() as u64,
+        lossless_bytes,
+        zstd22_bytes: Baseline::Zstd22.compress(&raw)?.len() as u64,
+        decode_ms,
     })
 }
 
@@ -309,7 +491,7 @@ pub fn model_bytes(
                     .iter()
                     .flat_map(|&x| x.to_le_bytes()),
             ),
-            Choice::RawAsIs => raw.extend_from_slice(&t.data),
+            Choice::RawAsIs | Choice::Lossless => raw.extend_from_slice(&t.data),
         }
     }
     Ok(coder.compress(&raw)?.len() as u64)

@@ -233,3 +233,56 @@ fn report_writes_table_chart_and_json() {
             .expect("parses");
     assert!(j["rows"].as_array().is_some_and(|r| r.len() >= 10));
 }
+
+#[test]
+fn codec_rules_verify_and_lossless_unpacks_bit_for_bit() {
+    // Per-tensor codecs by glob, first match wins; clustered int for the rest.
+    let out = tmp("codecs.pcll");
+    let o = pcll(&[
+        "pack",
+        s(&model()),
+        "-o",
+        s(&out),
+        "--codec",
+        "*.query.weight=e8p",
+        "--codec",
+        "*.key.weight=e8-rans:0.2",
+        "--codec",
+        "*.value.weight=kmeans:32",
+        "--clusters",
+        "auto",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = pcll(&["inspect", s(&out)]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    for c in ["e8p", "e8-rans", "kmeans32"] {
+        assert!(text.contains(c), "{c} missing from {text}");
+    }
+    let o = pcll(&["verify", s(&out), "--against", s(&model())]);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("byte for byte"),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // A bare `--codec lossless` stores every tensor, small ones included, and unpack gives
+    // the source's bytes back exactly.
+    let out = tmp("lossless.pcll");
+    assert!(
+        pcll(&["pack", s(&model()), "-o", s(&out), "--codec", "lossless"])
+            .status
+            .success()
+    );
+    let back = tmp("lossless.safetensors");
+    assert!(pcll(&["unpack", s(&out), "-o", s(&back)]).status.success());
+    let src = SourceModel::from_safetensors(&std::fs::read(model()).unwrap()).unwrap();
+    let got = SourceModel::from_safetensors(&std::fs::read(&back).unwrap()).unwrap();
+    assert_eq!(got.tensors, src.tensors);
+    let o = pcll(&["verify", s(&out), "--against", s(&model())]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Unknown codecs are a one-line usage error.
+    let o = pcll(&["pack", s(&model()), "-o", s(&out), "--codec", "*=e9"]);
+    assert!(!o.status.success());
+}

@@ -46,7 +46,7 @@ int main(int argc, char **argv) {
     PcllArtifact art;
     int rc = pcll_open(data, len, &art);
     if (rc != PCLL_OK) return fail("open", rc);
-    if (pcll_format_version() != art.version) return fail("version", PCLL_ERR_VERSION);
+    if (art.version < 1 || art.version > pcll_format_version()) return fail("version", PCLL_ERR_VERSION);
 
     size_t scratch_cap = pcll_max_scratch_len();
     unsigned char *scratch = malloc(scratch_cap);

@@ -58,10 +58,7 @@ pub fn describe(name: &str, what: &str, bytes: &[u8]) -> Result<VectorExpect, pc
             name: t.name.into(),
             dtype: t.dtype.name().into(),
             shape: t.shape().to_vec(),
-            codec: match t.codec {
-                pcll_decoder::Codec::Raw => "raw".into(),
-                pcll_decoder::Codec::Int(p) => format!("int{}", p.bits),
-            },
+            codec: t.codec.label().as_str().into(),
             sha256_logical: sha256_hex(&logical),
             sha256_f32: f32_hash,
         });

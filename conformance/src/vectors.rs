@@ -129,8 +129,127 @@ fn int_opts(bits: u8, lanes: u8) -> PackOptions {
     }
 }
 
-/// Every golden vector of format v1.
+/// A matrix whose rows differ in shape, as per-row-scaled trained weights do: every third
+/// row carries one outlier ten times its spread, so its symbols crowd around zero.
+fn outlier_rows(name: &str, rows: u64, cols: u64, seed: u64) -> SourceTensor {
+    let mut v = weights(name, rows, cols, seed).to_f32().unwrap_or_default();
+    for (r, row) in v.chunks_mut(cols as usize).enumerate() {
+        if r % 3 == 0 {
+            let m = row.iter().fold(0f32, |m, x| m.max(x.abs()));
+            row[(r * 7) % cols as usize] = 10.0 * m;
+        }
+    }
+    SourceTensor::from_f32(name, &[rows, cols], &v)
+}
+
+fn codec_opts(rules: &[&str]) -> PackOptions {
+    PackOptions {
+        codecs: rules
+            .iter()
+            .filter_map(|r| pcll_formats::pack::CodecSpec::parse_rule(r))
+            .collect(),
+        ..int_opts(6, 8)
+    }
+}
+
+/// Every golden vector: format v1's first (their bytes are frozen), then v2's.
 pub fn all() -> Vec<Vector> {
+    let mut v = v1();
+    v.extend(v2());
+    v
+}
+
+/// The vectors of format v2 (FORMAT.md §5.2.1–§5.7, §6.5).
+pub fn v2() -> Vec<Vector> {
+    let special: Vec<f32> = vec![
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::from_bits(0x7FC0_1234),
+        f32::from_bits(0xFF80_0001),
+        f32::MIN_POSITIVE / 8.0,
+        -1e-45,
+        f32::MAX,
+        1.0,
+        -2.5,
+        3.0e-3,
+    ];
+    let mut nan16 = bytes_of("half", Dtype::F16, &[5, 7], 402);
+    nan16.data[..2].copy_from_slice(&0x7E01u16.to_le_bytes());
+    nan16.data[2..4].copy_from_slice(&0x8000u16.to_le_bytes());
+    vec![
+        Vector {
+            name: "int-clustered",
+            what: "int6 with histogram clusters (auto): rows with and without outliers; a 1-row tensor stays single-table",
+            source: model(vec![
+                outlier_rows("w", 48, 96, 400),
+                weights("row", 1, 64, 401),
+            ]),
+            recipe: Recipe::Pack(PackOptions {
+                clusters: pcll_formats::rans::Clusters::Auto,
+                ..int_opts(6, 8)
+            }),
+        },
+        Vector {
+            name: "kmeans",
+            what: "kmeans with 16 and 3 levels and per-row scales; a zero row",
+            source: model(vec![
+                weights("a", 37, 53, 410),
+                SourceTensor::from_f32(
+                    "b",
+                    &[3, 40],
+                    &(0..120)
+                        .map(|i| if i < 40 { 0.0 } else { ((i % 5) as f32 - 2.0) * 0.1 })
+                        .collect::<Vec<f32>>(),
+                ),
+            ]),
+            recipe: Recipe::Pack(codec_opts(&["a=kmeans:16", "b=kmeans:3"])),
+        },
+        Vector {
+            name: "e8p",
+            what: "e8p: Hadamard blocks of 64 and 8, a zero row, a bf16 tensor",
+            source: model(vec![
+                outlier_rows("a", 12, 64, 420),
+                SourceTensor::from_f32(
+                    "b",
+                    &[3, 24],
+                    &(0..72)
+                        .map(|i| if i < 24 { 0.0 } else { (i as f32 * 0.37).sin() })
+                        .collect::<Vec<f32>>(),
+                ),
+                as_dtype(weights("c", 4, 32, 421), Dtype::BF16),
+            ]),
+            recipe: Recipe::Pack(codec_opts(&["e8p"])),
+        },
+        Vector {
+            name: "e8-rans",
+            what: "e8-rans at steps 0.3 and 1.5 (coarse: few symbols); rows of 96 fall back to block 32; f16",
+            source: model(vec![
+                outlier_rows("a", 12, 96, 430),
+                weights("b", 6, 64, 431),
+                as_dtype(weights("c", 4, 32, 432), Dtype::F16),
+            ]),
+            recipe: Recipe::Pack(codec_opts(&["b=e8-rans:1.5", "e8-rans:0.3"])),
+        },
+        Vector {
+            name: "lossless",
+            what: "lossless f32, f16 and bf16: NaN payloads, signed zeros, infinities, subnormals; a scalar; an int tensor stays raw",
+            source: model(vec![
+                bytes_of("f32", Dtype::F32, &[37, 53], 440),
+                SourceTensor::from_f32("special", &[12], &special),
+                nan16,
+                bytes_of("brain", Dtype::BF16, &[9], 403),
+                bytes_of("scalar", Dtype::F32, &[], 404),
+                bytes_of("ints", Dtype::I16, &[4], 405),
+            ]),
+            recipe: Recipe::Pack(codec_opts(&["lossless"])),
+        },
+    ]
+}
+
+/// The vectors of format v1, frozen with it.
+pub fn v1() -> Vec<Vector> {
     let mut v = Vec::new();
     v.push(Vector {
         name: "empty",

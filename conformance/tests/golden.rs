@@ -13,10 +13,32 @@ fn manifest() -> Manifest {
 #[test]
 fn manifest_lists_every_vector() {
     let m = manifest();
-    assert_eq!(m.format_version, 1);
+    assert_eq!(m.format_version, pcll_decoder::header::VERSION);
     let defined: Vec<&str> = vectors::all().iter().map(|v| v.name).collect();
     let listed: Vec<&str> = m.vectors.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(defined, listed);
+}
+
+#[test]
+fn each_vector_carries_the_oldest_version_that_holds_it() {
+    let version = |name: &str| {
+        let b = std::fs::read(vectors_dir().join(format!("{name}.pcll"))).expect("vector file");
+        u16::from_le_bytes([b[4], b[5]])
+    };
+    for v in vectors::v1() {
+        assert_eq!(version(v.name), 1, "{} is a v1 vector", v.name);
+    }
+    for v in vectors::v2() {
+        assert_eq!(version(v.name), 2, "{} is a v2 vector", v.name);
+        // And it exercises what it is for: a v2 codec or clustered int.
+        let b = std::fs::read(vectors_dir().join(format!("{}.pcll", v.name))).expect("file");
+        let art = pcll_decoder::Artifact::parse(&b).expect("parses");
+        assert!(
+            art.tensors().any(|t| t.codec.min_version() == 2),
+            "{}",
+            v.name
+        );
+    }
 }
 
 #[test]

@@ -107,11 +107,11 @@ typedef struct PcllTensorInfo {
    */
   uint32_t dtype;
   /**
-   * Codec id (FORMAT.md §5): 0 raw, 1 int.
+   * Codec id (FORMAT.md §5): 0 raw, 1 int, 2 kmeans, 3 e8p, 4 e8-rans, 5 lossless.
    */
   uint32_t codec;
   /**
-   * Bits per weight for `int`, 0 otherwise.
+   * Bits per weight for `int`, the codebook size for `kmeans`, 0 otherwise.
    */
   uint32_t bits;
   uint32_t ndim;
@@ -251,7 +251,7 @@ int32_t pcll_metadata_entry(const struct PcllArtifact *a,
                             struct PcllMetaEntry *out);
 
 /**
- * The format version this library reads.
+ * The newest format version this library reads; it reads every version from 1 up to it.
  */
 uint32_t pcll_format_version(void);
 

@@ -62,7 +62,7 @@ impl<'a> Artifact<'a> {
         let mut prev: Option<&str> = None;
         let file_len = self.header.file_len;
         for index in 0..self.header.tensor_count {
-            let e = read_entry(&mut c, index)?;
+            let e = read_entry(&mut c, index, self.header.version)?;
             if let Some(p) = prev {
                 if e.name.as_bytes() <= p.as_bytes() {
                     return Err(TableError::NameOrder { index }.into());
@@ -138,6 +138,7 @@ impl<'a> Artifact<'a> {
             cur: Cursor::new(self.table, self.header.table_offset),
             next: 0,
             count: self.header.tensor_count,
+            version: self.header.version,
         }
     }
 
@@ -199,15 +200,20 @@ impl<'a> Artifact<'a> {
     /// Scratch bytes that decoding `info` needs (0 for `raw`; at most
     /// [`crate::limits::MAX_SCRATCH_LEN`]).
     pub fn scratch_len(&self, info: &TensorInfo<'_>) -> Result<usize, Error> {
-        match info.codec {
-            Codec::Raw => Ok(0),
-            Codec::Int(p) => codec::int::stream(info, &p, self.payload(info))
-                .map(|s| s.scratch_len())
-                .map_err(|error| Error::Payload {
-                    tensor: info.index,
-                    error,
-                }),
-        }
+        let payload = self.payload(info);
+        let stream = match info.codec {
+            Codec::Raw | Codec::E8p(_) => return Ok(0),
+            Codec::Int(p) => codec::int::stream(info, &p, payload),
+            Codec::Kmeans(p) => codec::kmeans::parts(info, &p, payload).map(|p| p.stream),
+            Codec::E8Rans(_) => codec::e8::e8_rans_parts(info, payload).map(|p| p.1),
+            Codec::Lossless => codec::lossless::parts(info, payload).map(|p| p.1),
+        };
+        stream
+            .map(|s| s.scratch_len())
+            .map_err(|error| Error::Payload {
+                tensor: info.index,
+                error,
+            })
     }
 
     /// The stored bytes of a `raw` tensor, checksum checked: zero-copy, 64-byte aligned in the
@@ -252,18 +258,18 @@ impl<'a> Artifact<'a> {
             .into());
         }
         check_crc(info, payload)?;
-        match info.codec {
-            Codec::Raw => codec::raw::decode(payload, info.dtype, &mut out)?,
-            Codec::Int(p) => {
-                codec::int::decode(info, &p, payload, &mut out, scratch).map_err(|error| {
-                    Error::Payload {
-                        tensor: info.index,
-                        error,
-                    }
-                })?
-            }
-        }
-        Ok(())
+        let done = match info.codec {
+            Codec::Raw => return Ok(codec::raw::decode(payload, info.dtype, &mut out)?),
+            Codec::Int(p) => codec::int::decode(info, &p, payload, &mut out, scratch),
+            Codec::Kmeans(p) => codec::kmeans::decode(info, &p, payload, &mut out, scratch),
+            Codec::E8p(p) => codec::e8::decode_e8p(info, &p, payload, &mut out),
+            Codec::E8Rans(p) => codec::e8::decode_e8_rans(info, &p, payload, &mut out, scratch),
+            Codec::Lossless => codec::lossless::decode(info, payload, &mut out, scratch),
+        };
+        done.map_err(|error| Error::Payload {
+            tensor: info.index,
+            error,
+        })
     }
 
     /// Convenience: decode to `f32`.
@@ -318,6 +324,7 @@ pub struct Tensors<'a> {
     cur: Cursor<'a>,
     next: u32,
     count: u32,
+    version: u16,
 }
 
 impl<'a> Iterator for Tensors<'a> {
@@ -326,7 +333,7 @@ impl<'a> Iterator for Tensors<'a> {
         if self.next >= self.count {
             return None;
         }
-        let e = read_entry(&mut self.cur, self.next).ok();
+        let e = read_entry(&mut self.cur, self.next, self.version).ok();
         self.next += 1;
         e
     }

@@ -61,9 +61,9 @@ pub struct PcllTensorInfo {
     pub name_len: usize,
     /// Logical dtype code (FORMAT.md §4.2): 0 f32, 1 f16, 2 bf16, 3 i8, 4 u8, 5 i16, 6 i32, 7 i64.
     pub dtype: u32,
-    /// Codec id (FORMAT.md §5): 0 raw, 1 int.
+    /// Codec id (FORMAT.md §5): 0 raw, 1 int, 2 kmeans, 3 e8p, 4 e8-rans, 5 lossless.
     pub codec: u32,
-    /// Bits per weight for `int`, 0 otherwise.
+    /// Bits per weight for `int`, the codebook size for `kmeans`, 0 otherwise.
     pub bits: u32,
     pub ndim: u32,
     pub dims: [u64; 4],
@@ -153,7 +153,8 @@ fn info_of(art: &Artifact<'_>, t: &TensorInfo<'_>) -> Result<PcllTensorInfo, i32
         codec: t.codec.id() as u32,
         bits: match t.codec {
             Codec::Int(p) => p.bits as u32,
-            Codec::Raw => 0,
+            Codec::Kmeans(p) => p.k as u32,
+            _ => 0,
         },
         ndim: t.ndim as u32,
         dims: t.dims,
@@ -491,7 +492,7 @@ pub unsafe extern "C" fn pcll_metadata_entry(
     PCLL_OK
 }
 
-/// The format version this library reads.
+/// The newest format version this library reads; it reads every version from 1 up to it.
 #[no_mangle]
 pub extern "C" fn pcll_format_version() -> u32 {
     crate::header::VERSION as u32

@@ -228,6 +228,11 @@ pub enum RansError {
     },
     /// Words left unread, or a lane not back at its initial state: the stream is corrupt.
     BadFinalState,
+    /// A context stream lists a different number of tables than its codec uses.
+    TableCount {
+        expected: u8,
+        got: u8,
+    },
     /// Scratch smaller than [`crate::TensorInfo::scratch_len`].
     ScratchTooSmall {
         needed: usize,
@@ -246,6 +251,10 @@ pub enum PayloadError {
     /// A per-row scale is negative, NaN or infinite.
     BadScale {
         row: u64,
+    },
+    /// A `kmeans` level that is NaN or infinite.
+    BadLevel {
+        index: u16,
     },
     /// Bytes left after the codec's data.
     TrailingBytes {

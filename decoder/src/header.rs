@@ -6,8 +6,10 @@ use crate::limits::{MAX_METADATA_LEN, MAX_TABLE_LEN, MAX_TENSORS};
 
 /// `PCLL`.
 pub const MAGIC: [u8; 4] = *b"PCLL";
-/// The format version this crate writes and reads.
-pub const VERSION: u16 = 1;
+/// The newest format version, which this crate reads and writes when a file needs it.
+pub const VERSION: u16 = 2;
+/// The oldest version this crate still reads (FORMAT.md §9: old versions keep decoding).
+pub const MIN_VERSION: u16 = 1;
 /// Size of the v1 header.
 pub const HEADER_LEN: usize = 64;
 /// Offset of the header checksum field.
@@ -64,7 +66,7 @@ impl Header {
             return Err(HeaderError::BadMagic { got: magic });
         }
         let version = le_u16(&b, 4);
-        if version != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&version) {
             return Err(HeaderError::UnsupportedVersion { got: version });
         }
         let header_len = le_u16(&b, 6);

@@ -1,4 +1,4 @@
-//! Hard limits a v1 decoder enforces (FORMAT.md §8). A file beyond any of them is rejected
+//! Hard limits a decoder enforces (FORMAT.md §8). A file beyond any of them is rejected
 //! before any work is done.
 
 /// Tensors in one artifact.
@@ -21,7 +21,11 @@ pub const MAX_KEY_LEN: u16 = 255;
 pub const MAX_ALPHABET: u16 = 256;
 /// Largest rANS probability precision, in bits.
 pub const MAX_PROB_BITS: u8 = 15;
-/// Largest scratch any v1 decode needs, in bytes (one byte per rANS probability slot).
-pub const MAX_SCRATCH_LEN: usize = 1 << MAX_PROB_BITS;
+/// Largest scratch any decode needs, in bytes: one byte per rANS probability slot of every
+/// table of a stream. A v1 stream needs at most `2^15`; a v2 context stream (FORMAT.md §6.5)
+/// keeps `tables × 2^prob_bits` within this bound.
+pub const MAX_SCRATCH_LEN: usize = 1 << 16;
+/// Largest randomized-Hadamard block of the E8 codecs (FORMAT.md §5.5), in elements.
+pub const MAX_HADAMARD_LOG2: u8 = 10;
 /// Payload alignment, in bytes.
 pub const PAYLOAD_ALIGN: u64 = 64;

@@ -50,4 +50,39 @@ impl Output<'_> {
             }
         }
     }
+
+    /// Writes stored bit patterns of `dtype` (f32, f16 or bf16) at element offset `at`: bit
+    /// for bit into a buffer of the same type, else converted through f32.
+    pub(crate) fn put_bits(&mut self, at: usize, dtype: crate::Dtype, bits: &[u32]) {
+        use crate::Dtype;
+        match (dtype, self) {
+            (Dtype::F16, Output::F16(b)) => {
+                if let Some(d) = b.get_mut(at..at + bits.len()) {
+                    for (o, &v) in d.iter_mut().zip(bits) {
+                        *o = f16::from_bits(v as u16);
+                    }
+                }
+            }
+            (Dtype::BF16, Output::BF16(b)) => {
+                if let Some(d) = b.get_mut(at..at + bits.len()) {
+                    for (o, &v) in d.iter_mut().zip(bits) {
+                        *o = bf16::from_bits(v as u16);
+                    }
+                }
+            }
+            (dtype, out) => {
+                let mut buf = [0f32; 64];
+                for (i, chunk) in bits.chunks(64).enumerate() {
+                    for (v, &x) in buf.iter_mut().zip(chunk) {
+                        *v = match dtype {
+                            Dtype::F16 => f16::from_bits(x as u16).to_f32(),
+                            Dtype::BF16 => bf16::from_bits(x as u16).to_f32(),
+                            _ => f32::from_bits(x),
+                        };
+                    }
+                    out.put(at + 64 * i, buf.get(..chunk.len()).unwrap_or(&[]));
+                }
+            }
+        }
+    }
 }

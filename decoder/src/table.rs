@@ -2,7 +2,7 @@
 
 use crate::cursor::Cursor;
 use crate::error::TableError;
-use crate::limits::{MAX_DIMS, MAX_ELEMENTS, MAX_NAME_LEN, PAYLOAD_ALIGN};
+use crate::limits::{MAX_DIMS, MAX_ELEMENTS, MAX_HADAMARD_LOG2, MAX_NAME_LEN, PAYLOAD_ALIGN};
 
 /// The dtype a tensor reconstructs to (FORMAT.md §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,7 +63,7 @@ impl Dtype {
     }
 }
 
-/// Codec ids (FORMAT.md §5). Ids 2–5 are reserved for codecs a later version defines.
+/// Codec ids (FORMAT.md §5). Ids 2–5 are reserved in v1 and defined from v2 on.
 pub mod codec_id {
     pub const RAW: u8 = 0;
     pub const INT: u8 = 1;
@@ -96,7 +96,13 @@ pub struct IntParams {
     /// Bits per weight, 2..=8: levels −qmax..=qmax with qmax = 2^(bits−1) − 1.
     pub bits: u8,
     pub scale_dtype: ScaleDtype,
+    /// Histogram clusters (v2, FORMAT.md §5.2.1): 0 for one histogram (the v1 layout), else
+    /// 2..=[`MAX_CLUSTERS`] histograms with a coded cluster id per row.
+    pub clusters: u8,
 }
+
+/// The most histograms a clustered `int` tensor may carry (one context table is the ids').
+pub const MAX_CLUSTERS: u8 = 8;
 
 impl IntParams {
     /// Length of the params block in the table.
@@ -107,7 +113,40 @@ impl IntParams {
     }
 
     pub fn to_bytes(&self) -> [u8; 4] {
-        [self.bits, self.scale_dtype as u8, 0, 0]
+        [self.bits, self.scale_dtype as u8, self.clusters, 0]
+    }
+}
+
+/// Parameters of the `kmeans` codec (FORMAT.md §5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KmeansParams {
+    /// Codebook entries, 1..=256.
+    pub k: u16,
+    /// Whether each row carries an f16 scale that multiplies the codebook.
+    pub row_scales: bool,
+}
+
+impl KmeansParams {
+    pub fn to_bytes(&self) -> [u8; 4] {
+        [(self.k - 1) as u8, self.row_scales as u8, 0, 0]
+    }
+}
+
+/// Parameters of the E8 lattice codecs `e8p` and `e8-rans` (FORMAT.md §5.4, §5.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct E8Params {
+    /// log2 of the randomized-Hadamard block (3..=10), or 0 for no transform.
+    pub hadamard_log2: u8,
+    /// Seed of the column sign flips.
+    pub seed: u64,
+}
+
+impl E8Params {
+    pub fn to_bytes(&self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[0] = self.hadamard_log2;
+        b[4..].copy_from_slice(&self.seed.to_le_bytes());
+        b
     }
 }
 
@@ -118,6 +157,15 @@ pub enum Codec {
     Raw,
     /// Symmetric per-row scalar quantization, rANS-coded (FORMAT.md §5.2).
     Int(IntParams),
+    /// A k-means codebook of f16 levels, indices rANS-coded (FORMAT.md §5.3), v2.
+    Kmeans(KmeansParams),
+    /// E8 lattice, fixed rate: a 16-bit code per 8 weights (FORMAT.md §5.5), v2.
+    E8p(E8Params),
+    /// E8 lattice points, rANS-coded coordinates (FORMAT.md §5.6), v2.
+    E8Rans(E8Params),
+    /// Lossless floats: exponent bytes rANS-coded, sign and mantissa stored (FORMAT.md §5.7),
+    /// v2.
+    Lossless,
 }
 
 impl Codec {
@@ -125,6 +173,10 @@ impl Codec {
         match self {
             Codec::Raw => codec_id::RAW,
             Codec::Int(_) => codec_id::INT,
+            Codec::Kmeans(_) => codec_id::KMEANS,
+            Codec::E8p(_) => codec_id::E8P,
+            Codec::E8Rans(_) => codec_id::E8_RANS,
+            Codec::Lossless => codec_id::LOSSLESS,
         }
     }
 
@@ -132,6 +184,45 @@ impl Codec {
         match self {
             Codec::Raw => "raw",
             Codec::Int(_) => "int",
+            Codec::Kmeans(_) => "kmeans",
+            Codec::E8p(_) => "e8p",
+            Codec::E8Rans(_) => "e8-rans",
+            Codec::Lossless => "lossless",
+        }
+    }
+
+    /// A short label with the main parameter: `int6`, `int6/k3` (3 histogram clusters),
+    /// `kmeans16`, `e8p`, `e8-rans`, `lossless`, `raw`.
+    pub fn label(&self) -> heapless::String<16> {
+        use core::fmt::Write;
+        let mut s = heapless::String::new();
+        let _ = match self {
+            Codec::Int(p) if p.clusters > 0 => write!(s, "int{}/k{}", p.bits, p.clusters),
+            Codec::Int(p) => write!(s, "int{}", p.bits),
+            Codec::Kmeans(p) => write!(s, "kmeans{}", p.k),
+            c => s.push_str(c.name()).map_err(|_| core::fmt::Error),
+        };
+        s
+    }
+
+    /// The params block as stored in the table.
+    pub fn params(&self) -> heapless::Vec<u8, 12> {
+        let mut v = heapless::Vec::new();
+        let _ = match self {
+            Codec::Raw | Codec::Lossless => Ok(()),
+            Codec::Int(p) => v.extend_from_slice(&p.to_bytes()),
+            Codec::Kmeans(p) => v.extend_from_slice(&p.to_bytes()),
+            Codec::E8p(p) | Codec::E8Rans(p) => v.extend_from_slice(&p.to_bytes()),
+        };
+        v
+    }
+
+    /// The oldest format version that defines this codec with these parameters.
+    pub fn min_version(&self) -> u16 {
+        match self {
+            Codec::Raw => 1,
+            Codec::Int(p) if p.clusters == 0 => 1,
+            _ => 2,
         }
     }
 }
@@ -184,7 +275,11 @@ pub fn align_up(x: u64) -> u64 {
 
 /// Reads one entry at the cursor. Validates everything local to the entry; the caller checks
 /// order, placement and padding.
-pub(crate) fn read_entry<'a>(c: &mut Cursor<'a>, index: u32) -> Result<TensorInfo<'a>, TableError> {
+pub(crate) fn read_entry<'a>(
+    c: &mut Cursor<'a>,
+    index: u32,
+    version: u16,
+) -> Result<TensorInfo<'a>, TableError> {
     let t = TableError::Truncated;
     let name_len = c.u16("tensor name length").map_err(t)?;
     if name_len == 0 || name_len > MAX_NAME_LEN {
@@ -219,62 +314,19 @@ pub(crate) fn read_entry<'a>(c: &mut Cursor<'a>, index: u32) -> Result<TensorInf
     let ccode = c.u8("codec").map_err(t)?;
     let plen = c.u16("codec params length").map_err(t)?;
     let params = c.bytes(plen as usize, "codec params").map_err(t)?;
-    let codec = match ccode {
-        codec_id::RAW => {
-            if plen != 0 {
-                return Err(TableError::BadCodecParams {
-                    index,
-                    reason: "raw takes no parameters",
-                });
-            }
-            Codec::Raw
-        }
-        codec_id::INT => {
-            let [bits, sd, r0, r1] = match params {
-                [a, b, c, d] => [*a, *b, *c, *d],
-                _ => {
-                    return Err(TableError::BadCodecParams {
-                        index,
-                        reason: "int params are 4 bytes",
-                    })
-                }
-            };
-            if !(2..=8).contains(&bits) {
-                return Err(TableError::BadCodecParams {
-                    index,
-                    reason: "int bits outside 2..=8",
-                });
-            }
-            let scale_dtype = match sd {
-                0 => ScaleDtype::F16,
-                1 => ScaleDtype::F32,
-                _ => {
-                    return Err(TableError::BadCodecParams {
-                        index,
-                        reason: "unknown scale dtype",
-                    })
-                }
-            };
-            if r0 != 0 || r1 != 0 {
-                return Err(TableError::BadCodecParams {
-                    index,
-                    reason: "reserved int params not zero",
-                });
-            }
-            if !dtype.is_float() {
-                return Err(TableError::CodecDtype {
+    let codec =
+        read_codec(ccode, params, version, dtype, &dims[..ndim as usize]).map_err(|reason| {
+            match reason {
+                CodecFault::Unknown => TableError::UnknownCodec { index, code: ccode },
+                CodecFault::Reserved => TableError::ReservedCodec { index, code: ccode },
+                CodecFault::Dtype => TableError::CodecDtype {
                     index,
                     codec: ccode,
                     dtype: dcode,
-                });
+                },
+                CodecFault::Params(reason) => TableError::BadCodecParams { index, reason },
             }
-            Codec::Int(IntParams { bits, scale_dtype })
-        }
-        codec_id::KMEANS..=codec_id::LOSSLESS => {
-            return Err(TableError::ReservedCodec { index, code: ccode })
-        }
-        _ => return Err(TableError::UnknownCodec { index, code: ccode }),
-    };
+        })?;
     let payload_offset = c.u64("payload offset").map_err(t)?;
     let payload_len = c.u64("payload length").map_err(t)?;
     let payload_crc = c.u32("payload crc").map_err(t)?;
@@ -293,6 +345,117 @@ pub(crate) fn read_entry<'a>(c: &mut Cursor<'a>, index: u32) -> Result<TensorInf
     Ok(info)
 }
 
+enum CodecFault {
+    Unknown,
+    Reserved,
+    Dtype,
+    Params(&'static str),
+}
+
+fn params_of<const N: usize>(params: &[u8], reason: &'static str) -> Result<[u8; N], CodecFault> {
+    params.try_into().map_err(|_| CodecFault::Params(reason))
+}
+
+/// Parses codec `code` with its `params` as format `version` defines them (FORMAT.md §5).
+fn read_codec(
+    code: u8,
+    params: &[u8],
+    version: u16,
+    dtype: Dtype,
+    shape: &[u64],
+) -> Result<Codec, CodecFault> {
+    if (codec_id::KMEANS..=codec_id::LOSSLESS).contains(&code) && version < 2 {
+        return Err(CodecFault::Reserved);
+    }
+    let float = || {
+        if dtype.is_float() {
+            Ok(())
+        } else {
+            Err(CodecFault::Dtype)
+        }
+    };
+    let (_, cols) = row_split(shape);
+    match code {
+        codec_id::RAW => {
+            if !params.is_empty() {
+                return Err(CodecFault::Params("raw takes no parameters"));
+            }
+            Ok(Codec::Raw)
+        }
+        codec_id::INT => {
+            let [bits, sd, clusters, r1] = params_of(params, "int params are 4 bytes")?;
+            if !(2..=8).contains(&bits) {
+                return Err(CodecFault::Params("int bits outside 2..=8"));
+            }
+            let scale_dtype = match sd {
+                0 => ScaleDtype::F16,
+                1 => ScaleDtype::F32,
+                _ => return Err(CodecFault::Params("unknown scale dtype")),
+            };
+            if r1 != 0 || (version < 2 && clusters != 0) {
+                return Err(CodecFault::Params("reserved int params not zero"));
+            }
+            if clusters == 1 || clusters > MAX_CLUSTERS {
+                return Err(CodecFault::Params("int clusters not 0 or 2..=8"));
+            }
+            float()?;
+            Ok(Codec::Int(IntParams {
+                bits,
+                scale_dtype,
+                clusters,
+            }))
+        }
+        codec_id::KMEANS => {
+            let [k1, scales, r0, r1] = params_of(params, "kmeans params are 4 bytes")?;
+            if scales > 1 || r0 != 0 || r1 != 0 {
+                return Err(CodecFault::Params(
+                    "kmeans scale mode not 0 or 1, or reserved set",
+                ));
+            }
+            float()?;
+            Ok(Codec::Kmeans(KmeansParams {
+                k: k1 as u16 + 1,
+                row_scales: scales == 1,
+            }))
+        }
+        codec_id::E8P | codec_id::E8_RANS => {
+            let b: [u8; 12] = params_of(params, "e8 params are 12 bytes")?;
+            let h = b[0];
+            if b[1..4] != [0, 0, 0] {
+                return Err(CodecFault::Params("reserved e8 params not zero"));
+            }
+            if h != 0 && !(3..=MAX_HADAMARD_LOG2).contains(&h) {
+                return Err(CodecFault::Params("e8 hadamard block not 0 or 3..=10"));
+            }
+            if !cols.is_multiple_of(8) || (h != 0 && !cols.is_multiple_of(1 << h)) {
+                return Err(CodecFault::Params(
+                    "e8 row length not a multiple of 8 and of the block",
+                ));
+            }
+            float()?;
+            let mut seed = [0u8; 8];
+            seed.copy_from_slice(&b[4..]);
+            let p = E8Params {
+                hadamard_log2: h,
+                seed: u64::from_le_bytes(seed),
+            };
+            Ok(if code == codec_id::E8P {
+                Codec::E8p(p)
+            } else {
+                Codec::E8Rans(p)
+            })
+        }
+        codec_id::LOSSLESS => {
+            if !params.is_empty() {
+                return Err(CodecFault::Params("lossless takes no parameters"));
+            }
+            float()?;
+            Ok(Codec::Lossless)
+        }
+        _ => Err(CodecFault::Unknown),
+    }
+}
+
 /// Payload length checks that need no payload bytes: exact for `raw`, a lower bound for `int`.
 fn check_payload_len(info: &TensorInfo<'_>) -> Result<(), TableError> {
     let numel = info.numel();
@@ -307,11 +470,17 @@ fn check_payload_len(info: &TensorInfo<'_>) -> Result<(), TableError> {
                 });
             }
         }
-        Codec::Int(p) => {
-            let (rows, _) = info.rows_cols();
-            // Scales plus the smallest rANS stream (lanes, prob_bits, symbol count).
-            let min = rows * p.scale_dtype.size() as u64 + 6;
-            if info.payload_len < min {
+        codec => {
+            let (rows, cols) = info.rows_cols();
+            // The fixed parts plus the smallest rANS stream (lanes, prob_bits, symbol count).
+            let (min, exact) = match codec {
+                Codec::Int(p) => (rows * p.scale_dtype.size() as u64 + 6, false),
+                Codec::Kmeans(p) => (rows * 2 * p.row_scales as u64 + 2 * p.k as u64 + 6, false),
+                Codec::E8p(_) => (rows * 2 + rows * cols / 4, true),
+                Codec::E8Rans(_) => (rows * 2 + 6, false),
+                _ => (numel * (info.dtype.size() as u64 - 1) + 6, false),
+            };
+            if info.payload_len < min || (exact && info.payload_len != min) {
                 return Err(TableError::BadPayloadLen {
                     index: info.index,
                     expected: min,

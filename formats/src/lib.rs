@@ -9,6 +9,7 @@
 pub mod budget;
 pub mod entropy;
 pub mod error;
+pub mod lossless;
 pub mod metadata;
 pub mod pack;
 pub mod quant;

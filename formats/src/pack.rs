@@ -3,19 +3,25 @@
 //! Default policy (issue #2, mirroring the parameter-golf export): 2-D float tensors with more
 //! than `raw_max_elements` elements use codec `int` at `bits`; tensors matching a `keep_f32`
 //! glob are stored raw f32; other float tensors are stored raw f16; non-float tensors raw as
-//! they are.
+//! they are. `codecs` overrides the codec by glob (first match wins): `kmeans`, `e8p`,
+//! `e8-rans` or `int` at other bits for the tensors the policy quantizes, and `lossless` for
+//! any float tensor, small ones included.
 
 use crate::entropy::entropy_bytes;
 use crate::error::FormatError;
+use crate::lossless::lossless_payload;
 use crate::metadata::MetaValue;
+use crate::quant::e8::{e8_rans_symbols, e8p_payload, hadamard_log2, seed_for};
 use crate::quant::gptq::{GptqContext, GptqOptions, Hessians};
 use crate::quant::int::{quantize, quantize_with, squared_error, IntQuantized, ScaleRule};
-use crate::rans::{encode, DEFAULT_LANES};
+use crate::quant::kmeans::quantize_kmeans;
+use crate::rans::{encode, encode_clustered, encode_context, Clusters, DEFAULT_LANES};
 use crate::safetensors_io::{SourceModel, SourceTensor};
 use crate::writer::{write_artifact, TensorRecord};
 use half::f16;
 use pcll_decoder::rans::LANE_COUNTS;
-use pcll_decoder::{Codec, Dtype};
+use pcll_decoder::table::E8Params;
+use pcll_decoder::{Artifact, Codec, Dtype, Output};
 use std::collections::BTreeMap;
 
 /// Options of `pcll pack`.
@@ -42,6 +48,87 @@ pub struct PackOptions {
     pub plan: BTreeMap<String, TensorPlan>,
     /// How the calibration was made (recorded so `verify` can redo it), when one was used.
     pub calib: Option<String>,
+    /// Codec overrides by glob, first match wins (`--codec PATTERN=CODEC`).
+    pub codecs: Vec<(String, CodecSpec)>,
+    /// Histogram clusters of `int` tensors (FORMAT.md §5.2.1).
+    pub clusters: Clusters,
+}
+
+/// A codec asked for on the command line: `int`, `intN`, `kmeans[:K]`, `e8p`,
+/// `e8-rans[:STEP]`, `lossless`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CodecSpec {
+    /// `int` at these bits, or at `--bits` when `None`.
+    Int(Option<u8>),
+    /// A k-means codebook of this many levels.
+    Kmeans(u16),
+    E8p,
+    /// E8 lattice at this step relative to each row's RMS.
+    E8Rans(f32),
+    Lossless,
+}
+
+/// Levels of a bare `kmeans`.
+pub const DEFAULT_KMEANS_K: u16 = 16;
+/// Step of a bare `e8-rans` (about int5's error).
+pub const DEFAULT_E8_STEP: f32 = 0.25;
+
+impl CodecSpec {
+    /// The explicit spelling recorded in the artifact (`kmeans:16`, `e8-rans:0.25`).
+    pub fn name(&self) -> String {
+        match self {
+            CodecSpec::Int(None) => "int".into(),
+            CodecSpec::Int(Some(b)) => format!("int{b}"),
+            CodecSpec::Kmeans(k) => format!("kmeans:{k}"),
+            CodecSpec::E8p => "e8p".into(),
+            CodecSpec::E8Rans(s) => format!("e8-rans:{s}"),
+            CodecSpec::Lossless => "lossless".into(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CodecSpec> {
+        let (name, arg) = match s.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (s, None),
+        };
+        Some(match (name, arg) {
+            ("int", None) => CodecSpec::Int(None),
+            ("kmeans", None) => CodecSpec::Kmeans(DEFAULT_KMEANS_K),
+            ("kmeans", Some(k)) => {
+                let k: u16 = k.parse().ok()?;
+                if !(1..=256).contains(&k) {
+                    return None;
+                }
+                CodecSpec::Kmeans(k)
+            }
+            ("e8p", None) => CodecSpec::E8p,
+            ("e8-rans", None) => CodecSpec::E8Rans(DEFAULT_E8_STEP),
+            ("e8-rans", Some(st)) => {
+                let st: f32 = st.parse().ok()?;
+                if !(st.is_finite() && st > 0.0) {
+                    return None;
+                }
+                CodecSpec::E8Rans(st)
+            }
+            ("lossless", None) => CodecSpec::Lossless,
+            (n, None) => {
+                let b: u8 = n.strip_prefix("int")?.parse().ok()?;
+                if !(2..=8).contains(&b) {
+                    return None;
+                }
+                CodecSpec::Int(Some(b))
+            }
+            _ => return None,
+        })
+    }
+
+    /// Parses `PATTERN=CODEC`, or a bare `CODEC` for every tensor (`*`).
+    pub fn parse_rule(s: &str) -> Option<(String, CodecSpec)> {
+        match s.rsplit_once('=') {
+            Some((pat, c)) => Some((pat.to_string(), CodecSpec::parse(c)?)),
+            None => Some(("*".into(), CodecSpec::parse(s)?)),
+        }
+    }
 }
 
 /// A per-tensor override of the policy's `int` at `bits`.
@@ -83,6 +170,8 @@ impl Default for PackOptions {
             gptq: None,
             plan: BTreeMap::new(),
             calib: None,
+            codecs: Vec::new(),
+            clusters: Clusters::Off,
         }
     }
 }
@@ -101,6 +190,10 @@ pub mod keys {
     pub const PLAN: &str = "pcll.pack.plan";
     /// The calibration's description, when one was used.
     pub const CALIB: &str = "pcll.pack.calib";
+    /// Codec overrides, `PATTERN=CODEC` in order, when any.
+    pub const CODECS: &str = "pcll.pack.codecs";
+    /// `int` histogram clusters (`auto` or a count), when not off.
+    pub const CLUSTERS: &str = "pcll.pack.clusters";
 }
 
 impl PackOptions {
@@ -142,6 +235,23 @@ impl PackOptions {
         if let Some(c) = &self.calib {
             m.insert(keys::CALIB.into(), MetaValue::String(c.clone()));
         }
+        if !self.codecs.is_empty() {
+            m.insert(
+                keys::CODECS.into(),
+                MetaValue::Array(
+                    self.codecs
+                        .iter()
+                        .map(|(p, c)| MetaValue::String(format!("{p}={}", c.name())))
+                        .collect(),
+                ),
+            );
+        }
+        if self.clusters != Clusters::Off {
+            m.insert(
+                keys::CLUSTERS.into(),
+                MetaValue::String(self.clusters.name()),
+            );
+        }
         m
     }
 
@@ -181,6 +291,18 @@ impl PackOptions {
             None => None,
             Some(v) => Some(v.as_str()?.to_string()),
         };
+        let codecs = match meta.get(keys::CODECS) {
+            None => Vec::new(),
+            Some(pcll_decoder::Value::Array(a)) => a
+                .iter()
+                .map(|v| CodecSpec::parse_rule(v.as_str()?))
+                .collect::<Option<_>>()?,
+            Some(_) => return None,
+        };
+        let clusters = match meta.get(keys::CLUSTERS) {
+            None => Clusters::Off,
+            Some(v) => Clusters::parse(v.as_str()?)?,
+        };
         let extra = meta
             .iter()
             .filter(|(k, _)| !k.starts_with("pcll.pack.") && !k.starts_with("source."))
@@ -196,7 +318,25 @@ impl PackOptions {
             gptq,
             plan,
             calib,
+            codecs,
+            clusters,
         })
+    }
+
+    /// The codec for `name` among the tensors the policy quantizes: its plan's, else the
+    /// first matching `codecs` rule's, else `int` at `bits`.
+    pub fn spec_for(&self, name: &str) -> CodecSpec {
+        if let Some(TensorPlan::Int(b)) = self.plan.get(name) {
+            return CodecSpec::Int(Some(*b));
+        }
+        self.rule_for(name).unwrap_or(CodecSpec::Int(None))
+    }
+
+    fn rule_for(&self, name: &str) -> Option<CodecSpec> {
+        self.codecs
+            .iter()
+            .find(|(p, _)| glob::Pattern::new(p).is_ok_and(|g| g.matches(name)))
+            .map(|(_, c)| *c)
     }
 
     /// Bits of the `int` codec for `name`: its plan's, else `bits`.
@@ -246,7 +386,10 @@ pub struct PackReport {
 /// Which codec the policy picks for a tensor, before any work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Choice {
+    /// Quantized: `int` unless a `codecs` rule or the plan says otherwise.
     Int,
+    /// Codec `lossless` (a `codecs` rule asked for it).
+    Lossless,
     RawF32,
     RawF16,
     RawAsIs,
@@ -268,6 +411,8 @@ pub(crate) fn compile(patterns: &[String]) -> Result<Vec<glob::Pattern>, FormatE
 pub fn choose(t: &SourceTensor, opts: &PackOptions, keep: &[glob::Pattern]) -> Choice {
     if !t.dtype.is_float() {
         Choice::RawAsIs
+    } else if opts.rule_for(&t.name) == Some(CodecSpec::Lossless) {
+        Choice::Lossless
     } else if keep.iter().any(|p| p.matches(&t.name)) {
         Choice::RawF32
     } else if t.shape.len() == 2 && t.numel() > opts.raw_max_elements {
@@ -318,6 +463,89 @@ pub fn int_payload(q: &IntQuantized, lanes: u8) -> (Vec<u8>, usize) {
     (payload, stream.bytes.len())
 }
 
+/// The `int` payload with `opts.clusters`: payload, stream bytes and the cluster count.
+fn int_payload_clustered(q: &IntQuantized, opts: &PackOptions) -> (Vec<u8>, usize, u8) {
+    let rows = q.scales.len();
+    let cols = q.symbols.len().checked_div(rows).unwrap_or(0);
+    let alphabet = 2 * q.params.qmax() as usize + 1;
+    let c = encode_clustered(&q.symbols, rows, cols, alphabet, opts.clusters, opts.lanes);
+    let mut payload = q.scale_bytes();
+    payload.extend_from_slice(&c.stream.bytes);
+    (payload, c.stream.bytes.len(), c.clusters)
+}
+
+/// Codes a quantized tensor with `kmeans`, `e8p` or `e8-rans` (rows of a length that is not
+/// a multiple of 8 fall back to `int` at `bits` for the E8 codecs). Returns the record and,
+/// for rANS-coded symbols, the symbols and their stream's bytes.
+#[allow(clippy::type_complexity)]
+fn pack_other(
+    t: &SourceTensor,
+    v: &[f32],
+    spec: CodecSpec,
+    opts: &PackOptions,
+) -> Result<(TensorRecord, Option<(Vec<u8>, usize)>), FormatError> {
+    let rows = t.shape[0] as usize;
+    let cols = v.len().checked_div(rows).unwrap_or(0);
+    let record = |codec, payload| TensorRecord {
+        name: t.name.clone(),
+        dtype: t.dtype,
+        shape: t.shape.clone(),
+        codec,
+        payload,
+    };
+    let e8 = E8Params {
+        hadamard_log2: hadamard_log2(cols),
+        seed: seed_for(&t.name),
+    };
+    Ok(match spec {
+        CodecSpec::Kmeans(k) => {
+            let q = quantize_kmeans(v, rows, cols, k);
+            let stream = encode(&q.symbols, opts.lanes);
+            let mut payload = q.header_bytes();
+            payload.extend_from_slice(&stream.bytes);
+            let sym = Some((q.symbols, stream.bytes.len()));
+            (record(Codec::Kmeans(q.params), payload), sym)
+        }
+        CodecSpec::E8p | CodecSpec::E8Rans(_) if cols == 0 || !cols.is_multiple_of(8) => {
+            let q = quantize_with(v, rows, cols, opts.bits, opts.scale);
+            let (payload, len, clusters) = int_payload_clustered(&q, opts);
+            let codec = Codec::Int(pcll_decoder::IntParams {
+                clusters,
+                ..q.params
+            });
+            (record(codec, payload), Some((q.symbols, len)))
+        }
+        CodecSpec::E8p => (
+            record(Codec::E8p(e8), e8p_payload(v, rows, cols, &e8)),
+            None,
+        ),
+        CodecSpec::E8Rans(step) => {
+            let (scales, syms, ctx) = e8_rans_symbols(v, rows, cols, &e8, step as f64);
+            let stream = encode_context(&syms, &ctx, 5, opts.lanes);
+            let mut payload: Vec<u8> = scales.iter().flat_map(|s| s.to_le_bytes()).collect();
+            payload.extend_from_slice(&stream.bytes);
+            (
+                record(Codec::E8Rans(e8), payload),
+                Some((syms, stream.bytes.len())),
+            )
+        }
+        CodecSpec::Int(_) | CodecSpec::Lossless => {
+            unreachable!("int and lossless are packed by pack_tensor")
+        }
+    })
+}
+
+/// Decodes `rec` with the decoder, to f32: the writer's figures are the decoder's bits.
+pub fn reconstruct(rec: &TensorRecord) -> Result<Vec<f32>, FormatError> {
+    let bytes = write_artifact(&BTreeMap::new(), vec![rec.clone()])?;
+    let art = Artifact::parse(&bytes)?;
+    let info = art.tensor(0)?;
+    let mut out = vec![0f32; info.numel() as usize];
+    let mut scratch = vec![0u8; art.scratch_len(&info)?];
+    art.decode(&info, Output::F32(&mut out), &mut scratch)?;
+    Ok(out)
+}
+
 /// Codes one tensor under the policy (`gptq`: the calibration, when `opts.gptq` asks).
 pub fn pack_tensor(
     t: &SourceTensor,
@@ -354,12 +582,42 @@ pub fn pack_tensor(
             };
             (raw(t, Dtype::F16, data), None, None)
         }
+        Choice::Lossless => {
+            let payload = lossless_payload(&t.data, t.dtype, opts.lanes);
+            let rec = TensorRecord {
+                name: t.name.clone(),
+                dtype: t.dtype,
+                shape: t.shape.clone(),
+                codec: Codec::Lossless,
+                payload,
+            };
+            (rec, None, None)
+        }
+        Choice::Int if !matches!(opts.spec_for(&t.name), CodecSpec::Int(_)) => {
+            let v = t.to_f32().unwrap_or_default();
+            finite(t, &v)?;
+            let (rec, syms) = pack_other(t, &v, opts.spec_for(&t.name), opts)?;
+            let back = reconstruct(&rec)?;
+            let (squared, norm) = v.iter().zip(&back).fold((0f64, 0f64), |(e, n), (&w, &r)| {
+                (e + ((w - r) as f64).powi(2), n + (w as f64).powi(2))
+            });
+            error = Some(WeightError {
+                squared,
+                squared_maxabs: squared,
+                norm,
+            });
+            let ent = syms.as_ref().map(|s| entropy_bytes(&s.0));
+            (rec, ent, syms.map(|s| s.1))
+        }
         Choice::Int => {
             let v = t.to_f32().unwrap_or_default();
             finite(t, &v)?;
             let rows = t.shape[0] as usize;
             let cols = v.len().checked_div(rows).unwrap_or(0);
-            let b = opts.bits_for(&t.name);
+            let b = match opts.spec_for(&t.name) {
+                CodecSpec::Int(Some(b)) => b,
+                _ => opts.bits,
+            };
             let (q, g) = quantize_tensor(&t.name, &v, rows, cols, b, opts.scale, gptq);
             (bits, used_gptq) = (Some(b), g);
             let (squared, norm) = squared_error(&v, &q);
@@ -373,12 +631,15 @@ pub fn pack_tensor(
                 squared_maxabs,
                 norm,
             });
-            let (payload, stream_len) = int_payload(&q, opts.lanes);
+            let (payload, stream_len, clusters) = int_payload_clustered(&q, opts);
             let rec = TensorRecord {
                 name: t.name.clone(),
                 dtype: t.dtype,
                 shape: t.shape.clone(),
-                codec: Codec::Int(q.params),
+                codec: Codec::Int(pcll_decoder::IntParams {
+                    clusters,
+                    ..q.params
+                }),
                 payload,
             };
             (rec, Some(entropy_bytes(&q.symbols)), Some(stream_len))

@@ -4,7 +4,7 @@
 use crate::error::FormatError;
 use crate::metadata::{write_metadata, MetaValue};
 use pcll_decoder::crc32c::{crc32c, Crc32c};
-use pcll_decoder::header::{Header, HEADER_CRC_OFFSET, HEADER_LEN, VERSION};
+use pcll_decoder::header::{Header, HEADER_CRC_OFFSET, HEADER_LEN, MIN_VERSION};
 use pcll_decoder::limits::{MAX_DIMS, MAX_ELEMENTS, MAX_NAME_LEN, MAX_TENSORS};
 use pcll_decoder::table::{align_up, write_entry};
 use pcll_decoder::{Codec, Dtype, TensorInfo};
@@ -22,10 +22,7 @@ pub struct TensorRecord {
 
 impl TensorRecord {
     fn params(&self) -> Vec<u8> {
-        match self.codec {
-            Codec::Raw => Vec::new(),
-            Codec::Int(p) => p.to_bytes().to_vec(),
-        }
+        self.codec.params().to_vec()
     }
 }
 
@@ -57,7 +54,8 @@ fn check(t: &TensorRecord) -> Result<(), FormatError> {
 }
 
 /// Lays out a complete artifact. Tensors are written in name order whatever order they come
-/// in; metadata in key order. Same inputs, same bytes.
+/// in; metadata in key order. The header carries the oldest format version that defines
+/// every codec used. Same inputs, same bytes.
 pub fn write_artifact(
     metadata: &BTreeMap<String, MetaValue>,
     mut tensors: Vec<TensorRecord>,
@@ -120,7 +118,12 @@ pub fn write_artifact(
 
     let file_len = cursor;
     let mut header = Header {
-        version: VERSION,
+        // The oldest version that holds every codec used, so files that need nothing newer
+        // stay readable by older decoders (FORMAT.md §9).
+        version: tensors
+            .iter()
+            .map(|t| t.codec.min_version())
+            .fold(MIN_VERSION, u16::max),
         flags: 0,
         tensor_count: tensors.len() as u32,
         file_len,

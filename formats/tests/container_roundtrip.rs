@@ -102,6 +102,7 @@ proptest! {
                     }
                     prop_assert_eq!(t.payload_offset % 64, 0);
                 }
+                c => prop_assert!(false, "the default policy never picks {:?}", c),
             }
         }
     }

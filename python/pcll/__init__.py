@@ -175,7 +175,8 @@ class Artifact:
 
     def codec(self, name):
         info = self._infos[self._index[name]]
-        return {0: "raw", 1: f"int{info.bits}"}.get(info.codec, str(info.codec))
+        names = {0: "raw", 1: f"int{info.bits}", 2: f"kmeans{info.bits}", 3: "e8p", 4: "e8-rans", 5: "lossless"}
+        return names.get(info.codec, str(info.codec))
 
     def __getitem__(self, name):
         i = self._index[name]

@@ -11,8 +11,8 @@ use crate::error::TrainError;
 use crate::model::HostTensor;
 use half::f16;
 use pcll_decoder::Dtype;
-use pcll_formats::pack::quantize_tensor;
 use pcll_formats::pack::{choose, Choice};
+use pcll_formats::pack::{pack_tensor, quantize_tensor, reconstruct, CodecSpec};
 use pcll_formats::quant::gptq::{GptqContext, Hessians};
 use pcll_formats::{MetaValue, PackOptions, SourceModel, SourceTensor};
 use pcll_runtime::config::Config;
@@ -61,6 +61,11 @@ pub fn dequantize_like_packer(
             data: Vec::new(),
         };
         let data = match choose(&probe, opts, &keep) {
+            Choice::Int if !matches!(opts.spec_for(name), CodecSpec::Int(_)) => {
+                let src = SourceTensor::from_f32(name, &probe.shape, &t.data);
+                let (rec, _) = pack_tensor(&src, opts, &keep, None)?;
+                reconstruct(&rec)?
+            }
             Choice::Int => {
                 let rows = t.shape[0];
                 let cols = t.data.len().checked_div(rows).unwrap_or(0);
@@ -70,7 +75,7 @@ pub fn dequantize_like_packer(
                     .dequantize()
             }
             Choice::RawF16 => t.data.iter().map(|&x| f16::from_f32(x).to_f32()).collect(),
-            Choice::RawF32 | Choice::RawAsIs => t.data.clone(),
+            Choice::RawF32 | Choice::RawAsIs | Choice::Lossless => t.data.clone(),
         };
         out.insert(
             name.clone(),

@@ -60,23 +60,39 @@ fn json_value(v: &Value<'_>) -> serde_json::Value {
     }
 }
 
-/// The coded symbols of an entropy-coded tensor and the stream's length.
+/// The coded weight symbols of an `int` or `kmeans` tensor (cluster ids left out) and the
+/// stream's length.
 pub fn int_symbols(art: &Artifact<'_>, t: &TensorInfo<'_>) -> Result<Option<(Vec<u8>, u64)>> {
-    let Codec::Int(p) = t.codec else {
-        return Ok(None);
-    };
     let payload = art.check_payload(t)?;
-    let s = codec::int::stream(t, &p, payload)
-        .map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
+    let fail = |e: &dyn std::fmt::Debug| anyhow::anyhow!("tensor {}: {e:?}", t.name);
+    let (s, clustered) = match t.codec {
+        Codec::Int(p) => (
+            codec::int::stream(t, &p, payload).map_err(|e| fail(&e))?,
+            p.clusters > 0,
+        ),
+        Codec::Kmeans(p) => (
+            codec::kmeans::parts(t, &p, payload)
+                .map_err(|e| fail(&e))?
+                .stream,
+            false,
+        ),
+        _ => return Ok(None),
+    };
     let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
-    let mut d = s
-        .decoder(&mut scratch)
-        .map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
+    let mut d = s.decoder(&mut scratch).map_err(|e| fail(&e))?;
     let mut out = vec![0u8; t.numel() as usize];
-    d.decode(&mut out)
-        .map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
-    d.finish()
-        .map_err(|e| anyhow::anyhow!("tensor {}: {e:?}", t.name))?;
+    if clustered {
+        let (_, cols) = t.rows_cols();
+        for row in out.chunks_mut(cols.max(1) as usize) {
+            d.select(0).map_err(|e| fail(&e))?;
+            let id = d.next_symbol().map_err(|e| fail(&e))?;
+            d.select(1 + id as usize).map_err(|e| fail(&e))?;
+            d.decode(row).map_err(|e| fail(&e))?;
+        }
+    } else {
+        d.decode(&mut out).map_err(|e| fail(&e))?;
+    }
+    d.finish().map_err(|e| fail(&e))?;
     Ok(Some((out, s.byte_len as u64)))
 }
 
@@ -98,10 +114,7 @@ pub fn report(art: &Artifact<'_>) -> Result<Report> {
             name: t.name.into(),
             shape: t.shape().to_vec(),
             dtype: t.dtype.name(),
-            codec: match t.codec {
-                Codec::Int(p) => format!("int{}", p.bits),
-                Codec::Raw => "raw".into(),
-            },
+            codec: t.codec.label().as_str().into(),
             bytes: t.payload_len,
             bits_per_weight: t.payload_len as f64 * 8.0 / n,
             entropy_bytes: entropy,

@@ -4,9 +4,11 @@ use super::{human, read, write_atomic};
 use crate::progress::bar;
 use anyhow::{bail, Context, Result};
 use pcll_formats::budget::BudgetOptions;
+use pcll_formats::pack::CodecSpec;
 use pcll_formats::quant::gptq::GptqOptions;
 use pcll_formats::quant::gptq::Hessians;
 use pcll_formats::quant::int::ScaleRule;
+use pcll_formats::rans::Clusters;
 use pcll_formats::{pack_calibrated, MetaValue, PackOptions, PackReport, SourceModel};
 use pcll_runtime::config::{Config, Overrides};
 use pcll_runtime::text::TextCodec;
@@ -39,6 +41,18 @@ pub struct Args {
     /// max|w| × 0.50..1.00 with the least squared error) or `percentile:P`.
     #[arg(long, default_value = "maxabs", value_parser = parse_scale)]
     pub scale: ScaleRule,
+    /// Codec by tensor glob, first match wins: `PATTERN=CODEC`, or a bare `CODEC` for every
+    /// tensor. CODEC: `int` (at --bits), `int2`..`int8`, `kmeans[:K]` (K levels, default 16),
+    /// `e8p` (E8 lattice, 2 bits/weight), `e8-rans[:STEP]` (E8 lattice, rANS-coded; STEP is
+    /// the lattice scale relative to each row's RMS, default 0.25), `lossless` (every float
+    /// tensor it matches bit for bit, small ones included). Repeatable.
+    #[arg(long = "codec", value_name = "[PATTERN=]CODEC", value_parser = parse_codec_rule)]
+    pub codecs: Vec<(String, CodecSpec)>,
+    /// Histograms per `int` tensor: `1` (one, readable by v1 decoders), `2`..`8` (rows
+    /// clustered by their symbol statistics, each cluster with its own table), or `auto`
+    /// (the smallest).
+    #[arg(long, default_value = "1", value_parser = parse_clusters)]
+    pub clusters: Clusters,
     #[command(flatten)]
     pub model_args: ModelArgs,
     #[command(flatten)]
@@ -218,6 +232,8 @@ impl Args {
                 block: self.gptq_block,
                 act_order: !self.no_act_order,
             }),
+            codecs: self.codecs.clone(),
+            clusters: self.clusters,
             ..PackOptions::default()
         })
     }
@@ -267,6 +283,33 @@ pub fn summary(source_bytes: usize, report: &PackReport) -> String {
         report.tensors.len() - ints.len(),
         human(raw_b as u64),
     );
+    for name in ["kmeans", "e8p", "e8-rans", "lossless"] {
+        let ts: Vec<_> = report.tensors.iter().filter(|t| t.codec == name).collect();
+        if ts.is_empty() {
+            continue;
+        }
+        let w: u64 = ts.iter().map(|t| numel(t)).sum();
+        let b: usize = ts.iter().map(|t| t.payload_bytes).sum();
+        let (e, n) = ts
+            .iter()
+            .filter_map(|t| t.error)
+            .fold((0.0, 0.0), |a, x| (a.0 + x.squared, a.1 + x.norm));
+        s += &format!(
+            "{} {name}: {} weights, {}, {:.3} bits/weight{}\n",
+            ts.len(),
+            w,
+            human(b as u64),
+            b as f64 * 8.0 / w.max(1) as f64,
+            if n > 0.0 {
+                format!(
+                    ", SNR {:.2} dB",
+                    10.0 * (n / f64::max(e, f64::MIN_POSITIVE)).log10()
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     if ent > 0.0 {
         s += &format!(
             "coded symbols {} vs order-0 entropy {} ({:.4}x)\n",
@@ -384,4 +427,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
     println!("wrote {}", a.output.display());
     println!("{}", summary(bytes.len(), &report));
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_codec_rule(s: &str) -> Result<(String, CodecSpec), String> {
+    CodecSpec::parse_rule(s).ok_or_else(|| {
+        format!(
+            "`{s}`: expected [PATTERN=]CODEC with CODEC one of int, int2..int8, kmeans[:K] \
+             (K in 1..=256), e8p, e8-rans[:STEP] (STEP > 0), lossless"
+        )
+    })
+}
+
+fn parse_clusters(s: &str) -> Result<Clusters, String> {
+    Clusters::parse(s).ok_or_else(|| format!("`{s}`: expected 1, 2..8 or auto"))
 }

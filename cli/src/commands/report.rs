@@ -58,5 +58,32 @@ pub fn run(a: Args) -> Result<ExitCode> {
             row.scheme, row.bytes, row.bits_per_weight, row.relative_mse, row.snr_db, row.decode_ms
         );
     }
+    println!("\nE8 lattice against the best int + rANS rows at the same SNR:");
+    for e in &r.e8_vs_int {
+        match (e.int_bytes, e.saving_pct) {
+            (Some(i), Some(p)) => println!(
+                "  {:<24} {:>6.2} dB  {:>10} bytes vs int {:>12.0}  ({p:+.2}% fewer)",
+                e.scheme, e.snr_db, e.bytes, i
+            ),
+            _ => println!(
+                "  {:<24} {:>6.2} dB  {:>10} bytes (outside the int curve)",
+                e.scheme, e.snr_db, e.bytes
+            ),
+        }
+    }
+    let c = &r.clustered;
+    println!(
+        "int6 symbols: one histogram {} bytes, clustered {} bytes ({:+.2}% fewer)",
+        c.single_symbol_bytes, c.clustered_symbol_bytes, c.saving_pct
+    );
+    let l = &r.lossless;
+    println!(
+        "lossless floats: {} source bytes -> {} ({:.2}% of zstd-22's {}), decode {:.2} ms",
+        l.source_bytes,
+        l.lossless_bytes,
+        l.lossless_bytes as f64 * 100.0 / l.zstd22_bytes.max(1) as f64,
+        l.zstd22_bytes,
+        l.decode_ms
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,11 +1,13 @@
 //! Codec `int` (FORMAT.md §5.2): symmetric per-row scalar quantization. The payload is `rows`
 //! scales (f16 or f32) followed by one rANS stream of `rows × cols` symbols `s = q + qmax`;
-//! each weight reconstructs as `(s − qmax) as f32 × scale_f32` in one f32 multiply.
+//! each weight reconstructs as `(s − qmax) as f32 × scale_f32` in one f32 multiply. With
+//! histogram clusters (v2, §5.2.1) the stream is a context stream: each row's cluster id
+//! (table 0) precedes its symbols, which use table `1 + id`.
 
 use crate::error::{PayloadError, Truncated};
 use crate::output::Output;
 use crate::rans::RansStream;
-use crate::table::{IntParams, ScaleDtype, TensorInfo};
+use crate::table::{IntParams, ScaleDtype, TensorInfo, MAX_CLUSTERS};
 use half::f16;
 
 /// Symbols decoded per step (stack buffer).
@@ -32,7 +34,15 @@ pub fn stream<'a>(
             available: payload.len() as u64,
         }))?;
     let max_alphabet = (2 * p.qmax() + 1) as u16;
-    let s = RansStream::parse(rest, info.payload_offset + off, info.numel(), max_alphabet)?;
+    let base = info.payload_offset + off;
+    let s = if p.clusters == 0 {
+        RansStream::parse(rest, base, info.numel(), max_alphabet)?
+    } else {
+        let mut alphabets = [max_alphabet; MAX_CLUSTERS as usize + 1];
+        alphabets[0] = p.clusters as u16;
+        let tables = alphabets.get(..=p.clusters as usize).unwrap_or(&[]);
+        RansStream::parse_context(rest, base, info.numel() + info.rows_cols().0, tables)?
+    };
     if s.byte_len != rest.len() {
         return Err(PayloadError::TrailingBytes {
             len: (rest.len() - s.byte_len) as u64,
@@ -76,6 +86,11 @@ pub fn decode(
     let mut at = 0usize;
     for row in 0..rows as usize {
         let scale = scale_at(payload, p.scale_dtype, row);
+        if p.clusters > 0 {
+            dec.select(0)?;
+            let id = dec.next_symbol()?;
+            dec.select(1 + id as usize)?;
+        }
         let mut left = cols as usize;
         while left > 0 {
             let n = left.min(CHUNK);

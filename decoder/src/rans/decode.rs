@@ -2,7 +2,7 @@
 //! slot maps a slot to its symbol, and a 256-entry table holds each symbol's frequency and
 //! start packed in a `u32`. The hot loop is branch-free and specialised per lane count.
 
-use super::{RansStream, MAX_LANES, RANS_L, WORD_BITS};
+use super::{RansStream, MAX_LANES, MAX_TABLES, RANS_L, WORD_BITS};
 use crate::error::RansError;
 
 /// A decoder in progress. Produce symbols with [`RansDecoder::decode`] in as many calls as
@@ -12,9 +12,13 @@ pub struct RansDecoder<'a, 's> {
     lanes: usize,
     prob_bits: u32,
     states: [u32; MAX_LANES],
-    /// `freq << 16 | start` per symbol.
-    info: [u32; 256],
+    /// `freq << 16 | start` per symbol, per table.
+    info: [[u32; 256]; MAX_TABLES],
+    /// `table_count` slot tables of `2^prob_bits` bytes, back to back.
     slots: &'s [u8],
+    /// The table in use (FORMAT.md §6.5); always 0 for a plain stream.
+    cur: usize,
+    table_count: usize,
     words: &'a [u8],
     /// Next word to read.
     word: usize,
@@ -30,15 +34,20 @@ impl<'a, 's> RansDecoder<'a, 's> {
         let slots = scratch
             .get_mut(..needed)
             .ok_or(RansError::ScratchTooSmall { needed, got })?;
-        let mut info = [0u32; 256];
-        let mut start = 0usize;
-        for (sym, (&f, inf)) in stream.table.freqs().iter().zip(info.iter_mut()).enumerate() {
-            let end = start + f as usize;
-            if let Some(run) = slots.get_mut(start..end) {
-                run.fill(sym as u8);
+        let mut info = [[0u32; 256]; MAX_TABLES];
+        let m = 1usize << stream.prob_bits;
+        let used = stream.tables.iter().take(stream.table_count as usize);
+        for (ti, (table, info)) in used.zip(info.iter_mut()).enumerate() {
+            let base = ti * m;
+            let mut start = 0usize;
+            for (sym, (&f, inf)) in table.freqs().iter().zip(info.iter_mut()).enumerate() {
+                let end = start + f as usize;
+                if let Some(run) = slots.get_mut(base + start..base + end) {
+                    run.fill(sym as u8);
+                }
+                *inf = (f as u32) << 16 | start as u32;
+                start = end;
             }
-            *inf = (f as u32) << 16 | start as u32;
-            start = end;
         }
         Ok(RansDecoder {
             lanes: stream.lanes as usize,
@@ -46,11 +55,41 @@ impl<'a, 's> RansDecoder<'a, 's> {
             states: stream.states,
             info,
             slots,
+            cur: 0,
+            table_count: stream.table_count as usize,
             words: stream.words,
             word: 0,
             done: 0,
             total: stream.symbol_count as u64,
         })
+    }
+
+    /// Decodes the following symbols with table `table` (FORMAT.md §6.5). Tables past the
+    /// stream's count are refused, so a codec's context rule cannot index out of range.
+    pub fn select(&mut self, table: usize) -> Result<(), RansError> {
+        if table >= self.table_count {
+            return Err(RansError::TableCount {
+                expected: self.table_count as u8,
+                got: table.min(255) as u8,
+            });
+        }
+        self.cur = table;
+        Ok(())
+    }
+
+    /// Decodes one symbol.
+    pub fn next_symbol(&mut self) -> Result<u8, RansError> {
+        let mut s = [0u8];
+        self.decode_one(&mut s)?;
+        Ok(s[0])
+    }
+
+    /// The current table's slot map.
+    fn cur_slots(&self) -> &[u8] {
+        let m = 1usize << self.prob_bits;
+        self.slots
+            .get(self.cur * m..(self.cur + 1) * m)
+            .unwrap_or(&[])
     }
 
     /// Symbols not yet produced.
@@ -94,8 +133,8 @@ impl<'a, 's> RansDecoder<'a, 's> {
         let mask = (1u32 << self.prob_bits) - 1;
         let x = self.states.get(lane).copied().unwrap_or(RANS_L);
         let slot = x & mask;
-        let sym = self.slots.get(slot as usize).copied().unwrap_or(0);
-        let inf = self.info[sym as usize];
+        let sym = self.cur_slots().get(slot as usize).copied().unwrap_or(0);
+        let inf = self.info.get(self.cur).map_or(1 << 16, |t| t[sym as usize]);
         let mut nx = (inf >> 16) * (x >> self.prob_bits) + slot - (inf & 0xFFFF);
         if nx < RANS_L {
             let w = self
@@ -126,10 +165,13 @@ impl<'a, 's> RansDecoder<'a, 's> {
         let word_count = self.words.len() / 2;
         let bits = self.prob_bits;
         let mask = (1u32 << bits) - 1;
-        let Some(slots) = self.slots.get(..=mask as usize) else {
+        let base = self.cur << bits;
+        let Some(slots) = self.slots.get(base..=base + mask as usize) else {
             return 0;
         };
-        let info = &self.info;
+        let Some(info) = self.info.get(self.cur) else {
+            return 0;
+        };
         let mut x = [0u32; N];
         x.copy_from_slice(&self.states[..N]);
         let mut p = self.word;

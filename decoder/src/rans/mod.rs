@@ -1,5 +1,7 @@
 //! Interleaved rANS (FORMAT.md §6): 32-bit states, 16-bit renormalization words, up to 32
-//! lanes sharing one word stream, per-stream probability precision of 1..=15 bits.
+//! lanes sharing one word stream, per-stream probability precision of 1..=15 bits. A v2
+//! context stream (§6.5) carries up to [`MAX_TABLES`] frequency tables; the codec says which
+//! table each symbol uses, and the decoder switches with [`RansDecoder::select`].
 //!
 //! [`RansStream::parse`] validates the stream header, frequency table, initial states and
 //! word count; [`RansStream::decoder`] builds the slot table in caller scratch and returns a
@@ -13,7 +15,7 @@ pub use freq_table::{read_freq_table, FreqTable};
 
 use crate::cursor::Cursor;
 use crate::error::RansError;
-use crate::limits::{MAX_ALPHABET, MAX_PROB_BITS};
+use crate::limits::{MAX_ALPHABET, MAX_PROB_BITS, MAX_SCRATCH_LEN};
 
 /// Lower bound of a normalized state, 2^16.
 pub const RANS_L: u32 = 1 << 16;
@@ -23,6 +25,8 @@ pub const WORD_BITS: u32 = 16;
 pub const LANE_COUNTS: [u8; 6] = [1, 2, 4, 8, 16, 32];
 /// The most lanes a stream may use.
 pub const MAX_LANES: usize = 32;
+/// The most frequency tables a context stream (FORMAT.md §6.5) may carry.
+pub const MAX_TABLES: usize = 9;
 
 /// A validated rANS stream header, borrowing its words from the artifact.
 #[derive(Debug, Clone)]
@@ -30,7 +34,11 @@ pub struct RansStream<'a> {
     pub lanes: u8,
     pub prob_bits: u8,
     pub symbol_count: u32,
-    pub table: FreqTable,
+    /// Number of frequency tables: 1 for a plain stream (§6.1), the codec's count for a
+    /// context stream (§6.5).
+    pub table_count: u8,
+    /// The tables; entries past `table_count` are empty.
+    pub tables: [FreqTable; MAX_TABLES],
     pub states: [u32; MAX_LANES],
     /// `word_count` little-endian u16 words, in decode order.
     pub words: &'a [u8],
@@ -47,6 +55,27 @@ impl<'a> RansStream<'a> {
         base: u64,
         expected_symbols: u64,
         max_alphabet: u16,
+    ) -> Result<RansStream<'a>, RansError> {
+        RansStream::parse_with(bytes, base, expected_symbols, &[max_alphabet], false)
+    }
+
+    /// Parses a context stream (FORMAT.md §6.5) whose codec uses `alphabets.len()` tables,
+    /// table `t` holding at most `alphabets[t]` symbols. Cost: O(Σ alphabet + lanes).
+    pub fn parse_context(
+        bytes: &'a [u8],
+        base: u64,
+        expected_symbols: u64,
+        alphabets: &[u16],
+    ) -> Result<RansStream<'a>, RansError> {
+        RansStream::parse_with(bytes, base, expected_symbols, alphabets, true)
+    }
+
+    fn parse_with(
+        bytes: &'a [u8],
+        base: u64,
+        expected_symbols: u64,
+        alphabets: &[u16],
+        context: bool,
     ) -> Result<RansStream<'a>, RansError> {
         let t = RansError::Truncated;
         let mut c = Cursor::new(bytes, base);
@@ -65,11 +94,27 @@ impl<'a> RansStream<'a> {
                 got: symbol_count,
             });
         }
+        let table_count = if context {
+            let n = c.u8("rans table count").map_err(t)?;
+            if n as usize != alphabets.len() || n as usize > MAX_TABLES {
+                return Err(RansError::TableCount {
+                    expected: alphabets.len() as u8,
+                    got: n,
+                });
+            }
+            if (n as usize) << prob_bits > MAX_SCRATCH_LEN {
+                return Err(RansError::BadProbBits { got: prob_bits });
+            }
+            n
+        } else {
+            1
+        };
         let mut stream = RansStream {
             lanes,
             prob_bits,
             symbol_count,
-            table: FreqTable::empty(),
+            table_count,
+            tables: [const { FreqTable::empty() }; MAX_TABLES],
             states: [RANS_L; MAX_LANES],
             words: &[],
             byte_len: 0,
@@ -78,9 +123,12 @@ impl<'a> RansStream<'a> {
             stream.byte_len = bytes.len() - c.remaining();
             return Ok(stream);
         }
-        let (table, used) = read_freq_table(c.rest(), prob_bits, max_alphabet.min(MAX_ALPHABET))?;
-        c.bytes(used, "rans frequency table").map_err(t)?;
-        stream.table = table;
+        for (slot, &max_alphabet) in stream.tables.iter_mut().zip(alphabets) {
+            let (table, used) =
+                read_freq_table(c.rest(), prob_bits, max_alphabet.min(MAX_ALPHABET))?;
+            c.bytes(used, "rans frequency table").map_err(t)?;
+            *slot = table;
+        }
         for lane in 0..lanes {
             let s = c.u32("rans state").map_err(t)?;
             if s < RANS_L {
@@ -102,12 +150,17 @@ impl<'a> RansStream<'a> {
         Ok(stream)
     }
 
-    /// Scratch bytes [`RansStream::decoder`] needs: one per probability slot.
+    /// The first (for a plain stream, the only) frequency table.
+    pub fn table(&self) -> &FreqTable {
+        &self.tables[0]
+    }
+
+    /// Scratch bytes [`RansStream::decoder`] needs: one per probability slot of each table.
     pub fn scratch_len(&self) -> usize {
         if self.symbol_count == 0 {
             0
         } else {
-            1usize << self.prob_bits
+            (self.table_count as usize) << self.prob_bits
         }
     }
 

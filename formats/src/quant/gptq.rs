@@ -354,7 +354,11 @@ pub fn quantize_gptq(
         })
         .collect();
     IntQuantized {
-        params: IntParams { bits, scale_dtype },
+        params: IntParams {
+            bits,
+            scale_dtype,
+            clusters: 0,
+        },
         scales,
         symbols: tiles.concat(),
     }

@@ -221,7 +221,11 @@ pub fn quantize_with(
         }
     }
     IntQuantized {
-        params: IntParams { bits, scale_dtype },
+        params: IntParams {
+            bits,
+            scale_dtype,
+            clusters: 0,
+        },
         scales,
         symbols,
     }

@@ -39,27 +39,42 @@ pub fn encode(symbols: &[u8], lanes: u8) -> EncodedStream {
     write_freq_table(&mut out, &freqs);
     let table_bytes = out.len() - before;
 
-    let mut start = [0u32; 256];
+    let mut info = [(0u32, 0u32); 256];
     let mut acc = 0u32;
-    for (s, &f) in freqs.iter().enumerate() {
-        start[s] = acc;
+    for (slot, &f) in info.iter_mut().zip(&freqs) {
+        *slot = (f, acc);
         acc += f;
     }
-    let mut freq = [0u32; 256];
-    freq[..freqs.len()].copy_from_slice(&freqs);
+    code_backward(&mut out, symbols, bits, lanes, |_, s| info[s as usize]);
+    EncodedStream {
+        bytes: out,
+        prob_bits: bits,
+        table_bytes,
+    }
+}
+
+/// Codes `symbols` last to first, symbol `i` by lane `i mod lanes` with `(freq, start)` from
+/// `table(i, symbol)`, and appends the final states, the word count and the words.
+pub(crate) fn code_backward(
+    out: &mut Vec<u8>,
+    symbols: &[u8],
+    bits: u8,
+    lanes: u8,
+    table: impl Fn(usize, u8) -> (u32, u32),
+) {
     let lanes_n = lanes as usize;
     let mut states = vec![RANS_L; lanes_n];
     let mut words: Vec<u16> = Vec::with_capacity(symbols.len() / 2);
     let x_max_base = ((RANS_L >> bits) as u64) << 16;
     for (i, &s) in symbols.iter().enumerate().rev() {
         let j = i % lanes_n;
-        let f = freq[s as usize];
+        let (f, start) = table(i, s);
         let mut x = states[j];
         if x as u64 >= x_max_base * f as u64 {
             words.push(x as u16);
             x >>= 16;
         }
-        x = ((x / f) << bits) + (x % f) + start[s as usize];
+        x = ((x / f) << bits) + (x % f) + start;
         states[j] = x;
     }
     words.reverse();
@@ -70,10 +85,5 @@ pub fn encode(symbols: &[u8], lanes: u8) -> EncodedStream {
     out.reserve(words.len() * 2);
     for w in &words {
         out.extend_from_slice(&w.to_le_bytes());
-    }
-    EncodedStream {
-        bytes: out,
-        prob_bits: bits,
-        table_bytes,
     }
 }

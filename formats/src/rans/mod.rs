@@ -1,10 +1,14 @@
 //! The rANS encoder (FORMAT.md §6): frequency normalization that minimizes coded size,
 //! per-stream precision choice, the compact frequency table, and the interleaved encoder.
 
+mod cluster;
+mod context;
 mod encode;
 mod normalize;
 mod table;
 
+pub use cluster::{encode_clustered, Clustered, Clusters};
+pub use context::encode_context;
 pub use encode::{encode, EncodedStream, DEFAULT_LANES};
 pub use normalize::{choose_precision, normalize, Precision};
 pub use table::{write_freq_table, BitWriter};

@@ -1,0 +1,55 @@
+//! `pcll report` on the bundled real weights (a MiniLM attention layer): the targets issue 3
+//! sets, checked as relations within one run, never as timings.
+
+use pcll_benches::report::report;
+use pcll_formats::SourceModel;
+use std::path::Path;
+
+#[test]
+fn codecs_meet_their_targets_on_real_weights() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../conformance/data/minilm-l6-layer0-attn.safetensors");
+    let model = SourceModel::from_safetensors(&std::fs::read(path).unwrap()).unwrap();
+    let r = report(&model, 1).unwrap();
+    let row = |name: &str| r.rows.iter().find(|x| x.scheme == name).unwrap();
+
+    // e8p: two bits per weight plus one f16 scale per row.
+    let e8p = row("e8p");
+    assert!((2.0..2.1).contains(&e8p.bits_per_weight), "{e8p:?}");
+
+    // e8-rans needs fewer bytes than the best int + rANS at equal SNR, at every step the int
+    // curve covers, and most of them are covered.
+    let covered: Vec<_> = r
+        .e8_vs_int
+        .iter()
+        .filter(|e| e.saving_pct.is_some())
+        .collect();
+    assert!(covered.len() >= 4, "{:?}", r.e8_vs_int);
+    for e in covered {
+        assert!(e.saving_pct.unwrap() > 0.5, "{e:?}");
+    }
+
+    // More k-means levels: more bytes, less error.
+    for w in [4, 8, 16, 32, 64].windows(2) {
+        let (a, b) = (
+            row(&format!("kmeans k={} + rANS", w[0])),
+            row(&format!("kmeans k={} + rANS", w[1])),
+        );
+        assert!(a.bytes < b.bytes && a.snr_db < b.snr_db, "{a:?} {b:?}");
+    }
+
+    // Clustered histograms never cost bytes (K is chosen against the single table), and the
+    // weights are the same.
+    assert!(r.clustered.clustered_symbol_bytes <= r.clustered.single_symbol_bytes);
+    assert_eq!(
+        row("int6 + rANS clustered").snr_db,
+        row("int6 + rANS").snr_db
+    );
+
+    // Lossless floats come out smaller than zstd-22 of the same bytes.
+    assert!(
+        r.lossless.lossless_bytes < r.lossless.zstd22_bytes,
+        "{:?}",
+        r.lossless
+    );
+}

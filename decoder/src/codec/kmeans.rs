@@ -1,0 +1,109 @@
+//! Codec `kmeans` (FORMAT.md §5.3): a codebook of `k` f16 levels shared by the whole tensor,
+//! optionally multiplied by a per-row f16 scale, with the level indices rANS-coded under the
+//! tensor's histogram. Each weight reconstructs as `f32(level[s]) × f32(scale[r])` in one f32
+//! multiply (or `f32(level[s])` without row scales).
+
+use super::scales::RowScales;
+use crate::error::{PayloadError, Truncated};
+use crate::output::Output;
+use crate::rans::RansStream;
+use crate::table::{KmeansParams, TensorInfo};
+use half::f16;
+
+const CHUNK: usize = 2048;
+
+/// The parts of a `kmeans` payload, checked.
+pub struct Parts<'a> {
+    pub scales: Option<RowScales<'a>>,
+    pub levels: [f32; 256],
+    pub stream: RansStream<'a>,
+}
+
+/// Splits and checks a payload: scales, levels (finite), and the stream header.
+pub fn parts<'a>(
+    info: &TensorInfo<'_>,
+    p: &KmeansParams,
+    payload: &'a [u8],
+) -> Result<Parts<'a>, PayloadError> {
+    let (rows, _) = info.rows_cols();
+    let base = info.payload_offset;
+    let (scales, rest) = if p.row_scales {
+        let (s, rest) = RowScales::split(payload, rows, base)?;
+        (Some(s), rest)
+    } else {
+        (None, payload)
+    };
+    let at = base + (payload.len() - rest.len()) as u64;
+    let need = 2 * p.k as usize;
+    let (lv, rest) = match rest.get(..need) {
+        Some(lv) => (lv, &rest[need..]),
+        None => {
+            return Err(PayloadError::Truncated(Truncated {
+                field: "kmeans levels",
+                offset: at,
+                needed: need as u64,
+                available: rest.len() as u64,
+            }))
+        }
+    };
+    let mut levels = [0f32; 256];
+    for (i, (l, b)) in levels.iter_mut().zip(lv.chunks_exact(2)).enumerate() {
+        *l = f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
+        if !l.is_finite() {
+            return Err(PayloadError::BadLevel { index: i as u16 });
+        }
+    }
+    let stream = RansStream::parse(rest, at + need as u64, info.numel(), p.k)?;
+    if stream.byte_len != rest.len() {
+        return Err(PayloadError::TrailingBytes {
+            len: (rest.len() - stream.byte_len) as u64,
+        });
+    }
+    Ok(Parts {
+        scales,
+        levels,
+        stream,
+    })
+}
+
+/// Decodes the payload into `out` (length already checked to be `numel`).
+pub fn decode(
+    info: &TensorInfo<'_>,
+    p: &KmeansParams,
+    payload: &[u8],
+    out: &mut Output<'_>,
+    scratch: &mut [u8],
+) -> Result<(), PayloadError> {
+    let parts = parts(info, p, payload)?;
+    let (rows, cols) = info.rows_cols();
+    let mut dec = parts.stream.decoder(scratch)?;
+    let mut syms = [0u8; CHUNK];
+    let mut vals = [0f32; CHUNK];
+    let mut at = 0usize;
+    for row in 0..rows as usize {
+        let mut left = cols as usize;
+        while left > 0 {
+            let n = left.min(CHUNK);
+            let (sy, va) = (&mut syms[..n], &mut vals[..n]);
+            dec.decode(sy)?;
+            match &parts.scales {
+                Some(sc) => {
+                    let scale = sc.get(row);
+                    for (v, &s) in va.iter_mut().zip(sy.iter()) {
+                        *v = parts.levels[s as usize] * scale;
+                    }
+                }
+                None => {
+                    for (v, &s) in va.iter_mut().zip(sy.iter()) {
+                        *v = parts.levels[s as usize];
+                    }
+                }
+            }
+            out.put(at, va);
+            at += n;
+            left -= n;
+        }
+    }
+    dec.finish()?;
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! Codec `kmeans` (FORMAT.md §5.3), writer side: each row is divided by its RMS (stored f16),
+//! and one codebook of `k` levels is fit to all normalized weights of the tensor by
+//! deterministic k-means — k-means++ seeding on an evenly strided sample of the sorted values
+//! (SplitMix64, fixed seed), then exact Lloyd iterations on the whole sorted tensor, where
+//! every cluster is an interval and its mean comes from prefix sums in `O(k log n)` per
+//! iteration. Levels are rounded to f16; each weight takes the nearest level.
+
+use half::f16;
+use pcll_decoder::codec::e8::SplitMix64;
+use pcll_decoder::table::KmeansParams;
+use rayon::prelude::*;
+
+/// Points the k-means++ seeding looks at.
+const SEED_SAMPLE: usize = 32_768;
+/// Lloyd iterations at most (1-D Lloyd converges long before on weight data).
+const MAX_ITERS: usize = 300;
+/// Seed of the k-means++ draws.
+const KMEANS_SEED: u64 = 0x6b6d_6561_6e73;
+
+/// The quantized form of one tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KmeansQuantized {
+    pub params: KmeansParams,
+    /// One f16 scale per row.
+    pub scales: Vec<f16>,
+    /// The codebook, ascending.
+    pub levels: Vec<f16>,
+    /// `rows × cols` level indices.
+    pub symbols: Vec<u8>,
+}
+
+impl KmeansQuantized {
+    /// Scales and levels as stored, before the stream.
+    pub fn header_bytes(&self) -> Vec<u8> {
+        let mut b: Vec<u8> = self.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
+        b.extend(self.levels.iter().flat_map(|l| l.to_le_bytes()));
+        b
+    }
+}
+
+/// Lloyd's algorithm on sorted `x` from `centers` (sorted); returns the converged centers.
+fn lloyd(x: &[f32], mut centers: Vec<f64>) -> Vec<f64> {
+    let mut prefix = Vec::with_capacity(x.len() + 1);
+    prefix.push(0f64);
+    let mut acc = 0f64;
+    for &v in x {
+        acc += v as f64;
+        prefix.push(acc);
+    }
+    for _ in 0..MAX_ITERS {
+        let mut next = centers.clone();
+        let mut lo = 0usize;
+        for j in 0..centers.len() {
+            let hi = match centers.get(j + 1) {
+                Some(&c) => {
+                    let mid = (centers[j] + c) / 2.0;
+                    x.partition_point(|&v| (v as f64) < mid)
+                }
+                None => x.len(),
+            };
+            if hi > lo {
+                next[j] = (prefix[hi] - prefix[lo]) / (hi - lo) as f64;
+            }
+            lo = hi.max(lo);
+        }
+        if next == centers {
+            break;
+        }
+        centers = next;
+    }
+    centers
+}
+
+/// k-means++ seeds on an evenly strided sample of sorted `x`: up to `k` distinct centers.
+fn seeds(x: &[f32], k: usize) -> Vec<f64> {
+    let m = x.len().min(SEED_SAMPLE);
+    let sample: Vec<f64> = (0..m)
+        .map(|i| x[((2 * i + 1) * x.len()) / (2 * m)] as f64)
+        .collect();
+    let mut rng = SplitMix64(KMEANS_SEED);
+    let unit = |rng: &mut SplitMix64| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let mut centers = vec![sample[(unit(&mut rng) * m as f64) as usize % m]];
+    let mut d2: Vec<f64> = sample.iter().map(|&v| (v - centers[0]).powi(2)).collect();
+    while centers.len() < k {
+        let total: f64 = d2.iter().sum();
+        if total <= 0.0 {
+            break;
+        }
+        let mut target = unit(&mut rng) * total;
+        let mut pick = m - 1;
+        for (i, &d) in d2.iter().enumerate() {
+            if target < d {
+                pick = i;
+                break;
+            }
+            target -= d;
+        }
+        let c = sample[pick];
+        centers.push(c);
+        for (d, &v) in d2.iter_mut().zip(&sample) {
+            *d = d.min((v - c).powi(2));
+        }
+    }
+    centers.sort_by(f64::total_cmp);
+    centers
+}
+
+/// Quantizes `rows × cols` weights to a `k`-level codebook (1..=256) with per-row RMS scales.
+pub fn quantize_kmeans(v: &[f32], rows: usize, cols: usize, k: u16) -> KmeansQuantized {
+    let scales: Vec<f16> = v
+        .chunks(cols.max(1))
+        .take(rows)
+        .map(|r| {
+            let ms = r.iter().map(|&w| (w as f64).powi(2)).sum::<f64>() / r.len().max(1) as f64;
+            f16::from_f64(ms.sqrt())
+        })
+        .collect();
+    let normalized = |r: usize, w: f32| {
+        let s = scales[r].to_f32();
+        if s > 0.0 && s.is_finite() {
+            w / s
+        } else {
+            0.0
+        }
+    };
+    let mut x: Vec<f32> = v
+        .par_chunks(cols.max(1))
+        .enumerate()
+        .flat_map_iter(|(r, row)| row.iter().map(move |&w| normalized(r, w)))
+        .collect();
+    x.par_sort_unstable_by(f32::total_cmp);
+    let centers = if x.is_empty() {
+        vec![0.0]
+    } else {
+        lloyd(&x, seeds(&x, k.clamp(1, 256) as usize))
+    };
+    let mut levels: Vec<f16> = centers.iter().map(|&c| f16::from_f64(c)).collect();
+    levels.sort_by(|a, b| a.to_f32().total_cmp(&b.to_f32()));
+    levels.dedup_by(|a, b| a.to_f32() == b.to_f32());
+    let lv: Vec<f32> = levels.iter().map(|l| l.to_f32()).collect();
+    let mids: Vec<f32> = lv.windows(2).map(|w| (w[0] + w[1]) / 2.0).collect();
+    let symbols: Vec<u8> = v
+        .par_chunks(cols.max(1))
+        .enumerate()
+        .flat_map_iter(|(r, row)| {
+            let mids = &mids;
+            row.iter()
+                .map(move |&w| mids.partition_point(|&m| m < normalized(r, w)) as u8)
+        })
+        .collect();
+    KmeansQuantized {
+        params: KmeansParams {
+            k: levels.len() as u16,
+            row_scales: true,
+        },
+        scales,
+        levels,
+        symbols,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lloyd_converges_to_separated_clusters() {
+        let mut x: Vec<f32> = (0..300)
+            .map(|i| [-2.0f32, 0.5, 3.0][i % 3] + (i as f32 * 0.618).fract() * 0.1)
+            .collect();
+        x.sort_by(f32::total_cmp);
+        let c = lloyd(&x, seeds(&x, 3));
+        for (got, want) in c.iter().zip([-1.95, 0.55, 3.05]) {
+            assert!((got - want).abs() < 0.02, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn more_levels_lower_the_error() {
+        let v: Vec<f32> = (0..64 * 96)
+            .map(|i| ((i as f32 * 0.7548).fract() - 0.5) * (1.0 + (i % 7) as f32))
+            .collect();
+        let err = |k| {
+            let q = quantize_kmeans(&v, 64, 96, k);
+            let mut e = 0f64;
+            for (i, &w) in v.iter().enumerate() {
+                let r = q.levels[q.symbols[i] as usize].to_f32() * q.scales[i / 96].to_f32();
+                e += ((w - r) as f64).powi(2);
+            }
+            e
+        };
+        let (e4, e16, e64) = (err(4), err(16), err(64));
+        assert!(e16 < 0.3 * e4 && e64 < 0.3 * e16, "{e4} {e16} {e64}");
+        assert_eq!(
+            quantize_kmeans(&v, 64, 96, 16),
+            quantize_kmeans(&v, 64, 96, 16)
+        );
+    }
+}
