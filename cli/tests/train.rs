@@ -12,7 +12,14 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 /// Tokenized data: 60 kB of the bundled corpus, vocab 300.
+/// The tokenized corpus slice, built once per test process: the tests run in parallel and
+/// share it (building it in each raced on the same files).
 fn data() -> PathBuf {
+    static DATA: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DATA.get_or_init(build_data).clone()
+}
+
+fn build_data() -> PathBuf {
     let text = tmp("corpus.txt");
     let (_, book) = pcll_trainer::corpus::BOOKS[1];
     let end = book
