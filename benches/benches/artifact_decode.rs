@@ -1,22 +1,47 @@
 //! Whole-artifact decode: parse, check every checksum, and reconstruct every tensor to f32
-//! (criterion group `artifact_decode`; throughput in reconstructed weights × 4 bytes).
+//! (criterion group `artifact_decode`; throughput in reconstructed weights × 4 bytes), for
+//! `int` at 4, 6 and 8 bits and, beside it, every other codec: int6 with clustered
+//! histograms, kmeans, e8p, e8-rans and lossless.
 //! Input: `PCLL_BENCH_MODEL` (a safetensors path) or the bundled real-weight slice.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pcll_benches::fixtures::bench_model;
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
 use pcll_decoder::Artifact;
+use pcll_formats::pack::CodecSpec;
+use pcll_formats::rans::Clusters;
 use pcll_formats::{pack, PackOptions};
 use std::hint::black_box;
 
 fn artifact_decode(c: &mut Criterion) {
     let (_, model) = bench_model().expect("bench model");
     let mut g = c.benchmark_group("artifact_decode");
-    for bits in [4u8, 6, 8] {
-        let opts = PackOptions {
-            bits,
+    let with = |codec| PackOptions {
+        codecs: vec![("*".into(), codec)],
+        ..PackOptions::default()
+    };
+    let mut cases: Vec<(String, PackOptions)> = [4u8, 6, 8]
+        .iter()
+        .map(|&bits| {
+            let opts = PackOptions {
+                bits,
+                ..PackOptions::default()
+            };
+            (format!("int{bits}_to_f32"), opts)
+        })
+        .collect();
+    cases.push((
+        "int6_clustered_to_f32".into(),
+        PackOptions {
+            clusters: Clusters::Auto,
             ..PackOptions::default()
-        };
+        },
+    ));
+    cases.push(("kmeans16_to_f32".into(), with(CodecSpec::Kmeans(16))));
+    cases.push(("e8p_to_f32".into(), with(CodecSpec::E8p)));
+    cases.push(("e8_rans_0.25_to_f32".into(), with(CodecSpec::E8Rans(0.25))));
+    cases.push(("lossless_to_f32".into(), with(CodecSpec::Lossless)));
+    for (label, opts) in cases {
         let bytes = pack(&model, &opts, |_, _, _| {}).expect("packs").artifact;
         let art = Artifact::parse(&bytes).expect("parses");
         let mut outs: Vec<Vec<f32>> = art
@@ -26,7 +51,7 @@ fn artifact_decode(c: &mut Criterion) {
         let weights: usize = outs.iter().map(Vec::len).sum();
         let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
         g.throughput(Throughput::Bytes(weights as u64 * 4));
-        g.bench_function(format!("int{bits}_to_f32"), |b| {
+        g.bench_function(label, |b| {
             b.iter(|| {
                 let art = Artifact::parse(black_box(&bytes)).expect("parses");
                 for (t, out) in art.tensors().zip(outs.iter_mut()) {

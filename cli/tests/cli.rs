@@ -282,7 +282,11 @@ fn codec_rules_verify_and_lossless_unpacks_bit_for_bit() {
     let o = pcll(&["verify", s(&out), "--against", s(&model())]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
-    // Unknown codecs are a one-line usage error.
+    // Unknown codecs are a usage error; a pattern that does not parse is a one-line error,
+    // not a rule that silently never matches.
     let o = pcll(&["pack", s(&model()), "-o", s(&out), "--codec", "*=e9"]);
     assert!(!o.status.success());
+    let o = pcll(&["pack", s(&model()), "-o", s(&out), "--codec", "[=e8p"]);
+    assert_one_line_error(&o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pattern"));
 }

@@ -729,6 +729,14 @@ pub fn pack_calibrated(
         return Err(FormatError::BadLanes(opts.lanes));
     }
     let keep = compile(&opts.keep_f32)?;
+    // A `--codec` pattern that does not parse would otherwise never match, silently.
+    compile(
+        &opts
+            .codecs
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect::<Vec<_>>(),
+    )?;
     let mut records = Vec::with_capacity(model.tensors.len());
     let mut reports = Vec::with_capacity(model.tensors.len());
     for (i, t) in model.tensors.iter().enumerate() {

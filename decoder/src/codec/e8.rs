@@ -72,7 +72,11 @@ pub fn hadamard_norm(h: u8) -> f32 {
 
 /// In-place fast Walsh–Hadamard butterflies (unnormalized), in the order FORMAT.md §5.4
 /// fixes: spans 1, 2, 4, …; within a span, blocks left to right; `(a, b) → (a + b, a − b)`.
-pub fn fwht(v: &mut [f32]) {
+/// The decoder runs it in f32; the writer's forward transform runs the same in f64.
+pub fn fwht<T>(v: &mut [T])
+where
+    T: Copy + core::ops::Add<Output = T> + core::ops::Sub<Output = T>,
+{
     let n = v.len();
     let mut span = 1;
     while span < n {

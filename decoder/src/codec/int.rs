@@ -10,9 +10,6 @@ use crate::rans::RansStream;
 use crate::table::{IntParams, ScaleDtype, TensorInfo, MAX_CLUSTERS};
 use half::f16;
 
-/// Symbols decoded per step (stack buffer).
-const CHUNK: usize = 2048;
-
 /// Offset of the rANS stream inside the payload.
 fn scales_len(info: &TensorInfo<'_>, p: &IntParams) -> u64 {
     info.rows_cols().0 * p.scale_dtype.size() as u64
@@ -81,29 +78,23 @@ pub fn decode(
     }
     let mut dec = stream.decoder(scratch)?;
     let qmax = p.qmax() as f32;
-    let mut syms = [0u8; CHUNK];
-    let mut vals = [0f32; CHUNK];
-    let mut at = 0usize;
-    for row in 0..rows as usize {
-        let scale = scale_at(payload, p.scale_dtype, row);
+    let begin_row = |dec: &mut crate::rans::RansDecoder<'_, '_>| {
         if p.clusters > 0 {
             dec.select(0)?;
             let id = dec.next_symbol()?;
             dec.select(1 + id as usize)?;
         }
-        let mut left = cols as usize;
-        while left > 0 {
-            let n = left.min(CHUNK);
-            let (sy, va) = (&mut syms[..n], &mut vals[..n]);
-            dec.decode(sy)?;
-            for (v, &s) in va.iter_mut().zip(sy.iter()) {
-                *v = (s as f32 - qmax) * scale;
-            }
-            out.put(at, va);
-            at += n;
-            left -= n;
-        }
-    }
+        Ok(())
+    };
+    super::decode_rows(
+        &mut dec,
+        rows as usize,
+        cols as usize,
+        out,
+        begin_row,
+        |row| scale_at(payload, p.scale_dtype, row),
+        |s, scale| (s as f32 - qmax) * scale,
+    )?;
     dec.finish()?;
     Ok(())
 }

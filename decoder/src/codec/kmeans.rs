@@ -10,8 +10,6 @@ use crate::rans::RansStream;
 use crate::table::{KmeansParams, TensorInfo};
 use half::f16;
 
-const CHUNK: usize = 2048;
-
 /// The parts of a `kmeans` payload, checked.
 pub struct Parts<'a> {
     pub scales: Option<RowScales<'a>>,
@@ -77,33 +75,18 @@ pub fn decode(
     let parts = parts(info, p, payload)?;
     let (rows, cols) = info.rows_cols();
     let mut dec = parts.stream.decoder(scratch)?;
-    let mut syms = [0u8; CHUNK];
-    let mut vals = [0f32; CHUNK];
-    let mut at = 0usize;
-    for row in 0..rows as usize {
-        let mut left = cols as usize;
-        while left > 0 {
-            let n = left.min(CHUNK);
-            let (sy, va) = (&mut syms[..n], &mut vals[..n]);
-            dec.decode(sy)?;
-            match &parts.scales {
-                Some(sc) => {
-                    let scale = sc.get(row);
-                    for (v, &s) in va.iter_mut().zip(sy.iter()) {
-                        *v = parts.levels[s as usize] * scale;
-                    }
-                }
-                None => {
-                    for (v, &s) in va.iter_mut().zip(sy.iter()) {
-                        *v = parts.levels[s as usize];
-                    }
-                }
-            }
-            out.put(at, va);
-            at += n;
-            left -= n;
-        }
-    }
+    let levels = &parts.levels;
+    // Without row scales the factor is 1, and `level × 1.0` is `level` exactly.
+    let factor = |row| parts.scales.as_ref().map_or(1.0, |sc| sc.get(row));
+    super::decode_rows(
+        &mut dec,
+        rows as usize,
+        cols as usize,
+        out,
+        |_| Ok(()),
+        factor,
+        |s, scale| levels[s as usize] * scale,
+    )?;
     dec.finish()?;
     Ok(())
 }

@@ -13,7 +13,7 @@
 //! Reconstructions are never computed here: callers decode the payload with the decoder, so
 //! the writer's figures are the decoder's bits.
 
-use pcll_decoder::codec::e8::{e8p_point, hadamard_norm, Signs, E8P_ABS};
+use pcll_decoder::codec::e8::{e8p_point, fwht, hadamard_norm, Signs, E8P_ABS};
 use pcll_decoder::limits::MAX_HADAMARD_LOG2;
 use pcll_decoder::table::E8Params;
 use rayon::prelude::*;
@@ -47,18 +47,7 @@ pub fn forward_rht(row: &[f32], p: &E8Params) -> Vec<f64> {
     let norm = hadamard_norm(p.hadamard_log2) as f64;
     let b = 1usize << p.hadamard_log2;
     for block in v.chunks_exact_mut(b) {
-        let mut span = 1;
-        while span < b {
-            for pair in block.chunks_exact_mut(2 * span) {
-                let (lo, hi) = pair.split_at_mut(span);
-                for (a, c) in lo.iter_mut().zip(hi.iter_mut()) {
-                    let (x, y) = (*a, *c);
-                    *a = x + y;
-                    *c = x - y;
-                }
-            }
-            span *= 2;
-        }
+        fwht(block);
         block.iter_mut().for_each(|x| *x *= norm);
     }
     v

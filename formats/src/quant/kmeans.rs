@@ -112,7 +112,7 @@ pub fn quantize_kmeans(v: &[f32], rows: usize, cols: usize, k: u16) -> KmeansQua
         .take(rows)
         .map(|r| {
             let ms = r.iter().map(|&w| (w as f64).powi(2)).sum::<f64>() / r.len().max(1) as f64;
-            f16::from_f64(ms.sqrt())
+            f16::from_f64(ms.sqrt().min(f16::MAX.to_f64()))
         })
         .collect();
     let normalized = |r: usize, w: f32| {
