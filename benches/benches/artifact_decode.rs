@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pcll_benches::fixtures::bench_model;
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
 use pcll_decoder::Artifact;
-use pcll_formats::pack::CodecSpec;
+use pcll_formats::pack::{CodecSpec, E8Target};
 use pcll_formats::rans::Clusters;
 use pcll_formats::{pack, PackOptions};
 use std::hint::black_box;
@@ -39,7 +39,10 @@ fn artifact_decode(c: &mut Criterion) {
     ));
     cases.push(("kmeans16_to_f32".into(), with(CodecSpec::Kmeans(16))));
     cases.push(("e8p_to_f32".into(), with(CodecSpec::E8p)));
-    cases.push(("e8_rans_0.25_to_f32".into(), with(CodecSpec::E8Rans(0.25))));
+    cases.push((
+        "e8_rans_0.25_to_f32".into(),
+        with(CodecSpec::E8Rans(E8Target::Step(0.25))),
+    ));
     cases.push(("lossless_to_f32".into(), with(CodecSpec::Lossless)));
     for (label, opts) in cases {
         let bytes = pack(&model, &opts, |_, _, _| {}).expect("packs").artifact;

@@ -12,9 +12,10 @@
 
 use crate::baselines::Baseline;
 use pcll_decoder::{Artifact, Output, ScaleDtype};
-use pcll_formats::pack::{choose, pack, Choice, CodecSpec, PackOptions};
+use pcll_formats::pack::{choose, pack, Choice, CodecSpec, E8Target, PackOptions};
 use pcll_formats::quant::int::{quantize_with, squared_error, ScaleRule};
 use pcll_formats::rans::Clusters;
+use pcll_formats::scales::ScaleCoding;
 use pcll_formats::SourceModel;
 use std::time::Instant;
 
@@ -46,6 +47,21 @@ pub struct Report {
     pub lossless: LosslessRow,
     /// Symbol bytes of int6 with one histogram and with clustered histograms.
     pub clustered: ClusteredRow,
+    /// int6 + rANS payloads with f16 row scales and with coded ones (FORMAT.md §5.8).
+    pub scales: ScalesRow,
+}
+
+/// int6 + rANS payloads with f16 and with coded row scales.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScalesRow {
+    /// Row scales (one per row of every quantized tensor).
+    pub scales: u64,
+    pub f16_payload_bytes: u64,
+    pub coded_payload_bytes: u64,
+    /// What a coded scale costs on average: `16 − 8 × saved bytes / scales`.
+    pub coded_bits_per_scale: f64,
+    /// `1 − coded / f16` of the payloads, in percent.
+    pub saving_pct: f64,
 }
 
 /// A scheme against int + rANS at equal SNR.
@@ -193,8 +209,11 @@ fn dequantize_all(buf: &[u8], layout: &[Block], out: &mut [f32]) {
             .zip(out[w..w + n].chunks_exact_mut(b.cols.max(1)))
         {
             let s = match b.scale_dtype {
-                ScaleDtype::F16 => half::f16::from_le_bytes([sc[0], sc[1]]).to_f32(),
                 ScaleDtype::F32 => f32::from_le_bytes([sc[0], sc[1], sc[2], sc[3]]),
+                // The quantizer stores f16 (`Coded` is a layout of the artifact only).
+                ScaleDtype::F16 | ScaleDtype::Coded => {
+                    half::f16::from_le_bytes([sc[0], sc[1]]).to_f32()
+                }
             };
             for (o, &q) in or.iter_mut().zip(sr) {
                 *o = (i32::from(q) - b.qmax) as f32 * s;
@@ -333,13 +352,14 @@ pub fn report(model: &SourceModel, runs: usize) -> Result<Report, ReportError> {
         let label = format!("e8-rans step {step}");
         rows.push(rans_row(
             model,
-            &with(CodecSpec::E8Rans(step)),
+            &with(CodecSpec::E8Rans(E8Target::Step(step))),
             label,
             runs,
         )?);
     }
     let e8_vs_int = equal_snr(&rows);
     let clustered = clustered_row(model, &clustered_opts)?;
+    let scales = scales_row(model)?;
     let lossless = lossless_row(model, runs)?;
     Ok(Report {
         tensors: qs.len(),
@@ -349,6 +369,7 @@ pub fn report(model: &SourceModel, runs: usize) -> Result<Report, ReportError> {
         e8_vs_int,
         lossless,
         clustered,
+        scales,
     })
 }
 
@@ -410,6 +431,36 @@ fn clustered_row(
         single_symbol_bytes: single,
         clustered_symbol_bytes: multi,
         saving_pct: (1.0 - multi as f64 / single.max(1) as f64) * 100.0,
+    })
+}
+
+/// int6 + rANS payloads of the quantized tensors, f16 row scales against coded ones.
+fn scales_row(model: &SourceModel) -> Result<ScalesRow, ReportError> {
+    let payloads = |coding| -> Result<(u64, u64), ReportError> {
+        let opts = PackOptions {
+            scale_coding: coding,
+            ..PackOptions::default()
+        };
+        let rep = pack(model, &opts, |_, _, _| {})?;
+        let art = Artifact::parse(&rep.artifact)?;
+        let q: Vec<_> = art
+            .tensors()
+            .filter(|t| matches!(t.codec, pcll_decoder::Codec::Int(_)))
+            .collect();
+        Ok((
+            q.iter().map(|t| t.rows_cols().0).sum(),
+            q.iter().map(|t| t.payload_len).sum(),
+        ))
+    };
+    let (scales, f16_payload_bytes) = payloads(ScaleCoding::F16)?;
+    let (_, coded_payload_bytes) = payloads(ScaleCoding::Auto)?;
+    let saved = f16_payload_bytes as f64 - coded_payload_bytes as f64;
+    Ok(ScalesRow {
+        scales,
+        f16_payload_bytes,
+        coded_payload_bytes,
+        coded_bits_per_scale: 16.0 - 8.0 * saved / scales.max(1) as f64,
+        saving_pct: saved / f16_payload_bytes.max(1) as f64 * 100.0,
     })
 }
 

@@ -46,6 +46,14 @@ fn codecs_meet_their_targets_on_real_weights() {
         row("int6 + rANS").snr_db
     );
 
+    // Coded row scales (FORMAT.md §5.8) cost well under the 16 bits of an f16 on real rows.
+    assert!(
+        r.scales.coded_payload_bytes < r.scales.f16_payload_bytes
+            && r.scales.coded_bits_per_scale < 12.0,
+        "{:?}",
+        r.scales
+    );
+
     // Lossless floats come out smaller than zstd-22 of the same bytes.
     assert!(
         r.lossless.lossless_bytes < r.lossless.zstd22_bytes,

@@ -2,6 +2,7 @@
 
 use pcll_decoder::Dtype;
 use pcll_formats::metadata::MetaValue;
+use pcll_formats::scales::ScaleCoding;
 use pcll_formats::writer::write_artifact;
 use pcll_formats::{pack, PackOptions, SourceModel, SourceTensor};
 use std::collections::BTreeMap;
@@ -117,6 +118,15 @@ fn model(tensors: Vec<SourceTensor>) -> SourceModel {
     }
 }
 
+/// The pack defaults as the v1 and v2 vectors were made: f16 row scales (FORMAT.md §5.8 came
+/// with v3), so their bytes stay frozen.
+fn frozen_defaults() -> PackOptions {
+    PackOptions {
+        scale_coding: ScaleCoding::F16,
+        ..PackOptions::default()
+    }
+}
+
 fn int_opts(bits: u8, lanes: u8) -> PackOptions {
     PackOptions {
         bits,
@@ -125,7 +135,7 @@ fn int_opts(bits: u8, lanes: u8) -> PackOptions {
         lanes,
         scale: pcll_formats::quant::int::ScaleRule::MaxAbs,
         extra: BTreeMap::new(),
-        ..PackOptions::default()
+        ..frozen_defaults()
     }
 }
 
@@ -152,11 +162,54 @@ fn codec_opts(rules: &[&str]) -> PackOptions {
     }
 }
 
-/// Every golden vector: format v1's first (their bytes are frozen), then v2's.
+/// Every golden vector: format v1's first (their bytes are frozen), then v2's, then v3's.
 pub fn all() -> Vec<Vector> {
     let mut v = v1();
     v.extend(v2());
+    v.extend(v3());
     v
+}
+
+/// The vectors of format v3: coded row scales (FORMAT.md §5.8) under every codec that has
+/// row scales, with rows enough for coding to pay.
+pub fn v3() -> Vec<Vector> {
+    let coded = |rules: &[&str]| PackOptions {
+        scale_coding: ScaleCoding::Auto,
+        ..codec_opts(rules)
+    };
+    vec![
+        Vector {
+            name: "int-coded-scales",
+            what: "coded scales: int6 over 160 rows spanning 2.6 octaves; int4 clustered (two streams share scratch); 2 rows stay f16",
+            source: model(vec![
+                weights("a", 160, 24, 500),
+                outlier_rows("b", 120, 32, 501),
+                weights("c", 2, 64, 502),
+            ]),
+            recipe: Recipe::Pack(PackOptions {
+                clusters: pcll_formats::rans::Clusters::Fixed(2),
+                ..coded(&["b=int4"])
+            }),
+        },
+        Vector {
+            name: "kmeans-coded-scales",
+            what: "coded scales under kmeans with 16 levels, 150 rows, f16 source",
+            source: model(vec![as_dtype(weights("a", 150, 20, 510), Dtype::F16)]),
+            recipe: Recipe::Pack(coded(&["kmeans:16"])),
+        },
+        Vector {
+            name: "e8p-coded-scales",
+            what: "coded scales under e8p, 128 rows of 16 (Hadamard block 16)",
+            source: model(vec![weights("a", 128, 16, 520)]),
+            recipe: Recipe::Pack(coded(&["e8p"])),
+        },
+        Vector {
+            name: "e8-rans-coded-scales",
+            what: "coded scales under e8-rans at step 0.5, 140 rows of 24 (block 8), bf16",
+            source: model(vec![as_dtype(weights("a", 140, 24, 530), Dtype::BF16)]),
+            recipe: Recipe::Pack(coded(&["e8-rans:0.5"])),
+        },
+    ]
 }
 
 /// The vectors of format v2 (FORMAT.md §5.2.1–§5.7, §6.5).
@@ -308,7 +361,7 @@ pub fn v1() -> Vec<Vector> {
         ]),
         recipe: Recipe::Pack(PackOptions {
             keep_f32: vec!["*.keep".into()],
-            ..PackOptions::default()
+            ..frozen_defaults()
         }),
     });
     v.push(Vector {

@@ -39,6 +39,19 @@ fn each_vector_carries_the_oldest_version_that_holds_it() {
             v.name
         );
     }
+    for v in vectors::v3() {
+        assert_eq!(version(v.name), 3, "{} is a v3 vector", v.name);
+        // Every quantized tensor of more than two rows carries coded scales.
+        let b = std::fs::read(vectors_dir().join(format!("{}.pcll", v.name))).expect("file");
+        let art = pcll_decoder::Artifact::parse(&b).expect("parses");
+        for t in art
+            .tensors()
+            .filter(|t| t.codec != pcll_decoder::Codec::Raw)
+        {
+            let coded = t.codec.min_version() == 3;
+            assert_eq!(coded, t.rows_cols().0 > 2, "{}: {}", v.name, t.name);
+        }
+    }
 }
 
 #[test]

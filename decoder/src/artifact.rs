@@ -201,19 +201,21 @@ impl<'a> Artifact<'a> {
     /// [`crate::limits::MAX_SCRATCH_LEN`]).
     pub fn scratch_len(&self, info: &TensorInfo<'_>) -> Result<usize, Error> {
         let payload = self.payload(info);
-        let stream = match info.codec {
-            Codec::Raw | Codec::E8p(_) => return Ok(0),
-            Codec::Int(p) => codec::int::stream(info, &p, payload),
-            Codec::Kmeans(p) => codec::kmeans::parts(info, &p, payload).map(|p| p.stream),
-            Codec::E8Rans(_) => codec::e8::e8_rans_parts(info, payload).map(|p| p.1),
-            Codec::Lossless => codec::lossless::parts(info, payload).map(|p| p.1),
+        let len = match info.codec {
+            Codec::Raw => return Ok(0),
+            Codec::Int(p) => codec::int::parts(info, &p, payload).and_then(|p| p.scratch_len()),
+            Codec::Kmeans(p) => {
+                codec::kmeans::parts(info, &p, payload).and_then(|p| p.scratch_len())
+            }
+            Codec::E8p(p) => codec::e8::e8p_parts(info, &p, payload).map(|p| p.0.scratch_len()),
+            Codec::E8Rans(p) => codec::e8::e8_rans_parts(info, &p, payload)
+                .map(|(sc, s)| sc.scratch_len() + s.scratch_len()),
+            Codec::Lossless => codec::lossless::parts(info, payload).map(|p| p.1.scratch_len()),
         };
-        stream
-            .map(|s| s.scratch_len())
-            .map_err(|error| Error::Payload {
-                tensor: info.index,
-                error,
-            })
+        len.map_err(|error| Error::Payload {
+            tensor: info.index,
+            error,
+        })
     }
 
     /// The stored bytes of a `raw` tensor, checksum checked: zero-copy, 64-byte aligned in the
@@ -262,7 +264,7 @@ impl<'a> Artifact<'a> {
             Codec::Raw => return Ok(codec::raw::decode(payload, info.dtype, &mut out)?),
             Codec::Int(p) => codec::int::decode(info, &p, payload, &mut out, scratch),
             Codec::Kmeans(p) => codec::kmeans::decode(info, &p, payload, &mut out, scratch),
-            Codec::E8p(p) => codec::e8::decode_e8p(info, &p, payload, &mut out),
+            Codec::E8p(p) => codec::e8::decode_e8p(info, &p, payload, &mut out, scratch),
             Codec::E8Rans(p) => codec::e8::decode_e8_rans(info, &p, payload, &mut out, scratch),
             Codec::Lossless => codec::lossless::decode(info, payload, &mut out, scratch),
         };

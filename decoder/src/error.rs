@@ -256,6 +256,11 @@ pub enum PayloadError {
     BadLevel {
         index: u16,
     },
+    /// Coded row scales and the codec's stream together need more scratch than
+    /// [`crate::limits::MAX_SCRATCH_LEN`] (FORMAT.md §5.8).
+    ScratchLimit {
+        needed: u64,
+    },
     /// Bytes left after the codec's data.
     TrailingBytes {
         len: u64,

@@ -73,20 +73,30 @@ pub mod codec_id {
     pub const LOSSLESS: u8 = 5;
 }
 
-/// How per-row scales are stored by the `int` codec.
+/// How per-row scales are stored (FORMAT.md §5.2, §5.8). `int` takes all three; `kmeans` and
+/// the E8 codecs take `F16` and `Coded`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ScaleDtype {
     F16 = 0,
     F32 = 1,
+    /// f16 values, high bytes rANS-coded (v3, FORMAT.md §5.8).
+    Coded = 2,
 }
 
 impl ScaleDtype {
+    /// Fixed bytes per row: the value, or for `Coded` its stored low byte.
     pub fn size(self) -> usize {
         match self {
             ScaleDtype::F16 => 2,
             ScaleDtype::F32 => 4,
+            ScaleDtype::Coded => 1,
         }
+    }
+
+    /// The fewest payload bytes `rows` scales take (a coded stream's header included).
+    pub fn min_len(self, rows: u64) -> u64 {
+        rows * self.size() as u64 + if self == ScaleDtype::Coded { 6 } else { 0 }
     }
 }
 
@@ -122,13 +132,19 @@ impl IntParams {
 pub struct KmeansParams {
     /// Codebook entries, 1..=256.
     pub k: u16,
-    /// Whether each row carries an f16 scale that multiplies the codebook.
-    pub row_scales: bool,
+    /// The per-row scales that multiply the codebook, `F16` or `Coded`; `None`: no scales.
+    pub scales: Option<ScaleDtype>,
 }
 
 impl KmeansParams {
+    /// Scale mode byte: 0 none, 1 f16, 2 coded.
     pub fn to_bytes(&self) -> [u8; 4] {
-        [(self.k - 1) as u8, self.row_scales as u8, 0, 0]
+        let mode = match self.scales {
+            None => 0,
+            Some(ScaleDtype::Coded) => 2,
+            Some(_) => 1,
+        };
+        [(self.k - 1) as u8, mode, 0, 0]
     }
 }
 
@@ -139,12 +155,15 @@ pub struct E8Params {
     pub hadamard_log2: u8,
     /// Seed of the column sign flips.
     pub seed: u64,
+    /// The row scales, `F16` or `Coded` (params byte 1: 0 or 1).
+    pub scales: ScaleDtype,
 }
 
 impl E8Params {
     pub fn to_bytes(&self) -> [u8; 12] {
         let mut b = [0u8; 12];
         b[0] = self.hadamard_log2;
+        b[1] = (self.scales == ScaleDtype::Coded) as u8;
         b[4..].copy_from_slice(&self.seed.to_le_bytes());
         b
     }
@@ -219,7 +238,14 @@ impl Codec {
 
     /// The oldest format version that defines this codec with these parameters.
     pub fn min_version(&self) -> u16 {
+        let coded = match self {
+            Codec::Int(p) => p.scale_dtype,
+            Codec::Kmeans(p) => p.scales.unwrap_or(ScaleDtype::F16),
+            Codec::E8p(p) | Codec::E8Rans(p) => p.scales,
+            Codec::Raw | Codec::Lossless => ScaleDtype::F16,
+        } == ScaleDtype::Coded;
         match self {
+            _ if coded => 3,
             Codec::Raw => 1,
             Codec::Int(p) if p.clusters == 0 => 1,
             _ => 2,
@@ -390,6 +416,7 @@ fn read_codec(
             let scale_dtype = match sd {
                 0 => ScaleDtype::F16,
                 1 => ScaleDtype::F32,
+                2 if version >= 3 => ScaleDtype::Coded,
                 _ => return Err(CodecFault::Params("unknown scale dtype")),
             };
             if r1 != 0 || (version < 2 && clusters != 0) {
@@ -406,22 +433,31 @@ fn read_codec(
             }))
         }
         codec_id::KMEANS => {
-            let [k1, scales, r0, r1] = params_of(params, "kmeans params are 4 bytes")?;
-            if scales > 1 || r0 != 0 || r1 != 0 {
-                return Err(CodecFault::Params(
-                    "kmeans scale mode not 0 or 1, or reserved set",
-                ));
+            let [k1, mode, r0, r1] = params_of(params, "kmeans params are 4 bytes")?;
+            let scales = match mode {
+                0 => None,
+                1 => Some(ScaleDtype::F16),
+                2 if version >= 3 => Some(ScaleDtype::Coded),
+                _ => return Err(CodecFault::Params("kmeans scale mode unknown")),
+            };
+            if r0 != 0 || r1 != 0 {
+                return Err(CodecFault::Params("reserved kmeans params not zero"));
             }
             float()?;
             Ok(Codec::Kmeans(KmeansParams {
                 k: k1 as u16 + 1,
-                row_scales: scales == 1,
+                scales,
             }))
         }
         codec_id::E8P | codec_id::E8_RANS => {
             let b: [u8; 12] = params_of(params, "e8 params are 12 bytes")?;
             let h = b[0];
-            if b[1..4] != [0, 0, 0] {
+            let scales = match b[1] {
+                0 => ScaleDtype::F16,
+                1 if version >= 3 => ScaleDtype::Coded,
+                _ => return Err(CodecFault::Params("e8 scale mode unknown")),
+            };
+            if b[2..4] != [0, 0] {
                 return Err(CodecFault::Params("reserved e8 params not zero"));
             }
             if h != 0 && !(3..=MAX_HADAMARD_LOG2).contains(&h) {
@@ -438,6 +474,7 @@ fn read_codec(
             let p = E8Params {
                 hadamard_log2: h,
                 seed: u64::from_le_bytes(seed),
+                scales,
             };
             Ok(if code == codec_id::E8P {
                 Codec::E8p(p)
@@ -474,10 +511,16 @@ fn check_payload_len(info: &TensorInfo<'_>) -> Result<(), TableError> {
             let (rows, cols) = info.rows_cols();
             // The fixed parts plus the smallest rANS stream (lanes, prob_bits, symbol count).
             let (min, exact) = match codec {
-                Codec::Int(p) => (rows * p.scale_dtype.size() as u64 + 6, false),
-                Codec::Kmeans(p) => (rows * 2 * p.row_scales as u64 + 2 * p.k as u64 + 6, false),
-                Codec::E8p(_) => (rows * 2 + rows * cols / 4, true),
-                Codec::E8Rans(_) => (rows * 2 + 6, false),
+                Codec::Int(p) => (p.scale_dtype.min_len(rows) + 6, false),
+                Codec::Kmeans(p) => {
+                    let scales = p.scales.map_or(0, |d| d.min_len(rows));
+                    (scales + 2 * p.k as u64 + 6, false)
+                }
+                Codec::E8p(p) => (
+                    p.scales.min_len(rows) + rows * cols / 4,
+                    p.scales != ScaleDtype::Coded,
+                ),
+                Codec::E8Rans(p) => (p.scales.min_len(rows) + 6, false),
                 _ => (numel * (info.dtype.size() as u64 - 1) + 6, false),
             };
             if info.payload_len < min || (exact && info.payload_len != min) {

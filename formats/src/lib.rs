@@ -15,6 +15,7 @@ pub mod pack;
 pub mod quant;
 pub mod rans;
 pub mod safetensors_io;
+pub mod scales;
 pub mod writer;
 
 pub use error::FormatError;

@@ -11,12 +11,13 @@ use crate::entropy::entropy_bytes;
 use crate::error::FormatError;
 use crate::lossless::lossless_payload;
 use crate::metadata::MetaValue;
-use crate::quant::e8::{e8_rans_symbols, e8p_payload, hadamard_log2, seed_for};
+use crate::quant::e8::{e8_rans_symbols, e8p_payload, hadamard_log2, seed_for, E8RansSymbols};
 use crate::quant::gptq::{GptqContext, GptqOptions, Hessians};
 use crate::quant::int::{quantize, quantize_with, squared_error, IntQuantized, ScaleRule};
 use crate::quant::kmeans::quantize_kmeans;
 use crate::rans::{encode, encode_clustered, encode_context, Clusters, DEFAULT_LANES};
 use crate::safetensors_io::{SourceModel, SourceTensor};
+use crate::scales::{code_scales, ScaleCoding};
 use crate::writer::{write_artifact, TensorRecord};
 use half::f16;
 use pcll_decoder::rans::LANE_COUNTS;
@@ -52,10 +53,12 @@ pub struct PackOptions {
     pub codecs: Vec<(String, CodecSpec)>,
     /// Histogram clusters of `int` tensors (FORMAT.md §5.2.1).
     pub clusters: Clusters,
+    /// How per-row f16 scales are stored (FORMAT.md §5.8).
+    pub scale_coding: ScaleCoding,
 }
 
 /// A codec asked for on the command line: `int`, `intN`, `kmeans[:K]`, `e8p`,
-/// `e8-rans[:STEP]`, `lossless`.
+/// `e8-rans[:STEP | :DBdB | :BITSbpw]`, `lossless`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CodecSpec {
     /// `int` at these bits, or at `--bits` when `None`.
@@ -63,9 +66,49 @@ pub enum CodecSpec {
     /// A k-means codebook of this many levels.
     Kmeans(u16),
     E8p,
-    /// E8 lattice at this step relative to each row's RMS.
-    E8Rans(f32),
+    /// E8 lattice, rANS-coded, at a step or found for a target.
+    E8Rans(E8Target),
     Lossless,
+}
+
+/// How `e8-rans` picks its lattice step (relative to each row's RMS), per tensor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum E8Target {
+    /// This step.
+    Step(f32),
+    /// The coarsest step whose weight-space SNR is at least this many dB.
+    SnrDb(f32),
+    /// The finest step whose payload (scales and stream) is at most this many bits per weight.
+    BitsPerWeight(f32),
+}
+
+impl E8Target {
+    /// The spelling after `e8-rans:` (`0.25`, `30dB`, `2.5bpw`).
+    pub fn name(&self) -> String {
+        match self {
+            E8Target::Step(s) => s.to_string(),
+            E8Target::SnrDb(d) => format!("{d}dB"),
+            E8Target::BitsPerWeight(b) => format!("{b}bpw"),
+        }
+    }
+
+    /// Parses `STEP`, `DBdB` (or `db`) or `BITSbpw`.
+    pub fn parse(s: &str) -> Option<E8Target> {
+        let num = |v: &str| v.parse::<f32>().ok().filter(|x| x.is_finite());
+        let db = s.strip_suffix("dB").or_else(|| s.strip_suffix("db"));
+        Some(match (db, s.strip_suffix("bpw")) {
+            (Some(v), _) => E8Target::SnrDb(num(v)?),
+            (_, Some(v)) => E8Target::BitsPerWeight(num(v)?).positive()?,
+            _ => E8Target::Step(num(s)?).positive()?,
+        })
+    }
+
+    fn positive(self) -> Option<E8Target> {
+        match self {
+            E8Target::Step(x) | E8Target::BitsPerWeight(x) if x <= 0.0 => None,
+            t => Some(t),
+        }
+    }
 }
 
 /// Levels of a bare `kmeans`.
@@ -81,7 +124,7 @@ impl CodecSpec {
             CodecSpec::Int(Some(b)) => format!("int{b}"),
             CodecSpec::Kmeans(k) => format!("kmeans:{k}"),
             CodecSpec::E8p => "e8p".into(),
-            CodecSpec::E8Rans(s) => format!("e8-rans:{s}"),
+            CodecSpec::E8Rans(t) => format!("e8-rans:{}", t.name()),
             CodecSpec::Lossless => "lossless".into(),
         }
     }
@@ -102,14 +145,8 @@ impl CodecSpec {
                 CodecSpec::Kmeans(k)
             }
             ("e8p", None) => CodecSpec::E8p,
-            ("e8-rans", None) => CodecSpec::E8Rans(DEFAULT_E8_STEP),
-            ("e8-rans", Some(st)) => {
-                let st: f32 = st.parse().ok()?;
-                if !(st.is_finite() && st > 0.0) {
-                    return None;
-                }
-                CodecSpec::E8Rans(st)
-            }
+            ("e8-rans", None) => CodecSpec::E8Rans(E8Target::Step(DEFAULT_E8_STEP)),
+            ("e8-rans", Some(t)) => CodecSpec::E8Rans(E8Target::parse(t)?),
             ("lossless", None) => CodecSpec::Lossless,
             (n, None) => {
                 let b: u8 = n.strip_prefix("int")?.parse().ok()?;
@@ -172,6 +209,7 @@ impl Default for PackOptions {
             calib: None,
             codecs: Vec::new(),
             clusters: Clusters::Off,
+            scale_coding: ScaleCoding::Auto,
         }
     }
 }
@@ -194,6 +232,9 @@ pub mod keys {
     pub const CODECS: &str = "pcll.pack.codecs";
     /// `int` histogram clusters (`auto` or a count), when not off.
     pub const CLUSTERS: &str = "pcll.pack.clusters";
+    /// How f16 row scales are stored (`auto`), when not `f16` (absent: `f16`, as every
+    /// artifact before format v3 was written).
+    pub const SCALES: &str = "pcll.pack.scales";
 }
 
 impl PackOptions {
@@ -252,6 +293,12 @@ impl PackOptions {
                 MetaValue::String(self.clusters.name()),
             );
         }
+        if self.scale_coding != ScaleCoding::F16 {
+            m.insert(
+                keys::SCALES.into(),
+                MetaValue::String(self.scale_coding.name().into()),
+            );
+        }
         m
     }
 
@@ -303,6 +350,10 @@ impl PackOptions {
             None => Clusters::Off,
             Some(v) => Clusters::parse(v.as_str()?)?,
         };
+        let scale_coding = match meta.get(keys::SCALES) {
+            None => ScaleCoding::F16,
+            Some(v) => ScaleCoding::parse(v.as_str()?)?,
+        };
         let extra = meta
             .iter()
             .filter(|(k, _)| !k.starts_with("pcll.pack.") && !k.starts_with("source."))
@@ -320,6 +371,7 @@ impl PackOptions {
             calib,
             codecs,
             clusters,
+            scale_coding,
         })
     }
 
@@ -496,6 +548,7 @@ fn pack_other(
     let e8 = E8Params {
         hadamard_log2: hadamard_log2(cols),
         seed: seed_for(&t.name),
+        scales: pcll_decoder::ScaleDtype::F16,
     };
     Ok(match spec {
         CodecSpec::Kmeans(k) => {
@@ -519,20 +572,63 @@ fn pack_other(
             record(Codec::E8p(e8), e8p_payload(v, rows, cols, &e8)),
             None,
         ),
-        CodecSpec::E8Rans(step) => {
-            let (scales, syms, ctx) = e8_rans_symbols(v, rows, cols, &e8, step as f64);
-            let stream = encode_context(&syms, &ctx, 5, opts.lanes);
-            let mut payload: Vec<u8> = scales.iter().flat_map(|s| s.to_le_bytes()).collect();
+        CodecSpec::E8Rans(target) => {
+            let (q, stream) = e8_rans_for(v, rows, cols, &e8, target, opts.lanes);
+            let mut payload: Vec<u8> = q.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
             payload.extend_from_slice(&stream.bytes);
             (
                 record(Codec::E8Rans(e8), payload),
-                Some((syms, stream.bytes.len())),
+                Some((q.symbols, stream.bytes.len())),
             )
         }
         CodecSpec::Int(_) | CodecSpec::Lossless => {
             unreachable!("int and lossless are packed by pack_tensor")
         }
     })
+}
+
+/// `e8-rans` symbols and their stream at the step `target` asks for. A target is met by
+/// bisection on log(step) over [1/64, 8] (16 halvings, to 1e-4 of the step; SNR falls and size shrinks as the step
+/// grows), measuring SNR in the transformed domain (the transform is orthonormal) and size as
+/// the f16 scales plus the coded stream. An unreachable target gives the nearest end.
+fn e8_rans_for(
+    v: &[f32],
+    rows: usize,
+    cols: usize,
+    p: &E8Params,
+    target: E8Target,
+    lanes: u8,
+) -> (E8RansSymbols, crate::rans::EncodedStream) {
+    let code = |step: f64| {
+        let q = e8_rans_symbols(v, rows, cols, p, step);
+        let stream = encode_context(&q.symbols, &q.contexts, 5, lanes);
+        (q, stream)
+    };
+    let finer_ok = match target {
+        E8Target::Step(s) => return code(s as f64),
+        E8Target::SnrDb(_) => true,
+        E8Target::BitsPerWeight(_) => false,
+    };
+    // Whether a step meets the target: fine steps meet an SNR target, coarse ones a size.
+    let ok = |step: f64| match target {
+        E8Target::SnrDb(db) => e8_rans_symbols(v, rows, cols, p, step).snr_db() >= db as f64,
+        E8Target::BitsPerWeight(b) | E8Target::Step(b) => {
+            let (q, s) = code(step);
+            let bits = 8.0 * (2 * q.scales.len() + s.bytes.len()) as f64;
+            bits <= b as f64 * v.len().max(1) as f64
+        }
+    };
+    let (mut lo, mut hi) = ((1.0f64 / 64.0).ln(), 8f64.ln());
+    for _ in 0..16 {
+        let mid = 0.5 * (lo + hi);
+        // `lo` stays on the side that meets an SNR target, `hi` on the side that meets a size.
+        if ok(mid.exp()) == finer_ok {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    code(if finer_ok { lo } else { hi }.exp())
 }
 
 /// Decodes `rec` with the decoder, to f32: the writer's figures are the decoder's bits.
@@ -644,6 +740,10 @@ pub fn pack_tensor(
             };
             (rec, Some(entropy_bytes(&q.symbols)), Some(stream_len))
         }
+    };
+    let record = match opts.scale_coding {
+        ScaleCoding::Auto => code_scales(record),
+        ScaleCoding::F16 => record,
     };
     let report = TensorReport {
         name: t.name.clone(),

@@ -9,6 +9,7 @@ use pcll_formats::quant::gptq::GptqOptions;
 use pcll_formats::quant::gptq::Hessians;
 use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::rans::Clusters;
+use pcll_formats::scales::ScaleCoding;
 use pcll_formats::{pack_calibrated, MetaValue, PackOptions, PackReport, SourceModel};
 use pcll_runtime::config::{Config, Overrides};
 use pcll_runtime::text::TextCodec;
@@ -43,9 +44,11 @@ pub struct Args {
     pub scale: ScaleRule,
     /// Codec by tensor glob, first match wins: `PATTERN=CODEC`, or a bare `CODEC` for every
     /// tensor. CODEC: `int` (at --bits), `int2`..`int8`, `kmeans[:K]` (K levels, default 16),
-    /// `e8p` (E8 lattice, 2 bits/weight), `e8-rans[:STEP]` (E8 lattice, rANS-coded; STEP is
-    /// the lattice scale relative to each row's RMS, default 0.25), `lossless` (every float
-    /// tensor it matches bit for bit, small ones included). Repeatable.
+    /// `e8p` (E8 lattice, 2 bits/weight), `e8-rans[:STEP|:DBdB|:BITSbpw]` (E8 lattice,
+    /// rANS-coded; STEP is the lattice scale relative to each row's RMS, default 0.25; `30dB`
+    /// picks per tensor the coarsest step with at least that SNR, `2.5bpw` the finest step
+    /// within that many bits per weight), `lossless` (every float tensor it matches bit for
+    /// bit, small ones included). Repeatable.
     #[arg(long = "codec", value_name = "[PATTERN=]CODEC", value_parser = parse_codec_rule)]
     pub codecs: Vec<(String, CodecSpec)>,
     /// Histograms per `int` tensor: `1` (one, readable by v1 decoders), `2`..`8` (rows
@@ -53,6 +56,10 @@ pub struct Args {
     /// (the smallest).
     #[arg(long, default_value = "1", value_parser = parse_clusters)]
     pub clusters: Clusters,
+    /// Per-row f16 scales: `auto` (high bytes rANS-coded wherever that is smaller: format
+    /// v3, the same weights) or `f16` (stored as they are, so v1/v2 decoders read the file).
+    #[arg(long, default_value = "auto", value_parser = parse_scale_coding)]
+    pub scales: ScaleCoding,
     #[command(flatten)]
     pub model_args: ModelArgs,
     #[command(flatten)]
@@ -234,6 +241,7 @@ impl Args {
             }),
             codecs: self.codecs.clone(),
             clusters: self.clusters,
+            scale_coding: self.scales,
             ..PackOptions::default()
         })
     }
@@ -433,9 +441,13 @@ fn parse_codec_rule(s: &str) -> Result<(String, CodecSpec), String> {
     CodecSpec::parse_rule(s).ok_or_else(|| {
         format!(
             "`{s}`: expected [PATTERN=]CODEC with CODEC one of int, int2..int8, kmeans[:K] \
-             (K in 1..=256), e8p, e8-rans[:STEP] (STEP > 0), lossless"
+             (K in 1..=256), e8p, e8-rans[:STEP|:DBdB|:BITSbpw] (STEP, BITS > 0), lossless"
         )
     })
+}
+
+fn parse_scale_coding(s: &str) -> Result<ScaleCoding, String> {
+    ScaleCoding::parse(s).ok_or_else(|| format!("`{s}`: expected auto or f16"))
 }
 
 fn parse_clusters(s: &str) -> Result<Clusters, String> {

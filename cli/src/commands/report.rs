@@ -76,6 +76,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "int6 symbols: one histogram {} bytes, clustered {} bytes ({:+.2}% fewer)",
         c.single_symbol_bytes, c.clustered_symbol_bytes, c.saving_pct
     );
+    let sc = &r.scales;
+    println!(
+        "int6 + rANS row scales: f16 {} bytes, coded {} bytes ({:+.2}% fewer; {:.2} bits per \
+         coded scale, {} scales)",
+        sc.f16_payload_bytes,
+        sc.coded_payload_bytes,
+        sc.saving_pct,
+        sc.coded_bits_per_scale,
+        sc.scales
+    );
     let l = &r.lossless;
     println!(
         "lossless floats: {} source bytes -> {} ({:.2}% of zstd-22's {}), decode {:.2} ms",

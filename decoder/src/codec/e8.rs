@@ -7,7 +7,7 @@
 //! through the fast Walsh–Hadamard butterflies in f32; each element is multiplied by the f32
 //! nearest to `1/√block` and negated where the column's seeded sign bit is set.
 
-use super::scales::RowScales;
+use super::scales::{RowScales, ScaleReader};
 use crate::error::{PayloadError, Truncated};
 use crate::output::Output;
 use crate::rans::{RansDecoder, RansStream};
@@ -168,18 +168,25 @@ pub fn e8p_point(code: u16) -> [i32; 8] {
 /// The five table alphabets of an `e8-rans` context stream (FORMAT.md §5.6).
 pub const E8_RANS_ALPHABETS: [u16; 5] = [256, 128, 128, 64, 64];
 
-/// Splits an `e8p` payload: scales and codes (length checked by the table).
-fn e8p_parts<'a>(
+/// Splits an `e8p` payload: scales and codes.
+pub fn e8p_parts<'a>(
     info: &TensorInfo<'_>,
+    p: &E8Params,
     payload: &'a [u8],
 ) -> Result<(RowScales<'a>, &'a [u8]), PayloadError> {
     let (rows, cols) = info.rows_cols();
-    let (scales, codes) = RowScales::split(payload, rows, info.payload_offset)?;
+    let (scales, codes) = RowScales::split(payload, rows, info.payload_offset, p.scales)?;
     let need = rows * cols / 4;
     if codes.len() as u64 != need {
+        let at = info.payload_offset + (payload.len() - codes.len()) as u64;
+        if codes.len() as u64 > need {
+            return Err(PayloadError::TrailingBytes {
+                len: codes.len() as u64 - need,
+            });
+        }
         return Err(PayloadError::Truncated(Truncated {
             field: "e8p codes",
-            offset: info.payload_offset + rows * 2,
+            offset: at,
             needed: need,
             available: codes.len() as u64,
         }));
@@ -190,17 +197,19 @@ fn e8p_parts<'a>(
 /// Splits an `e8-rans` payload: scales and the checked context stream.
 pub fn e8_rans_parts<'a>(
     info: &TensorInfo<'_>,
+    p: &E8Params,
     payload: &'a [u8],
 ) -> Result<(RowScales<'a>, RansStream<'a>), PayloadError> {
     let (rows, _) = info.rows_cols();
-    let (scales, rest) = RowScales::split(payload, rows, info.payload_offset)?;
-    let at = info.payload_offset + rows * 2;
+    let (scales, rest) = RowScales::split(payload, rows, info.payload_offset, p.scales)?;
+    let at = info.payload_offset + (payload.len() - rest.len()) as u64;
     let s = RansStream::parse_context(rest, at, info.numel(), &E8_RANS_ALPHABETS)?;
     if s.byte_len != rest.len() {
         return Err(PayloadError::TrailingBytes {
             len: (rest.len() - s.byte_len) as u64,
         });
     }
+    scales.total_scratch(s.scratch_len())?;
     Ok((scales, s))
 }
 
@@ -220,12 +229,12 @@ pub fn e8_rans_group(dec: &mut RansDecoder<'_, '_>) -> Result<[i32; 8], PayloadE
     Ok(c)
 }
 
-/// Reconstructs every row: `group(row, g)` yields the 8 integer coordinates of group `g`,
-/// which are multiplied by the row scale, then the row's transform is undone.
+/// Reconstructs every row: `group()` yields the next 8 integer coordinates, which are
+/// multiplied by the row scale, then the row's transform is undone.
 fn rows(
     info: &TensorInfo<'_>,
     p: &E8Params,
-    scales: &RowScales<'_>,
+    scales: &mut ScaleReader<'_, '_, '_>,
     out: &mut Output<'_>,
     mut group: impl FnMut() -> Result<[i32; 8], PayloadError>,
 ) -> Result<(), PayloadError> {
@@ -239,8 +248,8 @@ fn rows(
     let buf = buf.get_mut(..block).unwrap_or(&mut []);
     let norm = hadamard_norm(p.hadamard_log2);
     let mut at = 0usize;
-    for row in 0..rows as usize {
-        let scale = scales.get(row);
+    for _ in 0..rows {
+        let scale = scales.next_scale()?;
         let mut signs = Signs::new(p.seed);
         for _ in 0..cols as usize / block {
             for chunk in buf.chunks_exact_mut(8) {
@@ -271,13 +280,16 @@ pub fn decode_e8p(
     p: &E8Params,
     payload: &[u8],
     out: &mut Output<'_>,
+    scratch: &mut [u8],
 ) -> Result<(), PayloadError> {
-    let (scales, codes) = e8p_parts(info, payload)?;
+    let (scales, codes) = e8p_parts(info, p, payload)?;
+    let (mut reader, _) = scales.reader(scratch)?;
     let mut words = codes.chunks_exact(2);
-    rows(info, p, &scales, out, || {
+    rows(info, p, &mut reader, out, || {
         let w = words.next().map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
         Ok(e8p_point(w))
-    })
+    })?;
+    reader.finish()
 }
 
 /// Decodes an `e8-rans` payload into `out` (length already checked to be `numel`).
@@ -288,11 +300,12 @@ pub fn decode_e8_rans(
     out: &mut Output<'_>,
     scratch: &mut [u8],
 ) -> Result<(), PayloadError> {
-    let (scales, stream) = e8_rans_parts(info, payload)?;
+    let (scales, stream) = e8_rans_parts(info, p, payload)?;
+    let (mut reader, scratch) = scales.reader(scratch)?;
     let mut dec = stream.decoder(scratch)?;
-    rows(info, p, &scales, out, || e8_rans_group(&mut dec))?;
+    rows(info, p, &mut reader, out, || e8_rans_group(&mut dec))?;
     dec.finish()?;
-    Ok(())
+    reader.finish()
 }
 
 #[cfg(test)]
@@ -337,6 +350,7 @@ mod tests {
         let p = E8Params {
             hadamard_log2: 4,
             seed: 7,
+            scales: crate::table::ScaleDtype::F16,
         };
         let x: [f32; 32] = core::array::from_fn(|i| (i as f32 * 0.37).sin());
         // Forward: signs, butterflies, norm (in f64 here, independently).

@@ -1,63 +1,64 @@
 //! Codec `int` (FORMAT.md §5.2): symmetric per-row scalar quantization. The payload is `rows`
-//! scales (f16 or f32) followed by one rANS stream of `rows × cols` symbols `s = q + qmax`;
+//! scales (f16, f32, or coded as §5.8 describes) followed by one rANS stream of `rows × cols` symbols `s = q + qmax`;
 //! each weight reconstructs as `(s − qmax) as f32 × scale_f32` in one f32 multiply. With
 //! histogram clusters (v2, §5.2.1) the stream is a context stream: each row's cluster id
 //! (table 0) precedes its symbols, which use table `1 + id`.
 
-use crate::error::{PayloadError, Truncated};
+use super::scales::RowScales;
+use crate::error::PayloadError;
 use crate::output::Output;
 use crate::rans::RansStream;
-use crate::table::{IntParams, ScaleDtype, TensorInfo, MAX_CLUSTERS};
-use half::f16;
+use crate::table::{IntParams, TensorInfo, MAX_CLUSTERS};
 
-/// Offset of the rANS stream inside the payload.
-fn scales_len(info: &TensorInfo<'_>, p: &IntParams) -> u64 {
-    info.rows_cols().0 * p.scale_dtype.size() as u64
+/// The parts of an `int` payload, checked.
+pub struct Parts<'a> {
+    pub scales: RowScales<'a>,
+    pub stream: RansStream<'a>,
 }
 
-/// Parses the stream header (to size scratch without decoding).
-pub fn stream<'a>(
+impl Parts<'_> {
+    /// Scratch the payload needs: the coded scales' slots, then the stream's.
+    pub fn scratch_len(&self) -> Result<usize, PayloadError> {
+        self.scales.total_scratch(self.stream.scratch_len())
+    }
+}
+
+/// Splits and checks a payload: the scales (every stored one finite and ≥ 0) and the stream
+/// header, without decoding symbols.
+pub fn parts<'a>(
     info: &TensorInfo<'_>,
     p: &IntParams,
     payload: &'a [u8],
-) -> Result<RansStream<'a>, PayloadError> {
-    let off = scales_len(info, p);
-    let rest = payload
-        .get(off as usize..)
-        .ok_or(PayloadError::Truncated(Truncated {
-            field: "int scales",
-            offset: info.payload_offset,
-            needed: off,
-            available: payload.len() as u64,
-        }))?;
+) -> Result<Parts<'a>, PayloadError> {
+    let rows = info.rows_cols().0;
+    let (scales, rest) = RowScales::split(payload, rows, info.payload_offset, p.scale_dtype)?;
     let max_alphabet = (2 * p.qmax() + 1) as u16;
-    let base = info.payload_offset + off;
+    let base = info.payload_offset + (payload.len() - rest.len()) as u64;
     let s = if p.clusters == 0 {
         RansStream::parse(rest, base, info.numel(), max_alphabet)?
     } else {
         let mut alphabets = [max_alphabet; MAX_CLUSTERS as usize + 1];
         alphabets[0] = p.clusters as u16;
         let tables = alphabets.get(..=p.clusters as usize).unwrap_or(&[]);
-        RansStream::parse_context(rest, base, info.numel() + info.rows_cols().0, tables)?
+        RansStream::parse_context(rest, base, info.numel() + rows, tables)?
     };
     if s.byte_len != rest.len() {
         return Err(PayloadError::TrailingBytes {
             len: (rest.len() - s.byte_len) as u64,
         });
     }
-    Ok(s)
+    let parts = Parts { scales, stream: s };
+    parts.scratch_len()?;
+    Ok(parts)
 }
 
-fn scale_at(payload: &[u8], sd: ScaleDtype, row: usize) -> f32 {
-    let b = |i: usize| payload.get(i).copied().unwrap_or(0);
-    match sd {
-        ScaleDtype::F16 => {
-            f16::from_bits(u16::from_le_bytes([b(2 * row), b(2 * row + 1)])).to_f32()
-        }
-        ScaleDtype::F32 => {
-            f32::from_le_bytes([b(4 * row), b(4 * row + 1), b(4 * row + 2), b(4 * row + 3)])
-        }
-    }
+/// The symbol stream alone (to size it or read its symbols without decoding weights).
+pub fn stream<'a>(
+    info: &TensorInfo<'_>,
+    p: &IntParams,
+    payload: &'a [u8],
+) -> Result<RansStream<'a>, PayloadError> {
+    parts(info, p, payload).map(|p| p.stream)
 }
 
 /// Decodes the payload into `out` (length already checked to be `numel`).
@@ -68,15 +69,10 @@ pub fn decode(
     out: &mut Output<'_>,
     scratch: &mut [u8],
 ) -> Result<(), PayloadError> {
-    let stream = stream(info, p, payload)?;
+    let parts = parts(info, p, payload)?;
     let (rows, cols) = info.rows_cols();
-    for row in 0..rows {
-        let s = scale_at(payload, p.scale_dtype, row as usize);
-        if !(s.is_finite() && s >= 0.0) {
-            return Err(PayloadError::BadScale { row });
-        }
-    }
-    let mut dec = stream.decoder(scratch)?;
+    let (mut scales, scratch) = parts.scales.reader(scratch)?;
+    let mut dec = parts.stream.decoder(scratch)?;
     let qmax = p.qmax() as f32;
     let begin_row = |dec: &mut crate::rans::RansDecoder<'_, '_>| {
         if p.clusters > 0 {
@@ -92,9 +88,9 @@ pub fn decode(
         cols as usize,
         out,
         begin_row,
-        |row| scale_at(payload, p.scale_dtype, row),
+        || scales.next_scale(),
         |s, scale| (s as f32 - qmax) * scale,
     )?;
     dec.finish()?;
-    Ok(())
+    scales.finish()
 }

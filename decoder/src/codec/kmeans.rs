@@ -1,5 +1,5 @@
 //! Codec `kmeans` (FORMAT.md §5.3): a codebook of `k` f16 levels shared by the whole tensor,
-//! optionally multiplied by a per-row f16 scale, with the level indices rANS-coded under the
+//! optionally multiplied by a per-row f16 scale (stored, or coded as §5.8 describes), with the level indices rANS-coded under the
 //! tensor's histogram. Each weight reconstructs as `f32(level[s]) × f32(scale[r])` in one f32
 //! multiply (or `f32(level[s])` without row scales).
 
@@ -17,6 +17,16 @@ pub struct Parts<'a> {
     pub stream: RansStream<'a>,
 }
 
+impl Parts<'_> {
+    /// Scratch the payload needs: the coded scales' slots, then the stream's.
+    pub fn scratch_len(&self) -> Result<usize, PayloadError> {
+        let own = self.stream.scratch_len();
+        self.scales
+            .as_ref()
+            .map_or(Ok(own), |s| s.total_scratch(own))
+    }
+}
+
 /// Splits and checks a payload: scales, levels (finite), and the stream header.
 pub fn parts<'a>(
     info: &TensorInfo<'_>,
@@ -25,11 +35,12 @@ pub fn parts<'a>(
 ) -> Result<Parts<'a>, PayloadError> {
     let (rows, _) = info.rows_cols();
     let base = info.payload_offset;
-    let (scales, rest) = if p.row_scales {
-        let (s, rest) = RowScales::split(payload, rows, base)?;
-        (Some(s), rest)
-    } else {
-        (None, payload)
+    let (scales, rest) = match p.scales {
+        Some(dtype) => {
+            let (s, rest) = RowScales::split(payload, rows, base, dtype)?;
+            (Some(s), rest)
+        }
+        None => (None, payload),
     };
     let at = base + (payload.len() - rest.len()) as u64;
     let need = 2 * p.k as usize;
@@ -57,11 +68,13 @@ pub fn parts<'a>(
             len: (rest.len() - stream.byte_len) as u64,
         });
     }
-    Ok(Parts {
+    let parts = Parts {
         scales,
         levels,
         stream,
-    })
+    };
+    parts.scratch_len()?;
+    Ok(parts)
 }
 
 /// Decodes the payload into `out` (length already checked to be `numel`).
@@ -74,10 +87,17 @@ pub fn decode(
 ) -> Result<(), PayloadError> {
     let parts = parts(info, p, payload)?;
     let (rows, cols) = info.rows_cols();
+    let (mut scales, scratch) = match &parts.scales {
+        Some(s) => {
+            let (r, rest) = s.reader(scratch)?;
+            (Some(r), rest)
+        }
+        None => (None, scratch),
+    };
     let mut dec = parts.stream.decoder(scratch)?;
     let levels = &parts.levels;
     // Without row scales the factor is 1, and `level × 1.0` is `level` exactly.
-    let factor = |row| parts.scales.as_ref().map_or(1.0, |sc| sc.get(row));
+    let factor = || scales.as_mut().map_or(Ok(1.0), |r| r.next_scale());
     super::decode_rows(
         &mut dec,
         rows as usize,
@@ -88,5 +108,5 @@ pub fn decode(
         |s, scale| levels[s as usize] * scale,
     )?;
     dec.finish()?;
-    Ok(())
+    scales.map_or(Ok(()), |r| r.finish())
 }

@@ -15,23 +15,24 @@ use crate::rans::RansDecoder;
 const CHUNK: usize = 2048;
 
 /// The row loop of the scalar codecs (`int`, `kmeans`): for each of `rows` rows,
-/// `begin_row` runs first (a clustered stream switches tables there), then the row's `cols`
-/// symbols are decoded in stack chunks and symbol `s` becomes `value(s, row_factor(row))`.
+/// `begin_row` runs first (a clustered stream switches tables there), then `row_factor()`
+/// gives the row's factor and the row's `cols` symbols are decoded in stack chunks, symbol `s`
+/// becoming `value(s, factor)`.
 pub(crate) fn decode_rows(
     dec: &mut RansDecoder<'_, '_>,
     rows: usize,
     cols: usize,
     out: &mut Output<'_>,
     mut begin_row: impl FnMut(&mut RansDecoder<'_, '_>) -> Result<(), PayloadError>,
-    row_factor: impl Fn(usize) -> f32,
+    mut row_factor: impl FnMut() -> Result<f32, PayloadError>,
     value: impl Fn(u8, f32) -> f32,
 ) -> Result<(), PayloadError> {
     let mut syms = [0u8; CHUNK];
     let mut vals = [0f32; CHUNK];
     let mut at = 0usize;
-    for row in 0..rows {
+    for _ in 0..rows {
         begin_row(dec)?;
-        let factor = row_factor(row);
+        let factor = row_factor()?;
         let mut left = cols;
         while left > 0 {
             let n = left.min(CHUNK);

@@ -1,37 +1,66 @@
-//! Per-row f16 scales, as the `kmeans`, `e8p` and `e8-rans` payloads store them (FORMAT.md
-//! §5.3–§5.6): `rows` little-endian f16 values at the start of the payload, each finite and
-//! ≥ +0 (−0 allowed).
+//! Per-row scales at the start of a payload (FORMAT.md §5.2–§5.6, §5.8), in one of three
+//! layouts:
+//!
+//! - `f16`: `rows` little-endian f16 values, each finite and ≥ +0 (−0 allowed);
+//! - `f32`: `rows` little-endian f32 values, the same rule (codec `int` only);
+//! - coded (v3, §5.8): the f16 values split into bytes, `rows` low bytes stored as they are,
+//!   then a §6.1 rANS stream of the `rows` high bytes (sign, exponent, two mantissa bits: a
+//!   log-scale) under an alphabet of at most [`CODED_ALPHABET`] symbols, so every decodable
+//!   scale is finite and ≥ +0 by construction.
+//!
+//! Rows are read in order through a [`ScaleReader`]; a coded reader decodes its stream in the
+//! front of the caller's scratch (see [`RowScales::scratch_len`]).
 
 use crate::error::{PayloadError, Truncated};
+use crate::limits::MAX_SCRATCH_LEN;
+use crate::rans::{RansDecoder, RansStream};
+use crate::table::ScaleDtype;
 use half::f16;
 
-/// The f16 scales at the start of a payload, checked.
-#[derive(Debug, Clone, Copy)]
-pub struct RowScales<'a> {
-    bytes: &'a [u8],
+/// Symbols of a coded-scale stream: high bytes `0x00..=0x7B`, the non-negative finite f16s.
+pub const CODED_ALPHABET: u16 = 0x7C;
+
+/// The scales at the start of a payload, checked. (The coded variant holds a whole stream
+/// header; without allocation there is nothing to box it in, and one lives per decode.)
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub enum RowScales<'a> {
+    /// Stored values: `f16` (2 bytes each) or `f32` (4 bytes each).
+    Stored { bytes: &'a [u8], dtype: ScaleDtype },
+    /// Low bytes and the stream of high bytes (§5.8).
+    Coded {
+        low: &'a [u8],
+        stream: RansStream<'a>,
+    },
 }
 
 impl<'a> RowScales<'a> {
-    /// Splits `rows` scales off the front of `payload` (absolute offset `base`) and checks
-    /// every one. Returns the scales and the rest of the payload.
+    /// Splits `rows` scales in layout `dtype` off the front of `payload` (absolute offset
+    /// `base`) and checks them. Returns the scales and the rest of the payload.
     pub fn split(
         payload: &'a [u8],
         rows: u64,
         base: u64,
+        dtype: ScaleDtype,
     ) -> Result<(RowScales<'a>, &'a [u8]), PayloadError> {
-        let len = rows * 2;
-        if (payload.len() as u64) < len {
+        let fixed = rows * dtype.size() as u64;
+        if (payload.len() as u64) < fixed {
             return Err(PayloadError::Truncated(Truncated {
                 field: "row scales",
                 offset: base,
-                needed: len,
+                needed: fixed,
                 available: payload.len() as u64,
             }));
         }
-        let (bytes, rest) = payload.split_at(len as usize);
-        let s = RowScales { bytes };
+        let (bytes, rest) = payload.split_at(fixed as usize);
+        if dtype == ScaleDtype::Coded {
+            let stream = RansStream::parse(rest, base + fixed, rows, CODED_ALPHABET)?;
+            let rest = rest.get(stream.byte_len..).unwrap_or(&[]);
+            return Ok((RowScales::Coded { low: bytes, stream }, rest));
+        }
+        let s = RowScales::Stored { bytes, dtype };
         for row in 0..rows {
-            let v = s.get(row as usize);
+            let v = s.stored(row as usize);
             if !(v.is_finite() && v >= 0.0) {
                 return Err(PayloadError::BadScale { row });
             }
@@ -39,11 +68,100 @@ impl<'a> RowScales<'a> {
         Ok((s, rest))
     }
 
-    /// Scale of `row` widened to f32 (0 past the end).
-    pub fn get(&self, row: usize) -> f32 {
-        match self.bytes.get(2 * row..2 * row + 2) {
-            Some(b) => f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32(),
-            None => 0.0,
+    /// Stored scale of `row` widened to f32 (0 past the end or for coded scales).
+    fn stored(&self, row: usize) -> f32 {
+        let RowScales::Stored { bytes, dtype } = self else {
+            return 0.0;
+        };
+        let b = |i: usize| bytes.get(i).copied().unwrap_or(0);
+        match dtype {
+            ScaleDtype::F32 => {
+                f32::from_le_bytes([b(4 * row), b(4 * row + 1), b(4 * row + 2), b(4 * row + 3)])
+            }
+            _ => f16::from_bits(u16::from_le_bytes([b(2 * row), b(2 * row + 1)])).to_f32(),
+        }
+    }
+
+    /// Scratch bytes the scales need in front of the codec's own (0 unless coded).
+    pub fn scratch_len(&self) -> usize {
+        match self {
+            RowScales::Stored { .. } => 0,
+            RowScales::Coded { stream, .. } => stream.scratch_len(),
+        }
+    }
+
+    /// Checks that the scales and a codec stream needing `codec_scratch` bytes fit in
+    /// [`MAX_SCRATCH_LEN`] together, and returns the total.
+    pub fn total_scratch(&self, codec_scratch: usize) -> Result<usize, PayloadError> {
+        let total = self.scratch_len() + codec_scratch;
+        if total > MAX_SCRATCH_LEN {
+            return Err(PayloadError::ScratchLimit {
+                needed: total as u64,
+            });
+        }
+        Ok(total)
+    }
+
+    /// A reader over the rows in order, and the scratch left for the codec. `scratch` must
+    /// hold at least [`RowScales::scratch_len`] bytes.
+    pub fn reader<'r, 's>(
+        &'r self,
+        scratch: &'s mut [u8],
+    ) -> Result<(ScaleReader<'a, 'r, 's>, &'s mut [u8]), PayloadError> {
+        let split = self.scratch_len().min(scratch.len());
+        let (mine, rest) = scratch.split_at_mut(split);
+        let reader = match self {
+            RowScales::Stored { .. } => ScaleReader::Stored {
+                scales: self,
+                row: 0,
+            },
+            RowScales::Coded { low, stream } => ScaleReader::Coded {
+                low,
+                row: 0,
+                dec: stream.decoder(mine)?,
+            },
+        };
+        Ok((reader, rest))
+    }
+}
+
+/// Reads the scales of successive rows (one per decode, on the stack: not boxed).
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum ScaleReader<'a, 'r, 's> {
+    Stored {
+        scales: &'r RowScales<'a>,
+        row: usize,
+    },
+    Coded {
+        low: &'a [u8],
+        row: usize,
+        dec: RansDecoder<'a, 's>,
+    },
+}
+
+impl ScaleReader<'_, '_, '_> {
+    /// The scale of the next row, as f32.
+    pub fn next_scale(&mut self) -> Result<f32, PayloadError> {
+        match self {
+            ScaleReader::Stored { scales, row } => {
+                *row += 1;
+                Ok(scales.stored(*row - 1))
+            }
+            ScaleReader::Coded { low, row, dec } => {
+                let hi = dec.next_symbol()?;
+                let lo = low.get(*row).copied().unwrap_or(0);
+                *row += 1;
+                Ok(f16::from_bits(u16::from_le_bytes([lo, hi])).to_f32())
+            }
+        }
+    }
+
+    /// Checks a coded stream's integrity once every row has been read.
+    pub fn finish(self) -> Result<(), PayloadError> {
+        match self {
+            ScaleReader::Stored { .. } => Ok(()),
+            ScaleReader::Coded { dec, .. } => Ok(dec.finish()?),
         }
     }
 }

@@ -200,17 +200,38 @@ pub fn e8p_payload(v: &[f32], rows: usize, cols: usize, p: &E8Params) -> Vec<u8>
     out
 }
 
-/// `e8-rans` symbols and contexts for `rows × cols` weights: returns the f16 row scales, the
-/// symbols and their table indices (FORMAT.md §5.6). `step` is the lattice scale relative to
-/// each row's RMS.
+/// The `e8-rans` form of a tensor before entropy coding.
+#[derive(Debug, Clone)]
+pub struct E8RansSymbols {
+    /// One f16 scale per row.
+    pub scales: Vec<half::f16>,
+    /// The symbols (FORMAT.md §5.6) and the table of each.
+    pub symbols: Vec<u8>,
+    pub contexts: Vec<u8>,
+    /// Squared error and squared norm in the transformed domain (equal to the weight
+    /// domain's up to rounding: the transform is orthonormal).
+    pub squared_error: f64,
+    pub squared_norm: f64,
+}
+
+impl E8RansSymbols {
+    /// Signal-to-noise ratio in dB (infinite for an exact reconstruction).
+    pub fn snr_db(&self) -> f64 {
+        10.0 * (self.squared_norm / self.squared_error).log10()
+    }
+}
+
+/// `e8-rans` symbols and contexts for `rows × cols` weights (FORMAT.md §5.6). `step` is the
+/// lattice scale relative to each row's RMS.
 pub fn e8_rans_symbols(
     v: &[f32],
     rows: usize,
     cols: usize,
     p: &E8Params,
     step: f64,
-) -> (Vec<half::f16>, Vec<u8>, Vec<u8>) {
-    let per_row: Vec<(half::f16, Vec<u8>, Vec<u8>)> = v
+) -> E8RansSymbols {
+    #[allow(clippy::type_complexity)]
+    let per_row: Vec<(half::f16, Vec<u8>, Vec<u8>, f64, f64)> = v
         .par_chunks(cols.max(1))
         .take(rows)
         .map(|r| {
@@ -223,12 +244,17 @@ pub fn e8_rans_symbols(
             }
             let s = scale.to_f64();
             let (mut syms, mut ctx) = (Vec::with_capacity(cols), Vec::with_capacity(cols));
+            let (mut err, mut norm) = (0f64, 0f64);
             for g in y.chunks_exact(8) {
                 let c = if s > 0.0 {
                     nearest_e8(&std::array::from_fn(|i| g[i] / (2.0 * s)))
                 } else {
                     [0; 8]
                 };
+                for (&gi, &ci) in g.iter().zip(&c) {
+                    err += (gi - ci as f64 * s).powi(2);
+                    norm += gi * gi;
+                }
                 let t = c[0] & 1;
                 syms.push((c[0] + 128) as u8);
                 ctx.push(0);
@@ -240,13 +266,16 @@ pub fn e8_rans_symbols(
                 syms.push(((c[7] - r) / 4 + 32) as u8);
                 ctx.push(3 + t as u8);
             }
-            (scale, syms, ctx)
+            (scale, syms, ctx, err, norm)
         })
         .collect();
-    let scales = per_row.iter().map(|r| r.0).collect();
-    let syms = per_row.iter().flat_map(|r| r.1.iter().copied()).collect();
-    let ctx = per_row.iter().flat_map(|r| r.2.iter().copied()).collect();
-    (scales, syms, ctx)
+    E8RansSymbols {
+        scales: per_row.iter().map(|r| r.0).collect(),
+        symbols: per_row.iter().flat_map(|r| r.1.iter().copied()).collect(),
+        contexts: per_row.iter().flat_map(|r| r.2.iter().copied()).collect(),
+        squared_error: per_row.iter().map(|r| r.3).sum(),
+        squared_norm: per_row.iter().map(|r| r.4).sum(),
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ impl IntQuantized {
     /// The scales as their stored little-endian bytes.
     pub fn scale_bytes(&self) -> Vec<u8> {
         match self.params.scale_dtype {
-            ScaleDtype::F16 => self
+            // Coded scales (FORMAT.md §5.8) are made from the f16 bytes by `scales::code_scales`.
+            ScaleDtype::F16 | ScaleDtype::Coded => self
                 .scales
                 .iter()
                 .flat_map(|&s| f16::from_f32(s).to_le_bytes())

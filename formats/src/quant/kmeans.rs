@@ -151,7 +151,7 @@ pub fn quantize_kmeans(v: &[f32], rows: usize, cols: usize, k: u16) -> KmeansQua
     KmeansQuantized {
         params: KmeansParams {
             k: levels.len() as u16,
-            row_scales: true,
+            scales: Some(pcll_decoder::ScaleDtype::F16),
         },
         scales,
         levels,
