@@ -50,6 +50,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Eval(_) | Command::Generate(_)) {
+        runtime_gemm_single_threaded();
+    }
     let result = match cli.command {
         Command::Pack(a) => commands::pack::run(a),
         Command::Unpack(a) => commands::unpack::run(a),
@@ -71,5 +74,17 @@ fn main() -> ExitCode {
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The runtime parallelizes its products over row chunks with rayon, one single-threaded GEMM
+/// per chunk. burn's CPU backend (linked for `train`) turns on matrixmultiply's own threads,
+/// which would then oversubscribe the cores (measured: 1,200 instead of 1,850 tokens/s
+/// scoring the baseline shape on 2 cores). matrixmultiply reads `MATMUL_NUM_THREADS` once, at
+/// its first product; this runs first thing in `main`, before any thread exists, and leaves a
+/// value the user set alone.
+fn runtime_gemm_single_threaded() {
+    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        std::env::set_var("MATMUL_NUM_THREADS", "1");
     }
 }

@@ -274,6 +274,44 @@ impl<'a> Artifact<'a> {
         })
     }
 
+    /// The symbols and row scales of an `int` tensor (FORMAT.md §5.2), for callers that keep
+    /// weights compact and dequantize them where they use them: weight `(r, c)` is
+    /// `(symbols[r·cols + c] as f32 − qmax) × scales[r]`, bit for bit what [`Artifact::decode`]
+    /// gives in f32. `payload` as for [`Artifact::decode_payload`] (`None`: from the
+    /// artifact). Returns the codec's parameters; errors for other codecs.
+    pub fn decode_int_symbols(
+        &self,
+        info: &TensorInfo<'_>,
+        payload: Option<&[u8]>,
+        symbols: &mut [u8],
+        scales: &mut [f32],
+        scratch: &mut [u8],
+    ) -> Result<crate::table::IntParams, Error> {
+        let Codec::Int(p) = info.codec else {
+            return Err(RequestError::OutputDtype {
+                logical: info.dtype as u8,
+            }
+            .into());
+        };
+        let (rows, _) = info.rows_cols();
+        if symbols.len() as u64 != info.numel() || scales.len() as u64 != rows {
+            return Err(RequestError::OutputLen {
+                expected: info.numel(),
+                got: symbols.len() as u64,
+            }
+            .into());
+        }
+        let payload = payload.unwrap_or_else(|| self.payload(info));
+        check_crc(info, payload)?;
+        codec::int::decode_symbols(info, &p, payload, symbols, scales, scratch).map_err(
+            |error| Error::Payload {
+                tensor: info.index,
+                error,
+            },
+        )?;
+        Ok(p)
+    }
+
     /// Convenience: decode to `f32`.
     pub fn decode_f32(
         &self,

@@ -9,9 +9,10 @@
 //!
 //! The forward-pass core (`config`, `ops`, `weights`, `model`, `eval`) is `no_std` with
 //! `alloc` (build with `--no-default-features --features alloc`); `std` adds threads, token
-//! shards, streaming from disk and sampling.
+//! shards, streaming from disk (with [`memory`]'s allocator tuning) and sampling.
 #![no_std]
-#![forbid(unsafe_code)]
+// One FFI call tunes the allocator for streaming (`memory`); nothing else may use unsafe.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 #[cfg(feature = "std")]
@@ -23,6 +24,9 @@ pub mod calib;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod matrix;
+#[cfg(feature = "std")]
+pub mod memory;
 pub mod model;
 pub mod ops;
 #[cfg(feature = "std")]
@@ -38,5 +42,6 @@ pub mod weights;
 pub use config::Config;
 pub use error::RuntimeError;
 pub use eval::{evaluate, ByteTables, EvalResult};
+pub use matrix::{IntMatrix, Matrix};
 pub use model::{KvCache, Model, Site, Tap};
 pub use weights::{Resident, Weights};

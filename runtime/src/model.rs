@@ -14,9 +14,8 @@
 
 use crate::config::{block_tensor, Config};
 use crate::error::RuntimeError;
-use crate::ops::{
-    self, for_chunks, gemm, gemm_strided, linear, map_range, rms_norm, Rope, RopeTable,
-};
+use crate::matrix::Matrix;
+use crate::ops::{self, for_chunks, gemm_strided, map_range, rms_norm, Rope, RopeTable};
 use crate::weights::Weights;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -48,6 +47,11 @@ impl<W: Weights> Model<W> {
         self.weights.get(name)
     }
 
+    /// A block's weight matrix, in whatever form the source multiplies by.
+    fn m(&self, name: &str) -> Result<Matrix<'_>, RuntimeError> {
+        self.weights.matrix(name)
+    }
+
     /// Checks every id against the vocabulary.
     pub fn check_tokens(&self, ids: &[u32]) -> Result<(), RuntimeError> {
         match ids.iter().position(|&t| t as usize >= self.cfg.vocab_size) {
@@ -63,10 +67,10 @@ impl<W: Weights> Model<W> {
     /// Embeds and normalizes `ids`: the `x0` of every block.
     pub(crate) fn embed(&self, ids: &[u32]) -> Result<Vec<f32>, RuntimeError> {
         let d = self.cfg.model_dim;
-        let emb = self.w("tok_emb.weight")?;
+        let emb = self.m("tok_emb.weight")?;
         let mut x = vec![0f32; ids.len() * d];
         for (row, &t) in x.chunks_mut(d).zip(ids) {
-            row.copy_from_slice(&emb[t as usize * d..(t as usize + 1) * d]);
+            emb.row(t as usize, row);
             rms_norm(row);
         }
         Ok(x)
@@ -114,7 +118,7 @@ impl<W: Weights> Model<W> {
         let d = self.cfg.model_dim;
         let head = self.head()?;
         let mut logits = vec![0f32; self.cfg.vocab_size];
-        linear(&h[last * d..], &head, d, self.cfg.vocab_size, &mut logits);
+        head.gemm(&h[last * d..], d, &mut logits);
         let cap = self.cfg.logit_softcap;
         for l in logits.iter_mut() {
             *l = cap * ops::math::tanh(*l / cap);
@@ -143,7 +147,6 @@ impl<W: Weights> Model<W> {
         let start = cache.as_ref().map_or(0, |c| c.len);
         let table = self.rope.table(start, ids.len());
         let mut x = self.embed(ids)?;
-        let x0 = x.clone();
         let mut skips: Vec<Vec<f32>> = Vec::with_capacity(cfg.encoder_layers());
         for layer in 0..cfg.num_layers {
             if layer >= cfg.encoder_layers() {
@@ -162,7 +165,7 @@ impl<W: Weights> Model<W> {
                 }
             }
             let lc = cache.as_mut().map(|c| &mut c.layers[layer]);
-            self.block(layer, &mut x, &x0, &table, start, lc, tap)?;
+            self.block(layer, &mut x, ids, &table, start, lc, tap)?;
             if layer < cfg.encoder_layers() {
                 skips.push(x.clone());
             }
@@ -174,13 +177,18 @@ impl<W: Weights> Model<W> {
         Ok(x)
     }
 
-    /// One block over all positions, in place on `x`.
+    /// One block over all positions `ids`, in place on `x`.
+    ///
+    /// `x0` (the normalized embedding) is recomputed row by row from `tok_emb` rather than
+    /// kept: with streamed weights the embedding is decoded for the mix and dropped before
+    /// attention, so a window's peak holds one activation tensor fewer. The arithmetic is that
+    /// of [`Model::embed`], so the result is the same to the bit.
     #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
         layer: usize,
         x: &mut [f32],
-        x0: &[f32],
+        ids: &[u32],
         table: &RopeTable,
         start: usize,
         cache: Option<&mut LayerCache>,
@@ -189,14 +197,18 @@ impl<W: Weights> Model<W> {
         let d = self.cfg.model_dim;
         let mix = self.w(&block_tensor(layer, "resid_mix"))?;
         let (m0, m1) = mix.split_at(d);
+        let emb = self.m("tok_emb.weight")?;
         for_chunks(x, ROWS * d, |c, xc| {
-            let x0 = &x0[c * ROWS * d..c * ROWS * d + xc.len()];
-            for (xr, x0r) in xc.chunks_mut(d).zip(x0.chunks(d)) {
+            let mut x0r = vec![0f32; d];
+            for (xr, &t) in xc.chunks_mut(d).zip(&ids[c * ROWS..]) {
+                emb.row(t as usize, &mut x0r);
+                rms_norm(&mut x0r);
                 for j in 0..d {
                     xr[j] = m0[j] * xr[j] + m1[j] * x0r[j];
                 }
             }
         });
+        drop(emb);
         self.attention(layer, x, table, start, cache, tap)?;
         self.mlp(layer, x, tap)
     }
@@ -231,13 +243,13 @@ impl<W: Weights> Model<W> {
             });
         }
         let project = |name: &str, width: usize| -> Result<Vec<f32>, RuntimeError> {
-            let w = self.w(&block_tensor(layer, name))?;
+            let w = self.m(&block_tensor(layer, name))?;
             let mut y = vec![0f32; t * width];
             for_chunks(&mut y, ROWS * width, |c, yc| {
                 let r0 = c * ROWS;
                 let mut n = xs[r0 * d..r0 * d + yc.len() / width * d].to_vec();
                 ops::rms_norm_rows(&mut n, d);
-                gemm(&n, d, &w, yc, false);
+                w.gemm(&n, d, yc);
             });
             Ok(y)
         };
@@ -255,8 +267,8 @@ impl<W: Weights> Model<W> {
         };
         // Queries, attention and the output projection chunk by chunk of rows: a chunk's
         // queries depend only on its own rows of `x`, which it updates last.
-        let wq = self.w(&block_tensor(layer, "attn.c_q.weight"))?;
-        let proj = self.w(&block_tensor(layer, "attn.proj.weight"))?;
+        let wq = self.m(&block_tensor(layer, "attn.c_q.weight"))?;
+        let proj = self.m(&block_tensor(layer, "attn.proj.weight"))?;
         let gain = self.w(&block_tensor(layer, "attn.q_gain"))?;
         let attn_scale = self.w(&block_tensor(layer, "attn_scale"))?;
         let group = heads / cfg.num_kv_heads;
@@ -267,7 +279,7 @@ impl<W: Weights> Model<W> {
             let mut n = xc.to_vec();
             ops::rms_norm_rows(&mut n, d);
             let mut q = vec![0f32; rows * d];
-            gemm(&n, d, &wq, &mut q, false);
+            wq.gemm(&n, d, &mut q);
             for (r, row) in q.chunks_mut(d).enumerate() {
                 prepare_row(row, hd, q0 + r, table, Some(&gain));
             }
@@ -290,7 +302,7 @@ impl<W: Weights> Model<W> {
             if let Some(tap) = tap {
                 tap.record(layer, Site::AttnProj, c * ROWS, &n);
             }
-            gemm(&n, d, &proj, &mut q, false);
+            proj.gemm(&n, d, &mut q);
             add_scaled(xc, &q, &attn_scale);
         });
         Ok(())
@@ -299,15 +311,15 @@ impl<W: Weights> Model<W> {
     /// `x += mlp_scale ⊙ proj(relu(fc(norm(x)))²)`, chunk by chunk of token rows.
     fn mlp(&self, layer: usize, x: &mut [f32], tap: Option<&dyn Tap>) -> Result<(), RuntimeError> {
         let (d, hid) = (self.cfg.model_dim, self.cfg.mlp_hidden);
-        let fc = self.w(&block_tensor(layer, "mlp.fc.weight"))?;
-        let proj = self.w(&block_tensor(layer, "mlp.proj.weight"))?;
+        let fc = self.m(&block_tensor(layer, "mlp.fc.weight"))?;
+        let proj = self.m(&block_tensor(layer, "mlp.proj.weight"))?;
         let scale = self.w(&block_tensor(layer, "mlp_scale"))?;
         for_chunks(x, ROWS * d, |c, xc| {
             let r = xc.len() / d;
             let mut n = xc.to_vec();
             ops::rms_norm_rows(&mut n, d);
             let mut hbuf = vec![0f32; r * hid];
-            gemm(&n, d, &fc, &mut hbuf, false);
+            fc.gemm(&n, d, &mut hbuf);
             for v in hbuf.iter_mut() {
                 let a = v.max(0.0);
                 *v = a * a;
@@ -316,18 +328,18 @@ impl<W: Weights> Model<W> {
                 tap.record(layer, Site::MlpFc, c * ROWS, &n);
                 tap.record(layer, Site::MlpProj, c * ROWS, &hbuf);
             }
-            gemm(&hbuf, hid, &proj, &mut n, false);
+            proj.gemm(&hbuf, hid, &mut n);
             add_scaled(xc, &n, &scale);
         });
         Ok(())
     }
 
     /// The output head's weight: `tok_emb` when tied.
-    pub(crate) fn head(&self) -> Result<alloc::borrow::Cow<'_, [f32]>, RuntimeError> {
+    pub(crate) fn head(&self) -> Result<Matrix<'_>, RuntimeError> {
         if self.cfg.tie_embeddings {
-            self.w("tok_emb.weight")
+            self.m("tok_emb.weight")
         } else {
-            self.w("lm_head.weight")
+            self.m("lm_head.weight")
         }
     }
 
@@ -344,7 +356,7 @@ impl<W: Weights> Model<W> {
             let r0 = c * ROWS;
             let r1 = (r0 + ROWS).min(targets.len());
             let mut logits = vec![0f32; (r1 - r0) * vocab];
-            gemm(&h[r0 * d..r1 * d], d, &head, &mut logits, false);
+            head.gemm(&h[r0 * d..r1 * d], d, &mut logits);
             logits
                 .chunks_mut(vocab)
                 .zip(&targets[r0..r1])
@@ -482,17 +494,33 @@ pub(crate) fn attend(
 ) {
     let rows = q.len() / hd;
     let keys = (k.len() - hd) / ld + 1;
-    let mut scores = vec![0f32; rows * keys];
-    gemm_strided(q, hd, k, ld, &mut scores, false);
-    for (i, row) in scores.chunks_mut(keys).enumerate() {
-        let visible = (q0 + i + 1).min(keys);
-        for s in row[..visible].iter_mut() {
-            *s *= scale;
+    // Query tiles of `Q_TILE` rows (a short last tile joins the one before, so no tile of
+    // one row takes the matrix-vector path unless `rows` is 1): the scores buffer stays
+    // small, and each output element is the same sum whatever the tiling.
+    let mut scores = vec![0f32; rows.min(2 * Q_TILE - 1) * keys];
+    let mut r0 = 0;
+    while r0 < rows {
+        let r1 = if rows - r0 < 2 * Q_TILE {
+            rows
+        } else {
+            r0 + Q_TILE
+        };
+        let sc = &mut scores[..(r1 - r0) * keys];
+        gemm_strided(&q[r0 * hd..r1 * hd], hd, k, ld, sc, false);
+        for (i, row) in sc.chunks_mut(keys).enumerate() {
+            let visible = (q0 + r0 + i + 1).min(keys);
+            for s in row[..visible].iter_mut() {
+                *s *= scale;
+            }
+            ops::softmax(&mut row[..visible]);
+            for s in row[visible..].iter_mut() {
+                *s = 0.0;
+            }
         }
-        ops::softmax(&mut row[..visible]);
-        for s in row[visible..].iter_mut() {
-            *s = 0.0;
-        }
+        ops::gemm_nn(sc, keys, v, ld, &mut out[r0 * hd..r1 * hd]);
+        r0 = r1;
     }
-    ops::gemm_nn(&scores, keys, v, ld, out);
 }
+
+/// Query rows per attention tile in [`attend`].
+const Q_TILE: usize = 16;

@@ -94,28 +94,6 @@ where
     (0..n).map(map).collect()
 }
 
-/// `y = x · wᵀ` for `x`: `rows × k` and `w`: `n × k` (a PyTorch `Linear` weight), all
-/// row-major; `y` is `rows × n`. Parallel over row chunks, or over output features for a
-/// single row.
-pub fn linear(x: &[f32], w: &[f32], k: usize, n: usize, y: &mut [f32]) {
-    let rows = y.len() / n.max(1);
-    debug_assert_eq!(x.len(), rows * k);
-    debug_assert_eq!(w.len(), n * k);
-    if rows == 1 {
-        const COLS: usize = 64;
-        for_chunks(y, COLS, |c, yc| {
-            let w = &w[c * COLS * k..(c * COLS + yc.len()) * k];
-            gemm(x, k, w, yc, false);
-        });
-        return;
-    }
-    for_chunks(y, ROW_CHUNK * n, |c, yc| {
-        let r0 = c * ROW_CHUNK;
-        let r = yc.len() / n;
-        gemm(&x[r0 * k..(r0 + r) * k], k, w, yc, false);
-    });
-}
-
 /// `y (+)= x · wᵀ` on one thread: `x` is `m × k`, `w` is `n × k`, `y` is `m × n` (overwritten
 /// unless `accumulate`).
 pub fn gemm(x: &[f32], k: usize, w: &[f32], y: &mut [f32], accumulate: bool) {
@@ -125,34 +103,71 @@ pub fn gemm(x: &[f32], k: usize, w: &[f32], y: &mut [f32], accumulate: bool) {
 /// As [`gemm`], with row `j` of `w` at `w[j·ldw .. j·ldw + k]` (a column block of a wider
 /// matrix); `y` has one column per row of `w`.
 pub fn gemm_strided(x: &[f32], k: usize, w: &[f32], ldw: usize, y: &mut [f32], accumulate: bool) {
-    let n = if k == 0 || w.len() < k {
+    let n = weight_rows(w, k, ldw);
+    gemm_cols(x, k, w, ldw, y, n, accumulate);
+}
+
+/// Rows of a weight matrix of row length `k` whose rows sit `ldw` apart in `w`.
+fn weight_rows(w: &[f32], k: usize, ldw: usize) -> usize {
+    if k == 0 || w.len() < k {
         0
     } else {
         (w.len() - k) / ldw.max(1) + 1
-    };
-    let m = y.len() / n.max(1);
-    if m == 0 || n == 0 {
+    }
+}
+
+/// `y[:, 0..n] (+)= x · wᵀ` where `w` has `n` rows `ldw` apart and the rows of `y` sit `ldy`
+/// apart (`y` may be a column block of a wider matrix, starting at its first element). Each
+/// output element is summed over `k` in one fixed order whatever `n`, `ldy` or the column
+/// split, so every caller gets the same bits for the same row of `x` and `w`.
+pub fn gemm_cols(
+    x: &[f32],
+    k: usize,
+    w: &[f32],
+    ldw: usize,
+    y: &mut [f32],
+    ldy: usize,
+    accumulate: bool,
+) {
+    let n = weight_rows(w, k, ldw);
+    let m = x.len() / k.max(1);
+    if m == 0 || n == 0 || ldy < n {
         return;
     }
     if m == 1 {
         // A matrix-vector product: packing `w` for a blocked gemm would cost as much as the
         // product itself.
-        for (j, yj) in y.iter_mut().enumerate() {
+        for (j, yj) in y.iter_mut().take(n).enumerate() {
             let d = dot(x, &w[j * ldw..j * ldw + k]);
             *yj = if accumulate { *yj + d } else { d };
         }
         return;
     }
-    let (Ok(a), Ok(b), Ok(mut c)) = (
+    let ylen = (m - 1) * ldy + n;
+    let (Ok(a), Ok(b), Some(Ok(mut c))) = (
         ArrayView2::from_shape((m, k), x),
         ArrayView2::from_shape((n, k).strides((ldw, 1)), w),
-        ArrayViewMut2::from_shape((m, n), y),
+        y.get_mut(..ylen)
+            .map(|y| ArrayViewMut2::from_shape((m, n).strides((ldy, 1)), y)),
     ) else {
         unreachable_shapes();
         return;
     };
-    general_mat_mul(1.0, &a, &b.t(), if accumulate { 1.0 } else { 0.0 }, &mut c);
+    // `W_BLOCK` rows of `w` per call: the GEMM packs at most that many rows (256 KiB at
+    // k = 256) per thread instead of a megabyte.
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    let mut j0 = 0;
+    while j0 < n {
+        let j1 = (j0 + W_BLOCK).min(n);
+        let bj = b.slice(ndarray::s![j0..j1, ..]);
+        let mut cj = c.slice_mut(ndarray::s![.., j0..j1]);
+        general_mat_mul(1.0, &a, &bj.t(), beta, &mut cj);
+        j0 = j1;
+    }
 }
+
+/// Rows of the weight matrix per GEMM call in [`gemm_cols`].
+pub const W_BLOCK: usize = 256;
 
 /// `y = x · b` on one thread: `x` is `m × k`, `b` is `k × n` with rows `ldb` apart (a
 /// column block of a wider matrix), `y` is `m × n`, row-major.

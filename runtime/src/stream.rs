@@ -2,9 +2,11 @@
 //! request reads one payload from the file, checks it and decodes it, and nothing is kept.
 
 use crate::error::RuntimeError;
+use crate::matrix::{IntMatrix, Matrix};
 use crate::weights::{decode_f32, Weights};
 use pcll_decoder::header::HEADER_LEN;
-use pcll_decoder::Artifact;
+use pcll_decoder::limits::MAX_SCRATCH_LEN;
+use pcll_decoder::{Artifact, Codec, TensorInfo};
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -68,12 +70,9 @@ impl Streamed {
     }
 }
 
-impl Weights for Streamed {
-    fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError> {
-        let art = self.artifact()?;
-        let info = art
-            .find(name)
-            .map_err(|_| RuntimeError::MissingTensor { name: name.into() })?;
+impl Streamed {
+    /// Reads the payload of `info` from the file.
+    fn read_payload(&self, info: &TensorInfo<'_>) -> Result<Vec<u8>, RuntimeError> {
         let io = |source| RuntimeError::Io {
             path: self.path.display().to_string(),
             source,
@@ -82,6 +81,49 @@ impl Weights for Streamed {
         let mut f = &self.file;
         f.seek(SeekFrom::Start(info.payload_offset)).map_err(io)?;
         f.read_exact(&mut payload).map_err(io)?;
+        Ok(payload)
+    }
+}
+
+impl Weights for Streamed {
+    fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError> {
+        let art = self.artifact()?;
+        let info = art
+            .find(name)
+            .map_err(|_| RuntimeError::MissingTensor { name: name.into() })?;
+        let payload = self.read_payload(&info)?;
         Ok(Cow::Owned(decode_f32(&art, &info, Some(&payload))?))
+    }
+
+    /// `int` tensors stay symbols and row scales (a quarter of their f32 size, the same
+    /// products); other codecs are decoded to f32.
+    fn matrix(&self, name: &str) -> Result<Matrix<'_>, RuntimeError> {
+        let art = self.artifact()?;
+        let info = art
+            .find(name)
+            .map_err(|_| RuntimeError::MissingTensor { name: name.into() })?;
+        let payload = self.read_payload(&info)?;
+        let Codec::Int(p) = info.codec else {
+            return Ok(Matrix::F32(Cow::Owned(decode_f32(
+                &art,
+                &info,
+                Some(&payload),
+            )?)));
+        };
+        let (rows, _) = info.rows_cols();
+        let mut symbols = vec![0u8; info.numel() as usize];
+        let mut scales = vec![0f32; rows as usize];
+        let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
+        art.decode_int_symbols(
+            &info,
+            Some(&payload),
+            &mut symbols,
+            &mut scales,
+            &mut scratch,
+        )?;
+        drop(payload);
+        IntMatrix::new(symbols, scales, p.qmax() as f32)
+            .map(Matrix::Int)
+            .ok_or_else(|| RuntimeError::BadConfig(format!("`{name}` has no rows")))
     }
 }

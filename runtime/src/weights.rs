@@ -3,6 +3,7 @@
 //! so at most the tensors of the step being computed are in memory.
 
 use crate::error::RuntimeError;
+use crate::matrix::Matrix;
 use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
@@ -15,6 +16,12 @@ use pcll_decoder::{Artifact, Output, TensorInfo};
 pub trait Weights: Sync {
     /// The tensor `name`, reconstructed to f32 (row-major).
     fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError>;
+
+    /// The weight matrix `name`, for multiplying by: by default its f32 values; a source may
+    /// hand out a compact form that multiplies to the same bits ([`Matrix::Int`]).
+    fn matrix(&self, name: &str) -> Result<Matrix<'_>, RuntimeError> {
+        Ok(Matrix::F32(self.get(name)?))
+    }
 }
 
 /// A boxed source, so callers can pick resident or streamed weights at run time.
@@ -22,12 +29,20 @@ impl<W: Weights + ?Sized> Weights for alloc::boxed::Box<W> {
     fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError> {
         (**self).get(name)
     }
+
+    fn matrix(&self, name: &str) -> Result<Matrix<'_>, RuntimeError> {
+        (**self).matrix(name)
+    }
 }
 
 /// A borrowed source.
 impl<W: Weights + ?Sized> Weights for &W {
     fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError> {
         (**self).get(name)
+    }
+
+    fn matrix(&self, name: &str) -> Result<Matrix<'_>, RuntimeError> {
+        (**self).matrix(name)
     }
 }
 

@@ -109,6 +109,10 @@ fn child(a: &Args, mode: &str) {
     let toks = load_tokens(a.dir.join("val_000.bin").to_str().unwrap_or_default())
         .unwrap_or_else(|e| die(&e.to_string()));
     let tables = ByteTables::bytes(a.vocab);
+    if mode.ends_with("stream") {
+        // As `pcll eval/generate --stream` do.
+        pcll_runtime::memory::return_freed_memory();
+    }
     let t0 = Instant::now();
     let loss = match mode {
         "generate-stream" => {

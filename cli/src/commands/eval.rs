@@ -40,7 +40,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         tokens.truncate((w * a.seq_len + 1).min(tokens.len()));
     }
     let windows = window_count(tokens.len(), a.seq_len);
-    with_model(&a.model, a.stream, |model, opened| {
+    with_model(&a.model, a.stream, false, |model, opened| {
         let Some(tables) = &opened.tables else {
             bail!(pcll_runtime::RuntimeError::NoByteTables);
         };

@@ -39,7 +39,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     super::run_model::set_threads(a.threads)?;
-    with_model(&a.model, a.stream, |model, opened| {
+    with_model(&a.model, a.stream, true, |model, opened| {
         let Some(codec) = &opened.codec else {
             bail!("the artifact carries no tokenizer (pack with --tokenizer or --byte-tokenizer)");
         };

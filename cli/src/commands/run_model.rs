@@ -13,6 +13,7 @@ use std::time::Instant;
 pub struct Opened {
     pub config: Config,
     pub tables: Option<ByteTables>,
+    /// The text codec, when the command asked for one (`text`) and the artifact has it.
     pub codec: Option<TextCodec>,
     /// Seconds spent opening (and, resident, decoding every weight).
     pub load_s: f64,
@@ -22,28 +23,32 @@ pub struct Opened {
 pub type AnyModel = Model<Box<dyn Weights>>;
 
 /// Runs `f` on the model in `path`: every weight decoded up front, or (`stream`) each tensor
-/// read from disk and decoded when the forward pass reaches it.
+/// read from disk and decoded when the forward pass reaches it. `text`: also build the text
+/// codec (a `tokenizer.json` can be large; scoring does not need it).
 pub fn with_model<T>(
     path: &Path,
     stream: bool,
+    text: bool,
     f: impl FnOnce(&AnyModel, &Opened) -> Result<T>,
 ) -> Result<T> {
     let t0 = Instant::now();
     let ctx = || format!("{}", path.display());
     let (weights, opened): (Box<dyn Weights>, Opened) = if stream {
+        // Low memory is the point of streaming: freed weights go back to the system.
+        pcll_runtime::memory::return_freed_memory();
         let s = Streamed::open(path).with_context(ctx)?;
-        let opened = describe(&s.artifact().with_context(ctx)?, t0)?;
+        let opened = describe(&s.artifact().with_context(ctx)?, text, t0)?;
         (Box::new(s), opened)
     } else {
         let bytes = read(path)?;
         let art = Artifact::parse(&bytes).with_context(ctx)?;
         let resident = Resident::decode_all(&art).with_context(ctx)?;
-        (Box::new(resident), describe(&art, t0)?)
+        (Box::new(resident), describe(&art, text, t0)?)
     };
     f(&Model::new(opened.config, weights), &opened)
 }
 
-fn describe(art: &Artifact<'_>, t0: Instant) -> Result<Opened> {
+fn describe(art: &Artifact<'_>, text: bool, t0: Instant) -> Result<Opened> {
     let config = Config::from_artifact(art)?;
     let meta = art.metadata();
     let tables = match ByteTables::from_metadata(meta, config.vocab_size) {
@@ -51,10 +56,10 @@ fn describe(art: &Artifact<'_>, t0: Instant) -> Result<Opened> {
         Err(pcll_runtime::RuntimeError::NoByteTables) => None,
         Err(e) => return Err(e.into()),
     };
-    let codec = match TextCodec::from_metadata(meta) {
-        Ok(c) => Some(c),
-        Err(pcll_runtime::RuntimeError::NoByteTables) => None,
-        Err(e) => return Err(e.into()),
+    let codec = match text.then(|| TextCodec::from_metadata(meta)) {
+        None | Some(Err(pcll_runtime::RuntimeError::NoByteTables)) => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => return Err(e.into()),
     };
     Ok(Opened {
         config,

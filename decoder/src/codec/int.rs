@@ -61,6 +61,36 @@ pub fn stream<'a>(
     parts(info, p, payload).map(|p| p.stream)
 }
 
+/// Decodes the payload's symbols and scales without reconstructing weights: `symbols` gets
+/// the `rows × cols` symbols `s` (cluster ids left out), `scales` each row's scale widened to
+/// f32, so that weight `(r, c)` is `(symbols[r·cols + c] as f32 − qmax) × scales[r]`, the
+/// f32 value [`decode`] writes. Both lengths must be exact (checked by the caller).
+pub fn decode_symbols(
+    info: &TensorInfo<'_>,
+    p: &IntParams,
+    payload: &[u8],
+    symbols: &mut [u8],
+    scales: &mut [f32],
+    scratch: &mut [u8],
+) -> Result<(), PayloadError> {
+    let parts = parts(info, p, payload)?;
+    let cols = info.rows_cols().1 as usize;
+    let (mut reader, scratch) = parts.scales.reader(scratch)?;
+    let mut dec = parts.stream.decoder(scratch)?;
+    for (r, scale) in scales.iter_mut().enumerate() {
+        if p.clusters > 0 {
+            dec.select(0)?;
+            let id = dec.next_symbol()?;
+            dec.select(1 + id as usize)?;
+        }
+        *scale = reader.next_scale()?;
+        let row = symbols.get_mut(r * cols..(r + 1) * cols).unwrap_or(&mut []);
+        dec.decode(row)?;
+    }
+    dec.finish()?;
+    reader.finish()
+}
+
 /// Decodes the payload into `out` (length already checked to be `numel`).
 pub fn decode(
     info: &TensorInfo<'_>,

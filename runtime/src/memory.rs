@@ -1,0 +1,30 @@
+//! Allocator tuning for the low-memory (`--stream`) mode.
+//!
+//! glibc's malloc raises its mmap threshold each time a large mapped block is freed, up to
+//! 32 MiB; after the first decoded weight (megabytes) is dropped, later blocks of that size
+//! come from the heap arenas, and freed ones stay resident there. A streamed evaluation,
+//! which decodes and drops every weight once per window, then holds several megabytes more
+//! than it uses. [`return_freed_memory`] fixes the threshold at 64 KiB, so every larger block
+//! is its own mapping and goes back to the system when freed.
+
+/// The mmap threshold [`return_freed_memory`] sets, in bytes.
+pub const MMAP_THRESHOLD: usize = 128 << 10;
+
+/// Asks the C allocator to map every block of more than [`MMAP_THRESHOLD`] bytes on its own
+/// and unmap it when freed (glibc `mallopt(M_MMAP_THRESHOLD)`, which also stops the dynamic
+/// adjustment). Trades some speed (a map and page faults per large block) for peak memory.
+/// Returns whether the allocator accepted it; elsewhere than glibc it does nothing and
+/// returns false.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn return_freed_memory() -> bool {
+    // SAFETY: `mallopt` only changes malloc's tuning parameters; it takes plain integers and
+    // is safe to call at any time, from any thread.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int) == 1 }
+}
+
+/// Asks the C allocator to return large freed blocks (only glibc is tuned; false here).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn return_freed_memory() -> bool {
+    false
+}
