@@ -23,6 +23,7 @@ use crate::pack::{
 };
 use crate::quant::gptq::{output_error, GptqContext, Hessians};
 use crate::safetensors_io::SourceModel;
+use crate::scales::{code_scales, ScaleCoding};
 use crate::writer::{write_artifact, TensorRecord};
 use half::f16;
 use pcll_decoder::table::align_up;
@@ -201,8 +202,19 @@ pub fn measure<'m, E: From<FormatError>>(
                 TensorPlan::Int(b) => {
                     let (q, _) =
                         quantize_tensor(&t.name, &v, rows, cols, b, opts.scale, gptq.as_mut());
-                    let payload = int_payload(&q, opts.lanes).0;
-                    (q.dequantize(), (t.dtype, Codec::Int(q.params), payload))
+                    let rec = TensorRecord {
+                        name: t.name.clone(),
+                        dtype: t.dtype,
+                        shape: t.shape.clone(),
+                        codec: Codec::Int(q.params),
+                        payload: int_payload(&q, opts.lanes).0,
+                    };
+                    // Sized as `pack` stores it: with coded scales when they are asked for.
+                    let rec = match opts.scale_coding {
+                        ScaleCoding::Auto => code_scales(rec),
+                        ScaleCoding::F16 => rec,
+                    };
+                    (q.dequantize(), (t.dtype, rec.codec, rec.payload))
                 }
                 TensorPlan::RawF16 => {
                     let rec = f16_round(&v);
