@@ -200,19 +200,7 @@ impl<'a> Artifact<'a> {
     /// Scratch bytes that decoding `info` needs (0 for `raw`; at most
     /// [`crate::limits::MAX_SCRATCH_LEN`]).
     pub fn scratch_len(&self, info: &TensorInfo<'_>) -> Result<usize, Error> {
-        let payload = self.payload(info);
-        let len = match info.codec {
-            Codec::Raw => return Ok(0),
-            Codec::Int(p) => codec::int::parts(info, &p, payload).and_then(|p| p.scratch_len()),
-            Codec::Kmeans(p) => {
-                codec::kmeans::parts(info, &p, payload).and_then(|p| p.scratch_len())
-            }
-            Codec::E8p(p) => codec::e8::e8p_parts(info, &p, payload).map(|p| p.0.scratch_len()),
-            Codec::E8Rans(p) => codec::e8::e8_rans_parts(info, &p, payload)
-                .map(|(sc, s)| sc.scratch_len() + s.scratch_len()),
-            Codec::Lossless => codec::lossless::parts(info, payload).map(|p| p.1.scratch_len()),
-        };
-        len.map_err(|error| Error::Payload {
+        codec::scratch_len(info, self.payload(info)).map_err(|error| Error::Payload {
             tensor: info.index,
             error,
         })

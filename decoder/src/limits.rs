@@ -23,7 +23,8 @@ pub const MAX_ALPHABET: u16 = 256;
 pub const MAX_PROB_BITS: u8 = 15;
 /// Largest scratch any decode needs, in bytes: one byte per rANS probability slot of every
 /// table of a stream. A v1 stream needs at most `2^15`; a v2 context stream (FORMAT.md §6.5)
-/// keeps `tables × 2^prob_bits` within this bound.
+/// keeps `tables × 2^prob_bits` within this bound, and a v3 payload with coded scales (§5.8)
+/// keeps its two streams' slots together within it.
 pub const MAX_SCRATCH_LEN: usize = 1 << 16;
 /// Largest randomized-Hadamard block of the E8 codecs (FORMAT.md §5.5), in elements.
 pub const MAX_HADAMARD_LOG2: u8 = 10;

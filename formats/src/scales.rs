@@ -8,11 +8,10 @@
 //! when the coded form is not smaller or would not fit the decoder's scratch limit.
 
 use crate::rans::encode;
-use crate::writer::{write_artifact, TensorRecord};
+use crate::writer::TensorRecord;
 use pcll_decoder::codec::scales::CODED_ALPHABET;
 use pcll_decoder::table::{row_split, ScaleDtype};
-use pcll_decoder::{Artifact, Codec};
-use std::collections::BTreeMap;
+use pcll_decoder::{Codec, TensorInfo};
 
 /// How `pack` stores per-row f16 scales (`--scales`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,15 +111,25 @@ pub fn code_scales(rec: TensorRecord) -> TensorRecord {
     }
 }
 
-/// Whether the decoder sizes `rec`'s scratch without error (the §5.8 scratch limit).
+/// Whether the decoder sizes `rec`'s scratch without error (the §5.8 scratch limit), from the
+/// stream headers alone.
 fn accepted(rec: &TensorRecord) -> bool {
-    let Ok(bytes) = write_artifact(&BTreeMap::new(), vec![rec.clone()]) else {
-        return false;
+    let mut dims = [1u64; 4];
+    for (d, &s) in dims.iter_mut().zip(&rec.shape) {
+        *d = s;
+    }
+    let info = TensorInfo {
+        index: 0,
+        name: &rec.name,
+        dtype: rec.dtype,
+        ndim: rec.shape.len() as u8,
+        dims,
+        codec: rec.codec,
+        payload_offset: 0,
+        payload_len: rec.payload.len() as u64,
+        payload_crc: 0,
     };
-    let Ok(art) = Artifact::parse(&bytes) else {
-        return false;
-    };
-    art.tensor(0).is_ok_and(|t| art.scratch_len(&t).is_ok())
+    pcll_decoder::codec::scratch_len(&info, &rec.payload).is_ok()
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ impl IntMatrix {
 }
 
 impl Matrix<'_> {
-    /// `y = x · Wᵀ` on one thread (`x`: `m × k`, `y`: `m × n`), as [`crate::ops::gemm`].
+    /// `y = x · Wᵀ` on one thread (`x`: `m × k`, `y`: `m × n`), as [`gemm_cols`] does for f32 weights.
     pub fn gemm(&self, x: &[f32], k: usize, y: &mut [f32]) {
         match self {
             Matrix::F32(w) => {

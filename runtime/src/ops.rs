@@ -94,14 +94,9 @@ where
     (0..n).map(map).collect()
 }
 
-/// `y (+)= x · wᵀ` on one thread: `x` is `m × k`, `w` is `n × k`, `y` is `m × n` (overwritten
-/// unless `accumulate`).
-pub fn gemm(x: &[f32], k: usize, w: &[f32], y: &mut [f32], accumulate: bool) {
-    gemm_strided(x, k, w, k, y, accumulate);
-}
-
-/// As [`gemm`], with row `j` of `w` at `w[j·ldw .. j·ldw + k]` (a column block of a wider
-/// matrix); `y` has one column per row of `w`.
+/// `y (+)= x · wᵀ` on one thread: `x` is `m × k`, `w` has `n` rows of `k` with row `j` at
+/// `w[j·ldw .. j·ldw + k]` (`ldw = k`, or a column block of a wider matrix), `y` is `m × n`
+/// (overwritten unless `accumulate`).
 pub fn gemm_strided(x: &[f32], k: usize, w: &[f32], ldw: usize, y: &mut [f32], accumulate: bool) {
     let n = weight_rows(w, k, ldw);
     gemm_cols(x, k, w, ldw, y, n, accumulate);

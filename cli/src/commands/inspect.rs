@@ -65,35 +65,24 @@ fn json_value(v: &Value<'_>) -> serde_json::Value {
 pub fn int_symbols(art: &Artifact<'_>, t: &TensorInfo<'_>) -> Result<Option<(Vec<u8>, u64)>> {
     let payload = art.check_payload(t)?;
     let fail = |e: &dyn std::fmt::Debug| anyhow::anyhow!("tensor {}: {e:?}", t.name);
-    let (s, clustered) = match t.codec {
-        Codec::Int(p) => (
-            codec::int::stream(t, &p, payload).map_err(|e| fail(&e))?,
-            p.clusters > 0,
-        ),
-        Codec::Kmeans(p) => (
-            codec::kmeans::parts(t, &p, payload)
-                .map_err(|e| fail(&e))?
-                .stream,
-            false,
-        ),
+    let mut out = vec![0u8; t.numel() as usize];
+    let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
+    let stream = match t.codec {
+        Codec::Int(p) => {
+            let mut scales = vec![0f32; t.rows_cols().0 as usize];
+            art.decode_int_symbols(t, Some(payload), &mut out, &mut scales, &mut scratch)?;
+            codec::int::stream(t, &p, payload).map_err(|e| fail(&e))?
+        }
+        Codec::Kmeans(p) => {
+            let parts = codec::kmeans::parts(t, &p, payload).map_err(|e| fail(&e))?;
+            let mut d = parts.stream.decoder(&mut scratch).map_err(|e| fail(&e))?;
+            d.decode(&mut out).map_err(|e| fail(&e))?;
+            d.finish().map_err(|e| fail(&e))?;
+            parts.stream
+        }
         _ => return Ok(None),
     };
-    let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
-    let mut d = s.decoder(&mut scratch).map_err(|e| fail(&e))?;
-    let mut out = vec![0u8; t.numel() as usize];
-    if clustered {
-        let (_, cols) = t.rows_cols();
-        for row in out.chunks_mut(cols.max(1) as usize) {
-            d.select(0).map_err(|e| fail(&e))?;
-            let id = d.next_symbol().map_err(|e| fail(&e))?;
-            d.select(1 + id as usize).map_err(|e| fail(&e))?;
-            d.decode(row).map_err(|e| fail(&e))?;
-        }
-    } else {
-        d.decode(&mut out).map_err(|e| fail(&e))?;
-    }
-    d.finish().map_err(|e| fail(&e))?;
-    Ok(Some((out, s.byte_len as u64)))
+    Ok(Some((out, stream.byte_len as u64)))
 }
 
 pub fn report(art: &Artifact<'_>) -> Result<Report> {

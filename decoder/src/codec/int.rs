@@ -7,7 +7,7 @@
 use super::scales::RowScales;
 use crate::error::PayloadError;
 use crate::output::Output;
-use crate::rans::RansStream;
+use crate::rans::{RansDecoder, RansStream};
 use crate::table::{IntParams, TensorInfo, MAX_CLUSTERS};
 
 /// The parts of an `int` payload, checked.
@@ -61,6 +61,17 @@ pub fn stream<'a>(
     parts(info, p, payload).map(|p| p.stream)
 }
 
+/// The start of a row (FORMAT.md §5.2.1): with clusters, its id from table 0 selects the
+/// table its symbols use.
+fn begin_row(dec: &mut RansDecoder<'_, '_>, p: &IntParams) -> Result<(), PayloadError> {
+    if p.clusters > 0 {
+        dec.select(0)?;
+        let id = dec.next_symbol()?;
+        dec.select(1 + id as usize)?;
+    }
+    Ok(())
+}
+
 /// Decodes the payload's symbols and scales without reconstructing weights: `symbols` gets
 /// the `rows × cols` symbols `s` (cluster ids left out), `scales` each row's scale widened to
 /// f32, so that weight `(r, c)` is `(symbols[r·cols + c] as f32 − qmax) × scales[r]`, the
@@ -78,11 +89,7 @@ pub fn decode_symbols(
     let (mut reader, scratch) = parts.scales.reader(scratch)?;
     let mut dec = parts.stream.decoder(scratch)?;
     for (r, scale) in scales.iter_mut().enumerate() {
-        if p.clusters > 0 {
-            dec.select(0)?;
-            let id = dec.next_symbol()?;
-            dec.select(1 + id as usize)?;
-        }
+        begin_row(&mut dec, p)?;
         *scale = reader.next_scale()?;
         let row = symbols.get_mut(r * cols..(r + 1) * cols).unwrap_or(&mut []);
         dec.decode(row)?;
@@ -104,20 +111,12 @@ pub fn decode(
     let (mut scales, scratch) = parts.scales.reader(scratch)?;
     let mut dec = parts.stream.decoder(scratch)?;
     let qmax = p.qmax() as f32;
-    let begin_row = |dec: &mut crate::rans::RansDecoder<'_, '_>| {
-        if p.clusters > 0 {
-            dec.select(0)?;
-            let id = dec.next_symbol()?;
-            dec.select(1 + id as usize)?;
-        }
-        Ok(())
-    };
     super::decode_rows(
         &mut dec,
         rows as usize,
         cols as usize,
         out,
-        begin_row,
+        |dec| begin_row(dec, p),
         || scales.next_scale(),
         |s, scale| (s as f32 - qmax) * scale,
     )?;

@@ -10,6 +10,23 @@ pub mod scales;
 use crate::error::PayloadError;
 use crate::output::Output;
 use crate::rans::RansDecoder;
+use crate::table::{Codec, TensorInfo};
+
+/// Scratch bytes decoding `payload` as `info`'s codec needs (0 for `raw`; at most
+/// [`crate::limits::MAX_SCRATCH_LEN`]), from the stream headers alone. The writer asks this
+/// too, before it commits to a layout (coded scales, FORMAT.md §5.8).
+pub fn scratch_len(info: &TensorInfo<'_>, payload: &[u8]) -> Result<usize, PayloadError> {
+    match info.codec {
+        Codec::Raw => Ok(0),
+        Codec::Int(p) => int::parts(info, &p, payload).and_then(|p| p.scratch_len()),
+        Codec::Kmeans(p) => kmeans::parts(info, &p, payload).and_then(|p| p.scratch_len()),
+        Codec::E8p(p) => e8::e8p_parts(info, &p, payload).map(|p| p.0.scratch_len()),
+        Codec::E8Rans(p) => {
+            e8::e8_rans_parts(info, &p, payload).map(|(sc, s)| sc.scratch_len() + s.scratch_len())
+        }
+        Codec::Lossless => lossless::parts(info, payload).map(|p| p.1.scratch_len()),
+    }
+}
 
 /// Symbols decoded per step (stack buffer).
 const CHUNK: usize = 2048;
