@@ -9,10 +9,10 @@
 //!
 //! The forward-pass core (`config`, `ops`, `weights`, `model`, `eval`) is `no_std` with
 //! `alloc` (build with `--no-default-features --features alloc`); `std` adds threads, token
-//! shards, streaming from disk (with [`memory`]'s allocator tuning) and sampling.
+//! shards, streaming from disk and sampling. No unsafe code: how the host process's
+//! allocator behaves (the `pcll` binary tunes it for `--stream`) is the host's business.
 #![no_std]
-// One FFI call tunes the allocator for streaming (`memory`); nothing else may use unsafe.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 #[cfg(feature = "std")]
@@ -25,8 +25,6 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod matrix;
-#[cfg(feature = "std")]
-pub mod memory;
 pub mod model;
 pub mod ops;
 #[cfg(feature = "std")]

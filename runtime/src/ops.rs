@@ -4,7 +4,7 @@
 //! is computed the same way either way, so results do not depend on the thread count.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis, ShapeBuilder, Slice};
 
 /// Token rows per work item in row-parallel loops.
 pub const ROW_CHUNK: usize = 64;
@@ -154,8 +154,8 @@ pub fn gemm_cols(
     let mut j0 = 0;
     while j0 < n {
         let j1 = (j0 + W_BLOCK).min(n);
-        let bj = b.slice(ndarray::s![j0..j1, ..]);
-        let mut cj = c.slice_mut(ndarray::s![.., j0..j1]);
+        let bj = b.slice_axis(Axis(0), Slice::from(j0..j1));
+        let mut cj = c.slice_axis_mut(Axis(1), Slice::from(j0..j1));
         general_mat_mul(1.0, &a, &bj.t(), beta, &mut cj);
         j0 = j1;
     }

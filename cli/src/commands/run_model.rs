@@ -35,7 +35,7 @@ pub fn with_model<T>(
     let ctx = || format!("{}", path.display());
     let (weights, opened): (Box<dyn Weights>, Opened) = if stream {
         // Low memory is the point of streaming: freed weights go back to the system.
-        pcll_runtime::memory::return_freed_memory();
+        crate::memory::return_freed_memory();
         let s = Streamed::open(path).with_context(ctx)?;
         let opened = describe(&s.artifact().with_context(ctx)?, text, t0)?;
         (Box::new(s), opened)
