@@ -197,6 +197,12 @@ fn python(script: &Path, args: &[String], threads: usize) -> Option<serde_json::
 }
 
 fn main() {
+    // As `pcll eval` does: built in one cargo invocation with the CLI (burn turns on
+    // matrixmultiply's `threading` feature), each per-chunk GEMM would spawn threads on top of
+    // rayon's unless told not to. Read once, at the first product; set before any thread.
+    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        std::env::set_var("MATMUL_NUM_THREADS", "1");
+    }
     let a = parse_args();
     rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
