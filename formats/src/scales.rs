@@ -184,6 +184,103 @@ mod tests {
         );
     }
 
+    /// A clustered int6 record (K = 3, FORMAT.md §5.2.1) whose context stream is at the
+    /// precision cap for four tables, 14 bits: its slot tables fill the whole 64 KiB of
+    /// decode scratch, so coded scales could not sit in front of them.
+    fn full_scratch_record(scales: &[f32], cols: usize) -> TensorRecord {
+        let rows = scales.len();
+        // Nearly every symbol is qmax = 31; the other 62 each come about once in 2^14 (a
+        // fixed xorshift draws them), which makes the top precision the cheapest.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let (mut syms, mut ctx) = (Vec::new(), Vec::new());
+        for row in 0..rows {
+            let id = (row % 3) as u8;
+            syms.push(id);
+            ctx.push(0);
+            for _ in 0..cols {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let rare = (state >> 32) % 16_384 < 62;
+                let other = ((state >> 8) % 62) as u8;
+                syms.push(if rare {
+                    other + u8::from(other >= 31)
+                } else {
+                    31
+                });
+                ctx.push(1 + id);
+            }
+        }
+        let stream = crate::rans::encode_context(&syms, &ctx, 4, 8);
+        assert_eq!(
+            stream.prob_bits, 14,
+            "the stream should use the whole scratch"
+        );
+        let mut payload: Vec<u8> = scales
+            .iter()
+            .flat_map(|&s| f16::from_f32(s).to_le_bytes())
+            .collect();
+        payload.extend_from_slice(&stream.bytes);
+        TensorRecord {
+            name: "w".into(),
+            dtype: Dtype::F32,
+            shape: vec![rows as u64, cols as u64],
+            codec: Codec::Int(IntParams {
+                bits: 6,
+                scale_dtype: ScaleDtype::F16,
+                clusters: 3,
+            }),
+            payload,
+        }
+    }
+
+    #[test]
+    fn scales_stay_f16_when_coded_ones_would_pass_the_scratch_limit() {
+        let scales: Vec<f32> = (0..600).map(|i| 0.01 * (1 + i % 4) as f32).collect();
+        let rec = full_scratch_record(&scales, 1024);
+        let info_of = |rec: &TensorRecord| TensorInfo {
+            index: 0,
+            name: "w",
+            dtype: rec.dtype,
+            ndim: 2,
+            dims: [rec.shape[0], rec.shape[1], 1, 1],
+            codec: rec.codec,
+            payload_offset: 0,
+            payload_len: rec.payload.len() as u64,
+            payload_crc: 0,
+        };
+        assert_eq!(
+            pcll_decoder::codec::scratch_len(&info_of(&rec), &rec.payload),
+            Ok(64 << 10)
+        );
+        // Coding would pay (600 f16 scales in four values) ...
+        let bits: Vec<u16> = scales.iter().map(|&s| f16::from_f32(s).to_bits()).collect();
+        let mut coded_payload = coded_scales(&bits).expect("codable scales");
+        assert!(coded_payload.len() < 2 * scales.len());
+        coded_payload.extend_from_slice(&rec.payload[2 * scales.len()..]);
+        let coded = TensorRecord {
+            codec: with_coded(rec.codec).expect("int has a coded layout"),
+            payload: coded_payload,
+            ..rec.clone()
+        };
+        // ... but the decoder refuses the result, so the writer keeps f16.
+        assert!(matches!(
+            pcll_decoder::codec::scratch_len(&info_of(&coded), &coded.payload),
+            Err(pcll_decoder::error::PayloadError::ScratchLimit { needed }) if needed > 64 << 10
+        ));
+        let kept = code_scales(rec.clone());
+        assert_eq!((kept.codec, kept.payload), (rec.codec, rec.payload));
+        // The same scales in front of a one-table stream are coded.
+        let plain = code_scales(int_record(&scales, 1024));
+        assert!(matches!(
+            plain.codec,
+            Codec::Int(IntParams {
+                scale_dtype: ScaleDtype::Coded,
+                ..
+            })
+        ));
+    }
+
     #[test]
     fn scales_stay_f16_when_coding_does_not_pay_or_cannot_hold_them() {
         // One row: the stream's header alone outweighs two bytes.
