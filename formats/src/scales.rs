@@ -142,19 +142,29 @@ mod tests {
     fn int_record(scales: &[f32], cols: usize) -> TensorRecord {
         let rows = scales.len();
         let syms: Vec<u8> = (0..rows * cols).map(|i| (i * 7 % 13) as u8).collect();
+        f16_int_record(scales, cols, (4, 0), &encode(&syms, 8).bytes)
+    }
+
+    /// An `int` record of `bits` and `clusters` with f16 `scales` followed by `stream`.
+    fn f16_int_record(
+        scales: &[f32],
+        cols: usize,
+        (bits, clusters): (u8, u8),
+        stream: &[u8],
+    ) -> TensorRecord {
         let mut payload: Vec<u8> = scales
             .iter()
             .flat_map(|&s| f16::from_f32(s).to_le_bytes())
             .collect();
-        payload.extend_from_slice(&encode(&syms, 8).bytes);
+        payload.extend_from_slice(stream);
         TensorRecord {
             name: "w".into(),
             dtype: Dtype::F32,
-            shape: vec![rows as u64, cols as u64],
+            shape: vec![scales.len() as u64, cols as u64],
             codec: Codec::Int(IntParams {
-                bits: 4,
+                bits,
                 scale_dtype: ScaleDtype::F16,
-                clusters: 0,
+                clusters,
             }),
             payload,
         }
@@ -216,22 +226,7 @@ mod tests {
             stream.prob_bits, 14,
             "the stream should use the whole scratch"
         );
-        let mut payload: Vec<u8> = scales
-            .iter()
-            .flat_map(|&s| f16::from_f32(s).to_le_bytes())
-            .collect();
-        payload.extend_from_slice(&stream.bytes);
-        TensorRecord {
-            name: "w".into(),
-            dtype: Dtype::F32,
-            shape: vec![rows as u64, cols as u64],
-            codec: Codec::Int(IntParams {
-                bits: 6,
-                scale_dtype: ScaleDtype::F16,
-                clusters: 3,
-            }),
-            payload,
-        }
+        f16_int_record(scales, cols, (6, 3), &stream.bytes)
     }
 
     #[test]
