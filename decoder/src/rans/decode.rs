@@ -1,9 +1,26 @@
-//! The rANS decoding loop (FORMAT.md §6.3). A table-driven decoder: one byte per probability
-//! slot maps a slot to its symbol, and a 256-entry table holds each symbol's frequency and
-//! start packed in a `u32`. The hot loop is branch-free and specialised per lane count.
+//! The rANS decoding loop (FORMAT.md §6.3). A table-driven decoder in one of two layouts:
+//!
+//! - **packed**, for a stream of one table at precision ≤ [`PACKED_MAX_BITS`] (int6 weights'
+//!   streams, typically): one `u32` per probability slot holds the slot's symbol, frequency
+//!   and offset in its range, so a step is one table load;
+//! - **split**, for the rest: one byte per slot (in the caller's scratch) maps a slot to its
+//!   symbol, and a 256-entry table per frequency table holds each symbol's frequency and start.
+//!
+//! Both compute the same states and symbols, bit for bit. The hot loop is branch-free and
+//! specialised per lane count.
 
 use super::{RansStream, MAX_LANES, MAX_TABLES, RANS_L, WORD_BITS};
 use crate::error::RansError;
+
+/// Highest precision decoded with the packed layout: `2^11` entries fit the space of the split
+/// layout's per-symbol tables (`256 × MAX_TABLES`), so the decoder does not grow, and symbol,
+/// frequency (≤ 2^11) and offset (< 2^11) fit 8 + 12 + 12 bits.
+pub const PACKED_MAX_BITS: u32 = 11;
+
+/// Slots of the largest packed table.
+const PACKED_SLOTS: usize = 1 << PACKED_MAX_BITS;
+
+const _: () = assert!(PACKED_SLOTS <= 256 * MAX_TABLES);
 
 /// A decoder in progress. Produce symbols with [`RansDecoder::decode`] in as many calls as
 /// suit the caller, then call [`RansDecoder::finish`] to check the stream's integrity.
@@ -12,9 +29,12 @@ pub struct RansDecoder<'a, 's> {
     lanes: usize,
     prob_bits: u32,
     states: [u32; MAX_LANES],
-    /// `freq << 16 | start` per symbol, per table.
+    /// Split layout: `freq << 16 | start` per symbol, per table. Packed layout, flattened:
+    /// `sym << 24 | freq << 12 | (slot − start)` per slot.
     info: [[u32; 256]; MAX_TABLES],
-    /// `table_count` slot tables of `2^prob_bits` bytes, back to back.
+    packed: bool,
+    /// Split layout: `table_count` slot tables of `2^prob_bits` bytes, back to back (the
+    /// packed layout leaves the caller's scratch unused).
     slots: &'s [u8],
     /// The table in use (FORMAT.md §6.5); always 0 for a plain stream.
     cur: usize,
@@ -35,18 +55,33 @@ impl<'a, 's> RansDecoder<'a, 's> {
             .get_mut(..needed)
             .ok_or(RansError::ScratchTooSmall { needed, got })?;
         let mut info = [[0u32; 256]; MAX_TABLES];
-        let m = 1usize << stream.prob_bits;
-        let used = stream.tables.iter().take(stream.table_count as usize);
-        for (ti, (table, info)) in used.zip(info.iter_mut()).enumerate() {
-            let base = ti * m;
+        let packed = stream.table_count == 1 && u32::from(stream.prob_bits) <= PACKED_MAX_BITS;
+        if packed {
+            let flat = info.as_flattened_mut();
             let mut start = 0usize;
-            for (sym, (&f, inf)) in table.freqs().iter().zip(info.iter_mut()).enumerate() {
+            for (sym, &f) in stream.table().freqs().iter().enumerate() {
                 let end = start + f as usize;
-                if let Some(run) = slots.get_mut(base + start..base + end) {
-                    run.fill(sym as u8);
+                if let Some(run) = flat.get_mut(start..end) {
+                    for (bias, e) in run.iter_mut().enumerate() {
+                        *e = (sym as u32) << 24 | (f as u32) << 12 | bias as u32;
+                    }
                 }
-                *inf = (f as u32) << 16 | start as u32;
                 start = end;
+            }
+        } else {
+            let m = 1usize << stream.prob_bits;
+            let used = stream.tables.iter().take(stream.table_count as usize);
+            for (ti, (table, info)) in used.zip(info.iter_mut()).enumerate() {
+                let base = ti * m;
+                let mut start = 0usize;
+                for (sym, (&f, inf)) in table.freqs().iter().zip(info.iter_mut()).enumerate() {
+                    let end = start + f as usize;
+                    if let Some(run) = slots.get_mut(base + start..base + end) {
+                        run.fill(sym as u8);
+                    }
+                    *inf = (f as u32) << 16 | start as u32;
+                    start = end;
+                }
             }
         }
         Ok(RansDecoder {
@@ -54,6 +89,7 @@ impl<'a, 's> RansDecoder<'a, 's> {
             prob_bits: stream.prob_bits as u32,
             states: stream.states,
             info,
+            packed,
             slots,
             cur: 0,
             table_count: stream.table_count as usize,
@@ -133,9 +169,17 @@ impl<'a, 's> RansDecoder<'a, 's> {
         let mask = (1u32 << self.prob_bits) - 1;
         let x = self.states.get(lane).copied().unwrap_or(RANS_L);
         let slot = x & mask;
-        let sym = self.cur_slots().get(slot as usize).copied().unwrap_or(0);
-        let inf = self.info.get(self.cur).map_or(1 << 16, |t| t[sym as usize]);
-        let mut nx = (inf >> 16) * (x >> self.prob_bits) + slot - (inf & 0xFFFF);
+        let (sym, mut nx) = if self.packed {
+            let e = self.info.as_flattened()[slot as usize & (PACKED_SLOTS - 1)];
+            ((e >> 24) as u8, packed_step(e, x >> self.prob_bits))
+        } else {
+            let sym = self.cur_slots().get(slot as usize).copied().unwrap_or(0);
+            let inf = self.info.get(self.cur).map_or(1 << 16, |t| t[sym as usize]);
+            (
+                sym,
+                (inf >> 16) * (x >> self.prob_bits) + slot - (inf & 0xFFFF),
+            )
+        };
         if nx < RANS_L {
             let w = self
                 .word_at(self.word)
@@ -162,44 +206,33 @@ impl<'a, 's> RansDecoder<'a, 's> {
     /// group can pass the end. Returns the symbols written. Requires `done % N == 0`.
     #[inline(always)]
     fn decode_groups<const N: usize>(&mut self, out: &mut [u8]) -> usize {
-        let word_count = self.words.len() / 2;
         let bits = self.prob_bits;
         let mask = (1u32 << bits) - 1;
-        let base = self.cur << bits;
-        let Some(slots) = self.slots.get(base..=base + mask as usize) else {
-            return 0;
-        };
-        let Some(info) = self.info.get(self.cur) else {
-            return 0;
-        };
         let mut x = [0u32; N];
         x.copy_from_slice(&self.states[..N]);
-        let mut p = self.word;
-        let mut written = 0;
-        for group in out.chunks_exact_mut(N) {
-            if p + N > word_count {
-                break;
-            }
-            let words = &self.words[2 * p..2 * (p + N)];
-            let mut used = 0usize;
-            for (xj, o) in x.iter_mut().zip(group.iter_mut()) {
-                let slot = *xj & mask;
+        let (written, p) = if self.packed {
+            let table = self.info.as_flattened();
+            groups(&mut x, self.words, self.word, out, |xj| {
+                // The mask keeps the index below `PACKED_SLOTS`, inside the table.
+                let e = table[(xj & mask) as usize & (PACKED_SLOTS - 1)];
+                ((e >> 24) as u8, packed_step(e, xj >> bits))
+            })
+        } else {
+            let base = self.cur << bits;
+            let (Some(slots), Some(info)) = (
+                self.slots.get(base..=base + mask as usize),
+                self.info.get(self.cur),
+            ) else {
+                return 0;
+            };
+            groups(&mut x, self.words, self.word, out, |xj| {
+                let slot = xj & mask;
                 // `slot <= mask < slots.len()`: the mask keeps the index in range.
                 let sym = slots[(slot as usize) & (slots.len() - 1)];
                 let inf = info[sym as usize];
-                let nx = (inf >> 16) * (*xj >> bits) + slot - (inf & 0xFFFF);
-                // Branch-free renormalization: the branch would be taken ~30 % of the time at
-                // random, and mispredictions cost more than the arithmetic.
-                let need = (nx < RANS_L) as u32;
-                let keep = 0u32.wrapping_sub(need);
-                let w = u16::from_le_bytes([words[2 * used], words[2 * used + 1]]) as u32;
-                *xj = (nx << (need * WORD_BITS)) | (w & keep);
-                used += need as usize;
-                *o = sym;
-            }
-            p += used;
-            written += N;
-        }
+                (sym, (inf >> 16) * (xj >> bits) + slot - (inf & 0xFFFF))
+            })
+        };
         self.states[..N].copy_from_slice(&x);
         self.word = p;
         self.done += written as u64;
@@ -215,4 +248,46 @@ impl<'a, 's> RansDecoder<'a, 's> {
         }
         Ok(())
     }
+}
+
+/// The state before renormalization from a packed entry `e` and `x >> prob_bits`.
+#[inline(always)]
+fn packed_step(e: u32, hi: u32) -> u32 {
+    ((e >> 12) & 0xFFF) * hi + (e & 0xFFF)
+}
+
+/// The group loop of [`RansDecoder::decode_groups`]: `step(x)` gives a lane's symbol and its
+/// state before renormalization. Starts at word `p` of `words`; returns the symbols written
+/// and the next word.
+#[inline(always)]
+fn groups<const N: usize>(
+    x: &mut [u32; N],
+    words: &[u8],
+    mut p: usize,
+    out: &mut [u8],
+    step: impl Fn(u32) -> (u8, u32),
+) -> (usize, usize) {
+    let word_count = words.len() / 2;
+    let mut written = 0;
+    for group in out.chunks_exact_mut(N) {
+        if p + N > word_count {
+            break;
+        }
+        let words = &words[2 * p..2 * (p + N)];
+        let mut used = 0usize;
+        for (xj, o) in x.iter_mut().zip(group.iter_mut()) {
+            let (sym, nx) = step(*xj);
+            // Branch-free renormalization: the branch would be taken ~30 % of the time at
+            // random, and mispredictions cost more than the arithmetic.
+            let need = (nx < RANS_L) as u32;
+            let keep = 0u32.wrapping_sub(need);
+            let w = u16::from_le_bytes([words[2 * used], words[2 * used + 1]]) as u32;
+            *xj = (nx << (need * WORD_BITS)) | (w & keep);
+            used += need as usize;
+            *o = sym;
+        }
+        p += used;
+        written += N;
+    }
+    (written, p)
 }

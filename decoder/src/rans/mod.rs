@@ -10,7 +10,7 @@
 mod decode;
 mod freq_table;
 
-pub use decode::RansDecoder;
+pub use decode::{RansDecoder, PACKED_MAX_BITS};
 pub use freq_table::{read_freq_table, FreqTable};
 
 use crate::cursor::Cursor;
