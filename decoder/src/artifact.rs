@@ -276,18 +276,20 @@ impl<'a> Artifact<'a> {
         scratch: &mut [u8],
     ) -> Result<crate::table::IntParams, Error> {
         let Codec::Int(p) = info.codec else {
-            return Err(RequestError::OutputDtype {
-                logical: info.dtype as u8,
+            return Err(RequestError::WrongCodec {
+                codec: info.codec.id(),
             }
             .into());
         };
         let (rows, _) = info.rows_cols();
-        if symbols.len() as u64 != info.numel() || scales.len() as u64 != rows {
-            return Err(RequestError::OutputLen {
-                expected: info.numel(),
-                got: symbols.len() as u64,
+        for (expected, got) in [(info.numel(), symbols.len()), (rows, scales.len())] {
+            if got as u64 != expected {
+                return Err(RequestError::OutputLen {
+                    expected,
+                    got: got as u64,
+                }
+                .into());
             }
-            .into());
         }
         let payload = payload.unwrap_or_else(|| self.payload(info));
         check_crc(info, payload)?;

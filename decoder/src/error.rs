@@ -280,6 +280,9 @@ pub enum RequestError {
     OutputLen { expected: u64, got: u64 },
     /// The tensor's logical dtype cannot be written to the requested output type.
     OutputDtype { logical: u8 },
+    /// The request needs another codec than the tensor's (e.g. int symbols of a `kmeans`
+    /// tensor); `codec` is the tensor's codec id.
+    WrongCodec { codec: u8 },
 }
 
 /// Any error the decoder reports.

@@ -23,7 +23,6 @@ use crate::pack::{
 };
 use crate::quant::gptq::{output_error, GptqContext, Hessians};
 use crate::safetensors_io::SourceModel;
-use crate::scales::{code_scales, ScaleCoding};
 use crate::writer::{write_artifact, TensorRecord};
 use half::f16;
 use pcll_decoder::table::align_up;
@@ -210,10 +209,7 @@ pub fn measure<'m, E: From<FormatError>>(
                         payload: int_payload(&q, opts.lanes).0,
                     };
                     // Sized as `pack` stores it: with coded scales when they are asked for.
-                    let rec = match opts.scale_coding {
-                        ScaleCoding::Auto => code_scales(rec),
-                        ScaleCoding::F16 => rec,
-                    };
+                    let rec = opts.scale_coding.apply(rec);
                     (q.dequantize(), (t.dtype, rec.codec, rec.payload))
                 }
                 TensorPlan::RawF16 => {

@@ -17,7 +17,7 @@ use crate::quant::int::{quantize, quantize_with, squared_error, IntQuantized, Sc
 use crate::quant::kmeans::quantize_kmeans;
 use crate::rans::{encode, encode_clustered, encode_context, Clusters, DEFAULT_LANES};
 use crate::safetensors_io::{SourceModel, SourceTensor};
-use crate::scales::{code_scales, ScaleCoding};
+use crate::scales::ScaleCoding;
 use crate::writer::{write_artifact, TensorRecord};
 use half::f16;
 use pcll_decoder::rans::LANE_COUNTS;
@@ -741,10 +741,7 @@ pub fn pack_tensor(
             (rec, Some(entropy_bytes(&q.symbols)), Some(stream_len))
         }
     };
-    let record = match opts.scale_coding {
-        ScaleCoding::Auto => code_scales(record),
-        ScaleCoding::F16 => record,
-    };
+    let record = opts.scale_coding.apply(record);
     let report = TensorReport {
         name: t.name.clone(),
         shape: t.shape.clone(),

@@ -31,6 +31,14 @@ impl ScaleCoding {
         }
     }
 
+    /// `rec` stored this way: [`code_scales`] under `Auto`, unchanged under `F16`.
+    pub fn apply(self, rec: TensorRecord) -> TensorRecord {
+        match self {
+            ScaleCoding::Auto => code_scales(rec),
+            ScaleCoding::F16 => rec,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             ScaleCoding::F16 => "f16",

@@ -3,6 +3,7 @@
 //! deterministic.
 
 use half::{bf16, f16};
+use pcll_decoder::error::RequestError;
 use pcll_decoder::{Artifact, Codec, Dtype, Output};
 use pcll_formats::quant::int::quantize;
 use pcll_formats::{pack, PackOptions, SourceModel, SourceTensor};
@@ -85,7 +86,27 @@ proptest! {
                     let q = quantize(&v, rows as usize, cols as usize, p.bits);
                     let mut out = vec![0f32; v.len()];
                     art.decode(&t, Output::F32(&mut out), &mut scratch).unwrap();
-                    prop_assert_eq!(out, q.dequantize());
+                    prop_assert_eq!(&out, &q.dequantize());
+                    // The compact form: symbols and widened scales give the same f32 bits.
+                    let mut syms = vec![0u8; v.len()];
+                    let mut scales = vec![0f32; rows as usize];
+                    art.decode_int_symbols(&t, None, &mut syms, &mut scales, &mut scratch).unwrap();
+                    prop_assert_eq!(&syms, &q.symbols);
+                    let qmax = p.qmax() as f32;
+                    let again: Vec<f32> = syms
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &s)| (s as f32 - qmax) * scales[i / cols as usize])
+                        .collect();
+                    prop_assert_eq!(
+                        again.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                        out.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                    );
+                    let mut short = vec![0f32; rows as usize + 1];
+                    prop_assert_eq!(
+                        art.decode_int_symbols(&t, None, &mut syms, &mut short, &mut scratch),
+                        Err(RequestError::OutputLen { expected: rows, got: rows + 1 }.into())
+                    );
                 }
                 Codec::Raw => {
                     let raw = art.raw_bytes(&t).unwrap();
@@ -101,6 +122,11 @@ proptest! {
                         prop_assert_eq!(raw, src.data.as_slice());
                     }
                     prop_assert_eq!(t.payload_offset % 64, 0);
+                    let (mut syms, mut scales) = (vec![0u8; t.numel() as usize], vec![0f32; t.rows_cols().0 as usize]);
+                    prop_assert_eq!(
+                        art.decode_int_symbols(&t, None, &mut syms, &mut scales, &mut scratch),
+                        Err(RequestError::WrongCodec { codec: 0 }.into())
+                    );
                 }
                 c => prop_assert!(false, "the default policy never picks {:?}", c),
             }

@@ -147,6 +147,9 @@ impl<W: Weights> Model<W> {
         let start = cache.as_ref().map_or(0, |c| c.len);
         let table = self.rope.table(start, ids.len());
         let mut x = self.embed(ids)?;
+        // A few positions (generation steps) keep `x0`: it is small, and recomputing it would
+        // decode a streamed embedding once per layer. Long windows recompute it (see `block`).
+        let x0 = (ids.len() <= ROWS).then(|| x.clone());
         let mut skips: Vec<Vec<f32>> = Vec::with_capacity(cfg.encoder_layers());
         for layer in 0..cfg.num_layers {
             if layer >= cfg.encoder_layers() {
@@ -165,7 +168,8 @@ impl<W: Weights> Model<W> {
                 }
             }
             let lc = cache.as_mut().map(|c| &mut c.layers[layer]);
-            self.block(layer, &mut x, ids, &table, start, lc, tap)?;
+            let x0 = x0.as_deref().ok_or(ids);
+            self.block(layer, &mut x, x0, &table, start, lc, tap)?;
             if layer < cfg.encoder_layers() {
                 skips.push(x.clone());
             }
@@ -177,18 +181,19 @@ impl<W: Weights> Model<W> {
         Ok(x)
     }
 
-    /// One block over all positions `ids`, in place on `x`.
+    /// One block over all positions, in place on `x`.
     ///
-    /// `x0` (the normalized embedding) is recomputed row by row from `tok_emb` rather than
-    /// kept: with streamed weights the embedding is decoded for the mix and dropped before
-    /// attention, so a window's peak holds one activation tensor fewer. The arithmetic is that
-    /// of [`Model::embed`], so the result is the same to the bit.
+    /// `x0` (the normalized embedding) is given (`Ok`), or recomputed row by row from
+    /// `tok_emb` for the positions' ids (`Err(ids)`): with streamed weights the embedding is
+    /// then decoded for the mix and dropped before attention, so a long window's peak holds
+    /// one activation tensor fewer. The arithmetic is that of [`Model::embed`], so both give
+    /// the same bits.
     #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
         layer: usize,
         x: &mut [f32],
-        ids: &[u32],
+        x0: Result<&[f32], &[u32]>,
         table: &RopeTable,
         start: usize,
         cache: Option<&mut LayerCache>,
@@ -197,18 +202,33 @@ impl<W: Weights> Model<W> {
         let d = self.cfg.model_dim;
         let mix = self.w(&block_tensor(layer, "resid_mix"))?;
         let (m0, m1) = mix.split_at(d);
-        let emb = self.m("tok_emb.weight")?;
-        for_chunks(x, ROWS * d, |c, xc| {
+        let mix_rows = |xc: &mut [f32], x0: &mut dyn FnMut(usize, &mut [f32])| {
             let mut x0r = vec![0f32; d];
-            for (xr, &t) in xc.chunks_mut(d).zip(&ids[c * ROWS..]) {
-                emb.row(t as usize, &mut x0r);
-                rms_norm(&mut x0r);
+            for (r, xr) in xc.chunks_mut(d).enumerate() {
+                x0(r, &mut x0r);
                 for j in 0..d {
                     xr[j] = m0[j] * xr[j] + m1[j] * x0r[j];
                 }
             }
-        });
-        drop(emb);
+        };
+        match x0 {
+            Ok(x0) => for_chunks(x, ROWS * d, |c, xc| {
+                let x0 = &x0[c * ROWS * d..];
+                mix_rows(xc, &mut |r, out| {
+                    out.copy_from_slice(&x0[r * d..(r + 1) * d])
+                });
+            }),
+            Err(ids) => {
+                let emb = self.m("tok_emb.weight")?;
+                for_chunks(x, ROWS * d, |c, xc| {
+                    let ids = &ids[c * ROWS..];
+                    mix_rows(xc, &mut |r, out| {
+                        emb.row(ids[r] as usize, out);
+                        rms_norm(out);
+                    });
+                });
+            }
+        }
         self.attention(layer, x, table, start, cache, tap)?;
         self.mlp(layer, x, tap)
     }
