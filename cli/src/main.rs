@@ -1,9 +1,11 @@
 //! `pcll`: pack models into PCLL artifacts, get them back exactly, and measure.
-// One FFI call tunes glibc's allocator for `--stream` (`memory`); nothing else may use unsafe.
+// Two FFI calls set process policy: glibc's allocator for `--stream` (`memory`) and the default
+// SIGPIPE action (`pipe`); nothing else may use unsafe.
 #![deny(unsafe_code)]
 
 mod commands;
 mod memory;
+mod pipe;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +53,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    pipe::restore_sigpipe();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Eval(_) | Command::Generate(_)) {
         runtime_gemm_single_threaded();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{one_line_error, pcll, s, tmp_in};
+use common::{assert_quiet_on_closed_stdout, one_line_error, pcll, s, tmp_in};
 use pcll_formats::SourceModel;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -289,4 +289,29 @@ fn codec_rules_verify_and_lossless_unpacks_bit_for_bit() {
     let o = pcll(&["pack", s(&model()), "-o", s(&out), "--codec", "[=e8p"]);
     assert_one_line_error(&o);
     assert!(String::from_utf8_lossy(&o.stderr).contains("pattern"));
+}
+
+/// `pcll inspect m.pcll --json | head -c 10` and the like: a closed stdout ends a command
+/// quietly (it panicked with "failed printing to stdout: Broken pipe", exit 101).
+#[test]
+fn closed_stdout_is_a_quiet_end_for_every_printing_command() {
+    let art = tmp("pipe.pcll");
+    assert!(pcll(&["pack", s(&model()), "-o", s(&art)]).status.success());
+    let back = tmp("pipe.safetensors");
+    let text = tmp("pipe.txt");
+    std::fs::write(&text, "fn main() { println!(\"hello\"); }\n".repeat(200)).unwrap();
+    for args in [
+        vec!["pack", s(&model()), "-o", s(&tmp("pipe2.pcll"))],
+        vec!["unpack", s(&art), "-o", s(&back)],
+        vec!["inspect", s(&art)],
+        vec!["inspect", s(&art), "--json"],
+        vec!["verify", s(&art), "--against", s(&model())],
+        vec!["compare", s(&model()), "--runs", "1"],
+        vec!["compare", s(&model()), "--runs", "1", "--json"],
+        vec!["conformance"],
+        vec!["tokenize", s(&text), "-o", s(&tmp("pipe-tok")), "--bytes"],
+        vec!["--help"],
+    ] {
+        assert_quiet_on_closed_stdout(&args);
+    }
 }

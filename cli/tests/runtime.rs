@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ok, one_line_error, pcll, s, tmp_in};
+use common::{assert_quiet_on_closed_stdout, ok, one_line_error, pcll, s, tmp_in};
 use pcll_conformance::gpt::{synthetic, tokens, Shape};
 use pcll_runtime::shard::write_shard;
 use std::path::PathBuf;
@@ -271,4 +271,86 @@ fn tokenize_pack_eval_generate() {
         "8",
     ]));
     assert!(g.starts_with("Ownership is"), "{g}");
+}
+
+/// Checksums valid, `model.*` metadata lying (sizes far beyond the tensors, zero, non-finite
+/// constants): `eval` (resident and streamed) and `generate` refuse the file in one line, before
+/// any weight is decoded.
+#[test]
+fn lying_model_metadata_is_a_one_line_error() {
+    use pcll_conformance::forge::with_metadata;
+    use pcll_formats::MetaValue;
+    let art = std::fs::read(packed("lie", &["--byte-tokenizer"])).unwrap();
+    let shard = tmp("lie_val.bin");
+    write_shard(&shard, &tokens(64 * 2 + 1, 256, 3)).expect("shard");
+    let lies: Vec<(&str, MetaValue)> = vec![
+        ("model.vocab_size", MetaValue::U32(1 << 30)),
+        ("model.vocab_size", MetaValue::U32(0)),
+        ("model.model_dim", MetaValue::U32(1 << 31)),
+        ("model.num_layers", MetaValue::U32(100_000)),
+        ("model.mlp_hidden", MetaValue::U32(u32::MAX)),
+        ("model.num_heads", MetaValue::U32(0)),
+        ("model.num_heads", MetaValue::U64(1 << 40)),
+        ("model.num_kv_heads", MetaValue::U32(0)),
+        ("model.num_kv_heads", MetaValue::U32(64)),
+        ("model.tie_embeddings", MetaValue::Bool(false)),
+        ("model.rope_base", MetaValue::F32(f32::INFINITY)),
+        ("model.logit_softcap", MetaValue::F32(f32::NAN)),
+        ("model.vocab_size", MetaValue::String("260".into())),
+    ];
+    for (i, (key, value)) in lies.into_iter().enumerate() {
+        let lie = with_metadata(&art, |m| {
+            m.insert(key.into(), value.clone());
+        });
+        let p = tmp(&format!("lie{i}.pcll"));
+        std::fs::write(&p, lie).unwrap();
+        for extra in [None, Some("--stream")] {
+            let mut a = vec!["eval", s(&p), "--tokens", s(&shard), "--seq-len", "64"];
+            a.extend(extra);
+            let e = one_line_error(&pcll(&a));
+            assert!(e.contains("configuration") || e.contains(key), "{key}: {e}");
+        }
+        one_line_error(&pcll(&[
+            "generate",
+            s(&p),
+            "--prompt",
+            "x",
+            "--max-tokens",
+            "2",
+        ]));
+    }
+}
+
+/// `--seq-len 0` says what is wrong with the argument (it said "30282 tokens; one sequence
+/// needs 1").
+#[test]
+fn zero_seq_len_names_the_argument() {
+    let art = packed("z", &["--byte-tokenizer"]);
+    let shard = tmp("z_val.bin");
+    write_shard(&shard, &tokens(200, 256, 4)).expect("shard");
+    let o = pcll(&["eval", s(&art), "--tokens", s(&shard), "--seq-len", "0"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--seq-len") && err.contains("at least 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn closed_stdout_is_a_quiet_end_for_eval_and_generate() {
+    let art = packed("q", &["--byte-tokenizer"]);
+    let shard = tmp("q_val.bin");
+    write_shard(&shard, &tokens(64 * 2 + 1, 256, 5)).expect("shard");
+    assert_quiet_on_closed_stdout(&["eval", s(&art), "--tokens", s(&shard), "--seq-len", "64"]);
+    assert_quiet_on_closed_stdout(&[
+        "eval",
+        s(&art),
+        "--tokens",
+        s(&shard),
+        "--seq-len",
+        "64",
+        "--json",
+    ]);
+    assert_quiet_on_closed_stdout(&["generate", s(&art), "--prompt", "x", "--max-tokens", "8"]);
 }

@@ -8,10 +8,12 @@
 //! the tests fail if the encoder's bytes drift).
 #![deny(unsafe_code)]
 
+pub mod forge;
 #[allow(unsafe_code)] // the C entry points are called as C callers would
 pub mod fuzz_targets;
 pub mod gpt;
 pub mod hostile;
+pub mod hostile_vectors;
 pub mod manifest;
 pub mod suite;
 pub mod vectors;

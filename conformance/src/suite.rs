@@ -3,10 +3,11 @@
 //! A decoder under test is a command `CMD ARTIFACT OUTDIR` that writes `OUTDIR/<index>.bin`
 //! for every tensor (the reconstruction in its logical dtype, little-endian) and exits 0, or
 //! exits nonzero when the artifact is invalid. The suite checks every golden vector against
-//! the manifest's SHA-256s, and that damaged copies (bit flips in each region, truncations)
-//! are rejected.
+//! the manifest's SHA-256s, that damaged copies (bit flips in each region, truncations)
+//! are rejected, and the hostile vectors (`vectors/hostile/`): each must-reject file refused,
+//! each valid bomb decoded to its hashes.
 
-use crate::manifest::{sha256_hex, Manifest};
+use crate::manifest::{describe, sha256_hex, HostileManifest, Manifest};
 use crate::vectors_dir;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -109,7 +110,10 @@ pub fn run(d: &DecoderUnderTest, dir: Option<&Path>) -> std::io::Result<SuiteRep
     let manifest: Manifest =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json"))?)
             .map_err(std::io::Error::other)?;
-    let work = std::env::temp_dir().join(format!("pcll-conformance-{}", std::process::id()));
+    // One folder per run: two suites in one process (tests run in parallel) must not share it.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let work = std::env::temp_dir().join(format!("pcll-conformance-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let mut r = SuiteReport::default();
     let mut check = |vector: &str, ok: bool, what: String| {
@@ -155,6 +159,60 @@ pub fn run(d: &DecoderUnderTest, dir: Option<&Path>) -> std::io::Result<SuiteRep
             );
         }
     }
+    run_hostile(d, &dir.join("hostile"), &work, &mut check)?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(r)
+}
+
+/// The hostile vectors (`dir/manifest.json`, absent in older vector sets): every must-reject
+/// file refused, every must-decode file ("bombs": far more output than input) reconstructed
+/// to the manifest's hashes. The built-in decoder streams them through sinks.
+fn run_hostile(
+    d: &DecoderUnderTest,
+    dir: &Path,
+    work: &Path,
+    check: &mut impl FnMut(&str, bool, String),
+) -> std::io::Result<()> {
+    let Ok(text) = std::fs::read_to_string(dir.join("manifest.json")) else {
+        return Ok(());
+    };
+    let m: HostileManifest = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+    for v in &m.must_reject {
+        let bytes = std::fs::read(dir.join(format!("{}.pcll", v.name)))?;
+        check(
+            &v.name,
+            sha256_hex(&bytes) == v.file_sha256,
+            "vector file differs from the manifest".into(),
+        );
+        let accepted = run_decoder(d, &bytes, work)?.is_some();
+        check(
+            &v.name,
+            !accepted,
+            format!("accepted a file that breaks {} ({})", v.section, v.rule),
+        );
+    }
+    for v in &m.must_decode {
+        let bytes = std::fs::read(dir.join(format!("{}.pcll", v.name)))?;
+        let got: Option<Vec<String>> = match d {
+            DecoderUnderTest::Builtin => describe(&v.name, &v.what, &bytes)
+                .ok()
+                .map(|e| e.tensors.into_iter().map(|t| t.sha256_logical).collect()),
+            DecoderUnderTest::Command(_) => run_decoder(d, &bytes, work)?
+                .map(|tensors| tensors.iter().map(|t| sha256_hex(t)).collect()),
+        };
+        let want: Vec<String> = v.tensors.iter().map(|t| t.sha256_logical.clone()).collect();
+        match got {
+            None => check(
+                &v.name,
+                false,
+                "decoder rejected a valid (bomb) vector".into(),
+            ),
+            Some(got) => check(
+                &v.name,
+                got == want,
+                "reconstructs differently from the manifest".into(),
+            ),
+        }
+    }
+    Ok(())
 }

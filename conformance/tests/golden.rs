@@ -161,6 +161,46 @@ fn worked_example_matches_format_md() {
     );
 }
 
+/// Every hex line of FORMAT.md §10 (`OFFSET: bytes…  comment`) shows the bytes `tiny.pcll`
+/// holds at that offset: hex groups and quoted strings up to the first run of two spaces.
+#[test]
+fn worked_example_offsets_and_bytes_match_the_file() {
+    let bytes = std::fs::read(vectors_dir().join("tiny.pcll")).expect("tiny.pcll");
+    let spec = std::fs::read_to_string(vectors_dir().join("../../decoder/FORMAT.md")).unwrap();
+    let example = spec.split("## 10. Worked example").nth(1).expect("§10");
+    let mut lines = 0;
+    for line in example.lines() {
+        let Some((off, rest)) = line.split_once(": ") else {
+            continue;
+        };
+        let Ok(off) = usize::from_str_radix(off, 16) else {
+            continue;
+        };
+        let data = rest.split("  ").next().unwrap_or("");
+        if data.contains('×') {
+            continue; // a run ("00 × 40"), not bytes
+        }
+        let mut want = Vec::new();
+        for tok in data.split(' ').filter(|t| !t.is_empty()) {
+            if let Some(q) = tok.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                want.extend_from_slice(q.as_bytes());
+            } else {
+                assert!(tok.len() % 2 == 0, "odd hex group {tok:?} in {line:?}");
+                for i in (0..tok.len()).step_by(2) {
+                    want.push(u8::from_str_radix(&tok[i..i + 2], 16).expect("hex"));
+                }
+            }
+        }
+        assert_eq!(
+            &bytes[off..off + want.len()],
+            want.as_slice(),
+            "FORMAT.md §10 line {line:?}"
+        );
+        lines += 1;
+    }
+    assert!(lines >= 15, "only {lines} hex lines checked");
+}
+
 /// Opening from a prefix (header, metadata, table) and decoding caller-read payloads gives the
 /// same reconstructions as the whole file; a short prefix, a wrong payload or a wrong total
 /// length is an error.

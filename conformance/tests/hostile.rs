@@ -141,12 +141,24 @@ fn lying_counts_are_rejected_before_work() {
         Err(Error::Metadata(MetadataError::Truncated(_)))
     ));
 
-    // A dimension of 2^40: too many elements.
+    // A dimension of 2^40: over the bound on each dimension.
     let art = Artifact::parse(&int6).unwrap();
     let t = art.tensor(0).unwrap();
     let dim_at = art.header().table_offset as usize + 2 + t.name.len() + 2;
     let b = forge(&int6, |b| {
         b[dim_at..dim_at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes())
+    });
+    assert!(matches!(
+        Artifact::parse(&b),
+        Err(Error::Table(TableError::DimTooLarge {
+            axis: 0,
+            got: 0x100_0000_0000,
+            ..
+        }))
+    ));
+    // Rows of 2^31 each within the bound, but 2^31 × cols too many elements.
+    let b = forge(&int6, |b| {
+        b[dim_at..dim_at + 8].copy_from_slice(&(1u64 << 31).to_le_bytes())
     });
     assert!(matches!(
         Artifact::parse(&b),

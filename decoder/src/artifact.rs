@@ -159,10 +159,9 @@ impl<'a> Artifact<'a> {
 
     /// The payload bytes of `info` (placement already validated).
     pub fn payload(&self, info: &TensorInfo<'_>) -> &'a [u8] {
-        let s = info.payload_offset as usize;
-        self.file
-            .get(s..s + info.payload_len as usize)
-            .unwrap_or(&[])
+        let s = usize::try_from(info.payload_offset).unwrap_or(usize::MAX);
+        let len = usize::try_from(info.payload_len).unwrap_or(usize::MAX);
+        self.file.get(s..s.saturating_add(len)).unwrap_or(&[])
     }
 
     /// Checks the payload checksum of `info`.
@@ -312,39 +311,42 @@ impl<'a> Artifact<'a> {
         self.decode(info, Output::F32(out), scratch)
     }
 
+    /// Bytes of `info`'s reconstruction in its logical dtype (what
+    /// [`Artifact::decode_to_vec`] returns), saturating.
+    pub fn logical_len(info: &TensorInfo<'_>) -> u64 {
+        info.numel().saturating_mul(info.dtype.size() as u64)
+    }
+
     /// Reconstructs into a new vector of the tensor's logical dtype as little-endian bytes
-    /// (what `pcll unpack` writes).
+    /// (what `pcll unpack` writes). The one allocation is [`Artifact::logical_len`] bytes, made
+    /// with `try_reserve`: when memory cannot be had the result is
+    /// [`RequestError::OutOfMemory`], never an abort. The decode writes into it directly.
     #[cfg(feature = "alloc")]
     pub fn decode_to_vec(&self, info: &TensorInfo<'_>) -> Result<alloc::vec::Vec<u8>, Error> {
-        use crate::table::Dtype;
-        use alloc::vec;
+        let bytes = Artifact::logical_len(info);
+        let oom = || Error::from(RequestError::OutOfMemory { bytes });
+        let mut out = alloc::vec::Vec::new();
+        out.try_reserve_exact(usize::try_from(bytes).map_err(|_| oom())?)
+            .map_err(|_| oom())?;
         if let Codec::Raw = info.codec {
-            return Ok(self.raw_bytes(info)?.to_vec());
+            out.extend_from_slice(self.raw_bytes(info)?);
+            return Ok(out);
         }
-        let n = info.numel() as usize;
-        let mut scratch = vec![0u8; self.scratch_len(info)?];
-        let mut bytes = vec::Vec::with_capacity(n * info.dtype.size());
-        match info.dtype {
-            Dtype::F16 => {
-                let mut v = vec![half::f16::ZERO; n];
-                self.decode(info, Output::F16(&mut v), &mut scratch)?;
-                v.iter()
-                    .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
-            }
-            Dtype::BF16 => {
-                let mut v = vec![half::bf16::ZERO; n];
-                self.decode(info, Output::BF16(&mut v), &mut scratch)?;
-                v.iter()
-                    .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
-            }
-            _ => {
-                let mut v = vec![0f32; n];
-                self.decode(info, Output::F32(&mut v), &mut scratch)?;
-                v.iter()
-                    .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
-            }
-        }
-        Ok(bytes)
+        let mut scratch = alloc::vec::Vec::new();
+        let scratch_len = self.scratch_len(info)?;
+        scratch.try_reserve_exact(scratch_len).map_err(|_| oom())?;
+        scratch.resize(scratch_len, 0);
+        let mut sink = crate::output::LogicalBytes::new(info.dtype, |b| out.extend_from_slice(b));
+        let len = usize::try_from(info.numel()).map_err(|_| oom())?;
+        self.decode(
+            info,
+            Output::Sink {
+                len,
+                sink: &mut sink,
+            },
+            &mut scratch,
+        )?;
+        Ok(out)
     }
 }
 

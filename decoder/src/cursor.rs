@@ -18,7 +18,7 @@ impl<'a> Cursor<'a> {
 
     /// Absolute offset of the next byte.
     pub(crate) fn offset(&self) -> u64 {
-        self.base + self.pos as u64
+        self.base.saturating_add(self.pos as u64)
     }
 
     pub(crate) fn remaining(&self) -> usize {

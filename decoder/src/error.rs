@@ -133,6 +133,14 @@ pub enum TableError {
     TooManyElements {
         index: u32,
     },
+    /// Dimension `axis` exceeds [`crate::limits::MAX_DIM`] (even where the element count,
+    /// through another dimension of zero, does not).
+    DimTooLarge {
+        index: u32,
+        axis: u8,
+        got: u64,
+        max: u64,
+    },
     UnknownCodec {
         index: u32,
         code: u8,
@@ -283,6 +291,9 @@ pub enum RequestError {
     /// The request needs another codec than the tensor's (e.g. int symbols of a `kmeans`
     /// tensor); `codec` is the tensor's codec id.
     WrongCodec { codec: u8 },
+    /// The reconstruction (`bytes` long) could not be allocated, or exceeds the caller's
+    /// memory limit.
+    OutOfMemory { bytes: u64 },
 }
 
 /// Any error the decoder reports.

@@ -45,5 +45,5 @@ pub use artifact::{payload_region_start, Artifact, Tensors};
 pub use error::Error;
 pub use header::Header;
 pub use metadata::{Metadata, Value, ValueType};
-pub use output::Output;
+pub use output::{LogicalBytes, Output, Sink};
 pub use table::{Codec, Dtype, IntParams, ScaleDtype, TensorInfo};

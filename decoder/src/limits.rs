@@ -7,6 +7,9 @@ pub const MAX_TENSORS: u32 = 65_535;
 pub const MAX_DIMS: u8 = 4;
 /// Elements of one tensor (2^31).
 pub const MAX_ELEMENTS: u64 = 1 << 31;
+/// Any one dimension of a tensor (2^31), also when another dimension is zero: rows and
+/// columns are bounded each, so sizes computed from them (`rows × scale bytes`) cannot wrap.
+pub const MAX_DIM: u64 = 1 << 31;
 /// Metadata entries.
 pub const MAX_METADATA_ENTRIES: u32 = 65_535;
 /// Bytes of the metadata section.

@@ -2,7 +2,9 @@
 
 use crate::cursor::Cursor;
 use crate::error::TableError;
-use crate::limits::{MAX_DIMS, MAX_ELEMENTS, MAX_HADAMARD_LOG2, MAX_NAME_LEN, PAYLOAD_ALIGN};
+use crate::limits::{
+    MAX_DIM, MAX_DIMS, MAX_ELEMENTS, MAX_HADAMARD_LOG2, MAX_NAME_LEN, PAYLOAD_ALIGN,
+};
 
 /// The dtype a tensor reconstructs to (FORMAT.md §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,8 +97,10 @@ impl ScaleDtype {
     }
 
     /// The fewest payload bytes `rows` scales take (a coded stream's header included).
+    /// Saturates rather than wraps: a count no payload can hold gives a length none has.
     pub fn min_len(self, rows: u64) -> u64 {
-        rows * self.size() as u64 + if self == ScaleDtype::Coded { 6 } else { 0 }
+        rows.saturating_mul(self.size() as u64)
+            .saturating_add(if self == ScaleDtype::Coded { 6 } else { 0 })
     }
 }
 
@@ -273,9 +277,10 @@ impl TensorInfo<'_> {
         self.dims.get(..self.ndim as usize).unwrap_or(&[])
     }
 
-    /// Element count (1 for a scalar).
+    /// Element count (1 for a scalar). Saturates: a parsed entry's count is within
+    /// [`MAX_ELEMENTS`], a hand-built one cannot wrap to a small number.
     pub fn numel(&self) -> u64 {
-        self.shape().iter().product()
+        numel(self.shape())
     }
 
     /// Rows and columns as the row-wise codecs see them: `dims[0]` rows for 2-D and higher
@@ -287,11 +292,16 @@ impl TensorInfo<'_> {
 
 /// Rows and columns of a shape as the row-wise codecs see it (FORMAT.md §5.2).
 pub fn row_split(shape: &[u64]) -> (u64, u64) {
-    let numel: u64 = shape.iter().product();
+    let numel = numel(shape);
     match shape {
         [rows, ..] if shape.len() >= 2 => (*rows, if *rows == 0 { 0 } else { numel / rows }),
         _ => (1, numel),
     }
+}
+
+/// The product of `shape`, saturating at `u64::MAX` (1 for a scalar).
+pub fn numel(shape: &[u64]) -> u64 {
+    shape.iter().fold(1u64, |n, &d| n.saturating_mul(d))
 }
 
 /// Rounds `x` up to the payload alignment.
@@ -328,8 +338,18 @@ pub(crate) fn read_entry<'a>(
     }
     let mut dims = [1u64; 4];
     let mut numel: u64 = 1;
-    for d in dims.iter_mut().take(ndim as usize) {
+    for (axis, d) in dims.iter_mut().take(ndim as usize).enumerate() {
         *d = c.u64("dimension").map_err(t)?;
+        // Each dimension on its own, not only the product: a zero elsewhere would let a huge
+        // row count through, and rows size the scales (FORMAT.md §4, §8).
+        if *d > MAX_DIM {
+            return Err(TableError::DimTooLarge {
+                index,
+                axis: axis as u8,
+                got: *d,
+                max: MAX_DIM,
+            });
+        }
         numel = numel
             .checked_mul(*d)
             .ok_or(TableError::TooManyElements { index })?;
@@ -498,7 +518,7 @@ fn check_payload_len(info: &TensorInfo<'_>) -> Result<(), TableError> {
     let numel = info.numel();
     match info.codec {
         Codec::Raw => {
-            let expected = numel * info.dtype.size() as u64;
+            let expected = numel.saturating_mul(info.dtype.size() as u64);
             if info.payload_len != expected {
                 return Err(TableError::BadPayloadLen {
                     index: info.index,
@@ -511,17 +531,24 @@ fn check_payload_len(info: &TensorInfo<'_>) -> Result<(), TableError> {
             let (rows, cols) = info.rows_cols();
             // The fixed parts plus the smallest rANS stream (lanes, prob_bits, symbol count).
             let (min, exact) = match codec {
-                Codec::Int(p) => (p.scale_dtype.min_len(rows) + 6, false),
+                Codec::Int(p) => (p.scale_dtype.min_len(rows).saturating_add(6), false),
                 Codec::Kmeans(p) => {
                     let scales = p.scales.map_or(0, |d| d.min_len(rows));
-                    (scales + 2 * p.k as u64 + 6, false)
+                    (scales.saturating_add(2 * p.k as u64 + 6), false)
                 }
                 Codec::E8p(p) => (
-                    p.scales.min_len(rows) + rows * cols / 4,
+                    p.scales
+                        .min_len(rows)
+                        .saturating_add(rows.saturating_mul(cols) / 4),
                     p.scales != ScaleDtype::Coded,
                 ),
-                Codec::E8Rans(p) => (p.scales.min_len(rows) + 6, false),
-                _ => (numel * (info.dtype.size() as u64 - 1) + 6, false),
+                Codec::E8Rans(p) => (p.scales.min_len(rows).saturating_add(6), false),
+                _ => (
+                    numel
+                        .saturating_mul(info.dtype.size() as u64 - 1)
+                        .saturating_add(6),
+                    false,
+                ),
             };
             if info.payload_len < min || (exact && info.payload_len != min) {
                 return Err(TableError::BadPayloadLen {

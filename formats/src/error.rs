@@ -35,4 +35,15 @@ pub enum FormatError {
     OverBudget { budget: u64, needed: u64 },
     #[error("decoding the written artifact failed: {0}")]
     Decode(#[from] pcll_decoder::Error),
+    #[error("tensor {name}: {error}")]
+    Tensor {
+        name: String,
+        error: pcll_decoder::Error,
+    },
+    #[error("tensor {name} needs {bytes} bytes of memory, over the limit of {max} (--max-memory)")]
+    Memory { name: String, bytes: u64, max: u64 },
+    #[error("tensor {name} needs {bytes} bytes of memory, which could not be allocated")]
+    OutOfMemory { name: String, bytes: u64 },
+    #[error("{path}: {error}")]
+    Io { path: String, error: String },
 }

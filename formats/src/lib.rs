@@ -16,6 +16,7 @@ pub mod quant;
 pub mod rans;
 pub mod safetensors_io;
 pub mod scales;
+pub mod unpack;
 pub mod writer;
 
 pub use error::FormatError;

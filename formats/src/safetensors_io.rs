@@ -19,7 +19,7 @@ pub struct SourceTensor {
 
 impl SourceTensor {
     pub fn numel(&self) -> u64 {
-        self.shape.iter().product()
+        pcll_decoder::table::numel(&self.shape)
     }
 
     /// An f32 tensor from values.
@@ -82,7 +82,7 @@ fn from_st(name: &str, d: StDtype) -> Result<Dtype, FormatError> {
     })
 }
 
-fn to_st(d: Dtype) -> StDtype {
+pub(crate) fn to_st(d: Dtype) -> StDtype {
     match d {
         Dtype::F32 => StDtype::F32,
         Dtype::F16 => StDtype::F16,

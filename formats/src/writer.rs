@@ -5,7 +5,7 @@ use crate::error::FormatError;
 use crate::metadata::{write_metadata, MetaValue};
 use pcll_decoder::crc32c::{crc32c, Crc32c};
 use pcll_decoder::header::{Header, HEADER_CRC_OFFSET, HEADER_LEN, MIN_VERSION};
-use pcll_decoder::limits::{MAX_DIMS, MAX_ELEMENTS, MAX_NAME_LEN, MAX_TENSORS};
+use pcll_decoder::limits::{MAX_DIM, MAX_DIMS, MAX_ELEMENTS, MAX_NAME_LEN, MAX_TENSORS};
 use pcll_decoder::table::{align_up, write_entry};
 use pcll_decoder::{Codec, Dtype, TensorInfo};
 use std::collections::BTreeMap;
@@ -41,7 +41,14 @@ fn check(t: &TensorRecord) -> Result<(), FormatError> {
     };
     lim("name length", t.name.len() as u64, MAX_NAME_LEN as u64)?;
     lim("dimensions", t.shape.len() as u64, MAX_DIMS as u64)?;
-    lim("elements", t.shape.iter().product(), MAX_ELEMENTS)?;
+    for &d in &t.shape {
+        lim("a dimension", d, MAX_DIM)?;
+    }
+    lim(
+        "elements",
+        pcll_decoder::table::numel(&t.shape),
+        MAX_ELEMENTS,
+    )?;
     if t.name.is_empty() {
         return Err(FormatError::Limit {
             name: t.name.clone(),

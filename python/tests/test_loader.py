@@ -63,6 +63,18 @@ class GoldenVectors(unittest.TestCase):
         with self.assertRaises(pcll.PcllError):
             pcll.Artifact(b"PCLL" + b"\0" * 100)
 
+    def test_hostile_vectors(self):
+        # Must-reject files fail to open with the table's error code (7), at once.
+        hostile = VECTORS / "hostile"
+        manifest = json.loads((hostile / "manifest.json").read_text())
+        for v in manifest["must_reject"]:
+            with self.assertRaises(pcll.PcllError, msg=v["name"]) as cm:
+                pcll.Artifact(hostile / f"{v['name']}.pcll")
+            self.assertEqual(cm.exception.code, 7, v["name"])
+        # A bomb opens and reports its size; decoding is the caller's choice.
+        art = pcll.Artifact(hostile / "found-one-symbol-bomb-2p26.pcll")
+        self.assertEqual(list(art.shape("w")), [1, 1 << 26])
+
     def test_torch_state_dict(self):
         try:
             import torch

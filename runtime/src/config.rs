@@ -57,7 +57,12 @@ pub struct Overrides {
 impl Overrides {
     /// The overrides an artifact's metadata carries.
     pub fn from_metadata(meta: &Metadata<'_>) -> Overrides {
-        let int = |k| meta.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
+        // A value past usize saturates, so the configuration check refuses it.
+        let int = |k| {
+            meta.get(k)
+                .and_then(|v| v.as_u64())
+                .map(|v| usize::try_from(v).unwrap_or(usize::MAX))
+        };
         let float = |k| meta.get(k).and_then(|v| v.as_f64()).map(|v| v as f32);
         Overrides {
             num_heads: int(keys::NUM_HEADS),
@@ -159,9 +164,53 @@ impl Config {
 
     /// The configuration of `art`: metadata where present, tensor shapes for the rest; checked
     /// against every tensor the model reads.
+    /// Every `model.*` size the metadata states must equal what the tensors give: a file whose
+    /// checksums hold but whose metadata lies is refused here, before anything is allocated.
     pub fn from_artifact(art: &Artifact<'_>) -> Result<Config, RuntimeError> {
         let shape = |name: &str| art.find(name).ok().map(|t| t.shape().to_vec());
-        Config::infer(shape, Overrides::from_metadata(art.metadata()))
+        let cfg = Config::infer(shape, Overrides::from_metadata(art.metadata()))?;
+        cfg.check_metadata(art.metadata())?;
+        Ok(cfg)
+    }
+
+    /// Checks the sizes `meta` records (`model.vocab_size`, `model.model_dim`,
+    /// `model.num_layers`, `model.mlp_hidden`, `model.tie_embeddings`) against this
+    /// configuration; a key that is absent is not checked, one of the wrong type is an error.
+    pub fn check_metadata(&self, meta: &Metadata<'_>) -> Result<(), RuntimeError> {
+        let sizes = [
+            (keys::VOCAB_SIZE, self.vocab_size),
+            (keys::MODEL_DIM, self.model_dim),
+            (keys::NUM_LAYERS, self.num_layers),
+            (keys::MLP_HIDDEN, self.mlp_hidden),
+            (keys::NUM_HEADS, self.num_heads),
+            (keys::NUM_KV_HEADS, self.num_kv_heads),
+        ];
+        for (key, have) in sizes {
+            let Some(v) = meta.get(key) else { continue };
+            match v.as_u64() {
+                Some(said) if said == have as u64 => {}
+                Some(said) => {
+                    return Err(RuntimeError::BadConfig(format!(
+                        "metadata {key} = {said}, but the tensors give {have}"
+                    )))
+                }
+                None => {
+                    return Err(RuntimeError::BadConfig(format!(
+                        "metadata {key} is not an unsigned integer"
+                    )))
+                }
+            }
+        }
+        if let Some(v) = meta.get(keys::TIE_EMBEDDINGS) {
+            if !matches!(v, pcll_decoder::Value::Bool(b) if b == self.tie_embeddings) {
+                return Err(RuntimeError::BadConfig(format!(
+                    "metadata {} disagrees with the tensors (tied: {})",
+                    keys::TIE_EMBEDDINGS,
+                    self.tie_embeddings
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Every tensor the forward pass reads, with its shape.
@@ -196,8 +245,8 @@ impl Config {
     pub fn parameter_count(&self) -> u64 {
         self.tensors()
             .iter()
-            .map(|(_, s)| s.iter().product::<u64>())
-            .sum()
+            .map(|(_, s)| pcll_decoder::table::numel(s))
+            .fold(0u64, u64::saturating_add)
     }
 
     /// Checks the constants and that every tensor exists with its expected shape.
@@ -210,7 +259,9 @@ impl Config {
             && self.num_kv_heads > 0
             && self.num_heads.is_multiple_of(self.num_kv_heads)
             && self.mlp_hidden > 0
+            && self.rope_base.is_finite()
             && self.rope_base > 0.0
+            && self.logit_softcap.is_finite()
             && self.logit_softcap > 0.0;
         if !ok {
             return Err(RuntimeError::BadConfig(format!(

@@ -33,6 +33,8 @@ pub enum RuntimeError {
     TooFewTokens { have: usize, need: usize },
     /// A token shard is malformed.
     Shard { path: String, reason: String },
+    /// A tensor's reconstruction (`bytes` long) could not be allocated.
+    OutOfMemory { name: String, bytes: u64 },
     /// A file could not be read.
     #[cfg(feature = "std")]
     Io {
@@ -75,6 +77,10 @@ impl fmt::Display for RuntimeError {
                 write!(f, "{have} tokens; one sequence needs {need}")
             }
             RuntimeError::Shard { path, reason } => write!(f, "token shard {path}: {reason}"),
+            RuntimeError::OutOfMemory { name, bytes } => write!(
+                f,
+                "tensor `{name}` needs {bytes} bytes of memory, which could not be allocated"
+            ),
             #[cfg(feature = "std")]
             RuntimeError::Io { path, source } => write!(f, "{path}: {source}"),
         }

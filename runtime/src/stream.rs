@@ -3,7 +3,7 @@
 
 use crate::error::RuntimeError;
 use crate::matrix::{IntMatrix, Matrix};
-use crate::weights::{decode_f32, Weights};
+use crate::weights::{decode_f32, try_vec, Weights};
 use pcll_decoder::header::HEADER_LEN;
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
 use pcll_decoder::{Artifact, Codec, TensorInfo};
@@ -77,7 +77,7 @@ impl Streamed {
             path: self.path.display().to_string(),
             source,
         };
-        let mut payload = vec![0u8; info.payload_len as usize];
+        let mut payload = try_vec(info.name, info.payload_len, 0u8)?;
         let mut f = &self.file;
         f.seek(SeekFrom::Start(info.payload_offset)).map_err(io)?;
         f.read_exact(&mut payload).map_err(io)?;
@@ -111,8 +111,8 @@ impl Weights for Streamed {
             )?)));
         };
         let (rows, _) = info.rows_cols();
-        let mut symbols = vec![0u8; info.numel() as usize];
-        let mut scales = vec![0f32; rows as usize];
+        let mut symbols = try_vec(name, info.numel(), 0u8)?;
+        let mut scales = try_vec(name, rows, 0f32)?;
         let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
         art.decode_int_symbols(
             &info,

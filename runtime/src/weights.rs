@@ -91,11 +91,27 @@ pub fn decode_f32(
     info: &TensorInfo<'_>,
     payload: Option<&[u8]>,
 ) -> Result<Vec<f32>, RuntimeError> {
-    let mut out = vec![0f32; info.numel() as usize];
+    let mut out = try_vec(info.name, info.numel(), 0f32)?;
     let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
     match payload {
         Some(p) => art.decode_payload(info, p, Output::F32(&mut out), &mut scratch)?,
         None => art.decode(info, Output::F32(&mut out), &mut scratch)?,
     }
     Ok(out)
+}
+
+/// A vector of `n` copies of `fill` for tensor `name`, allocated with `try_reserve`: a size
+/// read from an artifact that memory cannot hold is [`RuntimeError::OutOfMemory`], never an
+/// abort.
+pub fn try_vec<T: Clone>(name: &str, n: u64, fill: T) -> Result<Vec<T>, RuntimeError> {
+    let bytes = n.saturating_mul(core::mem::size_of::<T>() as u64);
+    let oom = || RuntimeError::OutOfMemory {
+        name: name.into(),
+        bytes,
+    };
+    let n = usize::try_from(n).map_err(|_| oom())?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| oom())?;
+    v.resize(n, fill);
+    Ok(v)
 }

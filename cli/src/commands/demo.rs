@@ -140,6 +140,7 @@ fn weights_demo(out_dir: &Path, model: Option<PathBuf>) -> Result<ExitCode> {
         artifact: artifact.clone(),
         against: Some(model_path.clone()),
         calib: None,
+        max_memory: None,
         model_args: Default::default(),
     })?;
 
@@ -154,7 +155,10 @@ fn weights_demo(out_dir: &Path, model: Option<PathBuf>) -> Result<ExitCode> {
     );
 
     println!("\n== inspect");
-    super::inspect::print_table(&super::inspect::report(&art)?);
+    super::inspect::print_table(&super::inspect::report(
+        &art,
+        pcll_formats::unpack::default_max_memory(),
+    )?);
 
     println!("\n== compare (same symbols, same process)");
     let r = compare(&int_symbol_streams(&model, &opts), opts.bits, opts.lanes, 5)?;

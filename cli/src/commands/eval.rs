@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long)]
     pub tokens: String,
     /// Tokens of context per scored window.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = super::positive)]
     pub seq_len: usize,
     /// Score at most this many windows (default: all).
     #[arg(long)]

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
 use pcll_decoder::{codec, Artifact, Codec, TensorInfo, Value};
 use pcll_formats::entropy::entropy_bytes;
+use pcll_formats::unpack::{check_memory, default_max_memory};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +17,10 @@ pub struct Args {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Most bytes the symbols of one tensor may take while its entropy is measured (one
+    /// byte a weight; default: the machine's memory).
+    #[arg(long, value_parser = super::pack::parse_bytes)]
+    pub max_memory: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -62,10 +67,28 @@ fn json_value(v: &Value<'_>) -> serde_json::Value {
 
 /// The coded weight symbols of an `int` or `kmeans` tensor (cluster ids left out) and the
 /// stream's length.
-pub fn int_symbols(art: &Artifact<'_>, t: &TensorInfo<'_>) -> Result<Option<(Vec<u8>, u64)>> {
+pub fn int_symbols(
+    art: &Artifact<'_>,
+    t: &TensorInfo<'_>,
+    max_memory: u64,
+) -> Result<Option<(Vec<u8>, u64)>> {
     let payload = art.check_payload(t)?;
     let fail = |e: &dyn std::fmt::Debug| anyhow::anyhow!("tensor {}: {e:?}", t.name);
-    let mut out = vec![0u8; t.numel() as usize];
+    let stream_codec = matches!(t.codec, Codec::Int(_) | Codec::Kmeans(_));
+    if !stream_codec {
+        return Ok(None);
+    }
+    // One byte a symbol: checked and allocated without aborting (a hostile file may declare
+    // 2^31 elements in a few bytes).
+    check_memory(t.name, t.numel(), max_memory)?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(t.numel() as usize).map_err(|_| {
+        pcll_formats::FormatError::OutOfMemory {
+            name: t.name.into(),
+            bytes: t.numel(),
+        }
+    })?;
+    out.resize(t.numel() as usize, 0u8);
     let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
     let stream = match t.codec {
         Codec::Int(p) => {
@@ -85,7 +108,7 @@ pub fn int_symbols(art: &Artifact<'_>, t: &TensorInfo<'_>) -> Result<Option<(Vec
     Ok(Some((out, stream.byte_len as u64)))
 }
 
-pub fn report(art: &Artifact<'_>) -> Result<Report> {
+pub fn report(art: &Artifact<'_>, max_memory: u64) -> Result<Report> {
     let h = art.header();
     let metadata = art
         .metadata()
@@ -95,7 +118,7 @@ pub fn report(art: &Artifact<'_>) -> Result<Report> {
     let mut tensors = Vec::new();
     for t in art.tensors() {
         let n = t.numel().max(1) as f64;
-        let (entropy, coded) = match int_symbols(art, &t)? {
+        let (entropy, coded) = match int_symbols(art, &t, max_memory)? {
             Some((syms, len)) => (Some(entropy_bytes(&syms)), Some(len)),
             None => (None, None),
         };
@@ -173,7 +196,7 @@ pub fn print_table(r: &Report) {
 pub fn run(a: Args) -> Result<ExitCode> {
     let bytes = read(&a.artifact)?;
     let art = Artifact::parse(&bytes).with_context(|| format!("{}", a.artifact.display()))?;
-    let r = report(&art)?;
+    let r = report(&art, a.max_memory.unwrap_or_else(default_max_memory))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

@@ -18,6 +18,16 @@ pub mod verify;
 use anyhow::{Context, Result};
 use std::path::Path;
 
+/// A count that must be at least 1 (`--seq-len`): 0 is refused when the arguments are read,
+/// with what is wrong said, rather than failing later in terms of tokens.
+pub fn positive(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{s}` is not a count: {e}")),
+    }
+}
+
 /// Reads a whole file with the path in the error.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))

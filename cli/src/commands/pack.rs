@@ -98,7 +98,7 @@ pub struct CalibArgs {
     #[arg(long, default_value_t = 16_384)]
     pub probe_tokens: usize,
     /// Window length of calibration (use the model's training length).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = super::positive)]
     pub calib_seq_len: usize,
 }
 

@@ -42,8 +42,11 @@ pub fn with_model<T>(
     } else {
         let bytes = read(path)?;
         let art = Artifact::parse(&bytes).with_context(ctx)?;
+        // The configuration is checked against the tensors and the metadata first, so a file
+        // that lies about its model fails before any weight is decoded.
+        let opened = describe(&art, text, t0)?;
         let resident = Resident::decode_all(&art).with_context(ctx)?;
-        (Box::new(resident), describe(&art, text, t0)?)
+        (Box::new(resident), opened)
     };
     f(&Model::new(opened.config, weights), &opened)
 }

@@ -97,7 +97,7 @@ pub struct ModelShape {
     /// A separate output head instead of the tied embedding.
     #[arg(long)]
     pub untied: bool,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = super::positive)]
     pub seq_len: usize,
 }
 
@@ -510,6 +510,7 @@ fn finish<B: AutodiffBackend>(
         artifact: art_path.clone(),
         against: Some(st_path.clone()),
         calib: calib.map(|c| c.pattern),
+        max_memory: None,
         model_args: Default::default(),
     })?;
     ensure!(code == ExitCode::SUCCESS, "the artifact does not verify");

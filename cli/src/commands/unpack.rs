@@ -3,6 +3,7 @@
 use super::read;
 use anyhow::{Context, Result};
 use pcll_decoder::{Artifact, Value};
+use pcll_formats::unpack::{decode_tensor, default_max_memory, unpack_to_safetensors};
 use pcll_formats::{SourceModel, SourceTensor};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,20 +15,23 @@ pub struct Args {
     /// Output safetensors file.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Most bytes one reconstructed tensor may take (`16GB`, `512MiB`; default: the machine's
+    /// memory). Tensors are decoded and written one at a time.
+    #[arg(long, value_parser = super::pack::parse_bytes)]
+    pub max_memory: Option<u64>,
 }
 
-/// Every tensor reconstructed to its logical dtype; `source.*` metadata strings restored.
+/// Every tensor reconstructed to its logical dtype, held in memory; `source.*` metadata
+/// strings restored.
 pub fn unpack(art: &Artifact<'_>) -> Result<SourceModel> {
     let mut model = SourceModel::default();
+    let max = default_max_memory();
     for t in art.tensors() {
-        let data = art
-            .decode_to_vec(&t)
-            .with_context(|| format!("decoding {}", t.name))?;
         model.tensors.push(SourceTensor {
             name: t.name.into(),
             dtype: t.dtype,
             shape: t.shape().to_vec(),
-            data,
+            data: decode_tensor(art, &t, max)?,
         });
     }
     for (k, v) in art.metadata().iter() {
@@ -41,13 +45,8 @@ pub fn unpack(art: &Artifact<'_>) -> Result<SourceModel> {
 pub fn run(a: Args) -> Result<ExitCode> {
     let bytes = read(&a.artifact)?;
     let art = Artifact::parse(&bytes).with_context(|| format!("{}", a.artifact.display()))?;
-    let model = unpack(&art)?;
-    let out = model.to_safetensors()?;
-    std::fs::write(&a.output, out).with_context(|| format!("writing {}", a.output.display()))?;
-    println!(
-        "wrote {} ({} tensors)",
-        a.output.display(),
-        model.tensors.len()
-    );
+    let max = a.max_memory.unwrap_or_else(default_max_memory);
+    let count = unpack_to_safetensors(&art, &a.output, max)?;
+    println!("wrote {} ({count} tensors)", a.output.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use half::{bf16, f16};
 use pcll_decoder::{Artifact, Codec, Dtype, TensorInfo};
 use pcll_formats::quant::int::{quantize_with, ScaleRule};
+use pcll_formats::unpack::{check_memory, decode_tensor, default_max_memory};
 use pcll_formats::{pack_calibrated, PackOptions, SourceModel, SourceTensor};
 use pcll_trainer::calibrate::{float_weights, hessians, CalibSpec, CalibTokens};
 use std::path::PathBuf;
@@ -27,17 +28,17 @@ pub struct Args {
     /// record how many tokens they used; the re-pack redoes that calibration).
     #[arg(long = "calib", value_name = "GLOB", requires = "against")]
     pub calib: Option<String>,
+    /// Most bytes one tensor's reconstruction may take where `--against` compares it
+    /// (default: the machine's memory). Verifying alone holds no reconstruction.
+    #[arg(long, value_parser = super::pack::parse_bytes)]
+    pub max_memory: Option<u64>,
     #[command(flatten)]
     pub model_args: super::pack::ModelArgs,
 }
 
-/// Decodes every tensor (payload checksums, stream integrity).
+/// Decodes every tensor (payload checksums, stream integrity) in bounded memory.
 pub fn decode_all(art: &Artifact<'_>) -> Result<()> {
-    art.verify_payloads()?;
-    for t in art.tensors() {
-        art.decode_to_vec(&t)
-            .with_context(|| format!("decoding {}", t.name))?;
-    }
+    pcll_formats::unpack::verify_decodes(art, |_, _| {})?;
     Ok(())
 }
 
@@ -79,6 +80,7 @@ fn check_tensor(
     t: &TensorInfo<'_>,
     src: &SourceTensor,
     rule: ScaleRule,
+    max_memory: u64,
 ) -> Result<(f64, u64)> {
     same_shape(t, src)?;
     match t.codec {
@@ -91,7 +93,7 @@ fn check_tensor(
             Ok((0.0, 0))
         }
         Codec::Lossless => {
-            if art.decode_to_vec(t)? != src.data {
+            if decode_tensor(art, t, max_memory)? != src.data {
                 bail!(
                     "{}: lossless reconstruction differs from the source",
                     t.name
@@ -105,6 +107,7 @@ fn check_tensor(
             let w = src
                 .to_f32()
                 .with_context(|| format!("{}: source is not float", t.name))?;
+            check_memory(t.name, 4 * w.len() as u64, max_memory)?;
             let mut rec = vec![0f32; w.len()];
             let mut scratch = vec![0u8; art.scratch_len(t)?];
             art.decode_f32(t, &mut rec, &mut scratch)?;
@@ -151,6 +154,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "ok: {} tensors, all checksums hold, every tensor decodes",
         art.tensor_count()
     );
+    let max_memory = a.max_memory.unwrap_or_else(default_max_memory);
     if let Some(path) = a.against {
         let src_bytes = read(&path)?;
         let model = SourceModel::from_safetensors(&src_bytes)
@@ -199,7 +203,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 same_shape(&t, src)?;
                 continue;
             }
-            let (w, c) = check_tensor(&art, &t, src, opts.scale)?;
+            let (w, c) = check_tensor(&art, &t, src, opts.scale, max_memory)?;
             worst = worst.max(w);
             clipped += c;
         }

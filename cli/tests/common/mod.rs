@@ -43,3 +43,25 @@ pub fn one_line_error(o: &Output) -> String {
     assert!(err.starts_with("error: "), "{err}");
     err
 }
+
+/// Runs `pcll` with a standard output whose reading end is already closed, as
+/// `pcll … | head -c 0` would; asserts it ended quietly (success, or ended by SIGPIPE as C
+/// programs are) and never panicked.
+pub fn assert_quiet_on_closed_stdout(args: &[&str]) {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_pcll"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("runs pcll");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert!(
+        o.status.success() || o.status.signal() == Some(13),
+        "{args:?}: {:?} {err}",
+        o.status
+    );
+}

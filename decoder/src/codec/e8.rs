@@ -176,9 +176,11 @@ pub fn e8p_parts<'a>(
 ) -> Result<(RowScales<'a>, &'a [u8]), PayloadError> {
     let (rows, cols) = info.rows_cols();
     let (scales, codes) = RowScales::split(payload, rows, info.payload_offset, p.scales)?;
-    let need = rows * cols / 4;
+    let need = rows.saturating_mul(cols) / 4;
     if codes.len() as u64 != need {
-        let at = info.payload_offset + (payload.len() - codes.len()) as u64;
+        let at = info
+            .payload_offset
+            .saturating_add((payload.len() - codes.len()) as u64);
         if codes.len() as u64 > need {
             return Err(PayloadError::TrailingBytes {
                 len: codes.len() as u64 - need,
@@ -202,7 +204,9 @@ pub fn e8_rans_parts<'a>(
 ) -> Result<(RowScales<'a>, RansStream<'a>), PayloadError> {
     let (rows, _) = info.rows_cols();
     let (scales, rest) = RowScales::split(payload, rows, info.payload_offset, p.scales)?;
-    let at = info.payload_offset + (payload.len() - rest.len()) as u64;
+    let at = info
+        .payload_offset
+        .saturating_add((payload.len() - rest.len()) as u64);
     let s = RansStream::parse_context(rest, at, info.numel(), &E8_RANS_ALPHABETS)?;
     if s.byte_len != rest.len() {
         return Err(PayloadError::TrailingBytes {

@@ -33,14 +33,16 @@ pub fn parts<'a>(
     let rows = info.rows_cols().0;
     let (scales, rest) = RowScales::split(payload, rows, info.payload_offset, p.scale_dtype)?;
     let max_alphabet = (2 * p.qmax() + 1) as u16;
-    let base = info.payload_offset + (payload.len() - rest.len()) as u64;
+    let base = info
+        .payload_offset
+        .saturating_add((payload.len() - rest.len()) as u64);
     let s = if p.clusters == 0 {
         RansStream::parse(rest, base, info.numel(), max_alphabet)?
     } else {
         let mut alphabets = [max_alphabet; MAX_CLUSTERS as usize + 1];
         alphabets[0] = p.clusters as u16;
         let tables = alphabets.get(..=p.clusters as usize).unwrap_or(&[]);
-        RansStream::parse_context(rest, base, info.numel() + rows, tables)?
+        RansStream::parse_context(rest, base, info.numel().saturating_add(rows), tables)?
     };
     if s.byte_len != rest.len() {
         return Err(PayloadError::TrailingBytes {
@@ -91,7 +93,10 @@ pub fn decode_symbols(
     for (r, scale) in scales.iter_mut().enumerate() {
         begin_row(&mut dec, p)?;
         *scale = reader.next_scale()?;
-        let row = symbols.get_mut(r * cols..(r + 1) * cols).unwrap_or(&mut []);
+        let at = r.saturating_mul(cols);
+        let row = symbols
+            .get_mut(at..at.saturating_add(cols))
+            .unwrap_or(&mut []);
         dec.decode(row)?;
     }
     dec.finish()?;

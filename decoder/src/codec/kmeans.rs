@@ -42,7 +42,7 @@ pub fn parts<'a>(
         }
         None => (None, payload),
     };
-    let at = base + (payload.len() - rest.len()) as u64;
+    let at = base.saturating_add((payload.len() - rest.len()) as u64);
     let need = 2 * p.k as usize;
     let (lv, rest) = match rest.get(..need) {
         Some(lv) => (lv, &rest[need..]),
@@ -62,7 +62,7 @@ pub fn parts<'a>(
             return Err(PayloadError::BadLevel { index: i as u16 });
         }
     }
-    let stream = RansStream::parse(rest, at + need as u64, info.numel(), p.k)?;
+    let stream = RansStream::parse(rest, at.saturating_add(need as u64), info.numel(), p.k)?;
     if stream.byte_len != rest.len() {
         return Err(PayloadError::TrailingBytes {
             len: (rest.len() - stream.byte_len) as u64,
@@ -98,6 +98,12 @@ pub fn decode(
     let levels = &parts.levels;
     // Without row scales the factor is 1, and `level × 1.0` is `level` exactly.
     let factor = || scales.as_mut().map_or(Ok(1.0), |r| r.next_scale());
+    // Rows of no columns and no scale read nothing: skip them rather than count to 2^31.
+    let rows = if cols == 0 && p.scales.is_none() {
+        0
+    } else {
+        rows
+    };
     super::decode_rows(
         &mut dec,
         rows as usize,

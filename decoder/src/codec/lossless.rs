@@ -16,7 +16,7 @@ pub fn parts<'a>(
     payload: &'a [u8],
 ) -> Result<(&'a [u8], RansStream<'a>), PayloadError> {
     let width = info.dtype.size() - 1;
-    let need = info.numel() * width as u64;
+    let need = info.numel().saturating_mul(width as u64);
     if (payload.len() as u64) < need {
         return Err(PayloadError::Truncated(Truncated {
             field: "lossless rest bytes",
@@ -26,7 +26,12 @@ pub fn parts<'a>(
         }));
     }
     let (rest, stream) = payload.split_at(need as usize);
-    let s = RansStream::parse(stream, info.payload_offset + need, info.numel(), 256)?;
+    let s = RansStream::parse(
+        stream,
+        info.payload_offset.saturating_add(need),
+        info.numel(),
+        256,
+    )?;
     if s.byte_len != stream.len() {
         return Err(PayloadError::TrailingBytes {
             len: (stream.len() - s.byte_len) as u64,

@@ -32,6 +32,23 @@ pub fn decode(payload: &[u8], dtype: Dtype, out: &mut Output<'_>) -> Result<(), 
             }
             return Ok(());
         }
+        (d, Output::Sink { .. }) if d.is_float() => {
+            // Sinks get the stored bits, so they can keep NaN payloads too.
+            let size = d.size();
+            let mut bits = [0u32; CHUNK];
+            for (ci, chunk) in payload.chunks(CHUNK * size).enumerate() {
+                let n = chunk.len() / size;
+                for (v, c) in bits.iter_mut().zip(chunk.chunks_exact(size)) {
+                    let b = |i: usize| c.get(i).copied().unwrap_or(0);
+                    *v = match d {
+                        Dtype::F32 => u32::from_le_bytes([b(0), b(1), b(2), b(3)]),
+                        _ => u16::from_le_bytes([b(0), b(1)]) as u32,
+                    };
+                }
+                out.put_bits(ci * CHUNK, d, bits.get(..n).unwrap_or(&[]));
+            }
+            return Ok(());
+        }
         _ => {}
     }
     let size = dtype.size();

@@ -43,7 +43,9 @@ impl<'a> RowScales<'a> {
         base: u64,
         dtype: ScaleDtype,
     ) -> Result<(RowScales<'a>, &'a [u8]), PayloadError> {
-        let fixed = rows * dtype.size() as u64;
+        // Saturating: a row count no payload can hold is reported as truncation, never wraps
+        // (rows are bounded at parse, FORMAT.md §8; a hand-built entry is not).
+        let fixed = rows.saturating_mul(dtype.size() as u64);
         if (payload.len() as u64) < fixed {
             return Err(PayloadError::Truncated(Truncated {
                 field: "row scales",
@@ -54,7 +56,7 @@ impl<'a> RowScales<'a> {
         }
         let (bytes, rest) = payload.split_at(fixed as usize);
         if dtype == ScaleDtype::Coded {
-            let stream = RansStream::parse(rest, base + fixed, rows, CODED_ALPHABET)?;
+            let stream = RansStream::parse(rest, base.saturating_add(fixed), rows, CODED_ALPHABET)?;
             let rest = rest.get(stream.byte_len..).unwrap_or(&[]);
             return Ok((RowScales::Coded { low: bytes, stream }, rest));
         }

@@ -145,7 +145,9 @@ impl<'a> RansStream<'a> {
                 symbols: symbol_count,
             });
         }
-        stream.words = c.bytes(word_count as usize * 2, "rans words").map_err(t)?;
+        // 2 × a u32 count exceeds a 32-bit usize: saturate (then truncation), never wrap.
+        let word_bytes = usize::try_from(u64::from(word_count) * 2).unwrap_or(usize::MAX);
+        stream.words = c.bytes(word_bytes, "rans words").map_err(t)?;
         stream.byte_len = bytes.len() - c.remaining();
         Ok(stream)
     }

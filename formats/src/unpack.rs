@@ -1,0 +1,219 @@
+//! Reading an artifact back out in bounded memory: `pcll unpack` (to safetensors, one tensor
+//! in memory at a time) and `pcll verify` (every tensor decoded through a sink, none held),
+//! with a per-tensor memory limit so a small hostile file that declares a huge tensor (a
+//! "bomb": 2^31 elements of one symbol in a few hundred bytes) ends in a one-line error
+//! instead of an allocation failure.
+
+use crate::error::FormatError;
+use pcll_decoder::{Artifact, Dtype, Output, Sink, TensorInfo, Value};
+use safetensors::tensor::View;
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The most bytes one tensor's reconstruction may take when none is given: the machine's
+/// physical memory (Linux `/proc/meminfo`), or no limit where that cannot be read.
+pub fn default_max_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib.saturating_mul(1024))
+        })
+        .unwrap_or(u64::MAX)
+}
+
+/// Checks that tensor `name` may allocate `bytes` under `max` (a command's `--max-memory`).
+pub fn check_memory(name: &str, bytes: u64, max: u64) -> Result<(), FormatError> {
+    if bytes > max {
+        return Err(FormatError::Memory {
+            name: name.into(),
+            bytes,
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes `info` to its logical dtype's little-endian bytes (as
+/// [`Artifact::decode_to_vec`]) after checking the size against `max`; an allocation the
+/// system refuses is an error naming the tensor, not an abort.
+pub fn decode_tensor(
+    art: &Artifact<'_>,
+    info: &TensorInfo<'_>,
+    max: u64,
+) -> Result<Vec<u8>, FormatError> {
+    let bytes = Artifact::logical_len(info);
+    check_memory(info.name, bytes, max)?;
+    art.decode_to_vec(info).map_err(|e| match e {
+        pcll_decoder::Error::Request(pcll_decoder::error::RequestError::OutOfMemory { bytes }) => {
+            FormatError::OutOfMemory {
+                name: info.name.into(),
+                bytes,
+            }
+        }
+        e => FormatError::Tensor {
+            name: info.name.into(),
+            error: e,
+        },
+    })
+}
+
+/// What [`verify_decodes`] saw of one tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DecodeCheck {
+    /// Elements delivered (always the element count when decoding succeeded).
+    pub elements: u64,
+    /// Elements that are NaN or infinite (only `raw` and `lossless` can store them).
+    pub non_finite: u64,
+}
+
+/// Counts what a decode delivers, holding none of it.
+#[derive(Default)]
+struct Counter(DecodeCheck);
+
+impl Sink for Counter {
+    fn values(&mut self, _at: usize, values: &[f32]) {
+        self.0.elements += values.len() as u64;
+        self.0.non_finite += values.iter().filter(|v| !v.is_finite()).count() as u64;
+    }
+}
+
+/// Checks every payload checksum and decodes every tensor (stream integrity, final states)
+/// through a sink: memory stays at the decoder's scratch whatever sizes the file declares,
+/// and time is decode speed. Integer `raw` tensors need no decoding past their checksum.
+/// Calls `progress(done, total)` after each tensor.
+pub fn verify_decodes(
+    art: &Artifact<'_>,
+    mut progress: impl FnMut(u32, u32),
+) -> Result<Vec<DecodeCheck>, FormatError> {
+    art.verify_payloads()?;
+    let total = art.tensor_count();
+    let mut scratch = vec![0u8; pcll_decoder::limits::MAX_SCRATCH_LEN];
+    let mut checks = Vec::with_capacity(total as usize);
+    for (i, t) in art.tensors().enumerate() {
+        let mut count = Counter::default();
+        if !matches!(t.dtype, Dtype::I32 | Dtype::I64) {
+            let len = usize::try_from(t.numel()).map_err(|_| FormatError::OutOfMemory {
+                name: t.name.into(),
+                bytes: Artifact::logical_len(&t),
+            })?;
+            art.decode(
+                &t,
+                Output::Sink {
+                    len,
+                    sink: &mut count,
+                },
+                &mut scratch,
+            )
+            .map_err(|error| FormatError::Tensor {
+                name: t.name.into(),
+                error,
+            })?;
+        } else {
+            count.0.elements = t.numel();
+        }
+        checks.push(count.0);
+        progress(i as u32 + 1, total);
+    }
+    Ok(checks)
+}
+
+/// A tensor the safetensors writer asks for when it reaches it.
+struct LazyTensor<'a, 'f> {
+    art: &'a Artifact<'f>,
+    info: TensorInfo<'f>,
+    shape: Vec<usize>,
+    max: u64,
+    failed: &'a RefCell<Option<FormatError>>,
+}
+
+impl View for LazyTensor<'_, '_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        crate::safetensors_io::to_st(self.info.dtype)
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        if self.failed.borrow().is_some() {
+            return Cow::Owned(Vec::new());
+        }
+        match decode_tensor(self.art, &self.info, self.max) {
+            Ok(v) => Cow::Owned(v),
+            Err(e) => {
+                *self.failed.borrow_mut() = Some(e);
+                Cow::Owned(Vec::new())
+            }
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        Artifact::logical_len(&self.info) as usize
+    }
+}
+
+/// Writes every tensor of `art`, reconstructed to its logical dtype, to the safetensors file
+/// `path`, with the artifact's `source.*` metadata strings restored: the same bytes as
+/// [`crate::SourceModel::to_safetensors`] of the whole model, but one tensor is in memory at a
+/// time and each is checked against `max` bytes first. Writes a temporary beside `path` and
+/// renames it, so a failure leaves no partial file. Returns the tensor count.
+pub fn unpack_to_safetensors(
+    art: &Artifact<'_>,
+    path: &Path,
+    max: u64,
+) -> Result<usize, FormatError> {
+    let failed = RefCell::new(None);
+    let mut tensors = Vec::new();
+    for info in art.tensors() {
+        let bytes = Artifact::logical_len(&info);
+        check_memory(info.name, bytes, max)?;
+        let shape = info
+            .shape()
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| FormatError::OutOfMemory {
+                name: info.name.into(),
+                bytes,
+            })?;
+        tensors.push((
+            info.name.to_string(),
+            LazyTensor {
+                art,
+                info,
+                shape,
+                max,
+                failed: &failed,
+            },
+        ));
+    }
+    let count = tensors.len();
+    let meta: HashMap<String, String> = art
+        .metadata()
+        .iter()
+        .filter_map(|(k, v)| match (k.strip_prefix("source."), v) {
+            (Some(key), Value::String(s)) => Some((key.to_string(), s.to_string())),
+            _ => None,
+        })
+        .collect();
+    let meta = (!meta.is_empty()).then_some(meta);
+    let tmp = path.with_extension("safetensors.tmp");
+    let written = safetensors::serialize_to_file(tensors, &meta, &tmp);
+    let outcome = match (failed.into_inner(), written) {
+        (Some(e), _) => Err(e),
+        (None, Err(e)) => Err(e.into()),
+        (None, Ok(())) => std::fs::rename(&tmp, path).map_err(|e| FormatError::Io {
+            path: path.display().to_string(),
+            error: e.to_string(),
+        }),
+    };
+    if outcome.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    outcome.map(|()| count)
+}
