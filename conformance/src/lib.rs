@@ -8,6 +8,7 @@
 //! the tests fail if the encoder's bytes drift).
 #![deny(unsafe_code)]
 
+pub mod coverage;
 pub mod forge;
 #[allow(unsafe_code)] // the C entry points are called as C callers would
 pub mod fuzz_targets;

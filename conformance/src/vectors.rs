@@ -90,6 +90,9 @@ pub enum Recipe {
     Pack(PackOptions),
     /// `write_artifact(metadata, [])`: the container alone.
     Container(BTreeMap<String, MetaValue>),
+    /// `write_artifact({}, records(source))`: payloads made by the writer's pieces directly,
+    /// for files `pack` does not make on its own ([`crate::coverage`]).
+    Records(fn(&SourceModel) -> Vec<pcll_formats::TensorRecord>),
 }
 
 /// One golden vector.
@@ -107,6 +110,7 @@ impl Vector {
         match &self.recipe {
             Recipe::Pack(o) => Ok(pack(&self.source, o, |_, _, _| {})?.artifact),
             Recipe::Container(meta) => write_artifact(meta, Vec::new()),
+            Recipe::Records(records) => write_artifact(&BTreeMap::new(), records(&self.source)),
         }
     }
 }
@@ -162,11 +166,13 @@ fn codec_opts(rules: &[&str]) -> PackOptions {
     }
 }
 
-/// Every golden vector: format v1's first (their bytes are frozen), then v2's, then v3's.
+/// Every golden vector: format v1's first (their bytes are frozen), then v2's, then v3's, then
+/// the coverage vectors (each file's header carries the oldest version that holds it).
 pub fn all() -> Vec<Vector> {
     let mut v = v1();
     v.extend(v2());
     v.extend(v3());
+    v.extend(crate::coverage::coverage());
     v
 }
 

@@ -33,15 +33,37 @@ pub fn encode(symbols: &[u8], lanes: u8) -> EncodedStream {
     }
     let counts = histogram(symbols);
     let Precision { bits, freqs, .. } = choose_precision(&counts);
+    encode_with(out, symbols, lanes, bits, &freqs)
+}
+
+/// Encodes `symbols` at precision `bits` (1..=15, at least the bits the alphabet needs:
+/// `2^bits` ≥ the number of distinct symbols), frequencies normalized to it; for streams a
+/// caller wants at a given precision (test vectors, a decoder's table-size limit).
+pub fn encode_at(symbols: &[u8], lanes: u8, bits: u8) -> EncodedStream {
+    if symbols.is_empty() {
+        return encode(symbols, lanes);
+    }
+    let freqs = super::normalize::normalize(&histogram(symbols), bits);
+    encode_with(vec![lanes], symbols, lanes, bits, &freqs)
+}
+
+/// The stream after its lane byte: precision, count, table, states, words.
+fn encode_with(
+    mut out: Vec<u8>,
+    symbols: &[u8],
+    lanes: u8,
+    bits: u8,
+    freqs: &[u32],
+) -> EncodedStream {
     out.push(bits);
     out.extend_from_slice(&(symbols.len() as u32).to_le_bytes());
     let before = out.len();
-    write_freq_table(&mut out, &freqs);
+    write_freq_table(&mut out, freqs);
     let table_bytes = out.len() - before;
 
     let mut info = [(0u32, 0u32); 256];
     let mut acc = 0u32;
-    for (slot, &f) in info.iter_mut().zip(&freqs) {
+    for (slot, &f) in info.iter_mut().zip(freqs) {
         *slot = (f, acc);
         acc += f;
     }

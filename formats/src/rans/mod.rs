@@ -9,6 +9,6 @@ mod table;
 
 pub use cluster::{encode_clustered, Clustered, Clusters};
 pub use context::encode_context;
-pub use encode::{encode, EncodedStream, DEFAULT_LANES};
+pub use encode::{encode, encode_at, EncodedStream, DEFAULT_LANES};
 pub use normalize::{choose_precision, normalize, Precision};
 pub use table::{write_freq_table, BitWriter};
