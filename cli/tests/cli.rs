@@ -309,6 +309,7 @@ fn closed_stdout_is_a_quiet_end_for_every_printing_command() {
         vec!["compare", s(&model()), "--runs", "1"],
         vec!["compare", s(&model()), "--runs", "1", "--json"],
         vec!["conformance"],
+        vec!["report", s(&model()), "--runs", "1"],
         vec!["tokenize", s(&text), "-o", s(&tmp("pipe-tok")), "--bytes"],
         vec!["--help"],
     ] {

@@ -130,12 +130,7 @@ fn bits_of(name: &str, dtype: Dtype, shape: &[u64], bits: &[u32]) -> SourceTenso
             .flat_map(|&b| (b as u16).to_le_bytes())
             .collect(),
     };
-    SourceTensor {
-        name: name.into(),
-        dtype,
-        shape: shape.to_vec(),
-        data,
-    }
+    SourceTensor::new(name, dtype, shape, data)
 }
 
 fn raw(t: &SourceTensor) -> TensorRecord {

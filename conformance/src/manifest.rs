@@ -45,19 +45,16 @@ pub fn describe(name: &str, what: &str, bytes: &[u8]) -> Result<VectorExpect, pc
     let mut tensors = Vec::new();
     for t in art.tensors() {
         let len = t.numel() as usize;
+        // Each hash through a sink, so nothing of the tensor's size is held.
+        let mut hashed = |sink: &mut dyn Sink| {
+            let out = Output::Sink { len, sink };
+            art.decode(&t, out, &mut scratch)
+        };
         let logical = match t.codec {
             pcll_decoder::Codec::Raw => Sha256::digest(art.raw_bytes(&t)?),
             _ => {
                 let mut h = Sha256::new();
-                let mut sink = LogicalBytes::new(t.dtype, |b| h.update(b));
-                art.decode(
-                    &t,
-                    Output::Sink {
-                        len,
-                        sink: &mut sink,
-                    },
-                    &mut scratch,
-                )?;
+                hashed(&mut LogicalBytes::new(t.dtype, |b| h.update(b)))?;
                 h.finalize()
             }
         };
@@ -65,14 +62,7 @@ pub fn describe(name: &str, what: &str, bytes: &[u8]) -> Result<VectorExpect, pc
             None
         } else {
             let mut sink = F32Hash(Sha256::new());
-            art.decode(
-                &t,
-                Output::Sink {
-                    len,
-                    sink: &mut sink,
-                },
-                &mut scratch,
-            )?;
+            hashed(&mut sink)?;
             Some(hex(&sink.0.finalize()))
         };
         tensors.push(TensorExpect {

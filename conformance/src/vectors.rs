@@ -58,12 +58,7 @@ fn bytes_of(name: &str, dtype: Dtype, shape: &[u64], seed: u64) -> SourceTensor 
             .map(|_| r.next_u64() as u8)
             .collect(),
     };
-    SourceTensor {
-        name: name.into(),
-        dtype,
-        shape: shape.to_vec(),
-        data,
-    }
+    SourceTensor::new(name, dtype, shape, data)
 }
 
 fn as_dtype(mut t: SourceTensor, dtype: Dtype) -> SourceTensor {

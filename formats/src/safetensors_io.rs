@@ -22,6 +22,16 @@ impl SourceTensor {
         pcll_decoder::table::numel(&self.shape)
     }
 
+    /// A tensor from its little-endian bytes.
+    pub fn new(name: &str, dtype: Dtype, shape: &[u64], data: Vec<u8>) -> SourceTensor {
+        SourceTensor {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+            data,
+        }
+    }
+
     /// An f32 tensor from values.
     pub fn from_f32(name: &str, shape: &[u64], values: &[f32]) -> SourceTensor {
         SourceTensor {
