@@ -69,12 +69,14 @@ pub struct CalibTokens {
 
 impl CalibTokens {
     pub fn load(spec: &CalibSpec) -> Result<CalibTokens, TrainError> {
+        // The counts may come from an artifact's metadata (`verify --calib`): saturate, and
+        // the shards' own length bounds what is read.
         let probe_need = if spec.probe_tokens > 0 {
-            spec.probe_tokens + 1
+            spec.probe_tokens.saturating_add(1)
         } else {
             0
         };
-        let need = spec.tokens + probe_need;
+        let need = spec.tokens.saturating_add(probe_need);
         let mut all = load_prefix(&spec.pattern, need)?;
         if all.len() < need || spec.tokens < spec.seq_len {
             return Err(TrainError::TooFewTokens {

@@ -316,3 +316,15 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
     ));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A calibration record read from an artifact asks for `usize::MAX` tokens: an error saying
+/// the shards are too short, not an overflow.
+#[test]
+fn recorded_token_counts_past_usize_are_an_error() {
+    let shard = scratch("calib_huge").join("train_000.bin");
+    write_shard(&shard, &tokens(300, 64, 1)).unwrap();
+    let max = usize::MAX;
+    let rec = format!("tokens={max},probe_tokens={max},seq_len=64");
+    let spec = CalibSpec::parse(&rec, shard.to_str().unwrap()).expect("parses");
+    assert!(CalibTokens::load(&spec).is_err());
+}
