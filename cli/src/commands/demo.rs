@@ -147,12 +147,12 @@ fn weights_demo(out_dir: &Path, model: Option<PathBuf>) -> Result<ExitCode> {
     println!("\n== unpack -> {}", unpacked.display());
     let bytes = read(&artifact)?;
     let art = Artifact::parse(&bytes)?;
-    let back = super::unpack::unpack(&art)?;
-    std::fs::write(&unpacked, back.to_safetensors()?)?;
-    ensure!(
-        back.tensors.len() == model.tensors.len(),
-        "unpack lost tensors"
-    );
+    let count = pcll_formats::unpack::unpack_to_safetensors(
+        &art,
+        &unpacked,
+        pcll_formats::unpack::default_max_memory(),
+    )?;
+    ensure!(count == model.tensors.len(), "unpack lost tensors");
 
     println!("\n== inspect");
     super::inspect::print_table(&super::inspect::report(

@@ -81,14 +81,7 @@ pub fn int_symbols(
     // One byte a symbol: checked and allocated without aborting (a hostile file may declare
     // 2^31 elements in a few bytes).
     check_memory(t.name, t.numel(), max_memory)?;
-    let mut out = Vec::new();
-    out.try_reserve_exact(t.numel() as usize).map_err(|_| {
-        pcll_formats::FormatError::OutOfMemory {
-            name: t.name.into(),
-            bytes: t.numel(),
-        }
-    })?;
-    out.resize(t.numel() as usize, 0u8);
+    let mut out = pcll_runtime::weights::try_vec(t.name, t.numel(), 0u8)?;
     let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
     let stream = match t.codec {
         Codec::Int(p) => {

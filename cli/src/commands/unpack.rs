@@ -2,9 +2,8 @@
 
 use super::read;
 use anyhow::{Context, Result};
-use pcll_decoder::{Artifact, Value};
-use pcll_formats::unpack::{decode_tensor, default_max_memory, unpack_to_safetensors};
-use pcll_formats::{SourceModel, SourceTensor};
+use pcll_decoder::Artifact;
+use pcll_formats::unpack::{default_max_memory, unpack_to_safetensors};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,27 +18,6 @@ pub struct Args {
     /// memory). Tensors are decoded and written one at a time.
     #[arg(long, value_parser = super::pack::parse_bytes)]
     pub max_memory: Option<u64>,
-}
-
-/// Every tensor reconstructed to its logical dtype, held in memory; `source.*` metadata
-/// strings restored.
-pub fn unpack(art: &Artifact<'_>) -> Result<SourceModel> {
-    let mut model = SourceModel::default();
-    let max = default_max_memory();
-    for t in art.tensors() {
-        model.tensors.push(SourceTensor {
-            name: t.name.into(),
-            dtype: t.dtype,
-            shape: t.shape().to_vec(),
-            data: decode_tensor(art, &t, max)?,
-        });
-    }
-    for (k, v) in art.metadata().iter() {
-        if let (Some(key), Value::String(s)) = (k.strip_prefix("source."), v) {
-            model.metadata.insert(key.into(), s.into());
-        }
-    }
-    Ok(model)
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
