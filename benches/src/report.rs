@@ -526,7 +526,8 @@ pub fn model_bytes(
                 let v = t.to_f32().unwrap_or_default();
                 let rows = t.shape[0] as usize;
                 let cols = v.len().checked_div(rows).unwrap_or(0);
-                let q = quantize_with(&v, rows, cols, opts.bits, opts.scale);
+                // Per tensor as `pack` does (the tied embedding's plan, a budget allocation).
+                let q = quantize_with(&v, rows, cols, opts.bits_for(&t.name), opts.scale);
                 raw.extend_from_slice(&q.scale_bytes());
                 raw.extend_from_slice(&q.symbols);
             }

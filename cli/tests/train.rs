@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ok, one_line_error, pcll, s, tmp_in};
+use common::{final_error, ok, one_line_error, pcll, s, tmp_in};
 use std::path::PathBuf;
 
 fn tmp(name: &str) -> PathBuf {
@@ -79,7 +79,27 @@ fn train_pack_score_resume_and_frontier() {
     ];
     args.extend(TINY);
     args.extend(["--qat-from", "0.5", "--cat-lambda", "0.01"]);
-    let out = ok(&pcll(&args));
+    // stderr is a pipe here, not a terminal: plain progress lines, one per step at interval 0.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pcll"))
+        .args(&args)
+        .env("PCLL_PROGRESS_EVERY", "0")
+        .output()
+        .expect("runs pcll");
+    let out = ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    for want in [
+        "train step 1/12 loss ",
+        " tok/s (",
+        ", ETA ",
+        "train step 12/12 ",
+    ] {
+        assert!(err.contains(want), "no `{want}` in progress: {err}");
+    }
+    assert!(
+        out.contains("val_bpb below: the first 8 of ")
+            && out.contains(" validation windows of 32 tokens (256 tokens)"),
+        "{out}"
+    );
     assert!(
         out.contains("int6 + rANS (PCLL artifact, runtime)"),
         "{out}"
@@ -96,6 +116,21 @@ fn train_pack_score_resume_and_frontier() {
     assert!((art - ours).abs() <= 1e-4, "{sm}");
     assert!(art.is_finite() && art > 0.0);
     assert_eq!(sm["steps"], 12);
+    assert_eq!(
+        (sm["val_windows"].as_u64(), sm["val_seq_len"].as_u64()),
+        (Some(8), Some(32))
+    );
+    assert!(sm["val_windows_available"].as_u64() > Some(8), "{sm}");
+    // The weight bytes are the file less its model and tokenizer entries, counted one way.
+    let file = std::fs::read(run.join("model.pcll")).unwrap();
+    let meta = pcll_formats::metadata::artifact_model_metadata_len(
+        &pcll_decoder::Artifact::parse(&file).unwrap(),
+    );
+    assert_eq!(
+        sm["artifact_weights_bytes"].as_u64(),
+        Some(file.len() as u64 - meta)
+    );
+    assert!(meta > 1000, "{meta}");
     assert!(
         sm["artifact_weights_bytes"].as_u64() < sm["artifact_bytes"].as_u64(),
         "{sm}"
@@ -113,14 +148,13 @@ fn train_pack_score_resume_and_frontier() {
     let svg = std::fs::read_to_string(run.join("loss.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("training loss"));
 
-    // The artifact stands alone: eval reproduces the summary's score.
+    // The artifact stands alone: eval reproduces the summary's score, at the training length
+    // the artifact records.
     let e: serde_json::Value = serde_json::from_str(&ok(&pcll(&[
         "eval",
         s(&run.join("model.pcll")),
         "--tokens",
         &format!("{}/val_*.bin", s(&data)),
-        "--seq-len",
-        "32",
         "--max-windows",
         "8",
         "--json",
@@ -130,6 +164,7 @@ fn train_pack_score_resume_and_frontier() {
         (e["val_bpb"].as_f64().unwrap() - art).abs() < 1e-12,
         "{e} vs {sm}"
     );
+    assert_eq!(e["seq_len"], 32, "{e}");
 
     // Resuming a finished run changes nothing; extending its schedule continues it.
     let mut again = vec!["train", s(&data), "-o", s(&run), "--resume"];
@@ -152,6 +187,14 @@ fn train_pack_score_resume_and_frontier() {
     ]));
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fr.join("frontier.json")).unwrap()).unwrap();
+    assert_eq!(
+        (json["val_windows"].as_u64(), json["val_seq_len"].as_u64()),
+        (Some(8), Some(32))
+    );
+    assert!(
+        out.contains("val_bpb over 8 validation windows of 32 tokens"),
+        "{out}"
+    );
     let get = |name: &str| {
         json["points"]
             .as_array()
@@ -204,7 +247,8 @@ fn train_pack_score_resume_and_frontier() {
 fn gptq_export_budget_pack_and_verify(data: &std::path::Path) {
     let run = tmp("gptq-run");
     let mut args = vec!["train", s(data), "-o", s(&run), "--steps", "8"];
-    args.extend(TINY);
+    // Without --val-windows: the run scores every validation window.
+    args.extend(TINY.iter().filter(|a| !["--val-windows", "8"].contains(a)));
     args.extend([
         "--bits",
         "4",
@@ -223,17 +267,21 @@ fn gptq_export_budget_pack_and_verify(data: &std::path::Path) {
         sm["val_bpb_trainer_dequantized"].as_f64().unwrap(),
     );
     assert!((art - ours).abs() <= 1e-4, "{sm}");
+    assert_eq!(sm["val_windows"], sm["val_windows_available"], "{sm}");
+    assert!(out.contains("val_bpb below: all "), "{out}");
 
     let calib = format!("{}/train_*.bin", s(data));
     let st = run.join("model.safetensors");
     let packed = run.join("budget.pcll");
     let size = std::fs::metadata(run.join("model.pcll")).unwrap().len();
     let budget = (size * 9 / 10).to_string();
+    // No --calib-seq-len: the training length comes from model.safetensors' metadata.
+    let cache = run.join("calib.cache");
     let calib_args = [
         "--calib",
         calib.as_str(),
-        "--calib-seq-len",
-        "32",
+        "--calib-cache",
+        s(&cache),
         "--calib-tokens",
         "2048",
         "--probe-tokens",
@@ -254,7 +302,50 @@ fn gptq_export_budget_pack_and_verify(data: &std::path::Path) {
         out.contains("pred. Δloss") && out.contains("measured"),
         "{out}"
     );
-    assert!(std::fs::metadata(&packed).unwrap().len() <= size * 9 / 10);
+    assert!(out.contains("Grams computed and saved"), "{out}");
+    let bytes = std::fs::read(&packed).unwrap();
+    assert!(bytes.len() as u64 <= size * 9 / 10);
+    let a = pcll_decoder::Artifact::parse(&bytes).unwrap();
+    let rec = pcll_formats::PackOptions::from_metadata(a.metadata()).unwrap();
+    assert!(rec.calib.unwrap().ends_with("seq_len=32"));
+    assert_eq!(
+        a.metadata().get("model.seq_len").and_then(|v| v.as_u64()),
+        Some(32)
+    );
+    let meta = pcll_formats::metadata::artifact_model_metadata_len(&a);
+
+    // Again at a weights budget from the cache: no calibration or probe is redone, and the
+    // weights (the file less its model and tokenizer entries) fit.
+    let weights = (bytes.len() as u64 - meta) * 9 / 10;
+    let w = weights.to_string();
+    let again = run.join("budget2.pcll");
+    let mut args2 = args.clone();
+    args2[3] = s(&again);
+    let at = args2.iter().position(|a| *a == "--budget").unwrap();
+    args2.splice(at..at + 2, ["--weights-budget", w.as_str()]);
+    let out = ok(&pcll(&args2));
+    assert!(out.contains("Grams reused"), "{out}");
+    let probes = out
+        .lines()
+        .find(|l| l.starts_with("calibration cache"))
+        .unwrap()
+        .to_string();
+    let (reused, of) = probes
+        .rsplit_once(", ")
+        .unwrap()
+        .1
+        .split_once(" of ")
+        .unwrap();
+    assert_eq!(of, format!("{reused} probes reused"), "{probes}");
+    let b2 = std::fs::read(&again).unwrap();
+    let a2 = pcll_decoder::Artifact::parse(&b2).unwrap();
+    let w2 = b2.len() as u64 - pcll_formats::metadata::artifact_model_metadata_len(&a2);
+    assert!(w2 <= weights && w2 > weights * 8 / 10, "{w2} vs {weights}");
+    // A cache made with other calibration tokens is refused, never used.
+    let mut stale = args.clone();
+    let at = stale.iter().position(|a| *a == "--calib-tokens").unwrap();
+    stale[at + 1] = "1536";
+    assert!(final_error(&pcll(&stale)).contains("refusing it"));
 
     // Calibrated artifacts re-pack only with their calibration.
     let no_calib = pcll(&["verify", s(&packed), "--against", s(&st)]);
@@ -280,7 +371,7 @@ fn gptq_export_budget_pack_and_verify(data: &std::path::Path) {
     ];
     args.extend(calib_args);
     args.extend(["--budget", "3kB"]);
-    assert!(one_line_error(&pcll(&args)).contains("budget"));
+    assert!(final_error(&pcll(&args)).contains("budget"));
 }
 
 #[test]

@@ -118,10 +118,12 @@ fn model(tensors: Vec<SourceTensor>) -> SourceModel {
 }
 
 /// The pack defaults as the v1 and v2 vectors were made: f16 row scales (FORMAT.md §5.8 came
-/// with v3), so their bytes stay frozen.
+/// with v3) and the raw threshold of the time (65,536, recorded in the metadata), so their
+/// bytes stay frozen.
 fn frozen_defaults() -> PackOptions {
     PackOptions {
         scale_coding: ScaleCoding::F16,
+        raw_max_elements: 65_536,
         ..PackOptions::default()
     }
 }

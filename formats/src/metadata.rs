@@ -128,3 +128,59 @@ pub fn write_metadata(entries: &BTreeMap<String, MetaValue>) -> Result<Vec<u8>, 
     }
     Ok(out)
 }
+
+/// Bytes the entry `key → value` takes in a metadata section: key length, key, type tag and
+/// value (FORMAT.md §3).
+pub fn entry_len(key: &str, value: &MetaValue) -> u64 {
+    let mut body = Vec::new();
+    value.write_body(&mut body);
+    2 + key.len() as u64 + 1 + body.len() as u64
+}
+
+/// Whether `key` describes the model rather than its weights: `model.*` (configuration) and
+/// `tokenizer.*` (tokenizer and bits-per-byte tables), what lets an artifact run on its own.
+pub fn is_model_key(key: &str) -> bool {
+    key.starts_with("model.") || key.starts_with("tokenizer.")
+}
+
+/// Bytes the model description ([`is_model_key`] entries) takes among `entries`. The one
+/// definition of "metadata bytes" everywhere (`pack --weights-budget`, `train`'s summary,
+/// `frontier`): an artifact's weight bytes are its length less this.
+pub fn model_metadata_len(entries: &BTreeMap<String, MetaValue>) -> u64 {
+    entries
+        .iter()
+        .filter(|(k, _)| is_model_key(k))
+        .map(|(k, v)| entry_len(k, v))
+        .sum()
+}
+
+/// [`model_metadata_len`] of an artifact's metadata section.
+pub fn artifact_model_metadata_len(art: &pcll_decoder::Artifact<'_>) -> u64 {
+    art.metadata()
+        .iter()
+        .filter(|(k, _)| is_model_key(k))
+        .map(|(k, v)| entry_len(k, &MetaValue::from_value(&v)))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_metadata_len_is_what_the_entries_add_to_the_section() {
+        let mut m = BTreeMap::new();
+        m.insert("pcll.pack.bits".to_string(), MetaValue::U8(6));
+        let without = write_metadata(&m).expect("writes").len() as u64;
+        m.insert("model.seq_len".into(), MetaValue::U32(128));
+        m.insert("model.arch".into(), MetaValue::String("gpt".into()));
+        m.insert(
+            "tokenizer.base_bytes".into(),
+            MetaValue::Array(vec![MetaValue::U16(1), MetaValue::U16(2)]),
+        );
+        let with = write_metadata(&m).expect("writes").len() as u64;
+        assert_eq!(model_metadata_len(&m), with - without);
+        // 2 + 13 + 1 + 4, 2 + 10 + 1 + 4 + 3, 2 + 20 + 1 + 1 + 4 + 4
+        assert_eq!(model_metadata_len(&m), 20 + 20 + 32);
+    }
+}

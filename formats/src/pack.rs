@@ -111,6 +111,12 @@ impl E8Target {
     }
 }
 
+/// Float tensors with at most this many elements are stored raw f16 by default; larger
+/// 2-D ones are quantized. One default for `pack`, `train` and `frontier`: small enough that
+/// every weight matrix of a real model (even a 64 × 128 one) is quantized, large enough that
+/// gains, norms and skip weights stay exact.
+pub const DEFAULT_RAW_MAX_ELEMENTS: u64 = 4096;
+
 /// Levels of a bare `kmeans`.
 pub const DEFAULT_KMEANS_K: u16 = 16;
 /// Step of a bare `e8-rans` (about int5's error).
@@ -195,11 +201,91 @@ impl TensorPlan {
     }
 }
 
+/// The tensor a parameter-golf GPT with tied embeddings uses as both input embedding and
+/// output head.
+pub const TIED_EMBEDDING: &str = "tok_emb.weight";
+
+/// How the tied embedding is stored by default. It is the input embedding and the output
+/// head at once, so its rounding error reaches the logits directly: on trained models the
+/// budget packer's probe rates its sensitivity about 100× above any block matrix. The
+/// default, [`TiedEmbedding::DEFAULT`], is the cheapest choice that costs no measurable
+/// val_bpb (README, "The tied embedding").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TiedEmbedding {
+    /// The same rule as every other matrix (`--bits`, `--codec`).
+    Same,
+    /// Codec `int` at this many bits.
+    Int(u8),
+    /// Raw f16.
+    F16,
+}
+
+impl TiedEmbedding {
+    pub const DEFAULT: TiedEmbedding = TiedEmbedding::Int(8);
+
+    /// `same`, `int2`..`int8` or `f16`.
+    pub fn parse(s: &str) -> Option<TiedEmbedding> {
+        match s {
+            "same" => Some(TiedEmbedding::Same),
+            _ => match TensorPlan::parse(s)? {
+                TensorPlan::Int(b) => Some(TiedEmbedding::Int(b)),
+                TensorPlan::RawF16 => Some(TiedEmbedding::F16),
+            },
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            TiedEmbedding::Same => "same".into(),
+            TiedEmbedding::Int(b) => format!("int{b}"),
+            TiedEmbedding::F16 => "f16".into(),
+        }
+    }
+
+    /// Adds the plan entry for `model`'s tied embedding to `opts`: only when the model ties
+    /// its embedding (it has [`TIED_EMBEDDING`] and no `lm_head.weight`), the policy would
+    /// quantize it, no `--codec` rule names it, no plan entry exists for it, and the choice
+    /// differs from what the policy would do anyway. Recorded in `pcll.pack.plan`, so
+    /// `verify --against` re-packs it identically.
+    pub fn apply(&self, names: &[(&str, &[u64])], opts: &mut PackOptions) {
+        let Some(&(_, shape)) = names.iter().find(|(n, _)| *n == TIED_EMBEDDING) else {
+            return;
+        };
+        let tied = !names.iter().any(|(n, _)| *n == "lm_head.weight");
+        let quantized = shape.len() == 2
+            && pcll_decoder::table::numel(shape) > opts.raw_max_elements
+            && !opts
+                .keep_f32
+                .iter()
+                .any(|p| glob::Pattern::new(p).is_ok_and(|g| g.matches(TIED_EMBEDDING)));
+        if !tied
+            || !quantized
+            || opts.rule_for(TIED_EMBEDDING).is_some()
+            || opts.plan.contains_key(TIED_EMBEDDING)
+        {
+            return;
+        }
+        let plan = match *self {
+            TiedEmbedding::Same => return,
+            TiedEmbedding::Int(b) if b == opts.bits => return,
+            TiedEmbedding::Int(b) => TensorPlan::Int(b),
+            TiedEmbedding::F16 => TensorPlan::RawF16,
+        };
+        opts.plan.insert(TIED_EMBEDDING.into(), plan);
+    }
+}
+
+impl core::fmt::Display for TiedEmbedding {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
 impl Default for PackOptions {
     fn default() -> Self {
         PackOptions {
             bits: 6,
-            raw_max_elements: 65_536,
+            raw_max_elements: DEFAULT_RAW_MAX_ELEMENTS,
             keep_f32: Vec::new(),
             lanes: DEFAULT_LANES,
             scale: ScaleRule::MaxAbs,

@@ -21,6 +21,28 @@ pub mod keys {
     pub const ROPE_BASE: &str = "model.rope_base";
     pub const LOGIT_SOFTCAP: &str = "model.logit_softcap";
     pub const TIE_EMBEDDINGS: &str = "model.tie_embeddings";
+    /// The sequence length the model was trained at (the window `eval` scores and
+    /// calibration uses by default), when known.
+    pub const SEQ_LEN: &str = "model.seq_len";
+}
+
+/// Window length of `eval` and calibration when the artifact does not record
+/// [`keys::SEQ_LEN`] (the parameter-golf training length).
+pub const DEFAULT_SEQ_LEN: usize = 1024;
+
+/// The training sequence length `meta` records under [`keys::SEQ_LEN`]: `None` when absent,
+/// an error when it is not a positive integer that fits `usize`.
+pub fn trained_seq_len(meta: &Metadata<'_>) -> Result<Option<usize>, RuntimeError> {
+    let Some(v) = meta.get(keys::SEQ_LEN) else {
+        return Ok(None);
+    };
+    match v.as_u64().map(usize::try_from) {
+        Some(Ok(n)) if n > 0 => Ok(Some(n)),
+        _ => Err(RuntimeError::BadConfig(format!(
+            "metadata {} is not a positive integer",
+            keys::SEQ_LEN
+        ))),
+    }
 }
 
 /// The value of [`keys::ARCH`] for this model family.
@@ -175,7 +197,8 @@ impl Config {
 
     /// Checks the sizes `meta` records (`model.vocab_size`, `model.model_dim`,
     /// `model.num_layers`, `model.mlp_hidden`, `model.tie_embeddings`) against this
-    /// configuration; a key that is absent is not checked, one of the wrong type is an error.
+    /// configuration, and that `model.seq_len` is a positive integer; a key that is absent is
+    /// not checked, one of the wrong type is an error.
     pub fn check_metadata(&self, meta: &Metadata<'_>) -> Result<(), RuntimeError> {
         let sizes = [
             (keys::VOCAB_SIZE, self.vocab_size),
@@ -201,6 +224,7 @@ impl Config {
                 }
             }
         }
+        trained_seq_len(meta)?;
         if let Some(v) = meta.get(keys::TIE_EMBEDDINGS) {
             if !matches!(v, pcll_decoder::Value::Bool(b) if b == self.tie_embeddings) {
                 return Err(RuntimeError::BadConfig(format!(

@@ -5,6 +5,7 @@
 //! calibration slice. `pcll pack --calib`, `pcll verify --calib`, `pcll train --gptq` and
 //! `pcll frontier` all come through here, so they calibrate identically.
 
+use crate::calib_cache::{CacheKey, CalibCache};
 use crate::error::TrainError;
 use pcll_decoder::Artifact;
 use pcll_formats::budget::{measure, BudgetOptions, BudgetReport, Measured};
@@ -15,6 +16,7 @@ use pcll_runtime::config::Config;
 use pcll_runtime::shard::load_prefix;
 use pcll_runtime::{Model, Resident};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Which tokens calibrate, recorded in the artifact (`pcll.pack.calib`) so that `verify`
 /// can redo the calibration and re-pack byte for byte.
@@ -135,25 +137,76 @@ pub fn hessians(
     })
 }
 
-/// Packs with GPTQ under `opts` (whose `gptq` must be set), calibrating on `spec`'s tokens;
-/// records the calibration in the options.
+/// One model's calibration on one [`CalibSpec`]: its tokens and Grams, taken from a
+/// calibration cache when one is given and was made for the same model, tokens and settings
+/// (a cache made for anything else is an error, never used).
+pub struct Calibration {
+    pub tokens: CalibTokens,
+    pub hessians: Hessians,
+    pub cache: Option<CalibCache>,
+}
+
+impl Calibration {
+    /// Loads the tokens, then the Grams from `cache` or by running the float model
+    /// (`progress(done, total)` follows the windows).
+    pub fn new(
+        model: &SourceModel,
+        weights: &Resident,
+        cfg: Config,
+        spec: &CalibSpec,
+        cache: Option<&Path>,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Calibration, TrainError> {
+        let tokens = CalibTokens::load(spec)?;
+        let mut cache = cache
+            .map(|p| CalibCache::open(p, CacheKey::new(model, &cfg, spec, &tokens)))
+            .transpose()?;
+        let compute = || hessians(weights, cfg, &tokens.hessian, spec.seq_len, progress);
+        let hessians = match cache.as_mut() {
+            Some(c) => c.hessians(compute)?,
+            None => compute()?,
+        };
+        Ok(Calibration {
+            tokens,
+            hessians,
+            cache,
+        })
+    }
+
+    /// Writes the cache if anything was added; returns what it reused, for the user.
+    pub fn save_cache(&mut self) -> Result<Option<String>, TrainError> {
+        match self.cache.as_mut() {
+            Some(c) => {
+                c.save()?;
+                Ok(Some(c.describe()))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// Packs with GPTQ under `opts` (whose `gptq` must be set), calibrating on `spec`'s tokens
+/// (Grams from `cache` when it holds them); records the calibration in the options. Returns
+/// the report and, with a cache, what it reused.
 pub fn pack_gptq(
     model: &SourceModel,
     cfg: Config,
     opts: &PackOptions,
     spec: &CalibSpec,
+    cache: Option<&Path>,
     mut progress: impl FnMut(&str, usize, usize),
-) -> Result<PackReport, TrainError> {
-    let tokens = CalibTokens::load(spec)?;
+) -> Result<(PackReport, Option<String>), TrainError> {
     let weights = float_weights(model);
-    let h = hessians(&weights, cfg, &tokens.hessian, spec.seq_len, |d, n| {
+    let mut cal = Calibration::new(model, &weights, cfg, spec, cache, |d, n| {
         progress("calibrating", d, n)
     })?;
+    let note = cal.save_cache()?;
     let mut opts = opts.clone();
     opts.calib = Some(spec.describe());
-    Ok(pack_calibrated(model, &opts, Some(&h), |d, n, _| {
+    let report = pack_calibrated(model, &opts, Some(&cal.hessians), |d, n, _| {
         progress("quantizing", d, n)
-    })?)
+    })?;
+    Ok((report, note))
 }
 
 /// The budget packer's result with the check of its prediction.
@@ -164,6 +217,8 @@ pub struct BudgetOutcome {
     pub base_loss: f64,
     /// Mean NLL of the packed artifact's weights on the same slice.
     pub packed_loss: f64,
+    /// What a calibration cache reused, when one was given.
+    pub cache_note: Option<String>,
 }
 
 impl BudgetOutcome {
@@ -182,17 +237,21 @@ pub struct BudgetSearch<'m> {
     hessians: Hessians,
     base_loss: f64,
     pub measured: Measured<'m>,
+    /// What a calibration cache reused, when one was given.
+    pub cache_note: Option<String>,
 }
 
 impl<'m> BudgetSearch<'m> {
     /// Calibrates on `spec`'s tokens (which needs `spec.probe_tokens ≥ seq_len`) and
-    /// measures every candidate of `budget`.
+    /// measures every candidate of `budget`; with `cache`, Grams, base loss and probe results
+    /// come from it where it has them, and what it lacked is added to it.
     pub fn new(
         model: &'m SourceModel,
         cfg: Config,
         opts: &PackOptions,
         spec: &CalibSpec,
         budget: &BudgetOptions,
+        cache: Option<&Path>,
         mut progress: impl FnMut(&str, usize, usize),
     ) -> Result<BudgetSearch<'m>, TrainError> {
         if spec.probe_tokens < spec.seq_len {
@@ -201,31 +260,52 @@ impl<'m> BudgetSearch<'m> {
                 spec.probe_tokens, spec.seq_len
             )));
         }
-        let tokens = CalibTokens::load(spec)?;
         let weights = float_weights(model);
-        let hessians = hessians(&weights, cfg, &tokens.hessian, spec.seq_len, |d, n| {
+        let mut cal = Calibration::new(model, &weights, cfg, spec, cache, |d, n| {
             progress("calibrating", d, n)
         })?;
-        let base_loss = mean_loss(&Model::new(cfg, &weights), &tokens.probe, spec.seq_len)?;
+        let tokens = &cal.tokens;
+        let float_loss = || mean_loss(&Model::new(cfg, &weights), &tokens.probe, spec.seq_len);
+        let base_loss = match cal.cache.as_mut() {
+            Some(c) => c.base_loss(|| Ok(float_loss()?))?,
+            None => float_loss()?,
+        };
         let mut opts = opts.clone();
         opts.calib = Some(spec.describe());
+        let mut cache = cal.cache.take();
         let probe = |name: &str, w: &[f32]| -> Result<f64, TrainError> {
-            let overlay = Overlay {
-                base: &weights,
-                replaced: BTreeMap::from([(name.to_string(), w.to_vec())]),
+            let run = || -> Result<f64, TrainError> {
+                let overlay = Overlay {
+                    base: &weights,
+                    replaced: BTreeMap::from([(name.to_string(), w.to_vec())]),
+                };
+                Ok(mean_loss(&Model::new(cfg, overlay), &tokens.probe, spec.seq_len)? - base_loss)
             };
-            Ok(mean_loss(&Model::new(cfg, overlay), &tokens.probe, spec.seq_len)? - base_loss)
+            match cache.as_mut() {
+                Some(c) => c.probe(name, w, run),
+                None => run(),
+            }
         };
-        let measured = measure(model, &opts, Some(&hessians), budget, probe, |d, n, _| {
-            progress("measuring", d, n)
-        })?;
+        let measured = measure(
+            model,
+            &opts,
+            Some(&cal.hessians),
+            budget,
+            probe,
+            |d, n, _| progress("measuring", d, n),
+        );
+        // Whatever was measured before a failure is kept for the next try.
+        cal.cache = cache;
+        let cache_note = cal.save_cache()?;
+        let measured = measured?;
         Ok(BudgetSearch {
             cfg,
             seq_len: spec.seq_len,
-            tokens,
-            hessians,
+            tokens: cal.tokens,
+            hessians: cal.hessians,
             base_loss,
             measured,
+            cache_note,
         })
     }
 
@@ -247,18 +327,22 @@ impl<'m> BudgetSearch<'m> {
             report,
             base_loss: self.base_loss,
             packed_loss,
+            cache_note: self.cache_note.clone(),
         })
     }
 }
 
-/// Packs `model` to fit `budget` ([`BudgetSearch`] for one budget).
+/// Packs `model` to fit `budget` ([`BudgetSearch`] for one budget), with an optional
+/// calibration cache.
 pub fn pack_budget(
     model: &SourceModel,
     cfg: Config,
     opts: &PackOptions,
     spec: &CalibSpec,
     budget: &BudgetOptions,
+    cache: Option<&Path>,
     progress: impl FnMut(&str, usize, usize),
 ) -> Result<BudgetOutcome, TrainError> {
-    BudgetSearch::new(model, cfg, opts, spec, budget, progress)?.fit(budget.budget, budget.reserve)
+    BudgetSearch::new(model, cfg, opts, spec, budget, cache, progress)?
+        .fit(budget.budget, budget.reserve)
 }

@@ -88,8 +88,8 @@ pub fn dequantize_like_packer(
     Ok(out)
 }
 
-/// Records `cfg` under `model.*`.
-pub fn model_metadata(cfg: &Config, m: &mut BTreeMap<String, MetaValue>) {
+/// Records `cfg` under `model.*`, with the training sequence length when it is known.
+pub fn model_metadata(cfg: &Config, seq_len: Option<usize>, m: &mut BTreeMap<String, MetaValue>) {
     use pcll_runtime::config::{keys, ARCH};
     let u = |v: usize| MetaValue::U32(v as u32);
     m.insert(keys::ARCH.into(), MetaValue::String(ARCH.into()));
@@ -108,6 +108,9 @@ pub fn model_metadata(cfg: &Config, m: &mut BTreeMap<String, MetaValue>) {
         keys::TIE_EMBEDDINGS.into(),
         MetaValue::Bool(cfg.tie_embeddings),
     );
+    if let Some(n) = seq_len {
+        m.insert(keys::SEQ_LEN.into(), u(n));
+    }
 }
 
 /// Records the tokenizer and its byte tables for ids `0..vocab` under `tokenizer.*`.
@@ -132,13 +135,15 @@ pub fn tokenizer_metadata(
     Ok(())
 }
 
-/// Model configuration plus tokenizer: what makes an artifact runnable on its own.
+/// Model configuration (with the training sequence length) plus tokenizer: what makes an
+/// artifact runnable on its own.
 pub fn artifact_metadata(
     cfg: &Config,
+    seq_len: usize,
     codec: &TextCodec,
 ) -> Result<BTreeMap<String, MetaValue>, TrainError> {
     let mut m = BTreeMap::new();
-    model_metadata(cfg, &mut m);
+    model_metadata(cfg, Some(seq_len), &mut m);
     tokenizer_metadata(codec, cfg.vocab_size, &mut m)?;
     Ok(m)
 }

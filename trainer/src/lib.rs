@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod calib_cache;
 pub mod calibrate;
 pub mod chart;
 pub mod corpus;

@@ -17,7 +17,7 @@ use crate::model::Gpt;
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Tensor, TensorData};
 use pcll_formats::quant::int::{qmax, row_scales, store_scales, ScaleRule};
-use pcll_formats::PackOptions;
+use pcll_formats::{PackOptions, TensorPlan};
 use std::collections::BTreeMap;
 
 /// Which matrices the packer quantizes, and how.
@@ -27,6 +27,8 @@ pub struct QuantPlan {
     pub raw_max_elements: u64,
     pub keep_f32: Vec<glob::Pattern>,
     pub scale: ScaleRule,
+    /// Per-tensor overrides (the tied embedding's default).
+    pub plan: BTreeMap<String, TensorPlan>,
 }
 
 impl QuantPlan {
@@ -42,6 +44,7 @@ impl QuantPlan {
             raw_max_elements: opts.raw_max_elements,
             keep_f32,
             scale: opts.scale,
+            plan: opts.plan.clone(),
         })
     }
 
@@ -50,21 +53,29 @@ impl QuantPlan {
         !self.keep_f32.iter().any(|p| p.matches(name))
             && shape.len() == 2
             && shape.iter().product::<usize>() as u64 > self.raw_max_elements
+            && self.plan.get(name) != Some(&TensorPlan::RawF16)
+    }
+
+    /// Bits of the `int` codec for `name` (its plan's, else `bits`).
+    pub fn bits_for(&self, name: &str) -> u8 {
+        match self.plan.get(name) {
+            Some(TensorPlan::Int(b)) => *b,
+            _ => self.bits,
+        }
     }
 }
 
 /// Per-row scales of every quantized matrix, as the packer would store them now.
 #[derive(Debug, Clone)]
 pub struct FakeQuant {
-    qmax: f32,
-    scales: BTreeMap<String, Vec<f32>>,
+    /// Per quantized matrix: its row scales and `qmax` at its bits.
+    scales: BTreeMap<String, (Vec<f32>, f32)>,
 }
 
 impl FakeQuant {
     /// Scales for the current weights of `model`. Max-abs scales need only each row's
     /// maximum on the host; other rules read the whole matrix.
     pub fn prepare<B: Backend>(model: &Gpt<B>, plan: &QuantPlan) -> FakeQuant {
-        let q = qmax(plan.bits);
         let mut scales = BTreeMap::new();
         for (name, p) in model.matrices() {
             let w = p.val();
@@ -72,16 +83,18 @@ impl FakeQuant {
             if !plan.quantizes(&name, &[rows, cols]) {
                 continue;
             }
+            let bits = plan.bits_for(&name);
+            let q = qmax(bits);
             let s = if plan.scale == ScaleRule::MaxAbs {
                 let m = crate::model::host(w.detach().abs().max_dim(1)).data;
                 store_scales(m.iter().map(|&m| m / q).collect()).1
             } else {
                 let h = crate::model::host(w.detach());
-                row_scales(&h.data, rows, cols, plan.bits, plan.scale).1
+                row_scales(&h.data, rows, cols, bits, plan.scale).1
             };
-            scales.insert(name, s);
+            scales.insert(name, (s, q));
         }
-        FakeQuant { qmax: q, scales }
+        FakeQuant { scales }
     }
 
     /// Names of the quantized matrices.
@@ -91,17 +104,17 @@ impl FakeQuant {
 
     /// The stored scales of `name`, if the packer quantizes it.
     pub fn scales(&self, name: &str) -> Option<&[f32]> {
-        self.scales.get(name).map(Vec::as_slice)
+        self.scales.get(name).map(|(s, _)| s.as_slice())
     }
 
     /// `w` as the forward pass should see it: the packer's reconstruction for quantized
     /// matrices (straight-through gradient), `w` itself otherwise.
     pub fn apply<B: Backend>(&self, name: &str, w: Tensor<B, 2>) -> Tensor<B, 2> {
-        let Some(s) = self.scales.get(name) else {
+        let Some((s, qmax)) = self.scales.get(name) else {
             return w;
         };
         let (scale, safe) = scale_tensors::<B>(s, &w.device());
-        let q = round_half_away(w.clone().detach() / safe).clamp(-self.qmax, self.qmax) * scale;
+        let q = round_half_away(w.clone().detach() / safe).clamp(-*qmax, *qmax) * scale;
         // `w − w` is exactly zero, so the value is `q` bit for bit; the gradient is w's.
         q + (w.clone() - w.detach())
     }
@@ -113,22 +126,19 @@ impl FakeQuant {
         let device = model.tok_emb.val().device();
         let mut total = Tensor::<B, 1>::zeros([1], &device);
         let mut count = 0usize;
-        let levels = 2 * self.qmax as usize + 1;
         for (name, p) in model.matrices() {
-            let Some(s) = self.scales.get(&name) else {
+            let Some((s, qmax)) = self.scales.get(&name) else {
                 continue;
             };
+            let qmax = *qmax;
+            let levels = 2 * qmax as usize + 1;
             let w = p.val();
             let n = w.dims().iter().product::<usize>();
             let (_, safe) = scale_tensors::<B>(s, &device);
-            let u = (w / safe).clamp(-self.qmax, self.qmax).reshape([n]);
-            let floor = u
-                .clone()
-                .detach()
-                .floor()
-                .clamp(-self.qmax, self.qmax - 1.0);
+            let u = (w / safe).clamp(-qmax, qmax).reshape([n]);
+            let floor = u.clone().detach().floor().clamp(-qmax, qmax - 1.0);
             let frac = u - floor.clone();
-            let idx = floor.add_scalar(self.qmax).int();
+            let idx = floor.add_scalar(qmax).int();
             let hist = Tensor::<B, 1>::zeros([levels], &device)
                 .scatter(
                     0,

@@ -18,6 +18,7 @@ use burn::optim::GradientsParams;
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ElementConversion;
+use pcll_formats::pack::TiedEmbedding;
 use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::PackOptions;
 use pcll_runtime::config::Config;
@@ -49,15 +50,23 @@ pub struct TrainConfig {
     pub bits: u8,
     /// Scale rule of the `int` codec (`maxabs`, `mse`, `percentile:P`).
     pub scale: String,
-    /// Float tensors with at most this many elements stay raw f16 (`pack`'s option; the
-    /// default is lower than `pack`'s 65,536 so a small model's block matrices are coded).
+    /// Float tensors with at most this many elements stay raw f16 (`pack`'s option, with
+    /// the same default).
     pub raw_max_elements: u64,
+    /// How the tied embedding is stored (`pack --tied-embedding`: `same`, `int2`..`int8`,
+    /// `f16`). Runs saved before this existed read as `same`, which is what they did.
+    #[serde(default = "tied_same")]
+    pub tied_embedding: String,
     /// Step from which the forward pass is fake-quantized (None: never).
     pub qat_start: Option<usize>,
     /// Weight of the entropy term, in nats of loss per bit per weight (0: off).
     pub cat_lambda: f64,
     /// Step from which the entropy term is added.
     pub cat_start: usize,
+}
+
+fn tied_same() -> String {
+    TiedEmbedding::Same.name()
 }
 
 impl Default for TrainConfig {
@@ -84,7 +93,8 @@ impl Default for TrainConfig {
             seed: 1337,
             bits: 6,
             scale: "maxabs".into(),
-            raw_max_elements: 4096,
+            raw_max_elements: pcll_formats::pack::DEFAULT_RAW_MAX_ELEMENTS,
+            tied_embedding: TiedEmbedding::DEFAULT.name(),
             qat_start: None,
             cat_lambda: 0.0,
             cat_start: 0,
@@ -133,12 +143,25 @@ impl TrainConfig {
                 self.bits
             )));
         }
-        Ok(PackOptions {
+        let tied = TiedEmbedding::parse(&self.tied_embedding).ok_or_else(|| {
+            TrainError::BadConfig(format!(
+                "tied embedding `{}` is not same, int2..int8 or f16",
+                self.tied_embedding
+            ))
+        })?;
+        let mut opts = PackOptions {
             bits: self.bits,
             raw_max_elements: self.raw_max_elements,
             scale,
             ..PackOptions::default()
-        })
+        };
+        let tensors = self.model()?.tensors();
+        let shapes: Vec<(&str, &[u64])> = tensors
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_slice()))
+            .collect();
+        tied.apply(&shapes, &mut opts);
+        Ok(opts)
     }
 }
 

@@ -173,9 +173,41 @@ fn gptq_lowers_every_layers_output_error_and_repacks_identically() {
         }),
         ..PackOptions::default()
     };
-    let packed = pack_gptq(&src, cfg, &opts, &spec, |_, _, _| {}).unwrap();
-    let again = pack_gptq(&src, cfg, &opts, &spec, |_, _, _| {}).unwrap();
-    assert_eq!(packed.artifact, again.artifact, "deterministic");
+    let (packed, note) = pack_gptq(&src, cfg, &opts, &spec, None, |_, _, _| {}).unwrap();
+    assert_eq!(note, None);
+    // Through a calibration cache: the first run computes and saves the Grams, the second
+    // reads them back; both pack exactly what the uncached run packed.
+    let cache = dir.join("calib.cache");
+    let cached = |what| {
+        let (r, note) = pack_gptq(&src, cfg, &opts, &spec, Some(&cache), |_, _, _| {}).unwrap();
+        assert_eq!(r.artifact, packed.artifact, "{what}");
+        note.unwrap()
+    };
+    assert!(cached("saving").contains("Grams computed and saved"));
+    assert!(cached("reusing").contains("Grams reused"));
+    // A cache made for other tokens or another model is refused, saying why.
+    let stale = |spec: &CalibSpec, src: &pcll_formats::SourceModel| match pack_gptq(
+        src,
+        cfg,
+        &opts,
+        spec,
+        Some(&cache),
+        |_, _, _| {},
+    ) {
+        Err(e @ pcll_trainer::TrainError::CalibCache { .. }) => e.to_string(),
+        other => panic!("stale cache used: {:?}", other.map(|r| r.1)),
+    };
+    let fewer = CalibSpec {
+        tokens: 1599,
+        ..spec.clone()
+    };
+    let e = stale(&fewer, &src);
+    assert!(e.contains("other calibration tokens"), "{e}");
+    let e = stale(&spec, &synthetic(SHAPE, 7));
+    assert!(e.contains("another model"), "{e}");
+    std::fs::write(&cache, b"not a cache").unwrap();
+    let e = stale(&spec, &src);
+    assert!(e.contains("not a calibration cache"), "{e}");
     // The recorded calibration is enough to redo it.
     let art = Artifact::parse(&packed.artifact).unwrap();
     let rec = PackOptions::from_metadata(art.metadata()).unwrap();
@@ -254,16 +286,42 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
         scale: ScaleRule::Mse,
         ..fixed_opts.clone()
     };
+    let cache = dir.join("budget.cache");
     let out = pack_budget(
         &src,
         cfg,
         &opts,
         &spec,
         &BudgetOptions::new(budget, 0),
+        Some(&cache),
         |_, _, _| {},
     )
     .unwrap();
     let r = &out.report;
+    // The same budget again from the cache: no probe re-measured, the same bytes; a smaller
+    // budget reuses every probe too.
+    let probes = r.tensors.len() * 2;
+    for b in [budget, budget - budget / 10] {
+        let again = pack_budget(
+            &src,
+            cfg,
+            &opts,
+            &spec,
+            &BudgetOptions::new(b, 0),
+            Some(&cache),
+            |_, _, _| {},
+        )
+        .unwrap();
+        let note = again.cache_note.unwrap();
+        assert!(
+            note.contains(&format!("Grams reused, {probes} of {probes} probes reused")),
+            "{note}"
+        );
+        if b == budget {
+            assert_eq!(again.report.pack.artifact, r.pack.artifact);
+            assert_eq!(again.packed_loss, out.packed_loss);
+        }
+    }
     assert!(r.pack.artifact.len() as u64 <= budget);
     // The allocation mixes rates and is recorded, so the same calibration reproduces it.
     let plans: std::collections::BTreeSet<_> = r.options.plan.values().collect();
@@ -306,6 +364,7 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
         &opts,
         &spec,
         &BudgetOptions::new(2000, 0),
+        None,
         |_, _, _| {},
     );
     assert!(matches!(

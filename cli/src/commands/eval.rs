@@ -1,8 +1,9 @@
-//! `pcll eval MODEL.pcll --tokens 'val_*.bin' [--seq-len 1024] [--stream] [--json]`
+//! `pcll eval MODEL.pcll --tokens 'val_*.bin' [--seq-len N] [--stream] [--json]`
 
 use super::run_model::{peak_rss, with_model};
 use crate::progress::bar;
 use anyhow::{bail, Result};
+use pcll_runtime::config::DEFAULT_SEQ_LEN;
 use pcll_runtime::eval::window_count;
 use pcll_runtime::shard::load_tokens;
 use std::path::PathBuf;
@@ -16,9 +17,10 @@ pub struct Args {
     /// Token shards (parameter-golf format), a glob; concatenated in name order.
     #[arg(long)]
     pub tokens: String,
-    /// Tokens of context per scored window.
-    #[arg(long, default_value_t = 1024, value_parser = super::positive)]
-    pub seq_len: usize,
+    /// Tokens of context per scored window (default: the length the model was trained at,
+    /// which `pcll train` and `pack --seq-len` record; 1024 when the artifact does not say).
+    #[arg(long, value_parser = super::positive)]
+    pub seq_len: Option<usize>,
     /// Score at most this many windows (default: all).
     #[arg(long)]
     pub max_windows: Option<usize>,
@@ -36,19 +38,33 @@ pub struct Args {
 pub fn run(a: Args) -> Result<ExitCode> {
     super::run_model::set_threads(a.threads)?;
     let mut tokens = load_tokens(&a.tokens)?;
-    if let Some(w) = a.max_windows {
-        tokens.truncate((w * a.seq_len + 1).min(tokens.len()));
-    }
-    let windows = window_count(tokens.len(), a.seq_len);
     with_model(&a.model, a.stream, false, |model, opened| {
         let Some(tables) = &opened.tables else {
             bail!(pcll_runtime::RuntimeError::NoByteTables);
         };
+        let seq_len = match a.seq_len.or(opened.seq_len) {
+            Some(n) => n,
+            None => {
+                eprintln!(
+                    "note: the artifact does not record its training length (model.seq_len); \
+                     scoring windows of {DEFAULT_SEQ_LEN} (give --seq-len)"
+                );
+                DEFAULT_SEQ_LEN
+            }
+        };
+        if let Some(w) = a.max_windows {
+            tokens.truncate(
+                w.saturating_mul(seq_len)
+                    .saturating_add(1)
+                    .min(tokens.len()),
+            );
+        }
+        let windows = window_count(tokens.len(), seq_len);
         let pb = bar(windows as u64, "scoring");
         let t0 = Instant::now();
-        let r = pcll_runtime::evaluate(model, &tokens, a.seq_len, tables, |t| {
-            pb.set_position(t.sequences as u64);
+        let r = pcll_runtime::evaluate(model, &tokens, seq_len, tables, |t| {
             pb.set_message(format!("loss {:.4}", t.loss_sum / t.tokens.max(1) as f64));
+            pb.set_position(t.sequences as u64);
         })?;
         pb.finish_and_clear();
         let secs = t0.elapsed().as_secs_f64();
@@ -62,7 +78,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 "tokens": r.tokens,
                 "bytes": r.bytes,
                 "windows": r.sequences,
-                "seq_len": a.seq_len,
+                "seq_len": seq_len,
                 "stream": a.stream,
                 "load_seconds": opened.load_s,
                 "eval_seconds": secs,
@@ -76,7 +92,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             println!(
                 "{} windows of {} tokens ({} targets, {} bytes) in {:.2} s: {:.0} tokens/s on {} threads{}",
                 r.sequences,
-                a.seq_len,
+                seq_len,
                 r.tokens,
                 r.bytes,
                 secs,

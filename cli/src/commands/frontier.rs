@@ -7,9 +7,9 @@
 //! weights are exactly those of the rANS artifact with the same bits and scale rule, so that
 //! artifact's score is theirs. Output: a table, `DIR/frontier.json` and `DIR/frontier.svg`.
 
-use super::pack::phase_progress;
 use super::train::RunData;
 use super::{human, read};
+use crate::progress::{bar, Progress};
 use anyhow::{Context, Result};
 use pcll_benches::baselines::Baseline;
 use pcll_benches::report::{model_bytes, scatter_svg, PG_INT8_PERCENTILE};
@@ -22,7 +22,7 @@ use pcll_formats::{pack, PackOptions, SourceModel};
 use pcll_runtime::shard::load_tokens;
 use pcll_runtime::text::TextCodec;
 use pcll_runtime::{ByteTables, Config, Model, Resident};
-use pcll_trainer::calibrate::{float_weights, hessians, BudgetSearch, CalibSpec, CalibTokens};
+use pcll_trainer::calibrate::{float_weights, BudgetSearch, CalibSpec, Calibration};
 use pcll_trainer::export::artifact_metadata;
 use pcll_trainer::TrainConfig;
 use serde::Serialize;
@@ -55,6 +55,11 @@ pub struct Args {
     /// Training tokens after those on which the budget packer measures loss.
     #[arg(long, default_value_t = 16_384)]
     pub probe_tokens: usize,
+    /// Calibration cache (as `pack --calib-cache`): a second frontier of the same run, or a
+    /// `pack --budget` of its model.safetensors with the same calibration, reuses the Grams
+    /// and probe results.
+    #[arg(long, value_name = "FILE")]
+    pub calib_cache: Option<PathBuf>,
 }
 
 /// One scheme's point.
@@ -79,6 +84,8 @@ struct Scorer {
     weights: u64,
     /// Bytes the model and tokenizer metadata add to an artifact.
     meta_bytes: u64,
+    /// One step per scheme.
+    progress: Progress,
 }
 
 impl Scorer {
@@ -110,6 +117,9 @@ impl Scorer {
     }
 
     fn point(&self, scheme: String, bytes: u64, bpb: f64, loss: f64) -> Point {
+        self.progress
+            .set_message(format!("{scheme}: val_bpb {bpb:.4}"));
+        self.progress.inc();
         Point {
             scheme,
             bytes,
@@ -138,14 +148,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         val.truncate(windows * data.seq_len + 1);
     }
     let base = cfg.pack_options()?;
-    let meta = artifact_metadata(&cfg.model()?, &codec)?;
-    let with = PackOptions {
-        extra: meta.clone(),
-        ..base.clone()
-    };
-    let meta_bytes = (pack(&source, &with, |_, _, _| {})?.artifact.len()
-        - pack(&source, &base, |_, _, _| {})?.artifact.len()) as u64;
+    let meta = artifact_metadata(&cfg.model()?, cfg.seq_len, &codec)?;
+    let meta_bytes = pcll_formats::metadata::model_metadata_len(&meta);
+    // f32, parameter-golf int8, two scale rules per width, the general coders at int6, and
+    // when calibrated GPTQ per width plus the budget packer at every fixed scheme's bytes.
+    let fixed = 1 + 2 * a.bits.len() + a.bits.contains(&6) as usize * Baseline::ALL.len();
+    let schemes = 1 + fixed + (!a.no_calibrated as usize) * (a.bits.len() + fixed);
     let scorer = Scorer {
+        progress: bar(schemes as u64, "frontier scheme"),
         weights: source.tensors.iter().map(|t| t.numel()).sum(),
         meta,
         source,
@@ -202,8 +212,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if !a.no_calibrated {
         versus = calibrated_points(&a, &data, &cfg, &base, &scorer, &mut points)?;
     }
+    scorer.progress.finish_and_clear();
     std::fs::create_dir_all(&a.output)?;
-    let json = serde_json::json!({ "points": points, "budget_versus_fixed": versus });
+    let val_windows = scorer.val.len().saturating_sub(1) / scorer.seq_len;
+    let json = serde_json::json!({
+        "val_windows": val_windows,
+        "val_seq_len": scorer.seq_len,
+        "val_tokens": val_windows * scorer.seq_len,
+        "points": points,
+        "budget_versus_fixed": versus,
+    });
     std::fs::write(
         a.output.join("frontier.json"),
         serde_json::to_vec_pretty(&json)?,
@@ -232,9 +250,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         println!(
-            "{} weights, {} validation tokens; rANS rows exclude the {} of model and tokenizer metadata",
+            "{} weights; val_bpb over {val_windows} validation windows of {} tokens ({} tokens); rANS rows exclude the {} of model and tokenizer metadata",
             scorer.weights,
-            scorer.val.len().saturating_sub(1) / scorer.seq_len * scorer.seq_len,
+            scorer.seq_len,
+            val_windows * scorer.seq_len,
             human(scorer.meta_bytes)
         );
         println!(
@@ -323,15 +342,18 @@ fn calibrated_points(
         calib: Some(spec.describe()),
         ..base.clone()
     };
-    // One calibration for every GPTQ row (the budget search makes its own, identically).
-    let tokens = CalibTokens::load(&spec)?;
-    let h = hessians(
+    // One calibration for every GPTQ row (the budget search makes its own, identically, or
+    // reads it from the cache this one saves).
+    let mut cal = Calibration::new(
+        &scorer.source,
         &float_weights(&scorer.source),
         model_cfg,
-        &tokens.hessian,
-        spec.seq_len,
+        &spec,
+        a.calib_cache.as_deref(),
         |_, _| {},
     )?;
+    cal.save_cache()?;
+    let h = cal.hessians;
     for &bits in &a.bits {
         let opts = scorer.with_meta(&PackOptions {
             bits,
@@ -347,8 +369,17 @@ fn calibrated_points(
         &scorer.with_meta(&gptq),
         &spec,
         &BudgetOptions::new(0, 0),
-        phase_progress(),
+        a.calib_cache.as_deref(),
+        |phase, done, total| {
+            scorer
+                .progress
+                .set_message(format!("budget packer: {phase} {done}/{total}"));
+            scorer.progress.tick();
+        },
     )?;
+    if let Some(note) = &search.cache_note {
+        scorer.progress.println(note);
+    }
     let mut versus = Vec::new();
     for p in &fixed {
         let out = search.fit(p.bytes + scorer.meta_bytes, 0)?;

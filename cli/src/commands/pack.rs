@@ -4,14 +4,14 @@ use super::{human, read, write_atomic};
 use crate::progress::bar;
 use anyhow::{bail, Context, Result};
 use pcll_formats::budget::BudgetOptions;
-use pcll_formats::pack::CodecSpec;
+use pcll_formats::pack::{CodecSpec, TiedEmbedding};
 use pcll_formats::quant::gptq::GptqOptions;
 use pcll_formats::quant::gptq::Hessians;
 use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::rans::Clusters;
 use pcll_formats::scales::ScaleCoding;
 use pcll_formats::{pack_calibrated, MetaValue, PackOptions, PackReport, SourceModel};
-use pcll_runtime::config::{Config, Overrides};
+use pcll_runtime::config::{Config, Overrides, DEFAULT_SEQ_LEN};
 use pcll_runtime::text::TextCodec;
 use pcll_trainer::calibrate::{pack_budget, pack_gptq, BudgetOutcome, CalibSpec};
 use pcll_trainer::export::{model_metadata, tokenizer_metadata};
@@ -32,8 +32,9 @@ pub struct Args {
     /// Keep tensors whose name matches this glob raw f32 (repeatable).
     #[arg(long = "keep-f32", value_name = "GLOB")]
     pub keep_f32: Vec<String>,
-    /// Float tensors with at most this many elements are stored raw f16.
-    #[arg(long, default_value_t = 65_536)]
+    /// Float tensors with at most this many elements are stored raw f16; larger 2-D ones
+    /// are quantized (the same default in `train`; `frontier` uses the run's).
+    #[arg(long, default_value_t = pcll_formats::pack::DEFAULT_RAW_MAX_ELEMENTS)]
     pub raw_max_elements: u64,
     /// Interleaved rANS lanes (1, 2, 4, 8, 16, 32).
     #[arg(long, default_value_t = pcll_formats::rans::DEFAULT_LANES)]
@@ -60,6 +61,13 @@ pub struct Args {
     /// v3, the same weights) or `f16` (stored as they are, so v1/v2 decoders read the file).
     #[arg(long, default_value = "auto", value_parser = parse_scale_coding)]
     pub scales: ScaleCoding,
+    /// How the tied embedding (`tok_emb.weight` without `lm_head.weight`, both input
+    /// embedding and output head) is stored unless a --codec rule names it: `int8` (the
+    /// default: no measurable val_bpb cost, see the README), `f16`, `int2`..`int7`, or
+    /// `same` (the rule of every other matrix). Recorded in `pcll.pack.plan`; the byte-budget
+    /// packer chooses for it as for every tensor.
+    #[arg(long, default_value_t = TiedEmbedding::DEFAULT, value_parser = parse_tied)]
+    pub tied_embedding: TiedEmbedding,
     #[command(flatten)]
     pub model_args: ModelArgs,
     #[command(flatten)]
@@ -76,10 +84,17 @@ pub struct Args {
     /// GPTQ in natural column order instead of decreasing Hessian diagonal.
     #[arg(long)]
     pub no_act_order: bool,
-    /// Fit the whole artifact in this many bytes (`16000000`, `16MB`, `15.5MiB`): choose
-    /// codec and rate per tensor to minimize the predicted loss increase (needs --calib).
+    /// Fit the whole artifact file in this many bytes (`16000000`, `16MB`, `15.5MiB`):
+    /// choose codec and rate per tensor to minimize the predicted loss increase (needs
+    /// --calib). The file includes the model and tokenizer metadata (`model.*`,
+    /// `tokenizer.*`: about 24 kB with a 1024-token BPE tokenizer); --weights-budget counts
+    /// the weights alone.
     #[arg(long, requires = "calib", value_parser = parse_bytes)]
     pub budget: Option<u64>,
+    /// Fit the weights in this many bytes: the artifact less its model and tokenizer metadata,
+    /// counted as `train` and `frontier` count them (needs --calib).
+    #[arg(long, requires = "calib", conflicts_with = "budget", value_parser = parse_bytes)]
+    pub weights_budget: Option<u64>,
     /// Bytes of the budget to leave free (room for code).
     #[arg(long, default_value = "0", value_parser = parse_bytes)]
     pub reserve: u64,
@@ -97,18 +112,35 @@ pub struct CalibArgs {
     /// Tokens after those on which --budget measures each tensor's effect on the loss.
     #[arg(long, default_value_t = 16_384)]
     pub probe_tokens: usize,
-    /// Window length of calibration (use the model's training length).
-    #[arg(long, default_value_t = 1024, value_parser = super::positive)]
-    pub calib_seq_len: usize,
+    /// Save the calibration (every layer's input Gram) and the budget probe results here, and
+    /// reuse them on the next pack of the same model with the same calibration tokens and
+    /// settings (packing at several budgets calibrates once); a file made for anything else
+    /// is refused with the reason.
+    #[arg(long, value_name = "FILE", requires = "calib")]
+    pub calib_cache: Option<PathBuf>,
+    /// Window length of calibration (default: the model's training length, from --seq-len
+    /// or the source's metadata; 1024 when neither says).
+    #[arg(long, value_parser = super::positive)]
+    pub calib_seq_len: Option<usize>,
 }
 
 impl CalibArgs {
-    pub fn spec(&self) -> Option<CalibSpec> {
+    /// The calibration asked for, windows of `--calib-seq-len`, else of `trained` (the
+    /// model's training length when known), else of [`DEFAULT_SEQ_LEN`] (with a note).
+    pub fn spec(&self, trained: Option<usize>) -> Option<CalibSpec> {
+        let pattern = self.calib.clone()?;
+        let seq_len = self.calib_seq_len.or(trained).unwrap_or_else(|| {
+            eprintln!(
+                "note: the model's training length is unknown (give --seq-len); calibrating in \
+                 windows of {DEFAULT_SEQ_LEN}"
+            );
+            DEFAULT_SEQ_LEN
+        });
         Some(CalibSpec {
-            pattern: self.calib.clone()?,
+            pattern,
             tokens: self.calib_tokens,
             probe_tokens: self.probe_tokens,
-            seq_len: self.calib_seq_len,
+            seq_len,
         })
     }
 }
@@ -145,6 +177,10 @@ fn parse_scale(s: &str) -> std::result::Result<ScaleRule, String> {
         .ok_or_else(|| format!("`{s}` is not maxabs, mse or percentile:P (0 < P <= 100)"))
 }
 
+/// The safetensors `__metadata__` key in which `pcll train` records the training sequence
+/// length of `model.safetensors`.
+pub const SOURCE_SEQ_LEN: &str = "seq_len";
+
 /// What `pack` records so the runtime can run the model from the artifact alone.
 #[derive(clap::Args, Clone, Default)]
 pub struct ModelArgs {
@@ -160,6 +196,11 @@ pub struct ModelArgs {
     /// Logit soft-cap to record (default 30).
     #[arg(long)]
     pub logit_softcap: Option<f32>,
+    /// The sequence length the model was trained at, recorded as `model.seq_len`: the
+    /// window `eval` scores by default and the default --calib-seq-len. Default: the
+    /// source's `seq_len` metadata (`pcll train` writes it into model.safetensors).
+    #[arg(long, value_parser = super::positive)]
+    pub seq_len: Option<usize>,
 }
 
 impl ModelArgs {
@@ -180,6 +221,23 @@ impl ModelArgs {
             || self.byte_tokenizer
             || self.rope_base.is_some()
             || self.logit_softcap.is_some()
+            || self.seq_len.is_some()
+    }
+
+    /// The training sequence length: `--seq-len`, else the source's `seq_len` metadata.
+    pub fn seq_len(&self, model: &SourceModel) -> Result<Option<usize>> {
+        if self.seq_len.is_some() {
+            return Ok(self.seq_len);
+        }
+        match model.metadata.get(SOURCE_SEQ_LEN) {
+            None => Ok(None),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => bail!(
+                    "the source's `{SOURCE_SEQ_LEN}` metadata `{v}` is not a positive integer"
+                ),
+            },
+        }
     }
 
     /// The `model.*` and `tokenizer.*` metadata for `model`. A source that is not a
@@ -205,7 +263,7 @@ impl ModelArgs {
         };
         let mut m = BTreeMap::new();
         if let Some(c) = cfg {
-            model_metadata(&c, &mut m);
+            model_metadata(&c, self.seq_len(model)?, &mut m);
         }
         let codec = match (&self.tokenizer, self.byte_tokenizer) {
             (Some(path), _) => {
@@ -227,7 +285,7 @@ impl ModelArgs {
 impl Args {
     /// The pack options, with the model and tokenizer metadata for `model`.
     pub fn options(&self, model: &SourceModel) -> Result<PackOptions> {
-        Ok(PackOptions {
+        let mut opts = PackOptions {
             bits: self.bits,
             raw_max_elements: self.raw_max_elements,
             keep_f32: self.keep_f32.clone(),
@@ -243,7 +301,14 @@ impl Args {
             clusters: self.clusters,
             scale_coding: self.scales,
             ..PackOptions::default()
-        })
+        };
+        let shapes: Vec<(&str, &[u64])> = model
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.as_slice()))
+            .collect();
+        self.tied_embedding.apply(&shapes, &mut opts);
+        Ok(opts)
     }
 }
 
@@ -255,8 +320,8 @@ pub fn pack_with_progress(
 ) -> Result<PackReport> {
     let pb = bar(model.tensors.len() as u64, "packing");
     let report = pack_calibrated(model, opts, hessians, |done, _, name| {
-        pb.set_position(done as u64);
         pb.set_message(name.to_string());
+        pb.set_position(done as u64);
     })?;
     pb.finish_and_clear();
     Ok(report)
@@ -352,12 +417,22 @@ pub fn summary(source_bytes: usize, report: &PackReport) -> String {
         human(source_bytes as u64),
         source_bytes as f64 / total.max(1) as f64
     );
+    let meta = pcll_decoder::Artifact::parse(&report.artifact).map_or(0, |art| {
+        pcll_formats::metadata::artifact_model_metadata_len(&art)
+    });
+    if meta > 0 {
+        s += &format!(
+            ": weights {} + model and tokenizer metadata {}",
+            human(total as u64 - meta),
+            human(meta)
+        );
+    }
     s
 }
 
 /// Progress of calibrated packing: one bar per phase.
 pub fn phase_progress() -> impl FnMut(&str, usize, usize) {
-    let mut current: Option<(String, indicatif::ProgressBar)> = None;
+    let mut current: Option<(String, crate::progress::Progress)> = None;
     move |phase, done, total| {
         if current.as_ref().is_none_or(|(p, _)| p != phase) {
             if let Some((_, pb)) = current.take() {
@@ -410,7 +485,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let model = SourceModel::from_safetensors(&bytes)
         .with_context(|| format!("parsing {}", a.model.display()))?;
     let opts = a.options(&model)?;
-    let report = match (a.calib.spec(), a.budget) {
+    let meta_len = pcll_formats::metadata::model_metadata_len(&opts.extra);
+    let budget = a
+        .budget
+        .or(a.weights_budget.map(|w| w.saturating_add(meta_len)));
+    let report = match (a.calib.spec(a.model_args.seq_len(&model)?), budget) {
         (Some(spec), Some(budget)) => {
             let cfg = a.model_args.config(&model)?;
             let out = pack_budget(
@@ -419,14 +498,29 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 &opts,
                 &spec,
                 &BudgetOptions::new(budget, a.reserve),
+                a.calib.calib_cache.as_deref(),
                 phase_progress(),
             )?;
+            if let Some(note) = &out.cache_note {
+                println!("{note}");
+            }
             println!("{}", allocation_table(&out));
             out.report.pack
         }
         (Some(spec), None) if a.gptq => {
             let cfg = a.model_args.config(&model)?;
-            pack_gptq(&model, cfg, &opts, &spec, phase_progress())?
+            let (report, note) = pack_gptq(
+                &model,
+                cfg,
+                &opts,
+                &spec,
+                a.calib.calib_cache.as_deref(),
+                phase_progress(),
+            )?;
+            if let Some(note) = note {
+                println!("{note}");
+            }
+            report
         }
         (Some(_), None) => bail!("--calib is for --gptq or --budget"),
         (None, _) => pack_with_progress(&model, &opts, None)?,
@@ -444,6 +538,10 @@ fn parse_codec_rule(s: &str) -> Result<(String, CodecSpec), String> {
              (K in 1..=256), e8p, e8-rans[:STEP|:DBdB|:BITSbpw] (STEP, BITS > 0), lossless"
         )
     })
+}
+
+pub fn parse_tied(s: &str) -> Result<TiedEmbedding, String> {
+    TiedEmbedding::parse(s).ok_or_else(|| format!("`{s}`: expected int8, f16, int2..int7 or same"))
 }
 
 fn parse_scale_coding(s: &str) -> Result<ScaleCoding, String> {

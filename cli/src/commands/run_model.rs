@@ -15,6 +15,8 @@ pub struct Opened {
     pub tables: Option<ByteTables>,
     /// The text codec, when the command asked for one (`text`) and the artifact has it.
     pub codec: Option<TextCodec>,
+    /// The training sequence length the artifact records (`model.seq_len`), if any.
+    pub seq_len: Option<usize>,
     /// Seconds spent opening (and, resident, decoding every weight).
     pub load_s: f64,
 }
@@ -68,6 +70,7 @@ fn describe(art: &Artifact<'_>, text: bool, t0: Instant) -> Result<Opened> {
         config,
         tables,
         codec,
+        seq_len: pcll_runtime::config::trained_seq_len(meta)?,
         load_s: t0.elapsed().as_secs_f64(),
     })
 }

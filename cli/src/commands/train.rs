@@ -7,9 +7,9 @@
 //! run) and `summary.json`.
 
 use super::{human, read, write_atomic};
+use crate::progress::Progress;
 use anyhow::{bail, ensure, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
-use indicatif::{ProgressBar, ProgressStyle};
 use pcll_benches::baselines::Baseline;
 use pcll_benches::report::{model_bytes, PG_INT8_PERCENTILE};
 use pcll_decoder::Artifact;
@@ -61,8 +61,9 @@ pub struct Args {
     /// Checkpoint every N steps (and at the end).
     #[arg(long, default_value_t = 100)]
     pub checkpoint_every: usize,
-    /// Validation windows scored at the end (and every --eval-every steps); 0 = all.
-    #[arg(long, default_value_t = 64)]
+    /// Validation windows scored at the end (and every --eval-every steps); 0 = all (the
+    /// default: the run's val_bpb covers the whole validation set).
+    #[arg(long, default_value_t = 0)]
     pub val_windows: usize,
     /// Score the validation windows every N steps for the loss chart (0 = only at the end).
     #[arg(long, default_value_t = 0)]
@@ -141,9 +142,14 @@ pub struct QuantArgs {
     /// Per-row scale rule: maxabs, mse or percentile:P.
     #[arg(long, default_value = "maxabs")]
     pub scale: String,
-    /// Float tensors with at most this many elements stay raw f16.
-    #[arg(long, default_value_t = 4096)]
+    /// Float tensors with at most this many elements are stored raw f16; larger 2-D ones
+    /// are quantized (the same default as `pack`).
+    #[arg(long, default_value_t = pcll_formats::pack::DEFAULT_RAW_MAX_ELEMENTS)]
     pub raw_max_elements: u64,
+    /// How the tied embedding is stored: `int8` (default), `f16`, `int2`..`int7` or `same`
+    /// (as `pack --tied-embedding`; QAT fake-quantizes it the same way).
+    #[arg(long, default_value_t = pcll_formats::pack::TiedEmbedding::DEFAULT, value_parser = super::pack::parse_tied)]
+    pub tied_embedding: pcll_formats::pack::TiedEmbedding,
     /// Quantization-aware training from this fraction of the steps on (e.g. 0.7).
     #[arg(long)]
     pub qat_from: Option<f64>,
@@ -179,6 +185,12 @@ pub struct Summary {
     pub train_seconds: f64,
     pub tokens_per_s: f64,
     pub final_train_loss: f32,
+    /// Every `val_bpb_*` and `val_loss_*` figure is over these windows of the validation
+    /// shards: `val_windows` windows of `val_seq_len` tokens, `val_tokens` scored targets,
+    /// out of `val_windows_available`.
+    pub val_windows: usize,
+    pub val_windows_available: usize,
+    pub val_seq_len: usize,
     pub val_tokens: u64,
     pub val_bpb_f32: f64,
     pub val_loss_f32: f64,
@@ -187,7 +199,9 @@ pub struct Summary {
     pub val_loss_artifact: f64,
     /// The whole artifact file (weights, tensor table, model configuration, tokenizer).
     pub artifact_bytes: u64,
-    /// The same artifact without the model and tokenizer metadata: what the weights cost.
+    /// The artifact less its model and tokenizer metadata (`model.*`, `tokenizer.*` entries,
+    /// counted as `pcll_formats::metadata::model_metadata_len` counts them everywhere): what
+    /// the weights cost.
     pub artifact_weights_bytes: u64,
     pub f32_bytes: u64,
     pub int8_zlib_bytes: u64,
@@ -245,6 +259,7 @@ impl Args {
             bits: q.bits,
             scale: q.scale.clone(),
             raw_max_elements: q.raw_max_elements,
+            tied_embedding: q.tied_embedding.name(),
             qat_start: q.qat_from.map(frac),
             cat_lambda: q.cat_lambda,
             cat_start: frac(q.cat_from),
@@ -337,13 +352,8 @@ pub fn train_on<B: AutodiffBackend>(a: &Args, devices: Vec<B::Device>) -> Result
         cfg.seq_len,
         a.device
     );
-    let pb = ProgressBar::new(cfg.steps as u64);
-    pb.set_style(
-        ProgressStyle::with_template("train [{bar:30}] {pos}/{len} {wide_msg} ({eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_position(trainer.step as u64);
+    let pb = crate::progress::bar(cfg.steps as u64, "train step");
+    pb.start_at(trainer.step as u64);
     let mut val_curve: Vec<(usize, f64)> = Vec::new();
     let mut deadline = a.max_seconds;
     if devices.len() > 1 {
@@ -363,7 +373,6 @@ pub fn train_on<B: AutodiffBackend>(a: &Args, devices: Vec<B::Device>) -> Result
             }
             let log = trainer.step()?;
             trainer_steps += 1;
-            pb.set_position(log.step as u64);
             pb.set_message(format!(
                 "loss {:.4}{} | {:.0} tok/s",
                 log.loss,
@@ -371,6 +380,7 @@ pub fn train_on<B: AutodiffBackend>(a: &Args, devices: Vec<B::Device>) -> Result
                     .map_or(String::new(), |b| format!(" | {b:.3} bits/w")),
                 log.tokens_per_s
             ));
+            pb.set_position(log.step as u64);
             if a.checkpoint_every > 0 && trainer.step.is_multiple_of(a.checkpoint_every) {
                 trainer.save_checkpoint(&ckpt)?;
             }
@@ -396,8 +406,8 @@ pub fn train_on<B: AutodiffBackend>(a: &Args, devices: Vec<B::Device>) -> Result
                 WeightView::Float,
             )?;
             pb.println(format!(
-                "step {}: val_loss {:.4} val_bpb {:.4}",
-                trainer.step, r.val_loss, r.val_bpb
+                "step {}: val_loss {:.4} val_bpb {:.4} ({} windows, {} tokens)",
+                trainer.step, r.val_loss, r.val_bpb, r.sequences, r.tokens
             ));
             val_curve.push((trainer.step, r.val_loss));
         }
@@ -424,7 +434,7 @@ fn data_parallel<B: AutodiffBackend>(
     trainer: Trainer<B>,
     devices: &[B::Device],
     ckpt: &Path,
-    pb: &ProgressBar,
+    pb: &Progress,
 ) -> Result<Trainer<B>> {
     // The replicas start from the checkpoint (or a fresh one written now), so all agree.
     trainer.save_checkpoint(ckpt)?;
@@ -432,11 +442,11 @@ fn data_parallel<B: AutodiffBackend>(
     let train = a.data_glob(&a.train, "train");
     drop(trainer);
     let on_step = |log: &pcll_trainer::StepLog| {
-        pb.set_position(log.step as u64);
         pb.set_message(format!(
             "loss {:.4} (peer 0) | {:.0} tok/s per device",
             log.loss, log.tokens_per_s
         ));
+        pb.set_position(log.step as u64);
     };
     Ok(pcll_trainer::parallel::train_data_parallel::<B>(
         config,
@@ -454,7 +464,7 @@ fn data_parallel<B: AutodiffBackend>(
     _: Trainer<B>,
     _: &[B::Device],
     _: &Path,
-    _: &ProgressBar,
+    _: &Progress,
 ) -> Result<Trainer<B>> {
     bail!("this pcll was built without data parallelism; rebuild with `--features collective`")
 }
@@ -472,11 +482,15 @@ fn finish<B: AutodiffBackend>(
     let cfg = &trainer.config;
     let model = trainer.inference_model();
     let state = model.state_dict();
-    let source = source_model(&state);
+    let mut source = source_model(&state);
+    // `pack RUN/model.safetensors` then knows the training length too.
+    source
+        .metadata
+        .insert(super::pack::SOURCE_SEQ_LEN.into(), cfg.seq_len.to_string());
     let st_path = run.join("model.safetensors");
     std::fs::write(&st_path, source.to_safetensors()?)?;
     let mut opts = cfg.pack_options()?;
-    opts.extra = artifact_metadata(&cfg.model()?, codec)?;
+    opts.extra = artifact_metadata(&cfg.model()?, cfg.seq_len, codec)?;
     let hessians = match &calib {
         Some(spec) => {
             println!("\n== calibrate on {} training tokens", spec.tokens);
@@ -586,6 +600,9 @@ fn finish<B: AutodiffBackend>(
             (l.step * cfg.batch_seqs * cfg.seq_len) as f64 / l.elapsed.max(1e-9)
         }),
         final_train_loss: last.map_or(f32::NAN, |l| l.loss),
+        val_windows: f32_score.sequences,
+        val_windows_available: pcll_runtime::eval::window_count(val.len(), cfg.seq_len),
+        val_seq_len: cfg.seq_len,
         val_tokens: art_score.tokens,
         val_bpb_f32: f32_score.val_bpb,
         val_loss_f32: f32_score.val_loss,
@@ -593,17 +610,8 @@ fn finish<B: AutodiffBackend>(
         val_bpb_artifact: art_score.val_bpb,
         val_loss_artifact: art_score.val_loss,
         artifact_bytes: bytes.len() as u64,
-        artifact_weights_bytes: pcll_formats::pack_calibrated(
-            &source,
-            &PackOptions {
-                extra: Default::default(),
-                ..opts.clone()
-            },
-            hessians.as_ref(),
-            |_, _, _| {},
-        )?
-        .artifact
-        .len() as u64,
+        artifact_weights_bytes: (bytes.len() as u64)
+            .saturating_sub(pcll_formats::metadata::artifact_model_metadata_len(&art)),
         f32_bytes: state.values().map(|t| 4 * t.data.len() as u64).sum(),
         int8_zlib_bytes: model_bytes(&source, &int8, Baseline::Zlib9)?,
         val_bpb_int8: int8_score.val_bpb,
@@ -618,12 +626,27 @@ fn finish<B: AutodiffBackend>(
     Ok(summary)
 }
 
+/// Which validation windows a figure covers: `all 260 validation windows of 128 tokens
+/// (33280 tokens)` or `the first 64 of 260 …`.
+pub fn val_coverage(s: &Summary) -> String {
+    let which = if s.val_windows >= s.val_windows_available {
+        format!("all {}", s.val_windows)
+    } else {
+        format!("the first {} of {}", s.val_windows, s.val_windows_available)
+    };
+    format!(
+        "{which} validation windows of {} tokens ({} tokens)",
+        s.val_seq_len, s.val_tokens
+    )
+}
+
 /// The end-of-run table.
 pub fn print_summary(s: &Summary) {
     println!(
-        "trained {} steps in {:.1} s ({:.0} tokens/s), final batch loss {:.4}; scored {} validation tokens",
-        s.steps, s.train_seconds, s.tokens_per_s, s.final_train_loss, s.val_tokens
+        "trained {} steps in {:.1} s ({:.0} tokens/s), final batch loss {:.4}",
+        s.steps, s.train_seconds, s.tokens_per_s, s.final_train_loss
     );
+    println!("val_bpb below: {}", val_coverage(s));
     println!("{:<44} {:>12} {:>10}", "weights", "bytes", "val_bpb");
     let row = |name: &str, bytes: u64, bpb: f64| {
         println!("{name:<44} {:>12} {bpb:>10.4}", human(bytes));

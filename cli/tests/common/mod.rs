@@ -44,6 +44,23 @@ pub fn one_line_error(o: &Output) -> String {
     err
 }
 
+/// Asserts a failed run whose stderr ends with one `error: …` line (progress lines may come
+/// before it when stderr is not a terminal) and has no panic; returns that line.
+pub fn final_error(o: &Output) -> String {
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let last = err
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(last.starts_with("error: "), "{err}");
+    assert_eq!(err.matches("error: ").count(), 1, "{err}");
+    last
+}
+
 /// Runs `pcll` with a standard output whose reading end is already closed, as
 /// `pcll … | head -c 0` would; asserts it ended quietly (success, or ended by SIGPIPE as C
 /// programs are) and never panicked.
