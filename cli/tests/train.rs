@@ -116,6 +116,8 @@ fn train_pack_score_resume_and_frontier() {
     assert!((art - ours).abs() <= 1e-4, "{sm}");
     assert!(art.is_finite() && art > 0.0);
     assert_eq!(sm["steps"], 12);
+    assert_eq!(sm["tied_embedding"], "int8", "{sm}");
+    assert!(out.contains("stores the tied embedding as int8"), "{out}");
     assert_eq!(
         (sm["val_windows"].as_u64(), sm["val_seq_len"].as_u64()),
         (Some(8), Some(32))

@@ -209,6 +209,9 @@ pub struct Summary {
     pub int6_brotli_bytes: u64,
     pub val_bpb_int6: f64,
     pub bits: u8,
+    /// How the tied embedding was stored (`same`: as every matrix), in the artifact and in
+    /// the general-coder rows alike.
+    pub tied_embedding: String,
 }
 
 impl Args {
@@ -618,6 +621,10 @@ fn finish<B: AutodiffBackend>(
         int6_brotli_bytes: model_bytes(&source, &int6, Baseline::Brotli11)?,
         val_bpb_int6,
         bits: opts.bits,
+        tied_embedding: match opts.plan.get(pcll_formats::pack::TIED_EMBEDDING) {
+            Some(p) => p.name(),
+            None => pcll_formats::pack::TiedEmbedding::Same.name(),
+        },
     };
     std::fs::write(
         run.join("summary.json"),
@@ -663,6 +670,12 @@ pub fn print_summary(s: &Summary) {
         s.artifact_weights_bytes,
         s.val_bpb_artifact,
     );
+    if s.tied_embedding != "same" {
+        println!(
+            "every quantized row above stores the tied embedding as {} (--tied-embedding)",
+            s.tied_embedding
+        );
+    }
     println!(
         "the artifact file is {} with the model configuration and tokenizer ({} of metadata)",
         human(s.artifact_bytes),
