@@ -166,13 +166,24 @@ fn fake_quant_reproduces_the_packer_bit_for_bit() {
         (4, ScaleRule::Mse),
         (8, ScaleRule::Percentile(99.0)),
     ] {
-        let opts = PackOptions {
+        let mut opts = PackOptions {
             bits,
             scale,
             raw_max_elements: 2000,
             keep_f32: vec!["blocks.1.mlp.*".into()],
             ..PackOptions::default()
         };
+        // The tied embedding at its default int8: its own bits in QAT as in the packer.
+        let shapes: Vec<(String, Vec<u64>)> = state
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shape.iter().map(|&d| d as u64).collect()))
+            .collect();
+        let shapes: Vec<(&str, &[u64])> = shapes
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_slice()))
+            .collect();
+        pcll_formats::pack::TiedEmbedding::DEFAULT.apply(&shapes, &mut opts);
+        assert_eq!(opts.bits_for("tok_emb.weight"), 8);
         let plan = QuantPlan::new(&opts).unwrap();
         let fq = FakeQuant::prepare(&model, &plan);
         let names: Vec<&str> = fq.names().collect();
@@ -187,10 +198,11 @@ fn fake_quant_reproduces_the_packer_bit_for_bit() {
             let got = pcll_trainer::model::host(fq.apply(&name, p.val())).data;
             if fq.scales(&name).is_some() {
                 let t = &state[&name];
-                let want = quantize_with(&t.data, t.shape[0], t.shape[1], bits, scale).dequantize();
+                let b = opts.bits_for(&name);
+                let want = quantize_with(&t.data, t.shape[0], t.shape[1], b, scale).dequantize();
                 assert!(
                     got.iter().zip(&want).all(|(a, b)| a == b),
-                    "{name} at {bits} bits"
+                    "{name} at {b} bits"
                 );
                 assert_eq!(packed[&name].data, want);
             } else {
