@@ -252,12 +252,15 @@ impl TiedEmbedding {
             return;
         };
         let tied = !names.iter().any(|(n, _)| *n == "lm_head.weight");
-        let quantized = shape.len() == 2
-            && pcll_decoder::table::numel(shape) > opts.raw_max_elements
-            && !opts
-                .keep_f32
-                .iter()
-                .any(|p| glob::Pattern::new(p).is_ok_and(|g| g.matches(TIED_EMBEDDING)));
+        // The policy's own rule (`choose`), on a float tensor of that shape.
+        let probe = SourceTensor {
+            name: TIED_EMBEDDING.into(),
+            dtype: Dtype::F32,
+            shape: shape.to_vec(),
+            data: Vec::new(),
+        };
+        let quantized =
+            compile(&opts.keep_f32).is_ok_and(|keep| choose(&probe, opts, &keep) == Choice::Int);
         if !tied
             || !quantized
             || opts.rule_for(TIED_EMBEDDING).is_some()

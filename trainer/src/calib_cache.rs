@@ -222,19 +222,18 @@ impl CalibCache {
         Ok(cache)
     }
 
-    /// The cached Grams, or `compute()`'s, which are then kept.
+    /// The cached Grams (moved out: the caller holds the only copy and hands it back to
+    /// [`CalibCache::save`]), or `compute()`'s, which `save` then writes.
     pub fn hessians(
         &mut self,
         compute: impl FnOnce() -> Result<Hessians, TrainError>,
     ) -> Result<Hessians, TrainError> {
-        if let Some(h) = &self.hessians {
+        if let Some(h) = self.hessians.take() {
             self.used.grams_reused = true;
-            return Ok(h.clone());
+            return Ok(h);
         }
-        let h = compute()?;
-        self.hessians = Some(h.clone());
         self.changed = true;
-        Ok(h)
+        compute()
     }
 
     /// The cached float loss on the probe slice, or `compute()`'s.
@@ -277,8 +276,9 @@ impl CalibCache {
         Ok(d)
     }
 
-    /// Writes the cache (atomically: a temporary file renamed) if anything was added.
-    pub fn save(&mut self) -> Result<(), TrainError> {
+    /// Writes the cache with `hessians` (what [`CalibCache::hessians`] returned),
+    /// atomically (a temporary file renamed), if anything was added.
+    pub fn save(&mut self, hessians: &Hessians) -> Result<(), TrainError> {
         if !self.changed {
             return Ok(());
         }
@@ -288,17 +288,14 @@ impl CalibCache {
         meta.insert("data".into(), self.key.data.clone());
         meta.insert("settings".into(), self.key.settings.clone());
         let mut blobs: Vec<(String, Vec<u8>, usize)> = Vec::new();
-        let readers = self.hessians.as_ref().map_or(BTreeMap::new(), |h| {
-            for (input, g) in &h.inputs {
-                meta.insert(format!("samples.{input}"), g.samples.to_string());
-                let bytes = g.matrix.iter().flat_map(|x| x.to_le_bytes()).collect();
-                blobs.push((format!("gram.{input}"), bytes, g.dim));
-            }
-            h.readers.clone()
-        });
+        for (input, g) in &hessians.inputs {
+            meta.insert(format!("samples.{input}"), g.samples.to_string());
+            let bytes = g.matrix.iter().flat_map(|x| x.to_le_bytes()).collect();
+            blobs.push((format!("gram.{input}"), bytes, g.dim));
+        }
         meta.insert(
             "readers".into(),
-            serde_json::to_string(&readers).unwrap_or_default(),
+            serde_json::to_string(&hessians.readers).unwrap_or_default(),
         );
         if let Some(l) = self.base_loss {
             meta.insert("base_loss".into(), f64_hex(l));

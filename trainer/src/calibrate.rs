@@ -177,7 +177,7 @@ impl Calibration {
     pub fn save_cache(&mut self) -> Result<Option<String>, TrainError> {
         match self.cache.as_mut() {
             Some(c) => {
-                c.save()?;
+                c.save(&self.hessians)?;
                 Ok(Some(c.describe()))
             }
             None => Ok(None),

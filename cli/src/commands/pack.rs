@@ -489,6 +489,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let budget = a
         .budget
         .or(a.weights_budget.map(|w| w.saturating_add(meta_len)));
+    if a.calib.calib.is_some() && !a.gptq && budget.is_none() {
+        bail!("--calib is for --gptq or --budget");
+    }
     let report = match (a.calib.spec(a.model_args.seq_len(&model)?), budget) {
         (Some(spec), Some(budget)) => {
             let cfg = a.model_args.config(&model)?;
@@ -522,8 +525,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
             report
         }
-        (Some(_), None) => bail!("--calib is for --gptq or --budget"),
-        (None, _) => pack_with_progress(&model, &opts, None)?,
+        (Some(_), None) | (None, _) => pack_with_progress(&model, &opts, None)?,
     };
     write_atomic(&a.output, &report.artifact)?;
     println!("wrote {}", a.output.display());
