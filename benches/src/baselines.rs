@@ -18,10 +18,39 @@ pub enum Baseline {
     /// zlib level 9, as `torch.save` + `zlib.compress(…, 9)` in the parameter-golf export
     /// (not in [`Baseline::ALL`]: the report's baseline row only).
     Zlib9,
+    /// The `lrzip` program (a Debian package) with ZPAQ context mixing at its top level,
+    /// `lrzip -z -L 9 -T`, as the parameter-golf leaderboard's best entry compresses its
+    /// weights (`-T` skips lrzip's LZ4 compressibility test, which otherwise stores quantized
+    /// weights uncompressed). Not linked: run as a program, and only where installed
+    /// ([`Baseline::available`]).
+    Lrzip,
 }
 
 impl Baseline {
     pub const ALL: [Baseline; 3] = [Baseline::Zstd22, Baseline::Brotli11, Baseline::Xz9e];
+
+    /// [`Baseline::ALL`] and, where the program is installed, [`Baseline::Lrzip`]: the
+    /// size-comparison rows of `report`, `frontier` and `train`.
+    pub fn with_programs() -> Vec<Baseline> {
+        let mut v = Baseline::ALL.to_vec();
+        if Baseline::Lrzip.available() {
+            v.push(Baseline::Lrzip);
+        }
+        v
+    }
+
+    /// Whether this coder can run here (every linked one can; `lrzip` when the program runs).
+    pub fn available(self) -> bool {
+        match self {
+            Baseline::Lrzip => std::process::Command::new("lrzip")
+                .arg("-V")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+            _ => true,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -29,6 +58,7 @@ impl Baseline {
             Baseline::Brotli11 => "brotli-11",
             Baseline::Xz9e => "xz-9e",
             Baseline::Zlib9 => "zlib-9",
+            Baseline::Lrzip => "lrzip -z",
         }
     }
 
@@ -56,6 +86,7 @@ impl Baseline {
                 e.write_all(data)?;
                 e.finish()
             }
+            Baseline::Lrzip => lrzip(data, &["-z", "-L", "9", "-T"]),
         }
     }
 
@@ -77,7 +108,46 @@ impl Baseline {
             Baseline::Zlib9 => {
                 flate2::read::ZlibDecoder::new(data).read_to_end(out)?;
             }
+            Baseline::Lrzip => *out = lrzip(data, &["-d"])?,
         }
         Ok(())
     }
+}
+
+/// Runs `lrzip ARGS -q -f -o OUT IN` on `data` through two files in the temporary folder
+/// (lrzip needs seekable files), removed afterwards; the output's bytes.
+fn lrzip(data: &[u8], args: &[&str]) -> std::io::Result<Vec<u8>> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir();
+    let tag = format!(
+        "pcll-lrzip-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let (input, output) = (
+        dir.join(format!("{tag}.in")),
+        dir.join(format!("{tag}.out")),
+    );
+    let run = || -> std::io::Result<Vec<u8>> {
+        std::fs::write(&input, data)?;
+        let st = std::process::Command::new("lrzip")
+            .args(args)
+            .args(["-q", "-f", "-o"])
+            .arg(&output)
+            .arg(&input)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        if !st.success() {
+            return Err(std::io::Error::other(format!(
+                "lrzip {args:?} failed: {st}"
+            )));
+        }
+        std::fs::read(&output)
+    };
+    let r = run();
+    let _ = std::fs::remove_file(&input);
+    let _ = std::fs::remove_file(&output);
+    r
 }

@@ -295,7 +295,7 @@ pub fn report(model: &SourceModel, runs: usize) -> Result<Report, ReportError> {
         "int8 p99.99984 + zlib-9 (parameter-golf)".into(),
         runs,
     )?];
-    for b in Baseline::ALL {
+    for b in Baseline::with_programs() {
         rows.push(general_row(
             &qs,
             6,

@@ -46,6 +46,7 @@ fn int_codec(bits: u8, clusters: u8) -> Codec {
         bits,
         scale_dtype: ScaleDtype::F16,
         clusters,
+        protos: 0,
     })
 }
 

@@ -18,8 +18,9 @@ pub struct ForgedTensor {
 }
 
 /// Lays out header, `metadata` (the section's bytes: `u32` count, entries), the table and the
-/// payloads, each at the next 64-byte boundary with zero padding; fills in `file_len`, the
-/// offsets, every payload CRC-32C and the header CRC.
+/// payloads, each where the version's layout puts it (FORMAT.md §7.1: the next 64-byte
+/// boundary with zero padding, or in version 4 right after the previous payload unless the
+/// codec is `raw`); fills in `file_len`, the offsets, every payload CRC-32C and the header CRC.
 pub fn forge(version: u16, metadata: &[u8], tensors: &[ForgedTensor]) -> Vec<u8> {
     let mut table = Vec::new();
     let table_offset = (HEADER_LEN + metadata.len()) as u64;
@@ -29,7 +30,11 @@ pub fn forge(version: u16, metadata: &[u8], tensors: &[ForgedTensor]) -> Vec<u8>
     let mut cursor = table_offset + table_len as u64;
     let mut payloads = Vec::new();
     for t in tensors {
-        let offset = align_up(cursor);
+        let offset = if version >= 4 && t.codec != pcll_decoder::table::codec_id::RAW {
+            cursor
+        } else {
+            align_up(cursor)
+        };
         table.extend_from_slice(&(t.name.len() as u16).to_le_bytes());
         table.extend_from_slice(t.name.as_bytes());
         table.push(t.dtype);
@@ -84,6 +89,22 @@ pub fn one_symbol_stream(count: u32) -> Vec<u8> {
     if count > 0 {
         // alphabet_len − 1 = 0 (8 bits), k = 0 (4 bits), no codes: two zero bytes.
         s.extend_from_slice(&[0, 0]);
+        s.extend_from_slice(&(1u32 << 16).to_le_bytes());
+        s.extend_from_slice(&0u32.to_le_bytes());
+    }
+    s
+}
+
+/// A §6.5 context stream of `count` symbols with `tables` one-symbol tables (one lane,
+/// `prob_bits` 1, no words): every symbol is 0.
+pub fn one_symbol_context_stream(tables: u8, count: u32) -> Vec<u8> {
+    let mut s = vec![1u8, 1];
+    s.extend_from_slice(&count.to_le_bytes());
+    s.push(tables);
+    if count > 0 {
+        for _ in 0..tables {
+            s.extend_from_slice(&[0, 0]);
+        }
         s.extend_from_slice(&(1u32 << 16).to_le_bytes());
         s.extend_from_slice(&0u32.to_le_bytes());
     }

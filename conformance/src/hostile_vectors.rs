@@ -4,7 +4,10 @@
 //! more than it was asked to. `found-*` files are reproducers as they were reported; the
 //! others are forged here ([`crate::forge`]) as variants for each codec.
 
-use crate::forge::{empty_context_stream, forge, one_symbol_stream, ForgedTensor, NO_METADATA};
+use crate::forge::{
+    empty_context_stream, forge, one_symbol_context_stream, one_symbol_stream, ForgedTensor,
+    NO_METADATA,
+};
 use pcll_decoder::table::codec_id;
 
 /// How a hostile vector is made.
@@ -107,6 +110,37 @@ fn int_coded_rows_2p63() -> Vec<u8> {
     payload.extend(one_symbol_stream(0));
     let t = one(&[TWO_63, 0], codec_id::INT, &[6, 2, 0, 0], payload);
     forge(3, &NO_METADATA, &[t])
+}
+
+fn int_protos_with_clusters() -> Vec<u8> {
+    let t = one(
+        &[4, 8],
+        codec_id::INT,
+        &[6, 0, 2, 1],
+        empty_context_stream(3),
+    );
+    forge(4, &NO_METADATA, &[t])
+}
+
+fn int_protos_past_scratch() -> Vec<u8> {
+    // 255 prototype rows of 4,096 columns need 1,044,480 bytes of scratch (limit 65,536);
+    // the stream itself is valid: 255 × 4096 + 1 × 4097 symbols of one-symbol tables.
+    let mut payload = vec![0u8; 2];
+    payload.extend(one_symbol_context_stream(3, 255 * 4096 + 4097));
+    let t = one(&[1, 4096], codec_id::INT, &[8, 0, 0, 255], payload);
+    forge(4, &NO_METADATA, &[t])
+}
+
+fn v4_padded_coded_payload() -> Vec<u8> {
+    // Laid out as version 3 (the int payload on the 64-byte grid after zero padding), then
+    // stamped version 4, whose compact layout puts it right after the table.
+    let mut payload = vec![0u8; 2 * 2];
+    payload.extend(one_symbol_stream(2 * 3));
+    let t = one(&[2, 3], codec_id::INT, &[6, 0, 0, 0], payload);
+    let mut b = forge(3, &NO_METADATA, &[t]);
+    b[4] = 4;
+    crate::hostile::fix_checksums(&mut b);
+    b
 }
 
 fn int_clustered_rows_2p63() -> Vec<u8> {
@@ -237,6 +271,27 @@ pub fn must_reject() -> Vec<MustReject> {
             Origin::Forged(raw_dim_2p31_plus_1),
         ),
         MustReject {
+            name: "int-protos-with-clusters",
+            section: "§5.2, §5.2.2",
+            rule: "prototype rows only with clusters = 0",
+            error: "BadCodecParams",
+            origin: Origin::Forged(int_protos_with_clusters),
+        },
+        MustReject {
+            name: "int-protos-past-scratch",
+            section: "§5.2.2, §8",
+            rule: "tables × 2^prob_bits + protos × cols ≤ 65,536 bytes of scratch",
+            error: "ScratchLimit",
+            origin: Origin::Forged(int_protos_past_scratch),
+        },
+        MustReject {
+            name: "v4-padded-coded-payload",
+            section: "§7.1",
+            rule: "in version 4 a coded payload follows the previous one without padding",
+            error: "PayloadMisplaced",
+            origin: Origin::Forged(v4_padded_coded_payload),
+        },
+        MustReject {
             name: "raw-dims-product-overflows",
             section: DIM,
             rule: "the element count is the checked product of the dims, ≤ 2^31",
@@ -274,12 +329,12 @@ fn patched() -> Vec<MustReject> {
     };
     vec![
         v(
-            "version-4",
+            "version-5",
             "§2, §9",
             "unknown versions are rejected",
             "UnsupportedVersion",
             TINY,
-            &[(4, &[4])],
+            &[(4, &[5])],
             &[],
         ),
         v(
@@ -339,7 +394,7 @@ fn patched() -> Vec<MustReject> {
         v(
             "int-reserved-param",
             "§5.2",
-            "the reserved params byte is 0",
+            "a v1–v3 file's protos byte is 0",
             "BadCodecParams",
             TINY,
             &[(0xc3, &[1])],

@@ -124,6 +124,9 @@ fn frozen_defaults() -> PackOptions {
     PackOptions {
         scale_coding: ScaleCoding::F16,
         raw_max_elements: 65_536,
+        protos: pcll_formats::rans::Protos::Off,
+        layout: pcll_formats::Layout::Aligned,
+        raw_coding: pcll_formats::pack::RawCoding::Raw,
         ..PackOptions::default()
     }
 }
@@ -170,7 +173,94 @@ pub fn all() -> Vec<Vector> {
     v.extend(v2());
     v.extend(v3());
     v.extend(crate::coverage::coverage());
+    v.extend(v4());
     v
+}
+
+/// A matrix like a tied embedding: `groups` blocks of `per_group` rows that each repeat one
+/// pattern with small noise (tokens the training text never used), the other rows independent.
+fn embedding_like(
+    name: &str,
+    rows: u64,
+    cols: u64,
+    groups: usize,
+    per_group: usize,
+    seed: u64,
+) -> SourceTensor {
+    let mut v = weights(name, rows, cols, seed).to_f32().unwrap_or_default();
+    let mut r = Rng::new(seed ^ 0x5EED);
+    for g in 0..groups {
+        let pattern: Vec<f32> = (0..cols).map(|_| 0.05 * r.gauss()).collect();
+        // The group's rows are spread over the tensor, every `groups`-th row from `g`.
+        for k in 0..per_group {
+            let row = (g + k * groups) % rows as usize;
+            for (c, x) in v[row * cols as usize..][..cols as usize]
+                .iter_mut()
+                .enumerate()
+            {
+                *x = pattern[c] + 0.002 * r.gauss();
+            }
+        }
+    }
+    SourceTensor::from_f32(name, &[rows, cols], &v)
+}
+
+/// A vector of gains near 1, as a norm's or a residual mix's are (coded smaller by
+/// `lossless` than stored).
+fn gains(name: &str, n: u64) -> SourceTensor {
+    let v: Vec<f32> = (0..n)
+        .map(|i| 1.0 + 0.01 * ((i * 7 % 13) as f32 - 6.0))
+        .collect();
+    SourceTensor::from_f32(name, &[n], &v)
+}
+
+/// The vectors of format v4: prototype rows for `int` (FORMAT.md §5.2.2) and the compact
+/// layout (§7.1), as `pack` writes them by default.
+pub fn v4() -> Vec<Vector> {
+    let v4_opts = |rules: &[&str]| PackOptions {
+        protos: pcll_formats::rans::Protos::Auto,
+        layout: pcll_formats::Layout::Compact,
+        raw_coding: pcll_formats::pack::RawCoding::Auto,
+        scale_coding: ScaleCoding::Auto,
+        raw_max_elements: 64,
+        ..codec_opts(rules)
+    };
+    vec![
+        Vector {
+            name: "int-protos",
+            what: "prototype rows: int8 with two groups of near-identical rows among 192, int5 with one group among 96, int6 with none; coded scales; compact layout",
+            source: model(vec![
+                embedding_like("a", 192, 40, 2, 48, 600),
+                embedding_like("b", 96, 24, 1, 40, 601),
+                weights("c", 64, 32, 602),
+                bytes_of("d", Dtype::F32, &[48], 603),
+            ]),
+            recipe: Recipe::Pack(PackOptions {
+                plan: [
+                    ("a".to_string(), pcll_formats::pack::TensorPlan::Int(8)),
+                    ("b".to_string(), pcll_formats::pack::TensorPlan::Int(5)),
+                ]
+                .into_iter()
+                .collect(),
+                ..v4_opts(&[])
+            }),
+        },
+        Vector {
+            name: "compact-layout",
+            what: "compact layout: int6 and int4 payloads without padding, a raw f32 tensor (keep_f32) still 64-byte aligned between them, a small f16 tensor coded lossless",
+            source: model(vec![
+                weights("a", 9, 13, 610),
+                weights("b", 5, 30, 611),
+                weights("c", 7, 11, 612),
+                gains("d", 64),
+            ]),
+            recipe: Recipe::Pack(PackOptions {
+                keep_f32: vec!["b".into()],
+                raw_max_elements: 16,
+                ..v4_opts(&["c=int4"])
+            }),
+        },
+    ]
 }
 
 /// The vectors of format v3: coded row scales (FORMAT.md §5.8) under every codec that has

@@ -52,6 +52,34 @@ fn each_vector_carries_the_oldest_version_that_holds_it() {
             assert_eq!(coded, t.rows_cols().0 > 2, "{}: {}", v.name, t.name);
         }
     }
+    for v in vectors::v4() {
+        assert_eq!(version(v.name), 4, "{} is a v4 vector", v.name);
+        let b = std::fs::read(vectors_dir().join(format!("{}.pcll", v.name))).expect("file");
+        let art = pcll_decoder::Artifact::parse(&b).expect("parses");
+        // Some payload sits off the 64-byte grid (the compact layout), every raw one on it.
+        assert!(
+            art.tensors().any(|t| t.payload_offset % 64 != 0),
+            "{}",
+            v.name
+        );
+        for t in art
+            .tensors()
+            .filter(|t| t.codec == pcll_decoder::Codec::Raw)
+        {
+            assert_eq!(t.payload_offset % 64, 0, "{}: {}", v.name, t.name);
+        }
+    }
+    // The prototype vector exercises one group, two groups, and a tensor without any.
+    let b = std::fs::read(vectors_dir().join("int-protos.pcll")).expect("file");
+    let art = pcll_decoder::Artifact::parse(&b).expect("parses");
+    let protos: Vec<u8> = art
+        .tensors()
+        .map(|t| match t.codec {
+            pcll_decoder::Codec::Int(p) => p.protos,
+            _ => 0,
+        })
+        .collect();
+    assert_eq!(protos, [2, 1, 0, 0]);
 }
 
 #[test]

@@ -57,7 +57,7 @@ fn dimension_vectors_break_only_the_dimension_rules() {
     }
     // Only that rule: the same entries with every dimension set to 0 (a tensor of no rows,
     // which is what the wrapped sizes made them look like) open and decode.
-    for v in must_reject() {
+    for v in must_reject().into_iter().filter(|v| v.section == "§4, §8") {
         let Origin::Forged(_) = v.origin else {
             continue;
         };

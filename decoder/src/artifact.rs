@@ -69,7 +69,7 @@ impl<'a> Artifact<'a> {
                 }
             }
             prev = Some(e.name);
-            let expected = align_up(cursor);
+            let expected = payload_start(self.header.version, &e.codec, cursor);
             if e.payload_offset != expected {
                 return Err(TableError::PayloadMisplaced {
                     index,
@@ -371,7 +371,19 @@ impl<'a> Iterator for Tensors<'a> {
     }
 }
 
-/// Absolute offset where payloads may start for a table ending at `table_end`.
+/// Absolute offset where payloads may start for a table ending at `table_end` (the first
+/// payload's offset in a file of version ≤ 3, or of a `raw` first payload).
 pub fn payload_region_start(table_end: u64) -> u64 {
     align_up(table_end.max(HEADER_LEN as u64))
+}
+
+/// Where a payload of `codec` starts when the previous section ends at `cursor` (FORMAT.md
+/// §7.1): 64-byte aligned in versions 1–3 and for `raw` payloads (used in place from a
+/// memory map); from version 4 every other payload follows the previous one directly.
+pub fn payload_start(version: u16, codec: &Codec, cursor: u64) -> u64 {
+    if version >= 4 && !matches!(codec, Codec::Raw) {
+        cursor
+    } else {
+        align_up(cursor)
+    }
 }

@@ -7,7 +7,7 @@ use crate::limits::{MAX_METADATA_LEN, MAX_TABLE_LEN, MAX_TENSORS};
 /// `PCLL`.
 pub const MAGIC: [u8; 4] = *b"PCLL";
 /// The newest format version, which this crate reads and writes when a file needs it.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 /// The oldest version this crate still reads (FORMAT.md §9: old versions keep decoding).
 pub const MIN_VERSION: u16 = 1;
 /// Size of the v1 header.

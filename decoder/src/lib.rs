@@ -41,7 +41,7 @@ mod output;
 pub mod rans;
 pub mod table;
 
-pub use artifact::{payload_region_start, Artifact, Tensors};
+pub use artifact::{payload_region_start, payload_start, Artifact, Tensors};
 pub use error::Error;
 pub use header::Header;
 pub use metadata::{Metadata, Value, ValueType};

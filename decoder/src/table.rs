@@ -113,6 +113,10 @@ pub struct IntParams {
     /// Histogram clusters (v2, FORMAT.md §5.2.1): 0 for one histogram (the v1 layout), else
     /// 2..=[`MAX_CLUSTERS`] histograms with a coded cluster id per row.
     pub clusters: u8,
+    /// Prototype rows (v4, FORMAT.md §5.2.2): 0 for none, else 1..=255 rows coded first and
+    /// not output, from which each row may be predicted (its symbols coded as differences).
+    /// Only with `clusters = 0`.
+    pub protos: u8,
 }
 
 /// The most histograms a clustered `int` tensor may carry (one context table is the ids').
@@ -127,7 +131,12 @@ impl IntParams {
     }
 
     pub fn to_bytes(&self) -> [u8; 4] {
-        [self.bits, self.scale_dtype as u8, self.clusters, 0]
+        [
+            self.bits,
+            self.scale_dtype as u8,
+            self.clusters,
+            self.protos,
+        ]
     }
 }
 
@@ -221,6 +230,7 @@ impl Codec {
         let mut s = heapless::String::new();
         let _ = match self {
             Codec::Int(p) if p.clusters > 0 => write!(s, "int{}/k{}", p.bits, p.clusters),
+            Codec::Int(p) if p.protos > 0 => write!(s, "int{}/p{}", p.bits, p.protos),
             Codec::Int(p) => write!(s, "int{}", p.bits),
             Codec::Kmeans(p) => write!(s, "kmeans{}", p.k),
             c => s.push_str(c.name()).map_err(|_| core::fmt::Error),
@@ -249,6 +259,7 @@ impl Codec {
             Codec::Raw | Codec::Lossless => ScaleDtype::F16,
         } == ScaleDtype::Coded;
         match self {
+            Codec::Int(p) if p.protos > 0 => 4,
             _ if coded => 3,
             Codec::Raw => 1,
             Codec::Int(p) if p.clusters == 0 => 1,
@@ -429,7 +440,7 @@ fn read_codec(
             Ok(Codec::Raw)
         }
         codec_id::INT => {
-            let [bits, sd, clusters, r1] = params_of(params, "int params are 4 bytes")?;
+            let [bits, sd, clusters, protos] = params_of(params, "int params are 4 bytes")?;
             if !(2..=8).contains(&bits) {
                 return Err(CodecFault::Params("int bits outside 2..=8"));
             }
@@ -439,17 +450,21 @@ fn read_codec(
                 2 if version >= 3 => ScaleDtype::Coded,
                 _ => return Err(CodecFault::Params("unknown scale dtype")),
             };
-            if r1 != 0 || (version < 2 && clusters != 0) {
+            if (version < 4 && protos != 0) || (version < 2 && clusters != 0) {
                 return Err(CodecFault::Params("reserved int params not zero"));
             }
             if clusters == 1 || clusters > MAX_CLUSTERS {
                 return Err(CodecFault::Params("int clusters not 0 or 2..=8"));
+            }
+            if protos != 0 && clusters != 0 {
+                return Err(CodecFault::Params("int prototypes with clusters"));
             }
             float()?;
             Ok(Codec::Int(IntParams {
                 bits,
                 scale_dtype,
                 clusters,
+                protos,
             }))
         }
         codec_id::KMEANS => {

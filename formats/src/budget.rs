@@ -18,12 +18,12 @@
 
 use crate::error::FormatError;
 use crate::pack::{
-    artifact_metadata, choose, compile, finite, int_payload, pack_calibrated, pack_tensor,
+    artifact_metadata, choose, compile, finite, int_coded, pack_calibrated, pack_tensor,
     quantize_tensor, Choice, PackOptions, PackReport, TensorPlan,
 };
 use crate::quant::gptq::{output_error, GptqContext, Hessians};
 use crate::safetensors_io::SourceModel;
-use crate::writer::{write_artifact, TensorRecord};
+use crate::writer::{write_artifact_with, TensorRecord};
 use half::f16;
 use pcll_decoder::table::align_up;
 use pcll_decoder::Codec;
@@ -201,12 +201,13 @@ pub fn measure<'m, E: From<FormatError>>(
                 TensorPlan::Int(b) => {
                     let (q, _) =
                         quantize_tensor(&t.name, &v, rows, cols, b, opts.scale, gptq.as_mut());
+                    let (params, payload, _) = int_coded(&q, &opts);
                     let rec = TensorRecord {
                         name: t.name.clone(),
                         dtype: t.dtype,
                         shape: t.shape.clone(),
-                        codec: Codec::Int(q.params),
-                        payload: int_payload(&q, opts.lanes).0,
+                        codec: Codec::Int(params),
+                        payload,
                     };
                     // Sized as `pack` stores it: with coded scales when they are asked for.
                     let rec = opts.scale_coding.apply(rec);
@@ -317,7 +318,11 @@ impl Measured<'_> {
         }
         records.sort_by_key(|(i, _)| *i);
         let meta = artifact_metadata(self.model, &self.options(choice))?;
-        write_artifact(&meta, records.into_iter().map(|(_, r)| r).collect())
+        write_artifact_with(
+            &meta,
+            records.into_iter().map(|(_, r)| r).collect(),
+            self.opts.layout,
+        )
     }
 
     /// The pack options that realize `choice`.

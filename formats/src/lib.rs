@@ -23,4 +23,4 @@ pub use error::FormatError;
 pub use metadata::MetaValue;
 pub use pack::{pack, pack_calibrated, PackOptions, PackReport, TensorPlan, TensorReport};
 pub use safetensors_io::{SourceModel, SourceTensor};
-pub use writer::{write_artifact, TensorRecord};
+pub use writer::{write_artifact, write_artifact_with, Layout, TensorRecord};

@@ -15,13 +15,15 @@ use crate::quant::e8::{e8_rans_symbols, e8p_payload, hadamard_log2, seed_for, E8
 use crate::quant::gptq::{GptqContext, GptqOptions, Hessians};
 use crate::quant::int::{quantize, quantize_with, squared_error, IntQuantized, ScaleRule};
 use crate::quant::kmeans::quantize_kmeans;
-use crate::rans::{encode, encode_clustered, encode_context, Clusters, DEFAULT_LANES};
+use crate::rans::{
+    encode, encode_clustered, encode_context, encode_predicted, Clusters, Protos, DEFAULT_LANES,
+};
 use crate::safetensors_io::{SourceModel, SourceTensor};
 use crate::scales::ScaleCoding;
-use crate::writer::{write_artifact, TensorRecord};
+use crate::writer::{write_artifact, write_artifact_with, Layout, TensorRecord};
 use half::f16;
 use pcll_decoder::rans::LANE_COUNTS;
-use pcll_decoder::table::E8Params;
+use pcll_decoder::table::{E8Params, IntParams};
 use pcll_decoder::{Artifact, Codec, Dtype, Output};
 use std::collections::BTreeMap;
 
@@ -55,6 +57,41 @@ pub struct PackOptions {
     pub clusters: Clusters,
     /// How per-row f16 scales are stored (FORMAT.md §5.8).
     pub scale_coding: ScaleCoding,
+    /// Prototype rows for `int` tensors (FORMAT.md §5.2.2, v4), where they code smaller.
+    pub protos: Protos,
+    /// Payload layout (FORMAT.md §7.1): `Compact` drops the padding before coded payloads
+    /// (format v4).
+    pub layout: Layout,
+    /// How the float tensors the policy stores as f16 are written: as they are, or coded
+    /// with `lossless` (the same bits) where that is smaller.
+    pub raw_coding: RawCoding,
+}
+
+/// How the small float tensors stored as f16 (gains, norms, skip weights) are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawCoding {
+    /// `raw` (every artifact before format v4 was written so).
+    Raw,
+    /// `lossless` (FORMAT.md §5.7) of the f16 values wherever that is smaller; the same bits.
+    Auto,
+}
+
+impl RawCoding {
+    /// `raw` or `auto`.
+    pub fn parse(s: &str) -> Option<RawCoding> {
+        match s {
+            "raw" => Some(RawCoding::Raw),
+            "auto" => Some(RawCoding::Auto),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RawCoding::Raw => "raw",
+            RawCoding::Auto => "auto",
+        }
+    }
 }
 
 /// A codec asked for on the command line: `int`, `intN`, `kmeans[:K]`, `e8p`,
@@ -299,6 +336,9 @@ impl Default for PackOptions {
             codecs: Vec::new(),
             clusters: Clusters::Off,
             scale_coding: ScaleCoding::Auto,
+            protos: Protos::Auto,
+            layout: Layout::Compact,
+            raw_coding: RawCoding::Auto,
         }
     }
 }
@@ -324,6 +364,15 @@ pub mod keys {
     /// How f16 row scales are stored (`auto`), when not `f16` (absent: `f16`, as every
     /// artifact before format v3 was written).
     pub const SCALES: &str = "pcll.pack.scales";
+    /// Prototype rows of `int` tensors (`auto`), when not off (absent: off, as every artifact
+    /// before format v4 was written).
+    pub const PROTOS: &str = "pcll.pack.protos";
+    /// The payload layout (`compact`), when not aligned (absent: aligned, the only layout
+    /// before format v4).
+    pub const LAYOUT: &str = "pcll.pack.layout";
+    /// How small f16 tensors are written (`auto`: lossless-coded where smaller), when not raw
+    /// (absent: raw, as every artifact before format v4 was written).
+    pub const RAW_CODING: &str = "pcll.pack.raw_coding";
 }
 
 impl PackOptions {
@@ -388,6 +437,24 @@ impl PackOptions {
                 MetaValue::String(self.scale_coding.name().into()),
             );
         }
+        if self.protos != Protos::Off {
+            m.insert(
+                keys::PROTOS.into(),
+                MetaValue::String(self.protos.name().into()),
+            );
+        }
+        if self.layout != Layout::Aligned {
+            m.insert(
+                keys::LAYOUT.into(),
+                MetaValue::String(self.layout.name().into()),
+            );
+        }
+        if self.raw_coding != RawCoding::Raw {
+            m.insert(
+                keys::RAW_CODING.into(),
+                MetaValue::String(self.raw_coding.name().into()),
+            );
+        }
         m
     }
 
@@ -443,6 +510,18 @@ impl PackOptions {
             None => ScaleCoding::F16,
             Some(v) => ScaleCoding::parse(v.as_str()?)?,
         };
+        let protos = match meta.get(keys::PROTOS) {
+            None => Protos::Off,
+            Some(v) => Protos::parse(v.as_str()?)?,
+        };
+        let layout = match meta.get(keys::LAYOUT) {
+            None => Layout::Aligned,
+            Some(v) => Layout::parse(v.as_str()?)?,
+        };
+        let raw_coding = match meta.get(keys::RAW_CODING) {
+            None => RawCoding::Raw,
+            Some(v) => RawCoding::parse(v.as_str()?)?,
+        };
         let extra = meta
             .iter()
             .filter(|(k, _)| !k.starts_with("pcll.pack.") && !k.starts_with("source."))
@@ -461,6 +540,9 @@ impl PackOptions {
             codecs,
             clusters,
             scale_coding,
+            protos,
+            layout,
+            raw_coding,
         })
     }
 
@@ -604,15 +686,35 @@ pub fn int_payload(q: &IntQuantized, lanes: u8) -> (Vec<u8>, usize) {
     (payload, stream.bytes.len())
 }
 
-/// The `int` payload with `opts.clusters`: payload, stream bytes and the cluster count.
-fn int_payload_clustered(q: &IntQuantized, opts: &PackOptions) -> (Vec<u8>, usize, u8) {
+/// The `int` payload as `opts` asks: the symbols coded with histogram clusters
+/// (`opts.clusters`) or prototype rows (`opts.protos`, format v4), whichever is smallest, after
+/// the scales. Returns the codec parameters, the payload and the stream's length.
+pub fn int_coded(q: &IntQuantized, opts: &PackOptions) -> (IntParams, Vec<u8>, usize) {
     let rows = q.scales.len();
     let cols = q.symbols.len().checked_div(rows).unwrap_or(0);
     let alphabet = 2 * q.params.qmax() as usize + 1;
     let c = encode_clustered(&q.symbols, rows, cols, alphabet, opts.clusters, opts.lanes);
+    let mut params = IntParams {
+        clusters: c.clusters,
+        protos: 0,
+        ..q.params
+    };
+    let mut stream = c.stream;
+    if opts.protos == Protos::Auto {
+        if let Some(p) = encode_predicted(&q.symbols, rows, cols, alphabet, opts.lanes) {
+            if p.stream.bytes.len() < stream.bytes.len() {
+                params = IntParams {
+                    clusters: 0,
+                    protos: p.protos,
+                    ..q.params
+                };
+                stream = p.stream;
+            }
+        }
+    }
     let mut payload = q.scale_bytes();
-    payload.extend_from_slice(&c.stream.bytes);
-    (payload, c.stream.bytes.len(), c.clusters)
+    payload.extend_from_slice(&stream.bytes);
+    (params, payload, stream.bytes.len())
 }
 
 /// Codes a quantized tensor with `kmeans`, `e8p` or `e8-rans` (rows of a length that is not
@@ -650,12 +752,8 @@ fn pack_other(
         }
         CodecSpec::E8p | CodecSpec::E8Rans(_) if cols == 0 || !cols.is_multiple_of(8) => {
             let q = quantize_with(v, rows, cols, opts.bits, opts.scale);
-            let (payload, len, clusters) = int_payload_clustered(&q, opts);
-            let codec = Codec::Int(pcll_decoder::IntParams {
-                clusters,
-                ..q.params
-            });
-            (record(codec, payload), Some((q.symbols, len)))
+            let (params, payload, len) = int_coded(&q, opts);
+            (record(Codec::Int(params), payload), Some((q.symbols, len)))
         }
         CodecSpec::E8p => (
             record(Codec::E8p(e8), e8p_payload(v, rows, cols, &e8)),
@@ -765,7 +863,19 @@ pub fn pack_tensor(
                     .flat_map(|&x| f16::from_f32(x).to_le_bytes())
                     .collect()
             };
-            (raw(t, Dtype::F16, data), None, None)
+            let lossless = match opts.raw_coding {
+                RawCoding::Auto => Some(lossless_payload(&data, Dtype::F16, opts.lanes))
+                    .filter(|p| p.len() < data.len()),
+                RawCoding::Raw => None,
+            };
+            let rec = match lossless {
+                Some(payload) => TensorRecord {
+                    codec: Codec::Lossless,
+                    ..raw(t, Dtype::F16, payload)
+                },
+                None => raw(t, Dtype::F16, data),
+            };
+            (rec, None, None)
         }
         Choice::Lossless => {
             let payload = lossless_payload(&t.data, t.dtype, opts.lanes);
@@ -816,15 +926,12 @@ pub fn pack_tensor(
                 squared_maxabs,
                 norm,
             });
-            let (payload, stream_len, clusters) = int_payload_clustered(&q, opts);
+            let (params, payload, stream_len) = int_coded(&q, opts);
             let rec = TensorRecord {
                 name: t.name.clone(),
                 dtype: t.dtype,
                 shape: t.shape.clone(),
-                codec: Codec::Int(pcll_decoder::IntParams {
-                    clusters,
-                    ..q.params
-                }),
+                codec: Codec::Int(params),
                 payload,
             };
             (rec, Some(entropy_bytes(&q.symbols)), Some(stream_len))
@@ -932,7 +1039,7 @@ pub fn pack_calibrated(
         progress(i + 1, model.tensors.len(), &t.name);
     }
     let meta = artifact_metadata(model, opts)?;
-    let artifact = write_artifact(&meta, records)?;
+    let artifact = write_artifact_with(&meta, records, opts.layout)?;
     reports.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     Ok(PackReport {
         artifact,

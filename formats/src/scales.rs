@@ -173,6 +173,7 @@ mod tests {
                 bits,
                 scale_dtype: ScaleDtype::F16,
                 clusters,
+                protos: 0,
             }),
             payload,
         }

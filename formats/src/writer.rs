@@ -1,12 +1,14 @@
 //! The artifact writer (FORMAT.md §2–§4, §7): header, metadata, tensor table and the canonical
-//! payload layout (each payload at the next 64-byte boundary, zero padding, no trailing bytes).
+//! payload layout (each payload at the next 64-byte boundary, or in version 4 right after the previous one
+//! unless it is `raw`; zero padding, no trailing bytes).
 
 use crate::error::FormatError;
 use crate::metadata::{write_metadata, MetaValue};
 use pcll_decoder::crc32c::{crc32c, Crc32c};
 use pcll_decoder::header::{Header, HEADER_CRC_OFFSET, HEADER_LEN, MIN_VERSION};
 use pcll_decoder::limits::{MAX_DIM, MAX_DIMS, MAX_ELEMENTS, MAX_NAME_LEN, MAX_TENSORS};
-use pcll_decoder::table::{align_up, write_entry};
+use pcll_decoder::payload_start;
+use pcll_decoder::table::write_entry;
 use pcll_decoder::{Codec, Dtype, TensorInfo};
 use std::collections::BTreeMap;
 
@@ -60,12 +62,51 @@ fn check(t: &TensorRecord) -> Result<(), FormatError> {
     Ok(())
 }
 
-/// Lays out a complete artifact. Tensors are written in name order whatever order they come
-/// in; metadata in key order. The header carries the oldest format version that defines
-/// every codec used. Same inputs, same bytes.
+/// Lays out a complete artifact with every payload 64-byte aligned (the layout of format
+/// versions 1–3). Tensors are written in name order whatever order they come in; metadata in
+/// key order. The header carries the oldest format version that defines every codec used.
+/// Same inputs, same bytes.
 pub fn write_artifact(
     metadata: &BTreeMap<String, MetaValue>,
+    tensors: Vec<TensorRecord>,
+) -> Result<Vec<u8>, FormatError> {
+    write_artifact_with(metadata, tensors, Layout::Aligned)
+}
+
+/// Where payloads start (FORMAT.md §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Every payload 64-byte aligned: the only layout of versions 1–3.
+    Aligned,
+    /// Version 4: `raw` payloads aligned, every other one right after the previous payload
+    /// (no padding). A file with a coded tensor is then version 4.
+    Compact,
+}
+
+impl Layout {
+    /// `compact` or `aligned`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Aligned => "aligned",
+            Layout::Compact => "compact",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Layout> {
+        match s {
+            "aligned" => Some(Layout::Aligned),
+            "compact" => Some(Layout::Compact),
+            _ => None,
+        }
+    }
+}
+
+/// [`write_artifact`] with a choice of [`Layout`]: the header carries the oldest version that
+/// defines every codec used and the layout (4 for a compact layout with a coded payload).
+pub fn write_artifact_with(
+    metadata: &BTreeMap<String, MetaValue>,
     mut tensors: Vec<TensorRecord>,
+    layout: Layout,
 ) -> Result<Vec<u8>, FormatError> {
     tensors.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     if tensors.len() > MAX_TENSORS as usize {
@@ -99,11 +140,18 @@ pub fn write_artifact(
         .zip(&params)
         .map(|(t, p)| (2 + t.name.len() + 2 + 8 * t.shape.len() + 3 + p.len() + 20) as u64)
         .sum();
+    // The oldest version that holds every codec used (and the layout), so files that need
+    // nothing newer stay readable by older decoders (FORMAT.md §9).
+    let compact = layout == Layout::Compact && tensors.iter().any(|t| t.codec != Codec::Raw);
+    let version = tensors
+        .iter()
+        .map(|t| t.codec.min_version())
+        .fold(if compact { 4 } else { MIN_VERSION }, u16::max);
     let mut cursor = table_offset + table_len;
     let mut table = Vec::with_capacity(table_len as usize);
     let mut offsets = Vec::with_capacity(tensors.len());
     for (i, (t, p)) in tensors.iter().zip(&params).enumerate() {
-        let offset = align_up(cursor);
+        let offset = payload_start(version, &t.codec, cursor);
         let mut dims = [1u64; 4];
         dims[..t.shape.len()].copy_from_slice(&t.shape);
         let info = TensorInfo {
@@ -125,12 +173,7 @@ pub fn write_artifact(
 
     let file_len = cursor;
     let mut header = Header {
-        // The oldest version that holds every codec used, so files that need nothing newer
-        // stay readable by older decoders (FORMAT.md §9).
-        version: tensors
-            .iter()
-            .map(|t| t.codec.min_version())
-            .fold(MIN_VERSION, u16::max),
+        version,
         flags: 0,
         tensor_count: tensors.len() as u32,
         file_len,

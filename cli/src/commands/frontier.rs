@@ -152,7 +152,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let meta_bytes = pcll_formats::metadata::model_metadata_len(&meta);
     // f32, parameter-golf int8, two scale rules per width, the general coders at int6, and
     // when calibrated GPTQ per width plus the budget packer at every fixed scheme's bytes.
-    let fixed = 1 + 2 * a.bits.len() + a.bits.contains(&6) as usize * Baseline::ALL.len();
+    let fixed =
+        1 + 2 * a.bits.len() + a.bits.contains(&6) as usize * Baseline::with_programs().len();
     let schemes = 1 + fixed + (!a.no_calibrated as usize) * (a.bits.len() + fixed);
     let scorer = Scorer {
         progress: bar(schemes as u64, "frontier scheme"),
@@ -197,7 +198,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             };
             points.push(scorer.point(format!("int{bits}{tag} + rANS"), b, bpb, loss));
             if bits == 6 && rule == ScaleRule::MaxAbs {
-                for coder in Baseline::ALL {
+                for coder in Baseline::with_programs() {
                     points.push(scorer.point(
                         format!("int6 + {}", coder.name()),
                         model_bytes(&scorer.source, &opts, coder)?,

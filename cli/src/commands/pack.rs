@@ -4,13 +4,13 @@ use super::{human, read, write_atomic};
 use crate::progress::bar;
 use anyhow::{bail, Context, Result};
 use pcll_formats::budget::BudgetOptions;
-use pcll_formats::pack::{CodecSpec, TiedEmbedding};
+use pcll_formats::pack::{CodecSpec, RawCoding, TiedEmbedding};
 use pcll_formats::quant::gptq::GptqOptions;
 use pcll_formats::quant::gptq::Hessians;
 use pcll_formats::quant::int::ScaleRule;
-use pcll_formats::rans::Clusters;
+use pcll_formats::rans::{Clusters, Protos};
 use pcll_formats::scales::ScaleCoding;
-use pcll_formats::{pack_calibrated, MetaValue, PackOptions, PackReport, SourceModel};
+use pcll_formats::{pack_calibrated, Layout, MetaValue, PackOptions, PackReport, SourceModel};
 use pcll_runtime::config::{Config, Overrides, DEFAULT_SEQ_LEN};
 use pcll_runtime::text::TextCodec;
 use pcll_trainer::calibrate::{pack_budget, pack_gptq, BudgetOutcome, CalibSpec};
@@ -61,6 +61,19 @@ pub struct Args {
     /// v3, the same weights) or `f16` (stored as they are, so v1/v2 decoders read the file).
     #[arg(long, default_value = "auto", value_parser = parse_scale_coding)]
     pub scales: ScaleCoding,
+    /// Prototype rows of `int` tensors: `auto` (groups of near-identical rows, such as a tied
+    /// embedding's rows of tokens the training text never used, coded as differences from a
+    /// shared prototype row wherever that is smaller: format v4) or `off`.
+    #[arg(long, default_value = "auto", value_parser = parse_protos)]
+    pub protos: Protos,
+    /// Payload layout: `compact` (coded payloads follow each other without padding: format
+    /// v4) or `aligned` (every payload 64-byte aligned, as v1–v3 decoders need).
+    #[arg(long, default_value = "compact", value_parser = parse_layout)]
+    pub layout: Layout,
+    /// Small float tensors stored as f16 (gains, norms, skip weights): `auto` (coded with
+    /// `lossless`, the same bits, wherever that is smaller) or `raw`.
+    #[arg(long, default_value = "auto", value_parser = parse_raw_coding)]
+    pub raw_coding: RawCoding,
     /// How the tied embedding (`tok_emb.weight` without `lm_head.weight`, both input
     /// embedding and output head) is stored unless a --codec rule names it: `int8` (the
     /// default: no measurable val_bpb cost, see the README), `f16`, `int2`..`int7`, or
@@ -300,6 +313,9 @@ impl Args {
             codecs: self.codecs.clone(),
             clusters: self.clusters,
             scale_coding: self.scales,
+            protos: self.protos,
+            layout: self.layout,
+            raw_coding: self.raw_coding,
             ..PackOptions::default()
         };
         let shapes: Vec<(&str, &[u64])> = model
@@ -548,6 +564,18 @@ pub fn parse_tied(s: &str) -> Result<TiedEmbedding, String> {
 
 fn parse_scale_coding(s: &str) -> Result<ScaleCoding, String> {
     ScaleCoding::parse(s).ok_or_else(|| format!("`{s}`: expected auto or f16"))
+}
+
+fn parse_protos(s: &str) -> Result<Protos, String> {
+    Protos::parse(s).ok_or_else(|| format!("`{s}`: expected auto or off"))
+}
+
+fn parse_raw_coding(s: &str) -> Result<RawCoding, String> {
+    RawCoding::parse(s).ok_or_else(|| format!("`{s}`: expected auto or raw"))
+}
+
+fn parse_layout(s: &str) -> Result<Layout, String> {
+    Layout::parse(s).ok_or_else(|| format!("`{s}`: expected compact or aligned"))
 }
 
 fn parse_clusters(s: &str) -> Result<Clusters, String> {

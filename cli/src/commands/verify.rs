@@ -93,7 +93,11 @@ fn check_tensor(
             Ok((0.0, 0))
         }
         Codec::Lossless => {
-            if decode_tensor(art, t, max_memory)? != src.data {
+            // Bit for bit, in the dtype it was stored as (f16 for the small tensors `pack`
+            // stores as f16 and codes with `lossless`).
+            let want =
+                stored_as(src, t.dtype).with_context(|| format!("{}: dtype mismatch", t.name))?;
+            if decode_tensor(art, t, max_memory)? != want {
                 bail!(
                     "{}: lossless reconstruction differs from the source",
                     t.name

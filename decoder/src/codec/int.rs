@@ -2,7 +2,10 @@
 //! scales (f16, f32, or coded as §5.8 describes) followed by one rANS stream of `rows × cols` symbols `s = q + qmax`;
 //! each weight reconstructs as `(s − qmax) as f32 × scale_f32` in one f32 multiply. With
 //! histogram clusters (v2, §5.2.1) the stream is a context stream: each row's cluster id
-//! (table 0) precedes its symbols, which use table `1 + id`.
+//! (table 0) precedes its symbols, which use table `1 + id`. With prototype rows (v4,
+//! §5.2.2) the context stream starts with `protos` rows of symbols that are not output; each
+//! row's selector (table 0) then says whether its symbols are plain (table 1) or differences
+//! from a prototype, modulo the alphabet (table 2).
 
 use super::scales::RowScales;
 use crate::error::PayloadError;
@@ -14,12 +17,17 @@ use crate::table::{IntParams, TensorInfo, MAX_CLUSTERS};
 pub struct Parts<'a> {
     pub scales: RowScales<'a>,
     pub stream: RansStream<'a>,
+    /// Symbols of the prototype rows, `protos × cols` (0 without prototypes).
+    pub proto_len: u64,
 }
 
 impl Parts<'_> {
-    /// Scratch the payload needs: the coded scales' slots, then the stream's.
+    /// Scratch the payload needs: the coded scales' slots, then the stream's, then the
+    /// prototype rows' symbols (v4).
     pub fn scratch_len(&self) -> Result<usize, PayloadError> {
-        self.scales.total_scratch(self.stream.scratch_len())
+        let protos = usize::try_from(self.proto_len).unwrap_or(usize::MAX);
+        self.scales
+            .total_scratch(self.stream.scratch_len().saturating_add(protos))
     }
 }
 
@@ -36,7 +44,14 @@ pub fn parts<'a>(
     let base = info
         .payload_offset
         .saturating_add((payload.len() - rest.len()) as u64);
-    let s = if p.clusters == 0 {
+    let cols = info.rows_cols().1;
+    // Bounded: protos ≤ 255, cols ≤ 2^31, rows × cols ≤ 2^31 (FORMAT.md §8).
+    let proto_len = u64::from(p.protos).saturating_mul(cols);
+    let s = if p.protos > 0 {
+        let tables = [u16::from(p.protos) + 1, max_alphabet, max_alphabet];
+        let count = proto_len.saturating_add(info.numel()).saturating_add(rows);
+        RansStream::parse_context(rest, base, count, &tables)?
+    } else if p.clusters == 0 {
         RansStream::parse(rest, base, info.numel(), max_alphabet)?
     } else {
         let mut alphabets = [max_alphabet; MAX_CLUSTERS as usize + 1];
@@ -49,7 +64,11 @@ pub fn parts<'a>(
             len: (rest.len() - s.byte_len) as u64,
         });
     }
-    let parts = Parts { scales, stream: s };
+    let parts = Parts {
+        scales,
+        stream: s,
+        proto_len,
+    };
     parts.scratch_len()?;
     Ok(parts)
 }
@@ -88,6 +107,20 @@ pub fn decode_symbols(
 ) -> Result<(), PayloadError> {
     let parts = parts(info, p, payload)?;
     let cols = info.rows_cols().1 as usize;
+    if p.protos > 0 {
+        let rows = scales.len();
+        let mut row_scales = scales.iter_mut();
+        return predicted_rows(&parts, p, (rows, cols), scratch, |at, syms, scale| {
+            if at % cols.max(1) == 0 {
+                if let Some(s) = row_scales.next() {
+                    *s = scale;
+                }
+            }
+            if let Some(dst) = symbols.get_mut(at..at + syms.len()) {
+                dst.copy_from_slice(syms);
+            }
+        });
+    }
     let (mut reader, scratch) = parts.scales.reader(scratch)?;
     let mut dec = parts.stream.decoder(scratch)?;
     for (r, scale) in scales.iter_mut().enumerate() {
@@ -113,9 +146,25 @@ pub fn decode(
 ) -> Result<(), PayloadError> {
     let parts = parts(info, p, payload)?;
     let (rows, cols) = info.rows_cols();
+    let qmax = p.qmax() as f32;
+    if p.protos > 0 {
+        let mut vals = [0f32; CHUNK];
+        return predicted_rows(
+            &parts,
+            p,
+            (rows as usize, cols as usize),
+            scratch,
+            |at, syms, scale| {
+                let va = &mut vals[..syms.len()];
+                for (v, &s) in va.iter_mut().zip(syms) {
+                    *v = (s as f32 - qmax) * scale;
+                }
+                out.put(at, va);
+            },
+        );
+    }
     let (mut scales, scratch) = parts.scales.reader(scratch)?;
     let mut dec = parts.stream.decoder(scratch)?;
-    let qmax = p.qmax() as f32;
     super::decode_rows(
         &mut dec,
         rows as usize,
@@ -125,6 +174,73 @@ pub fn decode(
         || scales.next_scale(),
         |s, scale| (s as f32 - qmax) * scale,
     )?;
+    dec.finish()?;
+    scales.finish()
+}
+
+/// Symbols reconstructed per step of [`predicted_rows`] (stack buffer).
+const CHUNK: usize = 2048;
+
+/// The row loop of a payload with prototype rows (FORMAT.md §5.2.2): decodes the prototypes
+/// into scratch (after the stream's slots), then each row's selector and symbols, adding the
+/// prototype back to a predicted row's differences modulo the alphabet. `sink(at, symbols,
+/// scale)` receives the final symbols of elements `at..at + symbols.len()` (row-major, at most
+/// one row per call) and their row's scale.
+fn predicted_rows(
+    parts: &Parts<'_>,
+    p: &IntParams,
+    (rows, cols): (usize, usize),
+    scratch: &mut [u8],
+    mut sink: impl FnMut(usize, &[u8], f32),
+) -> Result<(), PayloadError> {
+    let (mut scales, scratch) = parts.scales.reader(scratch)?;
+    let own = parts.stream.scratch_len();
+    let proto_len = usize::try_from(parts.proto_len).unwrap_or(usize::MAX);
+    let needed = own.saturating_add(proto_len);
+    if scratch.len() < needed {
+        return Err(crate::error::RansError::ScratchTooSmall {
+            needed,
+            got: scratch.len(),
+        }
+        .into());
+    }
+    let (slots, rest) = scratch.split_at_mut(own);
+    let protos = &mut rest[..proto_len];
+    let mut dec = parts.stream.decoder(slots)?;
+    let alphabet = (2 * p.qmax() + 1) as u16;
+    dec.select(1)?;
+    dec.decode(protos)?;
+    let protos = &*protos;
+    let mut syms = [0u8; CHUNK];
+    let mut at = 0usize;
+    // A row of no columns still carries its selector (and its scale, which bounds the rows
+    // by the payload's length).
+    for _ in 0..rows {
+        dec.select(0)?;
+        let sel = dec.next_symbol()? as usize;
+        let scale = scales.next_scale()?;
+        let proto = match sel {
+            0 => None,
+            k => protos.get((k - 1) * cols..k * cols),
+        };
+        dec.select(if proto.is_some() { 2 } else { 1 })?;
+        let mut done = 0usize;
+        while done < cols {
+            let n = (cols - done).min(CHUNK);
+            let sy = &mut syms[..n];
+            dec.decode(sy)?;
+            if let Some(base) = proto.and_then(|pr| pr.get(done..done + n)) {
+                for (s, &b) in sy.iter_mut().zip(base) {
+                    // Both below the alphabet (table limits), so one subtraction wraps.
+                    let t = *s as u16 + b as u16;
+                    *s = if t >= alphabet { t - alphabet } else { t } as u8;
+                }
+            }
+            sink(at, sy, scale);
+            at += n;
+            done += n;
+        }
+    }
     dec.finish()?;
     scales.finish()
 }

@@ -358,6 +358,7 @@ pub fn quantize_gptq(
             bits,
             scale_dtype,
             clusters: 0,
+            protos: 0,
         },
         scales,
         symbols: tiles.concat(),

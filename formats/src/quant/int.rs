@@ -226,6 +226,7 @@ pub fn quantize_with(
             bits,
             scale_dtype,
             clusters: 0,
+            protos: 0,
         },
         scales,
         symbols,

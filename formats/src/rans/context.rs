@@ -37,21 +37,38 @@ fn cost(counts: &[u64; 256], freqs: &[u32], bits: u8) -> f64 {
     payload + table_bits(freqs, bits).div_ceil(8) as f64 * 8.0
 }
 
-/// The precision range a stream of `tables` tables may use, given its counts.
-fn precisions(counts: &[[u64; 256]]) -> std::ops::RangeInclusive<u8> {
+/// The precision range a stream of `tables` tables may use within `budget` scratch bytes,
+/// given its counts (empty when even the lowest precision does not fit).
+fn precisions(counts: &[[u64; 256]], budget: usize) -> std::ops::RangeInclusive<u8> {
     let present = counts
         .iter()
         .map(|c| c.iter().filter(|&&x| x > 0).count().max(1))
         .max()
         .unwrap_or(1);
     let min = (usize::BITS - (present - 1).leading_zeros()).max(1) as u8;
-    let cap = (MAX_SCRATCH_LEN / counts.len().max(1)).ilog2() as u8;
+    // An empty range (`min > cap`) when even one slot per table does not fit.
+    let cap = (budget / counts.len().max(1)).checked_ilog2().unwrap_or(0) as u8;
     min..=cap.min(MAX_PROB_BITS)
 }
 
 /// Encodes `symbols`, symbol `i` with table `ctx[i]` (< `tables`), with `lanes` lanes.
 /// Callers guarantee each table's symbols fit the alphabet the codec allows it.
 pub fn encode_context(symbols: &[u8], ctx: &[u8], tables: usize, lanes: u8) -> EncodedStream {
+    match encode_context_within(symbols, ctx, tables, lanes, MAX_SCRATCH_LEN) {
+        Some(s) => s,
+        None => unreachable!("the precision range is never empty for ≤ 9 tables of ≤ 256 symbols"),
+    }
+}
+
+/// [`encode_context`] with the stream's slot tables (`tables × 2^prob_bits` bytes) kept
+/// within `budget` bytes of decoder scratch; `None` when no precision fits.
+pub fn encode_context_within(
+    symbols: &[u8],
+    ctx: &[u8],
+    tables: usize,
+    lanes: u8,
+    budget: usize,
+) -> Option<EncodedStream> {
     debug_assert_eq!(symbols.len(), ctx.len());
     let counts = counts(symbols, ctx, tables);
     let mut out = vec![lanes];
@@ -59,22 +76,20 @@ pub fn encode_context(symbols: &[u8], ctx: &[u8], tables: usize, lanes: u8) -> E
         out.push(1);
         out.extend_from_slice(&0u32.to_le_bytes());
         out.push(tables as u8);
-        return EncodedStream {
+        return Some(EncodedStream {
             bytes: out,
             prob_bits: 1,
             table_bytes: 0,
-        };
+        });
     }
-    let best = precisions(&counts)
+    let best = precisions(&counts, budget)
         .map(|bits| {
             let f: Vec<Vec<u32>> = counts.iter().map(|c| freqs_of(c, bits)).collect();
             let total: f64 = counts.iter().zip(&f).map(|(c, f)| cost(c, f, bits)).sum();
             (bits, f, total)
         })
         .min_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0)));
-    let Some((bits, freqs, _)) = best else {
-        unreachable!("the precision range is never empty for ≤ 9 tables of ≤ 256 symbols")
-    };
+    let (bits, freqs, _) = best?;
     out.push(bits);
     out.extend_from_slice(&(symbols.len() as u32).to_le_bytes());
     out.push(tables as u8);
@@ -94,9 +109,9 @@ pub fn encode_context(symbols: &[u8], ctx: &[u8], tables: usize, lanes: u8) -> E
     code_backward(&mut out, symbols, bits, lanes, |i, s| {
         info[ctx[i] as usize][s as usize]
     });
-    EncodedStream {
+    Some(EncodedStream {
         bytes: out,
         prob_bits: bits,
         table_bytes,
-    }
+    })
 }

@@ -5,10 +5,12 @@ mod cluster;
 mod context;
 mod encode;
 mod normalize;
+mod protos;
 mod table;
 
 pub use cluster::{encode_clustered, Clustered, Clusters};
-pub use context::encode_context;
+pub use context::{encode_context, encode_context_within};
 pub use encode::{encode, encode_at, EncodedStream, DEFAULT_LANES};
 pub use normalize::{choose_precision, normalize, Precision};
+pub use protos::{encode_predicted, Predicted, Protos};
 pub use table::{write_freq_table, BitWriter};
