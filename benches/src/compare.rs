@@ -3,14 +3,18 @@
 //!
 //! Framing: rANS codes each tensor as its own stream under its own histogram (as the artifact
 //! does, for random access); the baselines get all symbols of the model as one buffer, which
-//! can only help them. The order-0 bound is the sum of the per-tensor entropies.
+//! can only help them. The order-0 bound is the sum of the per-tensor entropies. The row
+//! `rans+protos` is the format-v4 coder: tensors with groups of near-identical rows coded
+//! with prototype rows (FORMAT.md §5.2.2) where that is smaller, through the decoder's `int`
+//! codec; present only when some tensor gains.
 
 use crate::baselines::Baseline;
 use crate::fixtures::SymbolStream;
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
 use pcll_decoder::rans::RansStream;
+use pcll_decoder::table::IntParams;
 use pcll_formats::entropy::entropy_bytes;
-use pcll_formats::rans::encode;
+use pcll_formats::rans::{encode, encode_predicted};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -128,6 +132,87 @@ pub fn compare(
         return Err(CompareError::Mismatch { coder: "rans" });
     }
     coders.push(row("rans", encoded.iter().map(Vec::len).sum(), secs));
+
+    // The format-v4 coder: each tensor with prototype rows where they make it smaller
+    // (FORMAT.md §5.2.2), decoded by the decoder's `int` codec; the rest as above.
+    let alphabet = 2 * ((1usize << (bits - 1)) - 1) + 1;
+    let v4: Vec<Option<(IntParams, Vec<u8>)>> = streams
+        .iter()
+        .zip(&encoded)
+        .map(|(s, plain)| {
+            let rows = s.symbols.len().checked_div(s.cols).unwrap_or(0);
+            let p = encode_predicted(&s.symbols, rows, s.cols, alphabet, lanes)?;
+            (p.stream.bytes.len() < plain.len()).then(|| {
+                let params = IntParams {
+                    bits,
+                    scale_dtype: pcll_decoder::ScaleDtype::F16,
+                    clusters: 0,
+                    protos: p.protos,
+                };
+                // Zero f16 row scales in front, as the payload holds them.
+                let mut payload = vec![0u8; 2 * rows];
+                payload.extend_from_slice(&p.stream.bytes);
+                (params, payload)
+            })
+        })
+        .collect();
+    if v4.iter().any(Option::is_some) {
+        let bytes: usize = v4
+            .iter()
+            .zip(&encoded)
+            .zip(streams)
+            .map(|((v, plain), s)| match v {
+                Some((_, payload)) => payload.len() - 2 * s.symbols.len() / s.cols.max(1),
+                None => plain.len(),
+            })
+            .sum();
+        let mut row_scales = Vec::new();
+        let (secs, _) = best_of(runs, || {
+            for (((v, plain), s), out) in v4.iter().zip(&encoded).zip(streams).zip(outs.iter_mut())
+            {
+                match v {
+                    Some((params, payload)) => {
+                        let rows = s.symbols.len() / s.cols.max(1);
+                        row_scales.resize(rows, 0f32);
+                        let info = pcll_decoder::TensorInfo {
+                            index: 0,
+                            name: &s.name,
+                            dtype: pcll_decoder::Dtype::F32,
+                            ndim: 2,
+                            dims: [rows as u64, s.cols as u64, 1, 1],
+                            codec: pcll_decoder::Codec::Int(*params),
+                            payload_offset: 0,
+                            payload_len: payload.len() as u64,
+                            payload_crc: 0,
+                        };
+                        pcll_decoder::codec::int::decode_symbols(
+                            &info,
+                            params,
+                            payload,
+                            out,
+                            &mut row_scales,
+                            &mut scratch,
+                        )
+                        .map_err(|e| CompareError::Rans(format!("{e:?}")))?;
+                    }
+                    None => {
+                        decode_streams(
+                            core::slice::from_ref(plain),
+                            core::slice::from_mut(out),
+                            &mut scratch,
+                        )?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if outs.iter().zip(streams).any(|(o, s)| *o != s.symbols) {
+            return Err(CompareError::Mismatch {
+                coder: "rans+protos",
+            });
+        }
+        coders.push(row("rans+protos", bytes, secs));
+    }
 
     let all: Vec<u8> = streams
         .iter()

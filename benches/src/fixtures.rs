@@ -28,6 +28,8 @@ pub fn bench_model() -> std::io::Result<(PathBuf, SourceModel)> {
 pub struct SymbolStream {
     pub name: String,
     pub symbols: Vec<u8>,
+    /// Symbols per row (the tensor's columns).
+    pub cols: usize,
 }
 
 /// The symbol streams of every tensor `pack` would code with `int` under `opts`.
@@ -48,6 +50,7 @@ pub fn int_symbol_streams(model: &SourceModel, opts: &PackOptions) -> Vec<Symbol
             Some(SymbolStream {
                 name: t.name.clone(),
                 symbols: quantize(&v, rows, cols, opts.bits).symbols,
+                cols,
             })
         })
         .collect()

@@ -6,7 +6,7 @@
 //! Schemes: the parameter-golf baseline (int8 per row, percentile clip, f16 scales, zlib-9 of
 //! the raw bytes as `torch.save` + zlib does); int6 with zstd-22, brotli-11 and xz-9e over the
 //! same raw bytes; int2..int8 with our rANS (the artifact's payloads), with max-abs and with
-//! MSE-searched scales; int6 with clustered histograms; k-means codebooks at several k; e8p;
+//! MSE-searched scales; int6 with one histogram (the v1 coder); k-means codebooks at several k; e8p;
 //! e8-rans at several steps. Two side tables: e8-rans against int + rANS at equal SNR
 //! (interpolated on the int curve), and lossless floats against zstd-22 of the raw bytes.
 
@@ -45,7 +45,8 @@ pub struct Report {
     pub e8_vs_int: Vec<EqualSnr>,
     /// Lossless floats against zstd-22, over the same tensors' source bytes.
     pub lossless: LosslessRow,
-    /// Symbol bytes of int6 with one histogram and with clustered histograms.
+    /// Symbol bytes of int6 with one histogram and with the default coder (clustered
+    /// histograms or prototype rows per tensor, whichever is smallest).
     pub clustered: ClusteredRow,
     /// int6 + rANS payloads with f16 row scales and with coded ones (FORMAT.md §5.8).
     pub scales: ScalesRow,
@@ -333,14 +334,17 @@ pub fn report(model: &SourceModel, runs: usize) -> Result<Report, ReportError> {
         codecs: vec![("*".into(), codec)],
         ..PackOptions::default()
     };
-    let clustered_opts = PackOptions {
-        clusters: Clusters::Auto,
+    // The same symbols under the coder of format v1 (one histogram a tensor, no prototype
+    // rows): what the v2 clusters and the v4 prototypes add.
+    let v1_coder = PackOptions {
+        clusters: Clusters::Off,
+        protos: pcll_formats::rans::Protos::Off,
         ..PackOptions::default()
     };
     rows.push(rans_row(
         model,
-        &clustered_opts,
-        "int6 + rANS clustered".into(),
+        &v1_coder,
+        "int6 + rANS, one histogram".into(),
         runs,
     )?);
     for k in [4u16, 8, 16, 32, 64] {
@@ -358,7 +362,7 @@ pub fn report(model: &SourceModel, runs: usize) -> Result<Report, ReportError> {
         )?);
     }
     let e8_vs_int = equal_snr(&rows);
-    let clustered = clustered_row(model, &clustered_opts)?;
+    let clustered = clustered_row(model, &v1_coder)?;
     let scales = scales_row(model)?;
     let lossless = lossless_row(model, runs)?;
     Ok(Report {
@@ -412,11 +416,9 @@ fn equal_snr(rows: &[SchemeRow]) -> Vec<EqualSnr> {
         .collect()
 }
 
-/// Symbol bytes of int6 streams, single against clustered.
-fn clustered_row(
-    model: &SourceModel,
-    clustered: &PackOptions,
-) -> Result<ClusteredRow, ReportError> {
+/// Symbol bytes of int6 streams: one histogram a tensor (`single`) against the default coder
+/// (histogram clusters and prototype rows, whichever is smallest per tensor).
+fn clustered_row(model: &SourceModel, single: &PackOptions) -> Result<ClusteredRow, ReportError> {
     let sym = |o: &PackOptions| -> Result<u64, ReportError> {
         let rep = pack(model, o, |_, _, _| {})?;
         Ok(rep
@@ -425,8 +427,8 @@ fn clustered_row(
             .filter_map(|t| t.symbol_bytes)
             .sum::<usize>() as u64)
     };
-    let single = sym(&PackOptions::default())?;
-    let multi = sym(clustered)?;
+    let multi = sym(&PackOptions::default())?;
+    let single = sym(single)?;
     Ok(ClusteredRow {
         single_symbol_bytes: single,
         clustered_symbol_bytes: multi,

@@ -163,7 +163,15 @@ fn the_tied_embedding_defaults_to_int8() {
     assert_eq!(codecs(&[]), pair("int8", "int6"));
     assert_eq!(codecs(&["--bits", "4"]), pair("int8", "int4"));
     assert_eq!(codecs(&["--tied-embedding", "same"]), pair("int6", "int6"));
-    assert_eq!(codecs(&["--tied-embedding", "f16"]), pair("raw", "int6"));
+    // Stored as f16: coded with `lossless` (the same f16 bits) where smaller, by default.
+    assert_eq!(
+        codecs(&["--tied-embedding", "f16"]),
+        pair("lossless", "int6")
+    );
+    assert_eq!(
+        codecs(&["--tied-embedding", "f16", "--raw-coding", "raw"]),
+        pair("raw", "int6")
+    );
     // A --codec rule that names it wins.
     assert_eq!(
         codecs(&["--codec", "tok_emb.weight=int5"]),

@@ -124,6 +124,7 @@ fn frozen_defaults() -> PackOptions {
     PackOptions {
         scale_coding: ScaleCoding::F16,
         raw_max_elements: 65_536,
+        clusters: pcll_formats::rans::Clusters::Off,
         protos: pcll_formats::rans::Protos::Off,
         layout: pcll_formats::Layout::Aligned,
         raw_coding: pcll_formats::pack::RawCoding::Raw,

@@ -334,7 +334,7 @@ impl Default for PackOptions {
             plan: BTreeMap::new(),
             calib: None,
             codecs: Vec::new(),
-            clusters: Clusters::Off,
+            clusters: Clusters::Auto,
             scale_coding: ScaleCoding::Auto,
             protos: Protos::Auto,
             layout: Layout::Compact,

@@ -36,6 +36,10 @@ fn packed(spec: &str, scales: ScaleCoding) -> pcll_formats::PackReport {
         codecs: vec![CodecSpec::parse_rule(spec).expect("spec")],
         scale_coding: scales,
         raw_max_elements: 0,
+        // The v1–v3 coder and layout, so the version says what the scales need.
+        clusters: pcll_formats::rans::Clusters::Off,
+        protos: pcll_formats::rans::Protos::Off,
+        layout: pcll_formats::Layout::Aligned,
         ..PackOptions::default()
     };
     pack(&model(), &opts, |_, _, _| {}).expect("packs")

@@ -52,10 +52,10 @@ pub struct Args {
     /// bit, small ones included). Repeatable.
     #[arg(long = "codec", value_name = "[PATTERN=]CODEC", value_parser = parse_codec_rule)]
     pub codecs: Vec<(String, CodecSpec)>,
-    /// Histograms per `int` tensor: `1` (one, readable by v1 decoders), `2`..`8` (rows
-    /// clustered by their symbol statistics, each cluster with its own table), or `auto`
-    /// (the smallest).
-    #[arg(long, default_value = "1", value_parser = parse_clusters)]
+    /// Histograms per `int` tensor: `auto` (the smallest of one to eight: rows clustered by
+    /// their symbol statistics, each cluster with its own table; format v2), `2`..`8`, or `1`
+    /// (one, readable by v1 decoders).
+    #[arg(long, default_value = "auto", value_parser = parse_clusters)]
     pub clusters: Clusters,
     /// Per-row f16 scales: `auto` (high bytes rANS-coded wherever that is smaller: format
     /// v3, the same weights) or `f16` (stored as they are, so v1/v2 decoders read the file).

@@ -73,7 +73,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let c = &r.clustered;
     println!(
-        "int6 symbols: one histogram {} bytes, clustered {} bytes ({:+.2}% fewer)",
+        "int6 symbols: one histogram {} bytes, clustered histograms or prototype rows {} bytes ({:+.2}% fewer)",
         c.single_symbol_bytes, c.clustered_symbol_bytes, c.saving_pct
     );
     let sc = &r.scales;

@@ -207,6 +207,11 @@ pub struct Summary {
     pub int8_zlib_bytes: u64,
     pub val_bpb_int8: f64,
     pub int6_brotli_bytes: u64,
+    /// The same int6 symbols and scales (as `int6_brotli_bytes`) under zstd-22, xz-9e and,
+    /// where the program is installed, `lrzip -z -L 9 -T` (null without it).
+    pub int6_zstd_bytes: u64,
+    pub int6_xz_bytes: u64,
+    pub int6_lrzip_bytes: Option<u64>,
     pub val_bpb_int6: f64,
     pub bits: u8,
     /// How the tied embedding was stored (`same`: as every matrix), in the artifact and in
@@ -619,6 +624,13 @@ fn finish<B: AutodiffBackend>(
         int8_zlib_bytes: model_bytes(&source, &int8, Baseline::Zlib9)?,
         val_bpb_int8: int8_score.val_bpb,
         int6_brotli_bytes: model_bytes(&source, &int6, Baseline::Brotli11)?,
+        int6_zstd_bytes: model_bytes(&source, &int6, Baseline::Zstd22)?,
+        int6_xz_bytes: model_bytes(&source, &int6, Baseline::Xz9e)?,
+        int6_lrzip_bytes: if Baseline::Lrzip.available() {
+            Some(model_bytes(&source, &int6, Baseline::Lrzip)?)
+        } else {
+            None
+        },
         val_bpb_int6,
         bits: opts.bits,
         tied_embedding: match opts.plan.get(pcll_formats::pack::TIED_EMBEDDING) {
@@ -664,7 +676,16 @@ pub fn print_summary(s: &Summary) {
         s.int8_zlib_bytes,
         s.val_bpb_int8,
     );
+    row("int6 + zstd-22", s.int6_zstd_bytes, s.val_bpb_int6);
+    row("int6 + xz-9e", s.int6_xz_bytes, s.val_bpb_int6);
     row("int6 + brotli-11", s.int6_brotli_bytes, s.val_bpb_int6);
+    match s.int6_lrzip_bytes {
+        Some(b) => row("int6 + lrzip -z -L9 (ZPAQ)", b, s.val_bpb_int6),
+        None => println!(
+            "{:<44} {:>12}",
+            "int6 + lrzip -z -L9 (ZPAQ)", "(not installed)"
+        ),
+    }
     row(
         &format!("int{} + rANS (PCLL artifact, runtime)", s.bits),
         s.artifact_weights_bytes,
