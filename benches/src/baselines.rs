@@ -151,3 +151,25 @@ fn lrzip(data: &[u8], args: &[&str]) -> std::io::Result<Vec<u8>> {
     let _ = std::fs::remove_file(&output);
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_coder_round_trips_and_lrzip_only_where_installed() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * i % 61) as u8).collect();
+        let coders = Baseline::with_programs();
+        assert_eq!(
+            coders.contains(&Baseline::Lrzip),
+            Baseline::Lrzip.available()
+        );
+        for b in coders.into_iter().chain([Baseline::Zlib9]) {
+            let packed = b.compress(&data).expect(b.name());
+            assert!(packed.len() < data.len(), "{}", b.name());
+            let mut out = Vec::new();
+            b.decompress(&packed, &mut out, data.len()).expect(b.name());
+            assert_eq!(out, data, "{}", b.name());
+        }
+    }
+}
