@@ -165,10 +165,12 @@ mod tests {
             Baseline::Lrzip.available()
         );
         for b in coders.into_iter().chain([Baseline::Zlib9]) {
-            let packed = b.compress(&data).expect(b.name());
+            let name = b.name();
+            let packed = b.compress(&data).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(packed.len() < data.len(), "{}", b.name());
             let mut out = Vec::new();
-            b.decompress(&packed, &mut out, data.len()).expect(b.name());
+            b.decompress(&packed, &mut out, data.len())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(out, data, "{}", b.name());
         }
     }
