@@ -38,13 +38,22 @@ fn codecs_meet_their_targets_on_real_weights() {
         assert!(a.bytes < b.bytes && a.snr_db < b.snr_db, "{a:?} {b:?}");
     }
 
-    // Clustered histograms never cost bytes (K is chosen against the single table), and the
-    // weights are the same.
+    // The default coder (clustered histograms or prototype rows per tensor, each chosen
+    // against the single table) never costs bytes, and the weights are the same.
     assert!(r.clustered.clustered_symbol_bytes <= r.clustered.single_symbol_bytes);
-    assert_eq!(
-        row("int6 + rANS clustered").snr_db,
-        row("int6 + rANS").snr_db
-    );
+    let (one, default) = (row("int6 + rANS, one histogram"), row("int6 + rANS"));
+    assert_eq!(one.snr_db, default.snr_db);
+    assert!(default.bytes <= one.bytes, "{default:?} {one:?}");
+    // And it is below every general-purpose coder on the same symbols and scales.
+    for coder in ["zstd-22", "brotli-11", "xz-9e", "lrzip -z"] {
+        if let Some(g) = r
+            .rows
+            .iter()
+            .find(|x| x.scheme == format!("int6 + {coder}"))
+        {
+            assert!(default.bytes < g.bytes, "{default:?} {g:?}");
+        }
+    }
 
     // Coded row scales (FORMAT.md §5.8) cost well under the 16 bits of an f16 on real rows.
     assert!(
