@@ -7,7 +7,8 @@
 //! prototype, under a table of its own that is sharply peaked at zero.
 //!
 //! The writer finds the groups without a search over all pairs of rows: each row's nearest
-//! neighbour among at most [`MAX_CANDIDATES`] evenly spaced rows (L1 distance of symbols); the
+//! neighbour among at most [`MAX_CANDIDATES`] evenly spaced rows (L1 distance of the first 16
+//! symbols, then the whole row's distance to that neighbour); the
 //! rows whose neighbour is close enough that coding the difference is estimated cheaper than
 //! coding the row are candidates, grouped by leader clustering (a candidate joins the first
 //! group whose first row is that close to it, else opens a group). Each group's prototype is
@@ -48,9 +49,11 @@ impl Protos {
 }
 
 /// Rows each row is compared with when its nearest neighbour is sought (evenly spaced).
-pub const MAX_CANDIDATES: usize = 2048;
+pub const MAX_CANDIDATES: usize = 512;
 /// The most prototypes the writer uses (the format allows 255).
 pub const MAX_PROTOS: usize = 64;
+/// Columns the nearest-neighbour search compares.
+const PREFIX: usize = 16;
 /// Groups the leader clustering may open before it stops opening new ones.
 const MAX_LEADERS: usize = 4 * MAX_PROTOS;
 /// Decoder scratch the prototypes may take: half the limit, so the stream's three tables
@@ -139,18 +142,20 @@ pub fn encode_predicted(
 
     // Nearest neighbour of each row among evenly spaced candidates.
     let stride = rows.div_ceil(MAX_CANDIDATES);
+    // Circular L1 distance (differences are coded modulo the alphabet), stopping early once
+    // past `stop`.
+    let a_len = alphabet as u32;
     let l1 = |a: &[u8], b: &[u8], stop: u64| {
         let mut d = 0u64;
-        for chunk in a.chunks(64).zip(b.chunks(64)) {
-            d += chunk
-                .0
+        for (ca, cb) in a.chunks(64).zip(b.chunks(64)) {
+            d += ca
                 .iter()
-                .zip(chunk.1)
+                .zip(cb)
                 .map(|(&x, &y)| {
-                    let t = diff(x, y, alphabet) as u64;
-                    t.min(alphabet as u64 - t)
+                    let t = (x as i32 - y as i32).unsigned_abs();
+                    t.min(a_len - t)
                 })
-                .sum::<u64>();
+                .sum::<u32>() as u64;
             if d >= stop {
                 break;
             }
@@ -161,16 +166,19 @@ pub fn encode_predicted(
     let close = |d: u64, r: usize| {
         cols as f64 * geometric_bits(d as f64 / cols as f64) < 0.8 * plain_cost(r)
     };
+    // The search compares the first PREFIX columns only (a near-identical row is near on any
+    // columns); the full distance is then measured to the nearest on the prefix.
+    let prefix = cols.min(PREFIX);
     let mut candidate = vec![false; rows];
     for r in 0..rows {
         let mut best = (u64::MAX, r);
         for j in (0..rows).step_by(stride).filter(|&j| j != r) {
-            let d = l1(row(r), row(j), best.0);
+            let d = l1(&row(r)[..prefix], &row(j)[..prefix], best.0);
             if d < best.0 {
                 best = (d, j);
             }
         }
-        if best.1 != r && close(best.0, r) {
+        if best.1 != r && close(l1(row(r), row(best.1), u64::MAX), r) {
             candidate[r] = true;
             candidate[best.1] = true;
         }
@@ -196,6 +204,10 @@ pub fn encode_predicted(
         return None;
     }
     let candidates: Vec<usize> = (0..rows).filter(|&r| candidate[r]).collect();
+    let mut group_of = vec![0usize; rows];
+    for (k, g) in groups.iter().enumerate() {
+        g.iter().for_each(|&r| group_of[r] = k);
+    }
     let mut protos: Vec<Vec<u8>> = groups
         .iter()
         .map(|g| median_row(symbols, cols, g, alphabet))
@@ -210,8 +222,7 @@ pub fn encode_predicted(
             match choice[r] {
                 0 if g == 0 && candidate[r] => {
                     // First round: the estimate's difference table, from the groups.
-                    let k = groups.iter().position(|gr| gr.contains(&r)).unwrap_or(0);
-                    for (&s, &b) in row(r).iter().zip(&protos[k.min(protos.len() - 1)]) {
+                    for (&s, &b) in row(r).iter().zip(&protos[group_of[r]]) {
                         delta[diff(s, b, alphabet) as usize] += 1;
                     }
                 }
@@ -268,7 +279,6 @@ pub fn encode_predicted(
             .iter()
             .map(|&k| median_row(symbols, cols, &members[k], alphabet))
             .collect();
-        groups = keep.iter().map(|&k| members[k].clone()).collect();
     }
     // The last round's medians changed after its assignment: assign once more against them.
     let mut plain = vec![0u64; alphabet];
