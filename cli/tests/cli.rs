@@ -79,9 +79,16 @@ fn pack_verify_unpack_inspect() {
         .iter()
         .find(|r| r["name"] == "encoder.layer.0.attention.self.query.weight")
         .expect("query");
-    assert_eq!(q["codec"], "int6");
+    // int6, with histogram clusters where they code smaller (the default `--clusters auto`):
+    // then below the single histogram's order-0 entropy, else within 0.2 % above it.
+    let codec = q["codec"].as_str().expect("codec");
+    assert!(codec == "int6" || codec.starts_with("int6/k"), "{codec}");
     let gap = q["entropy_gap"].as_f64().expect("gap");
-    assert!((0.0..0.002).contains(&gap), "gap {gap}");
+    if codec == "int6" {
+        assert!((0.0..0.002).contains(&gap), "gap {gap}");
+    } else {
+        assert!((-0.05..0.0).contains(&gap), "gap {gap}");
+    }
 }
 
 #[test]
