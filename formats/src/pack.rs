@@ -343,6 +343,20 @@ impl Default for PackOptions {
     }
 }
 
+/// A string option recorded under `key`: `absent` when the key is not there (how artifacts
+/// written before the option existed were packed), `None` when its value does not parse.
+fn named<T>(
+    meta: &pcll_decoder::Metadata<'_>,
+    key: &str,
+    absent: T,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Option<T> {
+    match meta.get(key) {
+        None => Some(absent),
+        Some(v) => parse(v.as_str()?),
+    }
+}
+
 /// Metadata keys under which `pack` records its options, so `verify --against` can re-pack.
 pub mod keys {
     pub const BITS: &str = "pcll.pack.bits";
@@ -425,35 +439,38 @@ impl PackOptions {
                 ),
             );
         }
-        if self.clusters != Clusters::Off {
-            m.insert(
-                keys::CLUSTERS.into(),
-                MetaValue::String(self.clusters.name()),
-            );
-        }
-        if self.scale_coding != ScaleCoding::F16 {
-            m.insert(
-                keys::SCALES.into(),
-                MetaValue::String(self.scale_coding.name().into()),
-            );
-        }
-        if self.protos != Protos::Off {
-            m.insert(
-                keys::PROTOS.into(),
-                MetaValue::String(self.protos.name().into()),
-            );
-        }
-        if self.layout != Layout::Aligned {
-            m.insert(
-                keys::LAYOUT.into(),
-                MetaValue::String(self.layout.name().into()),
-            );
-        }
-        if self.raw_coding != RawCoding::Raw {
-            m.insert(
-                keys::RAW_CODING.into(),
-                MetaValue::String(self.raw_coding.name().into()),
-            );
+        // Options whose absence means what artifacts written before them did.
+        let named = [
+            (
+                keys::CLUSTERS,
+                self.clusters != Clusters::Off,
+                self.clusters.name(),
+            ),
+            (
+                keys::SCALES,
+                self.scale_coding != ScaleCoding::F16,
+                self.scale_coding.name().into(),
+            ),
+            (
+                keys::PROTOS,
+                self.protos != Protos::Off,
+                self.protos.name().into(),
+            ),
+            (
+                keys::LAYOUT,
+                self.layout != Layout::Aligned,
+                self.layout.name().into(),
+            ),
+            (
+                keys::RAW_CODING,
+                self.raw_coding != RawCoding::Raw,
+                self.raw_coding.name().into(),
+            ),
+        ];
+        for (key, recorded, name) in named {
+            if recorded {
+                m.insert(key.into(), MetaValue::String(name));
+            }
         }
         m
     }
@@ -502,26 +519,11 @@ impl PackOptions {
                 .collect::<Option<_>>()?,
             Some(_) => return None,
         };
-        let clusters = match meta.get(keys::CLUSTERS) {
-            None => Clusters::Off,
-            Some(v) => Clusters::parse(v.as_str()?)?,
-        };
-        let scale_coding = match meta.get(keys::SCALES) {
-            None => ScaleCoding::F16,
-            Some(v) => ScaleCoding::parse(v.as_str()?)?,
-        };
-        let protos = match meta.get(keys::PROTOS) {
-            None => Protos::Off,
-            Some(v) => Protos::parse(v.as_str()?)?,
-        };
-        let layout = match meta.get(keys::LAYOUT) {
-            None => Layout::Aligned,
-            Some(v) => Layout::parse(v.as_str()?)?,
-        };
-        let raw_coding = match meta.get(keys::RAW_CODING) {
-            None => RawCoding::Raw,
-            Some(v) => RawCoding::parse(v.as_str()?)?,
-        };
+        let clusters = named(meta, keys::CLUSTERS, Clusters::Off, Clusters::parse)?;
+        let scale_coding = named(meta, keys::SCALES, ScaleCoding::F16, ScaleCoding::parse)?;
+        let protos = named(meta, keys::PROTOS, Protos::Off, Protos::parse)?;
+        let layout = named(meta, keys::LAYOUT, Layout::Aligned, Layout::parse)?;
+        let raw_coding = named(meta, keys::RAW_CODING, RawCoding::Raw, RawCoding::parse)?;
         let extra = meta
             .iter()
             .filter(|(k, _)| !k.starts_with("pcll.pack.") && !k.starts_with("source."))

@@ -99,6 +99,58 @@ fn code_lengths(counts: &[u64]) -> Vec<f64> {
         .collect()
 }
 
+/// Code lengths of the plain table (plain rows and the prototypes, as the stream codes them)
+/// and of the difference table under an assignment: `choice[r]` is 0 for a plain row, `k` for
+/// a row coded against prototype `k − 1`.
+fn tables(
+    symbols: &[u8],
+    cols: usize,
+    choice: &[usize],
+    protos: &[Vec<u8>],
+    alphabet: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut plain = vec![0u64; alphabet];
+    let mut delta = vec![0u64; alphabet];
+    for (row, &k) in symbols.chunks_exact(cols).zip(choice) {
+        match k {
+            0 => row.iter().for_each(|&s| plain[s as usize] += 1),
+            k => {
+                for (&s, &b) in row.iter().zip(&protos[k - 1]) {
+                    delta[diff(s, b, alphabet) as usize] += 1;
+                }
+            }
+        }
+    }
+    for p in protos {
+        p.iter().for_each(|&s| plain[s as usize] += 1);
+    }
+    (code_lengths(&plain), code_lengths(&delta))
+}
+
+/// The cheapest coding of `row` under the tables: `(plain bits, best bits, choice)`, choice 0
+/// for plain, `k` for the differences from prototype `k − 1`.
+fn cheapest(
+    row: &[u8],
+    protos: &[Vec<u8>],
+    pb: &[f64],
+    db: &[f64],
+    alphabet: usize,
+) -> (f64, f64, usize) {
+    let own: f64 = row.iter().map(|&s| pb[s as usize]).sum();
+    let mut best = (own, 0usize);
+    for (k, p) in protos.iter().enumerate() {
+        let c: f64 = row
+            .iter()
+            .zip(p)
+            .map(|(&s, &b)| db[diff(s, b, alphabet) as usize])
+            .sum();
+        if c < best.0 {
+            best = (c, k + 1);
+        }
+    }
+    (own, best.0, best.1)
+}
+
 /// Column-wise median (the lower middle value) of `members`' rows.
 fn median_row(symbols: &[u8], cols: usize, members: &[usize], alphabet: usize) -> Vec<u8> {
     let mut hist = vec![0u32; alphabet];
@@ -213,51 +265,23 @@ pub fn encode_predicted(
         .map(|g| median_row(symbols, cols, g, alphabet))
         .collect();
 
-    // Reassign under the current tables, recompute medians, drop what does not pay.
-    let mut choice = vec![0usize; rows];
-    for g in 0..ROUNDS {
-        let mut plain = vec![0u64; alphabet];
-        let mut delta = vec![0u64; alphabet];
-        for r in 0..rows {
-            match choice[r] {
-                0 if g == 0 && candidate[r] => {
-                    // First round: the estimate's difference table, from the groups.
-                    for (&s, &b) in row(r).iter().zip(&protos[group_of[r]]) {
-                        delta[diff(s, b, alphabet) as usize] += 1;
-                    }
-                }
-                0 => row(r).iter().for_each(|&s| plain[s as usize] += 1),
-                k => {
-                    for (&s, &b) in row(r).iter().zip(&protos[k - 1]) {
-                        delta[diff(s, b, alphabet) as usize] += 1;
-                    }
-                }
-            }
-        }
-        for p in &protos {
-            p.iter().for_each(|&s| plain[s as usize] += 1);
-        }
-        let (pb, db) = (code_lengths(&plain), code_lengths(&delta));
+    // Reassign under the current tables, recompute medians, drop what does not pay. The
+    // first round's tables come from the groups themselves (every candidate against its
+    // group's median, the first group's for a candidate whose group was cut).
+    let mut choice: Vec<usize> = (0..rows)
+        .map(|r| if candidate[r] { group_of[r] + 1 } else { 0 })
+        .collect();
+    for _ in 0..ROUNDS {
+        let (pb, db) = tables(symbols, cols, &choice, &protos, alphabet);
         let mut gain = vec![0f64; protos.len()];
         let mut members: Vec<Vec<usize>> = vec![Vec::new(); protos.len()];
-        choice.iter_mut().for_each(|c| *c = 0);
         for &r in &candidates {
-            let own: f64 = row(r).iter().map(|&s| pb[s as usize]).sum();
-            let mut best = (own, 0usize);
-            for (k, p) in protos.iter().enumerate() {
-                let c: f64 = row(r)
-                    .iter()
-                    .zip(p)
-                    .map(|(&s, &b)| db[diff(s, b, alphabet) as usize])
-                    .sum();
-                if c < best.0 {
-                    best = (c, k + 1);
-                }
-            }
-            if best.1 > 0 {
-                choice[r] = best.1;
-                gain[best.1 - 1] += own - best.0;
-                members[best.1 - 1].push(r);
+            let (own, best, k) =
+                cheapest(&symbols[r * cols..][..cols], &protos, &pb, &db, alphabet);
+            choice[r] = k;
+            if k > 0 {
+                gain[k - 1] += own - best;
+                members[k - 1].push(r);
             }
         }
         // A prototype costs its own row under the plain table.
@@ -281,33 +305,9 @@ pub fn encode_predicted(
             .collect();
     }
     // The last round's medians changed after its assignment: assign once more against them.
-    let mut plain = vec![0u64; alphabet];
-    let mut delta = vec![0u64; alphabet];
-    for (r, &k) in choice.iter().enumerate() {
-        match k {
-            0 => row(r).iter().for_each(|&s| plain[s as usize] += 1),
-            k => {
-                for (&s, &b) in row(r).iter().zip(&protos[k - 1]) {
-                    delta[diff(s, b, alphabet) as usize] += 1;
-                }
-            }
-        }
-    }
-    let (pb, db) = (code_lengths(&plain), code_lengths(&delta));
+    let (pb, db) = tables(symbols, cols, &choice, &protos, alphabet);
     for &r in &candidates {
-        let own: f64 = row(r).iter().map(|&s| pb[s as usize]).sum();
-        let mut best = (own, 0usize);
-        for (k, p) in protos.iter().enumerate() {
-            let c: f64 = row(r)
-                .iter()
-                .zip(p)
-                .map(|(&s, &b)| db[diff(s, b, alphabet) as usize])
-                .sum();
-            if c < best.0 {
-                best = (c, k + 1);
-            }
-        }
-        choice[r] = best.1;
+        choice[r] = cheapest(&symbols[r * cols..][..cols], &protos, &pb, &db, alphabet).2;
     }
 
     // The stream: prototypes (table 1), then per row its selector (table 0) and its symbols
