@@ -10,9 +10,9 @@
 //! calibration slice, and `α_t = Δloss / ε_t(probe)`. The Hessian gives the shape of each
 //! tensor's curve, the probe its height in nats.
 //!
-//! [`allocate`] solves the multiple-choice knapsack greedily on each tensor's lower convex
-//! hull (best loss decrease per byte first), then spends what is left on any single upgrade
-//! that fits. The artifact is then laid out for real; if padding or metadata make it larger
+//! [`allocate`] solves the multiple-choice knapsack by dynamic programming over the budget
+//! (exactly below 65,536 bytes, to 1/65,536 of the budget above), then spends what rounding
+//! left on any single upgrade that fits. The artifact is then laid out for real; if padding or metadata make it larger
 //! than the target, the allocation budget shrinks by the excess and the loop repeats, so the
 //! returned artifact always fits.
 
@@ -23,7 +23,7 @@ use crate::pack::{
 };
 use crate::quant::gptq::{output_error, GptqContext, Hessians};
 use crate::safetensors_io::SourceModel;
-use crate::writer::{write_artifact_with, TensorRecord};
+use crate::writer::{write_artifact_with, Layout, TensorRecord};
 use half::f16;
 use pcll_decoder::table::align_up;
 use pcll_decoder::Codec;
@@ -110,14 +110,15 @@ fn f16_round(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| f16::from_f32(x).to_f32()).collect()
 }
 
-/// Payload bytes as the layout counts them: the payload rounded up to its 64-byte alignment,
-/// plus the codec parameters in the table.
-fn cost(c: &Candidate) -> u64 {
-    align_up(c.bytes)
-        + match c.plan {
-            TensorPlan::Int(_) => 4,
-            TensorPlan::RawF16 => 0,
-        }
+/// Payload bytes as the layout counts them: the payload (rounded up to its 64-byte alignment
+/// where `layout` aligns it: every payload in [`Layout::Aligned`], raw ones in
+/// [`Layout::Compact`]), plus the codec parameters in the table.
+fn cost(c: &Candidate, layout: Layout) -> u64 {
+    match c.plan {
+        TensorPlan::Int(_) if layout == Layout::Compact => c.bytes + 4,
+        TensorPlan::Int(_) => align_up(c.bytes) + 4,
+        TensorPlan::RawF16 => align_up(c.bytes),
+    }
 }
 
 /// Packs `model` to fit `budget.budget − budget.reserve` bytes: [`measure`] then
@@ -350,7 +351,7 @@ impl Measured<'_> {
             .map(|t| {
                 t.candidates
                     .iter()
-                    .map(|c| (cost(c), c.predicted))
+                    .map(|c| (cost(c, self.opts.layout), c.predicted))
                     .collect()
             })
             .collect();

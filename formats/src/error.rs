@@ -46,4 +46,7 @@ pub enum FormatError {
     OutOfMemory { name: String, bytes: u64 },
     #[error("{path}: {error}")]
     Io { path: String, error: String },
+    /// An artifact that does not match the source it is verified against.
+    #[error("{0}")]
+    Mismatch(String),
 }

@@ -17,6 +17,7 @@ pub mod rans;
 pub mod safetensors_io;
 pub mod scales;
 pub mod unpack;
+pub mod verify;
 pub mod writer;
 
 pub use error::FormatError;
