@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._errors import PcllError
+from ._common import PcllError, TensorIndex
 
 try:
     from . import _native
@@ -76,29 +76,13 @@ def _array(dtype, shape, buf):
 
 if _native is not None:
 
-    class Artifact:
+    class Artifact(TensorIndex):
         """A validated artifact; tensors decode lazily on access (in Rust, without the GIL)."""
 
         def __init__(self, source):
             self._art = _native_call(_native.NativeArtifact, _read(source))
             self._tensors = self._art.tensors()
             self._index = {t[0]: i for i, t in enumerate(self._tensors)}
-
-        @property
-        def version(self):
-            return self._art.version
-
-        def keys(self):
-            return list(self._index)
-
-        def __len__(self):
-            return len(self._tensors)
-
-        def __contains__(self, name):
-            return name in self._index
-
-        def __iter__(self):
-            return iter(self._index)
 
         def shape(self, name):
             return self._tensors[self._index[name]][2]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._errors import PcllError
+from ._common import PcllError, TensorIndex
 
 __all__ = ["Artifact", "PcllError", "load", "library"]
 
@@ -131,7 +131,7 @@ def _check(code, what):
         raise _error(code, what)
 
 
-class Artifact:
+class Artifact(TensorIndex):
     """A validated artifact; tensors decode lazily on access. Holds the file bytes."""
 
     def __init__(self, source):
@@ -153,22 +153,6 @@ class Artifact:
     def _name(self, i):
         info = self._infos[i]
         return ctypes.string_at(info.name, info.name_len).decode()
-
-    @property
-    def version(self):
-        return self._art.version
-
-    def keys(self):
-        return list(self._index)
-
-    def __len__(self):
-        return len(self._infos)
-
-    def __contains__(self, name):
-        return name in self._index
-
-    def __iter__(self):
-        return iter(self._index)
 
     def shape(self, name):
         info = self._infos[self._index[name]]
