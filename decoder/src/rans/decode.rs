@@ -204,9 +204,28 @@ impl<'a, 's> RansDecoder<'a, 's> {
 
     /// Decodes whole groups of `N` symbols while at least `N` words remain, so no read in a
     /// group can pass the end. Returns the symbols written. Requires `done % N == 0`.
+    ///
+    /// The common precisions get a copy of the loop each with the precision a constant, so
+    /// its shifts and masks are immediates; the `small` build keeps one loop for all.
     #[inline(always)]
     fn decode_groups<const N: usize>(&mut self, out: &mut [u8]) -> usize {
-        let bits = self.prob_bits;
+        #[cfg(not(feature = "small"))]
+        match self.prob_bits {
+            10 => return self.decode_groups_at::<N>(out, 10),
+            11 => return self.decode_groups_at::<N>(out, 11),
+            12 => return self.decode_groups_at::<N>(out, 12),
+            13 => return self.decode_groups_at::<N>(out, 13),
+            14 => return self.decode_groups_at::<N>(out, 14),
+            15 => return self.decode_groups_at::<N>(out, 15),
+            _ => {}
+        }
+        self.decode_groups_at::<N>(out, self.prob_bits)
+    }
+
+    /// [`Self::decode_groups`] at precision `bits` (= `self.prob_bits`; inlined, so a literal
+    /// `bits` makes a specialized loop).
+    #[inline(always)]
+    fn decode_groups_at<const N: usize>(&mut self, out: &mut [u8], bits: u32) -> usize {
         let mask = (1u32 << bits) - 1;
         let mut x = [0u32; N];
         x.copy_from_slice(&self.states[..N]);
@@ -279,10 +298,11 @@ fn groups<const N: usize>(
             let (sym, nx) = step(*xj);
             // Branch-free renormalization: the branch would be taken ~30 % of the time at
             // random, and mispredictions cost more than the arithmetic.
-            let need = (nx < RANS_L) as u32;
-            let keep = 0u32.wrapping_sub(need);
-            let w = u16::from_le_bytes([words[2 * used], words[2 * used + 1]]) as u32;
-            *xj = (nx << (need * WORD_BITS)) | (w & keep);
+            let need = nx < RANS_L;
+            // `used < N` (a power of two), so the mask only proves it: no bounds check.
+            let at = 2 * (used & (N - 1));
+            let w = u16::from_le_bytes([words[at], words[at + 1]]) as u32;
+            *xj = core::hint::select_unpredictable(need, (nx << WORD_BITS) | w, nx);
             used += need as usize;
             *o = sym;
         }
