@@ -82,43 +82,63 @@ impl Sink for Counter {
 }
 
 /// Checks every payload checksum and decodes every tensor (stream integrity, final states)
-/// through a sink: memory stays at the decoder's scratch whatever sizes the file declares,
-/// and time is decode speed. Integer `raw` tensors need no decoding past their checksum.
-/// Calls `progress(done, total)` after each tensor.
+/// through a sink: memory stays at one decoder scratch per thread whatever sizes the file
+/// declares, and time is decode speed. Tensors are decoded in parallel (rayon); the result,
+/// and which error is reported when several tensors are bad (the first in table order), do not
+/// depend on the thread count. Integer `raw` tensors need no decoding past their checksum.
+/// Calls `progress(done, total)` after each tensor, from the decoding threads.
 pub fn verify_decodes(
     art: &Artifact<'_>,
-    mut progress: impl FnMut(u32, u32),
+    progress: impl Fn(u32, u32) + Sync,
 ) -> Result<Vec<DecodeCheck>, FormatError> {
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
     art.verify_payloads()?;
     let total = art.tensor_count();
-    let mut scratch = vec![0u8; pcll_decoder::limits::MAX_SCRATCH_LEN];
-    let mut checks = Vec::with_capacity(total as usize);
-    for (i, t) in art.tensors().enumerate() {
-        let mut count = Counter::default();
-        if !matches!(t.dtype, Dtype::I32 | Dtype::I64) {
-            let len = usize::try_from(t.numel()).map_err(|_| FormatError::OutOfMemory {
-                name: t.name.into(),
-                bytes: Artifact::logical_len(&t),
-            })?;
-            art.decode(
-                &t,
-                Output::Sink {
-                    len,
-                    sink: &mut count,
-                },
-                &mut scratch,
-            )
-            .map_err(|error| FormatError::Tensor {
-                name: t.name.into(),
-                error,
-            })?;
-        } else {
-            count.0.elements = t.numel();
-        }
-        checks.push(count.0);
-        progress(i as u32 + 1, total);
+    let done = AtomicU32::new(0);
+    let checks: Vec<Result<DecodeCheck, FormatError>> = (0..total)
+        .into_par_iter()
+        .map_init(
+            || vec![0u8; pcll_decoder::limits::MAX_SCRATCH_LEN],
+            |scratch, i| {
+                let t = art.tensor(i)?;
+                let check = decode_check(art, &t, scratch)?;
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                Ok(check)
+            },
+        )
+        .collect();
+    checks.into_iter().collect()
+}
+
+/// Decodes one tensor through a [`Counter`].
+fn decode_check(
+    art: &Artifact<'_>,
+    t: &TensorInfo<'_>,
+    scratch: &mut [u8],
+) -> Result<DecodeCheck, FormatError> {
+    let mut count = Counter::default();
+    if matches!(t.dtype, Dtype::I32 | Dtype::I64) {
+        count.0.elements = t.numel();
+        return Ok(count.0);
     }
-    Ok(checks)
+    let len = usize::try_from(t.numel()).map_err(|_| FormatError::OutOfMemory {
+        name: t.name.into(),
+        bytes: Artifact::logical_len(t),
+    })?;
+    art.decode(
+        t,
+        Output::Sink {
+            len,
+            sink: &mut count,
+        },
+        scratch,
+    )
+    .map_err(|error| FormatError::Tensor {
+        name: t.name.into(),
+        error,
+    })?;
+    Ok(count.0)
 }
 
 /// A tensor the safetensors writer asks for when it reaches it.

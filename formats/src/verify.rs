@@ -12,6 +12,7 @@ use crate::safetensors_io::{SourceModel, SourceTensor};
 use crate::unpack::{check_memory, decode_tensor};
 use half::{bf16, f16};
 use pcll_decoder::{Artifact, Codec, Dtype, TensorInfo};
+use rayon::prelude::*;
 
 /// What [`check_against`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -142,8 +143,8 @@ fn check_tensor(
 
 /// Checks every tensor of `art` against `model` under the pack options `opts` the artifact
 /// records: the same tensor names and shapes, raw and `lossless` tensors bit for bit, `int`
-/// reconstructions within half a step (unless GPTQ). `max_memory` bounds one tensor's
-/// reconstruction.
+/// reconstructions within half a step (unless GPTQ). Tensors are checked in parallel, each
+/// holding its reconstruction, so `max_memory` bounds one tensor's reconstruction per thread.
 pub fn check_against(
     art: &Artifact<'_>,
     model: &SourceModel,
@@ -157,19 +158,28 @@ pub fn check_against(
             art.tensor_count()
         )));
     }
+    // Tensors in parallel; the first failure in table order is the one reported.
+    let gptq = opts.gptq.is_some();
+    let per_tensor: Vec<Result<(f64, u64), FormatError>> = (0..art.tensor_count())
+        .into_par_iter()
+        .map(|i| {
+            let t = art.tensor(i)?;
+            let src = model
+                .get(t.name)
+                .ok_or_else(|| mismatch(format!("{} not in source", t.name)))?;
+            if gptq && matches!(t.codec, Codec::Int(_)) {
+                same_shape(&t, src)?;
+                return Ok((0.0, 0));
+            }
+            check_tensor(art, &t, src, opts.scale, max_memory)
+        })
+        .collect();
     let mut check = AgainstCheck {
-        gptq: opts.gptq.is_some(),
+        gptq,
         ..AgainstCheck::default()
     };
-    for t in art.tensors() {
-        let src = model
-            .get(t.name)
-            .ok_or_else(|| mismatch(format!("{} not in source", t.name)))?;
-        if check.gptq && matches!(t.codec, Codec::Int(_)) {
-            same_shape(&t, src)?;
-            continue;
-        }
-        let (w, c) = check_tensor(art, &t, src, opts.scale, max_memory)?;
+    for r in per_tensor {
+        let (w, c) = r?;
         check.worst_steps = check.worst_steps.max(w);
         check.clipped += c;
     }
