@@ -12,9 +12,9 @@
 //!
 //! [`allocate`] solves the multiple-choice knapsack by dynamic programming over the budget
 //! (exactly below 65,536 bytes, to 1/65,536 of the budget above), then spends what rounding
-//! left on any single upgrade that fits. The artifact is then laid out for real; if padding or metadata make it larger
-//! than the target, the allocation budget shrinks by the excess and the loop repeats, so the
-//! returned artifact always fits.
+//! left on any single upgrade that fits. The artifact is then laid out for real; if padding
+//! or metadata make it larger than the target, the allocation budget shrinks by the excess and
+//! the loop repeats, so the returned artifact always fits.
 
 use crate::error::FormatError;
 use crate::pack::{

@@ -82,8 +82,8 @@ impl Sink for Counter {
 }
 
 /// Checks every payload checksum and decodes every tensor (stream integrity, final states)
-/// through a sink: memory stays at one decoder scratch per thread whatever sizes the file
-/// declares, and time is decode speed. Tensors are decoded in parallel (rayon); the result,
+/// through a sink: memory stays at one decoder scratch per rayon task (a few per thread)
+/// whatever sizes the file declares, and time is decode speed. Tensors are decoded in parallel (rayon); the result,
 /// and which error is reported when several tensors are bad (the first in table order), do not
 /// depend on the thread count. Integer `raw` tensors need no decoding past their checksum.
 /// Calls `progress(done, total)` after each tensor, from the decoding threads.

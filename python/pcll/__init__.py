@@ -297,8 +297,8 @@ def pack(state_dict, path, *, codecs=None, bits=6, scale="maxabs", budget=None, 
     bits, scale ("maxabs", "mse", "percentile:P"), keep_f32, raw_max_elements, lanes, clusters,
         scales, protos, layout, raw_coding, tied_embedding: as the `pcll pack` flags.
     hessians: {weight name: XᵀX} of each linear layer's inputs (an `in × in` matrix for a weight of
-        shape `out × in`); turns on GPTQ (gptq=False turns it off) and makes the `mse` scale search
-        and the budget packer's error Hessian-weighted.
+        shape `out × in`); turns on GPTQ (gptq=False turns it off), under which the `mse` scale
+        search is Hessian-weighted, and makes the budget packer's error Hessian-weighted.
     budget, reserve: bytes (an int or "16MB"): choose codec and rate per tensor so the whole file
         fits in budget − reserve with the least predicted loss increase.
     loss_fn: state_dict -> float, the caller's loss (e.g. validation NLL on a few batches); the
