@@ -5,4 +5,5 @@
 pub mod baselines;
 pub mod compare;
 pub mod fixtures;
+pub mod harness;
 pub mod report;

@@ -50,7 +50,7 @@ fn eval_resident_and_streamed_agree() {
 
     let shard = tmp("val_000.bin");
     write_shard(&shard, &tokens(64 * 6 + 5, 256, 9)).expect("shard");
-    let run = |stream: bool| -> serde_json::Value {
+    let with = |extra: &[&str]| -> serde_json::Value {
         let mut a = vec![
             "eval",
             s(&art),
@@ -60,26 +60,34 @@ fn eval_resident_and_streamed_agree() {
             "64",
             "--json",
         ];
-        if stream {
-            a.push("--stream");
-        }
+        a.extend_from_slice(extra);
         serde_json::from_str(&ok(&pcll(&a))).expect("json")
     };
-    let (r, st) = (run(false), run(true));
+    let (r, st) = (with(&[]), with(&["--stream"]));
     assert_eq!(r["val_loss"], st["val_loss"]);
-    // Work is split the same way on any thread count, so one thread gives the same bits.
-    let one: serde_json::Value = serde_json::from_str(&ok(&pcll(&[
+    // A cache of decoded tensors (none, some, all of them) changes no bit.
+    for cache in ["1", "20000", "100000000"] {
+        let c = with(&["--stream", "--stream-cache", cache]);
+        assert_eq!(c["val_loss"], r["val_loss"], "--stream-cache {cache}");
+        assert_eq!(c["stream_cache_bytes"], cache.parse::<u64>().expect("u64"));
+    }
+    // A cache only means something when streaming: clap's usage error.
+    let o = pcll(&[
         "eval",
         s(&art),
         "--tokens",
         s(&shard),
-        "--seq-len",
-        "64",
-        "--json",
-        "--threads",
-        "1",
-    ])))
-    .expect("json");
+        "--stream-cache",
+        "9",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("required arguments") && err.contains("--stream"),
+        "{err}"
+    );
+    // Work is split the same way on any thread count, so one thread gives the same bits.
+    let one = with(&["--threads", "1"]);
     assert_eq!(one["threads"], 1);
     assert_eq!(r["val_loss"], one["val_loss"]);
     assert_eq!(r["val_bpb"], st["val_bpb"]);
@@ -130,7 +138,7 @@ fn generate_is_seeded_and_streams_the_same() {
     assert!(a.starts_with("fn main() {"), "{a}");
     assert_eq!(a, run("1", false));
     assert_eq!(a, run("1", true));
-    let greedy = |stream: bool| {
+    let greedy = |extra: &[&'static str]| {
         let mut a = vec![
             "generate",
             s(&art),
@@ -141,12 +149,21 @@ fn generate_is_seeded_and_streams_the_same() {
             "--temperature",
             "0",
         ];
-        if stream {
-            a.push("--stream");
-        }
-        ok(&pcll(&a))
+        a.extend_from_slice(extra);
+        pcll(&a)
     };
-    assert_eq!(greedy(false), greedy(true));
+    assert_eq!(
+        ok(&greedy(&[])),
+        ok(&greedy(&["--stream", "--stream-cache", "30000"]))
+    );
+    // --fast: integer activations in the matrix-vector products; a continuation of the prompt.
+    let o = greedy(&["--fast", "--threads", "1"]);
+    assert!(ok(&o).starts_with("let x"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("16 generated") && err.contains("1 threads") && err.contains("fast"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,15 +1,18 @@
 //! The runtime against the NumPy reference (`conformance/python/gpt_reference.py`): models of
 //! several shapes (odd widths, grouped-query and not, tied and untied, one to five layers) are
-//! packed with the int6 codec, scored by the Rust runtime (resident and streamed, which must
-//! agree exactly) and by the reference on the unpacked weights; val_loss and val_bpb must
-//! agree within 1e-4. Also: the KV-cache path gives the logits of the full forward pass.
+//! packed with the int6 codec, scored by the Rust runtime (resident with int weights compact
+//! or in f32, streamed with and without a cache, under `Numerics::Fast`: all must agree
+//! exactly) and by the reference on the unpacked weights; val_loss and val_bpb must agree
+//! within 1e-4. Also: the KV-cache path gives the logits of the full forward pass, and
+//! generation gives the same logits, bit for bit, from every weight form on 1 or 2 threads,
+//! and within 1e-3 under `Numerics::Fast`.
 
 use pcll_conformance::gpt::{synthetic, tokens, Shape};
 use pcll_decoder::Artifact;
 use pcll_formats::{pack, PackOptions, SourceModel, SourceTensor};
 use pcll_runtime::shard::write_shard;
 use pcll_runtime::stream::Streamed;
-use pcll_runtime::{evaluate, ByteTables, Config, Model, Resident};
+use pcll_runtime::{evaluate, ByteTables, Config, Model, Numerics, Resident};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -118,6 +121,27 @@ fn runtime_matches_the_numpy_reference() {
         let streamed = Model::new(cfg, Streamed::open(&path).expect("opens"));
         let s = evaluate(&streamed, &toks, seq_len, &tables, |_| {}).expect("evaluates");
         assert_eq!(r, s, "shape {i}: streaming must give the same numbers");
+        // Every weight form gives the same bits: f32 weights, int symbols kept compact,
+        // streamed with a cache of part of the weights.
+        let f32_weights = Model::new(cfg, Resident::decode_all_f32(&art).expect("decodes"));
+        let f = evaluate(&f32_weights, &toks, seq_len, &tables, |_| {}).expect("evaluates");
+        assert_eq!(
+            r, f,
+            "shape {i}: compact int weights must score as f32 ones"
+        );
+        let half = resident.weights().bytes() / 2;
+        let cached = Model::new(cfg, Streamed::open(&path).expect("opens").with_cache(half));
+        for pass in 0..2 {
+            let c = evaluate(&cached, &toks, seq_len, &tables, |_| {}).expect("evaluates");
+            assert_eq!(r, c, "shape {i}: cached stream, pass {pass}");
+        }
+        let held = cached.weights().cached_bytes();
+        assert!(held > 0 && held <= half, "shape {i}: {held} of {half}");
+        // Scoring never changes numerics: `Fast` only touches matrix-vector products.
+        let fast = Model::new(cfg, Resident::decode_all(&art).expect("decodes"))
+            .with_numerics(Numerics::Fast);
+        let q = evaluate(&fast, &toks, seq_len, &tables, |_| {}).expect("evaluates");
+        assert_eq!(r, q, "shape {i}: scoring under Fast");
         assert_eq!(r.sequences, 5);
         assert!(
             r.val_loss.is_finite() && r.val_loss > 0.1,
@@ -223,4 +247,96 @@ fn kv_cache_gives_the_full_pass_logits() {
             }
         }
     }
+}
+
+#[test]
+fn generation_is_the_same_from_every_weight_form_and_thread_count() {
+    let dir = scratch_dir("generation");
+    for (i, &shape) in SHAPES.iter().enumerate() {
+        let model = synthetic(shape, 70 + i as u64);
+        let (path, bytes) = packed(&model, &dir);
+        let art = Artifact::parse(&bytes).expect("parses");
+        let cfg = Config::from_artifact(&art).expect("config");
+        let ids: Vec<u32> = tokens(30, shape.vocab, 5)
+            .iter()
+            .map(|&t| t.into())
+            .collect();
+        // Prompt of 6, then one token at a time; every step's logits as bits.
+        let run = |m: &dyn Fn(&[u32], &mut pcll_runtime::KvCache) -> Vec<f32>,
+                   cache: &mut pcll_runtime::KvCache| {
+            let mut out = vec![m(&ids[..6], cache)];
+            for &t in &ids[6..] {
+                out.push(m(&[t], cache));
+            }
+            out.iter()
+                .map(|l| l.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
+        let gen = |weights: Box<dyn pcll_runtime::Weights>, numerics, threads: usize| {
+            let m = Model::new(cfg, weights).with_numerics(numerics);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
+            pool.install(|| {
+                let mut cache = m.new_cache();
+                run(&|ids, c| m.extend(ids, c).expect("extends"), &mut cache)
+            })
+        };
+        let compact = || Box::new(Resident::decode_all(&art).expect("decodes"));
+        let want = gen(compact(), Numerics::Exact, 1);
+        assert_eq!(
+            want,
+            gen(compact(), Numerics::Exact, 2),
+            "shape {i}: 2 threads"
+        );
+        assert_eq!(
+            want,
+            gen(
+                Box::new(Resident::decode_all_f32(&art).expect("decodes")),
+                Numerics::Exact,
+                2
+            ),
+            "shape {i}: f32 weights"
+        );
+        for cache in [0, 20_000, usize::MAX] {
+            let s = Streamed::open(&path).expect("opens").with_cache(cache);
+            assert_eq!(
+                want,
+                gen(Box::new(s), Numerics::Exact, 2),
+                "shape {i}: streamed, cache {cache}"
+            );
+        }
+        // Loaded from disk tensor by tensor on two threads at once (each read is its own
+        // seek and read of the one file handle).
+        let two = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool");
+        for _ in 0..3 {
+            let loaded = two.install(|| {
+                Streamed::open(&path)
+                    .expect("opens")
+                    .decode_all()
+                    .expect("decodes in parallel")
+            });
+            assert_eq!(
+                want,
+                gen(Box::new(loaded), Numerics::Exact, 1),
+                "shape {i}: loaded"
+            );
+        }
+        let fast = gen(compact(), Numerics::Fast, 1);
+        assert_eq!(
+            fast,
+            gen(compact(), Numerics::Fast, 2),
+            "shape {i}: fast, 2 threads"
+        );
+        assert_ne!(fast, want, "shape {i}: the fast path ran");
+        for (a, b) in fast.iter().flatten().zip(want.iter().flatten()) {
+            let (a, b) = (f32::from_bits(*a), f32::from_bits(*b));
+            assert!((a - b).abs() < 1e-3, "shape {i}: fast logit {a} vs {b}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

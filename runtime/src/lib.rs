@@ -40,6 +40,6 @@ pub mod weights;
 pub use config::Config;
 pub use error::RuntimeError;
 pub use eval::{evaluate, ByteTables, EvalResult};
-pub use matrix::{IntMatrix, Matrix};
+pub use matrix::{IntMatrix, Matrix, Numerics};
 pub use model::{KvCache, Model, Site, Tap};
 pub use weights::{Resident, Weights};

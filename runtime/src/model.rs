@@ -14,7 +14,7 @@
 
 use crate::config::{block_tensor, Config};
 use crate::error::RuntimeError;
-use crate::matrix::Matrix;
+use crate::matrix::{Matrix, Numerics};
 use crate::ops::{self, for_chunks, gemm_strided, map_range, rms_norm, Rope, RopeTable};
 use crate::weights::Weights;
 use alloc::vec;
@@ -25,6 +25,7 @@ pub struct Model<W> {
     cfg: Config,
     weights: W,
     rope: Rope,
+    numerics: Numerics,
 }
 
 impl<W: Weights> Model<W> {
@@ -32,7 +33,23 @@ impl<W: Weights> Model<W> {
     /// ([`Config::from_artifact`] does that).
     pub fn new(cfg: Config, weights: W) -> Model<W> {
         let rope = Rope::new(cfg.head_dim(), cfg.rope_base);
-        Model { cfg, weights, rope }
+        Model {
+            cfg,
+            weights,
+            rope,
+            numerics: Numerics::Exact,
+        }
+    }
+
+    /// The same model computing its products with `int` weights under `numerics`
+    /// ([`Numerics::Exact`] unless set).
+    pub fn with_numerics(mut self, numerics: Numerics) -> Model<W> {
+        self.numerics = numerics;
+        self
+    }
+
+    pub fn numerics(&self) -> Numerics {
+        self.numerics
     }
 
     pub fn config(&self) -> &Config {
@@ -118,7 +135,7 @@ impl<W: Weights> Model<W> {
         let d = self.cfg.model_dim;
         let head = self.head()?;
         let mut logits = vec![0f32; self.cfg.vocab_size];
-        head.gemm(&h[last * d..], d, &mut logits);
+        head.gemm(self.numerics, &h[last * d..], d, &mut logits);
         let cap = self.cfg.logit_softcap;
         for l in logits.iter_mut() {
             *l = cap * ops::math::tanh(*l / cap);
@@ -269,7 +286,7 @@ impl<W: Weights> Model<W> {
                 let r0 = c * ROWS;
                 let mut n = xs[r0 * d..r0 * d + yc.len() / width * d].to_vec();
                 ops::rms_norm_rows(&mut n, d);
-                w.gemm(&n, d, yc);
+                w.gemm(self.numerics, &n, d, yc);
             });
             Ok(y)
         };
@@ -299,7 +316,7 @@ impl<W: Weights> Model<W> {
             let mut n = xc.to_vec();
             ops::rms_norm_rows(&mut n, d);
             let mut q = vec![0f32; rows * d];
-            wq.gemm(&n, d, &mut q);
+            wq.gemm(self.numerics, &n, d, &mut q);
             for (r, row) in q.chunks_mut(d).enumerate() {
                 prepare_row(row, hd, q0 + r, table, Some(&gain));
             }
@@ -322,7 +339,7 @@ impl<W: Weights> Model<W> {
             if let Some(tap) = tap {
                 tap.record(layer, Site::AttnProj, c * ROWS, &n);
             }
-            proj.gemm(&n, d, &mut q);
+            proj.gemm(self.numerics, &n, d, &mut q);
             add_scaled(xc, &q, &attn_scale);
         });
         Ok(())
@@ -339,7 +356,7 @@ impl<W: Weights> Model<W> {
             let mut n = xc.to_vec();
             ops::rms_norm_rows(&mut n, d);
             let mut hbuf = vec![0f32; r * hid];
-            fc.gemm(&n, d, &mut hbuf);
+            fc.gemm(self.numerics, &n, d, &mut hbuf);
             for v in hbuf.iter_mut() {
                 let a = v.max(0.0);
                 *v = a * a;
@@ -348,7 +365,7 @@ impl<W: Weights> Model<W> {
                 tap.record(layer, Site::MlpFc, c * ROWS, &n);
                 tap.record(layer, Site::MlpProj, c * ROWS, &hbuf);
             }
-            proj.gemm(&hbuf, hid, &mut n);
+            proj.gemm(self.numerics, &hbuf, hid, &mut n);
             add_scaled(xc, &n, &scale);
         });
         Ok(())
@@ -376,7 +393,7 @@ impl<W: Weights> Model<W> {
             let r0 = c * ROWS;
             let r1 = (r0 + ROWS).min(targets.len());
             let mut logits = vec![0f32; (r1 - r0) * vocab];
-            head.gemm(&h[r0 * d..r1 * d], d, &mut logits);
+            head.gemm(self.numerics, &h[r0 * d..r1 * d], d, &mut logits);
             logits
                 .chunks_mut(vocab)
                 .zip(&targets[r0..r1])

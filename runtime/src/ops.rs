@@ -67,16 +67,32 @@ where
 {
     let chunk = chunk.max(1);
     #[cfg(feature = "std")]
-    {
+    if parallel(data.len().div_ceil(chunk)) {
         use rayon::prelude::*;
         data.par_chunks_mut(chunk)
             .enumerate()
             .for_each(|(i, c)| f(i, c));
+        return;
     }
-    #[cfg(not(feature = "std"))]
     data.chunks_mut(chunk)
         .enumerate()
         .for_each(|(i, c)| f(i, c));
+}
+
+/// Threads of the pool parallel loops run on (1 without `std`).
+pub fn threads() -> usize {
+    #[cfg(feature = "std")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "std"))]
+    1
+}
+
+/// Whether `items` work items go to the thread pool: not one alone, nor on a pool of one
+/// thread, where handing work to the pool costs two context switches and saves nothing (a
+/// token of generation makes about a hundred such calls).
+#[cfg(feature = "std")]
+fn parallel(items: usize) -> bool {
+    items > 1 && rayon::current_num_threads() > 1
 }
 
 /// `map(i)` for `i in 0..n`, in parallel with `std`, collected in order.
@@ -86,11 +102,10 @@ where
     F: Fn(usize) -> T + Sync + Send,
 {
     #[cfg(feature = "std")]
-    {
+    if parallel(n) {
         use rayon::prelude::*;
-        (0..n).into_par_iter().map(map).collect()
+        return (0..n).into_par_iter().map(map).collect();
     }
-    #[cfg(not(feature = "std"))]
     (0..n).map(map).collect()
 }
 
@@ -132,9 +147,14 @@ pub fn gemm_cols(
     if m == 1 {
         // A matrix-vector product: packing `w` for a blocked gemm would cost as much as the
         // product itself.
-        for (j, yj) in y.iter_mut().take(n).enumerate() {
-            let d = dot(x, &w[j * ldw..j * ldw + k]);
-            *yj = if accumulate { *yj + d } else { d };
+        let n = n.min(y.len());
+        let y = &mut y[..n];
+        if accumulate {
+            for (j, yj) in y.iter_mut().enumerate() {
+                *yj += dot(x, &w[j * ldw..j * ldw + k]);
+            }
+        } else {
+            pcll_kernels::matvec_f32(x, w, ldw, y);
         }
         return;
     }
@@ -173,12 +193,7 @@ pub fn gemm_nn(x: &[f32], k: usize, b: &[f32], ldb: usize, y: &mut [f32]) {
         return;
     }
     if m == 1 {
-        y.fill(0.0);
-        for (i, &xi) in x.iter().enumerate() {
-            for (yj, &bij) in y.iter_mut().zip(&b[i * ldb..i * ldb + n]) {
-                *yj += xi * bij;
-            }
-        }
+        pcll_kernels::vecmat_f32(x, b, ldb, y);
         return;
     }
     let (Ok(a), Ok(b), Ok(mut c)) = (
@@ -192,22 +207,10 @@ pub fn gemm_nn(x: &[f32], k: usize, b: &[f32], ldb: usize, y: &mut [f32]) {
     general_mat_mul(1.0, &a, &b, 0.0, &mut c);
 }
 
-/// Dot product with eight independent partial sums (so it vectorizes); a fixed order, so
-/// the same inputs give the same bits on every run.
+/// Dot product in the one fixed order of [`pcll_kernels::dot_f32`] (sixteen partial sums, so
+/// it vectorizes): the same inputs give the same bits on every run and every CPU.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut tail = 0f32;
-    for (x, y) in ar.iter().zip(br) {
-        tail += x * y;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    pcll_kernels::dot_f32(a, b)
 }
 
 /// Shapes are computed from the model configuration, which is checked at load; a mismatch is

@@ -1,26 +1,42 @@
 //! Weights streamed from disk: the artifact's header, metadata and table are read once; each
-//! request reads one payload from the file, checks it and decodes it, and nothing is kept.
+//! request reads one payload from the file, checks it and decodes it. Nothing is kept unless
+//! a cache budget is given ([`Streamed::with_cache`]): then each tensor decoded while the
+//! budget has room for it stays decoded (in the compact form of [`Stored`]) and later requests
+//! borrow it. Tensors are never evicted: a forward pass asks for every tensor in the same order
+//! each step, and under that cyclic pattern keeping a fixed set is what any eviction policy
+//! converges to at best (least-recently-used would evict each tensor just before it is needed
+//! again, and hit nothing).
 
 use crate::error::RuntimeError;
-use crate::matrix::{IntMatrix, Matrix};
-use crate::weights::{decode_f32, try_vec, Weights};
+use crate::matrix::Matrix;
+use crate::weights::{decode_stored, try_vec, Resident, Stored, Weights};
 use pcll_decoder::header::HEADER_LEN;
-use pcll_decoder::limits::MAX_SCRATCH_LEN;
-use pcll_decoder::{Artifact, Codec, TensorInfo};
+use pcll_decoder::{Artifact, TensorInfo};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::string::ToString;
+use std::string::{String, ToString};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::vec::Vec;
 
 /// An artifact on disk, decoded tensor by tensor on demand.
 #[derive(Debug)]
 pub struct Streamed {
     path: PathBuf,
-    file: File,
+    /// Seek and read are one step under the lock: threads asking for tensors at once (the
+    /// parallel [`Streamed::decode_all`]) must not move each other's file position.
+    file: Mutex<File>,
     prefix: Vec<u8>,
     file_len: u64,
+    /// One slot per tensor (table order), filled once if the cache budget had room.
+    cache: Vec<OnceLock<Stored>>,
+    /// Tensor names to table indices: a cached tensor is found without parsing the table.
+    index: BTreeMap<String, u32>,
+    cache_budget: usize,
+    cache_used: AtomicUsize,
 }
 
 impl Streamed {
@@ -50,13 +66,49 @@ impl Streamed {
         prefix.resize(table_end.max(prefix.len() as u64) as usize, 0);
         file.read_exact(&mut prefix[HEADER_LEN.min(table_end as usize)..])
             .map_err(io)?;
-        Artifact::parse_prefix(&prefix, file_len)?;
+        let index: BTreeMap<String, u32> = Artifact::parse_prefix(&prefix, file_len)?
+            .tensors()
+            .map(|t| (t.name.to_string(), t.index))
+            .collect();
         Ok(Streamed {
             path: path.to_path_buf(),
-            file,
+            file: Mutex::new(file),
             prefix,
             file_len,
+            cache: (0..index.len()).map(|_| OnceLock::new()).collect(),
+            index,
+            cache_budget: 0,
+            cache_used: AtomicUsize::new(0),
         })
+    }
+
+    /// Keeps decoded tensors, up to `bytes` of them in all, instead of decoding them again
+    /// (see the module docs for which).
+    pub fn with_cache(mut self, bytes: usize) -> Streamed {
+        self.cache_budget = bytes;
+        self
+    }
+
+    /// Every tensor read and decoded (in parallel), `int` tensors kept compact: the same
+    /// weights as [`Resident::decode_all`] without the whole file in memory at once (the peak
+    /// is the decoded weights and the payloads being decoded).
+    pub fn decode_all(&self) -> Result<Resident, RuntimeError> {
+        let art = self.artifact()?;
+        let infos: Vec<TensorInfo<'_>> = art.tensors().collect();
+        let decoded = crate::ops::map_range(infos.len(), |i| {
+            let payload = self.read_payload(&infos[i])?;
+            decode_stored(&art, &infos[i], Some(&payload))
+        });
+        let mut tensors = BTreeMap::new();
+        for (info, stored) in infos.iter().zip(decoded) {
+            tensors.insert(info.name.to_string(), stored?);
+        }
+        Ok(Resident::from_stored(tensors))
+    }
+
+    /// Bytes of decoded tensors the cache holds.
+    pub fn cached_bytes(&self) -> usize {
+        self.cache_used.load(Ordering::Relaxed)
     }
 
     /// The artifact view over header, metadata and table (payloads are not in memory).
@@ -78,52 +130,69 @@ impl Streamed {
             source,
         };
         let mut payload = try_vec(info.name, info.payload_len, 0u8)?;
-        let mut f = &self.file;
+        // A poisoned lock only means another reader panicked; the file itself is fine.
+        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
         f.seek(SeekFrom::Start(info.payload_offset)).map_err(io)?;
         f.read_exact(&mut payload).map_err(io)?;
         Ok(payload)
     }
 }
 
-impl Weights for Streamed {
-    fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError> {
+impl Streamed {
+    /// Tensor `name`: borrowed from the cache, or read and decoded (and cached if the budget
+    /// has room for it).
+    fn stored(&self, name: &str) -> Result<Cow<'_, Stored>, RuntimeError> {
+        let slot = |i: u32| self.cache.get(i as usize);
+        if let Some(hit) = self.index.get(name).and_then(|&i| slot(i)?.get()) {
+            return Ok(Cow::Borrowed(hit));
+        }
         let art = self.artifact()?;
         let info = art
             .find(name)
             .map_err(|_| RuntimeError::MissingTensor { name: name.into() })?;
+        let slot = slot(info.index);
         let payload = self.read_payload(&info)?;
-        Ok(Cow::Owned(decode_f32(&art, &info, Some(&payload))?))
+        let stored = decode_stored(&art, &info, Some(&payload))?;
+        drop(payload);
+        let Some(slot) = slot else {
+            return Ok(Cow::Owned(stored));
+        };
+        let bytes = stored.bytes();
+        let reserved = self
+            .cache_used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used.saturating_add(bytes) <= self.cache_budget).then_some(used + bytes)
+            })
+            .is_ok();
+        if !reserved {
+            return Ok(Cow::Owned(stored));
+        }
+        if slot.set(stored).is_err() {
+            // Another thread cached it first: its copy is kept, this one's bytes given back.
+            self.cache_used.fetch_sub(bytes, Ordering::Relaxed);
+        }
+        // The slot is full either way.
+        slot.get()
+            .map(Cow::Borrowed)
+            .ok_or_else(|| RuntimeError::MissingTensor { name: name.into() })
+    }
+}
+
+impl Weights for Streamed {
+    fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError> {
+        Ok(match self.stored(name)? {
+            Cow::Borrowed(s) => s.values(),
+            Cow::Owned(Stored::F32(v)) => Cow::Owned(v),
+            Cow::Owned(Stored::Int(m)) => Cow::Owned(m.dequantize()),
+        })
     }
 
     /// `int` tensors stay symbols and row scales (a quarter of their f32 size, the same
     /// products); other codecs are decoded to f32.
     fn matrix(&self, name: &str) -> Result<Matrix<'_>, RuntimeError> {
-        let art = self.artifact()?;
-        let info = art
-            .find(name)
-            .map_err(|_| RuntimeError::MissingTensor { name: name.into() })?;
-        let payload = self.read_payload(&info)?;
-        let Codec::Int(p) = info.codec else {
-            return Ok(Matrix::F32(Cow::Owned(decode_f32(
-                &art,
-                &info,
-                Some(&payload),
-            )?)));
-        };
-        let (rows, _) = info.rows_cols();
-        let mut symbols = try_vec(name, info.numel(), 0u8)?;
-        let mut scales = try_vec(name, rows, 0f32)?;
-        let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
-        art.decode_int_symbols(
-            &info,
-            Some(&payload),
-            &mut symbols,
-            &mut scales,
-            &mut scratch,
-        )?;
-        drop(payload);
-        IntMatrix::new(symbols, scales, p.qmax() as f32)
-            .map(Matrix::Int)
-            .ok_or_else(|| RuntimeError::BadConfig(format!("`{name}` has no rows")))
+        Ok(match self.stored(name)? {
+            Cow::Borrowed(s) => s.matrix(),
+            Cow::Owned(s) => s.into_matrix(),
+        })
     }
 }

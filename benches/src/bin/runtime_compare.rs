@@ -9,6 +9,7 @@
 //! cargo run --release -p pcll-benches --bin runtime-compare -- [--windows 4] [--threads N]
 //! ```
 
+use pcll_benches::harness::{argmax, baseline_shape, die, peak_rss};
 use pcll_conformance::gpt::{synthetic, tokens, Shape};
 use pcll_decoder::Artifact;
 use pcll_formats::{pack, PackOptions, SourceModel, SourceTensor};
@@ -74,32 +75,8 @@ fn parse_args() -> Args {
     a
 }
 
-fn die(msg: &str) -> ! {
-    eprintln!("error: {msg}");
-    std::process::exit(2)
-}
-
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 fn shape(a: &Args) -> Shape {
-    Shape {
-        vocab: a.vocab,
-        dim: a.dim,
-        layers: a.layers,
-        heads: 8,
-        kv_heads: 4,
-        hidden: 2 * a.dim,
-        tied: true,
-    }
+    baseline_shape(a.layers, a.dim, a.vocab)
 }
 
 /// Child mode: score the shard with the artifact resident or streamed and print
@@ -146,14 +123,6 @@ fn child(a: &Args, mode: &str) {
         }
     };
     println!("{loss} {} {}", peak_rss(), t0.elapsed().as_secs_f64());
-}
-
-fn argmax(logits: &[f32]) -> u32 {
-    logits
-        .iter()
-        .enumerate()
-        .fold((0, f32::MIN), |b, (i, &l)| if l > b.1 { (i, l) } else { b })
-        .0 as u32
 }
 
 fn run_eval<W: Weights>(m: &Model<W>, toks: &[u16], seq: usize, t: &ByteTables) -> f64 {
@@ -248,6 +217,17 @@ fn main() {
     let r = evaluate(&m, &toks, a.seq_len, &tables, |_| {}).unwrap_or_else(|e| die(&e.to_string()));
     let rust_s = t1.elapsed().as_secs_f64();
     let rust_tps = r.tokens as f64 / rust_s;
+    // The same with every weight in f32 (how resident weights were held before `int`
+    // tensors stayed compact): the same bits, and the speed the compact form costs or saves.
+    let f32_model = Model::new(
+        cfg,
+        Resident::decode_all_f32(&art).unwrap_or_else(|e| die(&e.to_string())),
+    );
+    let t1 = Instant::now();
+    let rf = evaluate(&f32_model, &toks, a.seq_len, &tables, |_| {})
+        .unwrap_or_else(|e| die(&e.to_string()));
+    let f32_tps = rf.tokens as f64 / t1.elapsed().as_secs_f64();
+    drop(f32_model);
 
     // Generation with the KV cache.
     let prompt: Vec<u32> = toks[..16].iter().map(|&t| t.into()).collect();
@@ -342,6 +322,8 @@ fn main() {
         "threads": a.threads,
         "tokens_scored": r.tokens,
         "rust": {"val_loss": r.val_loss, "tokens_per_second": rust_tps, "load_seconds": load_s},
+        "rust_f32_weights": {"val_loss": rf.val_loss, "tokens_per_second": f32_tps},
+        "compact_over_f32_weights": rust_tps / f32_tps,
         "numpy": {"val_loss": loss(&numpy), "tokens_per_second": tps(&numpy)},
         "torch": {"val_loss": loss(&torch), "tokens_per_second": tps(&torch), "available": has_torch},
         "speedup_vs_numpy": tps(&numpy).map(|t| rust_tps / t),
@@ -384,6 +366,11 @@ fn main() {
         r.val_loss,
         loss(&numpy).map_or("n/a".into(), |v| format!("{v:.6}")),
         loss(&torch).map_or("n/a".into(), |v| format!("{v:.6}"))
+    );
+    println!(
+        "rust with f32 weights: {f32_tps:.1} tokens/s (compact / f32: {:.2}x), same loss: {}",
+        rust_tps / f32_tps,
+        rf.val_loss == r.val_loss
     );
     if let Some(s) = tps(&numpy) {
         println!("rust / numpy: {:.2}x", rust_tps / s);

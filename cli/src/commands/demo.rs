@@ -111,8 +111,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         temperature: 0.8,
         top_k: 40,
         seed: 0,
-        stream: false,
-        threads: None,
+        fast: false,
+        run: Default::default(),
     })?;
     println!(
         "\nnext: pcll frontier {} -o {}",

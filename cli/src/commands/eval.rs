@@ -1,11 +1,12 @@
 //! `pcll eval MODEL.pcll --tokens 'val_*.bin' [--seq-len N] [--stream] [--json]`
 
-use super::run_model::{peak_rss, with_model};
+use super::run_model::{peak_rss, with_model, RunArgs};
 use crate::progress::bar;
 use anyhow::{bail, Result};
 use pcll_runtime::config::DEFAULT_SEQ_LEN;
 use pcll_runtime::eval::window_count;
 use pcll_runtime::shard::load_tokens;
+use pcll_runtime::Numerics;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -24,21 +25,16 @@ pub struct Args {
     /// Score at most this many windows (default: all).
     #[arg(long)]
     pub max_windows: Option<usize>,
-    /// Decode each tensor from disk only when the forward pass reaches it (low memory).
-    #[arg(long)]
-    pub stream: bool,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    super::run_model::set_threads(a.threads)?;
     let mut tokens = load_tokens(&a.tokens)?;
-    with_model(&a.model, a.stream, false, |model, opened| {
+    with_model(&a.model, &a.run, Numerics::Exact, false, |model, opened| {
         let Some(tables) = &opened.tables else {
             bail!(pcll_runtime::RuntimeError::NoByteTables);
         };
@@ -79,7 +75,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 "bytes": r.bytes,
                 "windows": r.sequences,
                 "seq_len": seq_len,
-                "stream": a.stream,
+                "stream": a.run.stream,
+                "stream_cache_bytes": a.run.stream_cache,
+                "kernels": pcll_kernels::Isa::best().name(),
                 "load_seconds": opened.load_s,
                 "eval_seconds": secs,
                 "tokens_per_second": tps,

@@ -2,9 +2,10 @@
 //! [--seed S] [--stream]`: streams the continuation to stdout, one token at a time, with a KV
 //! cache.
 
-use super::run_model::{peak_rss, with_model};
+use super::run_model::{peak_rss, with_model, RunArgs};
 use anyhow::{bail, Context, Result};
 use pcll_runtime::sample::{Sampler, Sampling};
+use pcll_runtime::Numerics;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,17 +30,21 @@ pub struct Args {
     /// Seed of the sampler.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Decode each tensor from disk only when the forward pass reaches it (low memory).
+    /// Matrix-vector products with int weights on 16-bit integer activations: faster, not
+    /// bit-exact (about 1e-5 relative; the default gives the f32 weights' exact products).
     #[arg(long)]
-    pub stream: bool,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    pub fast: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    super::run_model::set_threads(a.threads)?;
-    with_model(&a.model, a.stream, true, |model, opened| {
+    let numerics = if a.fast {
+        Numerics::Fast
+    } else {
+        Numerics::Exact
+    };
+    with_model(&a.model, &a.run, numerics, true, |model, opened| {
         let Some(codec) = &opened.codec else {
             bail!("the artifact carries no tokenizer (pack with --tokenizer or --byte-tokenizer)");
         };
@@ -81,12 +86,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
         writeln!(out)?;
         let secs = t1.elapsed().as_secs_f64();
         eprintln!(
-            "{} prompt tokens in {:.3} s, {} generated in {:.3} s ({:.1} tokens/s){}",
+            "{} prompt tokens in {:.3} s, {} generated in {:.3} s ({:.1} tokens/s; {} threads, {} kernels{}){}",
             prompt.len(),
             prefill_s,
             generated.len(),
             secs,
             generated.len() as f64 / secs.max(1e-9),
+            super::run_model::threads(),
+            pcll_kernels::Isa::best().name(),
+            if a.fast { ", fast" } else { "" },
             peak_rss()
                 .map(|b| format!(", peak RSS {}", super::human(b)))
                 .unwrap_or_default()

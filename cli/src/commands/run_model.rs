@@ -5,9 +5,24 @@ use anyhow::{Context, Result};
 use pcll_decoder::Artifact;
 use pcll_runtime::stream::Streamed;
 use pcll_runtime::text::TextCodec;
-use pcll_runtime::{ByteTables, Config, Model, Resident, Weights};
+use pcll_runtime::{ByteTables, Config, Model, Numerics, Resident, Weights};
 use std::path::Path;
 use std::time::Instant;
+
+/// How `eval` and `generate` hold the weights and compute.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Decode each tensor from disk only when the forward pass reaches it (low memory).
+    #[arg(long)]
+    pub stream: bool,
+    /// With --stream: keep up to BYTES of decoded tensors (int tensors at one byte a weight)
+    /// instead of decoding them again at every step.
+    #[arg(long, value_name = "BYTES", requires = "stream")]
+    pub stream_cache: Option<u64>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
 
 /// What every model-running command needs from the artifact besides weights.
 pub struct Opened {
@@ -24,21 +39,26 @@ pub struct Opened {
 /// The model with its weight source chosen at run time.
 pub type AnyModel = Model<Box<dyn Weights>>;
 
-/// Runs `f` on the model in `path`: every weight decoded up front, or (`stream`) each tensor
-/// read from disk and decoded when the forward pass reaches it. `text`: also build the text
-/// codec (a `tokenizer.json` can be large; scoring does not need it).
+/// Runs `f` on the model in `path`: every weight decoded up front (`int` tensors kept at a
+/// byte a weight), or (`run.stream`) each tensor read from disk and decoded when the forward
+/// pass reaches it, up to `run.stream_cache` bytes of them kept. Sizes the thread pool first.
+/// `text`: also build the text codec (a `tokenizer.json` can be large; scoring does not need
+/// it).
 pub fn with_model<T>(
     path: &Path,
-    stream: bool,
+    run: &RunArgs,
+    numerics: Numerics,
     text: bool,
     f: impl FnOnce(&AnyModel, &Opened) -> Result<T>,
 ) -> Result<T> {
+    set_threads(run.threads)?;
     let t0 = Instant::now();
     let ctx = || format!("{}", path.display());
-    let (weights, opened): (Box<dyn Weights>, Opened) = if stream {
+    let (weights, opened): (Box<dyn Weights>, Opened) = if run.stream {
         // Low memory is the point of streaming: freed weights go back to the system.
         crate::memory::return_freed_memory();
-        let s = Streamed::open(path).with_context(ctx)?;
+        let cache = usize::try_from(run.stream_cache.unwrap_or(0)).unwrap_or(usize::MAX);
+        let s = Streamed::open(path).with_context(ctx)?.with_cache(cache);
         let opened = describe(&s.artifact().with_context(ctx)?, text, t0)?;
         (Box::new(s), opened)
     } else {
@@ -50,7 +70,10 @@ pub fn with_model<T>(
         let resident = Resident::decode_all(&art).with_context(ctx)?;
         (Box::new(resident), opened)
     };
-    f(&Model::new(opened.config, weights), &opened)
+    f(
+        &Model::new(opened.config, weights).with_numerics(numerics),
+        &opened,
+    )
 }
 
 fn describe(art: &Artifact<'_>, text: bool, t0: Instant) -> Result<Opened> {
@@ -84,7 +107,7 @@ pub fn peak_rss() -> Option<u64> {
 }
 
 /// Sizes the global thread pool the runtime computes on (`None`: one thread per core).
-pub fn set_threads(threads: Option<usize>) -> Result<()> {
+fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
         anyhow::ensure!(n > 0, "--threads must be at least 1");
         rayon::ThreadPoolBuilder::new()
