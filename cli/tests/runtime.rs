@@ -88,6 +88,8 @@ fn eval_resident_and_streamed_agree() {
     );
     // Work is split the same way on any thread count, so one thread gives the same bits.
     let one = with(&["--threads", "1"]);
+    let zero = pcll(&["eval", s(&art), "--tokens", s(&shard), "--threads", "0"]);
+    assert!(one_line_error(&zero).contains("--threads must be at least 1"));
     assert_eq!(one["threads"], 1);
     assert_eq!(r["val_loss"], one["val_loss"]);
     assert_eq!(r["val_bpb"], st["val_bpb"]);

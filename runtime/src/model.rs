@@ -296,8 +296,8 @@ impl<W: Weights> Model<W> {
         // Keys and values of every visible position, token-major (`kvd` per position).
         let (ks, vs): (&[f32], &[f32]) = match cache {
             Some(c) => {
-                c.k.extend_from_slice(&k);
-                c.v.extend_from_slice(&v);
+                grow(&mut c.k, &k, kvd);
+                grow(&mut c.v, &v, kvd);
                 (&c.k, &c.v)
             }
             None => (&k, &v),
@@ -472,6 +472,19 @@ pub(crate) struct LayerCache {
     k: Vec<f32>,
     v: Vec<f32>,
 }
+
+/// Appends `new` to a cache of `width` values per position, growing it by at least
+/// [`CACHE_STEP`] positions at a time instead of doubling: generation adds one position per
+/// step, and doubling would leave up to half the cache allocated and unused.
+fn grow(cache: &mut Vec<f32>, new: &[f32], width: usize) {
+    if cache.capacity() - cache.len() < new.len() {
+        cache.reserve_exact(new.len().max(CACHE_STEP * width));
+    }
+    cache.extend_from_slice(new);
+}
+
+/// Positions a KV cache grows by.
+const CACHE_STEP: usize = 64;
 
 /// Token rows per work item in elementwise loops and the MLP.
 const ROWS: usize = ops::ROW_CHUNK;

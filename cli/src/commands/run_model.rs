@@ -41,17 +41,35 @@ pub type AnyModel = Model<Box<dyn Weights>>;
 
 /// Runs `f` on the model in `path`: every weight decoded up front (`int` tensors kept at a
 /// byte a weight), or (`run.stream`) each tensor read from disk and decoded when the forward
-/// pass reaches it, up to `run.stream_cache` bytes of them kept. Sizes the thread pool first.
-/// `text`: also build the text codec (a `tokenizer.json` can be large; scoring does not need
-/// it).
-pub fn with_model<T>(
+/// pass reaches it, up to `run.stream_cache` bytes of them kept. Everything runs on a thread
+/// pool of `run.threads` (default: one per core), started on one of its threads so that the
+/// forward pass's parallel loops, about a hundred per generated token, do not each hand their
+/// work over from outside the pool. `text`: also build the text codec (a `tokenizer.json` can
+/// be large; scoring does not need it).
+pub fn with_model<T: Send>(
+    path: &Path,
+    run: &RunArgs,
+    numerics: Numerics,
+    text: bool,
+    f: impl FnOnce(&AnyModel, &Opened) -> Result<T> + Send,
+) -> Result<T> {
+    if run.threads == Some(0) {
+        anyhow::bail!("--threads must be at least 1");
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(run.threads.unwrap_or(0))
+        .build()
+        .context("starting the thread pool")?;
+    pool.install(|| open_and_run(path, run, numerics, text, f))
+}
+
+fn open_and_run<T>(
     path: &Path,
     run: &RunArgs,
     numerics: Numerics,
     text: bool,
     f: impl FnOnce(&AnyModel, &Opened) -> Result<T>,
 ) -> Result<T> {
-    set_threads(run.threads)?;
     let t0 = Instant::now();
     let ctx = || format!("{}", path.display());
     let (weights, opened): (Box<dyn Weights>, Opened) = if run.stream {
@@ -106,19 +124,7 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Sizes the global thread pool the runtime computes on (`None`: one thread per core).
-fn set_threads(threads: Option<usize>) -> Result<()> {
-    if let Some(n) = threads {
-        anyhow::ensure!(n > 0, "--threads must be at least 1");
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .context("starting the thread pool")?;
-    }
-    Ok(())
-}
-
-/// Threads the runtime computes on.
+/// Threads the runtime computes on (inside [`with_model`]: its pool's).
 pub fn threads() -> usize {
     rayon::current_num_threads()
 }
