@@ -321,19 +321,33 @@ impl<W: Weights> Model<W> {
                 prepare_row(row, hd, q0 + r, table, Some(&gain));
             }
             let keys = q0 + rows;
-            let mut qh = vec![0f32; rows * hd];
-            let mut out = vec![0f32; rows * hd];
-            for h in 0..heads {
+            let head_kv = |h: usize| {
                 let g = h / group;
-                for (r, dst) in qh.chunks_mut(hd).enumerate() {
-                    dst.copy_from_slice(&q[r * d + h * hd..r * d + (h + 1) * hd]);
-                }
-                let kg = &ks[g * hd..(keys - 1) * kvd + (g + 1) * hd];
-                let vg = &vs[g * hd..(keys - 1) * kvd + (g + 1) * hd];
-                attend(&qh, kg, vg, (hd, kvd), q0, scale, &mut out);
-                // `n` is free now: it collects the token-major attention output.
-                for (r, o) in out.chunks(hd).enumerate() {
-                    n[r * d + h * hd..r * d + (h + 1) * hd].copy_from_slice(o);
+                (
+                    &ks[g * hd..(keys - 1) * kvd + (g + 1) * hd],
+                    &vs[g * hd..(keys - 1) * kvd + (g + 1) * hd],
+                )
+            };
+            if rows == 1 {
+                // One position (a generation step): its heads are `n`'s consecutive slices, so
+                // they run in parallel, each the same computation as below.
+                for_chunks(&mut n, hd, |h, out| {
+                    let (kg, vg) = head_kv(h);
+                    attend(&q[h * hd..(h + 1) * hd], kg, vg, (hd, kvd), q0, scale, out);
+                });
+            } else {
+                let mut qh = vec![0f32; rows * hd];
+                let mut out = vec![0f32; rows * hd];
+                for h in 0..heads {
+                    for (r, dst) in qh.chunks_mut(hd).enumerate() {
+                        dst.copy_from_slice(&q[r * d + h * hd..r * d + (h + 1) * hd]);
+                    }
+                    let (kg, vg) = head_kv(h);
+                    attend(&qh, kg, vg, (hd, kvd), q0, scale, &mut out);
+                    // `n` is free now: it collects the token-major attention output.
+                    for (r, o) in out.chunks(hd).enumerate() {
+                        n[r * d + h * hd..r * d + (h + 1) * hd].copy_from_slice(o);
+                    }
                 }
             }
             if let Some(tap) = tap {

@@ -379,6 +379,8 @@ fn main() {
             "same_tokens_as_exact": r.hash.zip(exact_hash).map(|(h, e)| h == e),
         })).collect::<Vec<_>>(),
         "exact_over_f32": tps("exact", 1).zip(tps("f32", 1)).map(|(x, y)| x / y),
+        "exact_all_threads_over_one": tps("exact", all).zip(tps("exact", 1)).map(|(x, y)| x / y),
+        "fast_all_threads_over_one": tps("fast", all).zip(tps("fast", 1)).map(|(x, y)| x / y),
         "exact_over_runq": tps("exact", 1).zip(runq.map(|r| r.tps)).map(|(x, y)| x / y),
         "fast_over_runq": tps("fast", 1).zip(runq.map(|r| r.tps)).map(|(x, y)| x / y),
         "resident_rss_over_int8": find("exact", 1).map(|r| r.rss as f64 / int8_bytes as f64),
@@ -441,9 +443,11 @@ fn main() {
             .map_or("n/a".into(), |v| format!("{v:.2}x"))
     };
     println!(
-        "exact / f32: {}; exact / runq: {}; fast / runq: {}; resident peak RSS / int8 weights: {}; \
-         --stream with a third cached / resident: {}",
+        "exact / f32: {}; {all} threads / 1: exact {}, fast {}; exact / runq: {}; fast / runq: {}; \
+         resident peak RSS / int8 weights: {}; --stream with a third cached / resident: {}",
         ratio("exact_over_f32"),
+        ratio("exact_all_threads_over_one"),
+        ratio("fast_all_threads_over_one"),
         ratio("exact_over_runq"),
         ratio("fast_over_runq"),
         ratio("resident_rss_over_int8"),
