@@ -35,6 +35,17 @@ impl<W: Weights + ?Sized> Weights for alloc::boxed::Box<W> {
     }
 }
 
+/// A shared source (one streamed artifact behind several models, or kept to look at after).
+impl<W: Weights + Send + ?Sized> Weights for alloc::sync::Arc<W> {
+    fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError> {
+        (**self).get(name)
+    }
+
+    fn matrix(&self, name: &str) -> Result<Matrix<'_>, RuntimeError> {
+        (**self).matrix(name)
+    }
+}
+
 /// A borrowed source.
 impl<W: Weights + ?Sized> Weights for &W {
     fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError> {

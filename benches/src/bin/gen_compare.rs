@@ -8,7 +8,7 @@
 //!   activations),
 //!   on 1 thread and on every core;
 //! - `--stream` with a decoded-tensor cache of 0, ⅓ and ⅔ of the int8 weight bytes, and
-//!   unbounded;
+//!   unbounded, on 1 thread; 0 and ⅓ on every core (decoding ahead on a thread of its own);
 //! - llama2.c's `runq` (Q8_0, groups of 64, `cc -Ofast -march=native`, one thread) on random
 //!   weights of the same shape, when `--llama2c DIR` names a checkout of
 //!   github:karpathy/llama2.c (MIT; not bundled): this binary writes the checkpoint and a
@@ -107,7 +107,11 @@ fn child(a: &Args, mode: &str) {
     let config = |s: &Streamed| ok(Config::from_artifact(&ok(s.artifact())));
     let (tps, hash, held) = match mode.split_once(':') {
         Some(("stream", bytes)) => {
-            let s = open().with_cache(ok(bytes.parse()));
+            let mut s = open().with_cache(ok(bytes.parse()));
+            if rayon::current_num_threads() > 1 {
+                // As `pcll generate --stream` does with a spare core.
+                s = ok(s.with_prefetch());
+            }
             let m = Model::new(config(&s), s);
             let (tps, hash) = generate(&m, a.tokens);
             (tps, hash, m.weights().cached_bytes())
@@ -354,6 +358,12 @@ fn main() {
     for cache in [0, int8_bytes / 3, int8_bytes * 2 / 3, u64::MAX] {
         rows.extend(run_child(&a, &format!("stream:{cache}"), 1));
     }
+    // With a spare core: decoding ahead on its own thread.
+    if all > 1 {
+        for cache in [0, int8_bytes / 3] {
+            rows.extend(run_child(&a, &format!("stream:{cache}"), all));
+        }
+    }
     if let Some(src) = &a.llama2c {
         rows.extend(llama2c(&a, src, &shape));
     }
@@ -387,6 +397,8 @@ fn main() {
         "resident_held_over_int8": find("exact", 1).map(|r| r.held as f64 / int8_bytes as f64),
         "stream_third_over_resident": tps(&format!("stream:{}", int8_bytes / 3), 1)
             .zip(tps("exact", 1)).map(|(x, y)| x / y),
+        "stream_third_all_threads_over_resident": tps(&format!("stream:{}", int8_bytes / 3), all)
+            .zip(tps("exact", all)).map(|(x, y)| x / y),
     });
     if a.json {
         println!(
@@ -444,13 +456,15 @@ fn main() {
     };
     println!(
         "exact / f32: {}; {all} threads / 1: exact {}, fast {}; exact / runq: {}; fast / runq: {}; \
-         resident peak RSS / int8 weights: {}; --stream with a third cached / resident: {}",
+         resident peak RSS / int8 weights: {}; --stream with a third cached / resident: {} \
+         (1 thread), {} ({all} threads, decoding ahead)",
         ratio("exact_over_f32"),
         ratio("exact_all_threads_over_one"),
         ratio("fast_all_threads_over_one"),
         ratio("exact_over_runq"),
         ratio("fast_over_runq"),
         ratio("resident_rss_over_int8"),
-        ratio("stream_third_over_resident")
+        ratio("stream_third_over_resident"),
+        ratio("stream_third_all_threads_over_resident")
     );
 }

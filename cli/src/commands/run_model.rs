@@ -76,7 +76,11 @@ fn open_and_run<T>(
         // Low memory is the point of streaming: freed weights go back to the system.
         crate::memory::return_freed_memory();
         let cache = usize::try_from(run.stream_cache.unwrap_or(0)).unwrap_or(usize::MAX);
-        let s = Streamed::open(path).with_context(ctx)?.with_cache(cache);
+        let mut s = Streamed::open(path).with_context(ctx)?.with_cache(cache);
+        if rayon::current_num_threads() > 1 {
+            // A spare core decodes the next tensor while this one is used.
+            s = s.with_prefetch().with_context(ctx)?;
+        }
         let opened = describe(&s.artifact().with_context(ctx)?, text, t0)?;
         (Box::new(s), opened)
     } else {
