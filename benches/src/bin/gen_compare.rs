@@ -274,7 +274,14 @@ fn runq_checkpoint(s: &Shape) -> Vec<u8> {
             out.extend(scale.to_le_bytes());
         }
     };
+    let emb = out.len();
     q8(s.vocab, d, &mut out);
+    // Token 1 (BOS) ends `runq`'s generation when picked: its embedding row, which is also
+    // its classifier row, is zero with zero scales, so its logit is 0 and greedy decoding
+    // (which some positive logit beats) runs every step.
+    out[emb + d..emb + 2 * d].fill(0);
+    let scales = emb + s.vocab * d;
+    out[scales + 4 * (d / GS)..scales + 8 * (d / GS)].fill(0);
     for (rows, cols) in [
         (d, d),
         (kv, d),
