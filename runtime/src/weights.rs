@@ -1,6 +1,7 @@
 //! Where the forward pass gets its weights. [`Resident`] decodes every tensor once and keeps
-//! it; [`crate::stream::Streamed`] (std) decodes a tensor from disk each time it is asked for,
-//! so at most the tensors of the step being computed are in memory.
+//! it (`int` tensors compact, [`Stored`]); [`crate::stream::Streamed`] (std) decodes a tensor
+//! from disk each time it is asked for, so at most the tensors of the step being computed are
+//! in memory, unless it is given a cache budget to keep some of them decoded.
 
 use crate::error::RuntimeError;
 use crate::matrix::{IntMatrix, Matrix};
