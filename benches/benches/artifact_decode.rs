@@ -5,12 +5,12 @@
 //! Input: `PCLL_BENCH_MODEL` (a safetensors path) or the bundled real-weight slice.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pcll_benches::fixtures::bench_model;
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
 use pcll_decoder::Artifact;
 use pcll_formats::pack::{CodecSpec, E8Target};
 use pcll_formats::rans::Clusters;
 use pcll_formats::{pack, PackOptions};
+use pcll_pipeline::fixtures::bench_model;
 use std::hint::black_box;
 
 fn artifact_decode(c: &mut Criterion) {

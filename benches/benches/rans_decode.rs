@@ -3,12 +3,12 @@
 //! Input: `PCLL_BENCH_MODEL` (a safetensors path) or the bundled real-weight slice.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pcll_benches::baselines::Baseline;
-use pcll_benches::compare::decode_streams;
-use pcll_benches::fixtures::{bench_model, int_symbol_streams};
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
 use pcll_formats::rans::encode;
 use pcll_formats::PackOptions;
+use pcll_pipeline::baselines::Baseline;
+use pcll_pipeline::compare::decode_streams;
+use pcll_pipeline::fixtures::{bench_model, int_symbol_streams};
 use std::hint::black_box;
 
 fn rans_decode(c: &mut Criterion) {

@@ -5,11 +5,11 @@
 //! decoded are printed, so instructions per symbol follow. Setup (encoding) is counted too:
 //! subtract a run with REPS = 0.
 
-use pcll_benches::compare::decode_streams;
-use pcll_benches::fixtures::{bench_model, int_symbol_streams};
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
 use pcll_formats::rans::encode;
 use pcll_formats::PackOptions;
+use pcll_pipeline::compare::decode_streams;
+use pcll_pipeline::fixtures::{bench_model, int_symbol_streams};
 use std::hint::black_box;
 
 fn main() {

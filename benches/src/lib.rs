@@ -1,9 +1,6 @@
-//! `pcll-benches`: side-by-side comparison reports (used by `pcll compare`) and the criterion
-//! benchmarks under `benches/`.
+//! `pcll-benches`: the criterion benchmarks under `benches/`, the side-by-side comparison
+//! binaries under `src/bin/` and what they share ([`harness`]). Nothing in the product
+//! depends on this crate; the comparisons the commands print live in `pcll-pipeline`.
 #![forbid(unsafe_code)]
 
-pub mod baselines;
-pub mod compare;
-pub mod fixtures;
 pub mod harness;
-pub mod report;

@@ -1,8 +1,8 @@
 //! `pcll report` on the bundled real weights (a MiniLM attention layer): the targets issue 3
 //! sets, checked as relations within one run, never as timings.
 
-use pcll_benches::report::report;
 use pcll_formats::SourceModel;
+use pcll_pipeline::report::report;
 use std::path::Path;
 
 #[test]

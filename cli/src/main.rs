@@ -6,7 +6,6 @@
 mod commands;
 mod memory;
 mod pipe;
-mod progress;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

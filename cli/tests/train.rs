@@ -21,7 +21,7 @@ fn data() -> PathBuf {
 
 fn build_data() -> PathBuf {
     let text = tmp("corpus.txt");
-    let (_, book) = pcll_trainer::corpus::BOOKS[1];
+    let (_, book) = pcll_pipeline::corpus::BOOKS[1];
     let end = book
         .char_indices()
         .nth(60_000)

@@ -54,6 +54,7 @@ pub const DEFAULT_LOGIT_SOFTCAP: f32 = 30.0;
 
 /// Shapes and constants of one GPT.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Config {
     pub vocab_size: usize,
     pub model_dim: usize,

@@ -1,19 +1,18 @@
 //! `pcll-trainer`: produces what the runtime runs.
 //!
-//! Data flow: [`tokenize`] (text → tokenizer + parameter-golf shards) → [`data`] (streamed
+//! Data flow: token shards (written by `pcll_pipeline::tokenize`) → [`data`] (streamed
 //! batches) → [`train`] (the loop over [`model`], [`optim`], [`quant`]; checkpoints) →
-//! [`eval`] (the trainer's own val_bpb) → [`export`] (state dict → pack options and metadata,
-//! and the exact weights the artifact decodes to). [`chart`] draws the loss curve.
+//! [`eval`] (the trainer's own val_bpb) → [`export`] (state dict → source model, and the
+//! exact weights the artifact decodes to). [`run`] is a whole run as `pcll train` runs it:
+//! training, then packing, verifying and scoring through `pcll-pipeline`. [`chart`] draws
+//! the loss curve.
 //!
 //! Everything is generic over a burn autodiff backend: [`backend::Cpu`] (ndarray) in tests
 //! and on CI, [`backend::Cuda`] behind the `cuda` feature.
 #![forbid(unsafe_code)]
 
 pub mod backend;
-pub mod calib_cache;
-pub mod calibrate;
 pub mod chart;
-pub mod corpus;
 pub mod data;
 pub mod error;
 pub mod eval;
@@ -23,7 +22,7 @@ pub mod optim;
 #[cfg(feature = "collective")]
 pub mod parallel;
 pub mod quant;
-pub mod tokenize;
+pub mod run;
 pub mod train;
 
 pub use error::TrainError;

@@ -18,26 +18,20 @@ use burn::optim::GradientsParams;
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ElementConversion;
-use pcll_formats::pack::TiedEmbedding;
-use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::PackOptions;
+use pcll_pipeline::run_folder::ExportSettings;
 use pcll_runtime::config::Config;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Everything that defines a run.
+/// Everything that defines a run. Its JSON (`RUN/config.json`, the checkpoint's) keeps every
+/// field at the top level: the model's and the export settings' fields are flattened in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    pub vocab_size: usize,
-    pub model_dim: usize,
-    pub num_layers: usize,
-    pub num_heads: usize,
-    pub num_kv_heads: usize,
-    pub mlp_hidden: usize,
-    pub rope_base: f32,
-    pub logit_softcap: f32,
-    pub tie_embeddings: bool,
+    /// The model's shape and constants (checked by [`TrainConfig::model`]).
+    #[serde(flatten)]
+    pub model: Config,
     /// Tokens per sequence.
     pub seq_len: usize,
     /// Sequences per batch.
@@ -46,17 +40,9 @@ pub struct TrainConfig {
     pub steps: usize,
     pub hyper: Hyper,
     pub seed: u64,
-    /// Bits of the `int` codec the artifact will use (and QAT mimics).
-    pub bits: u8,
-    /// Scale rule of the `int` codec (`maxabs`, `mse`, `percentile:P`).
-    pub scale: String,
-    /// Float tensors with at most this many elements stay raw f16 (`pack`'s option, with
-    /// the same default).
-    pub raw_max_elements: u64,
-    /// How the tied embedding is stored (`pack --tied-embedding`: `same`, `int2`..`int8`,
-    /// `f16`). Runs saved before this existed read as `same`, which is what they did.
-    #[serde(default = "tied_same")]
-    pub tied_embedding: String,
+    /// How the artifact will be packed (and what QAT mimics).
+    #[serde(flatten)]
+    pub export: ExportSettings,
     /// Step from which the forward pass is fake-quantized (None: never).
     pub qat_start: Option<usize>,
     /// Weight of the entropy term, in nats of loss per bit per weight (0: off).
@@ -65,23 +51,21 @@ pub struct TrainConfig {
     pub cat_start: usize,
 }
 
-fn tied_same() -> String {
-    TiedEmbedding::Same.name()
-}
-
 impl Default for TrainConfig {
     /// A small model that trains on 2 CPU cores in minutes.
     fn default() -> Self {
         TrainConfig {
-            vocab_size: 1024,
-            model_dim: 128,
-            num_layers: 4,
-            num_heads: 4,
-            num_kv_heads: 2,
-            mlp_hidden: 256,
-            rope_base: 10_000.0,
-            logit_softcap: 30.0,
-            tie_embeddings: true,
+            model: Config {
+                vocab_size: 1024,
+                model_dim: 128,
+                num_layers: 4,
+                num_heads: 4,
+                num_kv_heads: 2,
+                mlp_hidden: 256,
+                rope_base: 10_000.0,
+                logit_softcap: 30.0,
+                tie_embeddings: true,
+            },
             seq_len: 128,
             batch_seqs: 16,
             steps: 300,
@@ -91,10 +75,7 @@ impl Default for TrainConfig {
                 ..Hyper::default()
             },
             seed: 1337,
-            bits: 6,
-            scale: "maxabs".into(),
-            raw_max_elements: pcll_formats::pack::DEFAULT_RAW_MAX_ELEMENTS,
-            tied_embedding: TiedEmbedding::DEFAULT.name(),
+            export: ExportSettings::default(),
             qat_start: None,
             cat_lambda: 0.0,
             cat_start: 0,
@@ -105,22 +86,12 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// The model's shape, checked.
     pub fn model(&self) -> Result<Config, TrainError> {
-        let c = Config {
-            vocab_size: self.vocab_size,
-            model_dim: self.model_dim,
-            num_layers: self.num_layers,
-            num_heads: self.num_heads,
-            num_kv_heads: self.num_kv_heads,
-            mlp_hidden: self.mlp_hidden,
-            rope_base: self.rope_base,
-            logit_softcap: self.logit_softcap,
-            tie_embeddings: self.tie_embeddings,
-        };
+        let c = self.model;
         let shapes: std::collections::BTreeMap<String, Vec<u64>> =
             c.tensors().into_iter().collect();
         c.check(|n| shapes.get(n).cloned())
             .map_err(|e| TrainError::BadConfig(e.to_string()))?;
-        if self.num_layers == 0 || self.vocab_size > 1 << 16 {
+        if c.num_layers == 0 || c.vocab_size > 1 << 16 {
             return Err(TrainError::BadConfig(
                 "need at least one layer and a vocabulary of at most 65,536 (u16 tokens)".into(),
             ));
@@ -135,33 +106,10 @@ impl TrainConfig {
 
     /// The pack options the artifact will be written with (metadata added by the caller).
     pub fn pack_options(&self) -> Result<PackOptions, TrainError> {
-        let scale = ScaleRule::parse(&self.scale)
-            .ok_or_else(|| TrainError::BadConfig(format!("scale rule `{}`", self.scale)))?;
-        if !(2..=8).contains(&self.bits) {
-            return Err(TrainError::BadConfig(format!(
-                "bits {} is not 2..=8",
-                self.bits
-            )));
-        }
-        let tied = TiedEmbedding::parse(&self.tied_embedding).ok_or_else(|| {
-            TrainError::BadConfig(format!(
-                "tied embedding `{}` is not same, int2..int8 or f16",
-                self.tied_embedding
-            ))
-        })?;
-        let mut opts = PackOptions {
-            bits: self.bits,
-            raw_max_elements: self.raw_max_elements,
-            scale,
-            ..PackOptions::default()
-        };
-        let tensors = self.model()?.tensors();
-        let shapes: Vec<(&str, &[u64])> = tensors
-            .iter()
-            .map(|(n, s)| (n.as_str(), s.as_slice()))
-            .collect();
-        tied.apply(&shapes, &mut opts);
-        Ok(opts)
+        let model = self.model()?;
+        self.export
+            .pack_options(&model)
+            .map_err(TrainError::BadConfig)
     }
 }
 
@@ -337,11 +285,11 @@ impl<B: AutodiffBackend> Trainer<B> {
         let (rank, world) = self.peer.map_or((0, 1), |p| (p.id as usize, p.world));
         let all = self.stream.take(world * b * t + 1)?;
         let tokens = &all[rank * b * t..(rank + 1) * b * t + 1];
-        if let Some(&bad) = tokens.iter().find(|&&x| x as usize >= c.vocab_size) {
+        if let Some(&bad) = tokens.iter().find(|&&x| x as usize >= c.model.vocab_size) {
             return Err(TrainError::TokenOutOfRange {
                 what: "the training shards",
                 token: bad,
-                vocab: c.vocab_size,
+                vocab: c.model.vocab_size,
             });
         }
         let device = self.model.tok_emb.val().device();
@@ -482,4 +430,44 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
         .unwrap_or_default();
     name.push(format!(".{suffix}"));
     dir.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pcll_formats::pack::TiedEmbedding;
+    use pcll_formats::quant::int::ScaleRule;
+
+    /// `config.json` keeps the layout runs were saved in before the model and export settings
+    /// became their own types: every field at the top level, rules as their names.
+    #[test]
+    fn config_json_is_flat_and_round_trips() {
+        let mut c = TrainConfig::default();
+        c.export.scale = ScaleRule::Percentile(99.5);
+        let v = serde_json::to_value(&c).unwrap();
+        let o = v.as_object().unwrap();
+        for key in [
+            "vocab_size",
+            "model_dim",
+            "tie_embeddings",
+            "seq_len",
+            "bits",
+        ] {
+            assert!(o.contains_key(key), "{key} missing from {v}");
+        }
+        assert!(!o.contains_key("model") && !o.contains_key("export"));
+        assert_eq!(o["scale"], "percentile:99.5");
+        assert_eq!(o["tied_embedding"], "int8");
+        let back: TrainConfig = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back, c);
+        // Runs saved before `tied_embedding` existed read as `same`.
+        let mut old = v;
+        old.as_object_mut().unwrap().remove("tied_embedding");
+        let back: TrainConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(back.export.tied_embedding, TiedEmbedding::Same);
+        // A bad rule is an error, not a default.
+        let mut bad = serde_json::to_value(&c).unwrap();
+        bad["scale"] = "loud".into();
+        assert!(serde_json::from_value::<TrainConfig>(bad).is_err());
+    }
 }

@@ -8,14 +8,15 @@ use pcll_formats::budget::BudgetOptions;
 use pcll_formats::quant::gptq::{output_error, GptqOptions};
 use pcll_formats::quant::int::{quantize_with, ScaleRule};
 use pcll_formats::{pack, pack_calibrated, PackOptions, SourceModel};
+use pcll_pipeline::calibrate::{
+    float_weights, hessians, pack_budget, pack_gptq, CalibSpec, CalibTokens,
+};
+use pcll_pipeline::run_folder::ExportSettings;
 use pcll_runtime::calib::{calibrate, mean_loss};
 use pcll_runtime::config::{Config, Overrides};
 use pcll_runtime::shard::write_shard;
 use pcll_runtime::{Model, Resident};
 use pcll_trainer::backend::{cpu, Cpu};
-use pcll_trainer::calibrate::{
-    float_weights, hessians, pack_budget, pack_gptq, CalibSpec, CalibTokens,
-};
 use pcll_trainer::export::source_model;
 use pcll_trainer::train::{TrainConfig, Trainer};
 use std::path::PathBuf;
@@ -194,7 +195,7 @@ fn gptq_lowers_every_layers_output_error_and_repacks_identically() {
         Some(&cache),
         |_, _, _| {},
     ) {
-        Err(e @ pcll_trainer::TrainError::CalibCache { .. }) => e.to_string(),
+        Err(e @ pcll_pipeline::PipelineError::CalibCache { .. }) => e.to_string(),
         other => panic!("stale cache used: {:?}", other.map(|r| r.1)),
     };
     let fewer = CalibSpec {
@@ -250,16 +251,22 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
     let vocab = 64;
     let pattern = write_calib(&dir, vocab);
     let mut tc = TrainConfig {
-        vocab_size: vocab,
-        model_dim: 32,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
-        mlp_hidden: 64,
+        model: Config {
+            vocab_size: vocab,
+            model_dim: 32,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            mlp_hidden: 64,
+            ..TrainConfig::default().model
+        },
         seq_len: 16,
         batch_seqs: 8,
         steps: 40,
-        raw_max_elements: 256,
+        export: ExportSettings {
+            raw_max_elements: 256,
+            ..ExportSettings::default()
+        },
         ..TrainConfig::default()
     };
     tc.hyper.warmup_steps = 2;
@@ -369,7 +376,7 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
     );
     assert!(matches!(
         tiny,
-        Err(pcll_trainer::TrainError::Format(
+        Err(pcll_pipeline::PipelineError::Format(
             pcll_formats::FormatError::OverBudget { .. }
         ))
     ));

@@ -6,6 +6,7 @@ use burn::backend::NdArray;
 use pcll_conformance::gpt::{synthetic, tokens, Shape};
 use pcll_formats::quant::int::{quantize_with, ScaleRule};
 use pcll_formats::PackOptions;
+use pcll_pipeline::run_folder::ExportSettings;
 use pcll_runtime::config::{Config, Overrides};
 use pcll_runtime::eval::ByteTables;
 use pcll_runtime::shard::write_shard;
@@ -55,16 +56,22 @@ fn config_of(state: &BTreeMap<String, HostTensor>) -> Config {
 /// A tiny run's configuration on `vocab` tokens.
 fn tiny(vocab: usize, steps: usize) -> TrainConfig {
     let mut c = TrainConfig {
-        vocab_size: vocab,
-        model_dim: 32,
-        num_layers: 3,
-        num_heads: 4,
-        num_kv_heads: 2,
-        mlp_hidden: 64,
+        model: Config {
+            vocab_size: vocab,
+            model_dim: 32,
+            num_layers: 3,
+            num_heads: 4,
+            num_kv_heads: 2,
+            mlp_hidden: 64,
+            ..TrainConfig::default().model
+        },
         seq_len: 16,
         batch_seqs: 4,
         steps,
-        raw_max_elements: 1024,
+        export: ExportSettings {
+            raw_max_elements: 1024,
+            ..ExportSettings::default()
+        },
         ..TrainConfig::default()
     };
     c.hyper.warmup_steps = 2;
@@ -277,7 +284,7 @@ fn qat_trained_weights_lose_less_when_quantized() {
     let (train, val) = shards(&dir, vocab);
     let tables = ByteTables::bytes(vocab);
     let mut cfg = tiny(vocab, 30);
-    cfg.bits = 3;
+    cfg.export.bits = 3;
     // Validation loss of the float weights and of the weights the artifact decodes to.
     let losses = |qat: Option<usize>| {
         let mut c = cfg.clone();

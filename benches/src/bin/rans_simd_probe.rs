@@ -30,13 +30,13 @@ fn main() {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use pcll_benches::baselines::Baseline;
-    use pcll_benches::compare::decode_streams;
-    use pcll_benches::fixtures::{bench_model, int_symbol_streams};
     use pcll_decoder::limits::MAX_SCRATCH_LEN;
     use pcll_decoder::rans::{RansStream, RANS_L};
     use pcll_formats::rans::encode;
     use pcll_formats::PackOptions;
+    use pcll_pipeline::baselines::Baseline;
+    use pcll_pipeline::compare::decode_streams;
+    use pcll_pipeline::fixtures::{bench_model, int_symbol_streams};
     use std::arch::x86_64::*;
     use std::time::Instant;
 

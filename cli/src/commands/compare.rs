@@ -2,9 +2,9 @@
 
 use super::read;
 use anyhow::{Context, Result};
-use pcll_benches::compare::{compare, CompareReport};
-use pcll_benches::fixtures::int_symbol_streams;
 use pcll_formats::{PackOptions, SourceModel};
+use pcll_pipeline::compare::{compare, CompareReport};
+use pcll_pipeline::fixtures::int_symbol_streams;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

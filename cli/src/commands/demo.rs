@@ -8,13 +8,19 @@
 //! weights, verify it against its source, unpack, and compare the coders.
 
 use super::{read, write_atomic};
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Result};
 use clap::Parser;
-use pcll_benches::compare::compare;
-use pcll_benches::fixtures::{bundled_model_path, int_symbol_streams};
 use pcll_decoder::Artifact;
 use pcll_formats::{PackOptions, SourceModel};
-use pcll_trainer::tokenize::{tokenize, Options};
+use pcll_pipeline::compare::compare;
+use pcll_pipeline::fixtures::{bundled_model_path, int_symbol_streams};
+use pcll_pipeline::generate::generate;
+use pcll_pipeline::pack::{pack_with_progress, summary};
+use pcll_pipeline::run_model::{with_model, RunSettings};
+use pcll_pipeline::tokenize::{tokenize, Options};
+use pcll_pipeline::verify::{verify, Against};
+use pcll_runtime::sample::Sampling;
+use pcll_runtime::Numerics;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -55,7 +61,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let data = a.out_dir.join("data");
     let texts = if a.text.is_empty() {
-        pcll_trainer::corpus::write_to(&a.out_dir.join("corpus"))?
+        pcll_pipeline::corpus::write_to(&a.out_dir.join("corpus"))?
     } else {
         a.text.clone()
     };
@@ -96,24 +102,34 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     argv.extend(extra);
     let train = TrainCli::try_parse_from(argv)?.args;
-    let summary = super::train::train_on::<pcll_trainer::backend::Cpu>(
-        &train,
+    let summary = pcll_trainer::run::train_on::<pcll_trainer::backend::Cpu>(
+        &train.options(),
         vec![pcll_trainer::backend::cpu()],
     )?;
     println!("\n== result");
     super::train::print_summary(&summary);
     let artifact = run.join("model.pcll");
     println!("\n== generate from {}", artifact.display());
-    super::generate::run(super::generate::Args {
-        model: artifact,
-        prompt: "fn main() {".into(),
-        max_tokens: 48,
+    let sampling = Sampling {
         temperature: 0.8,
         top_k: 40,
         seed: 0,
-        fast: false,
-        run: Default::default(),
-    })?;
+    };
+    with_model(
+        &artifact,
+        &RunSettings::default(),
+        Numerics::Exact,
+        true,
+        |model, opened| {
+            let Some(codec) = &opened.codec else {
+                bail!("the demo's artifact carries no tokenizer");
+            };
+            let out = &mut std::io::stdout().lock();
+            let g = generate(model, codec, "fn main() {", sampling, 48, out)?;
+            eprintln!("{}", super::generate::timing_line(&g, false));
+            Ok(())
+        },
+    )?;
     println!(
         "\nnext: pcll frontier {} -o {}",
         run.display(),
@@ -131,18 +147,20 @@ fn weights_demo(out_dir: &Path, model: Option<PathBuf>) -> Result<ExitCode> {
     let src = read(&model_path)?;
     let model = SourceModel::from_safetensors(&src)?;
     let opts = PackOptions::default();
-    let report = super::pack::pack_with_progress(&model, &opts, None)?;
+    let report = pack_with_progress(&model, &opts, None)?;
     write_atomic(&artifact, &report.artifact)?;
-    println!("{}", super::pack::summary(src.len(), &report));
+    println!("{}", summary(src.len(), &report));
 
     println!("\n== verify {} --against the source", artifact.display());
-    super::verify::run(super::verify::Args {
-        artifact: artifact.clone(),
-        against: Some(model_path.clone()),
-        calib: None,
-        max_memory: None,
-        model_args: Default::default(),
-    })?;
+    verify(
+        &artifact,
+        &Against {
+            source: Some(&model_path),
+            max_memory: pcll_formats::unpack::default_max_memory(),
+            ..Against::default()
+        },
+        |line| println!("{line}"),
+    )?;
 
     println!("\n== unpack -> {}", unpacked.display());
     let bytes = read(&artifact)?;

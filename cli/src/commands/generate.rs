@@ -2,14 +2,14 @@
 //! [--seed S] [--stream]`: streams the continuation to stdout, one token at a time, with a KV
 //! cache.
 
-use super::run_model::{peak_rss, with_model, RunArgs};
-use anyhow::{bail, Context, Result};
-use pcll_runtime::sample::{Sampler, Sampling};
+use super::RunArgs;
+use anyhow::{bail, Result};
+use pcll_pipeline::generate::{generate, Generated};
+use pcll_pipeline::run_model::{peak_rss, threads, with_model};
+use pcll_runtime::sample::Sampling;
 use pcll_runtime::Numerics;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,61 +44,50 @@ pub fn run(a: Args) -> Result<ExitCode> {
     } else {
         Numerics::Exact
     };
-    with_model(&a.model, &a.run, numerics, true, |model, opened| {
-        let Some(codec) = &opened.codec else {
-            bail!("the artifact carries no tokenizer (pack with --tokenizer or --byte-tokenizer)");
-        };
-        let prompt = codec.encode(&a.prompt)?;
-        if prompt.is_empty() {
-            bail!("the prompt encodes to no tokens");
-        }
-        let mut sampler = Sampler::new(Sampling {
-            temperature: a.temperature,
-            top_k: a.top_k,
-            seed: a.seed,
-        });
-        let mut cache = model.new_cache();
-        let t0 = Instant::now();
-        let mut logits = model
-            .extend(&prompt, &mut cache)
-            .context("reading the prompt")?;
-        let prefill_s = t0.elapsed().as_secs_f64();
-        let mut out = std::io::stdout().lock();
-        write!(out, "{}", a.prompt)?;
-        let mut generated: Vec<u32> = Vec::new();
-        let mut shown = String::new();
-        let t1 = Instant::now();
-        for _ in 0..a.max_tokens {
-            let next = sampler.pick(&logits);
-            generated.push(next);
-            let text = codec.decode(&generated)?;
-            // Print only what is settled: a trailing replacement char may be half a UTF-8
-            // sequence that the next token completes.
-            if let Some(new) = text.strip_prefix(shown.as_str()) {
-                if !new.ends_with('\u{FFFD}') {
-                    write!(out, "{new}")?;
-                    out.flush()?;
-                    shown = text;
-                }
-            }
-            logits = model.extend(&[next], &mut cache)?;
-        }
-        writeln!(out)?;
-        let secs = t1.elapsed().as_secs_f64();
-        eprintln!(
-            "{} prompt tokens in {:.3} s, {} generated in {:.3} s ({:.1} tokens/s; {} threads, {} kernels{}){}",
-            prompt.len(),
-            prefill_s,
-            generated.len(),
-            secs,
-            generated.len() as f64 / secs.max(1e-9),
-            super::run_model::threads(),
-            pcll_kernels::Isa::best().name(),
-            if a.fast { ", fast" } else { "" },
-            peak_rss()
-                .map(|b| format!(", peak RSS {}", super::human(b)))
-                .unwrap_or_default()
-        );
-        Ok(ExitCode::SUCCESS)
-    })
+    with_model(
+        &a.model,
+        &a.run.settings(),
+        numerics,
+        true,
+        |model, opened| {
+            let Some(codec) = &opened.codec else {
+                bail!(
+                    "the artifact carries no tokenizer (pack with --tokenizer or --byte-tokenizer)"
+                );
+            };
+            let sampling = Sampling {
+                temperature: a.temperature,
+                top_k: a.top_k,
+                seed: a.seed,
+            };
+            let g = generate(
+                model,
+                codec,
+                &a.prompt,
+                sampling,
+                a.max_tokens,
+                &mut std::io::stdout().lock(),
+            )?;
+            eprintln!("{}", timing_line(&g, a.fast));
+            Ok(ExitCode::SUCCESS)
+        },
+    )
+}
+
+/// The line on stderr after a generation (inside `with_model`: its pool's threads).
+pub fn timing_line(g: &Generated, fast: bool) -> String {
+    format!(
+        "{} prompt tokens in {:.3} s, {} generated in {:.3} s ({:.1} tokens/s; {} threads, {} kernels{}){}",
+        g.prompt_tokens,
+        g.prefill_s,
+        g.tokens,
+        g.generate_s,
+        g.tokens as f64 / g.generate_s.max(1e-9),
+        threads(),
+        pcll_kernels::Isa::best().name(),
+        if fast { ", fast" } else { "" },
+        peak_rss()
+            .map(|b| format!(", peak RSS {}", super::human(b)))
+            .unwrap_or_default()
+    )
 }

@@ -9,14 +9,12 @@ pub mod generate;
 pub mod inspect;
 pub mod pack;
 pub mod report;
-pub mod run_model;
 pub mod tokenize;
 pub mod train;
 pub mod unpack;
 pub mod verify;
 
-use anyhow::{Context, Result};
-use std::path::Path;
+pub use pcll_pipeline::files::{human, read, write_atomic};
 
 /// A count that must be at least 1 (`--seq-len`): 0 is refused when the arguments are read,
 /// with what is wrong said, rather than failing later in terms of tokens.
@@ -28,26 +26,32 @@ pub fn positive(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
-/// Reads a whole file with the path in the error.
-pub fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+/// How `eval` and `generate` hold the weights and compute (`pcll_pipeline::run_model`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Decode each tensor from disk only when the forward pass reaches it (low memory).
+    #[arg(long)]
+    pub stream: bool,
+    /// With --stream: keep up to BYTES of decoded tensors (int tensors at one byte a weight)
+    /// instead of decoding them again at every step.
+    #[arg(long, value_name = "BYTES", requires = "stream")]
+    pub stream_cache: Option<u64>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
-/// Writes a file atomically: a temporary beside it, then a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("pcll.tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
-}
-
-/// Human-readable byte count.
-pub fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1e6 {
-        format!("{:.2} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
+impl RunArgs {
+    /// The settings these arguments give; streaming also makes the allocator return freed
+    /// memory (low memory is the point of streaming).
+    pub fn settings(&self) -> pcll_pipeline::run_model::RunSettings {
+        if self.stream {
+            crate::memory::return_freed_memory();
+        }
+        pcll_pipeline::run_model::RunSettings {
+            stream: self.stream,
+            stream_cache: self.stream_cache,
+            threads: self.threads,
+        }
     }
 }

@@ -1,21 +1,17 @@
 //! `pcll pack MODEL.safetensors -o OUT.pcll [--bits N] [--keep-f32 GLOB]...`
 
-use super::{human, read, write_atomic};
-use crate::progress::bar;
-use anyhow::{bail, Context, Result};
-use pcll_formats::budget::BudgetOptions;
+use anyhow::{Context, Result};
 use pcll_formats::pack::{CodecSpec, RawCoding, TiedEmbedding};
 use pcll_formats::quant::gptq::GptqOptions;
-use pcll_formats::quant::gptq::Hessians;
 use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::rans::{Clusters, Protos};
 use pcll_formats::scales::ScaleCoding;
-use pcll_formats::{pack_calibrated, Layout, MetaValue, PackOptions, PackReport, SourceModel};
-use pcll_runtime::config::{Config, Overrides, DEFAULT_SEQ_LEN};
-use pcll_runtime::text::TextCodec;
-use pcll_trainer::calibrate::{pack_budget, pack_gptq, BudgetOutcome, CalibSpec};
-use pcll_trainer::export::{model_metadata, tokenizer_metadata};
-use std::collections::BTreeMap;
+use pcll_formats::{Layout, PackOptions, SourceModel};
+use pcll_pipeline::calibrate::CalibSpec;
+use pcll_pipeline::files::{read, write_atomic};
+use pcll_pipeline::metadata::ModelOptions;
+use pcll_pipeline::pack::{allocation_table, pack_model, summary, PackRequest};
+use pcll_runtime::config::DEFAULT_SEQ_LEN;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -185,16 +181,13 @@ pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
     Ok(bytes as u64)
 }
 
-fn parse_scale(s: &str) -> std::result::Result<ScaleRule, String> {
+pub fn parse_scale(s: &str) -> std::result::Result<ScaleRule, String> {
     ScaleRule::parse(s)
         .ok_or_else(|| format!("`{s}` is not maxabs, mse or percentile:P (0 < P <= 100)"))
 }
 
-/// The safetensors `__metadata__` key in which `pcll train` records the training sequence
-/// length of `model.safetensors`.
-pub const SOURCE_SEQ_LEN: &str = "seq_len";
-
-/// What `pack` records so the runtime can run the model from the artifact alone.
+/// What `pack` records so the runtime can run the model from the artifact alone
+/// (`pcll_pipeline::metadata::ModelOptions`).
 #[derive(clap::Args, Clone, Default)]
 pub struct ModelArgs {
     /// Tokenizer (Hugging Face tokenizer.json) to embed with its bits-per-byte tables.
@@ -217,81 +210,15 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// The configuration of a parameter-golf GPT state dict, with these options applied.
-    pub fn config(&self, model: &SourceModel) -> Result<Config> {
-        let over = Overrides {
+    /// The model options these arguments give.
+    pub fn options(&self) -> ModelOptions {
+        ModelOptions {
+            tokenizer: self.tokenizer.clone(),
+            byte_tokenizer: self.byte_tokenizer,
             rope_base: self.rope_base,
             logit_softcap: self.logit_softcap,
-            ..Overrides::default()
-        };
-        let shape = |n: &str| model.get(n).map(|t| t.shape.clone());
-        Config::infer(shape, over)
-            .context("calibration runs the model: it must be a parameter-golf GPT")
-    }
-
-    fn explicit(&self) -> bool {
-        self.tokenizer.is_some()
-            || self.byte_tokenizer
-            || self.rope_base.is_some()
-            || self.logit_softcap.is_some()
-            || self.seq_len.is_some()
-    }
-
-    /// The training sequence length: `--seq-len`, else the source's `seq_len` metadata.
-    pub fn seq_len(&self, model: &SourceModel) -> Result<Option<usize>> {
-        if self.seq_len.is_some() {
-            return Ok(self.seq_len);
+            seq_len: self.seq_len,
         }
-        match model.metadata.get(SOURCE_SEQ_LEN) {
-            None => Ok(None),
-            Some(v) => match v.parse::<usize>() {
-                Ok(n) if n > 0 => Ok(Some(n)),
-                _ => bail!(
-                    "the source's `{SOURCE_SEQ_LEN}` metadata `{v}` is not a positive integer"
-                ),
-            },
-        }
-    }
-
-    /// The `model.*` and `tokenizer.*` metadata for `model`. A source that is not a
-    /// parameter-golf GPT gets none (with a note), unless model options were given.
-    pub fn metadata(&self, model: &SourceModel) -> Result<BTreeMap<String, MetaValue>> {
-        let over = Overrides {
-            rope_base: self.rope_base,
-            logit_softcap: self.logit_softcap,
-            ..Overrides::default()
-        };
-        let shape = |n: &str| model.get(n).map(|t| t.shape.clone());
-        let cfg = match Config::infer(shape, over) {
-            Ok(c) => Some(c),
-            Err(e) if self.explicit() => {
-                return Err(e).context("the model options need a parameter-golf GPT state dict")
-            }
-            Err(e) => {
-                if model.get("tok_emb.weight").is_some() {
-                    eprintln!("note: not recording a model configuration: {e}");
-                }
-                None
-            }
-        };
-        let mut m = BTreeMap::new();
-        if let Some(c) = cfg {
-            model_metadata(&c, self.seq_len(model)?, &mut m);
-        }
-        let codec = match (&self.tokenizer, self.byte_tokenizer) {
-            (Some(path), _) => {
-                let json = String::from_utf8(read(path)?)
-                    .with_context(|| format!("{} is not UTF-8", path.display()))?;
-                Some(TextCodec::from_json(&json).with_context(|| format!("{}", path.display()))?)
-            }
-            (None, true) => Some(TextCodec::Bytes),
-            (None, false) => None,
-        };
-        if let Some(codec) = codec {
-            let vocab = cfg.map_or(256, |c| c.vocab_size);
-            tokenizer_metadata(&codec, vocab, &mut m)?;
-        }
-        Ok(m)
     }
 }
 
@@ -304,7 +231,7 @@ impl Args {
             keep_f32: self.keep_f32.clone(),
             lanes: self.lanes,
             scale: self.scale,
-            extra: self.model_args.metadata(model)?,
+            extra: self.model_args.options().metadata(model)?,
             gptq: self.gptq.then_some(GptqOptions {
                 damp: self.gptq_damp,
                 block: self.gptq_block,
@@ -328,224 +255,32 @@ impl Args {
     }
 }
 
-/// Packs with a progress bar (`hessians`: a calibration, which `opts.gptq` needs).
-pub fn pack_with_progress(
-    model: &SourceModel,
-    opts: &PackOptions,
-    hessians: Option<&Hessians>,
-) -> Result<PackReport> {
-    let pb = bar(model.tensors.len() as u64, "packing");
-    let report = pack_calibrated(model, opts, hessians, |done, _, name| {
-        pb.set_message(name.to_string());
-        pb.set_position(done as u64);
-    })?;
-    pb.finish_and_clear();
-    Ok(report)
-}
-
-/// The short size summary printed after packing.
-pub fn summary(source_bytes: usize, report: &PackReport) -> String {
-    let numel = |t: &pcll_formats::TensorReport| t.shape.iter().product::<u64>();
-    let ints: Vec<_> = report.tensors.iter().filter(|t| t.codec == "int").collect();
-    let int_w: u64 = ints.iter().map(|t| numel(t)).sum();
-    let int_b: usize = ints.iter().map(|t| t.payload_bytes).sum();
-    let sym_b: usize = ints.iter().filter_map(|t| t.symbol_bytes).sum();
-    let ent: f64 = ints.iter().filter_map(|t| t.entropy_bytes).sum();
-    let raw_b: usize = report
-        .tensors
-        .iter()
-        .filter(|t| t.codec == "raw")
-        .map(|t| t.payload_bytes)
-        .sum();
-    let total = report.artifact.len();
-    let mut s = format!(
-        "{} tensors: {} int ({} weights, {}, {:.3} bits/weight incl. scales), {} raw ({})\n",
-        report.tensors.len(),
-        ints.len(),
-        int_w,
-        human(int_b as u64),
-        if int_w > 0 {
-            int_b as f64 * 8.0 / int_w as f64
-        } else {
-            0.0
-        },
-        report.tensors.len() - ints.len(),
-        human(raw_b as u64),
-    );
-    for name in ["kmeans", "e8p", "e8-rans", "lossless"] {
-        let ts: Vec<_> = report.tensors.iter().filter(|t| t.codec == name).collect();
-        if ts.is_empty() {
-            continue;
-        }
-        let w: u64 = ts.iter().map(|t| numel(t)).sum();
-        let b: usize = ts.iter().map(|t| t.payload_bytes).sum();
-        let (e, n) = ts
-            .iter()
-            .filter_map(|t| t.error)
-            .fold((0.0, 0.0), |a, x| (a.0 + x.squared, a.1 + x.norm));
-        s += &format!(
-            "{} {name}: {} weights, {}, {:.3} bits/weight{}\n",
-            ts.len(),
-            w,
-            human(b as u64),
-            b as f64 * 8.0 / w.max(1) as f64,
-            if n > 0.0 {
-                format!(
-                    ", SNR {:.2} dB",
-                    10.0 * (n / f64::max(e, f64::MIN_POSITIVE)).log10()
-                )
-            } else {
-                String::new()
-            }
-        );
-    }
-    if ent > 0.0 {
-        s += &format!(
-            "coded symbols {} vs order-0 entropy {} ({:.4}x)\n",
-            human(sym_b as u64),
-            human(ent as u64),
-            sym_b as f64 / ent
-        );
-    }
-    let errs: Vec<_> = ints.iter().filter_map(|t| t.error).collect();
-    let (sq, sq_max, norm) = errs.iter().fold((0.0, 0.0, 0.0), |a, e| {
-        (a.0 + e.squared, a.1 + e.squared_maxabs, a.2 + e.norm)
-    });
-    if ints.iter().any(|t| t.gptq) {
-        s += "int symbols chosen by GPTQ, which lowers each layer's output error on the calibration inputs at the cost of weight error:\n";
-    }
-    if norm > 0.0 {
-        s += &format!(
-            "int weight error: relative MSE {:.3e} (SNR {:.2} dB); max-abs scales give {:.3e} ({})\n",
-            sq / norm,
-            10.0 * (norm / sq.max(f64::MIN_POSITIVE)).log10(),
-            sq_max / norm,
-            match (1.0 - sq / sq_max.max(f64::MIN_POSITIVE)) * 100.0 {
-                g if g.abs() < 0.05 => "the same".to_string(),
-                g if g > 0.0 => format!("{g:.1}% less error here"),
-                g => format!("{:.1}% more error here", -g),
-            }
-        );
-    }
-    s += &format!(
-        "artifact {} from {} ({:.2}x smaller)",
-        human(total as u64),
-        human(source_bytes as u64),
-        source_bytes as f64 / total.max(1) as f64
-    );
-    let meta = pcll_decoder::Artifact::parse(&report.artifact).map_or(0, |art| {
-        pcll_formats::metadata::artifact_model_metadata_len(&art)
-    });
-    if meta > 0 {
-        s += &format!(
-            ": weights {} + model and tokenizer metadata {}",
-            human(total as u64 - meta),
-            human(meta)
-        );
-    }
-    s
-}
-
-/// Progress of calibrated packing: one bar per phase.
-pub fn phase_progress() -> impl FnMut(&str, usize, usize) {
-    let mut current: Option<(String, crate::progress::Progress)> = None;
-    move |phase, done, total| {
-        if current.as_ref().is_none_or(|(p, _)| p != phase) {
-            if let Some((_, pb)) = current.take() {
-                pb.finish_and_clear();
-            }
-            current = Some((phase.to_string(), bar(total as u64, phase)));
-        }
-        if let Some((_, pb)) = &current {
-            pb.set_position(done as u64);
-            if done == total {
-                pb.finish_and_clear();
-            }
-        }
-    }
-}
-
-/// The budget packer's allocation table and its prediction check.
-pub fn allocation_table(o: &BudgetOutcome) -> String {
-    let r = &o.report;
-    let mut s = format!(
-        "{:<28} {:>6} {:>7} {:>10} {:>12} {:>12}\n",
-        "tensor", "codec", "bits/w", "bytes", "probe Δloss", "pred. Δloss"
-    );
-    for t in &r.tensors {
-        let c = t.choice();
-        s += &format!(
-            "{:<28} {:>6} {:>7.3} {:>10} {:>12.2e} {:>12.2e}\n",
-            t.name,
-            c.plan.name(),
-            c.bytes as f64 * 8.0 / t.numel.max(1) as f64,
-            c.bytes,
-            t.probe_delta,
-            c.predicted
-        );
-    }
-    s += &format!(
-        "artifact {} of {} allowed; loss +{:.5} nats/token predicted, +{:.5} measured ({:.4} → {:.4} on the probe slice)",
-        r.pack.artifact.len(),
-        r.target,
-        r.predicted,
-        o.measured(),
-        o.base_loss,
-        o.packed_loss
-    );
-    s
-}
-
 pub fn run(a: Args) -> Result<ExitCode> {
     let bytes = read(&a.model)?;
     let model = SourceModel::from_safetensors(&bytes)
         .with_context(|| format!("parsing {}", a.model.display()))?;
     let opts = a.options(&model)?;
+    let model_opts = a.model_args.options();
     let meta_len = pcll_formats::metadata::model_metadata_len(&opts.extra);
-    let budget = a
-        .budget
-        .or(a.weights_budget.map(|w| w.saturating_add(meta_len)));
-    if a.calib.calib.is_some() && !a.gptq && budget.is_none() {
-        bail!("--calib is for --gptq or --budget");
-    }
-    let report = match (a.calib.spec(a.model_args.seq_len(&model)?), budget) {
-        (Some(spec), Some(budget)) => {
-            let cfg = a.model_args.config(&model)?;
-            let out = pack_budget(
-                &model,
-                cfg,
-                &opts,
-                &spec,
-                &BudgetOptions::new(budget, a.reserve),
-                a.calib.calib_cache.as_deref(),
-                phase_progress(),
-            )?;
-            if let Some(note) = &out.cache_note {
-                println!("{note}");
-            }
-            println!("{}", allocation_table(&out));
-            out.report.pack
-        }
-        (Some(spec), None) if a.gptq => {
-            let cfg = a.model_args.config(&model)?;
-            let (report, note) = pack_gptq(
-                &model,
-                cfg,
-                &opts,
-                &spec,
-                a.calib.calib_cache.as_deref(),
-                phase_progress(),
-            )?;
-            if let Some(note) = note {
-                println!("{note}");
-            }
-            report
-        }
-        (Some(_), None) | (None, _) => pack_with_progress(&model, &opts, None)?,
+    let req = PackRequest {
+        calib: a.calib.spec(model_opts.seq_len(&model)?),
+        gptq: a.gptq,
+        budget: a
+            .budget
+            .or(a.weights_budget.map(|w| w.saturating_add(meta_len))),
+        reserve: a.reserve,
+        calib_cache: a.calib.calib_cache.clone(),
     };
-    write_atomic(&a.output, &report.artifact)?;
+    let packed = pack_model(&model, &opts, &model_opts, &req)?;
+    if let Some(note) = &packed.cache_note {
+        println!("{note}");
+    }
+    if let Some(allocation) = &packed.allocation {
+        println!("{}", allocation_table(allocation));
+    }
+    write_atomic(&a.output, &packed.report.artifact)?;
     println!("wrote {}", a.output.display());
-    println!("{}", summary(bytes.len(), &report));
+    println!("{}", summary(bytes.len(), &packed.report));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,8 +4,8 @@
 
 use super::{human, read};
 use anyhow::{Context, Result};
-use pcll_benches::report::{chart_svg, report};
 use pcll_formats::SourceModel;
+use pcll_pipeline::report::{chart_svg, report};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

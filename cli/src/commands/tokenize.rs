@@ -1,7 +1,7 @@
 //! `pcll tokenize TEXT... -o DIR [--vocab 1024 | --bytes] [--val-fraction 0.1]`
 
 use anyhow::Result;
-use pcll_trainer::tokenize::{tokenize, Options};
+use pcll_pipeline::tokenize::{tokenize, Options};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

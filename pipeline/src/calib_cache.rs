@@ -20,7 +20,7 @@
 //! is simply measured and added.
 
 use crate::calibrate::{CalibSpec, CalibTokens};
-use crate::error::{io, TrainError};
+use crate::error::{io, PipelineError};
 use pcll_formats::quant::gptq::{Hessian, Hessians};
 use pcll_formats::SourceModel;
 use pcll_runtime::config::Config;
@@ -136,7 +136,7 @@ impl CalibCache {
     /// Opens `path` for `key`: an absent file is an empty cache (written by
     /// [`CalibCache::save`]); a file made for another key is an error that says which part
     /// differs; a file that is not a calibration cache is an error.
-    pub fn open(path: &Path, key: CacheKey) -> Result<CalibCache, TrainError> {
+    pub fn open(path: &Path, key: CacheKey) -> Result<CalibCache, PipelineError> {
         let mut cache = CalibCache {
             path: path.to_path_buf(),
             key,
@@ -151,7 +151,7 @@ impl CalibCache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(cache),
             Err(e) => return Err(io(path)(e)),
         };
-        let bad = |reason: String| TrainError::CalibCache {
+        let bad = |reason: String| PipelineError::CalibCache {
             path: path.to_path_buf(),
             reason,
         };
@@ -226,8 +226,8 @@ impl CalibCache {
     /// [`CalibCache::save`]), or `compute()`'s, which `save` then writes.
     pub fn hessians(
         &mut self,
-        compute: impl FnOnce() -> Result<Hessians, TrainError>,
-    ) -> Result<Hessians, TrainError> {
+        compute: impl FnOnce() -> Result<Hessians, PipelineError>,
+    ) -> Result<Hessians, PipelineError> {
         if let Some(h) = self.hessians.take() {
             self.used.grams_reused = true;
             return Ok(h);
@@ -239,8 +239,8 @@ impl CalibCache {
     /// The cached float loss on the probe slice, or `compute()`'s.
     pub fn base_loss(
         &mut self,
-        compute: impl FnOnce() -> Result<f64, TrainError>,
-    ) -> Result<f64, TrainError> {
+        compute: impl FnOnce() -> Result<f64, PipelineError>,
+    ) -> Result<f64, PipelineError> {
         if let Some(l) = self.base_loss {
             self.used.base_loss_reused = true;
             return Ok(l);
@@ -256,8 +256,8 @@ impl CalibCache {
         &mut self,
         name: &str,
         weights: &[f32],
-        compute: impl FnOnce() -> Result<f64, TrainError>,
-    ) -> Result<f64, TrainError> {
+        compute: impl FnOnce() -> Result<f64, PipelineError>,
+    ) -> Result<f64, PipelineError> {
         let mut h = Sha256::new();
         h.update((name.len() as u64).to_le_bytes());
         h.update(name.as_bytes());
@@ -278,7 +278,7 @@ impl CalibCache {
 
     /// Writes the cache with `hessians` (what [`CalibCache::hessians`] returned),
     /// atomically (a temporary file renamed), if anything was added.
-    pub fn save(&mut self, hessians: &Hessians) -> Result<(), TrainError> {
+    pub fn save(&mut self, hessians: &Hessians) -> Result<(), PipelineError> {
         if !self.changed {
             return Ok(());
         }
@@ -306,7 +306,7 @@ impl CalibCache {
             "probes".into(),
             serde_json::to_string(&probes).unwrap_or_default(),
         );
-        let bad = |reason: String| TrainError::CalibCache {
+        let bad = |reason: String| PipelineError::CalibCache {
             path: self.path.clone(),
             reason,
         };

@@ -1,6 +1,6 @@
 //! Opening an artifact as a runnable model, resident or streamed, for `eval` and `generate`.
 
-use super::read;
+use crate::files::read;
 use anyhow::{Context, Result};
 use pcll_decoder::Artifact;
 use pcll_runtime::stream::Streamed;
@@ -10,17 +10,14 @@ use std::path::Path;
 use std::time::Instant;
 
 /// How `eval` and `generate` hold the weights and compute.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct RunArgs {
+#[derive(Debug, Clone, Default)]
+pub struct RunSettings {
     /// Decode each tensor from disk only when the forward pass reaches it (low memory).
-    #[arg(long)]
     pub stream: bool,
-    /// With --stream: keep up to BYTES of decoded tensors (int tensors at one byte a weight)
-    /// instead of decoding them again at every step.
-    #[arg(long, value_name = "BYTES", requires = "stream")]
+    /// With `stream`: keep up to this many bytes of decoded tensors (int tensors at one byte
+    /// a weight) instead of decoding them again at every step.
     pub stream_cache: Option<u64>,
     /// Worker threads (default: one per core).
-    #[arg(long)]
     pub threads: Option<usize>,
 }
 
@@ -41,14 +38,15 @@ pub type AnyModel = Model<Box<dyn Weights>>;
 
 /// Runs `f` on the model in `path`: every weight decoded up front (`int` tensors kept at a
 /// byte a weight), or (`run.stream`) each tensor read from disk and decoded when the forward
-/// pass reaches it, up to `run.stream_cache` bytes of them kept. Everything runs on a thread
+/// pass reaches it, up to `run.stream_cache` bytes of them kept (a caller that streams to
+/// save memory may also want the allocator to return freed memory, as `pcll` does). Everything runs on a thread
 /// pool of `run.threads` (default: one per core), started on one of its threads so that the
 /// forward pass's parallel loops, about a hundred per generated token, do not each hand their
 /// work over from outside the pool. `text`: also build the text codec (a `tokenizer.json` can
 /// be large; scoring does not need it).
 pub fn with_model<T: Send>(
     path: &Path,
-    run: &RunArgs,
+    run: &RunSettings,
     numerics: Numerics,
     text: bool,
     f: impl FnOnce(&AnyModel, &Opened) -> Result<T> + Send,
@@ -65,7 +63,7 @@ pub fn with_model<T: Send>(
 
 fn open_and_run<T>(
     path: &Path,
-    run: &RunArgs,
+    run: &RunSettings,
     numerics: Numerics,
     text: bool,
     f: impl FnOnce(&AnyModel, &Opened) -> Result<T>,
@@ -73,8 +71,6 @@ fn open_and_run<T>(
     let t0 = Instant::now();
     let ctx = || format!("{}", path.display());
     let (weights, opened): (Box<dyn Weights>, Opened) = if run.stream {
-        // Low memory is the point of streaming: freed weights go back to the system.
-        crate::memory::return_freed_memory();
         let cache = usize::try_from(run.stream_cache.unwrap_or(0)).unwrap_or(usize::MAX);
         let mut s = Streamed::open(path).with_context(ctx)?.with_cache(cache);
         if rayon::current_num_threads() > 1 {

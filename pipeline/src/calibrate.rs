@@ -6,7 +6,7 @@
 //! `pcll frontier` all come through here, so they calibrate identically.
 
 use crate::calib_cache::{CacheKey, CalibCache};
-use crate::error::TrainError;
+use crate::error::PipelineError;
 use pcll_decoder::Artifact;
 use pcll_formats::budget::{measure, BudgetOptions, BudgetReport, Measured};
 use pcll_formats::quant::gptq::{Hessian, Hessians};
@@ -70,7 +70,7 @@ pub struct CalibTokens {
 }
 
 impl CalibTokens {
-    pub fn load(spec: &CalibSpec) -> Result<CalibTokens, TrainError> {
+    pub fn load(spec: &CalibSpec) -> Result<CalibTokens, PipelineError> {
         // The counts may come from an artifact's metadata (`verify --calib`): saturate, and
         // the shards' own length bounds what is read.
         let probe_need = if spec.probe_tokens > 0 {
@@ -81,7 +81,7 @@ impl CalibTokens {
         let need = spec.tokens.saturating_add(probe_need);
         let mut all = load_prefix(&spec.pattern, need)?;
         if all.len() < need || spec.tokens < spec.seq_len {
-            return Err(TrainError::TooFewTokens {
+            return Err(PipelineError::TooFewTokens {
                 what: "calibration shards",
                 have: all.len(),
                 need: need.max(spec.seq_len),
@@ -114,7 +114,7 @@ pub fn hessians(
     tokens: &[u16],
     seq_len: usize,
     progress: impl FnMut(usize, usize),
-) -> Result<Hessians, TrainError> {
+) -> Result<Hessians, PipelineError> {
     let model = Model::new(cfg, weights);
     model.check_tokens(&tokens.iter().map(|&t| u32::from(t)).collect::<Vec<_>>())?;
     let cal = calibrate(&model, tokens, seq_len, progress)?;
@@ -156,7 +156,7 @@ impl Calibration {
         spec: &CalibSpec,
         cache: Option<&Path>,
         progress: impl FnMut(usize, usize),
-    ) -> Result<Calibration, TrainError> {
+    ) -> Result<Calibration, PipelineError> {
         let tokens = CalibTokens::load(spec)?;
         let mut cache = cache
             .map(|p| CalibCache::open(p, CacheKey::new(model, &cfg, spec, &tokens)))
@@ -174,7 +174,7 @@ impl Calibration {
     }
 
     /// Writes the cache if anything was added; returns what it reused, for the user.
-    pub fn save_cache(&mut self) -> Result<Option<String>, TrainError> {
+    pub fn save_cache(&mut self) -> Result<Option<String>, PipelineError> {
         match self.cache.as_mut() {
             Some(c) => {
                 c.save(&self.hessians)?;
@@ -195,7 +195,7 @@ pub fn pack_gptq(
     spec: &CalibSpec,
     cache: Option<&Path>,
     mut progress: impl FnMut(&str, usize, usize),
-) -> Result<(PackReport, Option<String>), TrainError> {
+) -> Result<(PackReport, Option<String>), PipelineError> {
     let weights = float_weights(model);
     let mut cal = Calibration::new(model, &weights, cfg, spec, cache, |d, n| {
         progress("calibrating", d, n)
@@ -253,9 +253,9 @@ impl<'m> BudgetSearch<'m> {
         budget: &BudgetOptions,
         cache: Option<&Path>,
         mut progress: impl FnMut(&str, usize, usize),
-    ) -> Result<BudgetSearch<'m>, TrainError> {
+    ) -> Result<BudgetSearch<'m>, PipelineError> {
         if spec.probe_tokens < spec.seq_len {
-            return Err(TrainError::BadConfig(format!(
+            return Err(PipelineError::BadConfig(format!(
                 "the budget packer measures loss on {} probe tokens, fewer than one window of {}",
                 spec.probe_tokens, spec.seq_len
             )));
@@ -273,8 +273,8 @@ impl<'m> BudgetSearch<'m> {
         let mut opts = opts.clone();
         opts.calib = Some(spec.describe());
         let mut cache = cal.cache.take();
-        let probe = |name: &str, w: &[f32]| -> Result<f64, TrainError> {
-            let run = || -> Result<f64, TrainError> {
+        let probe = |name: &str, w: &[f32]| -> Result<f64, PipelineError> {
+            let run = || -> Result<f64, PipelineError> {
                 let overlay = Overlay {
                     base: &weights,
                     replaced: BTreeMap::from([(name.to_string(), w.to_vec())]),
@@ -311,7 +311,7 @@ impl<'m> BudgetSearch<'m> {
 
     /// The best allocation within `budget − reserve` bytes, packed, with its loss on the
     /// probe slice measured to check the prediction.
-    pub fn fit(&self, budget: u64, reserve: u64) -> Result<BudgetOutcome, TrainError> {
+    pub fn fit(&self, budget: u64, reserve: u64) -> Result<BudgetOutcome, PipelineError> {
         let report = self
             .measured
             .fit(budget.saturating_sub(reserve), Some(&self.hessians))?;
@@ -342,7 +342,7 @@ pub fn pack_budget(
     budget: &BudgetOptions,
     cache: Option<&Path>,
     progress: impl FnMut(&str, usize, usize),
-) -> Result<BudgetOutcome, TrainError> {
+) -> Result<BudgetOutcome, PipelineError> {
     BudgetSearch::new(model, cfg, opts, spec, budget, cache, progress)?
         .fit(budget.budget, budget.reserve)
 }

@@ -8,20 +8,20 @@ use std::path::{Path, PathBuf};
 pub const BOOKS: [(&str, &str); 3] = [
     (
         "rust-by-example.txt",
-        include_str!("../data/corpus/rust-by-example.txt"),
+        include_str!("../../trainer/data/corpus/rust-by-example.txt"),
     ),
     (
         "edition-guide.txt",
-        include_str!("../data/corpus/edition-guide.txt"),
+        include_str!("../../trainer/data/corpus/edition-guide.txt"),
     ),
     (
         "embedded-book.txt",
-        include_str!("../data/corpus/embedded-book.txt"),
+        include_str!("../../trainer/data/corpus/embedded-book.txt"),
     ),
 ];
 
 /// The license notice that travels with the text.
-pub const NOTICE: &str = include_str!("../data/corpus/README.md");
+pub const NOTICE: &str = include_str!("../../trainer/data/corpus/README.md");
 
 /// Writes the books (and the notice) into `dir`; returns the text files in order.
 pub fn write_to(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
