@@ -6,6 +6,8 @@ use crate::files::human;
 use crate::metadata::ModelOptions;
 use crate::progress::{bar, Progress};
 use anyhow::{bail, Result};
+use pcll_decoder::table::codec_id;
+use pcll_decoder::Codec;
 use pcll_formats::budget::BudgetOptions;
 use pcll_formats::quant::gptq::Hessians;
 use pcll_formats::{pack_calibrated, PackOptions, PackReport, SourceModel};
@@ -123,7 +125,11 @@ pub fn phase_progress() -> impl FnMut(&str, usize, usize) {
 /// The short size summary printed after packing.
 pub fn summary(source_bytes: usize, report: &PackReport) -> String {
     let numel = |t: &pcll_formats::TensorReport| t.shape.iter().product::<u64>();
-    let ints: Vec<_> = report.tensors.iter().filter(|t| t.codec == "int").collect();
+    let ints: Vec<_> = report
+        .tensors
+        .iter()
+        .filter(|t| matches!(t.codec, Codec::Int(_)))
+        .collect();
     let int_w: u64 = ints.iter().map(|t| numel(t)).sum();
     let int_b: usize = ints.iter().map(|t| t.payload_bytes).sum();
     let sym_b: usize = ints.iter().filter_map(|t| t.symbol_bytes).sum();
@@ -131,7 +137,7 @@ pub fn summary(source_bytes: usize, report: &PackReport) -> String {
     let raw_b: usize = report
         .tensors
         .iter()
-        .filter(|t| t.codec == "raw")
+        .filter(|t| t.codec == Codec::Raw)
         .map(|t| t.payload_bytes)
         .sum();
     let total = report.artifact.len();
@@ -149,8 +155,17 @@ pub fn summary(source_bytes: usize, report: &PackReport) -> String {
         report.tensors.len() - ints.len(),
         human(raw_b as u64),
     );
-    for name in ["kmeans", "e8p", "e8-rans", "lossless"] {
-        let ts: Vec<_> = report.tensors.iter().filter(|t| t.codec == name).collect();
+    for (id, name) in [
+        (codec_id::KMEANS, "kmeans"),
+        (codec_id::E8P, "e8p"),
+        (codec_id::E8_RANS, "e8-rans"),
+        (codec_id::LOSSLESS, "lossless"),
+    ] {
+        let ts: Vec<_> = report
+            .tensors
+            .iter()
+            .filter(|t| t.codec.id() == id)
+            .collect();
         if ts.is_empty() {
             continue;
         }

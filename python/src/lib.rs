@@ -580,7 +580,7 @@ fn pack<'py>(
             let d = PyDict::new(py);
             d.set_item("name", &t.name)?;
             d.set_item("shape", PyTuple::new(py, &t.shape)?)?;
-            d.set_item("codec", t.codec)?;
+            d.set_item("codec", t.codec.name())?;
             d.set_item("dtype", dtype_name(t.stored_dtype))?;
             d.set_item("bytes", t.payload_bytes)?;
             d.set_item("bits", t.bits)?;

@@ -221,7 +221,11 @@ fn gptq_lowers_every_layers_output_error_and_repacks_identically() {
 
     let decoded = Resident::decode_all(&art).unwrap();
     let mut gptq_tensors = 0;
-    for t in packed.tensors.iter().filter(|t| t.codec == "int") {
+    for t in packed
+        .tensors
+        .iter()
+        .filter(|t| matches!(t.codec, pcll_decoder::Codec::Int(_)))
+    {
         // An untied embedding is only looked up: no input, no Hessian, plain rounding.
         assert_eq!(t.gptq, t.name != "tok_emb.weight", "{}", t.name);
         if !t.gptq {

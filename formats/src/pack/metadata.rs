@@ -1,0 +1,217 @@
+//! [`PackOptions`] ↔ metadata: `pack` records its options under `pcll.pack.*` (FORMAT.md §3)
+//! so `verify --against` can re-pack the source and get the same bytes.
+
+use super::options::{CodecSpec, PackOptions, RawCoding, TensorPlan};
+use crate::metadata::MetaValue;
+use crate::quant::gptq::GptqOptions;
+use crate::quant::int::ScaleRule;
+use crate::rans::{Clusters, Protos};
+use crate::scales::ScaleCoding;
+use crate::writer::Layout;
+use std::collections::BTreeMap;
+
+/// A string option recorded under `key`: `absent` when the key is not there (how artifacts
+/// written before the option existed were packed), `None` when its value does not parse.
+fn named<T>(
+    meta: &pcll_decoder::Metadata<'_>,
+    key: &str,
+    absent: T,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Option<T> {
+    match meta.get(key) {
+        None => Some(absent),
+        Some(v) => parse(v.as_str()?),
+    }
+}
+
+/// Metadata keys under which `pack` records its options, so `verify --against` can re-pack.
+pub mod keys {
+    pub const BITS: &str = "pcll.pack.bits";
+    pub const RAW_MAX_ELEMENTS: &str = "pcll.pack.raw_max_elements";
+    pub const KEEP_F32: &str = "pcll.pack.keep_f32";
+    pub const LANES: &str = "pcll.pack.lanes";
+    /// The scale rule, written only when it is not `maxabs` (absent means `maxabs`).
+    pub const SCALE: &str = "pcll.pack.scale";
+    /// GPTQ settings ([`super::GptqOptions::name`]), when GPTQ was used.
+    pub const GPTQ: &str = "pcll.pack.gptq";
+    /// Per-tensor overrides, `name=int4` or `name=f16`, when any.
+    pub const PLAN: &str = "pcll.pack.plan";
+    /// The calibration's description, when one was used.
+    pub const CALIB: &str = "pcll.pack.calib";
+    /// Codec overrides, `PATTERN=CODEC` in order, when any.
+    pub const CODECS: &str = "pcll.pack.codecs";
+    /// `int` histogram clusters (`auto` or a count), when not off.
+    pub const CLUSTERS: &str = "pcll.pack.clusters";
+    /// How f16 row scales are stored (`auto`), when not `f16` (absent: `f16`, as every
+    /// artifact before format v3 was written).
+    pub const SCALES: &str = "pcll.pack.scales";
+    /// Prototype rows of `int` tensors (`auto`), when not off (absent: off, as every artifact
+    /// before format v4 was written).
+    pub const PROTOS: &str = "pcll.pack.protos";
+    /// The payload layout (`compact`), when not aligned (absent: aligned, the only layout
+    /// before format v4).
+    pub const LAYOUT: &str = "pcll.pack.layout";
+    /// How small f16 tensors are written (`auto`: lossless-coded where smaller), when not raw
+    /// (absent: raw, as every artifact before format v4 was written).
+    pub const RAW_CODING: &str = "pcll.pack.raw_coding";
+}
+
+impl PackOptions {
+    /// The options as metadata entries.
+    pub fn to_metadata(&self) -> BTreeMap<String, MetaValue> {
+        let mut m = BTreeMap::new();
+        m.insert(keys::BITS.into(), MetaValue::U8(self.bits));
+        m.insert(
+            keys::RAW_MAX_ELEMENTS.into(),
+            MetaValue::U64(self.raw_max_elements),
+        );
+        m.insert(
+            keys::KEEP_F32.into(),
+            MetaValue::Array(
+                self.keep_f32
+                    .iter()
+                    .map(|p| MetaValue::String(p.clone()))
+                    .collect(),
+            ),
+        );
+        m.insert(keys::LANES.into(), MetaValue::U8(self.lanes));
+        if self.scale != ScaleRule::MaxAbs {
+            m.insert(keys::SCALE.into(), MetaValue::String(self.scale.name()));
+        }
+        if let Some(g) = &self.gptq {
+            m.insert(keys::GPTQ.into(), MetaValue::String(g.name()));
+        }
+        if !self.plan.is_empty() {
+            m.insert(
+                keys::PLAN.into(),
+                MetaValue::Array(
+                    self.plan
+                        .iter()
+                        .map(|(n, p)| MetaValue::String(format!("{n}={}", p.name())))
+                        .collect(),
+                ),
+            );
+        }
+        if let Some(c) = &self.calib {
+            m.insert(keys::CALIB.into(), MetaValue::String(c.clone()));
+        }
+        if !self.codecs.is_empty() {
+            m.insert(
+                keys::CODECS.into(),
+                MetaValue::Array(
+                    self.codecs
+                        .iter()
+                        .map(|(p, c)| MetaValue::String(format!("{p}={}", c.name())))
+                        .collect(),
+                ),
+            );
+        }
+        // Options whose absence means what artifacts written before them did.
+        let named = [
+            (
+                keys::CLUSTERS,
+                self.clusters != Clusters::Off,
+                self.clusters.name(),
+            ),
+            (
+                keys::SCALES,
+                self.scale_coding != ScaleCoding::F16,
+                self.scale_coding.name().into(),
+            ),
+            (
+                keys::PROTOS,
+                self.protos != Protos::Off,
+                self.protos.name().into(),
+            ),
+            (
+                keys::LAYOUT,
+                self.layout != Layout::Aligned,
+                self.layout.name().into(),
+            ),
+            (
+                keys::RAW_CODING,
+                self.raw_coding != RawCoding::Raw,
+                self.raw_coding.name().into(),
+            ),
+        ];
+        for (key, recorded, name) in named {
+            if recorded {
+                m.insert(key.into(), MetaValue::String(name));
+            }
+        }
+        m
+    }
+
+    /// Reads back the options `pack` recorded, and the extra metadata it carried; `None` if
+    /// the artifact lacks them.
+    pub fn from_metadata(meta: &pcll_decoder::Metadata<'_>) -> Option<PackOptions> {
+        let bits = meta.get(keys::BITS)?.as_u64()? as u8;
+        let raw_max_elements = meta.get(keys::RAW_MAX_ELEMENTS)?.as_u64()?;
+        let lanes = meta.get(keys::LANES)?.as_u64()? as u8;
+        let keep_f32 = match meta.get(keys::KEEP_F32)? {
+            pcll_decoder::Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
+            _ => return None,
+        };
+        let scale = match meta.get(keys::SCALE) {
+            None => ScaleRule::MaxAbs,
+            Some(v) => ScaleRule::parse(v.as_str()?)?,
+        };
+        let gptq = match meta.get(keys::GPTQ) {
+            None => None,
+            Some(v) => Some(GptqOptions::parse(v.as_str()?)?),
+        };
+        let plan = match meta.get(keys::PLAN) {
+            None => BTreeMap::new(),
+            Some(pcll_decoder::Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    let (n, p) = v.as_str()?.rsplit_once('=')?;
+                    Some((n.to_string(), TensorPlan::parse(p)?))
+                })
+                .collect::<Option<_>>()?,
+            Some(_) => return None,
+        };
+        let calib = match meta.get(keys::CALIB) {
+            None => None,
+            Some(v) => Some(v.as_str()?.to_string()),
+        };
+        let codecs = match meta.get(keys::CODECS) {
+            None => Vec::new(),
+            Some(pcll_decoder::Value::Array(a)) => a
+                .iter()
+                .map(|v| CodecSpec::parse_rule(v.as_str()?))
+                .collect::<Option<_>>()?,
+            Some(_) => return None,
+        };
+        let clusters = named(meta, keys::CLUSTERS, Clusters::Off, Clusters::parse)?;
+        let scale_coding = named(meta, keys::SCALES, ScaleCoding::F16, ScaleCoding::parse)?;
+        let protos = named(meta, keys::PROTOS, Protos::Off, Protos::parse)?;
+        let layout = named(meta, keys::LAYOUT, Layout::Aligned, Layout::parse)?;
+        let raw_coding = named(meta, keys::RAW_CODING, RawCoding::Raw, RawCoding::parse)?;
+        let extra = meta
+            .iter()
+            .filter(|(k, _)| !k.starts_with("pcll.pack.") && !k.starts_with("source."))
+            .map(|(k, v)| (k.to_string(), MetaValue::from_value(&v)))
+            .collect();
+        Some(PackOptions {
+            bits,
+            raw_max_elements,
+            keep_f32,
+            lanes,
+            scale,
+            extra,
+            gptq,
+            plan,
+            calib,
+            codecs,
+            clusters,
+            scale_coding,
+            protos,
+            layout,
+            raw_coding,
+        })
+    }
+}
