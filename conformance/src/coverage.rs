@@ -8,8 +8,8 @@
 
 use crate::vectors::{weights, Recipe, Rng, Vector};
 use half::f16;
-use pcll_decoder::table::{E8Params, IntParams, KmeansParams};
 use pcll_decoder::{Codec, Dtype, ScaleDtype};
+use pcll_decoder::{E8Params, IntParams, KmeansParams};
 use pcll_formats::lossless::lossless_payload;
 use pcll_formats::quant::e8::{e8_rans_symbols, e8p_payload, seed_for};
 use pcll_formats::quant::int::quantize;
@@ -37,7 +37,7 @@ fn record(t: &SourceTensor, codec: Codec, payload: Vec<u8>) -> TensorRecord {
 }
 
 fn rows_cols(t: &SourceTensor) -> (usize, usize) {
-    let (r, c) = pcll_decoder::table::row_split(&t.shape);
+    let (r, c) = pcll_decoder::layout::row_split(&t.shape);
     (r as usize, c as usize)
 }
 
@@ -353,7 +353,7 @@ mod tests {
                         assert_eq!(p.hadamard_log2.to_string(), h);
                     }
                     ("prob-bits", Codec::Int(p)) => {
-                        let s = pcll_decoder::codec::int::stream(&t, &p, art.payload(&t)).unwrap();
+                        let s = pcll_decoder::layout::int_stream(&t, &p, art.payload(&t)).unwrap();
                         assert_eq!(s.prob_bits.to_string(), &t.name[1..]);
                     }
                     ("int-clusters", Codec::Int(p)) => {

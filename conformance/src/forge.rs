@@ -2,9 +2,10 @@
 //! computed, but no other rule enforced, so a file can break exactly the rule it is meant to
 //! test. The must-reject and must-decode vectors of [`crate::hostile_vectors`] are built here.
 
-use pcll_decoder::crc32c::{crc32c, Crc32c};
-use pcll_decoder::header::{Header, HEADER_CRC_OFFSET, HEADER_LEN};
-use pcll_decoder::table::align_up;
+use pcll_decoder::layout::align_up;
+use pcll_decoder::layout::{crc32c, Crc32c};
+use pcll_decoder::layout::{HEADER_CRC_OFFSET, HEADER_LEN};
+use pcll_decoder::Header;
 
 /// One table entry and its payload, every field as it will be written.
 #[derive(Debug, Clone)]
@@ -30,7 +31,7 @@ pub fn forge(version: u16, metadata: &[u8], tensors: &[ForgedTensor]) -> Vec<u8>
     let mut cursor = table_offset + table_len as u64;
     let mut payloads = Vec::new();
     for t in tensors {
-        let offset = if version >= 4 && t.codec != pcll_decoder::table::codec_id::RAW {
+        let offset = if version >= 4 && t.codec != pcll_decoder::layout::codec_id::RAW {
             cursor
         } else {
             align_up(cursor)

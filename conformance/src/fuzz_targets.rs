@@ -3,8 +3,8 @@
 //! never panic, whatever the bytes; the round-trip body panics only on a real mismatch.
 
 use pcll_decoder::capi;
+use pcll_decoder::layout::RansStream;
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
-use pcll_decoder::rans::RansStream;
 use pcll_decoder::Artifact;
 
 /// Container parsing: header, metadata, table, iteration, lookups.
@@ -136,7 +136,7 @@ pub fn roundtrip(data: &[u8]) {
     let Some((&sel, symbols)) = data.split_first() else {
         return;
     };
-    let lanes = pcll_decoder::rans::LANE_COUNTS[(sel % 6) as usize];
+    let lanes = pcll_decoder::layout::LANE_COUNTS[(sel % 6) as usize];
     let e = pcll_formats::rans::encode(symbols, lanes);
     let s = RansStream::parse(&e.bytes, 0, symbols.len() as u64, 256).expect("own stream parses");
     let mut scratch = vec![0u8; MAX_SCRATCH_LEN];

@@ -1,8 +1,8 @@
 //! Helpers for the hostile-input suite: decode everything an artifact holds, and forge
 //! mutations whose checksums are recomputed so they reach the structural validators.
 
-use pcll_decoder::crc32c::{crc32c, Crc32c};
-use pcll_decoder::header::{HEADER_CRC_OFFSET, HEADER_LEN};
+use pcll_decoder::layout::{crc32c, Crc32c};
+use pcll_decoder::layout::{HEADER_CRC_OFFSET, HEADER_LEN};
 use pcll_decoder::{Artifact, Error};
 
 /// Tensors above this many elements are refused by the harness (a forged file may declare

@@ -8,7 +8,7 @@ use crate::forge::{
     empty_context_stream, forge, one_symbol_context_stream, one_symbol_stream, ForgedTensor,
     NO_METADATA,
 };
-use pcll_decoder::table::codec_id;
+use pcll_decoder::layout::codec_id;
 
 /// How a hostile vector is made.
 #[derive(Debug, Clone, Copy)]

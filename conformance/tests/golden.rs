@@ -13,7 +13,7 @@ fn manifest() -> Manifest {
 #[test]
 fn manifest_lists_every_vector() {
     let m = manifest();
-    assert_eq!(m.format_version, pcll_decoder::header::VERSION);
+    assert_eq!(m.format_version, pcll_decoder::layout::VERSION);
     let defined: Vec<&str> = vectors::all().iter().map(|v| v.name).collect();
     let listed: Vec<&str> = m.vectors.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(defined, listed);

@@ -30,6 +30,7 @@ impl fmt::Display for Truncated {
 
 /// Errors in the fixed header (FORMAT.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HeaderError {
     /// Fewer bytes than a header.
     TooShort { len: u64 },
@@ -66,6 +67,7 @@ pub enum HeaderError {
 
 /// Errors in the metadata section (FORMAT.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MetadataError {
     Truncated(Truncated),
     TooManyEntries {
@@ -107,6 +109,7 @@ pub enum MetadataError {
 
 /// Errors in the tensor table (FORMAT.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TableError {
     Truncated(Truncated),
     BadNameLen {
@@ -191,6 +194,7 @@ pub enum TableError {
 
 /// Errors inside an rANS stream (FORMAT.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RansError {
     Truncated(Truncated),
     BadLaneCount {
@@ -250,6 +254,7 @@ pub enum RansError {
 
 /// Errors in a codec payload outside the rANS stream (FORMAT.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PayloadError {
     /// CRC-32C of the payload does not match the table.
     ChecksumMismatch {
@@ -279,6 +284,7 @@ pub enum PayloadError {
 
 /// Errors in what the caller asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RequestError {
     /// No tensor with that index.
     NoSuchIndex { index: u32, count: u32 },
@@ -298,6 +304,7 @@ pub enum RequestError {
 
 /// Any error the decoder reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
     Header(HeaderError),
     Metadata(MetadataError),

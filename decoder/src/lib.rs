@@ -30,20 +30,42 @@ mod artifact;
 #[cfg(feature = "capi")]
 #[allow(unsafe_code)]
 pub mod capi;
-pub mod codec;
-pub mod crc32c;
+mod codec;
+mod crc32c;
 mod cursor;
 pub mod error;
-pub mod header;
+mod header;
 pub mod limits;
-pub mod metadata;
+mod metadata;
 mod output;
-pub mod rans;
-pub mod table;
+mod rans;
+mod table;
 
-pub use artifact::{payload_region_start, payload_start, Artifact, Tensors};
+pub use artifact::{Artifact, Tensors};
 pub use error::Error;
 pub use header::Header;
 pub use metadata::{Metadata, Value, ValueType};
 pub use output::{LogicalBytes, Output, Sink};
-pub use table::{Codec, Dtype, IntParams, ScaleDtype, TensorInfo};
+pub use table::{Codec, Dtype, E8Params, IntParams, KmeansParams, ScaleDtype, TensorInfo};
+
+/// The byte layout's building blocks, for the writer (`pcll-formats`), the conformance suites
+/// and the fuzzers: header constants, checksums, table entries, rANS streams and codec
+/// internals. Not part of the decoding API (hidden from the docs; it may change whenever the
+/// format's own crates change with it), in the way `ruzstd` exposes its `fse`/`huff0` under
+/// `fuzz_exports`.
+#[doc(hidden)]
+pub mod layout {
+    pub use crate::artifact::{payload_region_start, payload_start};
+    pub use crate::codec::e8::{e8p_point, fwht, hadamard_norm, Signs, SplitMix64, E8P_ABS};
+    pub use crate::codec::int::{decode_symbols, stream as int_stream};
+    pub use crate::codec::kmeans::parts as kmeans_parts;
+    pub use crate::codec::lossless::parts as lossless_parts;
+    pub use crate::codec::scales::CODED_ALPHABET;
+    pub use crate::codec::scratch_len;
+    pub use crate::crc32c::{crc32c, Crc32c};
+    pub use crate::header::{HEADER_CRC_OFFSET, HEADER_LEN, MIN_VERSION, VERSION};
+    pub use crate::rans::{read_freq_table, RansStream, LANE_COUNTS, PACKED_MAX_BITS, RANS_L};
+    #[cfg(feature = "alloc")]
+    pub use crate::table::write_entry;
+    pub use crate::table::{align_up, codec_id, numel, row_split, MAX_CLUSTERS};
+}

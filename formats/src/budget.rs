@@ -25,7 +25,7 @@ use crate::quant::gptq::{output_error, GptqContext, Hessians};
 use crate::safetensors_io::SourceModel;
 use crate::writer::{write_artifact_with, Layout, TensorRecord};
 use half::f16;
-use pcll_decoder::table::align_up;
+use pcll_decoder::layout::align_up;
 use pcll_decoder::Codec;
 
 /// What the budget packer may spend and how it measures.

@@ -3,6 +3,7 @@
 use thiserror::Error;
 
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum FormatError {
     #[error("safetensors: {0}")]
     Safetensors(#[from] safetensors::SafeTensorError),

@@ -19,7 +19,7 @@ pub struct SourceTensor {
 
 impl SourceTensor {
     pub fn numel(&self) -> u64 {
-        pcll_decoder::table::numel(&self.shape)
+        pcll_decoder::layout::numel(&self.shape)
     }
 
     /// A tensor from its little-endian bytes.

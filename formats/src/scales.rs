@@ -9,8 +9,9 @@
 
 use crate::rans::encode;
 use crate::writer::TensorRecord;
-use pcll_decoder::codec::scales::CODED_ALPHABET;
-use pcll_decoder::table::{row_split, ScaleDtype};
+use pcll_decoder::layout::row_split;
+use pcll_decoder::layout::CODED_ALPHABET;
+use pcll_decoder::ScaleDtype;
 use pcll_decoder::{Codec, TensorInfo};
 
 /// How `pack` stores per-row f16 scales (`--scales`).
@@ -67,21 +68,19 @@ fn with_coded(codec: Codec) -> Option<Codec> {
             ..p
         }),
         Codec::Kmeans(p) if p.scales == Some(ScaleDtype::F16) => {
-            Codec::Kmeans(pcll_decoder::table::KmeansParams {
+            Codec::Kmeans(pcll_decoder::KmeansParams {
                 scales: Some(ScaleDtype::Coded),
                 ..p
             })
         }
-        Codec::E8p(p) if p.scales == ScaleDtype::F16 => Codec::E8p(pcll_decoder::table::E8Params {
+        Codec::E8p(p) if p.scales == ScaleDtype::F16 => Codec::E8p(pcll_decoder::E8Params {
             scales: ScaleDtype::Coded,
             ..p
         }),
-        Codec::E8Rans(p) if p.scales == ScaleDtype::F16 => {
-            Codec::E8Rans(pcll_decoder::table::E8Params {
-                scales: ScaleDtype::Coded,
-                ..p
-            })
-        }
+        Codec::E8Rans(p) if p.scales == ScaleDtype::F16 => Codec::E8Rans(pcll_decoder::E8Params {
+            scales: ScaleDtype::Coded,
+            ..p
+        }),
         _ => return None,
     })
 }
@@ -137,7 +136,7 @@ fn accepted(rec: &TensorRecord) -> bool {
         payload_len: rec.payload.len() as u64,
         payload_crc: 0,
     };
-    pcll_decoder::codec::scratch_len(&info, &rec.payload).is_ok()
+    pcll_decoder::layout::scratch_len(&info, &rec.payload).is_ok()
 }
 
 #[cfg(test)]
@@ -254,7 +253,7 @@ mod tests {
             payload_crc: 0,
         };
         assert_eq!(
-            pcll_decoder::codec::scratch_len(&info_of(&rec), &rec.payload),
+            pcll_decoder::layout::scratch_len(&info_of(&rec), &rec.payload),
             Ok(64 << 10)
         );
         // Coding would pay (600 f16 scales in four values) ...
@@ -269,7 +268,7 @@ mod tests {
         };
         // ... but the decoder refuses the result, so the writer keeps f16.
         assert!(matches!(
-            pcll_decoder::codec::scratch_len(&info_of(&coded), &coded.payload),
+            pcll_decoder::layout::scratch_len(&info_of(&coded), &coded.payload),
             Err(pcll_decoder::error::PayloadError::ScratchLimit { needed }) if needed > 64 << 10
         ));
         let kept = code_scales(rec.clone());

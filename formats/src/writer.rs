@@ -4,11 +4,12 @@
 
 use crate::error::FormatError;
 use crate::metadata::{write_metadata, MetaValue};
-use pcll_decoder::crc32c::{crc32c, Crc32c};
-use pcll_decoder::header::{Header, HEADER_CRC_OFFSET, HEADER_LEN, MIN_VERSION};
+use pcll_decoder::layout::payload_start;
+use pcll_decoder::layout::write_entry;
+use pcll_decoder::layout::{crc32c, Crc32c};
+use pcll_decoder::layout::{HEADER_CRC_OFFSET, HEADER_LEN, MIN_VERSION};
 use pcll_decoder::limits::{MAX_DIM, MAX_DIMS, MAX_ELEMENTS, MAX_NAME_LEN, MAX_TENSORS};
-use pcll_decoder::payload_start;
-use pcll_decoder::table::write_entry;
+use pcll_decoder::Header;
 use pcll_decoder::{Codec, Dtype, TensorInfo};
 use std::collections::BTreeMap;
 
@@ -48,7 +49,7 @@ fn check(t: &TensorRecord) -> Result<(), FormatError> {
     }
     lim(
         "elements",
-        pcll_decoder::table::numel(&t.shape),
+        pcll_decoder::layout::numel(&t.shape),
         MAX_ELEMENTS,
     )?;
     if t.name.is_empty() {

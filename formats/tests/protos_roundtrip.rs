@@ -2,7 +2,7 @@
 //! writer codes with prototypes decodes to its symbols exactly, at every bit width and lane
 //! count, whole and through the f32 path, and the writer only uses them when they pay.
 
-use pcll_decoder::rans::LANE_COUNTS;
+use pcll_decoder::layout::LANE_COUNTS;
 use pcll_decoder::{Artifact, Codec, Output};
 use pcll_formats::quant::int::quantize;
 use pcll_formats::rans::{encode_predicted, Protos};
@@ -59,7 +59,7 @@ fn decode_symbols(art: &Artifact<'_>, index: u32) -> (Vec<u8>, Vec<f32>) {
     let mut symbols = vec![0u8; (rows * cols) as usize];
     let mut scales = vec![0f32; rows as usize];
     let mut scratch = vec![0u8; art.scratch_len(&info).expect("scratch")];
-    pcll_decoder::codec::int::decode_symbols(
+    pcll_decoder::layout::decode_symbols(
         &info,
         &p,
         art.payload(&info),

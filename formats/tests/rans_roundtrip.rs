@@ -1,8 +1,8 @@
 //! Property tests: every stream the encoder writes decodes to its input through the no_std
 //! decoder, in any chunking, for every lane count, with the integrity checks passing.
 
+use pcll_decoder::layout::{RansStream, LANE_COUNTS, PACKED_MAX_BITS};
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
-use pcll_decoder::rans::{RansStream, LANE_COUNTS, PACKED_MAX_BITS};
 use pcll_formats::entropy::entropy_bytes;
 use pcll_formats::rans::encode;
 use proptest::prelude::*;

@@ -10,9 +10,9 @@
 
 use crate::baselines::Baseline;
 use crate::fixtures::SymbolStream;
+use pcll_decoder::layout::RansStream;
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
-use pcll_decoder::rans::RansStream;
-use pcll_decoder::table::IntParams;
+use pcll_decoder::IntParams;
 use pcll_formats::entropy::entropy_bytes;
 use pcll_formats::rans::{encode, encode_predicted};
 use serde::Serialize;
@@ -45,6 +45,7 @@ pub struct CompareReport {
 
 /// Errors while comparing.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CompareError {
     #[error("{coder}: {source}")]
     Io {
@@ -185,7 +186,7 @@ pub fn compare(
                             payload_len: payload.len() as u64,
                             payload_crc: 0,
                         };
-                        pcll_decoder::codec::int::decode_symbols(
+                        pcll_decoder::layout::decode_symbols(
                             &info,
                             params,
                             payload,

@@ -6,7 +6,7 @@ use crate::files::human;
 use crate::metadata::ModelOptions;
 use crate::progress::{bar, Progress};
 use anyhow::{bail, Result};
-use pcll_decoder::table::codec_id;
+use pcll_decoder::layout::codec_id;
 use pcll_decoder::Codec;
 use pcll_formats::budget::BudgetOptions;
 use pcll_formats::quant::gptq::Hessians;

@@ -98,6 +98,7 @@ pub struct ClusteredRow {
 
 /// What can stop a report.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReportError {
     #[error("no tensor of the model is quantized by pack's policy")]
     NothingToQuantize,

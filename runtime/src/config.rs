@@ -270,7 +270,7 @@ impl Config {
     pub fn parameter_count(&self) -> u64 {
         self.tensors()
             .iter()
-            .map(|(_, s)| pcll_decoder::table::numel(s))
+            .map(|(_, s)| pcll_decoder::layout::numel(s))
             .fold(0u64, u64::saturating_add)
     }
 

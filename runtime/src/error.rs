@@ -6,6 +6,7 @@ use core::fmt;
 
 /// Everything that can stop a model from loading or running.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum RuntimeError {
     /// The artifact itself is malformed (the decoder's typed error).
     Decode(pcll_decoder::Error),

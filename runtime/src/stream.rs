@@ -11,7 +11,7 @@ use crate::error::RuntimeError;
 use crate::matrix::Matrix;
 use crate::prefetch::Prefetcher;
 use crate::weights::{decode_stored, try_vec, Resident, Stored, Weights};
-use pcll_decoder::header::HEADER_LEN;
+use pcll_decoder::layout::HEADER_LEN;
 use pcll_decoder::{Artifact, TensorInfo};
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 /// Everything that can stop training, export or scoring.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrainError {
     /// Token shards, tokenizer or runtime scoring failed.
     #[error(transparent)]

@@ -30,8 +30,8 @@ fn main() {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use pcll_decoder::layout::{RansStream, RANS_L};
     use pcll_decoder::limits::MAX_SCRATCH_LEN;
-    use pcll_decoder::rans::{RansStream, RANS_L};
     use pcll_formats::rans::encode;
     use pcll_formats::PackOptions;
     use pcll_pipeline::baselines::Baseline;

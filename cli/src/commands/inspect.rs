@@ -2,8 +2,9 @@
 
 use super::read;
 use anyhow::{Context, Result};
+use pcll_decoder::layout::{int_stream, kmeans_parts};
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
-use pcll_decoder::{codec, Artifact, Codec, TensorInfo, Value};
+use pcll_decoder::{Artifact, Codec, TensorInfo, Value};
 use pcll_formats::entropy::entropy_bytes;
 use pcll_formats::unpack::{check_memory, default_max_memory};
 use serde::Serialize;
@@ -87,10 +88,10 @@ pub fn int_symbols(
         Codec::Int(p) => {
             let mut scales = vec![0f32; t.rows_cols().0 as usize];
             art.decode_int_symbols(t, Some(payload), &mut out, &mut scales, &mut scratch)?;
-            codec::int::stream(t, &p, payload).map_err(|e| fail(&e))?
+            int_stream(t, &p, payload).map_err(|e| fail(&e))?
         }
         Codec::Kmeans(p) => {
-            let parts = codec::kmeans::parts(t, &p, payload).map_err(|e| fail(&e))?;
+            let parts = kmeans_parts(t, &p, payload).map_err(|e| fail(&e))?;
             let mut d = parts.stream.decoder(&mut scratch).map_err(|e| fail(&e))?;
             d.decode(&mut out).map_err(|e| fail(&e))?;
             d.finish().map_err(|e| fail(&e))?;

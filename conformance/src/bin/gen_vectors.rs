@@ -11,7 +11,7 @@ fn main() -> anyhow::Result<()> {
     let dir = vectors_dir();
     std::fs::create_dir_all(&dir)?;
     let mut m = Manifest {
-        format_version: pcll_decoder::header::VERSION,
+        format_version: pcll_decoder::layout::VERSION,
         vectors: Vec::new(),
     };
     for v in vectors::all() {
@@ -62,7 +62,8 @@ fn write_hostile(dir: &std::path::Path) -> anyhow::Result<()> {
 /// targets (hostile ones included, except files over 64 KiB), each single-table rANS stream
 /// with its symbol count for `rans_stream`, each `int` tensor's symbols for `roundtrip`.
 fn seed_fuzz_corpora() -> anyhow::Result<()> {
-    use pcll_decoder::{codec, Artifact, Codec};
+    use pcll_decoder::layout::{int_stream, kmeans_parts, lossless_parts};
+    use pcll_decoder::{Artifact, Codec};
     let corpus = vectors_dir().join("../../fuzz/corpus");
     let mut files = Vec::new();
     for dir in [vectors_dir(), vectors_dir().join("hostile")] {
@@ -94,9 +95,9 @@ fn seed_fuzz_corpora() -> anyhow::Result<()> {
         for t in art.tensors() {
             let payload = art.payload(&t);
             let stream = match t.codec {
-                Codec::Int(p) if p.clusters == 0 => codec::int::stream(&t, &p, payload).ok(),
-                Codec::Kmeans(p) => codec::kmeans::parts(&t, &p, payload).ok().map(|x| x.stream),
-                Codec::Lossless => codec::lossless::parts(&t, payload).ok().map(|x| x.1),
+                Codec::Int(p) if p.clusters == 0 => int_stream(&t, &p, payload).ok(),
+                Codec::Kmeans(p) => kmeans_parts(&t, &p, payload).ok().map(|x| x.stream),
+                Codec::Lossless => lossless_parts(&t, payload).ok().map(|x| x.1),
                 _ => None,
             };
             let Some(stream) = stream.filter(|_| t.numel() < 1 << 20) else {

@@ -93,7 +93,10 @@ where
 }
 
 /// Undoes the randomized Hadamard transform of one row in place (`h = 0`: nothing to undo).
-pub fn inverse_rht(row: &mut [f32], p: &E8Params) {
+/// The decoder never needs it (the writer works in the rotated space); the tests check the
+/// transform with it.
+#[cfg(test)]
+fn inverse_rht(row: &mut [f32], p: &E8Params) {
     if p.hadamard_log2 == 0 {
         return;
     }

@@ -32,7 +32,7 @@ use crate::quant::int::{quantize, squared_error, ScaleRule};
 use crate::safetensors_io::{SourceModel, SourceTensor};
 use crate::writer::{write_artifact, write_artifact_with, TensorRecord};
 use half::f16;
-use pcll_decoder::rans::LANE_COUNTS;
+use pcll_decoder::layout::LANE_COUNTS;
 use pcll_decoder::{Artifact, Codec, Dtype, Output};
 use std::collections::BTreeMap;
 

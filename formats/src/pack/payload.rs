@@ -9,8 +9,8 @@ use crate::quant::kmeans::quantize_kmeans;
 use crate::rans::{encode, encode_clustered, encode_context, encode_predicted, Protos};
 use crate::safetensors_io::SourceTensor;
 use crate::writer::TensorRecord;
-use pcll_decoder::table::{E8Params, IntParams};
 use pcll_decoder::Codec;
+use pcll_decoder::{E8Params, IntParams};
 
 /// Quantizes `t` (`rows × cols` values `v`) to `bits`: with GPTQ when `gptq` has its
 /// Hessian, else by rounding. Returns whether GPTQ was used.

@@ -13,9 +13,9 @@
 //! Reconstructions are never computed here: callers decode the payload with the decoder, so
 //! the writer's figures are the decoder's bits.
 
-use pcll_decoder::codec::e8::{e8p_point, fwht, hadamard_norm, Signs, E8P_ABS};
+use pcll_decoder::layout::{e8p_point, fwht, hadamard_norm, Signs, E8P_ABS};
 use pcll_decoder::limits::MAX_HADAMARD_LOG2;
-use pcll_decoder::table::E8Params;
+use pcll_decoder::E8Params;
 use rayon::prelude::*;
 
 /// The Hadamard block for rows of `cols` (a multiple of 8): log2 of the largest power of two
@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn nearest_e8_beats_every_nearby_point() {
-        let mut rng = pcll_decoder::codec::e8::SplitMix64(3);
+        let mut rng = pcll_decoder::layout::SplitMix64(3);
         let mut unit = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 6.0 - 3.0;
         for _ in 0..500 {
             let u: [f64; 8] = std::array::from_fn(|_| unit());
@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn nearest_e8p_is_the_brute_force_nearest() {
         let pts: Vec<[i32; 8]> = (0..=u16::MAX).map(e8p_point).collect();
-        let mut rng = pcll_decoder::codec::e8::SplitMix64(9);
+        let mut rng = pcll_decoder::layout::SplitMix64(9);
         let mut unit = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0;
         for _ in 0..40 {
             let u: [f64; 8] = std::array::from_fn(|_| unit());

@@ -23,7 +23,7 @@ use super::int::{qmax, store_scales, stored_f16, IntQuantized, ScaleRule, MSE_GR
 use super::linalg::inverse_upper_cholesky;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
-use pcll_decoder::table::IntParams;
+use pcll_decoder::IntParams;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
@@ -239,7 +239,7 @@ pub fn hessian_scales(
     bits: u8,
     rule: ScaleRule,
     prep: &Prepared,
-) -> (pcll_decoder::table::ScaleDtype, Vec<f32>) {
+) -> (pcll_decoder::ScaleDtype, Vec<f32>) {
     if rule != ScaleRule::Mse {
         return super::int::row_scales(data, rows, cols, bits, rule);
     }

@@ -8,7 +8,7 @@
 //! gives the least squared reconstruction error for the row. All rules are deterministic.
 
 use half::f16;
-use pcll_decoder::table::{IntParams, ScaleDtype};
+use pcll_decoder::{IntParams, ScaleDtype};
 use rayon::prelude::*;
 
 /// The quantized form of one tensor.

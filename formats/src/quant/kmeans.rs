@@ -6,8 +6,8 @@
 //! iteration. Levels are rounded to f16; each weight takes the nearest level.
 
 use half::f16;
-use pcll_decoder::codec::e8::SplitMix64;
-use pcll_decoder::table::KmeansParams;
+use pcll_decoder::layout::SplitMix64;
+use pcll_decoder::KmeansParams;
 use rayon::prelude::*;
 
 /// Points the k-means++ seeding looks at.

@@ -10,7 +10,7 @@
 
 use super::context::encode_context;
 use super::encode::{encode, EncodedStream};
-use pcll_decoder::table::MAX_CLUSTERS;
+use pcll_decoder::layout::MAX_CLUSTERS;
 
 /// How many histograms `int` tensors get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use super::normalize::{choose_precision, Precision};
 use super::table::write_freq_table;
 use crate::entropy::histogram;
-use pcll_decoder::rans::RANS_L;
+use pcll_decoder::layout::RANS_L;
 
 /// Lanes the writer uses unless told otherwise (chosen by the `rans_decode` bench, see README).
 pub const DEFAULT_LANES: u8 = 8;

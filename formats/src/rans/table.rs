@@ -92,7 +92,7 @@ pub fn write_freq_table(out: &mut Vec<u8>, freqs: &[u32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pcll_decoder::rans::read_freq_table;
+    use pcll_decoder::layout::read_freq_table;
 
     #[test]
     fn roundtrip_through_decoder() {
