@@ -594,3 +594,89 @@ pub fn write_entry(out: &mut alloc::vec::Vec<u8>, info: &TensorInfo<'_>, params:
     out.extend_from_slice(&info.payload_len.to_le_bytes());
     out.extend_from_slice(&info.payload_crc.to_le_bytes());
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    //! Entries round-trip through [`write_entry`] and [`read_entry`]; every truncation and
+    //! every out-of-range field is an error, never a panic.
+    use super::*;
+    use crate::cursor::Cursor;
+    use crate::header::VERSION;
+    use alloc::vec::Vec;
+
+    fn entry(codec: Codec) -> (TensorInfo<'static>, Vec<u8>) {
+        let info = TensorInfo {
+            index: 3,
+            name: "blocks.0.attn.c_q.weight",
+            dtype: Dtype::F32,
+            ndim: 2,
+            dims: [64, 48, 1, 1],
+            codec,
+            payload_offset: 4096,
+            // A raw payload's length is fixed by its shape and dtype; a coded one's is not.
+            payload_len: if codec == Codec::Raw {
+                64 * 48 * 4
+            } else {
+                1234
+            },
+            payload_crc: 0xdead_beef,
+        };
+        let mut out = Vec::new();
+        write_entry(&mut out, &info, &codec.params());
+        (info, out)
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        let int = Codec::Int(IntParams {
+            bits: 6,
+            scale_dtype: ScaleDtype::F16,
+            clusters: 4,
+            protos: 0,
+        });
+        for codec in [Codec::Raw, int] {
+            let (info, bytes) = entry(codec);
+            let mut c = Cursor::new(&bytes, 0);
+            let back = read_entry(&mut c, 3, VERSION).unwrap();
+            assert_eq!(back.name, info.name);
+            assert_eq!((back.dtype, back.shape()), (info.dtype, info.shape()));
+            assert_eq!(back.codec, info.codec);
+            assert_eq!(
+                (back.payload_offset, back.payload_len, back.payload_crc),
+                (info.payload_offset, info.payload_len, info.payload_crc)
+            );
+        }
+    }
+
+    #[test]
+    fn truncations_and_bad_fields_are_errors() {
+        let (_, bytes) = entry(Codec::Raw);
+        for len in 0..bytes.len() {
+            let mut c = Cursor::new(&bytes[..len], 0);
+            assert!(read_entry(&mut c, 0, VERSION).is_err(), "{len} bytes");
+        }
+        // Name length 0, an unknown dtype, too many dimensions, an unknown codec.
+        let name_len_at = 0;
+        let dtype_at = 2 + 24;
+        let ndim_at = dtype_at + 1;
+        let codec_at = ndim_at + 1 + 16;
+        for (at, value) in [
+            (name_len_at, 0u8),
+            (dtype_at, 99),
+            (ndim_at, 9),
+            (codec_at, 200),
+        ] {
+            let mut bad = bytes.clone();
+            bad[at] = value;
+            if at == name_len_at {
+                bad[1] = 0;
+            }
+            let mut c = Cursor::new(&bad, 0);
+            assert!(
+                read_entry(&mut c, 0, VERSION).is_err(),
+                "field at {at} = {value}"
+            );
+        }
+    }
+}

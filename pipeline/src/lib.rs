@@ -8,13 +8,14 @@
 //! scored by the runtime), [`report`] (every scheme on any model), [`compare`] (coders on
 //! the same symbols), with the general-purpose compressors in [`baselines`]. Running a model
 //! from an artifact: [`run_model`] (resident or streamed, on a thread pool) and [`generate`].
-//! [`run_folder`] is the layout of a training run's folder; [`files`] and [`progress`] are the
+//! [`run_folder`] is the layout of a training run's folder and [`chart`] draws its loss curve; [`files`] and [`progress`] are the
 //! I/O every step shares.
 #![forbid(unsafe_code)]
 
 pub mod baselines;
 pub mod calib_cache;
 pub mod calibrate;
+pub mod chart;
 pub mod compare;
 pub mod corpus;
 pub mod error;

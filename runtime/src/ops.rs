@@ -332,3 +332,126 @@ pub fn softcap_nll(logits: &mut [f32], cap: f32, target: usize) -> f64 {
     let sum: f64 = logits.iter().map(|&l| math::exp(l - max) as f64).sum();
     math::ln(sum) + (max - logits[target]) as f64
 }
+
+#[cfg(test)]
+mod tests {
+    //! The forward pass's pieces against their definitions, computed plainly in f64.
+    use super::*;
+    use alloc::vec::Vec;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+            })
+            .collect()
+    }
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol * (1.0 + b.abs())
+    }
+
+    #[test]
+    fn rms_norm_is_x_over_its_rms() {
+        let x = values(37, 1);
+        let mut y = x.clone();
+        rms_norm(&mut y);
+        let ms = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / 37.0;
+        let inv = 1.0 / (ms + f64::from(RMS_EPS)).sqrt();
+        for (a, b) in x.iter().zip(&y) {
+            assert!(close(f64::from(*b), f64::from(*a) * inv, 1e-6));
+        }
+        let mut rows = [x.clone(), x.clone()].concat();
+        rms_norm_rows(&mut rows, 37);
+        assert_eq!(&rows[..37], &y[..]);
+        assert_eq!(&rows[37..], &y[..]);
+    }
+
+    #[test]
+    fn softmax_and_softcap_nll_match_their_definitions() {
+        let x = values(50, 2);
+        let mut p = x.clone();
+        softmax(&mut p);
+        let z: f64 = x.iter().map(|&v| f64::from(v).exp()).sum();
+        for (a, b) in x.iter().zip(&p) {
+            assert!(close(f64::from(*b), f64::from(*a).exp() / z, 1e-5));
+        }
+        // Large logits do not overflow: the maximum is subtracted first.
+        let mut big = [1000.0f32, 999.0, -1000.0];
+        softmax(&mut big);
+        assert!(big.iter().all(|v| v.is_finite()) && big[0] > big[1]);
+        let cap = 3.0f32;
+        let mut l = x.clone();
+        let nll = softcap_nll(&mut l, cap, 7);
+        let c: Vec<f64> = x
+            .iter()
+            .map(|&v| f64::from(cap) * (f64::from(v) / f64::from(cap)).tanh())
+            .collect();
+        let lse = c.iter().map(|v| v.exp()).sum::<f64>().ln();
+        assert!(close(nll, lse - c[7], 1e-5), "{nll} vs {}", lse - c[7]);
+    }
+
+    #[test]
+    fn rope_turns_each_pair_by_its_angle() {
+        let (d, base) = (16usize, 10_000f32);
+        let rope = Rope::new(d, base);
+        let table = rope.table(3, 5);
+        let x = values(d, 3);
+        for pos in 3..8 {
+            let mut h = x.clone();
+            table.apply(&mut h, pos);
+            for j in 0..d / 2 {
+                let f = 1.0 / f64::from(base).powf((2 * j) as f64 / d as f64);
+                let (s, c) = (pos as f64 * f).sin_cos();
+                let (x1, x2) = (f64::from(x[j]), f64::from(x[j + d / 2]));
+                assert!(close(f64::from(h[j]), x1 * c + x2 * s, 1e-5));
+                assert!(close(f64::from(h[j + d / 2]), x2 * c - x1 * s, 1e-5));
+            }
+            // A rotation keeps the norm.
+            let n = |v: &[f32]| v.iter().map(|&a| f64::from(a) * f64::from(a)).sum::<f64>();
+            assert!(close(n(&h), n(&x), 1e-5));
+        }
+        // Position 0 is the identity.
+        let mut h = x.clone();
+        rope.table(0, 1).apply(&mut h, 0);
+        assert_eq!(h, x);
+    }
+
+    #[test]
+    fn gemm_pieces_match_the_plain_product() {
+        let (m, k, n) = (3usize, 20usize, 7usize);
+        let x = values(m * k, 4);
+        let w = values(n * k, 5);
+        let mut y = alloc::vec![0f32; m * n];
+        gemm_strided(&x, k, &w, k, &mut y, false);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k)
+                    .map(|t| f64::from(x[i * k + t]) * f64::from(w[j * k + t]))
+                    .sum();
+                assert!(close(f64::from(y[i * n + j]), want, 1e-5));
+                assert!(close(
+                    f64::from(dot(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k])),
+                    want,
+                    1e-5
+                ));
+            }
+        }
+        // x · b with b = wᵀ stored k × n.
+        let mut b = alloc::vec![0f32; k * n];
+        for j in 0..n {
+            for t in 0..k {
+                b[t * n + j] = w[j * k + t];
+            }
+        }
+        let mut z = alloc::vec![0f32; m * n];
+        gemm_nn(&x, k, &b, n, &mut z);
+        for (a, c) in y.iter().zip(&z) {
+            assert!(close(f64::from(*a), f64::from(*c), 1e-5));
+        }
+    }
+}

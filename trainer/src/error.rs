@@ -56,12 +56,6 @@ pub enum TrainError {
     /// A data-parallel collective operation failed.
     #[error("collective: {0}")]
     Collective(String),
-    /// A calibration cache is damaged or was made for another model, data or settings.
-    #[error("calibration cache {path}: {reason}")]
-    CalibCache { path: PathBuf, reason: String },
-    /// A chart could not be drawn.
-    #[error("chart {path}: {reason}")]
-    Chart { path: PathBuf, reason: String },
 }
 
 /// Attaches `path` to an I/O error.

@@ -4,19 +4,18 @@
 //! batches) → [`train`] (the loop over [`model`], [`optim`], [`quant`]; checkpoints) →
 //! [`eval`] (the trainer's own val_bpb) → [`export`] (state dict → source model, and the
 //! exact weights the artifact decodes to). [`run`] is a whole run as `pcll train` runs it:
-//! training, then packing, verifying and scoring through `pcll-pipeline`. [`chart`] draws
-//! the loss curve.
+//! training, then packing, verifying and scoring through `pcll-pipeline`.
 //!
 //! Everything is generic over a burn autodiff backend: [`backend::Cpu`] (ndarray) in tests
 //! and on CI, [`backend::Cuda`] behind the `cuda` feature.
 #![forbid(unsafe_code)]
 
 pub mod backend;
-pub mod chart;
 pub mod data;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod host;
 pub mod model;
 pub mod optim;
 #[cfg(feature = "collective")]

@@ -6,6 +6,7 @@
 //! is decided by a [`WeightView`]: the float parameters, or their fake-quantized form
 //! ([`crate::quant::FakeQuant`]) with a straight-through gradient.
 
+pub use crate::host::{host, HostTensor};
 use crate::quant::FakeQuant;
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{log_softmax, relu, softmax};
@@ -71,13 +72,6 @@ pub struct ParamGroups {
     pub vectors: Vec<ParamId>,
     /// Rank-2 control tensors: `resid_mix`, `skip_weights` (Adam).
     pub controls: Vec<ParamId>,
-}
-
-/// A named tensor on the host, PyTorch layout.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostTensor {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
 }
 
 /// Deterministic host-side initializer (the same numbers on every backend).
@@ -211,6 +205,14 @@ impl<B: Backend> Gpt<B> {
             }
         }
         m
+    }
+
+    /// [`Gpt::matrices`]' current values (gradients flow through them).
+    pub fn matrix_values(&self) -> Vec<(String, Tensor<B, 2>)> {
+        self.matrices()
+            .into_iter()
+            .map(|(name, p)| (name, p.val()))
+            .collect()
     }
 
     /// The rank-1 parameters with their state-dict names.
@@ -466,17 +468,6 @@ fn rotate<B: Backend>(x: Tensor<B, 4>, (cos, sin): &(Tensor<B, 4>, Tensor<B, 4>)
     let a = x1.clone() * cos.clone() + x2.clone() * sin.clone();
     let b = x2 * cos.clone() - x1 * sin.clone();
     Tensor::cat(vec![a, b], 3)
-}
-
-/// A tensor's values and shape on the host.
-pub fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> HostTensor {
-    let shape = t.dims().to_vec();
-    let data = t
-        .into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .unwrap_or_default();
-    HostTensor { shape, data }
 }
 
 /// `[batch, seq]` token ids as an int tensor.

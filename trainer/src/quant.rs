@@ -13,7 +13,7 @@
 //! is differentiable in the weights. Training on `loss + λ · bits` moves weights toward
 //! levels that are already common, which lowers what rANS needs under the tensor's histogram.
 
-use crate::model::Gpt;
+use crate::host::host;
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Tensor, TensorData};
 use pcll_formats::quant::int::{qmax, row_scales, store_scales, ScaleRule};
@@ -73,12 +73,12 @@ pub struct FakeQuant {
 }
 
 impl FakeQuant {
-    /// Scales for the current weights of `model`. Max-abs scales need only each row's
-    /// maximum on the host; other rules read the whole matrix.
-    pub fn prepare<B: Backend>(model: &Gpt<B>, plan: &QuantPlan) -> FakeQuant {
+    /// Scales for the current values of a model's `matrices` (`Gpt::matrix_values`). Max-abs
+    /// scales need only each row's maximum on the host; other rules read the whole matrix.
+    pub fn prepare<B: Backend>(matrices: &[(String, Tensor<B, 2>)], plan: &QuantPlan) -> FakeQuant {
         let mut scales = BTreeMap::new();
-        for (name, p) in model.matrices() {
-            let w = p.val();
+        for (name, w) in matrices {
+            let (name, w) = (name.clone(), w.clone());
             let [rows, cols] = w.dims();
             if !plan.quantizes(&name, &[rows, cols]) {
                 continue;
@@ -86,10 +86,10 @@ impl FakeQuant {
             let bits = plan.bits_for(&name);
             let q = qmax(bits);
             let s = if plan.scale == ScaleRule::MaxAbs {
-                let m = crate::model::host(w.detach().abs().max_dim(1)).data;
+                let m = host(w.detach().abs().max_dim(1)).data;
                 store_scales(m.iter().map(|&m| m / q).collect()).1
             } else {
-                let h = crate::model::host(w.detach());
+                let h = host(w.detach());
                 row_scales(&h.data, rows, cols, bits, plan.scale).1
             };
             scales.insert(name, (s, q));
@@ -122,17 +122,21 @@ impl FakeQuant {
     /// Differentiable estimate of the bits per weight rANS needs for the quantized matrices
     /// under one histogram each (soft histogram entropy), averaged over their weights; a
     /// zero tensor when there are none. Scales are held fixed.
-    pub fn soft_bits<B: Backend>(&self, model: &Gpt<B>) -> Tensor<B, 1> {
-        let device = model.tok_emb.val().device();
+    pub fn soft_bits<B: Backend>(
+        &self,
+        matrices: &[(String, Tensor<B, 2>)],
+        device: &B::Device,
+    ) -> Tensor<B, 1> {
+        let device = device.clone();
         let mut total = Tensor::<B, 1>::zeros([1], &device);
         let mut count = 0usize;
-        for (name, p) in model.matrices() {
-            let Some((s, qmax)) = self.scales.get(&name) else {
+        for (name, w) in matrices {
+            let Some((s, qmax)) = self.scales.get(name) else {
                 continue;
             };
             let qmax = *qmax;
             let levels = 2 * qmax as usize + 1;
-            let w = p.val();
+            let w = w.clone();
             let n = w.dims().iter().product::<usize>();
             let (_, safe) = scale_tensors::<B>(s, &device);
             let u = (w / safe).clamp(-qmax, qmax).reshape([n]);

@@ -8,7 +8,6 @@
 //! `model.pcll`, `tokenizer.json` (a BPE run) and `summary.json`
 //! (`pcll_pipeline::run_folder` describes them).
 
-use crate::chart;
 use crate::eval::evaluate;
 use crate::export::{dequantize_like_packer, source_model};
 use crate::model::{Gpt, WeightView};
@@ -196,7 +195,12 @@ pub fn train_on<B: AutodiffBackend>(a: &RunOptions, devices: Vec<B::Device>) -> 
         run.join("log.json"),
         serde_json::to_vec_pretty(&trainer.history)?,
     )?;
-    chart::loss_curve(&trainer.history, &val_curve, &run.join("loss.svg"))?;
+    let train_curve: Vec<(usize, f64)> = trainer
+        .history
+        .iter()
+        .map(|l| (l.step, f64::from(l.loss)))
+        .collect();
+    pcll_pipeline::chart::loss_curve(&train_curve, &val_curve, &run.join("loss.svg"))?;
     let calib = a.gptq.then(|| CalibSpec {
         pattern: train_glob.clone(),
         tokens: a.calib_tokens,

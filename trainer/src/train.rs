@@ -272,7 +272,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     /// The fake quantizer for the current weights (what QAT and the export both use).
     pub fn fake_quant(&self) -> FakeQuant {
-        FakeQuant::prepare(&self.model, &self.plan)
+        FakeQuant::prepare(&self.model.matrix_values(), &self.plan)
     }
 
     /// One optimizer step on the next batch.
@@ -312,7 +312,10 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
         let (objective, bits) = match (&fq, cat) {
             (Some(fq), true) => {
-                let bits = fq.soft_bits(&self.model);
+                let bits = fq.soft_bits(
+                    &self.model.matrix_values(),
+                    &self.model.tok_emb.val().device(),
+                );
                 let v: f32 = bits.clone().into_scalar().elem();
                 (ce + bits.mul_scalar(c.cat_lambda), Some(v))
             }

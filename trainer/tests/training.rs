@@ -192,7 +192,7 @@ fn fake_quant_reproduces_the_packer_bit_for_bit() {
         pcll_formats::pack::TiedEmbedding::DEFAULT.apply(&shapes, &mut opts);
         assert_eq!(opts.bits_for("tok_emb.weight"), 8);
         let plan = QuantPlan::new(&opts).unwrap();
-        let fq = FakeQuant::prepare(&model, &plan);
+        let fq = FakeQuant::prepare(&model.matrix_values(), &plan);
         let names: Vec<&str> = fq.names().collect();
         assert!(names.contains(&"tok_emb.weight") && names.contains(&"blocks.0.mlp.fc.weight"));
         assert!(!names.contains(&"blocks.1.mlp.fc.weight"), "kept f32");
@@ -324,7 +324,10 @@ fn compression_aware_training_lowers_the_coded_size() {
         c.cat_lambda = lambda;
         let mut t = Trainer::<Cpu>::new(c.clone(), &train, &cpu()).unwrap();
         t.run(None, None, |_| {}).unwrap();
-        let est = t.fake_quant().soft_bits(&t.inference_model());
+        let m = t.inference_model();
+        let est = t
+            .fake_quant()
+            .soft_bits(&m.matrix_values(), &m.tok_emb.val().device());
         let est: f32 = est.into_scalar();
         let opts = c.pack_options().unwrap();
         let r = pcll_formats::pack(

@@ -1,26 +1,19 @@
 //! The loss curve, drawn as SVG beside a run's outputs.
 
-use crate::error::TrainError;
-use crate::train::StepLog;
+use anyhow::{anyhow, Result};
 use std::path::Path;
 
-/// Training loss per step (and, where measured, validation loss at its step) as an SVG.
-pub fn loss_curve(
-    history: &[StepLog],
-    val: &[(usize, f64)],
-    path: &Path,
-) -> Result<(), TrainError> {
+/// Training loss per step (`train`: step and batch loss; `val`, where measured: step and
+/// validation loss) as an SVG.
+pub fn loss_curve(train: &[(usize, f64)], val: &[(usize, f64)], path: &Path) -> Result<()> {
     use plotters::prelude::*;
-    let err = |e: &dyn std::fmt::Display| TrainError::Chart {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
+    let err = |e: &dyn std::fmt::Display| anyhow!("chart {}: {e}", path.display());
     let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let steps = history.last().map_or(1, |l| l.step).max(1);
-    let losses = history
+    let steps = train.last().map_or(1, |l| l.0).max(1);
+    let losses = train
         .iter()
-        .map(|l| l.loss as f64)
+        .map(|l| l.1)
         .chain(val.iter().map(|v| v.1))
         .filter(|v| v.is_finite());
     let (lo, hi) = losses.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
@@ -40,23 +33,19 @@ pub fn loss_curve(
         .draw()
         .map_err(|e| err(&e))?;
     chart
-        .draw_series(LineSeries::new(
-            history.iter().map(|l| (l.step, l.loss as f64)),
-            BLUE.mix(0.4),
-        ))
+        .draw_series(LineSeries::new(train.iter().copied(), BLUE.mix(0.4)))
         .map_err(|e| err(&e))?
         .label("train (batch)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
     // The batch loss swings with the text each batch comes from; an exponential moving
     // average (0.9) shows the trend.
     let mut ema = None;
-    let smooth: Vec<(usize, f64)> = history
+    let smooth: Vec<(usize, f64)> = train
         .iter()
-        .map(|l| {
-            let v = l.loss as f64;
+        .map(|&(step, v)| {
             let e = ema.map_or(v, |e: f64| 0.9 * e + 0.1 * v);
             ema = Some(e);
-            (l.step, e)
+            (step, e)
         })
         .collect();
     chart
