@@ -1,4 +1,7 @@
 //! The tensor table (FORMAT.md §4): names, shapes, logical dtypes, codecs and payload places.
+//!
+//! Over 600 lines with its unit tests (the last ~90): §4's entry grammar and every codec's
+//! parameter block (§5) are checked here, in one place, before any payload is read.
 
 use crate::cursor::Cursor;
 use crate::error::TableError;

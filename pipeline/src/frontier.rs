@@ -10,10 +10,11 @@
 
 use crate::baselines::Baseline;
 use crate::calibrate::{float_weights, BudgetSearch, CalibSpec, Calibration};
+use crate::chart::scatter_svg;
 use crate::files::{optional_tokenizer, read};
 use crate::metadata::artifact_metadata;
 use crate::progress::{bar, Progress};
-use crate::report::{model_bytes, scatter_svg, PG_INT8_PERCENTILE};
+use crate::report::{model_bytes, PG_INT8_PERCENTILE};
 use crate::run_folder::{read_json, RunConfig, RunData, CONFIG_JSON, DATA_JSON};
 use anyhow::Result;
 use pcll_decoder::Artifact;
