@@ -5,11 +5,12 @@
 //! (plain, GPTQ or byte-budget packing; [`calibrate`] and its [`calib_cache`] make the
 //! Hessians and measure loss; [`metadata`] makes an artifact runnable alone) → [`verify`] (the
 //! checks `pcll verify` makes) → measurement: [`frontier`] (every scheme on a trained run,
-//! scored by the runtime), [`report`] (every scheme on any model), [`compare`] (coders on
-//! the same symbols), with the general-purpose compressors in [`baselines`]. Running a model
-//! from an artifact: [`run_model`] (resident or streamed, on a thread pool) and [`generate`].
-//! [`run_folder`] is the layout of a training run's folder and [`chart`] draws its loss curve; [`files`] and [`progress`] are the
-//! I/O every step shares.
+//! scored by the runtime), [`report`] (every scheme on any model), [`compare`] (coders on the
+//! same symbols) and [`inspect`] (one artifact's tensors), with the general-purpose
+//! compressors in [`baselines`]. Running a model from an artifact: [`run_model`] (resident or
+//! streamed, on a thread pool) and [`generate`]. [`run_folder`] is the layout of a training
+//! run's folder; [`chart`] draws loss curves and byte/quality charts; [`files`] and
+//! [`progress`] are the I/O every step shares.
 #![forbid(unsafe_code)]
 
 pub mod baselines;
@@ -23,6 +24,7 @@ pub mod files;
 pub mod fixtures;
 pub mod frontier;
 pub mod generate;
+pub mod inspect;
 pub mod metadata;
 pub mod pack;
 pub mod progress;

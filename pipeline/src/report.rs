@@ -552,6 +552,20 @@ pub fn model_bytes(
     Ok(coder.compress(&raw)?.len() as u64)
 }
 
+impl Report {
+    /// Writes `dir/report.svg` (bytes against SNR) and `dir/report.json`; returns the chart's
+    /// path.
+    pub fn write(&self, dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+        use anyhow::Context;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let svg = dir.join("report.svg");
+        chart_svg(self, &svg).map_err(|e| anyhow::anyhow!("chart: {e}"))?;
+        std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(self)?)?;
+        Ok(svg)
+    }
+}
+
+/// Bytes against SNR, one labelled point per scheme.
 pub fn chart_svg(r: &Report, path: &std::path::Path) -> Result<(), String> {
     let points: Vec<(String, u64, f64)> = r
         .rows

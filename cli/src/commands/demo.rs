@@ -173,7 +173,7 @@ fn weights_demo(out_dir: &Path, model: Option<PathBuf>) -> Result<ExitCode> {
     ensure!(count == model.tensors.len(), "unpack lost tensors");
 
     println!("\n== inspect");
-    super::inspect::print_table(&super::inspect::report(
+    super::inspect::print_table(&pcll_pipeline::inspect::report(
         &art,
         pcll_formats::unpack::default_max_memory(),
     )?);

@@ -5,7 +5,7 @@
 use super::{human, read};
 use anyhow::{Context, Result};
 use pcll_formats::SourceModel;
-use pcll_pipeline::report::{chart_svg, report};
+use pcll_pipeline::report::report;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,10 +30,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .with_context(|| format!("parsing {}", a.model.display()))?;
     let r = report(&model, a.runs)?;
     if let Some(dir) = &a.output {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let svg = dir.join("report.svg");
-        chart_svg(&r, &svg).map_err(|e| anyhow::anyhow!("chart: {e}"))?;
-        std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&r)?)?;
+        let svg = r.write(dir)?;
         if !a.json {
             println!("wrote {} and report.json", svg.display());
         }
