@@ -203,13 +203,7 @@ pub fn measure<'m, E: From<FormatError>>(
                     let (q, _) =
                         quantize_tensor(&t.name, &v, rows, cols, b, opts.scale, gptq.as_mut());
                     let (params, payload, _) = int_coded(&q, &opts);
-                    let rec = TensorRecord {
-                        name: t.name.clone(),
-                        dtype: t.dtype,
-                        shape: t.shape.clone(),
-                        codec: Codec::Int(params),
-                        payload,
-                    };
+                    let rec = TensorRecord::of(t, Codec::Int(params), payload);
                     // Sized as `pack` stores it: with coded scales when they are asked for.
                     let rec = opts.scale_coding.apply(rec);
                     (q.dequantize(), (t.dtype, rec.codec, rec.payload))

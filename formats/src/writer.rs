@@ -4,6 +4,7 @@
 
 use crate::error::FormatError;
 use crate::metadata::{write_metadata, MetaValue};
+use crate::safetensors_io::SourceTensor;
 use pcll_decoder::layout::payload_start;
 use pcll_decoder::layout::write_entry;
 use pcll_decoder::layout::{crc32c, Crc32c};
@@ -24,6 +25,17 @@ pub struct TensorRecord {
 }
 
 impl TensorRecord {
+    /// A record of `source`'s name and shape, stored as `source`'s dtype.
+    pub fn of(source: &SourceTensor, codec: Codec, payload: Vec<u8>) -> TensorRecord {
+        TensorRecord {
+            name: source.name.clone(),
+            dtype: source.dtype,
+            shape: source.shape.clone(),
+            codec,
+            payload,
+        }
+    }
+
     fn params(&self) -> Vec<u8> {
         self.codec.params().to_vec()
     }

@@ -1,6 +1,7 @@
 //! The trainer's errors: what failed, with the file, tensor or setting involved.
 
 use pcll_formats::FormatError;
+use pcll_pipeline::PipelineError;
 use pcll_runtime::error::RuntimeError;
 use std::path::PathBuf;
 
@@ -8,18 +9,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrainError {
-    /// Token shards, tokenizer or runtime scoring failed.
+    /// Token shards, tokenizer, runtime scoring, packing or a file failed (the errors the
+    /// trainer shares with the pipeline; `From` a `RuntimeError` or `FormatError` lands here).
     #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    /// Packing failed.
-    #[error(transparent)]
-    Format(#[from] FormatError),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Pipeline(#[from] PipelineError),
     /// A shard glob matched nothing.
     #[error("no token shards match `{0}`")]
     NoShards(String),
@@ -58,10 +51,19 @@ pub enum TrainError {
     Collective(String),
 }
 
+impl From<RuntimeError> for TrainError {
+    fn from(e: RuntimeError) -> Self {
+        TrainError::Pipeline(e.into())
+    }
+}
+
+impl From<FormatError> for TrainError {
+    fn from(e: FormatError) -> Self {
+        TrainError::Pipeline(e.into())
+    }
+}
+
 /// Attaches `path` to an I/O error.
 pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| pcll_pipeline::error::io(path)(source).into()
 }

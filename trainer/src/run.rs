@@ -12,7 +12,7 @@ use crate::eval::evaluate;
 use crate::export::{dequantize_like_packer, source_model};
 use crate::model::{Gpt, WeightView};
 use crate::{TrainConfig, TrainError, Trainer};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use pcll_decoder::Artifact;
 use pcll_formats::quant::gptq::GptqOptions;
@@ -210,7 +210,8 @@ pub fn train_on<B: AutodiffBackend>(a: &RunOptions, devices: Vec<B::Device>) -> 
     finish(run, &trainer, &codec, &val, &tables, windows, calib)
 }
 
-#[cfg(feature = "collective")]
+/// Trains on every device at once (feature `collective`), from the checkpoint so that all
+/// replicas agree; returns the trained replica of the first device.
 fn data_parallel<B: AutodiffBackend>(
     a: &RunOptions,
     trainer: Trainer<B>,
@@ -218,37 +219,36 @@ fn data_parallel<B: AutodiffBackend>(
     ckpt: &Path,
     pb: &Progress,
 ) -> Result<Trainer<B>> {
-    // The replicas start from the checkpoint (or a fresh one written now), so all agree.
-    trainer.save_checkpoint(ckpt)?;
-    let config = trainer.config.clone();
-    let train = a.data_glob(&a.train, "train");
-    drop(trainer);
-    let on_step = |log: &crate::StepLog| {
-        pb.set_message(format!(
-            "loss {:.4} (peer 0) | {:.0} tok/s per device",
-            log.loss, log.tokens_per_s
-        ));
-        pb.set_position(log.step as u64);
-    };
-    Ok(crate::parallel::train_data_parallel::<B>(
-        config,
-        &train,
-        devices,
-        Some((ckpt, a.checkpoint_every)),
-        a.max_seconds,
-        on_step,
-    )?)
-}
-
-#[cfg(not(feature = "collective"))]
-fn data_parallel<B: AutodiffBackend>(
-    _: &RunOptions,
-    _: Trainer<B>,
-    _: &[B::Device],
-    _: &Path,
-    _: &Progress,
-) -> Result<Trainer<B>> {
-    bail!("this pcll was built without data parallelism; rebuild with `--features collective`")
+    #[cfg(not(feature = "collective"))]
+    {
+        let _ = (a, trainer, devices, ckpt, pb);
+        anyhow::bail!(
+            "this pcll was built without data parallelism; rebuild with `--features collective`"
+        )
+    }
+    #[cfg(feature = "collective")]
+    {
+        // The replicas start from the checkpoint (or a fresh one written now), so all agree.
+        trainer.save_checkpoint(ckpt)?;
+        let config = trainer.config.clone();
+        let train = a.data_glob(&a.train, "train");
+        drop(trainer);
+        let on_step = |log: &crate::StepLog| {
+            pb.set_message(format!(
+                "loss {:.4} (peer 0) | {:.0} tok/s per device",
+                log.loss, log.tokens_per_s
+            ));
+            pb.set_position(log.step as u64);
+        };
+        Ok(crate::parallel::train_data_parallel::<B>(
+            config,
+            &train,
+            devices,
+            Some((ckpt, a.checkpoint_every)),
+            a.max_seconds,
+            on_step,
+        )?)
+    }
 }
 
 /// Export, verify and score a trained model.

@@ -323,18 +323,20 @@ mod tests {
     use alloc::vec;
     use alloc::vec::Vec;
 
-    /// A skewed, Laplacian-like stream of `n` symbols over `alpha` values.
+    /// `n` skewed symbols below `alpha` from a 64-bit LCG: eight values per step of a
+    /// geometric distribution (each step half as likely as the one before).
     fn skewed(n: usize, alpha: u32, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let u = (x >> 40) as u32;
-                (u.trailing_zeros().min(31) * alpha / 32 + (u & 1)).min(alpha - 1) as u8
-            })
-            .collect()
+        let mut state = seed;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let geometric = ((state >> 32) as u32).leading_zeros();
+            let fine = (state >> 8) as u32 & 7;
+            out.push((geometric * 8 + fine).min(alpha - 1) as u8);
+        }
+        out
     }
 
     fn decode(bytes: &[u8], n: usize, chunk: usize) -> Result<Vec<u8>, crate::error::RansError> {
@@ -381,19 +383,28 @@ mod tests {
         );
     }
 
+    /// Damage never panics (these tests run with overflow checks) and a cut stream is always
+    /// an error. A flipped byte may still decode: rANS states can fall back into step with the
+    /// encoder's after a few wrong symbols, so the final-state check is not a checksum; the
+    /// payload's CRC-32C (FORMAT.md §7.2) is what catches such damage in an artifact.
     #[test]
-    fn damage_is_an_error_or_a_different_stream_never_a_panic() {
+    fn damage_never_panics_and_cuts_are_errors() {
         let s = skewed(5000, 40, 9);
         let e = pcll_formats::rans::encode(&s, 8);
-        for i in (0..e.bytes.len()).step_by(7) {
+        let mut accepted_changed = 0;
+        for i in 0..e.bytes.len() {
             let mut bad = e.bytes.clone();
             bad[i] ^= 0x5a;
-            if let Ok(out) = decode(&bad, s.len(), 64) {
-                // A flipped table byte can still describe a valid table; the final-state
-                // check then rejects the words, so an accepted stream must be the original.
-                assert_eq!(out, s, "byte {i} changed the symbols without an error");
+            if decode(&bad, s.len(), 64).is_ok_and(|out| out != s) {
+                accepted_changed += 1;
             }
         }
+        // Most damage is caught by the stream's own checks all the same.
+        assert!(
+            accepted_changed * 10 < e.bytes.len(),
+            "{accepted_changed} of {}",
+            e.bytes.len()
+        );
         for len in 0..e.bytes.len().min(200) {
             assert!(decode(&e.bytes[..len], s.len(), 64).is_err(), "{len} bytes");
         }

@@ -133,13 +133,7 @@ pub fn pack_tensor(
         }
         Choice::Lossless => {
             let payload = lossless_payload(&t.data, t.dtype, opts.lanes);
-            let rec = TensorRecord {
-                name: t.name.clone(),
-                dtype: t.dtype,
-                shape: t.shape.clone(),
-                codec: Codec::Lossless,
-                payload,
-            };
+            let rec = TensorRecord::of(t, Codec::Lossless, payload);
             (rec, None, None)
         }
         Choice::Int if !matches!(opts.spec_for(&t.name), CodecSpec::Int(_)) => {
@@ -181,13 +175,7 @@ pub fn pack_tensor(
                 norm,
             });
             let (params, payload, stream_len) = int_coded(&q, opts);
-            let rec = TensorRecord {
-                name: t.name.clone(),
-                dtype: t.dtype,
-                shape: t.shape.clone(),
-                codec: Codec::Int(params),
-                payload,
-            };
+            let rec = TensorRecord::of(t, Codec::Int(params), payload);
             (rec, Some(entropy_bytes(&q.symbols)), Some(stream_len))
         }
     };
@@ -209,11 +197,8 @@ pub fn pack_tensor(
 
 fn raw(t: &SourceTensor, dtype: Dtype, payload: Vec<u8>) -> TensorRecord {
     TensorRecord {
-        name: t.name.clone(),
         dtype,
-        shape: t.shape.clone(),
-        codec: Codec::Raw,
-        payload,
+        ..TensorRecord::of(t, Codec::Raw, payload)
     }
 }
 

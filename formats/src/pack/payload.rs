@@ -80,13 +80,7 @@ pub(super) fn pack_other(
 ) -> Result<(TensorRecord, Option<(Vec<u8>, usize)>), FormatError> {
     let rows = t.shape[0] as usize;
     let cols = v.len().checked_div(rows).unwrap_or(0);
-    let record = |codec, payload| TensorRecord {
-        name: t.name.clone(),
-        dtype: t.dtype,
-        shape: t.shape.clone(),
-        codec,
-        payload,
-    };
+    let record = |codec, payload| TensorRecord::of(t, codec, payload);
     let e8 = E8Params {
         hadamard_log2: hadamard_log2(cols),
         seed: seed_for(&t.name),
