@@ -186,6 +186,10 @@ fn train_pack_score_resume_and_frontier() {
         "2048",
         "--probe-tokens",
         "1024",
+        "--field-k-matrix",
+        "8,12.85",
+        "--field-k-embed",
+        "12,20",
     ]));
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fr.join("frontier.json")).unwrap()).unwrap();
@@ -238,6 +242,34 @@ fn train_pack_score_resume_and_frontier() {
         assert!(v["budget_bytes"].as_u64() <= v["bytes"].as_u64(), "{v}");
     }
     assert!(bytes(&get("budget @ int4 + rANS")) <= bytes(&i4p));
+    // The field's recipe at every pair of clips asked for, per coder; its envelope per coder
+    // is undominated; PCLL holds the same weights (its bytes beside each point).
+    let field = json["field"].as_array().unwrap();
+    let mut coders: Vec<&str> = field.iter().map(|p| p["coder"].as_str().unwrap()).collect();
+    coders.sort_unstable();
+    coders.dedup();
+    assert!(coders.len() >= 2, "brotli and xz at least: {coders:?}");
+    assert_eq!(field.len(), 2 * 2 * coders.len(), "{out}");
+    let env = json["field_envelope"].as_array().unwrap();
+    assert!(!env.is_empty() && env.len() <= field.len());
+    for p in env {
+        let beaten = field.iter().any(|q| {
+            q["coder"] == p["coder"]
+                && q["bytes"].as_u64() < p["bytes"].as_u64()
+                && q["val_bpb"].as_f64() < p["val_bpb"].as_f64()
+        });
+        assert!(!beaten, "{p} is dominated");
+        assert!(p["pcll_bytes"].as_u64().unwrap() > 0);
+    }
+    for v in json["versus_field"].as_array().unwrap() {
+        let r = v["ratio"].as_f64().unwrap();
+        assert!(
+            r > 0.0
+                && (r - v["bytes"].as_f64().unwrap() / v["field_bytes"].as_f64().unwrap()).abs()
+                    < 1e-9
+        );
+    }
+    assert!(out.contains("the field's recipe, GPTQ + SDClip"), "{out}");
     assert!(std::fs::read_to_string(fr.join("frontier.svg"))
         .unwrap()
         .contains("val_bpb"));

@@ -200,8 +200,15 @@ pub fn measure<'m, E: From<FormatError>>(
         for &plan in &budget.candidates {
             let (rec, stored) = match plan {
                 TensorPlan::Int(b) => {
-                    let (q, _) =
-                        quantize_tensor(&t.name, &v, rows, cols, b, opts.scale, gptq.as_mut());
+                    let (q, _) = quantize_tensor(
+                        &t.name,
+                        &v,
+                        rows,
+                        cols,
+                        b,
+                        opts.scale_for(&t.name),
+                        gptq.as_mut(),
+                    );
                     let (params, payload, _) = int_coded(&q, &opts);
                     let rec = TensorRecord::of(t, Codec::Int(params), payload);
                     // Sized as `pack` stores it: with coded scales when they are asked for.
@@ -238,7 +245,7 @@ pub fn measure<'m, E: From<FormatError>>(
                     rows,
                     cols,
                     budget.probe_bits,
-                    opts.scale,
+                    opts.scale_for(&t.name),
                     gptq.as_mut(),
                 );
                 let rec = q.dequantize();

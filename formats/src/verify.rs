@@ -171,7 +171,7 @@ pub fn check_against(
                 same_shape(&t, src)?;
                 return Ok((0.0, 0));
             }
-            check_tensor(art, &t, src, opts.scale, max_memory)
+            check_tensor(art, &t, src, opts.scale_for(t.name), max_memory)
         })
         .collect();
     let mut check = AgainstCheck {

@@ -74,14 +74,14 @@ pub fn scatter_svg(
     caption: &str,
     y_desc: &str,
     points: &[(String, u64, f64)],
-    curve: Option<(&str, &[(u64, f64)])>,
+    curves: &[(&str, &[(u64, f64)])],
     path: &std::path::Path,
 ) -> Result<(), String> {
     use plotters::prelude::*;
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mb = |b: u64| b as f64 / 1e6;
-    let curve_points: Vec<(u64, f64)> = curve.map(|c| c.1.to_vec()).unwrap_or_default();
+    let curve_points: Vec<(u64, f64)> = curves.iter().flat_map(|c| c.1.iter().copied()).collect();
     let all = points
         .iter()
         .map(|p| (p.1, p.2))
@@ -134,22 +134,28 @@ pub fn scatter_svg(
                 }),
         )
         .map_err(|e| e.to_string())?;
-    if let Some((name, _)) = curve {
-        // One further scheme over many sizes: a red curve, named in the legend.
-        let mut c: Vec<(f64, f64)> = curve_points
+    // Schemes over many sizes: one coloured curve each, named in the legend.
+    let colours = [RED, GREEN, MAGENTA, CYAN, BLACK];
+    for (i, &(name, pts)) in curves.iter().enumerate() {
+        let colour = colours[i % colours.len()];
+        let mut c: Vec<(f64, f64)> = pts
             .iter()
             .filter(|p| p.1.is_finite())
             .map(|&(b, v)| (mb(b), v))
             .collect();
         c.sort_by(|a, b| a.0.total_cmp(&b.0));
         chart
-            .draw_series(LineSeries::new(c.clone(), RED.stroke_width(2)))
+            .draw_series(LineSeries::new(c.clone(), colour.stroke_width(2)))
             .map_err(|e| e.to_string())?
             .label(name)
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
         chart
-            .draw_series(c.iter().map(|&p| Circle::new(p, 4, RED.filled())))
+            .draw_series(c.iter().map(|&p| Circle::new(p, 4, colour.filled())))
             .map_err(|e| e.to_string())?;
+    }
+    if !curves.is_empty() {
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))

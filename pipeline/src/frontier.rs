@@ -11,6 +11,7 @@
 use crate::baselines::Baseline;
 use crate::calibrate::{float_weights, BudgetSearch, CalibSpec, Calibration};
 use crate::chart::scatter_svg;
+use crate::field::{bytes_at, envelope, field_blob, field_coders, field_options};
 use crate::files::{optional_tokenizer, read};
 use crate::metadata::artifact_metadata;
 use crate::progress::{bar, Progress};
@@ -44,6 +45,11 @@ pub struct FrontierOptions {
     pub probe_tokens: usize,
     /// Calibration cache file.
     pub calib_cache: Option<PathBuf>,
+    /// The field's recipe (GPTQ + SDClip int6 matrices, int8 embedding, byte shuffle,
+    /// brotli-11 / lzma / lrzip) at every pair of these matrix and embedding clips (in
+    /// standard deviations); either empty: no field rows. Needs the calibrated rows.
+    pub field_k_matrix: Vec<f32>,
+    pub field_k_embed: Vec<f32>,
 }
 
 /// Every scheme's point on one run.
@@ -54,6 +60,13 @@ pub struct Frontier {
     pub val_tokens: usize,
     pub points: Vec<Point>,
     pub budget_versus_fixed: Vec<Versus>,
+    /// The field's recipe at every pair of clips, per coder.
+    pub field: Vec<FieldPoint>,
+    /// Per coder, the field points no other point of that coder beats on bytes and val_bpb
+    /// (the tuned peer, not its defaults).
+    pub field_envelope: Vec<FieldPoint>,
+    /// Every PCLL point beside the best field envelope (over all coders) at its val_bpb.
+    pub versus_field: Vec<VersusField>,
     /// Weights of the model.
     #[serde(skip)]
     pub weights: u64,
@@ -73,6 +86,32 @@ pub struct Point {
     pub bits_per_weight: f64,
     pub val_bpb: f64,
     pub val_loss: f64,
+}
+
+/// One point of the field's recipe.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldPoint {
+    pub coder: String,
+    pub k_matrix: f32,
+    pub k_embed: f32,
+    /// The compressed blob.
+    pub bytes: u64,
+    pub val_bpb: f64,
+    /// The same weights as a PCLL artifact (weights bytes, as the rANS rows count them).
+    pub pcll_bytes: u64,
+}
+
+/// A PCLL point against the field's best envelope at the same val_bpb.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersusField {
+    pub scheme: String,
+    pub bytes: u64,
+    pub val_bpb: f64,
+    /// The envelope's bytes at this val_bpb (interpolated), and the coder whose envelope it is.
+    pub field_bytes: f64,
+    pub field_coder: String,
+    /// `bytes / field_bytes`: below 1, PCLL is smaller at equal val_bpb.
+    pub ratio: f64,
 }
 
 /// Everything a scheme needs from the run.
@@ -153,7 +192,8 @@ pub fn frontier(run: &Path, a: &FrontierOptions) -> Result<Frontier> {
     // when calibrated GPTQ per width plus the budget packer at every fixed scheme's bytes.
     let fixed =
         1 + 2 * a.bits.len() + a.bits.contains(&6) as usize * Baseline::with_programs().len();
-    let schemes = 1 + fixed + (!a.no_calibrated as usize) * (a.bits.len() + fixed);
+    let field_pairs = a.field_k_matrix.len() * a.field_k_embed.len();
+    let schemes = 1 + fixed + (!a.no_calibrated as usize) * (a.bits.len() + fixed + field_pairs);
     let scorer = Scorer {
         progress: bar(schemes as u64, "frontier scheme"),
         weights: source.tensors.iter().map(|t| t.numel()).sum(),
@@ -208,10 +248,11 @@ pub fn frontier(run: &Path, a: &FrontierOptions) -> Result<Frontier> {
             }
         }
     }
-    let mut versus = Vec::new();
+    let (mut versus, mut field) = (Vec::new(), Vec::new());
     if !a.no_calibrated {
-        versus = calibrated_points(a, &data, &cfg.model, &base, &scorer, &mut points)?;
+        (versus, field) = calibrated_points(a, &data, &cfg.model, &base, &scorer, &mut points)?;
     }
+    let (field_envelope, versus_field) = compare_with_field(&points, &field);
     scorer.progress.finish_and_clear();
     let val_windows = scorer.val.len().saturating_sub(1) / scorer.seq_len;
     Ok(Frontier {
@@ -220,6 +261,9 @@ pub fn frontier(run: &Path, a: &FrontierOptions) -> Result<Frontier> {
         val_tokens: val_windows * scorer.seq_len,
         points,
         budget_versus_fixed: versus,
+        field,
+        field_envelope,
+        versus_field,
         weights: scorer.weights,
         meta_bytes: scorer.meta_bytes,
     })
@@ -244,12 +288,33 @@ impl Frontier {
             .iter()
             .map(|v| (v.budget_bytes, v.budget_val_bpb))
             .collect();
-        let named = "byte-budget packer (GPTQ, mixed rates)";
+        let mut curves: Vec<(String, Vec<(u64, f64)>)> = Vec::new();
+        if !curve.is_empty() {
+            curves.push(("byte-budget packer (GPTQ, mixed rates)".into(), curve));
+        }
+        for coder in field_coders() {
+            let env: Vec<(u64, f64)> = self
+                .field_envelope
+                .iter()
+                .filter(|p| p.coder == coder.name())
+                .map(|p| (p.bytes, p.val_bpb))
+                .collect();
+            if !env.is_empty() {
+                curves.push((
+                    format!("field: GPTQ + SDClip + {} (envelope)", coder.name()),
+                    env,
+                ));
+            }
+        }
+        let curves: Vec<(&str, &[(u64, f64)])> = curves
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.as_slice()))
+            .collect();
         scatter_svg(
             "bytes vs val_bpb (runtime)",
             "val_bpb",
             &chart,
-            (!curve.is_empty()).then_some((named, &curve[..])),
+            &curves,
             &svg,
         )
         .map_err(anyhow::Error::msg)?;
@@ -283,7 +348,7 @@ fn calibrated_points(
     base: &PackOptions,
     scorer: &Scorer,
     points: &mut Vec<Point>,
-) -> Result<Vec<Versus>> {
+) -> Result<(Vec<Versus>, Vec<FieldPoint>)> {
     let fixed: Vec<Point> = points
         .iter()
         .filter(|p| !p.scheme.starts_with("f32"))
@@ -314,6 +379,26 @@ fn calibrated_points(
     )?;
     cal.save_cache()?;
     let h = cal.hessians;
+    let mut field = Vec::new();
+    for &k_matrix in &a.field_k_matrix {
+        for &k_embed in &a.field_k_embed {
+            let opts = scorer.with_meta(&field_options(base, k_matrix, k_embed));
+            let packed = pack_calibrated(&scorer.source, &opts, Some(&h), |_, _, _| {})?;
+            let (pcll_bytes, val_bpb, _) = scorer.score(&packed.artifact)?;
+            let blob = field_blob(&scorer.source, &opts, Some(&h))?;
+            for coder in field_coders() {
+                field.push(FieldPoint {
+                    coder: coder.name().into(),
+                    k_matrix,
+                    k_embed,
+                    bytes: coder.compress(&blob)?.len() as u64,
+                    val_bpb,
+                    pcll_bytes,
+                });
+            }
+            scorer.progress.inc();
+        }
+    }
     for &bits in &a.bits {
         let opts = scorer.with_meta(&PackOptions {
             bits,
@@ -355,5 +440,44 @@ fn calibrated_points(
             measured_dloss: out.measured(),
         });
     }
-    Ok(versus)
+    Ok((versus, field))
+}
+
+/// The field's envelope per coder, and every PCLL rANS point against the best of them at its
+/// val_bpb (points outside the envelopes' val_bpb range are left out).
+fn compare_with_field(
+    points: &[Point],
+    field: &[FieldPoint],
+) -> (Vec<FieldPoint>, Vec<VersusField>) {
+    let mut kept = Vec::new();
+    let mut envelopes = Vec::new();
+    for coder in field_coders() {
+        let of: Vec<&FieldPoint> = field.iter().filter(|p| p.coder == coder.name()).collect();
+        let env = envelope(&of.iter().map(|p| (p.bytes, p.val_bpb)).collect::<Vec<_>>());
+        for &(b, v) in &env {
+            if let Some(p) = of.iter().find(|p| p.bytes == b && p.val_bpb == v) {
+                kept.push((*p).clone());
+            }
+        }
+        envelopes.push((coder.name(), env));
+    }
+    let versus = points
+        .iter()
+        .filter(|p| p.scheme.contains("rANS") || p.scheme.starts_with(BUDGET))
+        .filter_map(|p| {
+            let (coder, field_bytes) = envelopes
+                .iter()
+                .filter_map(|(c, env)| bytes_at(env, p.val_bpb).map(|b| (*c, b)))
+                .min_by(|x, y| x.1.total_cmp(&y.1))?;
+            Some(VersusField {
+                scheme: p.scheme.clone(),
+                bytes: p.bytes,
+                val_bpb: p.val_bpb,
+                field_bytes,
+                field_coder: coder.into(),
+                ratio: p.bytes as f64 / field_bytes,
+            })
+        })
+        .collect();
+    (kept, versus)
 }

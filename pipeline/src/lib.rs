@@ -7,7 +7,8 @@
 //! checks `pcll verify` makes) → measurement: [`frontier`] (every scheme on a trained run,
 //! scored by the runtime), [`report`] (every scheme on any model), [`compare`] (coders on the
 //! same symbols) and [`inspect`] (one artifact's tensors), with the general-purpose
-//! compressors in [`baselines`]. Running a model from an artifact: [`run_model`] (resident or
+//! compressors in [`baselines`] and the field's own recipe (GPTQ + SDClip, byte shuffle,
+//! brotli/lzma) in [`field`]. Running a model from an artifact: [`run_model`] (resident or
 //! streamed, on a thread pool) and [`generate`]. [`run_folder`] is the layout of a training
 //! run's folder; [`chart`] draws loss curves and byte/quality charts; [`files`] and
 //! [`progress`] are the I/O every step shares.
@@ -20,6 +21,7 @@ pub mod chart;
 pub mod compare;
 pub mod corpus;
 pub mod error;
+pub mod field;
 pub mod files;
 pub mod fixtures;
 pub mod frontier;

@@ -506,7 +506,6 @@ fn lossless_row(model: &SourceModel, runs: usize) -> Result<LosslessRow, ReportE
     })
 }
 
-/// Writes the bytes-versus-SNR chart as SVG.
 /// Bytes of the whole model under `opts`' policy with a general-purpose coder instead of
 /// rANS: each int-coded tensor's stored scales and symbols, every other float tensor as the
 /// f16 (or kept f32) bytes `pack` stores, integers as they are, all concatenated in name
@@ -530,7 +529,13 @@ pub fn model_bytes(
                 let rows = t.shape[0] as usize;
                 let cols = v.len().checked_div(rows).unwrap_or(0);
                 // Per tensor as `pack` does (the tied embedding's plan, a budget allocation).
-                let q = quantize_with(&v, rows, cols, opts.bits_for(&t.name), opts.scale);
+                let q = quantize_with(
+                    &v,
+                    rows,
+                    cols,
+                    opts.bits_for(&t.name),
+                    opts.scale_for(&t.name),
+                );
                 raw.extend_from_slice(&q.scale_bytes());
                 raw.extend_from_slice(&q.symbols);
             }
@@ -565,7 +570,7 @@ impl Report {
     }
 }
 
-/// Bytes against SNR, one labelled point per scheme.
+/// Writes the bytes-versus-SNR chart as SVG, one labelled point per scheme.
 pub fn chart_svg(r: &Report, path: &std::path::Path) -> Result<(), String> {
     let points: Vec<(String, u64, f64)> = r
         .rows
@@ -576,7 +581,7 @@ pub fn chart_svg(r: &Report, path: &std::path::Path) -> Result<(), String> {
         "bytes vs weight-space SNR (quantized tensors)",
         "SNR (dB)",
         &points,
-        None,
+        &[],
         path,
     )
 }

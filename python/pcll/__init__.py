@@ -294,7 +294,7 @@ def pack(state_dict, path, *, codecs=None, bits=6, scale="maxabs", budget=None, 
 
     codecs: a codec for every quantized tensor (`"int5"`, `"e8-rans:2.5bpw"`, ...), a list of
         `PATTERN=CODEC` rules, or a dict {pattern: codec}; first match wins.
-    bits, scale ("maxabs", "mse", "percentile:P"), keep_f32, raw_max_elements, lanes, clusters,
+    bits, scale ("maxabs", "mse", "percentile:P", "sdclip:K"), keep_f32, raw_max_elements, lanes, clusters,
         scales, protos, layout, raw_coding, tied_embedding: as the `pcll pack` flags.
     hessians: {weight name: XᵀX} of each linear layer's inputs (an `in × in` matrix for a weight of
         shape `out × in`); turns on GPTQ (gptq=False turns it off), under which the `mse` scale

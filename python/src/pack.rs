@@ -154,7 +154,12 @@ fn options(
     if let Some(l) = get(o, "lanes")? {
         opts.lanes = l;
     }
-    if let Some(s) = parsed(o, "scale", ScaleRule::parse, "maxabs, mse or percentile:P")? {
+    if let Some(s) = parsed(
+        o,
+        "scale",
+        ScaleRule::parse,
+        "maxabs, mse, percentile:P or sdclip:K",
+    )? {
         opts.scale = s;
     }
     if let Some(rules) = get::<Vec<String>>(o, "codecs")? {

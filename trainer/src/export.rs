@@ -68,9 +68,17 @@ pub fn dequantize_like_packer(
                 let rows = t.shape[0];
                 let cols = t.data.len().checked_div(rows).unwrap_or(0);
                 let bits = opts.bits_for(name);
-                quantize_tensor(name, &t.data, rows, cols, bits, opts.scale, gptq.as_mut())
-                    .0
-                    .dequantize()
+                quantize_tensor(
+                    name,
+                    &t.data,
+                    rows,
+                    cols,
+                    bits,
+                    opts.scale_for(name),
+                    gptq.as_mut(),
+                )
+                .0
+                .dequantize()
             }
             Choice::RawF16 => t.data.iter().map(|&x| f16::from_f32(x).to_f32()).collect(),
             Choice::RawF32 | Choice::RawAsIs | Choice::Lossless => t.data.clone(),

@@ -27,6 +27,8 @@ pub struct QuantPlan {
     pub raw_max_elements: u64,
     pub keep_f32: Vec<glob::Pattern>,
     pub scale: ScaleRule,
+    /// Scale rules by tensor glob over `scale` (`PackOptions::scale_rules`).
+    pub scale_rules: Vec<(glob::Pattern, ScaleRule)>,
     /// Per-tensor overrides (the tied embedding's default).
     pub plan: BTreeMap<String, TensorPlan>,
 }
@@ -44,6 +46,15 @@ impl QuantPlan {
             raw_max_elements: opts.raw_max_elements,
             keep_f32,
             scale: opts.scale,
+            scale_rules: opts
+                .scale_rules
+                .iter()
+                .map(|(p, r)| {
+                    glob::Pattern::new(p)
+                        .map(|g| (g, *r))
+                        .map_err(|e| format!("scale rule `{p}`: {e}"))
+                })
+                .collect::<Result<_, _>>()?,
             plan: opts.plan.clone(),
         })
     }
@@ -54,6 +65,14 @@ impl QuantPlan {
             && shape.len() == 2
             && shape.iter().product::<usize>() as u64 > self.raw_max_elements
             && self.plan.get(name) != Some(&TensorPlan::RawF16)
+    }
+
+    /// The scale rule of `name`, as `PackOptions::scale_for`.
+    pub fn scale_for(&self, name: &str) -> ScaleRule {
+        self.scale_rules
+            .iter()
+            .find(|(p, _)| p.matches(name))
+            .map_or(self.scale, |(_, r)| *r)
     }
 
     /// Bits of the `int` codec for `name` (its plan's, else `bits`).
@@ -85,12 +104,13 @@ impl FakeQuant {
             }
             let bits = plan.bits_for(&name);
             let q = qmax(bits);
-            let s = if plan.scale == ScaleRule::MaxAbs {
+            let rule = plan.scale_for(&name);
+            let s = if rule == ScaleRule::MaxAbs {
                 let m = host(w.detach().abs().max_dim(1)).data;
                 store_scales(m.iter().map(|&m| m / q).collect()).1
             } else {
                 let h = host(w.detach());
-                row_scales(&h.data, rows, cols, bits, plan.scale).1
+                row_scales(&h.data, rows, cols, bits, rule).1
             };
             scales.insert(name, (s, q));
         }

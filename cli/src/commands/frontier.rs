@@ -39,6 +39,17 @@ pub struct Args {
     /// and probe results.
     #[arg(long, value_name = "FILE")]
     pub calib_cache: Option<PathBuf>,
+    /// The field's recipe (GPTQ + SDClip int6 matrices and int8 embedding, byte-shuffled,
+    /// brotli-11 / xz -9e / lrzip) at each of these matrix clips, in standard deviations of
+    /// the row (the records use 12.85) …
+    #[arg(long, value_delimiter = ',', default_value = "6,8,10,12.85,16")]
+    pub field_k_matrix: Vec<f32>,
+    /// … times each of these embedding clips (the records use 20).
+    #[arg(long, value_delimiter = ',', default_value = "8,12,20")]
+    pub field_k_embed: Vec<f32>,
+    /// Leave the field's recipe out.
+    #[arg(long)]
+    pub no_field: bool,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -51,6 +62,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
             calib_tokens: a.calib_tokens,
             probe_tokens: a.probe_tokens,
             calib_cache: a.calib_cache.clone(),
+            field_k_matrix: if a.no_field {
+                Vec::new()
+            } else {
+                a.field_k_matrix.clone()
+            },
+            field_k_embed: a.field_k_embed.clone(),
         },
     )?;
     let (json, svg) = f.write(&a.output)?;
@@ -103,6 +120,44 @@ fn print_table(f: &Frontier) {
                 v.budget_val_bpb,
                 v.predicted_dloss,
                 v.measured_dloss
+            );
+        }
+    }
+    if !f.field_envelope.is_empty() {
+        println!(
+            "\nthe field's recipe, GPTQ + SDClip int6 matrices / int8 embedding, byte-shuffled \
+             (envelope over k; {} points in frontier.json):",
+            f.field.len()
+        );
+        println!(
+            "{:<44} {:>11} {:>9} {:>16}",
+            "coder (k matrix / k embedding)", "bytes", "val_bpb", "PCLL same weights"
+        );
+        for p in &f.field_envelope {
+            println!(
+                "{:<44} {:>11} {:>9.4} {:>16}",
+                format!("{} (k {} / {})", p.coder, p.k_matrix, p.k_embed),
+                human(p.bytes),
+                p.val_bpb,
+                human(p.pcll_bytes)
+            );
+        }
+    }
+    if !f.versus_field.is_empty() {
+        println!("\nPCLL against the field's best envelope at the same val_bpb:");
+        println!(
+            "{:<44} {:>11} {:>9} {:>11} {:>10} {:>7}",
+            "scheme", "bytes", "val_bpb", "field", "coder", "ratio"
+        );
+        for v in &f.versus_field {
+            println!(
+                "{:<44} {:>11} {:>9.4} {:>11} {:>10} {:>7.3}",
+                v.scheme,
+                human(v.bytes),
+                v.val_bpb,
+                human(v.field_bytes as u64),
+                v.field_coder,
+                v.ratio
             );
         }
     }

@@ -1,6 +1,6 @@
 //! `pcll pack MODEL.safetensors -o OUT.pcll [--bits N] [--keep-f32 GLOB]...`
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use pcll_formats::pack::{CodecSpec, RawCoding, TiedEmbedding};
 use pcll_formats::quant::gptq::GptqOptions;
 use pcll_formats::quant::int::ScaleRule;
@@ -36,9 +36,16 @@ pub struct Args {
     #[arg(long, default_value_t = pcll_formats::rans::DEFAULT_LANES)]
     pub lanes: u8,
     /// Per-row scale rule of the int codec: `maxabs` (nothing clips), `mse` (the clip in
-    /// max|w| × 0.50..1.00 with the least squared error) or `percentile:P`.
+    /// max|w| × 0.50..1.00 with the least squared error), `percentile:P`, or `sdclip:K` (clip
+    /// at K standard deviations of the row, the parameter-golf records' SDClip: K = 12.85 for
+    /// int6 matrices there).
     #[arg(long, default_value = "maxabs", value_parser = parse_scale)]
     pub scale: ScaleRule,
+    /// Scale rule by tensor glob, first match wins, over --scale: `PATTERN=RULE`, e.g.
+    /// `tok_emb.weight=sdclip:20` (the field's recipe clips its int8 embedding at 20
+    /// standard deviations and its int6 matrices at 12.85). Repeatable.
+    #[arg(long = "scale-rule", value_name = "PATTERN=RULE", value_parser = parse_scale_rule)]
+    pub scale_rules: Vec<(String, ScaleRule)>,
     /// Codec by tensor glob, first match wins: `PATTERN=CODEC`, or a bare `CODEC` for every
     /// tensor. CODEC: `int` (at --bits), `int2`..`int8`, `kmeans[:K]` (K levels, default 16),
     /// `e8p` (E8 lattice, 2 bits/weight), `e8-rans[:STEP|:DBdB|:BITSbpw]` (E8 lattice,
@@ -182,8 +189,9 @@ pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
 }
 
 pub fn parse_scale(s: &str) -> std::result::Result<ScaleRule, String> {
-    ScaleRule::parse(s)
-        .ok_or_else(|| format!("`{s}` is not maxabs, mse or percentile:P (0 < P <= 100)"))
+    ScaleRule::parse(s).ok_or_else(|| {
+        format!("`{s}` is not maxabs, mse, percentile:P (0 < P <= 100) or sdclip:K (K > 0)")
+    })
 }
 
 /// What `pack` records so the runtime can run the model from the artifact alone
@@ -231,6 +239,7 @@ impl Args {
             keep_f32: self.keep_f32.clone(),
             lanes: self.lanes,
             scale: self.scale,
+            scale_rules: self.scale_rules.clone(),
             extra: self.model_args.options().metadata(model)?,
             gptq: self.gptq.then_some(GptqOptions {
                 damp: self.gptq_damp,
@@ -262,12 +271,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let opts = a.options(&model)?;
     let model_opts = a.model_args.options();
     let meta_len = pcll_formats::metadata::model_metadata_len(&opts.extra);
+    let budget = a
+        .budget
+        .or(a.weights_budget.map(|w| w.saturating_add(meta_len)));
+    if a.calib.calib.is_some() && !a.gptq && budget.is_none() {
+        bail!("--calib is for --gptq or --budget");
+    }
     let req = PackRequest {
         calib: a.calib.spec(model_opts.seq_len(&model)?),
         gptq: a.gptq,
-        budget: a
-            .budget
-            .or(a.weights_budget.map(|w| w.saturating_add(meta_len))),
+        budget,
         reserve: a.reserve,
         calib_cache: a.calib.calib_cache.clone(),
     };
@@ -289,6 +302,14 @@ fn parse_codec_rule(s: &str) -> Result<(String, CodecSpec), String> {
         format!(
             "`{s}`: expected [PATTERN=]CODEC with CODEC one of int, int2..int8, kmeans[:K] \
              (K in 1..=256), e8p, e8-rans[:STEP|:DBdB|:BITSbpw] (STEP, BITS > 0), lossless"
+        )
+    })
+}
+
+fn parse_scale_rule(s: &str) -> Result<(String, ScaleRule), String> {
+    pcll_formats::pack::parse_scale_rule(s).ok_or_else(|| {
+        format!(
+            "`{s}`: expected PATTERN=RULE with RULE one of maxabs, mse, percentile:P or sdclip:K"
         )
     })
 }

@@ -32,6 +32,8 @@ pub mod keys {
     pub const LANES: &str = "pcll.pack.lanes";
     /// The scale rule, written only when it is not `maxabs` (absent means `maxabs`).
     pub const SCALE: &str = "pcll.pack.scale";
+    /// Scale rules by tensor glob, `PATTERN=RULE` in order, when any.
+    pub const SCALE_RULES: &str = "pcll.pack.scale_rules";
     /// GPTQ settings ([`super::GptqOptions::name`]), when GPTQ was used.
     pub const GPTQ: &str = "pcll.pack.gptq";
     /// Per-tensor overrides, `name=int4` or `name=f16`, when any.
@@ -77,6 +79,17 @@ impl PackOptions {
         m.insert(keys::LANES.into(), MetaValue::U8(self.lanes));
         if self.scale != ScaleRule::MaxAbs {
             m.insert(keys::SCALE.into(), MetaValue::String(self.scale.name()));
+        }
+        if !self.scale_rules.is_empty() {
+            m.insert(
+                keys::SCALE_RULES.into(),
+                MetaValue::Array(
+                    self.scale_rules
+                        .iter()
+                        .map(|(p, r)| MetaValue::String(format!("{p}={}", r.name())))
+                        .collect(),
+                ),
+            );
         }
         if let Some(g) = &self.gptq {
             m.insert(keys::GPTQ.into(), MetaValue::String(g.name()));
@@ -186,6 +199,14 @@ impl PackOptions {
                 .collect::<Option<_>>()?,
             Some(_) => return None,
         };
+        let scale_rules = match meta.get(keys::SCALE_RULES) {
+            None => Vec::new(),
+            Some(pcll_decoder::Value::Array(a)) => a
+                .iter()
+                .map(|v| super::options::parse_scale_rule(v.as_str()?))
+                .collect::<Option<_>>()?,
+            Some(_) => return None,
+        };
         let clusters = named(meta, keys::CLUSTERS, Clusters::Off, Clusters::parse)?;
         let scale_coding = named(meta, keys::SCALES, ScaleCoding::F16, ScaleCoding::parse)?;
         let protos = named(meta, keys::PROTOS, Protos::Off, Protos::parse)?;
@@ -202,6 +223,7 @@ impl PackOptions {
             keep_f32,
             lanes,
             scale,
+            scale_rules,
             extra,
             gptq,
             plan,

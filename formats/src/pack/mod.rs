@@ -161,10 +161,11 @@ pub fn pack_tensor(
                 CodecSpec::Int(Some(b)) => b,
                 _ => opts.bits,
             };
-            let (q, g) = quantize_tensor(&t.name, &v, rows, cols, b, opts.scale, gptq);
+            let rule = opts.scale_for(&t.name);
+            let (q, g) = quantize_tensor(&t.name, &v, rows, cols, b, rule, gptq);
             (bits, used_gptq) = (Some(b), g);
             let (squared, norm) = squared_error(&v, &q);
-            let squared_maxabs = if opts.scale == ScaleRule::MaxAbs && !g {
+            let squared_maxabs = if rule == ScaleRule::MaxAbs && !g {
                 squared
             } else {
                 squared_error(&v, &quantize(&v, rows, cols, b)).0

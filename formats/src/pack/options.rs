@@ -26,6 +26,10 @@ pub struct PackOptions {
     pub lanes: u8,
     /// How each row's quantization scale is chosen.
     pub scale: ScaleRule,
+    /// Scale rules by tensor glob, first match wins, over `scale` (`--scale-rule
+    /// PATTERN=RULE`: the field's recipe clips the embedding at another `k` than the
+    /// matrices).
+    pub scale_rules: Vec<(String, ScaleRule)>,
     /// Further metadata to carry (model configuration, tokenizer tables), written as given.
     /// Keys must not start with `pcll.pack.` or `source.`.
     pub extra: BTreeMap<String, MetaValue>,
@@ -315,6 +319,7 @@ impl Default for PackOptions {
             keep_f32: Vec::new(),
             lanes: DEFAULT_LANES,
             scale: ScaleRule::MaxAbs,
+            scale_rules: Vec::new(),
             extra: BTreeMap::new(),
             gptq: None,
             plan: BTreeMap::new(),
@@ -327,6 +332,13 @@ impl Default for PackOptions {
             raw_coding: RawCoding::Auto,
         }
     }
+}
+
+/// Parses a `PATTERN=RULE` scale rule (`tok_emb.weight=sdclip:20`).
+pub fn parse_scale_rule(s: &str) -> Option<(String, ScaleRule)> {
+    let (pattern, rule) = s.rsplit_once('=')?;
+    glob::Pattern::new(pattern).ok()?;
+    Some((pattern.to_string(), ScaleRule::parse(rule)?))
 }
 
 impl PackOptions {
@@ -344,6 +356,14 @@ impl PackOptions {
             .iter()
             .find(|(p, _)| glob::Pattern::new(p).is_ok_and(|g| g.matches(name)))
             .map(|(_, c)| *c)
+    }
+
+    /// The scale rule of `name`: the first matching `scale_rules` entry's, else `scale`.
+    pub fn scale_for(&self, name: &str) -> ScaleRule {
+        self.scale_rules
+            .iter()
+            .find(|(p, _)| glob::Pattern::new(p).is_ok_and(|g| g.matches(name)))
+            .map_or(self.scale, |(_, r)| *r)
     }
 
     /// Bits of the `int` codec for `name`: its plan's, else `bits`.

@@ -96,7 +96,7 @@ pub(super) fn pack_other(
             (record(Codec::Kmeans(q.params), payload), sym)
         }
         CodecSpec::E8p | CodecSpec::E8Rans(_) if cols == 0 || !cols.is_multiple_of(8) => {
-            let q = quantize_with(v, rows, cols, opts.bits, opts.scale);
+            let q = quantize_with(v, rows, cols, opts.bits, opts.scale_for(&t.name));
             let (params, payload, len) = int_coded(&q, opts);
             (record(Codec::Int(params), payload), Some((q.symbols, len)))
         }

@@ -74,18 +74,25 @@ pub enum ScaleRule {
     Percentile(f32),
     /// The candidate clip with the least squared error after quantization.
     Mse,
+    /// `clip = k × std(row)` (the sample standard deviation, as `torch.std`): the
+    /// parameter-golf records' SDClip. The step is then proportional to the row's spread
+    /// rather than its largest weight, so `k` is a continuous rate knob: a larger `k` spends
+    /// more levels on the tails and clips less, and the entropy coder makes levels that are
+    /// never used free. A row with no spread (all weights equal) falls back to `maxabs`.
+    SdClip(f32),
 }
 
 /// Clip candidates of [`ScaleRule::Mse`], as fractions of `max|w|`.
 pub const MSE_GRID: std::ops::RangeInclusive<u32> = 50..=100;
 
 impl ScaleRule {
-    /// The command-line and metadata spelling: `maxabs`, `mse`, `percentile:P`.
+    /// The command-line and metadata spelling: `maxabs`, `mse`, `percentile:P`, `sdclip:K`.
     pub fn name(&self) -> String {
         match self {
             ScaleRule::MaxAbs => "maxabs".into(),
             ScaleRule::Mse => "mse".into(),
             ScaleRule::Percentile(p) => format!("percentile:{p}"),
+            ScaleRule::SdClip(k) => format!("sdclip:{k}"),
         }
     }
 
@@ -95,6 +102,10 @@ impl ScaleRule {
             "maxabs" => Some(ScaleRule::MaxAbs),
             "mse" => Some(ScaleRule::Mse),
             _ => {
+                if let Some(k) = s.strip_prefix("sdclip:") {
+                    let k: f32 = k.parse().ok()?;
+                    return (k.is_finite() && k > 0.0).then_some(ScaleRule::SdClip(k));
+                }
                 let p: f32 = s.strip_prefix("percentile:")?.parse().ok()?;
                 (p > 0.0 && p <= 100.0).then_some(ScaleRule::Percentile(p))
             }
@@ -127,8 +138,28 @@ impl ScaleRule {
                 }
                 best.1
             }
+            ScaleRule::SdClip(k) => {
+                let sd = row_std(row);
+                if sd > 0.0 {
+                    (f64::from(k) * sd / f64::from(qmax)) as f32
+                } else {
+                    maxabs / qmax
+                }
+            }
         }
     }
+}
+
+/// The sample standard deviation of a row (`n − 1` in the denominator, as `torch.std`),
+/// accumulated in f64; 0 for fewer than two weights.
+pub fn row_std(row: &[f32]) -> f64 {
+    let n = row.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let mean = row.iter().map(|&w| f64::from(w)).sum::<f64>() / n as f64;
+    let ss: f64 = row.iter().map(|&w| (f64::from(w) - mean).powi(2)).sum();
+    (ss / (n - 1) as f64).sqrt()
 }
 
 /// `raw` as the f16 scale it would be stored as (or itself beyond f16's range).
@@ -323,5 +354,51 @@ mod tests {
         assert!(q.dequantize().iter().all(|&x| x == 0.0));
         let q = quantize(&[1e9, -1e9, 3.0, 0.0], 1, 4, 4);
         assert_eq!(q.params.scale_dtype, ScaleDtype::F32);
+    }
+
+    #[test]
+    fn sdclip_steps_follow_the_row_spread() {
+        for name in ["sdclip:12.85", "sdclip:3"] {
+            assert_eq!(
+                ScaleRule::parse(name).map(|r| r.name()).as_deref(),
+                Some(name)
+            );
+        }
+        for bad in ["sdclip:0", "sdclip:-1", "sdclip:inf", "sdclip:", "sdclip:x"] {
+            assert_eq!(ScaleRule::parse(bad), None, "{bad}");
+        }
+        let (rows, cols) = (4, 257);
+        let mut w = gaussian_like(rows * cols);
+        // Rows of different spread; the step must follow it, not the row's maximum.
+        for (r, row) in w.chunks_mut(cols).enumerate() {
+            row.iter_mut().for_each(|x| *x *= 0.01 * (r + 1) as f32);
+        }
+        w[5] = 10.0; // one outlier in row 0: max-abs would waste the levels on it
+        for k in [3.0f32, 12.85] {
+            let (_, scales) = row_scales(&w, rows, cols, 6, ScaleRule::SdClip(k));
+            for (r, row) in w.chunks(cols).enumerate() {
+                let want = stored_f16((f64::from(k) * row_std(row) / 31.0) as f32);
+                assert_eq!(scales[r], want, "row {r}, k {k}");
+            }
+            let q = quantize_with(&w, rows, cols, 6, ScaleRule::SdClip(k));
+            // Only the outlier and (at k = 3) the tails clip: everything else is within
+            // half a step.
+            let rec = q.dequantize();
+            let near = w
+                .iter()
+                .zip(&rec)
+                .enumerate()
+                .filter(|&(i, (&a, &b))| (a - b).abs() <= q.scales[i / cols] * 0.5 * (1.0 + 1e-6))
+                .count();
+            let clipped = w.len() - near;
+            assert!(clipped >= 1, "the outlier clips");
+            assert!(
+                clipped * 100 < w.len() * if k > 10.0 { 1 } else { 5 },
+                "{clipped} clipped at k {k}"
+            );
+        }
+        // A constant row has no spread: max-abs, not a zero step.
+        let (_, s) = row_scales(&[0.5; 8], 1, 8, 6, ScaleRule::SdClip(12.85));
+        assert_eq!(s[0], stored_f16(0.5 / 31.0));
     }
 }
