@@ -1,6 +1,9 @@
 //! The general-purpose coders we measure against: zstd, brotli, xz, and zlib (the
-//! parameter-golf baseline).
+//! parameter-golf baseline), and [`model_bytes`], a whole model's quantized bytes under one.
 
+use pcll_formats::pack::{choose, Choice, PackOptions};
+use pcll_formats::quant::int::quantize_with;
+use pcll_formats::SourceModel;
 use std::io::{Read, Write};
 
 /// liblzma's `LZMA_PRESET_EXTREME` flag (what `xz -e` sets); liblzma does not re-export it.
@@ -150,6 +153,57 @@ fn lrzip(data: &[u8], args: &[&str]) -> std::io::Result<Vec<u8>> {
     let _ = std::fs::remove_file(&input);
     let _ = std::fs::remove_file(&output);
     r
+}
+
+/// Bytes of the whole model under `opts`' policy with a general-purpose coder instead of
+/// rANS: each int-coded tensor's stored scales and symbols, every other float tensor as the
+/// f16 (or kept f32) bytes `pack` stores, integers as they are, all concatenated in name
+/// order and compressed as one stream (as the parameter-golf export compresses one blob).
+/// Weights come out exactly as the artifact packed with `opts` decodes them.
+pub fn model_bytes(
+    model: &SourceModel,
+    opts: &PackOptions,
+    coder: Baseline,
+) -> Result<u64, crate::report::ReportError> {
+    let keep: Vec<glob::Pattern> = opts
+        .keep_f32
+        .iter()
+        .filter_map(|p| glob::Pattern::new(p).ok())
+        .collect();
+    let mut raw = Vec::new();
+    for t in &model.tensors {
+        match choose(t, opts, &keep) {
+            Choice::Int => {
+                let v = t.to_f32().unwrap_or_default();
+                let rows = t.shape[0] as usize;
+                let cols = v.len().checked_div(rows).unwrap_or(0);
+                // Per tensor as `pack` does (the tied embedding's plan, a budget allocation).
+                let q = quantize_with(
+                    &v,
+                    rows,
+                    cols,
+                    opts.bits_for(&t.name),
+                    opts.scale_for(&t.name),
+                );
+                raw.extend_from_slice(&q.scale_bytes());
+                raw.extend_from_slice(&q.symbols);
+            }
+            Choice::RawF16 => raw.extend(
+                t.to_f32()
+                    .unwrap_or_default()
+                    .iter()
+                    .flat_map(|&x| half::f16::from_f32(x).to_le_bytes()),
+            ),
+            Choice::RawF32 => raw.extend(
+                t.to_f32()
+                    .unwrap_or_default()
+                    .iter()
+                    .flat_map(|&x| x.to_le_bytes()),
+            ),
+            Choice::RawAsIs | Choice::Lossless => raw.extend_from_slice(&t.data),
+        }
+    }
+    Ok(coder.compress(&raw)?.len() as u64)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! artifact's score is theirs. [`Frontier::write`] writes `DIR/frontier.json` and
 //! `DIR/frontier.svg`.
 
+use crate::baselines::model_bytes;
 use crate::baselines::Baseline;
 use crate::calibrate::{float_weights, BudgetSearch, CalibSpec, Calibration};
 use crate::chart::scatter_svg;
@@ -15,7 +16,7 @@ use crate::field::{bytes_at, envelope, field_blob, field_coders, field_options};
 use crate::files::{optional_tokenizer, read};
 use crate::metadata::artifact_metadata;
 use crate::progress::{bar, Progress};
-use crate::report::{model_bytes, PG_INT8_PERCENTILE};
+use crate::report::PG_INT8_PERCENTILE;
 use crate::run_folder::{read_json, RunConfig, RunData, CONFIG_JSON, DATA_JSON};
 use anyhow::Result;
 use pcll_decoder::Artifact;

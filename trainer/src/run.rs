@@ -18,13 +18,14 @@ use pcll_decoder::Artifact;
 use pcll_formats::quant::gptq::GptqOptions;
 use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::PackOptions;
+use pcll_pipeline::baselines::model_bytes;
 use pcll_pipeline::baselines::Baseline;
 use pcll_pipeline::calibrate::{float_weights, hessians, CalibSpec, CalibTokens};
 use pcll_pipeline::files::{folder_tokenizer, read, write_atomic};
 use pcll_pipeline::metadata::{artifact_metadata, SOURCE_SEQ_LEN};
 use pcll_pipeline::pack::pack_with_progress;
 use pcll_pipeline::progress::{bar, Progress};
-use pcll_pipeline::report::{model_bytes, PG_INT8_PERCENTILE};
+use pcll_pipeline::report::PG_INT8_PERCENTILE;
 use pcll_pipeline::run_folder::{
     write_json, RunData, Summary, CONFIG_JSON, DATA_JSON, SCORE_TOLERANCE, SUMMARY_JSON,
 };
