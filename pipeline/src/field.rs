@@ -14,9 +14,8 @@
 //! neutral: scales are pcll's (f16 rounded up, symbols rounded half away from zero) and the
 //! lzma row is xz preset 9 extreme where the records use preset 6.
 
-use crate::baselines::Baseline;
-use pcll_formats::pack::{choose, quantize_tensor, Choice};
-use pcll_formats::quant::gptq::{GptqContext, Hessians};
+use crate::baselines::{serialize, Baseline};
+use pcll_formats::quant::gptq::Hessians;
 use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::{FormatError, PackOptions, SourceModel};
 
@@ -32,49 +31,18 @@ pub fn field_blob(
     opts: &PackOptions,
     hessians: Option<&Hessians>,
 ) -> Result<Vec<u8>, FormatError> {
-    let keep = opts
-        .keep_f32
-        .iter()
-        .filter_map(|p| glob::Pattern::new(p).ok())
-        .collect::<Vec<_>>();
-    let mut gptq = match (opts.gptq, hessians) {
-        (Some(g), Some(h)) => Some(GptqContext::new(h, g)),
-        (Some(_), None) => return Err(FormatError::NeedsCalibration),
-        (None, _) => None,
-    };
-    let mut raw = Vec::new();
-    for t in &model.tensors {
-        match choose(t, opts, &keep) {
-            Choice::Int => {
-                let v = t.to_f32().unwrap_or_default();
-                let rows = t.shape[0] as usize;
-                let cols = v.len().checked_div(rows).unwrap_or(0);
-                let bits = opts.bits_for(&t.name);
-                let rule = opts.scale_for(&t.name);
-                let (q, _) = quantize_tensor(&t.name, &v, rows, cols, bits, rule, gptq.as_mut());
-                let qmax = q.params.qmax();
-                raw.extend(q.symbols.iter().map(|&s| (i32::from(s) - qmax) as i8 as u8));
-                raw.extend(
-                    q.scales
-                        .iter()
-                        .flat_map(|&s| half::f16::from_f32(s).to_le_bytes()),
-                );
-            }
-            Choice::RawF16 | Choice::Lossless => raw.extend(
-                t.to_f32()
-                    .unwrap_or_default()
-                    .iter()
-                    .flat_map(|&x| half::f16::from_f32(x).to_le_bytes()),
-            ),
-            Choice::RawF32 => raw.extend(
-                t.to_f32()
-                    .unwrap_or_default()
-                    .iter()
-                    .flat_map(|&x| x.to_le_bytes()),
-            ),
-            Choice::RawAsIs => raw.extend_from_slice(&t.data),
-        }
+    if opts.gptq.is_some() && hessians.is_none() {
+        return Err(FormatError::NeedsCalibration);
     }
+    let raw = serialize(model, opts, hessians, |q, raw| {
+        let qmax = q.params.qmax();
+        raw.extend(q.symbols.iter().map(|&s| (i32::from(s) - qmax) as i8 as u8));
+        raw.extend(
+            q.scales
+                .iter()
+                .flat_map(|&s| half::f16::from_f32(s).to_le_bytes()),
+        );
+    });
     Ok(byte_shuffle(&raw, 2))
 }
 

@@ -58,6 +58,15 @@ pub mod keys {
     pub const RAW_CODING: &str = "pcll.pack.raw_coding";
 }
 
+/// `NAME=VALUE` strings, in order: how plans and per-glob rules are recorded.
+fn assignments<'a>(pairs: impl Iterator<Item = (&'a String, String)>) -> MetaValue {
+    MetaValue::Array(
+        pairs
+            .map(|(name, value)| MetaValue::String(format!("{name}={value}")))
+            .collect(),
+    )
+}
+
 impl PackOptions {
     /// The options as metadata entries.
     pub fn to_metadata(&self) -> BTreeMap<String, MetaValue> {
@@ -81,43 +90,22 @@ impl PackOptions {
             m.insert(keys::SCALE.into(), MetaValue::String(self.scale.name()));
         }
         if !self.scale_rules.is_empty() {
-            m.insert(
-                keys::SCALE_RULES.into(),
-                MetaValue::Array(
-                    self.scale_rules
-                        .iter()
-                        .map(|(p, r)| MetaValue::String(format!("{p}={}", r.name())))
-                        .collect(),
-                ),
-            );
+            let rules = self.scale_rules.iter().map(|(p, r)| (p, r.name()));
+            m.insert(keys::SCALE_RULES.into(), assignments(rules));
         }
         if let Some(g) = &self.gptq {
             m.insert(keys::GPTQ.into(), MetaValue::String(g.name()));
         }
         if !self.plan.is_empty() {
-            m.insert(
-                keys::PLAN.into(),
-                MetaValue::Array(
-                    self.plan
-                        .iter()
-                        .map(|(n, p)| MetaValue::String(format!("{n}={}", p.name())))
-                        .collect(),
-                ),
-            );
+            let plans = self.plan.iter().map(|(n, p)| (n, p.name()));
+            m.insert(keys::PLAN.into(), assignments(plans));
         }
         if let Some(c) = &self.calib {
             m.insert(keys::CALIB.into(), MetaValue::String(c.clone()));
         }
         if !self.codecs.is_empty() {
-            m.insert(
-                keys::CODECS.into(),
-                MetaValue::Array(
-                    self.codecs
-                        .iter()
-                        .map(|(p, c)| MetaValue::String(format!("{p}={}", c.name())))
-                        .collect(),
-                ),
-            );
+            let rules = self.codecs.iter().map(|(p, c)| (p, c.name()));
+            m.insert(keys::CODECS.into(), assignments(rules));
         }
         // Options whose absence means what artifacts written before them did.
         let named = [
