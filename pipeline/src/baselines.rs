@@ -1,9 +1,8 @@
 //! The general-purpose coders we measure against: zstd, brotli, xz, and zlib (the
 //! parameter-golf baseline), and [`model_bytes`], a whole model's quantized bytes under one.
 
-use pcll_formats::pack::{choose, quantize_tensor, Choice, PackOptions};
-use pcll_formats::quant::gptq::{GptqContext, Hessians};
-use pcll_formats::quant::int::IntQuantized;
+use pcll_formats::pack::{choose, Choice, PackOptions};
+use pcll_formats::quant::int::quantize_with;
 use pcll_formats::{SourceModel, SourceTensor};
 use std::io::{Read, Write};
 
@@ -166,33 +165,11 @@ pub fn model_bytes(
     opts: &PackOptions,
     coder: Baseline,
 ) -> Result<u64, crate::report::ReportError> {
-    let raw = serialize(model, opts, None, |q, raw| {
-        raw.extend_from_slice(&q.scale_bytes());
-        raw.extend_from_slice(&q.symbols);
-    });
-    Ok(coder.compress(&raw)?.len() as u64)
-}
-
-/// `model`'s tensors in name order as `pack` quantizes them under `opts` (GPTQ where
-/// `opts.gptq` and `hessians` say so, else plain rounding; per tensor its plan's bits and
-/// scale rule): each quantized tensor written by `int`, every other one as
-/// [`push_unquantized`] writes it.
-pub fn serialize(
-    model: &SourceModel,
-    opts: &PackOptions,
-    hessians: Option<&Hessians>,
-    mut int: impl FnMut(&IntQuantized, &mut Vec<u8>),
-) -> Vec<u8> {
     let keep: Vec<glob::Pattern> = opts
         .keep_f32
         .iter()
         .filter_map(|p| glob::Pattern::new(p).ok())
         .collect();
-    // Without a calibration every tensor is rounded plainly, as `model_bytes` always has.
-    let mut gptq = match (opts.gptq, hessians) {
-        (Some(g), Some(h)) => Some(GptqContext::new(h, g)),
-        _ => None,
-    };
     let mut raw = Vec::new();
     for t in &model.tensors {
         match choose(t, opts, &keep) {
@@ -200,20 +177,21 @@ pub fn serialize(
                 let v = t.to_f32().unwrap_or_default();
                 let rows = t.shape[0] as usize;
                 let cols = v.len().checked_div(rows).unwrap_or(0);
-                let bits = opts.bits_for(&t.name);
-                let rule = opts.scale_for(&t.name);
-                let (q, _) = quantize_tensor(&t.name, &v, rows, cols, bits, rule, gptq.as_mut());
-                int(&q, &mut raw);
+                // Per tensor as `pack` does (the tied embedding's plan, a budget allocation).
+                let (bits, rule) = (opts.bits_for(&t.name), opts.scale_for(&t.name));
+                let q = quantize_with(&v, rows, cols, bits, rule);
+                raw.extend_from_slice(&q.scale_bytes());
+                raw.extend_from_slice(&q.symbols);
             }
             other => push_unquantized(t, other, &mut raw),
         }
     }
-    raw
+    Ok(coder.compress(&raw)?.len() as u64)
 }
 
 /// Appends a tensor the policy does not quantize as `pack` stores it: f16 or f32 values,
 /// anything else (integers, `lossless` tensors) as its source bytes.
-pub fn push_unquantized(t: &SourceTensor, choice: Choice, raw: &mut Vec<u8>) {
+fn push_unquantized(t: &SourceTensor, choice: Choice, raw: &mut Vec<u8>) {
     let values = || t.to_f32().unwrap_or_default();
     match choice {
         Choice::RawF16 => raw.extend(

@@ -7,42 +7,39 @@
 //! (`q ∈ [−qmax, qmax]`) and its f16 row scales, and every other float tensor as f16; then
 //! shuffle the blob's bytes with stride 2 (`BSHF`, the stride, then the even bytes and the odd
 //! bytes) and compress it with brotli-11 or lzma. [`field_blob`] writes the same bytes in
-//! name order, without `torch.save`'s zip and pickle framing (a few hundred bytes per tensor,
+//! the artifact's tensor order, without `torch.save`'s zip and pickle framing (a few hundred bytes per tensor,
 //! left out so the baseline is, if anything, smaller than the records'). Its weights are
 //! exactly those of the PCLL artifact packed with the same options and calibration, so that
 //! artifact's score is theirs. Differences from the records, all in the baseline's favour or
 //! neutral: scales are pcll's (f16 rounded up, symbols rounded half away from zero) and the
 //! lzma row is xz preset 9 extreme where the records use preset 6.
 
-use crate::baselines::{serialize, Baseline};
-use pcll_formats::quant::gptq::Hessians;
+use crate::baselines::Baseline;
+use half::f16;
+use pcll_decoder::{Artifact, Codec};
 use pcll_formats::quant::int::ScaleRule;
-use pcll_formats::{FormatError, PackOptions, SourceModel};
+use pcll_formats::unpack::decode_tensor;
+use pcll_formats::{FormatError, PackOptions};
 
-/// The records' matrix clip, in standard deviations of the row.
-pub const MATRIX_K: f32 = 12.85;
-/// The records' embedding clip.
-pub const EMBED_K: f32 = 20.0;
-
-/// The bytes the records compress for `model` packed under `opts` (GPTQ where `opts.gptq`
-/// and `hessians` say so), byte-shuffled.
-pub fn field_blob(
-    model: &SourceModel,
-    opts: &PackOptions,
-    hessians: Option<&Hessians>,
-) -> Result<Vec<u8>, FormatError> {
-    if opts.gptq.is_some() && hessians.is_none() {
-        return Err(FormatError::NeedsCalibration);
+/// The bytes the records would compress for the weights of `art` (a PCLL artifact packed with
+/// [`field_options`]), byte-shuffled: each `int` tensor's symbols as signed int8 and its row
+/// scales as f16, every other tensor in its stored dtype (the small floats in f16). Read from
+/// the artifact, so the weights are its own by construction and GPTQ runs once per point.
+pub fn field_blob(art: &Artifact<'_>) -> Result<Vec<u8>, FormatError> {
+    let mut raw = Vec::new();
+    for t in art.tensors() {
+        if let Codec::Int(_) = t.codec {
+            let mut symbols = vec![0u8; t.numel() as usize];
+            let mut scales = vec![0f32; t.rows_cols().0 as usize];
+            let mut scratch = vec![0u8; art.scratch_len(&t)?];
+            let p = art.decode_int_symbols(&t, None, &mut symbols, &mut scales, &mut scratch)?;
+            let qmax = p.qmax();
+            raw.extend(symbols.iter().map(|&s| (i32::from(s) - qmax) as i8 as u8));
+            raw.extend(scales.iter().flat_map(|&s| f16::from_f32(s).to_le_bytes()));
+        } else {
+            raw.extend(decode_tensor(art, &t, u64::MAX)?);
+        }
     }
-    let raw = serialize(model, opts, hessians, |q, raw| {
-        let qmax = q.params.qmax();
-        raw.extend(q.symbols.iter().map(|&s| (i32::from(s) - qmax) as i8 as u8));
-        raw.extend(
-            q.scales
-                .iter()
-                .flat_map(|&s| half::f16::from_f32(s).to_le_bytes()),
-        );
-    });
     Ok(byte_shuffle(&raw, 2))
 }
 
@@ -139,6 +136,52 @@ mod tests {
         );
         assert_eq!(byte_shuffle(&[7], 2), [7]);
         assert_eq!(byte_shuffle(&[1, 2, 3], 1), [1, 2, 3]);
+    }
+
+    /// The blob read from an artifact holds its own symbols, signed, then its f16 scales.
+    #[test]
+    fn field_blob_is_the_artifacts_symbols_and_scales() {
+        let (rows, cols) = (16usize, 300usize);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * (1 + i / cols) as f32)
+            .collect();
+        let model = pcll_formats::SourceModel {
+            tensors: vec![pcll_formats::SourceTensor::from_f32(
+                "w",
+                &[rows as u64, cols as u64],
+                &w,
+            )],
+            metadata: Default::default(),
+        };
+        let rule = ScaleRule::SdClip(12.85);
+        let opts = PackOptions {
+            scale: rule,
+            ..PackOptions::default()
+        };
+        let bytes = pcll_formats::pack(&model, &opts, |_, _, _| {})
+            .unwrap()
+            .artifact;
+        let blob = field_blob(&Artifact::parse(&bytes).unwrap()).unwrap();
+        let n = rows * cols + 2 * rows;
+        assert_eq!((&blob[..5], blob.len()), (&b"BSHF\x02"[..], 5 + n));
+        // Undo the shuffle: even bytes first, then odd ones.
+        let (even, odd) = blob[5..].split_at(n.div_ceil(2));
+        let raw: Vec<u8> = (0..n)
+            .map(|i| if i % 2 == 0 { even[i / 2] } else { odd[i / 2] })
+            .collect();
+        let q = pcll_formats::quant::int::quantize_with(&w, rows, cols, 6, rule);
+        let want: Vec<u8> = q
+            .symbols
+            .iter()
+            .map(|&s| (i32::from(s) - 31) as i8 as u8)
+            .collect();
+        assert_eq!(&raw[..rows * cols], &want[..]);
+        let scales: Vec<u8> = q
+            .scales
+            .iter()
+            .flat_map(|&s| f16::from_f32(s).to_le_bytes())
+            .collect();
+        assert_eq!(&raw[rows * cols..], &scales[..]);
     }
 
     #[test]

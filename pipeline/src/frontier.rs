@@ -386,7 +386,7 @@ fn calibrated_points(
             let opts = scorer.with_meta(&field_options(base, k_matrix, k_embed));
             let packed = pack_calibrated(&scorer.source, &opts, Some(&h), |_, _, _| {})?;
             let (pcll_bytes, val_bpb, _) = scorer.score(&packed.artifact)?;
-            let blob = field_blob(&scorer.source, &opts, Some(&h))?;
+            let blob = field_blob(&Artifact::parse(&packed.artifact)?)?;
             for coder in field_coders() {
                 field.push(FieldPoint {
                     coder: coder.name().into(),

@@ -225,3 +225,42 @@ impl PackOptions {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{pack, SourceModel, SourceTensor};
+
+    /// Per-tensor scale rules survive the artifact: `verify` re-packs with what it reads back.
+    #[test]
+    fn scale_rules_round_trip_through_the_artifact() {
+        let w: Vec<f32> = (0..64 * 80)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let model = SourceModel {
+            tensors: vec![
+                SourceTensor::from_f32("a", &[64, 80], &w),
+                SourceTensor::from_f32("b", &[64, 80], &w),
+            ],
+            metadata: Default::default(),
+        };
+        let opts = PackOptions {
+            scale: ScaleRule::SdClip(12.85),
+            scale_rules: vec![("b".into(), ScaleRule::Mse)],
+            ..PackOptions::default()
+        };
+        let bytes = pack(&model, &opts, |_, _, _| {}).unwrap().artifact;
+        let art = pcll_decoder::Artifact::parse(&bytes).unwrap();
+        let back = PackOptions::from_metadata(art.metadata()).unwrap();
+        assert_eq!(back.scale_rules, opts.scale_rules);
+        assert_eq!(back.scale_for("a"), ScaleRule::SdClip(12.85));
+        assert_eq!(back.scale_for("b"), ScaleRule::Mse);
+        crate::verify::repack_matches(&bytes, &model, &back, None).unwrap();
+        // The two tensors hold the same weights but were quantized by different rules.
+        let (ta, tb) = (art.tensor(0).unwrap(), art.tensor(1).unwrap());
+        assert_ne!(
+            art.check_payload(&ta).unwrap(),
+            art.check_payload(&tb).unwrap()
+        );
+    }
+}
