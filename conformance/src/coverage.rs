@@ -142,7 +142,7 @@ fn lossless(t: &SourceTensor) -> TensorRecord {
     record(
         t,
         Codec::Lossless,
-        lossless_payload(&t.data, t.dtype, LANES),
+        lossless_payload(&t.data, t.dtype, LANES, None),
     )
 }
 

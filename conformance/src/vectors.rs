@@ -119,9 +119,11 @@ fn model(tensors: Vec<SourceTensor>) -> SourceModel {
 
 /// The pack defaults as the v1 and v2 vectors were made: f16 row scales (FORMAT.md §5.8 came
 /// with v3) and the raw threshold of the time (65,536, recorded in the metadata), so their
-/// bytes stay frozen.
+/// bytes stay frozen; one lane count throughout (no `pcll.pack.wide_lanes`).
 fn frozen_defaults() -> PackOptions {
     PackOptions {
+        wide_lanes: pcll_formats::rans::DEFAULT_LANES,
+        precision_cap: None,
         scale_coding: ScaleCoding::F16,
         raw_max_elements: 65_536,
         clusters: pcll_formats::rans::Clusters::Off,
@@ -138,6 +140,7 @@ fn int_opts(bits: u8, lanes: u8) -> PackOptions {
         raw_max_elements: 0,
         keep_f32: Vec::new(),
         lanes,
+        wide_lanes: lanes,
         scale: pcll_formats::quant::int::ScaleRule::MaxAbs,
         extra: BTreeMap::new(),
         ..frozen_defaults()

@@ -196,10 +196,12 @@ fn check_crc(info: &TensorInfo<'_>, payload: &[u8]) -> Result<(), Error> {
 }
 
 impl<'a> Artifact<'a> {
-    /// Scratch bytes that decoding `info` needs (0 for `raw`; at most
-    /// [`crate::limits::MAX_SCRATCH_LEN`]).
+    /// Scratch bytes to give [`Artifact::decode`] for `info` (0 for `raw`; at most
+    /// [`crate::limits::MAX_SCRATCH_LEN`]). It can be a little more than the format's count
+    /// (FORMAT.md §8), which decodes too: with it, a 12- or 13-bit stream uses the one-load
+    /// slot table.
     pub fn scratch_len(&self, info: &TensorInfo<'_>) -> Result<usize, Error> {
-        codec::scratch_len(info, self.payload(info)).map_err(|error| Error::Payload {
+        codec::fast_scratch_len(info, self.payload(info)).map_err(|error| Error::Payload {
             tensor: info.index,
             error,
         })
@@ -218,7 +220,8 @@ impl<'a> Artifact<'a> {
     }
 
     /// Reconstructs tensor `info` into `out`, which must hold exactly `numel` elements.
-    /// `scratch` must hold [`Artifact::scratch_len`] bytes. Checks the payload checksum first
+    /// `scratch` should hold [`Artifact::scratch_len`] bytes (the format's count, FORMAT.md
+    /// §8, is enough, decoding more slowly). Checks the payload checksum first
     /// and the stream's integrity at the end; on error `out` may hold partial data.
     pub fn decode(
         &self,

@@ -61,6 +61,12 @@ impl Crc32c {
 
     #[cfg(not(feature = "small"))]
     pub fn update(&mut self, data: &[u8]) {
+        // The `simd` feature: SSE 4.2's `crc32` instruction where the CPU has it.
+        #[cfg(feature = "simd")]
+        if let Some(c) = pcll_rans_simd::crc32c_update(self.0, data) {
+            self.0 = c;
+            return;
+        }
         let t = &TABLES;
         let mut c = self.0;
         let mut chunks = data.chunks_exact(8);
@@ -105,6 +111,23 @@ mod tests {
         assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
         assert_eq!(crc32c(&[0xFFu8; 32]), 0x62A8_AB43);
         assert_eq!(crc32c(b""), 0);
+    }
+
+    /// With the `simd` feature, the hardware path and the tables agree on every length and
+    /// split.
+    #[cfg(feature = "simd")]
+    #[test]
+    fn hardware_and_tables_agree() {
+        let data: [u8; 300] = core::array::from_fn(|i| (i * 131 + 7) as u8);
+        for len in 0..data.len() {
+            let hw = pcll_rans_simd::crc32c_update(0xFFFF_FFFF, &data[..len]);
+            pcll_rans_simd::set_ceiling(pcll_rans_simd::Level::Scalar);
+            let table = crc32c(&data[..len]) ^ 0xFFFF_FFFF;
+            pcll_rans_simd::set_ceiling(pcll_rans_simd::Level::Avx512);
+            if let Some(hw) = hw {
+                assert_eq!(hw, table, "{len} bytes");
+            }
+        }
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! redundancy of trained weights); the sign and remaining mantissa bits are stored as they
 //! are. Bit-exact for every value, NaN payloads and signed zeros included.
 
-use crate::rans::encode;
 use pcll_decoder::Dtype;
 
 /// The payload for `data` (little-endian elements of `dtype`, a float dtype).
-pub fn lossless_payload(data: &[u8], dtype: Dtype, lanes: u8) -> Vec<u8> {
+/// `cap` as `pack`'s `precision_cap` ([`crate::rans::encode_capped`]).
+pub fn lossless_payload(data: &[u8], dtype: Dtype, lanes: u8, cap: Option<u8>) -> Vec<u8> {
     let size = dtype.size();
     let n = data.len() / size;
     let mut rest = Vec::with_capacity(n * (size - 1));
@@ -24,6 +24,6 @@ pub fn lossless_payload(data: &[u8], dtype: Dtype, lanes: u8) -> Vec<u8> {
             rest.push(((b >> 15) << 7 | (b & 0x7F)) as u8);
         }
     }
-    rest.extend_from_slice(&encode(&syms, lanes).bytes);
+    rest.extend_from_slice(&crate::rans::encode_capped(&syms, lanes, cap).bytes);
     rest
 }

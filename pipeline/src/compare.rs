@@ -7,6 +7,12 @@
 //! `rans+protos` is the format-v4 coder: tensors with groups of near-identical rows coded
 //! with prototype rows (FORMAT.md §5.2.2) where that is smaller, through the decoder's `int`
 //! codec; present only when some tensor gains.
+//!
+//! The `rans` row is the safe scalar decoder (SIMD kernels off) at `lanes`; `rans-avx2` and
+//! `rans-avx512` are the decoder's `simd` kernels on 32-lane streams, one row per kernel the
+//! CPU has. `to_f32` measures the user's real job, artifact → f32 weights (checksum, decode,
+//! dequantize) through `Artifact::decode_f32`, against zstd-22 of the same symbols plus the
+//! same dequantization (bit-identical weights, checked), one thread.
 
 use crate::baselines::Baseline;
 use crate::fixtures::SymbolStream;
@@ -15,6 +21,8 @@ use pcll_decoder::limits::MAX_SCRATCH_LEN;
 use pcll_decoder::IntParams;
 use pcll_formats::entropy::entropy_bytes;
 use pcll_formats::rans::{encode, encode_predicted};
+use pcll_formats::{PackOptions, TensorRecord};
+use pcll_rans_simd::Level;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -39,8 +47,38 @@ pub struct CompareReport {
     pub lanes: u8,
     pub runs: usize,
     pub coders: Vec<CoderResult>,
-    /// Our rANS decode throughput divided by zstd's.
+    /// Our rANS decode throughput (the safe scalar decoder, `lanes` lanes) divided by zstd's.
     pub speedup_vs_zstd: f64,
+    /// The best SIMD kernel's throughput on 32-lane streams divided by zstd's; `None` where
+    /// the CPU has neither AVX2 nor AVX-512.
+    pub speedup_vs_zstd_simd: Option<f64>,
+    /// That kernel (`avx512`, `avx2`), if any.
+    pub simd_kernel: Option<String>,
+    /// Artifact → f32 weights (as `pack` lays the streams out, with the best kernel), million
+    /// weights per second, best of `runs`.
+    pub to_f32_mweights_s: f64,
+    /// The same with the SIMD kernels off.
+    pub to_f32_scalar_mweights_s: f64,
+    /// zstd-22 decompression of the symbols plus the same dequantization.
+    pub to_f32_zstd_mweights_s: f64,
+    /// `to_f32_mweights_s / to_f32_zstd_mweights_s`.
+    pub to_f32_speedup_vs_zstd: f64,
+}
+
+/// Caps the SIMD kernels for a measurement and lifts the cap when dropped.
+struct Ceiling;
+
+impl Ceiling {
+    fn set(level: Level) -> Ceiling {
+        pcll_rans_simd::set_ceiling(level);
+        Ceiling
+    }
+}
+
+impl Drop for Ceiling {
+    fn drop(&mut self) {
+        pcll_rans_simd::set_ceiling(Level::Avx512);
+    }
 }
 
 /// Errors while comparing.
@@ -128,11 +166,38 @@ pub fn compare(
         .collect();
     let mut outs: Vec<Vec<u8>> = streams.iter().map(|s| vec![0u8; s.symbols.len()]).collect();
     let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
-    let (secs, _) = best_of(runs, || decode_streams(&encoded, &mut outs, &mut scratch))?;
+    let (secs, _) = {
+        let _scalar = Ceiling::set(Level::Scalar);
+        best_of(runs, || decode_streams(&encoded, &mut outs, &mut scratch))?
+    };
     if outs.iter().zip(streams).any(|(o, s)| *o != s.symbols) {
         return Err(CompareError::Mismatch { coder: "rans" });
     }
     coders.push(row("rans", encoded.iter().map(Vec::len).sum(), secs));
+
+    // The SIMD kernels, each on the same symbols as 32-lane streams.
+    let wide: Vec<Vec<u8>> = streams
+        .iter()
+        .map(|s| encode(&s.symbols, 32).bytes)
+        .collect();
+    let mut simd_rows = Vec::new();
+    for level in [Level::Avx2, Level::Avx512] {
+        if level > pcll_rans_simd::detected() {
+            continue;
+        }
+        let _cap = Ceiling::set(level);
+        let (secs, _) = best_of(runs, || decode_streams(&wide, &mut outs, &mut scratch))?;
+        let name = if level == Level::Avx2 {
+            "rans-avx2"
+        } else {
+            "rans-avx512"
+        };
+        if outs.iter().zip(streams).any(|(o, s)| *o != s.symbols) {
+            return Err(CompareError::Mismatch { coder: name });
+        }
+        coders.push(row(name, wide.iter().map(Vec::len).sum(), secs));
+        simd_rows.push((level, name));
+    }
 
     // The format-v4 coder: each tensor with prototype rows where they make it smaller
     // (FORMAT.md §5.2.2), decoded by the decoder's `int` codec; the rest as above.
@@ -241,6 +306,15 @@ pub fn compare(
             .map_or(0.0, |c| c.decode_mb_s)
     };
     let speedup_vs_zstd = speed("rans") / speed("zstd-22");
+    let speedup_vs_zstd_simd = simd_rows
+        .last()
+        .map(|&(_, name)| speed(name) / speed("zstd-22"));
+    let simd_kernel = simd_rows.last().map(|&(l, _)| l.name().to_string());
+    let (ours, zstd) = to_f32(streams, lanes, runs, &all, None)?;
+    let (scalar, _) = {
+        let _scalar = Ceiling::set(Level::Scalar);
+        to_f32(streams, lanes, runs, &all, Some(zstd))?
+    };
     Ok(CompareReport {
         symbols: total,
         tensors: streams.len(),
@@ -249,5 +323,127 @@ pub fn compare(
         runs,
         coders,
         speedup_vs_zstd,
+        speedup_vs_zstd_simd,
+        simd_kernel,
+        to_f32_mweights_s: total as f64 / ours / 1e6,
+        to_f32_scalar_mweights_s: total as f64 / scalar / 1e6,
+        to_f32_zstd_mweights_s: total as f64 / zstd / 1e6,
+        to_f32_speedup_vs_zstd: zstd / ours,
     })
+}
+
+/// Artifact → f32 weights: an artifact of `streams` as `pack` lays them out (row scales, one
+/// plain stream per tensor, `lanes` lanes or the wide lanes of large tensors), decoded with
+/// `Artifact::decode_f32`; against zstd-22 decompression of `all` (the same symbols) and the
+/// decoder's dequantization `(s − qmax) × scale` of each row, which must give the same bits.
+/// Returns the best seconds of each; `zstd`, when given, is that side's time from an earlier
+/// call (it is then not measured again).
+fn to_f32(
+    streams: &[SymbolStream],
+    lanes: u8,
+    runs: usize,
+    all: &[u8],
+    zstd: Option<f64>,
+) -> Result<(f64, f64), CompareError> {
+    let opts = PackOptions {
+        lanes,
+        ..PackOptions::default()
+    };
+    let records: Vec<TensorRecord> = streams
+        .iter()
+        .map(|s| {
+            let mut payload = s.scale_bytes.clone();
+            payload.extend_from_slice(&encode(&s.symbols, opts.lanes_for(s.symbols.len())).bytes);
+            TensorRecord {
+                name: s.name.clone(),
+                dtype: pcll_decoder::Dtype::F32,
+                shape: vec![(s.symbols.len() / s.cols.max(1)) as u64, s.cols as u64],
+                codec: pcll_decoder::Codec::Int(s.params),
+                payload,
+            }
+        })
+        .collect();
+    let rans_err = |e: &dyn std::fmt::Debug| CompareError::Rans(format!("{e:?}"));
+    let bytes =
+        pcll_formats::write_artifact(&Default::default(), records).map_err(|e| rans_err(&e))?;
+    let art = pcll_decoder::Artifact::parse(&bytes).map_err(|e| rans_err(&e))?;
+    let tensors: Vec<_> = art.tensors().collect();
+    let mut scratch_len = 0;
+    for t in &tensors {
+        scratch_len = scratch_len.max(art.scratch_len(t).map_err(|e| rans_err(&e))?);
+    }
+    let mut scratch = vec![0u8; scratch_len];
+    let mut ours: Vec<Vec<f32>> = streams
+        .iter()
+        .map(|s| vec![0f32; s.symbols.len()])
+        .collect();
+    let (rans_secs, _) = best_of(runs, || {
+        for (t, out) in tensors.iter().zip(ours.iter_mut()) {
+            art.decode_f32(t, out, &mut scratch)
+                .map_err(|e| rans_err(&e))?;
+        }
+        Ok(())
+    })?;
+    // The rows' scales as the decoder widens them.
+    let scales: Vec<Vec<f32>> = streams
+        .iter()
+        .map(|s| {
+            s.scale_bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect()
+        })
+        .collect();
+    let mut buf = Vec::with_capacity(all.len());
+    let mut theirs: Vec<Vec<f32>> = streams
+        .iter()
+        .map(|s| vec![0f32; s.symbols.len()])
+        .collect();
+    let zstd_secs = match zstd {
+        Some(secs) => secs,
+        None => {
+            let z = Baseline::Zstd22
+                .compress(all)
+                .map_err(|source| CompareError::Io {
+                    coder: "zstd-22",
+                    source,
+                })?;
+            best_of(runs, || {
+                Baseline::Zstd22
+                    .decompress(&z, &mut buf, all.len())
+                    .map_err(|source| CompareError::Io {
+                        coder: "zstd-22",
+                        source,
+                    })?;
+                let mut at = 0;
+                for ((s, sc), out) in streams.iter().zip(&scales).zip(theirs.iter_mut()) {
+                    let qmax = s.params.qmax() as f32;
+                    let syms = &buf[at..at + s.symbols.len()];
+                    for ((o, sy), &scale) in out
+                        .chunks_mut(s.cols.max(1))
+                        .zip(syms.chunks(s.cols.max(1)))
+                        .zip(sc)
+                    {
+                        for (v, &q) in o.iter_mut().zip(sy) {
+                            *v = (q as f32 - qmax) * scale;
+                        }
+                    }
+                    at += s.symbols.len();
+                }
+                Ok(())
+            })?
+            .0
+        }
+    };
+    if zstd.is_none() {
+        let same = ours.iter().zip(&theirs).all(|(a, b)| {
+            a.iter()
+                .map(|v| v.to_bits())
+                .eq(b.iter().map(|v| v.to_bits()))
+        });
+        if !same {
+            return Err(CompareError::Mismatch { coder: "to_f32" });
+        }
+    }
+    Ok((rans_secs, zstd_secs))
 }

@@ -30,6 +30,9 @@ pub struct SymbolStream {
     pub symbols: Vec<u8>,
     /// Symbols per row (the tensor's columns).
     pub cols: usize,
+    /// The codec parameters and the row scales as `pack` stores them (`scale_bytes`).
+    pub params: pcll_decoder::IntParams,
+    pub scale_bytes: Vec<u8>,
 }
 
 /// The symbol streams of every tensor `pack` would code with `int` under `opts`.
@@ -47,9 +50,12 @@ pub fn int_symbol_streams(model: &SourceModel, opts: &PackOptions) -> Vec<Symbol
             let v = t.to_f32()?;
             let rows = t.shape[0] as usize;
             let cols = v.len() / rows.max(1);
+            let q = quantize(&v, rows, cols, opts.bits);
             Some(SymbolStream {
                 name: t.name.clone(),
-                symbols: quantize(&v, rows, cols, opts.bits).symbols,
+                scale_bytes: q.scale_bytes(),
+                params: q.params,
+                symbols: q.symbols,
                 cols,
             })
         })

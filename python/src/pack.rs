@@ -154,6 +154,12 @@ fn options(
     if let Some(l) = get(o, "lanes")? {
         opts.lanes = l;
     }
+    if let Some(l) = get(o, "wide_lanes")? {
+        opts.wide_lanes = l;
+    }
+    if let Some(c) = get(o, "precision_cap")? {
+        opts.precision_cap = Some(c);
+    }
     if let Some(s) = parsed(
         o,
         "scale",

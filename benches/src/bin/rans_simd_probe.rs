@@ -1,16 +1,17 @@
-//! `rans-simd-probe`: how fast could a SIMD decoder of today's rANS streams (FORMAT.md §6,
-//! bytes unchanged) be on this machine?
+//! `rans-simd-probe`: the decoder's SIMD kernels against a stand-alone AVX-512 decoder that
+//! decodes two streams interleaved, on today's rANS streams (FORMAT.md §6, bytes unchanged).
 //!
-//! Issue 2 asks rANS decode ≥ 2× zstd's decompression of the same symbols. The shipping
-//! decoder is scalar safe Rust, because the decoder crate keeps `unsafe` out except at its C
-//! boundary. This probe answers whether giving that up would reach the target. In one run, on
-//! the same int symbols (`PCLL_BENCH_MODEL` or the bundled real-weight slice, quantized as
-//! `pack` does), it measures, best of `--runs`:
-//! - the shipping decoder at the default 8 lanes and at 32 lanes;
-//! - an AVX-512 decoder of the same 32-lane streams: the slot lookup is a gather, the
-//!   renormalization an expand of the next words into the lanes that need one;
-//! - the same with 2 and 3 tensors' streams decoded interleaved (more independent lanes in
-//!   flight, still one thread);
+//! The decoder's `simd` feature (`pcll-rans-simd`) decodes one stream at a time: 32 lanes are
+//! two 16-lane dependency chains, so a step waits on its gather and multiply. Interleaving two
+//! independent streams doubles the chains. This probe measures what that would buy. In one
+//! run, on the same int symbols (`PCLL_BENCH_MODEL` or the bundled real-weight slice,
+//! quantized as `pack` does), it measures, best of `--runs`:
+//! - the shipping decoder with its kernels off at 8 lanes and at 32 lanes, and with its
+//!   AVX-512 kernel at 32 lanes;
+//! - a stand-alone AVX-512 decoder of the same 32-lane streams: the slot lookup is a gather,
+//!   the renormalization an expand of the next words into the lanes that need one;
+//! - the same with 2 tensors' streams decoded interleaved (more independent lanes in flight,
+//!   still one thread);
 //! - zstd-22 on all symbols as one buffer.
 //!
 //! Every SIMD result is checked against the symbols, and every stream's final states and
@@ -309,13 +310,18 @@ mod x86 {
             total as f64 / secs / 1e6
         };
         let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
-        let mut shipping = |lanes: u8| {
+        let mut shipping = |lanes: u8, level: pcll_rans_simd::Level| {
             let enc: Vec<Vec<u8>> = symbols.iter().map(|s| encode(s, lanes).bytes).collect();
-            best(&mut |outs| {
+            pcll_rans_simd::set_ceiling(level);
+            let v = best(&mut |outs| {
                 decode_streams(&enc, outs, &mut scratch).expect("the shipping decoder");
-            })
+            });
+            pcll_rans_simd::set_ceiling(pcll_rans_simd::Level::Avx512);
+            v
         };
-        let (scalar8, scalar32) = (shipping(8), shipping(32));
+        use pcll_rans_simd::Level;
+        let (scalar8, scalar32) = (shipping(8, Level::Scalar), shipping(32, Level::Scalar));
+        let kernel32 = shipping(32, Level::Avx512);
         let prs: Vec<Prepared> = symbols
             .iter()
             .map(|s| prepare(&encode(s, 32).bytes, s.len()))
@@ -347,6 +353,7 @@ mod x86 {
         for (name, v) in [
             ("shipping scalar, 8 lanes (pack's default)", scalar8),
             ("shipping scalar, 32 lanes", scalar32),
+            ("shipping simd feature (AVX-512), 32 lanes", kernel32),
             ("AVX-512, 32 lanes, one stream at a time", simd1),
             ("AVX-512, 32 lanes, two streams interleaved", simd2),
             ("zstd-22", zstd),

@@ -35,18 +35,30 @@ pub fn print_table(r: &CompareReport) {
         r.symbols, r.tensors, r.bits, r.lanes, r.runs
     );
     println!(
-        "{:<10} {:>12} {:>10} {:>14} {:>10} {:>12}",
+        "{:<12} {:>12} {:>10} {:>14} {:>10} {:>12}",
         "coder", "bytes", "bits/w", "entropy bytes", "x entropy", "decode MB/s"
     );
     for c in &r.coders {
         println!(
-            "{:<10} {:>12} {:>10.4} {:>14.0} {:>10.5} {:>12.1}",
+            "{:<12} {:>12} {:>10.4} {:>14.0} {:>10.5} {:>12.1}",
             c.name, c.bytes, c.bits_per_weight, c.entropy_bytes, c.ratio_to_entropy, c.decode_mb_s
         );
     }
     println!(
-        "rANS decode speed / zstd-22 decode speed: {:.2}x",
-        r.speedup_vs_zstd
+        "rANS decode speed / zstd-22 decode speed: {:.2}x (safe scalar decoder, {} lanes)",
+        r.speedup_vs_zstd, r.lanes
+    );
+    match (&r.simd_kernel, r.speedup_vs_zstd_simd) {
+        (Some(k), Some(x)) => println!("SIMD ({k}, 32 lanes) / zstd-22: {x:.2}x"),
+        _ => println!("SIMD: this CPU has neither AVX2 nor AVX-512"),
+    }
+    println!(
+        "artifact -> f32 weights, one thread: {:.0} M weights/s ({:.0} with SIMD off) vs zstd-22 + \
+         the same dequantization {:.0}: {:.2}x",
+        r.to_f32_mweights_s,
+        r.to_f32_scalar_mweights_s,
+        r.to_f32_zstd_mweights_s,
+        r.to_f32_speedup_vs_zstd
     );
 }
 

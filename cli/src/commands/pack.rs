@@ -35,6 +35,16 @@ pub struct Args {
     /// Interleaved rANS lanes (1, 2, 4, 8, 16, 32).
     #[arg(long, default_value_t = pcll_formats::rans::DEFAULT_LANES)]
     pub lanes: u8,
+    /// rANS lanes of tensors with at least 65,536 elements: 32 lets a CPU with AVX2 or
+    /// AVX-512 decode them with SIMD kernels (96 bytes more per tensor); equal to `--lanes`
+    /// for one lane count throughout.
+    #[arg(long, default_value_t = pcll_formats::pack::DEFAULT_WIDE_LANES)]
+    pub wide_lanes: u8,
+    /// Most bits of rANS precision of a one-table stream where that costs at most 0.05 % of
+    /// its size (decoders keep ≤ 12-bit tables in their fastest layout); 15 never caps.
+    #[arg(long, default_value_t = pcll_formats::pack::DEFAULT_PRECISION_CAP,
+          value_parser = clap::value_parser!(u8).range(1..=15))]
+    pub precision_cap: u8,
     /// Per-row scale rule of the int codec: `maxabs` (nothing clips), `mse` (the clip in
     /// max|w| × 0.50..1.00 with the least squared error), `percentile:P`, or `sdclip:K` (clip
     /// at K standard deviations of the row, the parameter-golf records' SDClip: K = 12.85 for
@@ -238,6 +248,8 @@ impl Args {
             raw_max_elements: self.raw_max_elements,
             keep_f32: self.keep_f32.clone(),
             lanes: self.lanes,
+            wide_lanes: self.wide_lanes,
+            precision_cap: Some(self.precision_cap),
             scale: self.scale,
             scale_rules: self.scale_rules.clone(),
             extra: self.model_args.options().metadata(model)?,

@@ -8,6 +8,7 @@ pub mod raw;
 pub mod scales;
 
 use crate::error::PayloadError;
+use crate::limits::MAX_SCRATCH_LEN;
 use crate::output::Output;
 use crate::rans::RansDecoder;
 use crate::table::{Codec, TensorInfo};
@@ -15,16 +16,41 @@ use crate::table::{Codec, TensorInfo};
 /// Scratch bytes decoding `payload` as `info`'s codec needs (0 for `raw`; at most
 /// [`crate::limits::MAX_SCRATCH_LEN`]), from the stream headers alone. The writer asks this
 /// too, before it commits to a layout (coded scales, FORMAT.md §5.8).
+///
+/// This is the format's count (FORMAT.md §8), checked against the limit; with it, `int`,
+/// `kmeans`, `e8-rans` and `lossless` payloads decode. [`fast_scratch_len`] may ask more.
 pub fn scratch_len(info: &TensorInfo<'_>, payload: &[u8]) -> Result<usize, PayloadError> {
+    sizes(info, payload).map(|(min, _)| min)
+}
+
+/// Scratch bytes that let the main stream use the packed slot table (at 12 and 13 bits; see
+/// [`crate::rans::RansStream::fast_scratch_len`]), where that stays within
+/// [`crate::limits::MAX_SCRATCH_LEN`]; else [`scratch_len`]. What a caller should allocate.
+pub fn fast_scratch_len(info: &TensorInfo<'_>, payload: &[u8]) -> Result<usize, PayloadError> {
+    sizes(info, payload).map(|(_, fast)| fast)
+}
+
+/// The format's scratch count and the fast one.
+fn sizes(info: &TensorInfo<'_>, payload: &[u8]) -> Result<(usize, usize), PayloadError> {
+    let with = |min: usize, main: &crate::rans::RansStream<'_>| {
+        let fast = min + (main.fast_scratch_len() - main.scratch_len());
+        (min, if fast <= MAX_SCRATCH_LEN { fast } else { min })
+    };
     match info.codec {
-        Codec::Raw => Ok(0),
-        Codec::Int(p) => int::parts(info, &p, payload).and_then(|p| p.scratch_len()),
-        Codec::Kmeans(p) => kmeans::parts(info, &p, payload).and_then(|p| p.scratch_len()),
-        Codec::E8p(p) => e8::e8p_parts(info, &p, payload).map(|p| p.0.scratch_len()),
-        Codec::E8Rans(p) => {
-            e8::e8_rans_parts(info, &p, payload).map(|(sc, s)| sc.scratch_len() + s.scratch_len())
+        Codec::Raw => Ok((0, 0)),
+        Codec::Int(p) => {
+            int::parts(info, &p, payload).and_then(|p| Ok(with(p.scratch_len()?, &p.stream)))
         }
-        Codec::Lossless => lossless::parts(info, payload).map(|p| p.1.scratch_len()),
+        Codec::Kmeans(p) => {
+            kmeans::parts(info, &p, payload).and_then(|p| Ok(with(p.scratch_len()?, &p.stream)))
+        }
+        Codec::E8p(p) => e8::e8p_parts(info, &p, payload).map(|p| {
+            let n = p.0.scratch_len();
+            (n, n)
+        }),
+        Codec::E8Rans(p) => e8::e8_rans_parts(info, &p, payload)
+            .map(|(sc, s)| with(sc.scratch_len() + s.scratch_len(), &s)),
+        Codec::Lossless => lossless::parts(info, payload).map(|p| with(p.1.scratch_len(), &p.1)),
     }
 }
 

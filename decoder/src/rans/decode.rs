@@ -1,26 +1,102 @@
 //! The rANS decoding loop (FORMAT.md §6.3). A table-driven decoder in one of two layouts:
 //!
-//! - **packed**, for a stream of one table at precision ≤ [`PACKED_MAX_BITS`] (int6 weights'
-//!   streams, typically): one `u32` per probability slot holds the slot's symbol, frequency
-//!   and offset in its range, so a step is one table load;
+//! - **packed**, for a stream at precision ≤ [`PACKED_MAX_BITS`]: one `u32` per probability
+//!   slot of each table holds the slot's symbol, frequency and offset in its range, so a step
+//!   is one table load. A one-table stream of up to 11 bits keeps its table in the decoder (in
+//!   the space of the split layout's per-symbol tables); any other stream keeps its tables in
+//!   the caller's scratch when the caller gives [`RansStream::fast_scratch_len`] bytes (the
+//!   tensor-level `scratch_len` does where the total stays within the scratch limit), else it
+//!   decodes with the split layout;
 //! - **split**, for the rest: one byte per slot (in the caller's scratch) maps a slot to its
 //!   symbol, and a 256-entry table per frequency table holds each symbol's frequency and start.
 //!
 //! Both compute the same states and symbols, bit for bit. The hot loop is branch-free and
-//! specialised per lane count.
+//! specialised per lane count and precision.
 
 use super::{RansStream, MAX_LANES, MAX_TABLES, RANS_L, WORD_BITS};
 use crate::error::RansError;
 
-/// Highest precision decoded with the packed layout: `2^11` entries fit the space of the split
-/// layout's per-symbol tables (`256 × MAX_TABLES`), so the decoder does not grow, and symbol,
-/// frequency (≤ 2^11) and offset (< 2^11) fit 8 + 12 + 12 bits.
-pub const PACKED_MAX_BITS: u32 = 11;
+/// Highest precision decoded with the packed layout. An entry is `sym << 2F | freq << F |
+/// (slot − start)` with field width `F` = 12 up to 12 bits (8-bit symbols) and 13 at 13 bits
+/// (6-bit symbols, so alphabets ≤ 64); a frequency must be below `2^F` (a one-symbol table at
+/// 12 or 13 bits decodes split).
+pub const PACKED_MAX_BITS: u32 = 13;
 
-/// Slots of the largest packed table.
-const PACKED_SLOTS: usize = 1 << PACKED_MAX_BITS;
+/// Highest precision whose packed table fits the decoder's own space (`256 × MAX_TABLES`
+/// entries); above it the table goes in the caller's scratch.
+const INLINE_MAX_BITS: u32 = 11;
 
-const _: () = assert!(PACKED_SLOTS <= 256 * MAX_TABLES);
+const _: () = assert!(1 << INLINE_MAX_BITS <= 256 * MAX_TABLES);
+
+/// Width of a packed entry's frequency and offset fields at precision `bits`.
+#[inline(always)]
+const fn field_bits(bits: u32) -> u32 {
+    if bits <= 12 {
+        12
+    } else {
+        13
+    }
+}
+
+/// Whether a table at `bits` with these frequencies can be packed.
+fn packable(bits: u32, freqs: &[u16]) -> bool {
+    let f = field_bits(bits);
+    bits <= PACKED_MAX_BITS
+        && freqs.len() <= 1 << (32 - 2 * f)
+        && freqs.iter().all(|&q| u32::from(q) < 1 << f)
+}
+
+/// Whether every table of `stream` can be packed.
+fn stream_packable(stream: &RansStream<'_>) -> bool {
+    let bits = u32::from(stream.prob_bits);
+    let used = stream.tables.iter().take(stream.table_count as usize);
+    stream.symbol_count > 0 && used.into_iter().all(|t| packable(bits, t.freqs()))
+}
+
+/// Whether `stream`'s packed table fits the decoder's own space.
+fn inline(stream: &RansStream<'_>) -> bool {
+    stream.table_count == 1 && u32::from(stream.prob_bits) <= INLINE_MAX_BITS
+}
+
+/// Fills `table` (at least `2^bits` entries) with the packed entries of `freqs`.
+fn fill_packed(table: &mut [u32], bits: u32, freqs: &[u16]) {
+    let f = field_bits(bits);
+    let mut start = 0usize;
+    for (sym, &q) in freqs.iter().enumerate() {
+        let end = start + q as usize;
+        if let Some(run) = table.get_mut(start..end) {
+            for (bias, e) in run.iter_mut().enumerate() {
+                *e = (sym as u32) << (2 * f) | u32::from(q) << f | bias as u32;
+            }
+        }
+        start = end;
+    }
+}
+
+impl RansStream<'_> {
+    /// Scratch bytes that let [`RansStream::decoder`] use the packed layout (FORMAT.md leaves
+    /// the layout to the decoder): `4 × tables × 2^prob_bits + 3` for a stream that can use it
+    /// and does not keep its table in the decoder, else [`RansStream::scratch_len`]. Never less
+    /// than that.
+    pub fn fast_scratch_len(&self) -> usize {
+        if stream_packable(self) && !inline(self) {
+            4 * self.scratch_len() + 3
+        } else {
+            self.scratch_len()
+        }
+    }
+}
+
+/// Where a decoder's slot table is.
+#[derive(Debug)]
+enum Layout<'s> {
+    /// Split: `table_count` slot maps of `2^prob_bits` bytes, back to back, in scratch.
+    Split(&'s [u8]),
+    /// Packed, in the decoder's `info`.
+    Inline,
+    /// Packed, in the caller's scratch: `table_count` tables of `2^prob_bits` entries.
+    Scratch(&'s [u32]),
+}
 
 /// A decoder in progress. Produce symbols with [`RansDecoder::decode`] in as many calls as
 /// suit the caller, then call [`RansDecoder::finish`] to check the stream's integrity.
@@ -29,13 +105,10 @@ pub struct RansDecoder<'a, 's> {
     lanes: usize,
     prob_bits: u32,
     states: [u32; MAX_LANES],
-    /// Split layout: `freq << 16 | start` per symbol, per table. Packed layout, flattened:
-    /// `sym << 24 | freq << 12 | (slot − start)` per slot.
+    /// Split layout: `freq << 16 | start` per symbol, per table. Inline packed layout,
+    /// flattened: one packed entry per slot.
     info: [[u32; 256]; MAX_TABLES],
-    packed: bool,
-    /// Split layout: `table_count` slot tables of `2^prob_bits` bytes, back to back (the
-    /// packed layout leaves the caller's scratch unused).
-    slots: &'s [u8],
+    layout: Layout<'s>,
     /// The table in use (FORMAT.md §6.5); always 0 for a plain stream.
     cur: usize,
     table_count: usize,
@@ -45,32 +118,39 @@ pub struct RansDecoder<'a, 's> {
     /// Symbols produced so far.
     done: u64,
     total: u64,
+    /// Whether the `simd` feature's kernels may run (differential tests turn them off).
+    #[cfg(feature = "simd")]
+    simd: bool,
 }
 
 impl<'a, 's> RansDecoder<'a, 's> {
     pub(super) fn new(stream: &RansStream<'a>, scratch: &'s mut [u8]) -> Result<Self, RansError> {
         let needed = stream.scratch_len();
         let got = scratch.len();
-        let slots = scratch
-            .get_mut(..needed)
-            .ok_or(RansError::ScratchTooSmall { needed, got })?;
+        if got < needed {
+            return Err(RansError::ScratchTooSmall { needed, got });
+        }
         let mut info = [[0u32; 256]; MAX_TABLES];
-        let packed = stream.table_count == 1 && u32::from(stream.prob_bits) <= PACKED_MAX_BITS;
-        if packed {
-            let flat = info.as_flattened_mut();
-            let mut start = 0usize;
-            for (sym, &f) in stream.table().freqs().iter().enumerate() {
-                let end = start + f as usize;
-                if let Some(run) = flat.get_mut(start..end) {
-                    for (bias, e) in run.iter_mut().enumerate() {
-                        *e = (sym as u32) << 24 | (f as u32) << 12 | bias as u32;
-                    }
-                }
-                start = end;
+        let bits = u32::from(stream.prob_bits);
+        let m = 1usize << bits;
+        let used = stream.tables.iter().take(stream.table_count as usize);
+        let packed = stream_packable(stream);
+        let layout = if packed && inline(stream) {
+            fill_packed(info.as_flattened_mut(), bits, stream.table().freqs());
+            Layout::Inline
+        } else if packed && got >= stream.fast_scratch_len() {
+            // The aligned middle of the caller's bytes holds every table's 2^bits entries.
+            let (_, tables, _) = bytemuck::pod_align_to_mut::<u8, u32>(scratch);
+            let tables = tables.get_mut(..needed).ok_or(RansError::ScratchTooSmall {
+                needed: stream.fast_scratch_len(),
+                got,
+            })?;
+            for (table, t) in tables.chunks_exact_mut(m).zip(used) {
+                fill_packed(table, bits, t.freqs());
             }
+            Layout::Scratch(tables)
         } else {
-            let m = 1usize << stream.prob_bits;
-            let used = stream.tables.iter().take(stream.table_count as usize);
+            let slots = &mut scratch[..needed];
             for (ti, (table, info)) in used.zip(info.iter_mut()).enumerate() {
                 let base = ti * m;
                 let mut start = 0usize;
@@ -83,21 +163,28 @@ impl<'a, 's> RansDecoder<'a, 's> {
                     start = end;
                 }
             }
-        }
+            Layout::Split(slots)
+        };
         Ok(RansDecoder {
             lanes: stream.lanes as usize,
-            prob_bits: stream.prob_bits as u32,
+            prob_bits: bits,
             states: stream.states,
             info,
-            packed,
-            slots,
+            layout,
             cur: 0,
             table_count: stream.table_count as usize,
             words: stream.words,
             word: 0,
             done: 0,
             total: stream.symbol_count as u64,
+            #[cfg(feature = "simd")]
+            simd: true,
         })
+    }
+
+    /// The current packed table (from its first slot on), if the stream uses that layout.
+    fn packed(&self) -> Option<&[u32]> {
+        packed_table(&self.layout, &self.info, self.cur, self.prob_bits)
     }
 
     /// Decodes the following symbols with table `table` (FORMAT.md §6.5). Tables past the
@@ -120,12 +207,29 @@ impl<'a, 's> RansDecoder<'a, 's> {
         Ok(s[0])
     }
 
-    /// The current table's slot map.
+    /// The current table's slot map (split layout).
     fn cur_slots(&self) -> &[u8] {
         let m = 1usize << self.prob_bits;
-        self.slots
-            .get(self.cur * m..(self.cur + 1) * m)
-            .unwrap_or(&[])
+        match self.layout {
+            Layout::Split(slots) => slots.get(self.cur * m..(self.cur + 1) * m).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// Turns the `simd` feature's kernels off (or back on) for this decoder: the differential
+    /// tests compare both paths on the same stream.
+    #[cfg(feature = "simd")]
+    #[doc(hidden)]
+    pub fn set_simd(&mut self, on: bool) {
+        self.simd = on;
+    }
+
+    /// Symbols produced, words read and every lane's state: what the differential fuzz target
+    /// compares between the SIMD and scalar paths.
+    #[cfg(feature = "simd")]
+    #[doc(hidden)]
+    pub fn position(&self) -> (u64, usize, [u32; MAX_LANES]) {
+        (self.done, self.word, self.states)
     }
 
     /// Symbols not yet produced.
@@ -166,19 +270,17 @@ impl<'a, 's> RansDecoder<'a, 's> {
 
     fn decode_one(&mut self, out: &mut [u8]) -> Result<(), RansError> {
         let lane = (self.done % self.lanes as u64) as usize;
-        let mask = (1u32 << self.prob_bits) - 1;
+        let bits = self.prob_bits;
+        let mask = (1u32 << bits) - 1;
         let x = self.states.get(lane).copied().unwrap_or(RANS_L);
         let slot = x & mask;
-        let (sym, mut nx) = if self.packed {
-            let e = self.info.as_flattened()[slot as usize & (PACKED_SLOTS - 1)];
-            ((e >> 24) as u8, packed_step(e, x >> self.prob_bits))
+        let (sym, mut nx) = if let Some(table) = self.packed() {
+            let e = table.get(slot as usize).copied().unwrap_or(0);
+            packed_step(e, x >> bits, field_bits(bits))
         } else {
             let sym = self.cur_slots().get(slot as usize).copied().unwrap_or(0);
             let inf = self.info.get(self.cur).map_or(1 << 16, |t| t[sym as usize]);
-            (
-                sym,
-                (inf >> 16) * (x >> self.prob_bits) + slot - (inf & 0xFFFF),
-            )
+            (sym, (inf >> 16) * (x >> bits) + slot - (inf & 0xFFFF))
         };
         if nx < RANS_L {
             let w = self
@@ -206,42 +308,69 @@ impl<'a, 's> RansDecoder<'a, 's> {
     /// group can pass the end. Returns the symbols written. Requires `done % N == 0`.
     ///
     /// The common precisions get a copy of the loop each with the precision a constant, so
-    /// its shifts and masks are immediates; the `small` build keeps one loop for all.
+    /// its shifts and masks are immediates and a packed table is a fixed-size array (no
+    /// bounds checks); the `small` build keeps one loop for all.
     #[inline(always)]
     fn decode_groups<const N: usize>(&mut self, out: &mut [u8]) -> usize {
         #[cfg(not(feature = "small"))]
         match self.prob_bits {
-            10 => return self.decode_groups_at::<N>(out, 10),
-            11 => return self.decode_groups_at::<N>(out, 11),
-            12 => return self.decode_groups_at::<N>(out, 12),
-            13 => return self.decode_groups_at::<N>(out, 13),
-            14 => return self.decode_groups_at::<N>(out, 14),
-            15 => return self.decode_groups_at::<N>(out, 15),
+            10 => return self.decode_groups_at::<N, { 1 << 10 }>(out, 10),
+            11 => return self.decode_groups_at::<N, { 1 << 11 }>(out, 11),
+            12 => return self.decode_groups_at::<N, { 1 << 12 }>(out, 12),
+            13 => return self.decode_groups_at::<N, { 1 << 13 }>(out, 13),
+            14 => return self.decode_groups_at::<N, 0>(out, 14),
+            15 => return self.decode_groups_at::<N, 0>(out, 15),
             _ => {}
         }
-        self.decode_groups_at::<N>(out, self.prob_bits)
+        self.decode_groups_at::<N, 0>(out, self.prob_bits)
     }
 
     /// [`Self::decode_groups`] at precision `bits` (= `self.prob_bits`; inlined, so a literal
-    /// `bits` makes a specialized loop).
+    /// `bits` makes a specialized loop). `SLOTS` is `2^bits` where the packed table may be
+    /// read as an array of that size, 0 where its length is only known at run time.
     #[inline(always)]
-    fn decode_groups_at<const N: usize>(&mut self, out: &mut [u8], bits: u32) -> usize {
+    fn decode_groups_at<const N: usize, const SLOTS: usize>(
+        &mut self,
+        out: &mut [u8],
+        bits: u32,
+    ) -> usize {
+        #[cfg(feature = "simd")]
+        if N == 32 && SLOTS > 0 && self.simd {
+            if let Some(n) = self.simd_groups(bits, out) {
+                return n;
+            }
+        }
         let mask = (1u32 << bits) - 1;
+        let fb = field_bits(bits);
         let mut x = [0u32; N];
         x.copy_from_slice(&self.states[..N]);
-        let (written, p) = if self.packed {
-            let table = self.info.as_flattened();
-            groups(&mut x, self.words, self.word, out, |xj| {
-                // The mask keeps the index below `PACKED_SLOTS`, inside the table.
-                let e = table[(xj & mask) as usize & (PACKED_SLOTS - 1)];
-                ((e >> 24) as u8, packed_step(e, xj >> bits))
-            })
+        let (written, p) = if let Some(table) = self.packed() {
+            if SLOTS > 0 {
+                let Some(table) = table
+                    .get(..SLOTS)
+                    .and_then(|t| <&[u32; SLOTS]>::try_from(t).ok())
+                else {
+                    return 0;
+                };
+                groups(&mut x, self.words, self.word, out, |xj| {
+                    // The mask keeps the index below `SLOTS`, inside the array.
+                    packed_step(table[(xj & mask) as usize & (SLOTS - 1)], xj >> bits, fb)
+                })
+            } else {
+                let Some(table) = table.get(..=mask as usize) else {
+                    return 0;
+                };
+                groups(&mut x, self.words, self.word, out, |xj| {
+                    let e = table.get((xj & mask) as usize).copied().unwrap_or(0);
+                    packed_step(e, xj >> bits, fb)
+                })
+            }
         } else {
             let base = self.cur << bits;
-            let (Some(slots), Some(info)) = (
-                self.slots.get(base..=base + mask as usize),
-                self.info.get(self.cur),
-            ) else {
+            let (Layout::Split(slots), Some(info)) = (&self.layout, self.info.get(self.cur)) else {
+                return 0;
+            };
+            let Some(slots) = slots.get(base..=base + mask as usize) else {
                 return 0;
             };
             groups(&mut x, self.words, self.word, out, |xj| {
@@ -258,6 +387,20 @@ impl<'a, 's> RansDecoder<'a, 's> {
         written
     }
 
+    /// The group loop of a 32-lane stream with a packed table on the `simd` feature's kernel,
+    /// when this CPU has one: the same symbols, states and words as the scalar loop. Returns
+    /// the symbols written, or `None` (nothing done) without a kernel.
+    #[cfg(feature = "simd")]
+    #[inline(never)]
+    fn simd_groups(&mut self, bits: u32, out: &mut [u8]) -> Option<usize> {
+        let table = packed_table(&self.layout, &self.info, self.cur, bits)?;
+        let x = self.states.first_chunk_mut::<32>()?;
+        let (written, p) = pcll_rans_simd::groups32(x, self.words, self.word, table, bits, out)?;
+        self.word = p;
+        self.done += written as u64;
+        Some(written)
+    }
+
     /// Checks that every symbol was produced, every word read, and every lane returned to the
     /// encoder's initial state: together these catch nearly any corruption of the words.
     pub fn finish(self) -> Result<(), RansError> {
@@ -269,10 +412,26 @@ impl<'a, 's> RansDecoder<'a, 's> {
     }
 }
 
-/// The state before renormalization from a packed entry `e` and `x >> prob_bits`.
+/// Table `cur`'s packed entries (from its first slot to the end of the layout's space).
+fn packed_table<'t>(
+    layout: &'t Layout<'_>,
+    info: &'t [[u32; 256]; MAX_TABLES],
+    cur: usize,
+    bits: u32,
+) -> Option<&'t [u32]> {
+    match layout {
+        Layout::Inline => Some(info.as_flattened()),
+        Layout::Scratch(t) => t.get(cur << bits..),
+        Layout::Split(_) => None,
+    }
+}
+
+/// The symbol and the state before renormalization from a packed entry `e`, `x >> prob_bits`
+/// and the entry's field width `f` ([`field_bits`]).
 #[inline(always)]
-fn packed_step(e: u32, hi: u32) -> u32 {
-    ((e >> 12) & 0xFFF) * hi + (e & 0xFFF)
+fn packed_step(e: u32, hi: u32, f: u32) -> (u8, u32) {
+    let low = (1u32 << f) - 1;
+    ((e >> (2 * f)) as u8, ((e >> f) & low) * hi + (e & low))
 }
 
 /// The group loop of [`RansDecoder::decode_groups`]: `step(x)` gives a lane's symbol and its
@@ -319,7 +478,7 @@ mod tests {
     //! interface) decode exactly in both table layouts, for every lane count and many
     //! precisions; damage is caught. Whoever edits this file runs these.
     use crate::limits::MAX_SCRATCH_LEN;
-    use crate::rans::{RansStream, LANE_COUNTS, PACKED_MAX_BITS};
+    use crate::rans::{RansStream, LANE_COUNTS};
     use alloc::vec;
     use alloc::vec::Vec;
 
@@ -337,6 +496,41 @@ mod tests {
             out.push((geometric * 8 + fine).min(alpha - 1) as u8);
         }
         out
+    }
+
+    /// Which layout a decoder chose: 0 split, 1 packed inline, 2 packed in scratch.
+    fn layout_of(d: &super::RansDecoder<'_, '_>) -> usize {
+        match d.layout {
+            super::Layout::Split(_) => 0,
+            super::Layout::Inline => 1,
+            super::Layout::Scratch(_) => 2,
+        }
+    }
+
+    /// Decodes in chunks of `chunk` with the stream's fast scratch (`fast`) or only the
+    /// format's count; returns the symbols and the layout used.
+    fn decode_with(
+        bytes: &[u8],
+        n: usize,
+        chunk: usize,
+        fast: bool,
+    ) -> Result<(Vec<u8>, usize), crate::error::RansError> {
+        let s = RansStream::parse(bytes, 0, n as u64, 256)?;
+        let len = if fast {
+            s.fast_scratch_len()
+        } else {
+            s.scratch_len()
+        };
+        // An odd start, so the packed table's alignment is the decoder's to find.
+        let mut scratch = vec![0u8; len + 1];
+        let mut d = s.decoder(&mut scratch[1..])?;
+        let layout = layout_of(&d);
+        let mut out = vec![0u8; n];
+        for c in out.chunks_mut(chunk.max(1)) {
+            d.decode(c)?;
+        }
+        d.finish()?;
+        Ok((out, layout))
     }
 
     fn decode(bytes: &[u8], n: usize, chunk: usize) -> Result<Vec<u8>, crate::error::RansError> {
@@ -366,7 +560,7 @@ mod tests {
             for lanes in LANE_COUNTS {
                 let e = pcll_formats::rans::encode(&s, lanes);
                 precisions[usize::from(e.prob_bits)] = true;
-                layouts[usize::from(u32::from(e.prob_bits) > PACKED_MAX_BITS)] = true;
+                layouts[usize::from(u32::from(e.prob_bits) > 11)] = true;
                 for chunk in [1, 77, n] {
                     assert_eq!(
                         decode(&e.bytes, n, chunk).unwrap(),
@@ -376,11 +570,207 @@ mod tests {
                 }
             }
         }
-        assert_eq!(layouts, [true, true], "both layouts exercised");
+        assert_eq!(
+            layouts,
+            [true, true],
+            "both inline and larger tables exercised"
+        );
         assert!(
             precisions.iter().filter(|&&p| p).count() >= 3,
             "{precisions:?}"
         );
+    }
+
+    /// Every precision 1..=15 at every lane count, with the fast scratch and with only the
+    /// format's count: the same symbols, and the layout the rules say (packed inline up to 11
+    /// bits, packed in scratch at 12–13 bits given the room, else split).
+    #[test]
+    fn every_precision_and_lane_count_in_every_layout() {
+        let mut seen = [[false; 3]; 16];
+        for bits in 1u8..=15 {
+            // Alphabets the precision can hold; at 13 bits also one past the packed limit of 64.
+            let alphas: &[u32] = match bits {
+                1 => &[2],
+                2..=5 => &[3],
+                6 => &[40],
+                7 => &[40, 100],
+                13 => &[40, 65],
+                _ => &[40, 200],
+            };
+            for &alpha in alphas {
+                let n = 3_000 + 37 * usize::from(bits);
+                let s = skewed(n, alpha, u64::from(bits) * 7 + u64::from(alpha));
+                for lanes in LANE_COUNTS {
+                    let e = pcll_formats::rans::encode_at(&s, lanes, bits);
+                    assert_eq!(e.prob_bits, bits);
+                    for fast in [false, true] {
+                        let (out, layout) =
+                            decode_with(&e.bytes, n, 61, fast).unwrap_or_else(|err| {
+                                panic!("bits {bits} alpha {alpha} lanes {lanes}: {err:?}")
+                            });
+                        assert_eq!(
+                            out, s,
+                            "bits {bits} alpha {alpha} lanes {lanes} fast {fast}"
+                        );
+                        let distinct = s.iter().copied().max().map_or(0, |m| m as u32 + 1);
+                        let want = match bits {
+                            ..=11 => 1,
+                            12 if fast => 2,
+                            13 if fast && distinct <= 64 => 2,
+                            _ => 0,
+                        };
+                        assert_eq!(layout, want, "bits {bits} alpha {alpha} fast {fast}");
+                        seen[usize::from(bits)][layout] = true;
+                    }
+                }
+            }
+        }
+        assert!(seen[12][0] && seen[12][2] && seen[13][0] && seen[13][2] && seen[11][1]);
+    }
+
+    /// Decodes `bytes` in chunks of `chunk` with the SIMD kernels on or off; returns the
+    /// symbols, final states, words read and `finish`'s verdict (or the first error).
+    #[cfg(feature = "simd")]
+    fn run_simd(
+        bytes: &[u8],
+        n: usize,
+        chunk: usize,
+        simd: bool,
+    ) -> impl PartialEq + core::fmt::Debug {
+        let Ok(s) = RansStream::parse(bytes, 0, n as u64, 256) else {
+            return Err("parse");
+        };
+        let mut scratch = vec![0u8; s.fast_scratch_len()];
+        let Ok(mut d) = s.decoder(&mut scratch) else {
+            return Err("decoder");
+        };
+        d.set_simd(simd);
+        let mut out = vec![0u8; n];
+        let mut error = None;
+        for c in out.chunks_mut(chunk.max(1)) {
+            if let Err(e) = d.decode(c) {
+                error = Some(alloc::format!("{e:?}"));
+                break;
+            }
+        }
+        let (states, word, done) = (d.states, d.word, d.done);
+        let end = d.finish().is_ok();
+        Ok((out, states, word, done, error, end))
+    }
+
+    /// The SIMD kernels (when this CPU has one) and the scalar loop agree on every symbol,
+    /// final state and word read, on good streams at every packed precision ≥ 10 and on
+    /// damaged ones (a flipped byte, a cut), in any chunking.
+    #[cfg(feature = "simd")]
+    #[test]
+    fn simd_and_scalar_agree() {
+        use pcll_rans_simd::{detected, set_ceiling, Level};
+        // Every kernel this CPU has (the ceiling is process-wide; other tests only ever run a
+        // path that agrees with these).
+        for level in [Level::Avx512, Level::Avx2]
+            .into_iter()
+            .filter(|&l| l <= detected())
+        {
+            set_ceiling(level);
+            std::eprintln!("simd level: {:?}", pcll_rans_simd::active());
+            simd_and_scalar_agree_at();
+        }
+        set_ceiling(Level::Avx512);
+    }
+
+    #[cfg(feature = "simd")]
+    fn simd_and_scalar_agree_at() {
+        for (bits, alpha, n) in [
+            (10, 40, 9_000),
+            (11, 63, 20_000),
+            (12, 63, 50_000),
+            (12, 200, 7_001),
+            (13, 64, 30_000),
+            (13, 40, 333),
+        ] {
+            let s = skewed(n, alpha, u64::from(bits));
+            let e = pcll_formats::rans::encode_at(&s, 32, bits);
+            for chunk in [32, 61, 4096, n] {
+                let simd = run_simd(&e.bytes, n, chunk, true);
+                assert_eq!(
+                    simd,
+                    run_simd(&e.bytes, n, chunk, false),
+                    "bits {bits} chunk {chunk}"
+                );
+            }
+            let mut state = u64::from(bits);
+            for _ in 0..40 {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                let mut bad = e.bytes.clone();
+                let at = (state >> 33) as usize % bad.len();
+                bad[at] ^= (state >> 8) as u8 | 1;
+                let cut = &bad[..bad.len() - (state >> 20) as usize % 3];
+                for b in [&bad[..], cut] {
+                    assert_eq!(
+                        run_simd(b, n, 1000, true),
+                        run_simd(b, n, 1000, false),
+                        "bits {bits} at {at}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A context stream (FORMAT.md §6.5): symbol `i` with table `ctx[i]`, decoded in runs of
+    /// one table, with the fast scratch or the format's count (and, on the `simd` feature,
+    /// with its kernels on or off). Returns the symbols and the layout.
+    fn decode_context(bytes: &[u8], ctx: &[u8], fast: bool, simd: bool) -> (Vec<u8>, usize) {
+        let alphabets = [256u16; 3];
+        let s = RansStream::parse_context(bytes, 0, ctx.len() as u64, &alphabets).unwrap();
+        let len = if fast {
+            s.fast_scratch_len()
+        } else {
+            s.scratch_len()
+        };
+        let mut scratch = vec![0u8; len + 1];
+        let mut d = s.decoder(&mut scratch[1..]).unwrap();
+        #[cfg(feature = "simd")]
+        d.set_simd(simd);
+        let _ = simd;
+        let layout = layout_of(&d);
+        let mut out = vec![0u8; ctx.len()];
+        let mut at = 0;
+        while at < ctx.len() {
+            let run = ctx[at..].iter().take_while(|&&c| c == ctx[at]).count();
+            d.select(ctx[at] as usize).unwrap();
+            d.decode(&mut out[at..at + run]).unwrap();
+            at += run;
+        }
+        d.finish().unwrap();
+        (out, layout)
+    }
+
+    /// Context streams (rows of one table each, as clustered `int` payloads) decode the same
+    /// from packed tables in scratch as split, with or without SIMD kernels, at every lane
+    /// count.
+    #[test]
+    fn context_streams_in_both_layouts() {
+        let rows = 300;
+        let cols = 257;
+        let s = skewed(rows * cols, 60, 11);
+        let ctx: Vec<u8> = (0..rows * cols).map(|i| ((i / cols) % 3) as u8).collect();
+        // Row tables differ: shift the symbols of table 2 rows.
+        let s: Vec<u8> = s
+            .iter()
+            .zip(&ctx)
+            .map(|(&v, &c)| if c == 2 { 59 - v } else { v })
+            .collect();
+        for lanes in LANE_COUNTS {
+            let e = pcll_formats::rans::encode_context(&s, &ctx, 3, lanes);
+            let (split, l0) = decode_context(&e.bytes, &ctx, false, false);
+            assert_eq!((split == s, l0), (true, 0), "lanes {lanes}");
+            for simd in [false, true] {
+                let (packed, l2) = decode_context(&e.bytes, &ctx, true, simd);
+                assert_eq!((packed == s, l2), (true, 2), "lanes {lanes} simd {simd}");
+            }
+        }
     }
 
     /// Damage never panics (these tests run with overflow checks) and a cut stream is always

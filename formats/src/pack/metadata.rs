@@ -30,6 +30,8 @@ pub mod keys {
     pub const RAW_MAX_ELEMENTS: &str = "pcll.pack.raw_max_elements";
     pub const KEEP_F32: &str = "pcll.pack.keep_f32";
     pub const LANES: &str = "pcll.pack.lanes";
+    pub const WIDE_LANES: &str = "pcll.pack.wide_lanes";
+    pub const PRECISION_CAP: &str = "pcll.pack.precision_cap";
     /// The scale rule, written only when it is not `maxabs` (absent means `maxabs`).
     pub const SCALE: &str = "pcll.pack.scale";
     /// Scale rules by tensor glob, `PATTERN=RULE` in order, when any.
@@ -86,6 +88,14 @@ impl PackOptions {
             ),
         );
         m.insert(keys::LANES.into(), MetaValue::U8(self.lanes));
+        // Absent means `lanes` throughout, as in artifacts from before the option.
+        if self.wide_lanes != self.lanes {
+            m.insert(keys::WIDE_LANES.into(), MetaValue::U8(self.wide_lanes));
+        }
+        // Absent means no cap, as in artifacts from before the option.
+        if let Some(cap) = self.precision_cap {
+            m.insert(keys::PRECISION_CAP.into(), MetaValue::U8(cap));
+        }
         if self.scale != ScaleRule::MaxAbs {
             m.insert(keys::SCALE.into(), MetaValue::String(self.scale.name()));
         }
@@ -149,6 +159,15 @@ impl PackOptions {
         let bits = meta.get(keys::BITS)?.as_u64()? as u8;
         let raw_max_elements = meta.get(keys::RAW_MAX_ELEMENTS)?.as_u64()?;
         let lanes = meta.get(keys::LANES)?.as_u64()? as u8;
+        // Absent before wide lanes existed: every stream used `lanes`.
+        let wide_lanes = match meta.get(keys::WIDE_LANES) {
+            None => lanes,
+            Some(v) => v.as_u64()? as u8,
+        };
+        let precision_cap = match meta.get(keys::PRECISION_CAP) {
+            None => None,
+            Some(v) => Some(v.as_u64()? as u8),
+        };
         let keep_f32 = match meta.get(keys::KEEP_F32)? {
             pcll_decoder::Value::Array(a) => a
                 .iter()
@@ -210,6 +229,8 @@ impl PackOptions {
             raw_max_elements,
             keep_f32,
             lanes,
+            wide_lanes,
+            precision_cap,
             scale,
             scale_rules,
             extra,
@@ -262,5 +283,53 @@ mod tests {
             art.check_payload(&ta).unwrap(),
             art.check_payload(&tb).unwrap()
         );
+    }
+
+    /// Tensors from `WIDE_MIN_ELEMENTS` on are coded with `wide_lanes`, smaller ones with
+    /// `lanes`; the choice is recorded, so `verify` re-packs the same bytes, and an artifact
+    /// without the key (older ones) means one lane count throughout.
+    #[test]
+    fn wide_lanes_for_large_tensors_round_trip() {
+        use crate::pack::options::WIDE_MIN_ELEMENTS;
+        let big: Vec<f32> = (0..WIDE_MIN_ELEMENTS)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let model = SourceModel {
+            tensors: vec![
+                SourceTensor::from_f32("big", &[256, WIDE_MIN_ELEMENTS as u64 / 256], &big),
+                SourceTensor::from_f32("small", &[64, 80], &big[..64 * 80]),
+            ],
+            metadata: Default::default(),
+        };
+        let lanes_of = |opts: &PackOptions| {
+            let bytes = pack(&model, opts, |_, _, _| {}).unwrap().artifact;
+            let art = pcll_decoder::Artifact::parse(&bytes).unwrap();
+            let back = PackOptions::from_metadata(art.metadata()).unwrap();
+            assert_eq!(
+                (back.lanes, back.wide_lanes, back.precision_cap),
+                (opts.lanes, opts.wide_lanes, opts.precision_cap)
+            );
+            crate::verify::repack_matches(&bytes, &model, &back, None).unwrap();
+            let lanes: Vec<u8> = art
+                .tensors()
+                .map(|t| {
+                    let payload = art.check_payload(&t).unwrap();
+                    let pcll_decoder::Codec::Int(p) = t.codec else {
+                        panic!("int")
+                    };
+                    let stream = pcll_decoder::layout::int_stream(&t, &p, payload).unwrap();
+                    stream.lanes
+                })
+                .collect();
+            (lanes, art.metadata().get(keys::WIDE_LANES).is_some())
+        };
+        let default = PackOptions::default();
+        assert_eq!(lanes_of(&default), (vec![32, 8], true));
+        let one = PackOptions {
+            wide_lanes: 8,
+            precision_cap: None,
+            ..PackOptions::default()
+        };
+        assert_eq!(lanes_of(&one), (vec![8, 8], false));
     }
 }

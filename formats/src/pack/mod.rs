@@ -118,8 +118,13 @@ pub fn pack_tensor(
                     .collect()
             };
             let lossless = match opts.raw_coding {
-                RawCoding::Auto => Some(lossless_payload(&data, Dtype::F16, opts.lanes))
-                    .filter(|p| p.len() < data.len()),
+                RawCoding::Auto => Some(lossless_payload(
+                    &data,
+                    Dtype::F16,
+                    opts.lanes_for(t.numel() as usize),
+                    opts.precision_cap,
+                ))
+                .filter(|p| p.len() < data.len()),
                 RawCoding::Raw => None,
             };
             let rec = match lossless {
@@ -132,7 +137,12 @@ pub fn pack_tensor(
             (rec, None, None)
         }
         Choice::Lossless => {
-            let payload = lossless_payload(&t.data, t.dtype, opts.lanes);
+            let payload = lossless_payload(
+                &t.data,
+                t.dtype,
+                opts.lanes_for(t.numel() as usize),
+                opts.precision_cap,
+            );
             let rec = TensorRecord::of(t, Codec::Lossless, payload);
             (rec, None, None)
         }
@@ -260,6 +270,9 @@ pub fn pack_calibrated(
     };
     if !LANE_COUNTS.contains(&opts.lanes) {
         return Err(FormatError::BadLanes(opts.lanes));
+    }
+    if !LANE_COUNTS.contains(&opts.wide_lanes) {
+        return Err(FormatError::BadLanes(opts.wide_lanes));
     }
     let keep = compile(&opts.keep_f32)?;
     // A `--codec` pattern that does not parse would otherwise never match, silently.

@@ -6,7 +6,9 @@ use crate::quant::e8::{e8_rans_symbols, e8p_payload, hadamard_log2, seed_for, E8
 use crate::quant::gptq::GptqContext;
 use crate::quant::int::{quantize_with, IntQuantized, ScaleRule};
 use crate::quant::kmeans::quantize_kmeans;
-use crate::rans::{encode, encode_clustered, encode_context, encode_predicted, Protos};
+use crate::rans::{
+    encode, encode_capped, encode_clustered, encode_context, encode_predicted, Protos,
+};
 use crate::safetensors_io::SourceTensor;
 use crate::writer::TensorRecord;
 use pcll_decoder::Codec;
@@ -44,7 +46,16 @@ pub fn int_coded(q: &IntQuantized, opts: &PackOptions) -> (IntParams, Vec<u8>, u
     let rows = q.scales.len();
     let cols = q.symbols.len().checked_div(rows).unwrap_or(0);
     let alphabet = 2 * q.params.qmax() as usize + 1;
-    let c = encode_clustered(&q.symbols, rows, cols, alphabet, opts.clusters, opts.lanes);
+    let lanes = opts.lanes_for(q.symbols.len());
+    let c = encode_clustered(
+        &q.symbols,
+        rows,
+        cols,
+        alphabet,
+        opts.clusters,
+        lanes,
+        opts.precision_cap,
+    );
     let mut params = IntParams {
         clusters: c.clusters,
         protos: 0,
@@ -52,7 +63,7 @@ pub fn int_coded(q: &IntQuantized, opts: &PackOptions) -> (IntParams, Vec<u8>, u
     };
     let mut stream = c.stream;
     if opts.protos == Protos::Auto {
-        if let Some(p) = encode_predicted(&q.symbols, rows, cols, alphabet, opts.lanes) {
+        if let Some(p) = encode_predicted(&q.symbols, rows, cols, alphabet, lanes) {
             if p.stream.bytes.len() < stream.bytes.len() {
                 params = IntParams {
                     clusters: 0,
@@ -89,7 +100,7 @@ pub(super) fn pack_other(
     Ok(match spec {
         CodecSpec::Kmeans(k) => {
             let q = quantize_kmeans(v, rows, cols, k);
-            let stream = encode(&q.symbols, opts.lanes);
+            let stream = encode_capped(&q.symbols, opts.lanes_for(v.len()), opts.precision_cap);
             let mut payload = q.header_bytes();
             payload.extend_from_slice(&stream.bytes);
             let sym = Some((q.symbols, stream.bytes.len()));
@@ -105,7 +116,7 @@ pub(super) fn pack_other(
             None,
         ),
         CodecSpec::E8Rans(target) => {
-            let (q, stream) = e8_rans_for(v, rows, cols, &e8, target, opts.lanes);
+            let (q, stream) = e8_rans_for(v, rows, cols, &e8, target, opts.lanes_for(v.len()));
             let mut payload: Vec<u8> = q.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
             payload.extend_from_slice(&stream.bytes);
             (

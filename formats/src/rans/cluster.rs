@@ -9,7 +9,7 @@
 //! size, tables and ids included, against the single-histogram stream.
 
 use super::context::encode_context;
-use super::encode::{encode, EncodedStream};
+use super::encode::EncodedStream;
 use pcll_decoder::layout::MAX_CLUSTERS;
 
 /// How many histograms `int` tensors get.
@@ -166,10 +166,11 @@ pub fn encode_clustered(
     alphabet: usize,
     choice: Clusters,
     lanes: u8,
+    cap: Option<u8>,
 ) -> Clustered {
     let plain = Clustered {
         clusters: 0,
-        stream: encode(symbols, lanes),
+        stream: super::encode_capped(symbols, lanes, cap),
     };
     let ks: Vec<u8> = match choice {
         Clusters::Off => return plain,

@@ -2,7 +2,7 @@
 //! `i` by lane `i mod lanes`, all lanes pushing 16-bit words onto one stack, so the decoder reads
 //! one forward stream.
 
-use super::normalize::{choose_precision, Precision};
+use super::normalize::{choose_precision_capped, Precision};
 use super::table::write_freq_table;
 use crate::entropy::histogram;
 use pcll_decoder::layout::RANS_L;
@@ -21,6 +21,12 @@ pub struct EncodedStream {
 /// Encodes `symbols` with `lanes` interleaved states (1, 2, 4, 8, 16 or 32), choosing the
 /// precision and frequencies that minimize the total size.
 pub fn encode(symbols: &[u8], lanes: u8) -> EncodedStream {
+    encode_capped(symbols, lanes, None)
+}
+
+/// [`encode`] with the precision capped at `cap` bits where that costs at most
+/// [`super::normalize::CAP_TOLERANCE`] (`pack`'s `precision_cap`).
+pub fn encode_capped(symbols: &[u8], lanes: u8, cap: Option<u8>) -> EncodedStream {
     let mut out = vec![lanes];
     if symbols.is_empty() {
         out.push(1);
@@ -32,7 +38,7 @@ pub fn encode(symbols: &[u8], lanes: u8) -> EncodedStream {
         };
     }
     let counts = histogram(symbols);
-    let Precision { bits, freqs, .. } = choose_precision(&counts);
+    let Precision { bits, freqs, .. } = choose_precision_capped(&counts, cap);
     encode_with(out, symbols, lanes, bits, &freqs)
 }
 

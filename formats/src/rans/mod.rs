@@ -10,7 +10,9 @@ mod table;
 
 pub use cluster::{encode_clustered, Clustered, Clusters};
 pub use context::{encode_context, encode_context_within};
-pub use encode::{encode, encode_at, EncodedStream, DEFAULT_LANES};
-pub use normalize::{choose_precision, normalize, Precision};
+pub use encode::{encode, encode_at, encode_capped, EncodedStream, DEFAULT_LANES};
+pub use normalize::{
+    choose_precision, choose_precision_capped, normalize, Precision, CAP_TOLERANCE,
+};
 pub use protos::{encode_predicted, Predicted, Protos};
 pub use table::{write_freq_table, BitWriter};

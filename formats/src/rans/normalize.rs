@@ -95,6 +95,42 @@ pub struct Precision {
     pub table_bits: u64,
 }
 
+/// How much larger (relative) a stream may get by [`choose_precision_capped`]'s cap: 0.05 %.
+pub const CAP_TOLERANCE: f64 = 0.0005;
+
+/// [`choose_precision`], then, if that chose more than `cap` bits, `cap` bits instead where
+/// that costs at most [`CAP_TOLERANCE`] of the predicted size (decoders keep tables of ≤ 12
+/// bits in their fastest layout). `None`: no cap.
+pub fn choose_precision_capped(counts: &[u64], cap: Option<u8>) -> Precision {
+    let best = choose_precision(counts);
+    let Some(cap) = cap.filter(|&c| c < best.bits) else {
+        return best;
+    };
+    let present = counts.iter().filter(|&&c| c > 0).count();
+    if present > 1usize << cap {
+        return best;
+    }
+    let freqs = normalize(counts, cap);
+    let payload_bits: f64 = counts
+        .iter()
+        .zip(&freqs)
+        .filter(|(&c, _)| c > 0)
+        .map(|(&c, &f)| c as f64 * (cap as f64 - libm::log2(f as f64)))
+        .sum();
+    let capped = Precision {
+        table_bits: table_bits(&freqs, cap),
+        bits: cap,
+        freqs,
+        payload_bits,
+    };
+    let total = |p: &Precision| p.payload_bits + p.table_bits as f64;
+    if total(&capped) <= total(&best) * (1.0 + CAP_TOLERANCE) {
+        capped
+    } else {
+        best
+    }
+}
+
 /// Tries every precision from the smallest that fits the alphabet up to 15 bits and keeps the
 /// one with the fewest predicted bits, table included.
 pub fn choose_precision(counts: &[u64]) -> Precision {
@@ -132,6 +168,40 @@ pub fn choose_precision(counts: &[u64]) -> Precision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn total(p: &Precision) -> f64 {
+        p.payload_bits + p.table_bits as f64
+    }
+
+    /// The cap moves a stream to 12 bits only where that costs ≤ 0.05 %, and never changes a
+    /// stream already at or below it.
+    #[test]
+    fn precision_cap_applies_only_where_cheap() {
+        // A wide bell over 255 symbols, as int8 weights: its best precision is above 12 bits.
+        let bell: Vec<u64> = (0..255)
+            .map(|i| {
+                let z = (i as f64 - 127.0) / 40.0;
+                (1.5e3 * libm::exp(-0.5 * z * z)) as u64 + 1
+            })
+            .collect();
+        let best = choose_precision(&bell);
+        assert!(best.bits > 12, "{}", best.bits);
+        let capped = choose_precision_capped(&bell, Some(12));
+        assert_eq!(capped.bits, 12);
+        assert!(total(&capped) <= total(&best) * (1.0 + CAP_TOLERANCE));
+        // One symbol nearly always: 12 bits would cost far more than 0.05 %.
+        let mut skew = vec![1u64; 40];
+        skew[0] = 1 << 40;
+        let best = choose_precision(&skew);
+        assert!(best.bits > 12);
+        assert_eq!(choose_precision_capped(&skew, Some(12)).bits, best.bits);
+        // Below the cap nothing changes.
+        let small = [5u64, 3, 1];
+        assert_eq!(
+            choose_precision_capped(&small, Some(12)).bits,
+            choose_precision(&small).bits
+        );
+    }
 
     fn cost(counts: &[u64], f: &[u32], bits: u8) -> f64 {
         counts

@@ -1,0 +1,79 @@
+//! The AVX-512 kernel: 32 lanes as two vectors of 16.
+
+use std::arch::x86_64::*;
+
+/// See [`crate::groups32`]; `fb` is the entry's field width (12 or 13).
+pub(crate) fn groups32(
+    x: &mut [u32; 32],
+    words: &[u8],
+    p: usize,
+    table: &[u32],
+    bits: u32,
+    fb: u32,
+    out: &mut [u8],
+) -> (usize, usize) {
+    // SAFETY: the caller (`crate::groups32`) runs this only when `active()` found AVX-512 F
+    // on this CPU.
+    #[allow(unsafe_code)]
+    unsafe {
+        if fb == 12 {
+            kernel::<12, 24>(x, words, p, table, bits, out)
+        } else {
+            kernel::<13, 26>(x, words, p, table, bits, out)
+        }
+    }
+}
+
+/// The kernel at field width `F` (symbol shift `S` = 2F). `table.len() >= 2^bits`.
+#[target_feature(enable = "avx512f")]
+fn kernel<const F: u32, const S: u32>(
+    x: &mut [u32; 32],
+    words: &[u8],
+    mut p: usize,
+    table: &[u32],
+    bits: u32,
+    out: &mut [u8],
+) -> (usize, usize) {
+    let word_count = words.len() / 2;
+    let mask = _mm512_set1_epi32(((1u32 << bits) - 1) as i32);
+    let shift = _mm_cvtsi32_si128(bits as i32);
+    let low = _mm512_set1_epi32((1 << F) - 1);
+    let floor = _mm512_set1_epi32(1 << 16);
+    let mut v: [__m512i; 2] = core::array::from_fn(|k| {
+        bytemuck::cast::<[u32; 16], __m512i>(x[16 * k..16 * k + 16].try_into().unwrap_or([0; 16]))
+    });
+    let mut slot: [__m512i; 2] = core::array::from_fn(|k| _mm512_and_si512(v[k], mask));
+    let base = table.as_ptr() as *const i32;
+    let mut written = 0;
+    for group in out.chunks_exact_mut(32) {
+        if p + 32 > word_count {
+            break;
+        }
+        for k in 0..2 {
+            // SAFETY: every slot is `state & (2^bits − 1)`, below `2^bits` ≤ `table.len()`
+            // (checked by `crate::groups32`): each of the 16 reads is inside `table`.
+            #[allow(unsafe_code)]
+            let e = unsafe { _mm512_i32gather_epi32::<4>(slot[k], base) };
+            let freq = _mm512_and_si512(_mm512_srli_epi32::<F>(e), low);
+            let n = _mm512_add_epi32(
+                _mm512_mullo_epi32(freq, _mm512_srl_epi32(v[k], shift)),
+                _mm512_and_si512(e, low),
+            );
+            let sym = _mm512_cvtepi32_epi8(_mm512_srli_epi32::<S>(e));
+            group[16 * k..16 * k + 16].copy_from_slice(bytemuck::bytes_of(&sym));
+            let need = _mm512_cmplt_epu32_mask(n, floor);
+            let w: __m256i = bytemuck::pod_read_unaligned(&words[2 * p..2 * p + 32]);
+            let w = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(w));
+            // A renormalized state's low 16 bits are its word: the next slot comes from the
+            // word without waiting for the shift and OR.
+            slot[k] = _mm512_and_si512(_mm512_mask_blend_epi32(need, n, w), mask);
+            v[k] = _mm512_mask_or_epi32(n, need, _mm512_slli_epi32::<16>(n), w);
+            p += need.count_ones() as usize;
+        }
+        written += 32;
+    }
+    for (k, vk) in v.iter().enumerate() {
+        x[16 * k..16 * k + 16].copy_from_slice(&bytemuck::cast::<__m512i, [u32; 16]>(*vk));
+    }
+    (written, p)
+}

@@ -1,0 +1,146 @@
+//! Opt-in SIMD kernels for PCLL's rANS decoder (FORMAT.md §6): the group loop of a 32-lane
+//! stream with a packed slot table, on AVX2 or AVX-512, picked at run time.
+//!
+//! The safe decoder (`pcll-decoder`, `forbid(unsafe_code)`) calls [`groups32`] from its
+//! `simd` feature; without that feature, or on a CPU with neither instruction set, nothing
+//! here runs and the decoder's scalar loop does the same work. The kernels compute exactly
+//! what the scalar loop computes (the same symbols, final states and words consumed); the
+//! decoder's differential tests and the `rans_simd` fuzz target hold them to it.
+//!
+//! Design (after htscodecs' `rANS_static32x16pr_avx2/avx512`): 32 lanes as four 8-lane
+//! (AVX2) or two 16-lane (AVX-512) vectors; a step is one gather of packed entries
+//! (`sym << 2F | freq << F | offset`), a multiply-add, and the renormalization as an
+//! expansion of the next words into the lanes that need one (AVX-512 `vpexpandd`; on AVX2 a
+//! permutation from a 256-entry table of nibble indices). The next step's slots are taken
+//! from the word or the unshifted state directly, so the next gather need not wait for the
+//! shift and OR that form the full state.
+//!
+//! [`crc32c_update`] is the payload checksum on SSE 4.2's `crc32` instruction (8 bytes a
+//! step, against the decoder's table-driven slicing-by-8).
+//!
+//! `unsafe` is denied but at two kinds of site, each with its SAFETY comment: the gathers
+//! (a raw table pointer; every index is masked below `2^bits` ≤ the table's length, checked
+//! before the kernel runs) and the calls into `#[target_feature]` functions (after runtime
+//! detection). Loads and stores go through `bytemuck`'s safe casts.
+#![deny(unsafe_code)]
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod crc;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// A kernel level, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// No SIMD kernel: [`groups32`] returns `None`.
+    Scalar = 0,
+    Avx2 = 1,
+    Avx512 = 2,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Scalar => "scalar",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
+        }
+    }
+
+    fn from_u8(v: u8) -> Level {
+        match v {
+            0 => Level::Scalar,
+            1 => Level::Avx2,
+            _ => Level::Avx512,
+        }
+    }
+}
+
+/// The highest level the caller allows (benchmarks compare levels in one process).
+static CEILING: AtomicU8 = AtomicU8::new(Level::Avx512 as u8);
+
+/// The best level this CPU supports.
+pub fn detected() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            return Level::Avx512;
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            return Level::Avx2;
+        }
+    }
+    Level::Scalar
+}
+
+/// Caps the level [`groups32`] uses, for the whole process (default: no cap). For
+/// measurement: `set_ceiling(Level::Avx2)` on an AVX-512 machine measures the AVX2 kernel.
+pub fn set_ceiling(level: Level) {
+    CEILING.store(level as u8, Ordering::Relaxed);
+}
+
+/// The level [`groups32`] uses now: the detected one, capped by [`set_ceiling`].
+pub fn active() -> Level {
+    detected().min(Level::from_u8(CEILING.load(Ordering::Relaxed)))
+}
+
+/// Width of a packed entry's frequency and offset fields at precision `bits` (12 up to 12
+/// bits, 13 at 13 bits; the decoder's rule).
+fn field_bits(bits: u32) -> u32 {
+    if bits <= 12 {
+        12
+    } else {
+        13
+    }
+}
+
+/// Decodes whole groups of 32 symbols of a 32-lane stream, exactly as the scalar group loop
+/// does: lane `j` of state `x[j]` produces symbol `j` of each group; a lane whose state falls
+/// below `2^16` takes the next 16-bit little-endian word of `words`, in lane order. Starts at
+/// word `p` and stops before a group for which fewer than 32 words remain, or when `out` has
+/// no whole group left. `table` holds the packed entry of every slot (`2^bits` of them,
+/// `bits` in 1..=13).
+///
+/// Returns the symbols written and the next word, or `None` (nothing done) when no kernel is
+/// active or the table is shorter than `2^bits`.
+pub fn groups32(
+    x: &mut [u32; 32],
+    words: &[u8],
+    p: usize,
+    table: &[u32],
+    bits: u32,
+    out: &mut [u8],
+) -> Option<(usize, usize)> {
+    if !(1..=13).contains(&bits) || table.len() < 1 << bits {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let fb = field_bits(bits);
+        match active() {
+            Level::Avx512 => return Some(avx512::groups32(x, words, p, table, bits, fb, out)),
+            Level::Avx2 => return Some(avx2::groups32(x, words, p, table, bits, fb, out)),
+            Level::Scalar => {}
+        }
+    }
+    let _ = (x, words, p, out);
+    None
+}
+
+/// Advances a running CRC-32C state `c` (pre- and post-inversion are the caller's, as in the
+/// decoder's `Crc32c`) over `data` with SSE 4.2; `None` (nothing done) where the CPU lacks it
+/// or [`set_ceiling`] holds the kernels at [`Level::Scalar`].
+pub fn crc32c_update(c: u32, data: &[u8]) -> Option<u32> {
+    #[cfg(target_arch = "x86_64")]
+    if CEILING.load(Ordering::Relaxed) > Level::Scalar as u8
+        && std::is_x86_feature_detected!("sse4.2")
+    {
+        return Some(crc::update(c, data));
+    }
+    let _ = (c, data);
+    None
+}
