@@ -177,7 +177,35 @@ fn compare_json_contract() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let coders = j["coders"].as_array().expect("coders");
     let names: Vec<&str> = coders.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["rans", "zstd-22", "brotli-11", "xz-9e"]);
+    // One SIMD row per kernel the CPU has, the best one named in `simd_kernel`.
+    let simd: &[&str] = match j["simd_kernel"].as_str() {
+        None => &[],
+        Some("avx2") => &["rans-avx2"],
+        Some(k) => {
+            assert_eq!(k, "avx512");
+            &["rans-avx2", "rans-avx512"]
+        }
+    };
+    let want: Vec<&str> = ["rans"]
+        .iter()
+        .chain(simd)
+        .chain(&["zstd-22", "brotli-11", "xz-9e"])
+        .copied()
+        .collect();
+    assert_eq!(names, want);
+    assert_eq!(
+        j["speedup_vs_zstd_simd"].as_f64().is_some_and(|v| v > 0.0),
+        !simd.is_empty(),
+        "{j}"
+    );
+    for k in [
+        "to_f32_mweights_s",
+        "to_f32_scalar_mweights_s",
+        "to_f32_zstd_mweights_s",
+        "to_f32_speedup_vs_zstd",
+    ] {
+        assert!(j[k].as_f64().is_some_and(|v| v > 0.0), "{k} in {j}");
+    }
     for c in coders {
         for k in [
             "bytes",

@@ -22,31 +22,10 @@ const EXPAND: [u32; 256] = {
     t
 };
 
-/// See [`crate::groups32`]; `fb` is the entry's field width (12 or 13).
-pub(crate) fn groups32(
-    x: &mut [u32; 32],
-    words: &[u8],
-    p: usize,
-    table: &[u32],
-    bits: u32,
-    fb: u32,
-    out: &mut [u8],
-) -> (usize, usize) {
-    // SAFETY: the caller (`crate::groups32`) runs this only when `active()` found AVX2 on
-    // this CPU.
-    #[allow(unsafe_code)]
-    unsafe {
-        if fb == 12 {
-            kernel::<12, 24>(x, words, p, table, bits, out)
-        } else {
-            kernel::<13, 26>(x, words, p, table, bits, out)
-        }
-    }
-}
-
-/// The kernel at field width `F` (symbol shift `S` = 2F). `table.len() >= 2^bits`.
+/// [`crate::groups32`] at field width `F` (symbol shift `S` = 2F); `table.len() >= 2^bits`
+/// (the gathers rely on it).
 #[target_feature(enable = "avx2")]
-fn kernel<const F: i32, const S: i32>(
+pub(crate) fn kernel<const F: i32, const S: i32>(
     x: &mut [u32; 32],
     words: &[u8],
     mut p: usize,

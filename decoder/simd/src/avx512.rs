@@ -2,31 +2,10 @@
 
 use std::arch::x86_64::*;
 
-/// See [`crate::groups32`]; `fb` is the entry's field width (12 or 13).
-pub(crate) fn groups32(
-    x: &mut [u32; 32],
-    words: &[u8],
-    p: usize,
-    table: &[u32],
-    bits: u32,
-    fb: u32,
-    out: &mut [u8],
-) -> (usize, usize) {
-    // SAFETY: the caller (`crate::groups32`) runs this only when `active()` found AVX-512 F
-    // on this CPU.
-    #[allow(unsafe_code)]
-    unsafe {
-        if fb == 12 {
-            kernel::<12, 24>(x, words, p, table, bits, out)
-        } else {
-            kernel::<13, 26>(x, words, p, table, bits, out)
-        }
-    }
-}
-
-/// The kernel at field width `F` (symbol shift `S` = 2F). `table.len() >= 2^bits`.
+/// [`crate::groups32`] at field width `F` (symbol shift `S` = 2F); `table.len() >= 2^bits`
+/// (the gathers rely on it).
 #[target_feature(enable = "avx512f")]
-fn kernel<const F: u32, const S: u32>(
+pub(crate) fn kernel<const F: u32, const S: u32>(
     x: &mut [u32; 32],
     words: &[u8],
     mut p: usize,

@@ -2,17 +2,9 @@
 
 use std::arch::x86_64::*;
 
-/// See [`crate::crc32c_update`]. Runs only where SSE 4.2 was detected.
-pub(crate) fn update(c: u32, data: &[u8]) -> u32 {
-    // SAFETY: the caller (`crate::crc32c_update`) runs this only when SSE 4.2 was detected.
-    #[allow(unsafe_code)]
-    unsafe {
-        kernel(c, data)
-    }
-}
-
+/// See [`crate::crc32c_update`].
 #[target_feature(enable = "sse4.2")]
-fn kernel(c: u32, data: &[u8]) -> u32 {
+pub(crate) fn update(c: u32, data: &[u8]) -> u32 {
     let mut c = u64::from(c);
     let mut words = data.chunks_exact(8);
     for w in &mut words {

@@ -20,7 +20,7 @@
 //!
 //! `unsafe` is denied but at two kinds of site, each with its SAFETY comment: the gathers
 //! (a raw table pointer; every index is masked below `2^bits` ≤ the table's length, checked
-//! before the kernel runs) and the calls into `#[target_feature]` functions (after runtime
+//! before the kernel runs) and the two calls into `#[target_feature]` functions (after runtime
 //! detection). Loads and stores go through `bytemuck`'s safe casts.
 #![deny(unsafe_code)]
 
@@ -120,15 +120,25 @@ pub fn groups32(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        let fb = field_bits(bits);
-        match active() {
-            Level::Avx512 => return Some(avx512::groups32(x, words, p, table, bits, fb, out)),
-            Level::Avx2 => return Some(avx2::groups32(x, words, p, table, bits, fb, out)),
-            Level::Scalar => {}
-        }
+        type Kernel =
+            unsafe fn(&mut [u32; 32], &[u8], usize, &[u32], u32, &mut [u8]) -> (usize, usize);
+        let kernel: Kernel = match (active(), field_bits(bits)) {
+            (Level::Avx512, 12) => avx512::kernel::<12, 24>,
+            (Level::Avx512, _) => avx512::kernel::<13, 26>,
+            (Level::Avx2, 12) => avx2::kernel::<12, 24>,
+            (Level::Avx2, _) => avx2::kernel::<13, 26>,
+            (Level::Scalar, _) => return None,
+        };
+        // SAFETY: `active()` found the kernel's instruction set on this CPU, and the table
+        // holds `2^bits` entries (checked above), which its gathers rely on.
+        #[allow(unsafe_code)]
+        return Some(unsafe { kernel(x, words, p, table, bits, out) });
     }
-    let _ = (x, words, p, out);
-    None
+    #[allow(unreachable_code)]
+    {
+        let _ = (x, words, p, out);
+        None
+    }
 }
 
 /// Advances a running CRC-32C state `c` (pre- and post-inversion are the caller's, as in the
@@ -139,7 +149,9 @@ pub fn crc32c_update(c: u32, data: &[u8]) -> Option<u32> {
     if CEILING.load(Ordering::Relaxed) > Level::Scalar as u8
         && std::is_x86_feature_detected!("sse4.2")
     {
-        return Some(crc::update(c, data));
+        // SAFETY: SSE 4.2 was detected on this CPU.
+        #[allow(unsafe_code)]
+        return Some(unsafe { crc::update(c, data) });
     }
     let _ = (c, data);
     None

@@ -95,6 +95,23 @@ pub struct Precision {
     pub table_bits: u64,
 }
 
+/// The frequencies of `counts` at `bits` and their predicted size.
+fn precision_at(counts: &[u64], bits: u8) -> Precision {
+    let freqs = normalize(counts, bits);
+    let payload_bits: f64 = counts
+        .iter()
+        .zip(&freqs)
+        .filter(|(&c, _)| c > 0)
+        .map(|(&c, &f)| c as f64 * (bits as f64 - libm::log2(f as f64)))
+        .sum();
+    Precision {
+        table_bits: table_bits(&freqs, bits),
+        bits,
+        freqs,
+        payload_bits,
+    }
+}
+
 /// How much larger (relative) a stream may get by [`choose_precision_capped`]'s cap: 0.05 %.
 pub const CAP_TOLERANCE: f64 = 0.0005;
 
@@ -110,19 +127,7 @@ pub fn choose_precision_capped(counts: &[u64], cap: Option<u8>) -> Precision {
     if present > 1usize << cap {
         return best;
     }
-    let freqs = normalize(counts, cap);
-    let payload_bits: f64 = counts
-        .iter()
-        .zip(&freqs)
-        .filter(|(&c, _)| c > 0)
-        .map(|(&c, &f)| c as f64 * (cap as f64 - libm::log2(f as f64)))
-        .sum();
-    let capped = Precision {
-        table_bits: table_bits(&freqs, cap),
-        bits: cap,
-        freqs,
-        payload_bits,
-    };
+    let capped = precision_at(counts, cap);
     let total = |p: &Precision| p.payload_bits + p.table_bits as f64;
     if total(&capped) <= total(&best) * (1.0 + CAP_TOLERANCE) {
         capped
@@ -138,20 +143,7 @@ pub fn choose_precision(counts: &[u64]) -> Precision {
     let min_bits = (usize::BITS - (present - 1).leading_zeros()).max(1) as u8;
     let mut best: Option<Precision> = None;
     for bits in min_bits..=MAX_PROB_BITS {
-        let freqs = normalize(counts, bits);
-        let payload_bits: f64 = counts
-            .iter()
-            .zip(&freqs)
-            .filter(|(&c, _)| c > 0)
-            .map(|(&c, &f)| c as f64 * (bits as f64 - libm::log2(f as f64)))
-            .sum();
-        let tb = table_bits(&freqs, bits);
-        let cand = Precision {
-            bits,
-            freqs,
-            payload_bits,
-            table_bits: tb,
-        };
+        let cand = precision_at(counts, bits);
         let total = |p: &Precision| p.payload_bits + p.table_bits as f64;
         if best.as_ref().is_none_or(|b| total(&cand) < total(b) - 1e-9) {
             best = Some(cand);
