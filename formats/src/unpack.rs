@@ -1,5 +1,5 @@
-//! Reading an artifact back out in bounded memory: `pcll unpack` (to safetensors, one tensor
-//! in memory at a time) and `pcll verify` (every tensor decoded through a sink, none held),
+//! Reading an artifact back out in bounded memory: `pcll unpack` (to safetensors: the tensor
+//! being written, and others decoded ahead of it in parallel up to [`AHEAD_BYTES`]) and `pcll verify` (every tensor decoded through a sink, none held),
 //! with a per-tensor memory limit so a small hostile file that declares a huge tensor (a
 //! "bomb": 2^31 elements of one symbol in a few hundred bytes) ends in a one-line error
 //! instead of an allocation failure.
@@ -141,12 +141,64 @@ fn decode_check(
     Ok(count.0)
 }
 
+/// The most bytes of reconstructed tensors `unpack` decodes ahead of the one it is writing
+/// (beside that one), or `max` if smaller.
+pub const AHEAD_BYTES: u64 = 256 << 20;
+
+/// Tensors decoded ahead of the safetensors writer, in parallel on rayon's pool: a request
+/// for one not yet decoded decodes it together with the following ones (artifact order) not
+/// yet asked for, up to [`AHEAD_BYTES`] of them, and keeps those until asked. Each tensor's
+/// bytes do not depend on the thread count.
+struct Ahead<'a, 'f> {
+    art: &'a Artifact<'f>,
+    infos: Vec<TensorInfo<'f>>,
+    max: u64,
+    ready: RefCell<HashMap<usize, Result<Vec<u8>, FormatError>>>,
+    asked: RefCell<Vec<bool>>,
+}
+
+impl Ahead<'_, '_> {
+    fn take(&self, i: usize) -> Result<Vec<u8>, FormatError> {
+        let mut asked = self.asked.borrow_mut();
+        if let Some(a) = asked.get_mut(i) {
+            *a = true;
+        }
+        if let Some(ready) = self.ready.borrow_mut().remove(&i) {
+            return ready;
+        }
+        let room = AHEAD_BYTES.min(self.max);
+        let mut bytes = 0u64;
+        let mut batch = vec![i];
+        for (j, info) in self.infos.iter().enumerate().skip(i + 1) {
+            if asked.get(j).copied().unwrap_or(true) || self.ready.borrow().contains_key(&j) {
+                continue;
+            }
+            bytes = bytes.saturating_add(Artifact::logical_len(info));
+            if bytes > room {
+                break;
+            }
+            batch.push(j);
+        }
+        drop(asked);
+        use rayon::prelude::*;
+        let (art, infos, max) = (self.art, &self.infos, self.max);
+        let mut decoded: Vec<(usize, Result<Vec<u8>, FormatError>)> = batch
+            .par_iter()
+            .map(|&j| (j, decode_tensor(art, &infos[j], max)))
+            .collect();
+        let (_, mine) = decoded.remove(0);
+        self.ready.borrow_mut().extend(decoded);
+        mine
+    }
+}
+
 /// A tensor the safetensors writer asks for when it reaches it.
 struct LazyTensor<'a, 'f> {
-    art: &'a Artifact<'f>,
+    ahead: &'a Ahead<'a, 'f>,
+    /// Its place in `ahead.infos`.
+    index: usize,
     info: TensorInfo<'f>,
     shape: Vec<usize>,
-    max: u64,
     failed: &'a RefCell<Option<FormatError>>,
 }
 
@@ -163,7 +215,7 @@ impl View for LazyTensor<'_, '_> {
         if self.failed.borrow().is_some() {
             return Cow::Owned(Vec::new());
         }
-        match decode_tensor(self.art, &self.info, self.max) {
+        match self.ahead.take(self.index) {
             Ok(v) => Cow::Owned(v),
             Err(e) => {
                 *self.failed.borrow_mut() = Some(e);
@@ -179,8 +231,9 @@ impl View for LazyTensor<'_, '_> {
 
 /// Writes every tensor of `art`, reconstructed to its logical dtype, to the safetensors file
 /// `path`, with the artifact's `source.*` metadata strings restored: the same bytes as
-/// [`crate::SourceModel::to_safetensors`] of the whole model, but one tensor is in memory at a
-/// time and each is checked against `max` bytes first. Writes a temporary beside `path` and
+/// [`crate::SourceModel::to_safetensors`] of the whole model, but decoded a few at a time (in
+/// parallel, at most [`AHEAD_BYTES`] ahead of the one being written) and each checked against
+/// `max` bytes first. Writes a temporary beside `path` and
 /// renames it, so a failure leaves no partial file. Returns the tensor count.
 pub fn unpack_to_safetensors(
     art: &Artifact<'_>,
@@ -188,8 +241,16 @@ pub fn unpack_to_safetensors(
     max: u64,
 ) -> Result<usize, FormatError> {
     let failed = RefCell::new(None);
+    let infos: Vec<TensorInfo<'_>> = art.tensors().collect();
+    let ahead = Ahead {
+        art,
+        asked: RefCell::new(vec![false; infos.len()]),
+        infos: infos.clone(),
+        max,
+        ready: RefCell::new(HashMap::new()),
+    };
     let mut tensors = Vec::new();
-    for info in art.tensors() {
+    for (index, info) in infos.into_iter().enumerate() {
         let bytes = Artifact::logical_len(&info);
         check_memory(info.name, bytes, max)?;
         let shape = info
@@ -204,10 +265,10 @@ pub fn unpack_to_safetensors(
         tensors.push((
             info.name.to_string(),
             LazyTensor {
-                art,
+                ahead: &ahead,
+                index,
                 info,
                 shape,
-                max,
                 failed: &failed,
             },
         ));

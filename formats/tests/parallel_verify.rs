@@ -67,3 +67,43 @@ fn results_and_the_reported_failure_do_not_depend_on_threads() {
         assert!(e.starts_with("t2: "), "{threads} threads: {e}");
     }
 }
+
+/// `unpack` decodes ahead in parallel; the file is the same bytes as the source model's
+/// safetensors on any thread count, and a small memory limit still names the tensor over it.
+#[test]
+fn unpack_is_the_same_file_on_any_thread_count() {
+    use pcll_formats::unpack::unpack_to_safetensors;
+    let m = model();
+    let opts = PackOptions {
+        bits: 8,
+        raw_max_elements: 5_000,
+        ..PackOptions::default()
+    };
+    let bytes = pack(&m, &opts, |_, _, _| {}).expect("packs").artifact;
+    let art = Artifact::parse(&bytes).expect("parses");
+    let dir = std::env::temp_dir().join(format!("pcll-unpack-par-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut files = Vec::new();
+    for threads in [1, 4] {
+        let path = dir.join(format!("t{threads}.safetensors"));
+        let n = in_pool(threads, || unpack_to_safetensors(&art, &path, u64::MAX)).expect("unpacks");
+        assert_eq!(n, 8);
+        files.push(std::fs::read(&path).expect("read"));
+    }
+    assert_eq!(files[0], files[1]);
+    // Every tensor comes back with its shape, in the decoded values.
+    let back = SourceModel::from_safetensors(&files[0]).expect("parses");
+    for (a, b) in back.tensors.iter().zip(&m.tensors) {
+        assert_eq!((&a.name, &a.shape), (&b.name, &b.shape));
+    }
+    // A limit of 30,000 bytes: t4 (80 x 96 f32) is the first tensor over it, on any thread count.
+    for threads in [1, 4] {
+        let e = in_pool(threads, || {
+            unpack_to_safetensors(&art, &dir.join("x.safetensors"), 30_000)
+        })
+        .expect_err("over the limit")
+        .to_string();
+        assert!(e.contains("t4"), "{threads} threads: {e}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
