@@ -46,8 +46,12 @@ fn packable(bits: u32, freqs: &[u16]) -> bool {
         && freqs.iter().all(|&q| u32::from(q) < 1 << f)
 }
 
-/// Whether every table of `stream` can be packed.
+/// Whether every table of `stream` can be packed (never in the `small` build, which keeps one
+/// layout).
 fn stream_packable(stream: &RansStream<'_>) -> bool {
+    if cfg!(feature = "small") {
+        return false;
+    }
     let bits = u32::from(stream.prob_bits);
     let used = stream.tables.iter().take(stream.table_count as usize);
     stream.symbol_count > 0 && used.into_iter().all(|t| packable(bits, t.freqs()))
@@ -254,6 +258,11 @@ impl<'a, 's> RansDecoder<'a, 's> {
             self.decode_one(first)?;
             out = rest;
         }
+        // The `small` build decodes every symbol on the slow path: one loop instead of a
+        // specialized one per lane count and layout (about 4 KiB of code).
+        #[cfg(feature = "small")]
+        let n = 0;
+        #[cfg(not(feature = "small"))]
         let n = match self.lanes {
             32 => self.decode_groups::<32>(out),
             16 => self.decode_groups::<16>(out),
@@ -306,6 +315,7 @@ impl<'a, 's> RansDecoder<'a, 's> {
 
     /// Decodes whole groups of `N` symbols while at least `N` words remain, so no read in a
     /// group can pass the end. Returns the symbols written. Requires `done % N == 0`.
+    #[cfg(not(feature = "small"))]
     ///
     /// The common precisions get a copy of the loop each with the precision a constant, so
     /// its shifts and masks are immediates and a packed table is a fixed-size array (no
@@ -325,6 +335,7 @@ impl<'a, 's> RansDecoder<'a, 's> {
         self.decode_groups_at::<N, 0>(out, self.prob_bits)
     }
 
+    #[cfg(not(feature = "small"))]
     /// [`Self::decode_groups`] at precision `bits` (= `self.prob_bits`; inlined, so a literal
     /// `bits` makes a specialized loop). `SLOTS` is `2^bits` where the packed table may be
     /// read as an array of that size, 0 where its length is only known at run time.
@@ -390,7 +401,7 @@ impl<'a, 's> RansDecoder<'a, 's> {
     /// The group loop of a 32-lane stream with a packed table on the `simd` feature's kernel,
     /// when this CPU has one: the same symbols, states and words as the scalar loop. Returns
     /// the symbols written, or `None` (nothing done) without a kernel.
-    #[cfg(feature = "simd")]
+    #[cfg(all(feature = "simd", not(feature = "small")))]
     #[inline(never)]
     fn simd_groups(&mut self, bits: u32, out: &mut [u8]) -> Option<usize> {
         let table = packed_table(&self.layout, &self.info, self.cur, bits)?;
@@ -434,6 +445,7 @@ fn packed_step(e: u32, hi: u32, f: u32) -> (u8, u32) {
     ((e >> (2 * f)) as u8, ((e >> f) & low) * hi + (e & low))
 }
 
+#[cfg(not(feature = "small"))]
 /// The group loop of [`RansDecoder::decode_groups`]: `step(x)` gives a lane's symbol and its
 /// state before renormalization. Starts at word `p` of `words`; returns the symbols written
 /// and the next word.
@@ -473,6 +485,8 @@ fn groups<const N: usize>(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// The `small` build has one layout; the layout tests and their helpers are off there.
+#[cfg_attr(feature = "small", allow(dead_code))]
 mod tests {
     //! Streams written by `pcll-formats`' encoder (a dev-dependency; the bytes are the
     //! interface) decode exactly in both table layouts, for every lane count and many
@@ -584,6 +598,7 @@ mod tests {
     /// Every precision 1..=15 at every lane count, with the fast scratch and with only the
     /// format's count: the same symbols, and the layout the rules say (packed inline up to 11
     /// bits, packed in scratch at 12–13 bits given the room, else split).
+    #[cfg(not(feature = "small"))]
     #[test]
     fn every_precision_and_lane_count_in_every_layout() {
         let mut seen = [[false; 3]; 16];
@@ -750,6 +765,7 @@ mod tests {
     /// Context streams (rows of one table each, as clustered `int` payloads) decode the same
     /// from packed tables in scratch as split, with or without SIMD kernels, at every lane
     /// count.
+    #[cfg(not(feature = "small"))]
     #[test]
     fn context_streams_in_both_layouts() {
         let rows = 300;
