@@ -65,19 +65,20 @@ pub struct CompareReport {
     pub to_f32_speedup_vs_zstd: f64,
 }
 
-/// Caps the SIMD kernels for a measurement and lifts the cap when dropped.
-struct Ceiling;
+/// Caps the SIMD kernels for a measurement and puts the caller's cap back when dropped.
+struct Ceiling(Level);
 
 impl Ceiling {
     fn set(level: Level) -> Ceiling {
+        let before = pcll_rans_simd::ceiling();
         pcll_rans_simd::set_ceiling(level);
-        Ceiling
+        Ceiling(before)
     }
 }
 
 impl Drop for Ceiling {
     fn drop(&mut self) {
-        pcll_rans_simd::set_ceiling(Level::Avx512);
+        pcll_rans_simd::set_ceiling(self.0);
     }
 }
 
@@ -310,11 +311,7 @@ pub fn compare(
         .last()
         .map(|&(_, name)| speed(name) / speed("zstd-22"));
     let simd_kernel = simd_rows.last().map(|&(l, _)| l.name().to_string());
-    let (ours, zstd) = to_f32(streams, lanes, runs, &all, None)?;
-    let (scalar, _) = {
-        let _scalar = Ceiling::set(Level::Scalar);
-        to_f32(streams, lanes, runs, &all, Some(zstd))?
-    };
+    let (ours, scalar, zstd) = to_f32(streams, lanes, runs, &all)?;
     Ok(CompareReport {
         symbols: total,
         tensors: streams.len(),
@@ -336,15 +333,13 @@ pub fn compare(
 /// plain stream per tensor, `lanes` lanes or the wide lanes of large tensors), decoded with
 /// `Artifact::decode_f32`; against zstd-22 decompression of `all` (the same symbols) and the
 /// decoder's dequantization `(s − qmax) × scale` of each row, which must give the same bits.
-/// Returns the best seconds of each; `zstd`, when given, is that side's time from an earlier
-/// call (it is then not measured again).
+/// Returns the best seconds of ours with the SIMD kernels, ours without them, and zstd's.
 fn to_f32(
     streams: &[SymbolStream],
     lanes: u8,
     runs: usize,
     all: &[u8],
-    zstd: Option<f64>,
-) -> Result<(f64, f64), CompareError> {
+) -> Result<(f64, f64, f64), CompareError> {
     let opts = PackOptions {
         lanes,
         ..PackOptions::default()
@@ -377,13 +372,21 @@ fn to_f32(
         .iter()
         .map(|s| vec![0f32; s.symbols.len()])
         .collect();
-    let (rans_secs, _) = best_of(runs, || {
-        for (t, out) in tensors.iter().zip(ours.iter_mut()) {
-            art.decode_f32(t, out, &mut scratch)
-                .map_err(|e| rans_err(&e))?;
-        }
-        Ok(())
-    })?;
+    let mut decode_all = || {
+        best_of(runs, || {
+            for (t, out) in tensors.iter().zip(ours.iter_mut()) {
+                art.decode_f32(t, out, &mut scratch)
+                    .map_err(|e| rans_err(&e))?;
+            }
+            Ok(())
+        })
+        .map(|(secs, ())| secs)
+    };
+    let scalar_secs = {
+        let _scalar = Ceiling::set(Level::Scalar);
+        decode_all()?
+    };
+    let rans_secs = decode_all()?;
     // The rows' scales as the decoder widens them.
     let scales: Vec<Vec<f32>> = streams
         .iter()
@@ -399,51 +402,46 @@ fn to_f32(
         .iter()
         .map(|s| vec![0f32; s.symbols.len()])
         .collect();
-    let zstd_secs = match zstd {
-        Some(secs) => secs,
-        None => {
-            let z = Baseline::Zstd22
-                .compress(all)
+    let zstd_secs = {
+        let z = Baseline::Zstd22
+            .compress(all)
+            .map_err(|source| CompareError::Io {
+                coder: "zstd-22",
+                source,
+            })?;
+        best_of(runs, || {
+            Baseline::Zstd22
+                .decompress(&z, &mut buf, all.len())
                 .map_err(|source| CompareError::Io {
                     coder: "zstd-22",
                     source,
                 })?;
-            best_of(runs, || {
-                Baseline::Zstd22
-                    .decompress(&z, &mut buf, all.len())
-                    .map_err(|source| CompareError::Io {
-                        coder: "zstd-22",
-                        source,
-                    })?;
-                let mut at = 0;
-                for ((s, sc), out) in streams.iter().zip(&scales).zip(theirs.iter_mut()) {
-                    let qmax = s.params.qmax() as f32;
-                    let syms = &buf[at..at + s.symbols.len()];
-                    for ((o, sy), &scale) in out
-                        .chunks_mut(s.cols.max(1))
-                        .zip(syms.chunks(s.cols.max(1)))
-                        .zip(sc)
-                    {
-                        for (v, &q) in o.iter_mut().zip(sy) {
-                            *v = (q as f32 - qmax) * scale;
-                        }
+            let mut at = 0;
+            for ((s, sc), out) in streams.iter().zip(&scales).zip(theirs.iter_mut()) {
+                let qmax = s.params.qmax() as f32;
+                let syms = &buf[at..at + s.symbols.len()];
+                for ((o, sy), &scale) in out
+                    .chunks_mut(s.cols.max(1))
+                    .zip(syms.chunks(s.cols.max(1)))
+                    .zip(sc)
+                {
+                    for (v, &q) in o.iter_mut().zip(sy) {
+                        *v = (q as f32 - qmax) * scale;
                     }
-                    at += s.symbols.len();
                 }
-                Ok(())
-            })?
-            .0
-        }
+                at += s.symbols.len();
+            }
+            Ok(())
+        })?
+        .0
     };
-    if zstd.is_none() {
-        let same = ours.iter().zip(&theirs).all(|(a, b)| {
-            a.iter()
-                .map(|v| v.to_bits())
-                .eq(b.iter().map(|v| v.to_bits()))
-        });
-        if !same {
-            return Err(CompareError::Mismatch { coder: "to_f32" });
-        }
+    let same = ours.iter().zip(&theirs).all(|(a, b)| {
+        a.iter()
+            .map(|v| v.to_bits())
+            .eq(b.iter().map(|v| v.to_bits()))
+    });
+    if !same {
+        return Err(CompareError::Mismatch { coder: "to_f32" });
     }
-    Ok((rans_secs, zstd_secs))
+    Ok((rans_secs, scalar_secs, zstd_secs))
 }

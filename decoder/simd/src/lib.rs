@@ -83,9 +83,14 @@ pub fn set_ceiling(level: Level) {
     CEILING.store(level as u8, Ordering::Relaxed);
 }
 
+/// The cap [`set_ceiling`] set last (no cap: [`Level::Avx512`]).
+pub fn ceiling() -> Level {
+    Level::from_u8(CEILING.load(Ordering::Relaxed))
+}
+
 /// The level [`groups32`] uses now: the detected one, capped by [`set_ceiling`].
 pub fn active() -> Level {
-    detected().min(Level::from_u8(CEILING.load(Ordering::Relaxed)))
+    detected().min(ceiling())
 }
 
 /// Width of a packed entry's frequency and offset fields at precision `bits` (12 up to 12

@@ -139,16 +139,16 @@ impl<'a, 's> RansDecoder<'a, 's> {
         let m = 1usize << bits;
         let used = stream.tables.iter().take(stream.table_count as usize);
         let packed = stream_packable(stream);
+        let fast = stream.fast_scratch_len();
         let layout = if packed && inline(stream) {
             fill_packed(info.as_flattened_mut(), bits, stream.table().freqs());
             Layout::Inline
-        } else if packed && got >= stream.fast_scratch_len() {
+        } else if packed && got >= fast {
             // The aligned middle of the caller's bytes holds every table's 2^bits entries.
             let (_, tables, _) = bytemuck::pod_align_to_mut::<u8, u32>(scratch);
-            let tables = tables.get_mut(..needed).ok_or(RansError::ScratchTooSmall {
-                needed: stream.fast_scratch_len(),
-                got,
-            })?;
+            let tables = tables
+                .get_mut(..needed)
+                .ok_or(RansError::ScratchTooSmall { needed: fast, got })?;
             for (table, t) in tables.chunks_exact_mut(m).zip(used) {
                 fill_packed(table, bits, t.freqs());
             }
