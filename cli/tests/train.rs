@@ -234,8 +234,13 @@ fn train_pack_score_resume_and_frontier() {
         .filter(|n| !n.starts_with("f32") && !n.contains("GPTQ") && !n.starts_with("budget"))
         .count();
     let budget = names.iter().filter(|n| n.starts_with("budget @ ")).count();
+    // ... and at every point of the field's envelope (all coders together).
+    let at_field = names
+        .iter()
+        .filter(|n| n.starts_with("budget @ field "))
+        .count();
     assert!(
-        fixed > 4 && versus.len() == fixed && budget == fixed,
+        fixed > 4 && at_field > 0 && versus.len() == budget && budget == fixed + at_field,
         "{out}"
     );
     for v in versus {
@@ -406,6 +411,49 @@ fn gptq_export_budget_pack_and_verify(data: &std::path::Path) {
     args.extend(calib_args);
     args.extend(["--budget", "3kB"]);
     assert!(final_error(&pcll(&args)).contains("budget"));
+
+    // `train --budget`: the finished run (resumed: no step left) exported through the budget
+    // packer; the trainer's own score of the weights it chose (bits and SDClip steps per
+    // tensor) must agree with the artifact's, and the artifact re-packs byte for byte.
+    let mut args = vec!["train", s(data), "-o", s(&run), "--steps", "8", "--resume"];
+    args.extend(TINY.iter().filter(|a| !["--val-windows", "8"].contains(a)));
+    args.extend([
+        "--calib-tokens",
+        "2048",
+        "--probe-tokens",
+        "1024",
+        "--budget",
+        budget.as_str(),
+    ]);
+    let out = ok(&pcll(&args));
+    assert!(
+        out.contains("pred. Δloss") && out.contains("measured"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(PCLL artifact, runtime)") && out.contains("budget "),
+        "{out}"
+    );
+    assert!(out.contains("byte for byte"), "{out}");
+    let sm = summary(&run);
+    assert_eq!(sm["budget"].as_u64(), Some(size * 9 / 10), "{sm}");
+    assert!(
+        sm["artifact_bytes"].as_u64().unwrap() <= size * 9 / 10,
+        "{sm}"
+    );
+    assert!(
+        sm["budget_predicted_dloss"].as_f64().unwrap().is_finite(),
+        "{sm}"
+    );
+    assert!(
+        sm["budget_measured_dloss"].as_f64().unwrap().is_finite(),
+        "{sm}"
+    );
+    let (art, ours) = (
+        sm["val_bpb_artifact"].as_f64().unwrap(),
+        sm["val_bpb_trainer_dequantized"].as_f64().unwrap(),
+    );
+    assert!((art - ours).abs() <= 1e-4, "{sm}");
 }
 
 #[test]

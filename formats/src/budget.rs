@@ -1,9 +1,12 @@
 //! Packing to a byte budget: choose codec and rate per tensor to minimize the predicted loss
 //! increase subject to `artifact bytes ≤ budget − reserve`.
 //!
-//! For every tensor the policy would code with `int`, each candidate (`int` at 2..=8 bits,
+//! For every tensor the policy would code with `int`, each candidate (`int` at 2..=8 bits under
+//! the pack's scale rule, `int` with SDClip steps on a geometric ladder ([`sdclip_ladder`]),
 //! GPTQ when calibrated, and raw f16) is quantized and entropy-coded for real, so its payload
-//! size is exact. Its loss increase is predicted as `α_t · ε_t(candidate)`, where `ε_t` is the
+//! size is exact. The SDClip candidates make the step a continuous rate knob per tensor (the
+//! step is a fraction of the row's spread, and the entropy coder makes unused levels free), so
+//! the allocation is not limited to trading whole bits. Its loss increase is predicted as `α_t · ε_t(candidate)`, where `ε_t` is the
 //! Hessian-weighted output error `Σ_r e_rᵀ H e_r` ([`output_error`]; plain `Σ e²` without a
 //! Hessian) and the tensor's sensitivity `α_t` is measured once: the caller's `probe` scores
 //! the model with only that tensor replaced by its `probe_bits` reconstruction, on a
@@ -22,6 +25,7 @@ use crate::pack::{
     quantize_tensor, Choice, PackOptions, PackReport, TensorPlan,
 };
 use crate::quant::gptq::{output_error, GptqContext, Hessians};
+use crate::quant::int::ScaleRule;
 use crate::safetensors_io::SourceModel;
 use crate::writer::{write_artifact_with, Layout, TensorRecord};
 use half::f16;
@@ -38,13 +42,74 @@ pub struct BudgetOptions {
     /// The rate at which each tensor's sensitivity is measured.
     pub probe_bits: u8,
     /// The candidates offered to every tensor.
-    pub candidates: Vec<TensorPlan>,
+    pub candidates: Vec<Offer>,
+}
+
+/// One candidate offered to every tensor: a plan, and for `int` the scale rule (`None`: the
+/// pack options' rule for the tensor).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Offer {
+    pub plan: TensorPlan,
+    pub rule: Option<ScaleRule>,
+}
+
+impl Offer {
+    /// `int4`, `int6 sdclip:14.88`, `f16`.
+    pub fn name(&self) -> String {
+        match self.rule {
+            Some(r) => format!("{} {}", self.plan.name(), r.name()),
+            None => self.plan.name(),
+        }
+    }
+}
+
+/// Steps of the SDClip candidates, as fractions of the row's standard deviation: a geometric
+/// ladder from about 5.3 bits per weight of entropy (a Gaussian row at step 0.08 σ) down to
+/// about 2 (step 1.1 σ), a third of a bit apart.
+pub const SDCLIP_STEPS: [f32; 10] = [0.08, 0.11, 0.15, 0.2, 0.27, 0.36, 0.48, 0.64, 0.85, 1.1];
+
+/// Rows are clipped no closer than this many standard deviations by the SDClip candidates
+/// (the records clip int6 matrices at 12.85).
+pub const SDCLIP_MIN_K: f32 = 12.0;
+
+/// The SDClip candidates: for each step `r` of [`SDCLIP_STEPS`] (as a fraction of the row's
+/// σ), the fewest bits `b ≤ 8` whose levels reach [`SDCLIP_MIN_K`] σ at that step, and
+/// `K = r · qmax(b)` (so the clip is `K σ` and the step `K σ / qmax = r σ`).
+pub fn sdclip_ladder() -> Vec<Offer> {
+    SDCLIP_STEPS
+        .iter()
+        .map(|&r| {
+            let bits = (2..=8u8)
+                .find(|&b| qmax(b) * r >= SDCLIP_MIN_K)
+                .unwrap_or(8);
+            // Two decimals, so the metadata spelling reads back to the same K.
+            let k = (qmax(bits) * r * 100.0).round() / 100.0;
+            Offer {
+                plan: TensorPlan::Int(bits),
+                rule: Some(ScaleRule::SdClip(k)),
+            }
+        })
+        .collect()
+}
+
+fn qmax(bits: u8) -> f32 {
+    f32::from((1u8 << (bits - 1)) - 1)
 }
 
 impl BudgetOptions {
+    /// `int` at 2..=8 bits under the pack's scale rule, the SDClip ladder, and raw f16.
     pub fn new(budget: u64, reserve: u64) -> BudgetOptions {
-        let mut candidates: Vec<TensorPlan> = (2..=8).map(TensorPlan::Int).collect();
-        candidates.push(TensorPlan::RawF16);
+        let mut candidates: Vec<Offer> = (2..=8)
+            .map(|b| Offer {
+                plan: TensorPlan::Int(b),
+                rule: None,
+            })
+            .collect();
+        candidates.extend(sdclip_ladder());
+        candidates.push(Offer {
+            plan: TensorPlan::RawF16,
+            rule: None,
+        });
         BudgetOptions {
             budget,
             reserve,
@@ -52,14 +117,25 @@ impl BudgetOptions {
             candidates,
         }
     }
+
+    /// Without the SDClip ladder: whole bit widths under the pack's scale rule only.
+    pub fn whole_bits(mut self) -> BudgetOptions {
+        self.candidates.retain(|o| o.rule.is_none());
+        self
+    }
 }
 
 /// One candidate of one tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     pub plan: TensorPlan,
+    /// The scale rule of an `int` candidate when it is not the pack options' own.
+    pub rule: Option<ScaleRule>,
     /// Payload bytes, exact.
     pub bytes: u64,
+    /// Metadata bytes the candidate adds: its `pcll.pack.scale_rules` entry when it has its
+    /// own rule (a `u32` length and `NAME=RULE`).
+    pub meta_bytes: u64,
     /// Hessian-weighted output error `ε` (or `Σ e²` without a Hessian).
     pub error: f64,
     /// Predicted loss increase, nats per token: `α · ε`.
@@ -89,6 +165,17 @@ impl TensorBudget {
     }
 }
 
+impl Candidate {
+    /// `int4`, `int6 sdclip:14.88`, `f16`.
+    pub fn name(&self) -> String {
+        Offer {
+            plan: self.plan,
+            rule: self.rule,
+        }
+        .name()
+    }
+}
+
 /// The allocation and the artifact that realizes it.
 #[derive(Debug, Clone)]
 pub struct BudgetReport {
@@ -110,15 +197,16 @@ fn f16_round(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| f16::from_f32(x).to_f32()).collect()
 }
 
-/// Payload bytes as the layout counts them: the payload (rounded up to its 64-byte alignment
-/// where `layout` aligns it: every payload in [`Layout::Aligned`], raw ones in
-/// [`Layout::Compact`]), plus the codec parameters in the table.
+/// Bytes as the layout counts them: the payload (rounded up to its 64-byte alignment where
+/// `layout` aligns it: every payload in [`Layout::Aligned`], raw ones in [`Layout::Compact`]),
+/// plus the codec parameters in the table, plus its metadata entry.
 fn cost(c: &Candidate, layout: Layout) -> u64 {
-    match c.plan {
-        TensorPlan::Int(_) if layout == Layout::Compact => c.bytes + 4,
-        TensorPlan::Int(_) => align_up(c.bytes) + 4,
-        TensorPlan::RawF16 => align_up(c.bytes),
-    }
+    c.meta_bytes
+        + match c.plan {
+            TensorPlan::Int(_) if layout == Layout::Compact => c.bytes + 4,
+            TensorPlan::Int(_) => align_up(c.bytes) + 4,
+            TensorPlan::RawF16 => align_up(c.bytes),
+        }
 }
 
 /// Packs `model` to fit `budget.budget − budget.reserve` bytes: [`measure`] then
@@ -197,7 +285,7 @@ pub fn measure<'m, E: From<FormatError>>(
         let mut cands = Vec::new();
         let mut bytes = Vec::new();
         let mut probe_at = None;
-        for &plan in &budget.candidates {
+        for &Offer { plan, rule } in &budget.candidates {
             let (rec, stored) = match plan {
                 TensorPlan::Int(b) => {
                     let (q, _) = quantize_tensor(
@@ -206,7 +294,7 @@ pub fn measure<'m, E: From<FormatError>>(
                         rows,
                         cols,
                         b,
-                        opts.scale_for(&t.name),
+                        rule.unwrap_or_else(|| opts.scale_for(&t.name)),
                         gptq.as_mut(),
                     );
                     let (params, payload, _) = int_coded(&q, &opts);
@@ -225,14 +313,19 @@ pub fn measure<'m, E: From<FormatError>>(
                 }
             };
             let error = error_of(&rec);
+            let meta_bytes = rule.map_or(0, |r| {
+                (4 + glob::Pattern::escape(&t.name).len() + 1 + r.name().len()) as u64
+            });
             cands.push(Candidate {
                 plan,
+                rule,
+                meta_bytes,
                 bytes: stored.2.len() as u64,
                 error,
                 predicted: 0.0,
             });
             bytes.push(stored);
-            if plan == TensorPlan::Int(budget.probe_bits) {
+            if plan == TensorPlan::Int(budget.probe_bits) && rule.is_none() {
                 probe_at = Some((rec, error));
             }
         }
@@ -327,7 +420,9 @@ impl Measured<'_> {
         )
     }
 
-    /// The pack options that realize `choice`.
+    /// The pack options that realize `choice`: the plan, and a scale rule for each tensor
+    /// whose candidate has its own (its escaped name as the pattern, ahead of the others so
+    /// it is the first match).
     fn options(&self, choice: &[usize]) -> PackOptions {
         let mut o = self.opts.clone();
         o.plan = self
@@ -336,6 +431,16 @@ impl Measured<'_> {
             .zip(choice)
             .map(|(t, &c)| (t.name.clone(), t.candidates[c].plan))
             .collect();
+        let own: Vec<(String, ScaleRule)> = self
+            .tensors
+            .iter()
+            .zip(choice)
+            .filter_map(|(t, &c)| {
+                let r = t.candidates[c].rule?;
+                Some((glob::Pattern::escape(&t.name), r))
+            })
+            .collect();
+        o.scale_rules.splice(0..0, own);
         o
     }
 

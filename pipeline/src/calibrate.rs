@@ -309,6 +309,11 @@ impl<'m> BudgetSearch<'m> {
         })
     }
 
+    /// The calibration every candidate was quantized against.
+    pub fn hessians(&self) -> &Hessians {
+        &self.hessians
+    }
+
     /// The best allocation within `budget − reserve` bytes, packed, with its loss on the
     /// probe slice measured to check the prediction.
     pub fn fit(&self, budget: u64, reserve: u64) -> Result<BudgetOutcome, PipelineError> {

@@ -426,15 +426,28 @@ fn calibrated_points(
     if let Some(note) = &search.cache_note {
         scorer.progress.println(note);
     }
+    // The budget packer at the bytes of every fixed scheme and of every point of the field's
+    // envelope (all coders together), so it meets the field across the field's own range.
+    let mut targets: Vec<(String, u64, f64)> = fixed
+        .iter()
+        .map(|p| (p.scheme.clone(), p.bytes, p.val_bpb))
+        .collect();
+    let all: Vec<(u64, f64)> = field.iter().map(|p| (p.bytes, p.val_bpb)).collect();
+    for (b, v) in envelope(&all) {
+        if let Some(p) = field.iter().find(|p| p.bytes == b && p.val_bpb == v) {
+            let name = format!("field {} k {}/{}", p.coder, p.k_matrix, p.k_embed);
+            targets.push((name, b, v));
+        }
+    }
     let mut versus = Vec::new();
-    for p in &fixed {
-        let out = search.fit(p.bytes + scorer.meta_bytes, 0)?;
+    for (scheme, bytes, val_bpb) in targets {
+        let out = search.fit(bytes + scorer.meta_bytes, 0)?;
         let (b, bpb, loss) = scorer.score(&out.report.pack.artifact)?;
-        points.push(scorer.point(format!("{BUDGET}{}", p.scheme), b, bpb, loss));
+        points.push(scorer.point(format!("{BUDGET}{scheme}"), b, bpb, loss));
         versus.push(Versus {
-            scheme: p.scheme.clone(),
-            bytes: p.bytes,
-            val_bpb: p.val_bpb,
+            scheme,
+            bytes,
+            val_bpb,
             budget_bytes: b,
             budget_val_bpb: bpb,
             predicted_dloss: out.report.predicted,

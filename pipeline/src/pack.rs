@@ -242,15 +242,15 @@ pub fn summary(source_bytes: usize, report: &PackReport) -> String {
 pub fn allocation_table(o: &BudgetOutcome) -> String {
     let r = &o.report;
     let mut s = format!(
-        "{:<28} {:>6} {:>7} {:>10} {:>12} {:>12}\n",
+        "{:<28} {:>18} {:>7} {:>10} {:>12} {:>12}\n",
         "tensor", "codec", "bits/w", "bytes", "probe Δloss", "pred. Δloss"
     );
     for t in &r.tensors {
         let c = t.choice();
         s += &format!(
-            "{:<28} {:>6} {:>7.3} {:>10} {:>12.2e} {:>12.2e}\n",
+            "{:<28} {:>18} {:>7.3} {:>10} {:>12.2e} {:>12.2e}\n",
             t.name,
-            c.plan.name(),
+            c.name(),
             c.bytes as f64 * 8.0 / t.numel.max(1) as f64,
             c.bytes,
             t.probe_delta,

@@ -177,6 +177,15 @@ pub struct Summary {
     /// How the tied embedding was stored (`same`: as every matrix), in the artifact and in
     /// the general-coder rows alike.
     pub tied_embedding: String,
+    /// `train --budget`: the artifact file budget the byte-budget packer fit (absent without).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<u64>,
+    /// `train --budget`: the packer's predicted and measured (probe slice) loss increase,
+    /// nats per token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_predicted_dloss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_measured_dloss: Option<f64>,
 }
 
 impl Summary {

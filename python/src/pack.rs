@@ -390,7 +390,7 @@ pub(crate) fn pack<'py>(
             d.set_item("norm", t.error.map(|e| e.norm))?;
             if let Some(b) = budgets.iter().find(|b| b.name == t.name) {
                 let c = b.choice();
-                d.set_item("plan", c.plan.name())?;
+                d.set_item("plan", c.name())?;
                 d.set_item("predicted", c.predicted)?;
                 d.set_item("sensitivity", b.sensitivity)?;
                 d.set_item("probe_delta", b.probe_delta)?;

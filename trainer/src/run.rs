@@ -15,15 +15,16 @@ use crate::{TrainConfig, TrainError, Trainer};
 use anyhow::{ensure, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use pcll_decoder::Artifact;
+use pcll_formats::budget::BudgetOptions;
 use pcll_formats::quant::gptq::GptqOptions;
 use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::PackOptions;
 use pcll_pipeline::baselines::model_bytes;
 use pcll_pipeline::baselines::Baseline;
-use pcll_pipeline::calibrate::{float_weights, hessians, CalibSpec, CalibTokens};
+use pcll_pipeline::calibrate::{float_weights, hessians, BudgetSearch, CalibSpec, CalibTokens};
 use pcll_pipeline::files::{folder_tokenizer, read, write_atomic};
 use pcll_pipeline::metadata::{artifact_metadata, SOURCE_SEQ_LEN};
-use pcll_pipeline::pack::pack_with_progress;
+use pcll_pipeline::pack::{allocation_table, pack_with_progress};
 use pcll_pipeline::progress::{bar, Progress};
 use pcll_pipeline::report::PG_INT8_PERCENTILE;
 use pcll_pipeline::run_folder::{
@@ -66,6 +67,12 @@ pub struct RunOptions {
     pub gptq: bool,
     /// Training tokens whose layer inputs make GPTQ's Hessians.
     pub calib_tokens: usize,
+    /// Export through the byte-budget packer so the artifact file fits this many bytes
+    /// (calibrated with GPTQ on the training shards, as `pack --budget --gptq`).
+    pub budget: Option<u64>,
+    /// Training tokens after the calibration tokens on which the budget packer measures each
+    /// tensor's effect on the loss.
+    pub probe_tokens: usize,
     /// The device's name, for the banner.
     pub device: String,
 }
@@ -202,13 +209,21 @@ pub fn train_on<B: AutodiffBackend>(a: &RunOptions, devices: Vec<B::Device>) -> 
         .map(|l| (l.step, f64::from(l.loss)))
         .collect();
     pcll_pipeline::chart::loss_curve(&train_curve, &val_curve, &run.join("loss.svg"))?;
-    let calib = a.gptq.then(|| CalibSpec {
+    let calib = (a.gptq || a.budget.is_some()).then(|| CalibSpec {
         pattern: train_glob.clone(),
         tokens: a.calib_tokens,
-        probe_tokens: 0,
+        probe_tokens: if a.budget.is_some() {
+            a.probe_tokens
+        } else {
+            0
+        },
         seq_len: cfg.seq_len,
     });
-    finish(run, &trainer, &codec, &val, &tables, windows, calib)
+    let export = Export {
+        calib,
+        budget: a.budget,
+    };
+    finish(run, &trainer, &codec, &val, &tables, windows, export)
 }
 
 /// Trains on every device at once (feature `collective`), from the checkpoint so that all
@@ -252,6 +267,12 @@ fn data_parallel<B: AutodiffBackend>(
     }
 }
 
+/// How a run's model is exported: calibrated (GPTQ) or not, to a byte budget or not.
+struct Export {
+    calib: Option<CalibSpec>,
+    budget: Option<u64>,
+}
+
 /// Export, verify and score a trained model.
 fn finish<B: AutodiffBackend>(
     run: &Path,
@@ -260,8 +281,9 @@ fn finish<B: AutodiffBackend>(
     val: &[u16],
     tables: &ByteTables,
     windows: Option<usize>,
-    calib: Option<CalibSpec>,
+    export: Export,
 ) -> Result<Summary> {
+    let Export { calib, budget } = export;
     let cfg = &trainer.config;
     let model = trainer.inference_model();
     let state = model.state_dict();
@@ -274,24 +296,60 @@ fn finish<B: AutodiffBackend>(
     std::fs::write(&st_path, source.to_safetensors()?)?;
     let mut opts = cfg.pack_options()?;
     opts.extra = artifact_metadata(&cfg.model()?, cfg.seq_len, codec)?;
-    let hessians = match &calib {
-        Some(spec) => {
-            println!("\n== calibrate on {} training tokens", spec.tokens);
+    // The baselines below round the run's own way, whatever the budget packer chose.
+    let run_opts = opts.clone();
+    let mut dloss = None;
+    let (report, hessians) = match (&calib, budget) {
+        (Some(spec), Some(bytes)) => {
+            println!(
+                "\n== budget packer: fit {} bytes, calibrated on {} training tokens, probed on {} more",
+                bytes, spec.tokens, spec.probe_tokens
+            );
             opts.gptq = Some(GptqOptions::default());
-            opts.calib = Some(spec.describe());
-            let tokens = CalibTokens::load(spec)?;
-            Some(hessians(
-                &float_weights(&source),
+            let pb = bar(0, "budget packer");
+            let search = BudgetSearch::new(
+                &source,
                 cfg.model()?,
-                &tokens.hessian,
-                spec.seq_len,
-                |_, _| {},
-            )?)
+                &opts,
+                spec,
+                &BudgetOptions::new(bytes, 0),
+                None,
+                |phase, done, total| {
+                    pb.set_message(format!("{phase} {done}/{total}"));
+                    pb.tick();
+                },
+            )?;
+            let out = search.fit(bytes, 0)?;
+            pb.finish_and_clear();
+            println!("{}", allocation_table(&out));
+            dloss = Some((out.report.predicted, out.measured()));
+            opts = out.report.options.clone();
+            (out.report.pack, Some(search.hessians().clone()))
         }
-        None => None,
+        (calib, _) => {
+            let hessians = match calib {
+                Some(spec) => {
+                    println!("\n== calibrate on {} training tokens", spec.tokens);
+                    opts.gptq = Some(GptqOptions::default());
+                    opts.calib = Some(spec.describe());
+                    let tokens = CalibTokens::load(spec)?;
+                    Some(hessians(
+                        &float_weights(&source),
+                        cfg.model()?,
+                        &tokens.hessian,
+                        spec.seq_len,
+                        |_, _| {},
+                    )?)
+                }
+                None => None,
+            };
+            println!("\n== pack -> {}", run.join("model.pcll").display());
+            (
+                pack_with_progress(&source, &opts, hessians.as_ref())?,
+                hessians,
+            )
+        }
     };
-    println!("\n== pack -> {}", run.join("model.pcll").display());
-    let report = pack_with_progress(&source, &opts, hessians.as_ref())?;
     let art_path = run.join("model.pcll");
     write_atomic(&art_path, &report.artifact)?;
     println!(
@@ -353,7 +411,7 @@ fn finish<B: AutodiffBackend>(
     let plain = PackOptions {
         gptq: None,
         calib: None,
-        ..opts.clone()
+        ..run_opts.clone()
     };
     let int8 = PackOptions {
         bits: 8,
@@ -369,7 +427,11 @@ fn finish<B: AutodiffBackend>(
         bits: 6,
         ..plain.clone()
     };
-    let val_bpb_int6 = if opts.bits == 6 && opts.scale == ScaleRule::MaxAbs && opts.gptq.is_none() {
+    let val_bpb_int6 = if budget.is_none()
+        && opts.bits == 6
+        && opts.scale == ScaleRule::MaxAbs
+        && opts.gptq.is_none()
+    {
         art_score.val_bpb
     } else {
         let m = model
@@ -411,10 +473,13 @@ fn finish<B: AutodiffBackend>(
         },
         val_bpb_int6,
         bits: opts.bits,
-        tied_embedding: match opts.plan.get(pcll_formats::pack::TIED_EMBEDDING) {
+        tied_embedding: match run_opts.plan.get(pcll_formats::pack::TIED_EMBEDDING) {
             Some(p) => p.name(),
             None => pcll_formats::pack::TiedEmbedding::Same.name(),
         },
+        budget,
+        budget_predicted_dloss: dloss.map(|d| d.0),
+        budget_measured_dloss: dloss.map(|d| d.1),
     };
     write_json(run, SUMMARY_JSON, &summary)?;
     Ok(summary)

@@ -338,9 +338,35 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
     let plans: std::collections::BTreeSet<_> = r.options.plan.values().collect();
     assert!(plans.len() > 1, "one rate for every tensor: {plans:?}");
     let art = Artifact::parse(&r.pack.artifact).unwrap();
-    assert_eq!(
-        PackOptions::from_metadata(art.metadata()).unwrap().plan,
-        r.options.plan
+    let recorded = PackOptions::from_metadata(art.metadata()).unwrap();
+    assert_eq!(recorded.plan, r.options.plan);
+    // Steps off the whole-bit grid: some tensor took an SDClip candidate, recorded as its own
+    // scale rule.
+    let own: Vec<_> = r.tensors.iter().filter_map(|t| t.choice().rule).collect();
+    assert!(!own.is_empty(), "no SDClip candidate chosen");
+    assert_eq!(recorded.scale_rules, r.options.scale_rules);
+    assert_eq!(recorded.scale_rules.len(), own.len());
+    // More candidates can only lower the predicted loss at the same budget.
+    let whole = pack_budget(
+        &src,
+        cfg,
+        &opts,
+        &spec,
+        &BudgetOptions::new(budget, 0).whole_bits(),
+        Some(&cache),
+        |_, _, _| {},
+    )
+    .unwrap();
+    assert!(whole
+        .report
+        .tensors
+        .iter()
+        .all(|t| t.choice().rule.is_none()));
+    assert!(
+        r.predicted <= whole.report.predicted,
+        "{} > {}",
+        r.predicted,
+        whole.report.predicted
     );
     let toks = CalibTokens::load(&spec).unwrap();
     let h = hessians(&float_weights(&src), cfg, &toks.hessian, 16, |_, _| {}).unwrap();

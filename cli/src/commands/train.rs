@@ -148,6 +148,15 @@ pub struct QuantArgs {
     /// Training tokens whose layer inputs make GPTQ's Hessians.
     #[arg(long, default_value_t = 32_768)]
     pub calib_tokens: usize,
+    /// Export through the byte-budget packer: fit the whole artifact file in this many bytes
+    /// (`16MB`, `15.5MiB`, `400kB`), choosing codec, bits and SDClip step per tensor, with GPTQ
+    /// calibrated on the first --calib-tokens training tokens (as `pack --budget --gptq`).
+    #[arg(long, value_parser = super::pack::parse_bytes)]
+    pub budget: Option<u64>,
+    /// Training tokens after the calibration tokens on which --budget measures each tensor's
+    /// effect on the loss.
+    #[arg(long, default_value_t = 16_384)]
+    pub probe_tokens: usize,
 }
 
 impl Args {
@@ -208,6 +217,8 @@ impl Args {
             eval_every: self.eval_every,
             gptq: q.gptq,
             calib_tokens: q.calib_tokens,
+            budget: q.budget,
+            probe_tokens: q.probe_tokens,
             device: self.device.clone(),
         }
     }
@@ -274,11 +285,11 @@ pub fn print_summary(s: &Summary) {
             "int6 + lrzip -z -L9 (ZPAQ)", "(not installed)"
         ),
     }
-    row(
-        &format!("int{} + rANS (PCLL artifact, runtime)", s.bits),
-        s.artifact_weights_bytes,
-        s.val_bpb_artifact,
-    );
+    let pcll = match s.budget {
+        Some(b) => format!("budget {} + rANS (PCLL artifact, runtime)", human(b)),
+        None => format!("int{} + rANS (PCLL artifact, runtime)", s.bits),
+    };
+    row(&pcll, s.artifact_weights_bytes, s.val_bpb_artifact);
     if s.tied_embedding != "same" {
         println!(
             "every quantized row above stores the tied embedding as {} (--tied-embedding)",
