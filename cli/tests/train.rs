@@ -239,8 +239,14 @@ fn train_pack_score_resume_and_frontier() {
         .iter()
         .filter(|n| n.starts_with("budget @ field "))
         .count();
+    // ... and below the field's smallest point, where the model fits at all.
+    let below = names
+        .iter()
+        .filter(|n| n.starts_with("budget @ ") && n.ends_with(" % of the field's smallest"))
+        .count();
+    assert!(below <= 4, "{out}");
     assert!(
-        fixed > 4 && at_field > 0 && versus.len() == budget && budget == fixed + at_field,
+        fixed > 4 && at_field > 0 && versus.len() == budget && budget == fixed + at_field + below,
         "{out}"
     );
     for v in versus {
@@ -273,6 +279,30 @@ fn train_pack_score_resume_and_frontier() {
                 && (r - v["bytes"].as_f64().unwrap() / v["field_bytes"].as_f64().unwrap()).abs()
                     < 1e-9
         );
+    }
+    // The other direction: field envelope points against PCLL's envelope, interpolated
+    // between PCLL's own points.
+    let pcll_bytes: Vec<u64> = json["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            let n = p["scheme"].as_str().unwrap();
+            n.contains("rANS") || n.starts_with("budget @ ")
+        })
+        .map(|p| p["bytes"].as_u64().unwrap())
+        .collect();
+    let (lo, hi) = (
+        *pcll_bytes.iter().min().unwrap() as f64,
+        *pcll_bytes.iter().max().unwrap() as f64,
+    );
+    for v in json["field_versus_pcll"].as_array().unwrap() {
+        let (b, p) = (
+            v["bytes"].as_f64().unwrap(),
+            v["pcll_bytes"].as_f64().unwrap(),
+        );
+        assert!((v["ratio"].as_f64().unwrap() - p / b).abs() < 1e-9, "{v}");
+        assert!(p >= lo && p <= hi, "{v}");
     }
     assert!(out.contains("the field's recipe, GPTQ + SDClip"), "{out}");
     assert!(std::fs::read_to_string(fr.join("frontier.svg"))

@@ -228,15 +228,54 @@ impl BudgetOutcome {
     }
 }
 
+/// Measures a tensor's own effect on the loss: the probe slice's mean NLL with only that
+/// tensor replaced, less the float model's.
+struct Prober<'a> {
+    weights: &'a Resident,
+    cfg: Config,
+    tokens: &'a [u16],
+    seq_len: usize,
+    base_loss: f64,
+}
+
+impl Prober<'_> {
+    /// The loss increase with `name` alone replaced by `w` (from `cache` when it has it).
+    fn delta(
+        &self,
+        cache: Option<&mut CalibCache>,
+        name: &str,
+        w: &[f32],
+    ) -> Result<f64, PipelineError> {
+        let run = || -> Result<f64, PipelineError> {
+            let overlay = Overlay {
+                base: self.weights,
+                replaced: BTreeMap::from([(name.to_string(), w.to_vec())]),
+            };
+            Ok(
+                mean_loss(&Model::new(self.cfg, overlay), self.tokens, self.seq_len)?
+                    - self.base_loss,
+            )
+        };
+        match cache {
+            Some(c) => c.probe(name, w, run),
+            None => run(),
+        }
+    }
+}
+
 /// A calibrated model with every candidate measured, ready to be fit to any number of
 /// budgets (`pcll frontier` fits several).
 pub struct BudgetSearch<'m> {
     cfg: Config,
+    /// The float model, for the refinement pass's probes.
+    weights: Resident,
     seq_len: usize,
     tokens: CalibTokens,
     hessians: Hessians,
     base_loss: f64,
     pub measured: Measured<'m>,
+    /// The calibration cache, which keeps the refinement's probes too.
+    cache: Option<CalibCache>,
     /// What a calibration cache reused, when one was given.
     pub cache_note: Option<String>,
 }
@@ -273,25 +312,19 @@ impl<'m> BudgetSearch<'m> {
         let mut opts = opts.clone();
         opts.calib = Some(spec.describe());
         let mut cache = cal.cache.take();
-        let probe = |name: &str, w: &[f32]| -> Result<f64, PipelineError> {
-            let run = || -> Result<f64, PipelineError> {
-                let overlay = Overlay {
-                    base: &weights,
-                    replaced: BTreeMap::from([(name.to_string(), w.to_vec())]),
-                };
-                Ok(mean_loss(&Model::new(cfg, overlay), &tokens.probe, spec.seq_len)? - base_loss)
-            };
-            match cache.as_mut() {
-                Some(c) => c.probe(name, w, run),
-                None => run(),
-            }
+        let prober = Prober {
+            weights: &weights,
+            cfg,
+            tokens: &tokens.probe,
+            seq_len: spec.seq_len,
+            base_loss,
         };
         let measured = measure(
             model,
             &opts,
             Some(&cal.hessians),
             budget,
-            probe,
+            |name: &str, w: &[f32]| prober.delta(cache.as_mut(), name, w),
             |d, n, _| progress("measuring", d, n),
         );
         // Whatever was measured before a failure is kept for the next try.
@@ -300,11 +333,13 @@ impl<'m> BudgetSearch<'m> {
         let measured = measured?;
         Ok(BudgetSearch {
             cfg,
+            weights,
             seq_len: spec.seq_len,
             tokens: cal.tokens,
             hessians: cal.hessians,
             base_loss,
             measured,
+            cache: cal.cache,
             cache_note,
         })
     }
@@ -314,12 +349,29 @@ impl<'m> BudgetSearch<'m> {
         &self.hessians
     }
 
-    /// The best allocation within `budget − reserve` bytes, packed, with its loss on the
+    /// The best allocation within `budget − reserve` bytes after the refinement pass
+    /// ([`Measured::fit_refined`]: every chosen candidate measured alone on the probe slice;
+    /// measurements are kept for the next fit), packed, with the whole artifact's loss on the
     /// probe slice measured to check the prediction.
-    pub fn fit(&self, budget: u64, reserve: u64) -> Result<BudgetOutcome, PipelineError> {
-        let report = self
-            .measured
-            .fit(budget.saturating_sub(reserve), Some(&self.hessians))?;
+    pub fn fit(&mut self, budget: u64, reserve: u64) -> Result<BudgetOutcome, PipelineError> {
+        let prober = Prober {
+            weights: &self.weights,
+            cfg: self.cfg,
+            tokens: &self.tokens.probe,
+            seq_len: self.seq_len,
+            base_loss: self.base_loss,
+        };
+        let cache = &mut self.cache;
+        let report = self.measured.fit_refined(
+            budget.saturating_sub(reserve),
+            Some(&self.hessians),
+            |name: &str, w: &[f32]| prober.delta(cache.as_mut(), name, w),
+        );
+        // The refinement's probes are kept for the next run, even after a failure.
+        if let Some(c) = self.cache.as_mut() {
+            c.save(&self.hessians)?;
+        }
+        let report = report?;
         let art =
             Artifact::parse(&report.pack.artifact).map_err(pcll_formats::FormatError::from)?;
         let packed = Resident::decode_all(&art)?;

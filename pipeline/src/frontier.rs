@@ -11,6 +11,7 @@
 use crate::baselines::model_bytes;
 use crate::baselines::Baseline;
 use crate::calibrate::{float_weights, BudgetSearch, CalibSpec, Calibration};
+use crate::error::PipelineError;
 use crate::chart::scatter_svg;
 use crate::field::{bytes_at, envelope, field_blob, field_coders, field_options};
 use crate::files::{optional_tokenizer, read};
@@ -24,7 +25,7 @@ use pcll_formats::budget::BudgetOptions;
 use pcll_formats::pack_calibrated;
 use pcll_formats::quant::gptq::GptqOptions;
 use pcll_formats::quant::int::ScaleRule;
-use pcll_formats::{pack, PackOptions, SourceModel};
+use pcll_formats::{pack, FormatError, PackOptions, SourceModel};
 use pcll_runtime::shard::load_tokens;
 use pcll_runtime::{ByteTables, Config, Model, Resident};
 use serde::Serialize;
@@ -68,6 +69,9 @@ pub struct Frontier {
     pub field_envelope: Vec<FieldPoint>,
     /// Every PCLL point beside the best field envelope (over all coders) at its val_bpb.
     pub versus_field: Vec<VersusField>,
+    /// Every point of the field's per-coder envelopes against PCLL's envelope (where PCLL's
+    /// rows reach its val_bpb).
+    pub field_versus_pcll: Vec<FieldVersusPcll>,
     /// Weights of the model.
     #[serde(skip)]
     pub weights: u64,
@@ -112,6 +116,22 @@ pub struct VersusField {
     pub field_bytes: f64,
     pub field_coder: String,
     /// `bytes / field_bytes`: below 1, PCLL is smaller at equal val_bpb.
+    pub ratio: f64,
+}
+
+/// A point of the field's envelope against PCLL's envelope (every rANS and budget row) at
+/// the same val_bpb: the other direction of [`VersusField`], which also covers field points
+/// whose val_bpb only PCLL's budget rows reach.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldVersusPcll {
+    pub coder: String,
+    pub k_matrix: f32,
+    pub k_embed: f32,
+    pub bytes: u64,
+    pub val_bpb: f64,
+    /// PCLL's envelope's bytes at this val_bpb (interpolated).
+    pub pcll_bytes: f64,
+    /// `pcll_bytes / bytes`: below 1, PCLL is smaller at equal val_bpb.
     pub ratio: f64,
 }
 
@@ -254,6 +274,7 @@ pub fn frontier(run: &Path, a: &FrontierOptions) -> Result<Frontier> {
         (versus, field) = calibrated_points(a, &data, &cfg.model, &base, &scorer, &mut points)?;
     }
     let (field_envelope, versus_field) = compare_with_field(&points, &field);
+    let field_versus_pcll = field_against_pcll(&points, &field_envelope);
     scorer.progress.finish_and_clear();
     let val_windows = scorer.val.len().saturating_sub(1) / scorer.seq_len;
     Ok(Frontier {
@@ -265,6 +286,7 @@ pub fn frontier(run: &Path, a: &FrontierOptions) -> Result<Frontier> {
         field,
         field_envelope,
         versus_field,
+        field_versus_pcll,
         weights: scorer.weights,
         meta_bytes: scorer.meta_bytes,
     })
@@ -323,6 +345,9 @@ impl Frontier {
     }
 }
 
+/// Budgets below the field's smallest envelope point, in percent of its bytes.
+const BELOW_FIELD: [u64; 4] = [60, 70, 80, 90];
+
 /// How the budget packer's rows are named: `budget @ <the scheme whose bytes it was given>`.
 const BUDGET: &str = "budget @ ";
 
@@ -334,8 +359,11 @@ pub struct Versus {
     pub val_bpb: f64,
     pub budget_bytes: u64,
     pub budget_val_bpb: f64,
-    /// The budget packer's predicted and measured loss increase on the probe slice.
+    /// The budget packer's predicted and measured loss increase on the probe slice
+    /// (predicted: its tensors' own measured effects, summed; `modelled_dloss`: the curvature
+    /// model `Σ α ε` alone, before any candidate was measured).
     pub predicted_dloss: f64,
+    pub modelled_dloss: f64,
     pub measured_dloss: f64,
 }
 
@@ -409,7 +437,7 @@ fn calibrated_points(
         let (b, bpb, loss) = scorer.score(&packed.artifact)?;
         points.push(scorer.point(format!("int{bits} mse + GPTQ + rANS"), b, bpb, loss));
     }
-    let search = BudgetSearch::new(
+    let mut search = BudgetSearch::new(
         &scorer.source,
         model_cfg,
         &scorer.with_meta(&gptq),
@@ -433,15 +461,31 @@ fn calibrated_points(
         .map(|p| (p.scheme.clone(), p.bytes, p.val_bpb))
         .collect();
     let all: Vec<(u64, f64)> = field.iter().map(|p| (p.bytes, p.val_bpb)).collect();
-    for (b, v) in envelope(&all) {
+    let field_env = envelope(&all);
+    for &(b, v) in &field_env {
         if let Some(p) = field.iter().find(|p| p.bytes == b && p.val_bpb == v) {
             let name = format!("field {} k {}/{}", p.coder, p.k_matrix, p.k_embed);
             targets.push((name, b, v));
         }
     }
+    // And below the field's smallest point, so that PCLL's envelope reaches the val_bpb of
+    // every field point (no reference val_bpb there: NaN).
+    if let Some(&(smallest, _)) = field_env.first() {
+        for pct in BELOW_FIELD {
+            let name = format!("{pct} % of the field's smallest");
+            targets.push((name, smallest * pct / 100, f64::NAN));
+        }
+    }
     let mut versus = Vec::new();
     for (scheme, bytes, val_bpb) in targets {
-        let out = search.fit(bytes + scorer.meta_bytes, 0)?;
+        let out = match search.fit(bytes + scorer.meta_bytes, 0) {
+            Ok(out) => out,
+            // Below the field's smallest point the model may not fit at all.
+            Err(PipelineError::Format(FormatError::OverBudget { .. })) if val_bpb.is_nan() => {
+                continue
+            }
+            Err(e) => return Err(e.into()),
+        };
         let (b, bpb, loss) = scorer.score(&out.report.pack.artifact)?;
         points.push(scorer.point(format!("{BUDGET}{scheme}"), b, bpb, loss));
         versus.push(Versus {
@@ -451,10 +495,37 @@ fn calibrated_points(
             budget_bytes: b,
             budget_val_bpb: bpb,
             predicted_dloss: out.report.predicted,
+            modelled_dloss: out.report.modelled,
             measured_dloss: out.measured(),
         });
     }
     Ok((versus, field))
+}
+
+/// Every point of `field_envelope` against the envelope of PCLL's rANS and budget rows at
+/// its val_bpb (points outside PCLL's val_bpb range are left out).
+fn field_against_pcll(points: &[Point], field_envelope: &[FieldPoint]) -> Vec<FieldVersusPcll> {
+    let pcll: Vec<(u64, f64)> = points
+        .iter()
+        .filter(|p| p.scheme.contains("rANS") || p.scheme.starts_with(BUDGET))
+        .map(|p| (p.bytes, p.val_bpb))
+        .collect();
+    let env = envelope(&pcll);
+    field_envelope
+        .iter()
+        .filter_map(|f| {
+            let pcll_bytes = bytes_at(&env, f.val_bpb)?;
+            Some(FieldVersusPcll {
+                coder: f.coder.clone(),
+                k_matrix: f.k_matrix,
+                k_embed: f.k_embed,
+                bytes: f.bytes,
+                val_bpb: f.val_bpb,
+                pcll_bytes,
+                ratio: pcll_bytes / f.bytes as f64,
+            })
+        })
+        .collect()
 }
 
 /// The field's envelope per coder, and every PCLL rANS point against the best of them at its

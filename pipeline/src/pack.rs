@@ -242,26 +242,31 @@ pub fn summary(source_bytes: usize, report: &PackReport) -> String {
 pub fn allocation_table(o: &BudgetOutcome) -> String {
     let r = &o.report;
     let mut s = format!(
-        "{:<28} {:>18} {:>7} {:>10} {:>12} {:>12}\n",
-        "tensor", "codec", "bits/w", "bytes", "probe Δloss", "pred. Δloss"
+        "{:<28} {:>18} {:>7} {:>10} {:>12} {:>12} {:>12}\n",
+        "tensor", "codec", "bits/w", "bytes", "probe Δloss", "model Δloss", "pred. Δloss"
     );
     for t in &r.tensors {
         let c = t.choice();
         s += &format!(
-            "{:<28} {:>18} {:>7.3} {:>10} {:>12.2e} {:>12.2e}\n",
+            "{:<28} {:>18} {:>7.3} {:>10} {:>12.2e} {:>12.2e} {:>12.2e}\n",
             t.name,
             c.name(),
             c.bytes as f64 * 8.0 / t.numel.max(1) as f64,
             c.bytes,
             t.probe_delta,
-            c.predicted
+            c.predicted,
+            c.loss()
         );
     }
     s += &format!(
-        "artifact {} of {} allowed; loss +{:.5} nats/token predicted, +{:.5} measured ({:.4} → {:.4} on the probe slice)",
+        "(model: the curvature model α·ε; pred.: the tensor's own measured Δloss at its choice)\n\
+         artifact {} of {} allowed; loss +{:.5} nats/token predicted ({:+.5} of it from tensors \
+         stored f16; the model alone: +{:.5}), +{:.5} measured ({:.4} → {:.4} on the probe slice)",
         r.pack.artifact.len(),
         r.target,
         r.predicted,
+        r.fixed,
+        r.modelled,
         o.measured(),
         o.base_loss,
         o.packed_loss

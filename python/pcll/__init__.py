@@ -139,7 +139,10 @@ class TensorReport:
     plan: Optional[str] = None
     """What the budget packer chose (`int2`..`int8`, `f16`), with `budget=`."""
     predicted: Optional[float] = None
-    """The budget packer's predicted loss increase for this tensor's choice."""
+    """The budget packer's predicted loss increase for this tensor's choice: `loss_fn` measured
+    with only this tensor replaced by it (the refinement pass measures every chosen candidate)."""
+    modelled: Optional[float] = None
+    """The same from the error model alone (`sensitivity × ε`), before measuring."""
     sensitivity: Optional[float] = None
 
 
@@ -149,7 +152,10 @@ class PackReport:
     bytes: int
     tensors: list = field(default_factory=list)
     predicted: Optional[float] = None
-    """Sum of the predicted loss increases (with `budget=`)."""
+    """Sum of the predicted loss increases, `fixed` included (with `budget=`)."""
+    fixed: Optional[float] = None
+    """The part of `predicted` from tensors the budget does not choose for (small ones rounded
+    to f16), each measured alone (with `budget=`)."""
     base_loss: Optional[float] = None
     """`loss_fn` of the given state dict (with `loss_fn=`)."""
     packed_loss: Optional[float] = None
@@ -341,11 +347,11 @@ def pack(state_dict, path, *, codecs=None, bits=6, scale="maxabs", budget=None, 
             trial[name] = _like(state_dict[name], arr)
             return float(loss_fn(trial)) - base
 
-    data, rows, predicted = _native_call(
+    data, rows, predicted, fixed = _native_call(
         _native.pack, tensors, options, meta, _hessians(hessians), budget_arg, probe,
         {str(k): float(v) for k, v in (sensitivity or {}).items()})
     _write_atomic(path, data)
-    report = PackReport(path=str(path), bytes=len(data), predicted=predicted, base_loss=base)
+    report = PackReport(path=str(path), bytes=len(data), predicted=predicted, fixed=fixed, base_loss=base)
     for r in rows:
         numel = int(np.prod(r["shape"])) if r["shape"] else 1
         report.tensors.append(TensorReport(
@@ -353,7 +359,8 @@ def pack(state_dict, path, *, codecs=None, bits=6, scale="maxabs", budget=None, 
             codec=f"int{r['bits']}" if r["codec"] == "int" else r["codec"],
             bits=r["bits"], gptq=r["gptq"], bits_per_weight=r["bytes"] * 8 / max(numel, 1),
             relative_error=(r["squared_error"] / r["norm"]) if r["norm"] else None,
-            plan=r.get("plan"), predicted=r.get("predicted"), sensitivity=r.get("sensitivity")))
+            plan=r.get("plan"), predicted=r.get("predicted"), modelled=r.get("modelled"),
+            sensitivity=r.get("sensitivity")))
     if loss_fn is not None:
         packed = load(data)
         trial = {name: _like(state_dict[name], np.asarray(packed[name], dtype="<f4"))

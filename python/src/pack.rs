@@ -270,7 +270,8 @@ impl From<PackErr> for PyErr {
 /// keywords). With `budget = (bytes, reserve)` the budget packer chooses each tensor's rate:
 /// `probe(name, f32 bytes) -> Δloss` measures a tensor's sensitivity when given, else the
 /// sensitivity is `weights.get(name, 1.0)` per unit of (Hessian-weighted) squared error.
-/// Returns `(artifact bytes, [per-tensor report dict], predicted Δloss or None)`.
+/// Returns `(artifact bytes, [per-tensor report dict], predicted Δloss or None, the part of it
+/// from the tensors the budget does not choose for or None)`.
 #[pyfunction]
 #[pyo3(signature = (tensors, options, metadata, hessians, budget, probe, weights))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
@@ -283,7 +284,12 @@ pub(crate) fn pack<'py>(
     budget: Option<(u64, u64)>,
     probe: Option<Bound<'py, PyAny>>,
     weights: BTreeMap<String, f64>,
-) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyList>, Option<f64>)> {
+) -> PyResult<(
+    Bound<'py, PyBytes>,
+    Bound<'py, PyList>,
+    Option<f64>,
+    Option<f64>,
+)> {
     let model = source_model(tensors, BTreeMap::new())?;
     let h = self::hessians(hessians)?;
     if let Some(h) = &h {
@@ -371,7 +377,7 @@ pub(crate) fn pack<'py>(
                     })
                     .map_err(format_err)?,
             };
-            let predicted = r.predicted;
+            let predicted = (r.predicted, r.fixed);
             (r.pack.artifact, r.pack.tensors, r.tensors, Some(predicted))
         }
     };
@@ -391,7 +397,8 @@ pub(crate) fn pack<'py>(
             if let Some(b) = budgets.iter().find(|b| b.name == t.name) {
                 let c = b.choice();
                 d.set_item("plan", c.name())?;
-                d.set_item("predicted", c.predicted)?;
+                d.set_item("predicted", c.loss())?;
+                d.set_item("modelled", c.predicted)?;
                 d.set_item("sensitivity", b.sensitivity)?;
                 d.set_item("probe_delta", b.probe_delta)?;
             }
@@ -401,7 +408,8 @@ pub(crate) fn pack<'py>(
     Ok((
         PyBytes::new(py, &artifact),
         PyList::new(py, items)?,
-        predicted,
+        predicted.map(|p| p.0),
+        predicted.map(|p| p.1),
     ))
 }
 

@@ -285,11 +285,12 @@ class Budget(Tmp):
         self.assertAlmostEqual(r.packed_loss, model.loss(pcll.load(self.dir / "budget.pcll")), places=9)
         chosen = [t for t in r.tensors if t.plan]
         self.assertEqual(len(chosen), 3)
-        self.assertAlmostEqual(sum(t.predicted for t in chosen), r.predicted, places=12)
-        # The prediction is of the right size (a sum of per-tensor quadratic estimates, each
-        # calibrated by two loss_fn probes); how it compares with uniform GPTQ int4 is reported.
-        self.assertGreater(r.predicted, r.measured / 4)
-        self.assertLess(r.predicted, r.measured * 4)
+        self.assertAlmostEqual(sum(t.predicted for t in chosen) + r.fixed, r.predicted, places=12)
+        # The prediction is each chosen tensor's own measured effect (the refinement pass),
+        # summed: within 1.5x of the whole artifact's; how it compares with uniform GPTQ int4
+        # is reported.
+        self.assertGreater(r.predicted, r.measured / 1.5)
+        self.assertLess(r.predicted, r.measured * 1.5)
         int4 = model.loss(pcll.load(self.dir / "int4.pcll")) - r.base_loss
         print(f"\ntrained MLP, GPTQ: int4 {fixed.bytes} B dloss {int4:.5f}; budget packer {r.bytes} B dloss "
               f"{r.measured:.5f} (predicted {r.predicted:.5f}), {[t.plan for t in chosen]}")

@@ -307,7 +307,7 @@ fn finish<B: AutodiffBackend>(
             );
             opts.gptq = Some(GptqOptions::default());
             let pb = bar(0, "budget packer");
-            let search = BudgetSearch::new(
+            let mut search = BudgetSearch::new(
                 &source,
                 cfg.model()?,
                 &opts,

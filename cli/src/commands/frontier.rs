@@ -107,21 +107,35 @@ fn print_table(f: &Frontier) {
             "\nbyte-budget packer at each scheme's bytes (Δloss on the calibration probe slice):"
         );
         println!(
-            "{:<44} {:>11} {:>9} {:>11} {:>9} {:>10} {:>10}",
-            "scheme", "bytes", "val_bpb", "budget", "val_bpb", "pred Δ", "meas Δ"
+            "{:<44} {:>11} {:>9} {:>11} {:>9} {:>10} {:>10} {:>10} {:>9}",
+            "scheme",
+            "bytes",
+            "val_bpb",
+            "budget",
+            "val_bpb",
+            "model Δ",
+            "pred Δ",
+            "meas Δ",
+            "meas/pred"
         );
         for v in &f.budget_versus_fixed {
             println!(
-                "{:<44} {:>11} {:>9.4} {:>11} {:>9.4} {:>10.5} {:>10.5}",
+                "{:<44} {:>11} {:>9.4} {:>11} {:>9.4} {:>10.5} {:>10.5} {:>10.5} {:>9.2}",
                 v.scheme,
                 human(v.bytes),
                 v.val_bpb,
                 human(v.budget_bytes),
                 v.budget_val_bpb,
+                v.modelled_dloss,
                 v.predicted_dloss,
-                v.measured_dloss
+                v.measured_dloss,
+                v.measured_dloss / v.predicted_dloss
             );
         }
+        println!(
+            "(model Δ: the curvature model Σ α·ε alone; pred Δ: each chosen tensor's own \
+             measured Δ, summed, with the f16 tensors'; meas Δ: the whole artifact)"
+        );
     }
     if !f.field_envelope.is_empty() {
         println!(
@@ -157,6 +171,26 @@ fn print_table(f: &Frontier) {
                 v.val_bpb,
                 human(v.field_bytes as u64),
                 v.field_coder,
+                v.ratio
+            );
+        }
+    }
+    if !f.field_versus_pcll.is_empty() {
+        println!(
+            "
+the field's envelope against PCLL's (every rANS and budget row) at the same val_bpb:"
+        );
+        println!(
+            "{:<44} {:>11} {:>9} {:>11} {:>7}",
+            "coder (k matrix / k embedding)", "bytes", "val_bpb", "PCLL", "ratio"
+        );
+        for v in &f.field_versus_pcll {
+            println!(
+                "{:<44} {:>11} {:>9.4} {:>11} {:>7.3}",
+                format!("{} (k {} / {})", v.coder, v.k_matrix, v.k_embed),
+                human(v.bytes),
+                v.val_bpb,
+                human(v.pcll_bytes as u64),
                 v.ratio
             );
         }
