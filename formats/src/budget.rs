@@ -492,16 +492,27 @@ impl Measured<'_> {
         self.report(&choice, target, hessians)
     }
 
-    /// [`Measured::fit`] with the refinement pass: allocate, measure each chosen candidate
-    /// not measured yet (`probe(name, weights)` as in [`measure`]), and allocate again, until
-    /// every chosen candidate is measured (or [`MAX_REFINE_ROUNDS`]). Measurements are kept,
-    /// so fitting several budgets measures each candidate once.
+    /// [`Measured::fit`] after [`Measured::refine`] at `target`.
     pub fn fit_refined<E: From<FormatError>>(
         &mut self,
         target: u64,
         hessians: Option<&Hessians>,
-        mut probe: impl FnMut(&str, &[f32]) -> Result<f64, E>,
+        probe: impl FnMut(&str, &[f32]) -> Result<f64, E>,
     ) -> Result<BudgetReport, E> {
+        self.refine(target, probe)?;
+        Ok(self.fit(target, hessians)?)
+    }
+
+    /// The refinement pass at `target`: allocate, measure each chosen candidate not measured
+    /// yet (`probe(name, weights)` as in [`measure`]), and allocate again, until every chosen
+    /// candidate is measured (or [`MAX_REFINE_ROUNDS`]). Measurements are kept, so refining
+    /// several budgets measures each candidate once. Returns how many it measured.
+    pub fn refine<E: From<FormatError>>(
+        &mut self,
+        target: u64,
+        mut probe: impl FnMut(&str, &[f32]) -> Result<f64, E>,
+    ) -> Result<usize, E> {
+        let mut probed = 0;
         for _ in 0..MAX_REFINE_ROUNDS {
             let choice = self.allocation(target)?;
             let missing: Vec<(usize, usize)> = choice
@@ -511,16 +522,39 @@ impl Measured<'_> {
                 .map(|(k, &c)| (k, c))
                 .collect();
             if missing.is_empty() {
-                return Ok(self.report(&choice, target, hessians)?);
+                break;
             }
             for (k, c) in missing {
                 let w = reconstruct(&self.record(k, c))?;
                 let d = probe(&self.tensors[k].name, &w)?;
                 self.tensors[k].candidates[c].measured = Some(d);
+                probed += 1;
             }
         }
-        let choice = self.allocation(target)?;
-        Ok(self.report(&choice, target, hessians)?)
+        Ok(probed)
+    }
+
+    /// [`Measured::refine`] at every budget of `targets` in turn, again and again until a
+    /// whole sweep measures nothing new: then every budget's allocation is the best under the
+    /// same measurements, so the predicted loss can only fall as the budget grows (up to the
+    /// allocation's rounding). Budgets the model cannot fit are skipped.
+    pub fn refine_all<E: From<FormatError>>(
+        &mut self,
+        targets: &[u64],
+        mut probe: impl FnMut(&str, &[f32]) -> Result<f64, E>,
+    ) -> Result<(), E> {
+        for _ in 0..MAX_REFINE_ROUNDS {
+            let mut probed = 0;
+            for &t in targets {
+                if self.allocation(t).is_ok() {
+                    probed += self.refine(t, &mut probe)?;
+                }
+            }
+            if probed == 0 {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Candidate `c` of budget tensor `k` as the artifact stores it.

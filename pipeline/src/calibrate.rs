@@ -344,6 +344,28 @@ impl<'m> BudgetSearch<'m> {
         })
     }
 
+    /// The refinement pass over all of `targets` (bytes each allocation must fit) until none
+    /// measures anything new ([`Measured::refine_all`]): fitting them afterwards gives
+    /// allocations that agree with each other (the predicted loss falls as the budget grows).
+    pub fn refine_all(&mut self, targets: &[u64]) -> Result<(), PipelineError> {
+        let prober = Prober {
+            weights: &self.weights,
+            cfg: self.cfg,
+            tokens: &self.tokens.probe,
+            seq_len: self.seq_len,
+            base_loss: self.base_loss,
+        };
+        let cache = &mut self.cache;
+        let refined = self.measured.refine_all(targets, |name: &str, w: &[f32]| {
+            prober.delta(cache.as_mut(), name, w)
+        });
+        // The refinement's probes are kept for the next run, even after a failure.
+        if let Some(c) = self.cache.as_mut() {
+            c.save(&self.hessians)?;
+        }
+        refined
+    }
+
     /// The calibration every candidate was quantized against.
     pub fn hessians(&self) -> &Hessians {
         &self.hessians
@@ -354,24 +376,9 @@ impl<'m> BudgetSearch<'m> {
     /// measurements are kept for the next fit), packed, with the whole artifact's loss on the
     /// probe slice measured to check the prediction.
     pub fn fit(&mut self, budget: u64, reserve: u64) -> Result<BudgetOutcome, PipelineError> {
-        let prober = Prober {
-            weights: &self.weights,
-            cfg: self.cfg,
-            tokens: &self.tokens.probe,
-            seq_len: self.seq_len,
-            base_loss: self.base_loss,
-        };
-        let cache = &mut self.cache;
-        let report = self.measured.fit_refined(
-            budget.saturating_sub(reserve),
-            Some(&self.hessians),
-            |name: &str, w: &[f32]| prober.delta(cache.as_mut(), name, w),
-        );
-        // The refinement's probes are kept for the next run, even after a failure.
-        if let Some(c) = self.cache.as_mut() {
-            c.save(&self.hessians)?;
-        }
-        let report = report?;
+        let target = budget.saturating_sub(reserve);
+        self.refine_all(&[target])?;
+        let report = self.measured.fit(target, Some(&self.hessians))?;
         let art =
             Artifact::parse(&report.pack.artifact).map_err(pcll_formats::FormatError::from)?;
         let packed = Resident::decode_all(&art)?;

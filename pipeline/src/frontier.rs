@@ -11,8 +11,8 @@
 use crate::baselines::model_bytes;
 use crate::baselines::Baseline;
 use crate::calibrate::{float_weights, BudgetSearch, CalibSpec, Calibration};
-use crate::error::PipelineError;
 use crate::chart::scatter_svg;
+use crate::error::PipelineError;
 use crate::field::{bytes_at, envelope, field_blob, field_coders, field_options};
 use crate::files::{optional_tokenizer, read};
 use crate::metadata::artifact_metadata;
@@ -476,6 +476,12 @@ fn calibrated_points(
             targets.push((name, smallest * pct / 100, f64::NAN));
         }
     }
+    // Refine every budget together first, so all allocations rest on the same measurements.
+    let all: Vec<u64> = targets.iter().map(|t| t.1 + scorer.meta_bytes).collect();
+    scorer
+        .progress
+        .set_message("budget packer: measuring the chosen candidates of every budget");
+    search.refine_all(&all)?;
     let mut versus = Vec::new();
     for (scheme, bytes, val_bpb) in targets {
         let out = match search.fit(bytes + scorer.meta_bytes, 0) {

@@ -7,9 +7,9 @@ use pcll_decoder::Artifact;
 use pcll_formats::budget::BudgetOptions;
 use pcll_formats::quant::gptq::{output_error, GptqOptions};
 use pcll_formats::quant::int::{quantize_with, ScaleRule};
-use pcll_formats::{pack, pack_calibrated, PackOptions, SourceModel};
+use pcll_formats::{pack, pack_calibrated, FormatError, PackOptions, SourceModel};
 use pcll_pipeline::calibrate::{
-    float_weights, hessians, pack_budget, pack_gptq, CalibSpec, CalibTokens,
+    float_weights, hessians, pack_budget, pack_gptq, BudgetSearch, CalibSpec, CalibTokens,
 };
 use pcll_pipeline::run_folder::ExportSettings;
 use pcll_runtime::calib::{calibrate, mean_loss};
@@ -409,6 +409,48 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
         out.measured(),
         r.modelled
     );
+
+    // Refined together, allocations at growing budgets predict less and less loss, and each
+    // prediction still matches its own measurement.
+    let mut search = BudgetSearch::new(
+        &src,
+        cfg,
+        &opts,
+        &spec,
+        &BudgetOptions::new(budget, 0),
+        Some(&cache),
+        |_, _, _| {},
+    )
+    .unwrap();
+    let budgets = [
+        budget * 88 / 100,
+        budget * 92 / 100,
+        budget * 96 / 100,
+        budget,
+    ];
+    search.refine_all(&budgets).unwrap();
+    // A fixed point: no budget's allocation has an unmeasured choice left.
+    for b in budgets {
+        let n = search
+            .measured
+            .refine(b, |name: &str, _: &[f32]| -> Result<f64, FormatError> {
+                panic!("{name} measured again at {b}")
+            })
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+    // Fitted largest first: without refining them together, the largest would be allocated
+    // before the smaller budgets' measurements existed.
+    let mut last = f64::NEG_INFINITY;
+    for &b in budgets.iter().rev() {
+        let o = search.fit(b, 0).unwrap();
+        assert!(
+            o.report.predicted >= last - 1e-12,
+            "{b}: {} < {last}",
+            o.report.predicted
+        );
+        last = o.report.predicted;
+    }
 
     // A budget below the smallest allocation is a typed error.
     let tiny = pack_budget(
