@@ -344,9 +344,9 @@ impl<'m> BudgetSearch<'m> {
         })
     }
 
-    /// The refinement pass over all of `targets` (bytes each allocation must fit) until none
-    /// measures anything new ([`Measured::refine_all`]): fitting them afterwards gives
-    /// allocations that agree with each other (the predicted loss falls as the budget grows).
+    /// The measuring pass at every one of `targets` (bytes each allocation must fit;
+    /// [`Measured::refine_all`]): each chosen candidate measured alone on the probe slice, so
+    /// fitting them afterwards predicts from measurements.
     pub fn refine_all(&mut self, targets: &[u64]) -> Result<(), PipelineError> {
         let prober = Prober {
             weights: &self.weights,
@@ -359,11 +359,11 @@ impl<'m> BudgetSearch<'m> {
         let refined = self.measured.refine_all(targets, |name: &str, w: &[f32]| {
             prober.delta(cache.as_mut(), name, w)
         });
-        // The refinement's probes are kept for the next run, even after a failure.
+        // The measuring pass's probes are kept for the next run, even after a failure.
         if let Some(c) = self.cache.as_mut() {
             c.save(&self.hessians)?;
         }
-        refined
+        refined.map(|_| ())
     }
 
     /// The calibration every candidate was quantized against.
@@ -371,10 +371,10 @@ impl<'m> BudgetSearch<'m> {
         &self.hessians
     }
 
-    /// The best allocation within `budget − reserve` bytes after the refinement pass
-    /// ([`Measured::fit_refined`]: every chosen candidate measured alone on the probe slice;
-    /// measurements are kept for the next fit), packed, with the whole artifact's loss on the
-    /// probe slice measured to check the prediction.
+    /// The best allocation within `budget − reserve` bytes by the model, with every chosen
+    /// candidate measured alone on the probe slice for the prediction (measurements are kept
+    /// for the next fit), packed, with the whole artifact's loss on the probe slice measured
+    /// to check the prediction.
     pub fn fit(&mut self, budget: u64, reserve: u64) -> Result<BudgetOutcome, PipelineError> {
         let target = budget.saturating_sub(reserve);
         self.refine_all(&[target])?;

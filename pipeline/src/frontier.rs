@@ -442,7 +442,7 @@ fn calibrated_points(
         model_cfg,
         &scorer.with_meta(&gptq),
         &spec,
-        &BudgetOptions::new(0, 0),
+        &BudgetOptions::new(0, 0).hessian_weighted(),
         a.calib_cache.as_deref(),
         |phase, done, total| {
             scorer
@@ -476,12 +476,6 @@ fn calibrated_points(
             targets.push((name, smallest * pct / 100, f64::NAN));
         }
     }
-    // Refine every budget together first, so all allocations rest on the same measurements.
-    let all: Vec<u64> = targets.iter().map(|t| t.1 + scorer.meta_bytes).collect();
-    scorer
-        .progress
-        .set_message("budget packer: measuring the chosen candidates of every budget");
-    search.refine_all(&all)?;
     let mut versus = Vec::new();
     for (scheme, bytes, val_bpb) in targets {
         let out = match search.fit(bytes + scorer.meta_bytes, 0) {

@@ -55,7 +55,15 @@ pub fn pack_model(
                 model_opts.config(model)?,
                 opts,
                 spec,
-                &BudgetOptions::new(budget, req.reserve),
+                &{
+                    let b = BudgetOptions::new(budget, req.reserve);
+                    // With GPTQ there is a Hessian to weight the SDClip steps by.
+                    if opts.gptq.is_some() {
+                        b.hessian_weighted()
+                    } else {
+                        b
+                    }
+                },
                 cache,
                 phase_progress(),
             )?;

@@ -34,7 +34,7 @@ pub const SUMMARY_JSON: &str = "summary.json";
 pub struct ExportSettings {
     /// Bits of the `int` codec the artifact will use (and QAT mimics).
     pub bits: u8,
-    /// Scale rule of the `int` codec, stored as its name (`maxabs`, `mse`, `percentile:P`, `sdclip:K`).
+    /// Scale rule of the `int` codec, stored as its name (`maxabs`, `mse`, `percentile:P`, `sdclip:K`, `sdclip-h:K`).
     #[serde(with = "scale_rule_name")]
     pub scale: ScaleRule,
     /// Float tensors with at most this many elements stay raw f16 (`pack`'s option, with

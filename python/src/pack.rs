@@ -164,7 +164,7 @@ fn options(
         o,
         "scale",
         ScaleRule::parse,
-        "maxabs, mse, percentile:P or sdclip:K",
+        "maxabs, mse, percentile:P, sdclip:K or sdclip-h:K",
     )? {
         opts.scale = s;
     }
@@ -336,6 +336,9 @@ pub(crate) fn pack<'py>(
         }
         Some((bytes, reserve)) => {
             let mut b = BudgetOptions::new(bytes, reserve);
+            if opts.gptq.is_some() {
+                b = b.hessian_weighted();
+            }
             if let Some(p) = bits_per_probe {
                 b.probe_bits = p;
             }

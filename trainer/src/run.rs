@@ -312,7 +312,7 @@ fn finish<B: AutodiffBackend>(
                 cfg.model()?,
                 &opts,
                 spec,
-                &BudgetOptions::new(bytes, 0),
+                &BudgetOptions::new(bytes, 0).hessian_weighted(),
                 None,
                 |phase, done, total| {
                     pb.set_message(format!("{phase} {done}/{total}"));

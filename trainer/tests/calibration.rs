@@ -298,16 +298,10 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
         ..fixed_opts.clone()
     };
     let cache = dir.join("budget.cache");
-    let out = pack_budget(
-        &src,
-        cfg,
-        &opts,
-        &spec,
-        &BudgetOptions::new(budget, 0),
-        Some(&cache),
-        |_, _, _| {},
-    )
-    .unwrap();
+    let fit = |b: &BudgetOptions, cache: Option<&std::path::Path>| {
+        pack_budget(&src, cfg, &opts, &spec, b, cache, |_, _, _| {})
+    };
+    let out = fit(&BudgetOptions::new(budget, 0), Some(&cache)).unwrap();
     let r = &out.report;
     // The same budget again from the cache: no probe re-measured, the same bytes; a smaller
     // budget reuses every probe too.
@@ -315,16 +309,7 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
     let unchosen = src.tensors.len() - r.tensors.len();
     let probes = r.tensors.len() * 2;
     for b in [budget, budget - budget / 10] {
-        let again = pack_budget(
-            &src,
-            cfg,
-            &opts,
-            &spec,
-            &BudgetOptions::new(b, 0),
-            Some(&cache),
-            |_, _, _| {},
-        )
-        .unwrap();
+        let again = fit(&BudgetOptions::new(b, 0), Some(&cache)).unwrap();
         let note = again.cache_note.unwrap();
         let (reused, of) = note
             .split_once("Grams reused, ")
@@ -352,27 +337,18 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
     assert!(!own.is_empty(), "no SDClip candidate chosen");
     assert_eq!(recorded.scale_rules, r.options.scale_rules);
     assert_eq!(recorded.scale_rules.len(), own.len());
-    // More candidates can only lower the predicted loss at the same budget.
-    let whole = pack_budget(
-        &src,
-        cfg,
-        &opts,
-        &spec,
-        &BudgetOptions::new(budget, 0).whole_bits(),
-        Some(&cache),
-        |_, _, _| {},
-    )
-    .unwrap();
+    // More candidates can only lower the modelled loss at the same budget.
+    let whole = fit(&BudgetOptions::new(budget, 0).whole_bits(), Some(&cache)).unwrap();
     assert!(whole
         .report
         .tensors
         .iter()
         .all(|t| t.choice().rule.is_none()));
     assert!(
-        r.predicted <= whole.report.predicted,
+        r.modelled <= whole.report.modelled,
         "{} > {}",
-        r.predicted,
-        whole.report.predicted
+        r.modelled,
+        whole.report.modelled
     );
     let toks = CalibTokens::load(&spec).unwrap();
     let h = hessians(&float_weights(&src), cfg, &toks.hessian, 16, |_, _| {}).unwrap();
@@ -398,7 +374,7 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
         out.packed_loss,
         out.base_loss
     );
-    // After the refinement pass every chosen candidate is measured alone, and their sum
+    // After the measuring pass every chosen candidate is measured alone, and their sum
     // predicts the whole artifact's measured loss increase within 1.5x.
     assert!(r.tensors.iter().all(|t| t.choice().measured.is_some()));
     let ratio = out.measured() / r.predicted;
@@ -410,8 +386,8 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
         r.modelled
     );
 
-    // Refined together, allocations at growing budgets predict less and less loss, and each
-    // prediction still matches its own measurement.
+    // Measured together: every budget's chosen candidates are measured, and the model's
+    // loss falls as the budget grows.
     let mut search = BudgetSearch::new(
         &src,
         cfg,
@@ -439,29 +415,24 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
             .unwrap();
         assert_eq!(n, 0);
     }
-    // Fitted largest first: without refining them together, the largest would be allocated
-    // before the smaller budgets' measurements existed.
     let mut last = f64::NEG_INFINITY;
     for &b in budgets.iter().rev() {
         let o = search.fit(b, 0).unwrap();
+        assert!(o
+            .report
+            .tensors
+            .iter()
+            .all(|t| t.choice().measured.is_some()));
         assert!(
-            o.report.predicted >= last - 1e-12,
+            o.report.modelled >= last - 1e-12,
             "{b}: {} < {last}",
-            o.report.predicted
+            o.report.modelled
         );
-        last = o.report.predicted;
+        last = o.report.modelled;
     }
 
     // A budget below the smallest allocation is a typed error.
-    let tiny = pack_budget(
-        &src,
-        cfg,
-        &opts,
-        &spec,
-        &BudgetOptions::new(2000, 0),
-        None,
-        |_, _, _| {},
-    );
+    let tiny = fit(&BudgetOptions::new(2000, 0), None);
     assert!(matches!(
         tiny,
         Err(pcll_pipeline::PipelineError::Format(

@@ -177,8 +177,7 @@ fn print_table(f: &Frontier) {
     }
     if !f.field_versus_pcll.is_empty() {
         println!(
-            "
-the field's envelope against PCLL's (every rANS and budget row) at the same val_bpb:"
+            "\nthe field's envelope against PCLL's (every rANS and budget row) at the same val_bpb:"
         );
         println!(
             "{:<44} {:>11} {:>9} {:>11} {:>7}",

@@ -48,7 +48,8 @@ pub struct Args {
     /// Per-row scale rule of the int codec: `maxabs` (nothing clips), `mse` (the clip in
     /// max|w| × 0.50..1.00 with the least squared error), `percentile:P`, or `sdclip:K` (clip
     /// at K standard deviations of the row, the parameter-golf records' SDClip: K = 12.85 for
-    /// int6 matrices there).
+    /// int6 matrices there), or `sdclip-h:K` (with GPTQ, the row's deviation weighted by the
+    /// calibration Hessian's diagonal; without, `sdclip:K`).
     #[arg(long, default_value = "maxabs", value_parser = parse_scale)]
     pub scale: ScaleRule,
     /// Scale rule by tensor glob, first match wins, over --scale: `PATTERN=RULE`, e.g.
@@ -200,7 +201,9 @@ pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
 
 pub fn parse_scale(s: &str) -> std::result::Result<ScaleRule, String> {
     ScaleRule::parse(s).ok_or_else(|| {
-        format!("`{s}` is not maxabs, mse, percentile:P (0 < P <= 100) or sdclip:K (K > 0)")
+        format!(
+            "`{s}` is not maxabs, mse, percentile:P (0 < P <= 100) sdclip:K or sdclip-h:K (K > 0)"
+        )
     })
 }
 
@@ -321,7 +324,7 @@ fn parse_codec_rule(s: &str) -> Result<(String, CodecSpec), String> {
 fn parse_scale_rule(s: &str) -> Result<(String, ScaleRule), String> {
     pcll_formats::pack::parse_scale_rule(s).ok_or_else(|| {
         format!(
-            "`{s}`: expected PATTERN=RULE with RULE one of maxabs, mse, percentile:P or sdclip:K"
+            "`{s}`: expected PATTERN=RULE with RULE one of maxabs, mse, percentile:P, sdclip:K or sdclip-h:K"
         )
     })
 }

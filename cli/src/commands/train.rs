@@ -122,7 +122,7 @@ pub struct QuantArgs {
     /// Bits of the int codec (2..=8).
     #[arg(long, default_value_t = 6)]
     pub bits: u8,
-    /// Per-row scale rule: maxabs, mse, percentile:P or sdclip:K.
+    /// Per-row scale rule: maxabs, mse, percentile:P, sdclip:K or sdclip-h:K.
     #[arg(long, default_value = "maxabs", value_parser = super::pack::parse_scale)]
     pub scale: pcll_formats::quant::int::ScaleRule,
     /// Float tensors with at most this many elements are stored raw f16; larger 2-D ones

@@ -19,7 +19,10 @@
 //! Scales come first and do not change: max-abs, a percentile, or (rule `mse`) the clip on
 //! the `mse` grid that minimizes the error weighted by `diag H`.
 
-use super::int::{qmax, store_scales, stored_f16, IntQuantized, ScaleRule, MSE_GRID};
+use super::int::{
+    qmax, row_std, sd_scale, store_scales, stored_f16, weighted_row_std, IntQuantized, ScaleRule,
+    MSE_GRID,
+};
 use super::linalg::inverse_upper_cholesky;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
@@ -240,10 +243,25 @@ pub fn hessian_scales(
     rule: ScaleRule,
     prep: &Prepared,
 ) -> (pcll_decoder::ScaleDtype, Vec<f32>) {
+    let q = qmax(bits);
+    if let ScaleRule::SdClipH(k) = rule {
+        let raw: Vec<f32> = data
+            .par_chunks(cols.max(1))
+            .take(rows)
+            .map(|row| {
+                let maxabs = row.iter().fold(0f32, |m, &w| m.max(w.abs()));
+                let sd = match weighted_row_std(row, &prep.diag) {
+                    0.0 => row_std(row),
+                    sd => sd,
+                };
+                sd_scale(k, sd, maxabs, q)
+            })
+            .collect();
+        return store_scales(raw);
+    }
     if rule != ScaleRule::Mse {
         return super::int::row_scales(data, rows, cols, bits, rule);
     }
-    let q = qmax(bits);
     let raw: Vec<f32> = data
         .par_chunks(cols.max(1))
         .take(rows)
@@ -530,6 +548,60 @@ mod tests {
             &b,
         );
         assert_eq!(g, quantize_with(&w, rows, cols, 5, ScaleRule::MaxAbs));
+    }
+
+    #[test]
+    fn hessian_weighted_sdclip_follows_the_columns_that_matter() {
+        // Columns 0..8 carry the output; 8..16 barely move it (and hold the large weights).
+        let (rows, cols) = (6, 16);
+        let mut m = vec![0f64; cols * cols];
+        for j in 0..cols {
+            m[j * cols + j] = if j < 8 { 1.0 } else { 1e-6 };
+        }
+        let h = Hessian {
+            dim: cols,
+            samples: 1,
+            matrix: m,
+        };
+        let mut w = weights(rows, cols);
+        for r in 0..rows {
+            for j in 8..cols {
+                w[r * cols + j] *= 20.0;
+            }
+        }
+        let opts = GptqOptions::default();
+        let prep = Prepared::new(&h, &opts);
+        let k = 12.0;
+        let (_, plain) = hessian_scales(&w, rows, cols, 6, ScaleRule::SdClip(k), &prep);
+        let (_, weighted) = hessian_scales(&w, rows, cols, 6, ScaleRule::SdClipH(k), &prep);
+        for r in 0..rows {
+            let row = &w[r * cols..(r + 1) * cols];
+            let want = k * super::super::int::weighted_row_std(row, &prep.diag) as f32 / 31.0;
+            // Stored as f16, rounded up.
+            assert!(
+                weighted[r] >= want && weighted[r] <= want * 1.001,
+                "{} vs {want}",
+                weighted[r]
+            );
+            // The heavy columns that matter little do not widen the weighted step.
+            assert!(
+                weighted[r] < 0.2 * plain[r],
+                "{} vs {}",
+                weighted[r],
+                plain[r]
+            );
+        }
+        // Without a Hessian (plain rounding) it is SDClip.
+        assert_eq!(
+            quantize_with(&w, rows, cols, 6, ScaleRule::SdClipH(k)).scales,
+            quantize_with(&w, rows, cols, 6, ScaleRule::SdClip(k)).scales
+        );
+        assert_eq!(
+            ScaleRule::parse("sdclip-h:12.5"),
+            Some(ScaleRule::SdClipH(12.5))
+        );
+        assert_eq!(ScaleRule::SdClipH(12.5).name(), "sdclip-h:12.5");
+        assert_eq!(ScaleRule::parse("sdclip-h:0"), None);
     }
 
     #[test]

@@ -80,19 +80,26 @@ pub enum ScaleRule {
     /// more levels on the tails and clips less, and the entropy coder makes levels that are
     /// never used free. A row with no spread (all weights equal) falls back to `maxabs`.
     SdClip(f32),
+    /// SDClip with the row's spread weighted by the calibration Hessian's diagonal (how much
+    /// each input column's weight moves the layer's output): `clip = k × σ_h(row)` with
+    /// `σ_h² = Σ h_j (w_j − m_h)² / Σ h_j`, `m_h` the `h`-weighted mean. Only GPTQ has a
+    /// Hessian; without one (or with a diagonal that is all zero) it is [`ScaleRule::SdClip`].
+    SdClipH(f32),
 }
 
 /// Clip candidates of [`ScaleRule::Mse`], as fractions of `max|w|`.
 pub const MSE_GRID: std::ops::RangeInclusive<u32> = 50..=100;
 
 impl ScaleRule {
-    /// The command-line and metadata spelling: `maxabs`, `mse`, `percentile:P`, `sdclip:K`.
+    /// The command-line and metadata spelling: `maxabs`, `mse`, `percentile:P`, `sdclip:K`,
+    /// `sdclip-h:K`.
     pub fn name(&self) -> String {
         match self {
             ScaleRule::MaxAbs => "maxabs".into(),
             ScaleRule::Mse => "mse".into(),
             ScaleRule::Percentile(p) => format!("percentile:{p}"),
             ScaleRule::SdClip(k) => format!("sdclip:{k}"),
+            ScaleRule::SdClipH(k) => format!("sdclip-h:{k}"),
         }
     }
 
@@ -102,9 +109,14 @@ impl ScaleRule {
             "maxabs" => Some(ScaleRule::MaxAbs),
             "mse" => Some(ScaleRule::Mse),
             _ => {
-                if let Some(k) = s.strip_prefix("sdclip:") {
-                    let k: f32 = k.parse().ok()?;
-                    return (k.is_finite() && k > 0.0).then_some(ScaleRule::SdClip(k));
+                for (prefix, rule) in [
+                    ("sdclip:", ScaleRule::SdClip as fn(f32) -> ScaleRule),
+                    ("sdclip-h:", ScaleRule::SdClipH),
+                ] {
+                    if let Some(k) = s.strip_prefix(prefix) {
+                        let k: f32 = k.parse().ok()?;
+                        return (k.is_finite() && k > 0.0).then(|| rule(k));
+                    }
                 }
                 let p: f32 = s.strip_prefix("percentile:")?.parse().ok()?;
                 (p > 0.0 && p <= 100.0).then_some(ScaleRule::Percentile(p))
@@ -138,16 +150,39 @@ impl ScaleRule {
                 }
                 best.1
             }
-            ScaleRule::SdClip(k) => {
-                let sd = row_std(row);
-                if sd > 0.0 {
-                    (f64::from(k) * sd / f64::from(qmax)) as f32
-                } else {
-                    maxabs / qmax
-                }
-            }
+            ScaleRule::SdClip(k) | ScaleRule::SdClipH(k) => sd_scale(k, row_std(row), maxabs, qmax),
         }
     }
+}
+
+/// `k × sd / qmax`, or `maxabs / qmax` for a row with no spread.
+pub(crate) fn sd_scale(k: f32, sd: f64, maxabs: f32, qmax: f32) -> f32 {
+    if sd > 0.0 {
+        (f64::from(k) * sd / f64::from(qmax)) as f32
+    } else {
+        maxabs / qmax
+    }
+}
+
+/// The `h`-weighted standard deviation of a row ([`ScaleRule::SdClipH`]), in f64; 0 when
+/// the weights `h` sum to zero.
+pub fn weighted_row_std(row: &[f32], h: &[f64]) -> f64 {
+    let total: f64 = h.iter().sum();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let mean = row
+        .iter()
+        .zip(h)
+        .map(|(&w, &h)| h * f64::from(w))
+        .sum::<f64>()
+        / total;
+    let ss: f64 = row
+        .iter()
+        .zip(h)
+        .map(|(&w, &h)| h * (f64::from(w) - mean).powi(2))
+        .sum();
+    (ss / total).sqrt()
 }
 
 /// The sample standard deviation of a row (`n − 1` in the denominator, as `torch.std`),
