@@ -22,8 +22,9 @@
 //! effects (and of the tensors the budget does not choose for, measured once), which the
 //! joint measurement checks. The allocation itself stays with the model: allocating by the
 //! measured effects chose roundings whose first-order effect happened to lower the loss of
-//! the 16k-token probe slice, and lost val_bpb (on the demo model, at the int6 artifact's
-//! bytes, 341 kB at val_bpb 2.6543 against the model's 418 kB at 2.6536).
+//! the 16k-token probe slice, and lost val_bpb (on the demo model, given the int8
+//! artifact's bytes, it stopped at 455 kB, "improving" the probe slice's loss by 0.0019
+//! nats, and scored val_bpb 2.6542 against the model's 513 kB at 2.6536).
 //!
 //! [`allocate`] solves the multiple-choice knapsack by dynamic programming over the budget
 //! (exactly below 65,536 bytes, to 1/65,536 of the budget above), then spends what rounding
@@ -128,19 +129,6 @@ impl BudgetOptions {
             probe_bits: 3,
             candidates,
         }
-    }
-
-    /// The SDClip ladder with the row's deviation weighted by the calibration Hessian's
-    /// diagonal ([`ScaleRule::SdClipH`]; plain SDClip where a tensor has no Hessian). What the
-    /// calibrated callers use: on the demo model, GPTQ int6 with `sdclip-h` was about 4 %
-    /// smaller than with `sdclip` at the same val_bpb.
-    pub fn hessian_weighted(mut self) -> BudgetOptions {
-        for o in &mut self.candidates {
-            if let Some(ScaleRule::SdClip(k)) = o.rule {
-                o.rule = Some(ScaleRule::SdClipH(k));
-            }
-        }
-        self
     }
 
     /// Without the SDClip ladder: whole bit widths under the pack's scale rule only.

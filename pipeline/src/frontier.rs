@@ -442,7 +442,7 @@ fn calibrated_points(
         model_cfg,
         &scorer.with_meta(&gptq),
         &spec,
-        &BudgetOptions::new(0, 0).hessian_weighted(),
+        &BudgetOptions::new(0, 0),
         a.calib_cache.as_deref(),
         |phase, done, total| {
             scorer

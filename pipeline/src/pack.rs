@@ -55,15 +55,7 @@ pub fn pack_model(
                 model_opts.config(model)?,
                 opts,
                 spec,
-                &{
-                    let b = BudgetOptions::new(budget, req.reserve);
-                    // With GPTQ there is a Hessian to weight the SDClip steps by.
-                    if opts.gptq.is_some() {
-                        b.hessian_weighted()
-                    } else {
-                        b
-                    }
-                },
+                &BudgetOptions::new(budget, req.reserve),
                 cache,
                 phase_progress(),
             )?;

@@ -336,9 +336,6 @@ pub(crate) fn pack<'py>(
         }
         Some((bytes, reserve)) => {
             let mut b = BudgetOptions::new(bytes, reserve);
-            if opts.gptq.is_some() {
-                b = b.hessian_weighted();
-            }
             if let Some(p) = bits_per_probe {
                 b.probe_bits = p;
             }

@@ -312,7 +312,7 @@ fn finish<B: AutodiffBackend>(
                 cfg.model()?,
                 &opts,
                 spec,
-                &BudgetOptions::new(bytes, 0).hessian_weighted(),
+                &BudgetOptions::new(bytes, 0),
                 None,
                 |phase, done, total| {
                     pb.set_message(format!("{phase} {done}/{total}"));
