@@ -267,14 +267,14 @@ impl Prober<'_> {
 /// budgets (`pcll frontier` fits several).
 pub struct BudgetSearch<'m> {
     cfg: Config,
-    /// The float model, for the refinement pass's probes.
+    /// The float model, for the measuring pass's probes.
     weights: Resident,
     seq_len: usize,
     tokens: CalibTokens,
     hessians: Hessians,
     base_loss: f64,
     pub measured: Measured<'m>,
-    /// The calibration cache, which keeps the refinement's probes too.
+    /// The calibration cache, which keeps the measuring pass's probes too.
     cache: Option<CalibCache>,
     /// What a calibration cache reused, when one was given.
     pub cache_note: Option<String>,
