@@ -476,13 +476,18 @@ fn calibrated_points(
             targets.push((name, smallest * pct / 100, f64::NAN));
         }
     }
+    // The bar counted one budget fit per fixed scheme.
+    scorer
+        .progress
+        .inc_length((targets.len() - fixed.len()) as u64);
     let mut versus = Vec::new();
     for (scheme, bytes, val_bpb) in targets {
         let out = match search.fit(bytes + scorer.meta_bytes, 0) {
             Ok(out) => out,
             // Below the field's smallest point the model may not fit at all.
             Err(PipelineError::Format(FormatError::OverBudget { .. })) if val_bpb.is_nan() => {
-                continue
+                scorer.progress.inc();
+                continue;
             }
             Err(e) => return Err(e.into()),
         };

@@ -167,6 +167,12 @@ impl Progress {
         });
     }
 
+    /// `n` more steps to go than first said.
+    pub fn inc_length(&self, n: u64) {
+        self.bar.inc_length(n);
+        self.with_plain(|p| p.len += n);
+    }
+
     /// One step further.
     pub fn inc(&self) {
         self.bar.inc(1);
@@ -209,6 +215,18 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_length_can_grow() {
+        for plain in [true, false] {
+            let p = Progress::new(3, "x", plain);
+            p.inc_length(2);
+            match &p.plain {
+                Some(m) => assert_eq!(m.lock().unwrap().len, 5),
+                None => assert_eq!(p.bar.length(), Some(5)),
+            }
+        }
+    }
 
     #[test]
     fn clock_reads_like_a_clock() {
