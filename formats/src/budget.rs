@@ -38,7 +38,7 @@ use crate::pack::{
     quantize_tensor, reconstruct, Choice, PackOptions, PackReport, TensorPlan,
 };
 use crate::quant::gptq::{output_error, GptqContext, Hessians};
-use crate::quant::int::ScaleRule;
+use crate::quant::int::{qmax, ScaleRule};
 use crate::safetensors_io::SourceModel;
 use crate::writer::{write_artifact_with, Layout, TensorRecord};
 use half::f16;
@@ -103,10 +103,6 @@ pub fn sdclip_ladder() -> Vec<Offer> {
             }
         })
         .collect()
-}
-
-fn qmax(bits: u8) -> f32 {
-    f32::from((1u8 << (bits - 1)) - 1)
 }
 
 impl BudgetOptions {
@@ -490,54 +486,24 @@ impl Measured<'_> {
         self.report(&choice, target, hessians)
     }
 
-    /// [`Measured::fit`] after [`Measured::refine`] at `target`: the model's allocation with
-    /// a measured prediction.
+    /// [`Measured::fit`] with a measured prediction: the model's allocation, then each chosen
+    /// candidate not measured yet is probed alone (`probe(name, weights)` as in [`measure`]).
+    /// Measurements are kept, so fitting several budgets measures each candidate once.
     pub fn fit_refined<E: From<FormatError>>(
         &mut self,
         target: u64,
         hessians: Option<&Hessians>,
-        probe: impl FnMut(&str, &[f32]) -> Result<f64, E>,
-    ) -> Result<BudgetReport, E> {
-        self.refine_all(&[target], probe)?;
-        Ok(self.fit(target, hessians)?)
-    }
-
-    /// The measuring pass at `target`: allocates (by the model) and measures each chosen
-    /// candidate not measured yet (`probe(name, weights)` as in [`measure`]). Measurements
-    /// are kept, so several budgets measure each candidate once. Returns how many it
-    /// measured.
-    pub fn refine<E: From<FormatError>>(
-        &mut self,
-        target: u64,
         mut probe: impl FnMut(&str, &[f32]) -> Result<f64, E>,
-    ) -> Result<usize, E> {
+    ) -> Result<BudgetReport, E> {
         let choice = self.allocation(target)?;
-        let mut probed = 0;
-        for (k, c) in choice.into_iter().enumerate() {
+        for (k, &c) in choice.iter().enumerate() {
             if self.tensors[k].candidates[c].measured.is_none() {
                 let w = reconstruct(&self.record(k, c))?;
                 let d = probe(&self.tensors[k].name, &w)?;
                 self.tensors[k].candidates[c].measured = Some(d);
-                probed += 1;
             }
         }
-        Ok(probed)
-    }
-
-    /// [`Measured::refine`] at every budget of `targets` the model can fit (the others are
-    /// skipped).
-    pub fn refine_all<E: From<FormatError>>(
-        &mut self,
-        targets: &[u64],
-        mut probe: impl FnMut(&str, &[f32]) -> Result<f64, E>,
-    ) -> Result<usize, E> {
-        let mut probed = 0;
-        for &t in targets {
-            if self.allocation(t).is_ok() {
-                probed += self.refine(t, &mut probe)?;
-            }
-        }
-        Ok(probed)
+        Ok(self.report(&choice, target, hessians)?)
     }
 
     /// Candidate `c` of budget tensor `k` as the artifact stores it.

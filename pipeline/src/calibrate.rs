@@ -344,28 +344,6 @@ impl<'m> BudgetSearch<'m> {
         })
     }
 
-    /// The measuring pass at every one of `targets` (bytes each allocation must fit;
-    /// [`Measured::refine_all`]): each chosen candidate measured alone on the probe slice, so
-    /// fitting them afterwards predicts from measurements.
-    pub fn refine_all(&mut self, targets: &[u64]) -> Result<(), PipelineError> {
-        let prober = Prober {
-            weights: &self.weights,
-            cfg: self.cfg,
-            tokens: &self.tokens.probe,
-            seq_len: self.seq_len,
-            base_loss: self.base_loss,
-        };
-        let cache = &mut self.cache;
-        let refined = self.measured.refine_all(targets, |name: &str, w: &[f32]| {
-            prober.delta(cache.as_mut(), name, w)
-        });
-        // The measuring pass's probes are kept for the next run, even after a failure.
-        if let Some(c) = self.cache.as_mut() {
-            c.save(&self.hessians)?;
-        }
-        refined.map(|_| ())
-    }
-
     /// The calibration every candidate was quantized against.
     pub fn hessians(&self) -> &Hessians {
         &self.hessians
@@ -376,9 +354,24 @@ impl<'m> BudgetSearch<'m> {
     /// for the next fit), packed, with the whole artifact's loss on the probe slice measured
     /// to check the prediction.
     pub fn fit(&mut self, budget: u64, reserve: u64) -> Result<BudgetOutcome, PipelineError> {
-        let target = budget.saturating_sub(reserve);
-        self.refine_all(&[target])?;
-        let report = self.measured.fit(target, Some(&self.hessians))?;
+        let prober = Prober {
+            weights: &self.weights,
+            cfg: self.cfg,
+            tokens: &self.tokens.probe,
+            seq_len: self.seq_len,
+            base_loss: self.base_loss,
+        };
+        let cache = &mut self.cache;
+        let report = self.measured.fit_refined(
+            budget.saturating_sub(reserve),
+            Some(&self.hessians),
+            |name: &str, w: &[f32]| prober.delta(cache.as_mut(), name, w),
+        );
+        // The measuring pass's probes are kept for the next run, even after a failure.
+        if let Some(c) = self.cache.as_mut() {
+            c.save(&self.hessians)?;
+        }
+        let report = report?;
         let art =
             Artifact::parse(&report.pack.artifact).map_err(pcll_formats::FormatError::from)?;
         let packed = Resident::decode_all(&art)?;
