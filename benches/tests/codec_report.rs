@@ -2,7 +2,7 @@
 //! sets, checked as relations within one run, never as timings.
 
 use pcll_formats::SourceModel;
-use pcll_pipeline::report::report;
+use pcll_pipeline::report::{report, ReportOptions};
 use std::path::Path;
 
 #[test]
@@ -10,7 +10,14 @@ fn codecs_meet_their_targets_on_real_weights() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../conformance/data/minilm-l6-layer0-attn.safetensors");
     let model = SourceModel::from_safetensors(&std::fs::read(path).unwrap()).unwrap();
-    let r = report(&model, 1).unwrap();
+    let r = report(
+        &model,
+        &ReportOptions {
+            runs: 1,
+            ..ReportOptions::default()
+        },
+    )
+    .unwrap();
     let row = |name: &str| r.rows.iter().find(|x| x.scheme == name).unwrap();
 
     // e8p: two bits per weight plus one f16 scale per row.

@@ -309,6 +309,49 @@ fn train_pack_score_resume_and_frontier() {
         .unwrap()
         .contains("val_bpb"));
 
+    // The demo's comparison with the field: the run's own int6 + brotli-11 row and the field's
+    // envelope, each beside the budget packer at its bytes.
+    let duel = pcll_pipeline::frontier::field_duel(
+        &run,
+        &pcll_pipeline::frontier::DuelOptions {
+            calib_tokens: 2048,
+            probe_tokens: 1024,
+            calib_cache: None,
+            field_k_matrix: vec![12.85],
+            field_k_embed: vec![12.0, 20.0],
+        },
+    )
+    .unwrap();
+    assert_eq!(duel.val_windows, 8);
+    assert_eq!(duel.field.len(), 2 * coders.len());
+    let first = &duel.rows[0];
+    assert_eq!(first.reference, "int6 + brotli-11");
+    assert_eq!(Some(first.bytes), sm["int6_brotli_bytes"].as_u64(), "{sm}");
+    assert!((first.val_bpb - sm["val_bpb_int6"].as_f64().unwrap()).abs() < 1e-9);
+    assert!(
+        duel.rows.len() >= 2
+            && duel.rows[1..]
+                .iter()
+                .all(|r| r.reference.starts_with("field "))
+    );
+    for r in &duel.rows {
+        assert!(
+            r.pcll_bytes <= r.bytes && r.pcll_val_bpb.is_finite(),
+            "{r:?}"
+        );
+        let f = duel
+            .field
+            .iter()
+            .find(|p| r.reference == format!("field {} k {}/{}", p.coder, p.k_matrix, p.k_embed));
+        if let Some(f) = f {
+            assert_eq!((f.bytes, f.val_bpb), (r.bytes, r.val_bpb));
+        }
+        if let Some(b) = r.pcll_bytes_at_equal_val_bpb {
+            // Interpolated between the fits, which are all at or below the largest reference.
+            assert!(b > 0.0 && b <= duel.rows.iter().map(|r| r.bytes).max().unwrap() as f64);
+        }
+    }
+
     gptq_export_budget_pack_and_verify(&data);
 }
 

@@ -16,7 +16,7 @@
 
 use crate::baselines::Baseline;
 use half::f16;
-use pcll_decoder::{Artifact, Codec};
+use pcll_decoder::{Artifact, Codec, TensorInfo};
 use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::unpack::decode_tensor;
 use pcll_formats::{FormatError, PackOptions};
@@ -26,8 +26,16 @@ use pcll_formats::{FormatError, PackOptions};
 /// scales as f16, every other tensor in its stored dtype (the small floats in f16). Read from
 /// the artifact, so the weights are its own by construction and GPTQ runs once per point.
 pub fn field_blob(art: &Artifact<'_>) -> Result<Vec<u8>, FormatError> {
+    field_blob_where(art, |_| true)
+}
+
+/// [`field_blob`] of the tensors `keep` accepts only (`pcll report` keeps the quantized ones).
+pub fn field_blob_where(
+    art: &Artifact<'_>,
+    keep: impl Fn(&TensorInfo<'_>) -> bool,
+) -> Result<Vec<u8>, FormatError> {
     let mut raw = Vec::new();
-    for t in art.tensors() {
+    for t in art.tensors().filter(|t| keep(t)) {
         if let Codec::Int(_) = t.codec {
             let mut symbols = vec![0u8; t.numel() as usize];
             let mut scales = vec![0f32; t.rows_cols().0 as usize];

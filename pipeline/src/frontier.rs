@@ -10,7 +10,7 @@
 
 use crate::baselines::model_bytes;
 use crate::baselines::Baseline;
-use crate::calibrate::{float_weights, BudgetSearch, CalibSpec, Calibration};
+use crate::calibrate::{BudgetSearch, CalibSpec};
 use crate::chart::scatter_svg;
 use crate::error::PipelineError;
 use crate::field::{bytes_at, envelope, field_blob, field_coders, field_options};
@@ -23,7 +23,7 @@ use anyhow::Result;
 use pcll_decoder::Artifact;
 use pcll_formats::budget::BudgetOptions;
 use pcll_formats::pack_calibrated;
-use pcll_formats::quant::gptq::GptqOptions;
+use pcll_formats::quant::gptq::{GptqOptions, Hessians};
 use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::{pack, FormatError, PackOptions, SourceModel};
 use pcll_runtime::shard::load_tokens;
@@ -148,7 +148,65 @@ struct Scorer {
     progress: Progress,
 }
 
+/// A run folder's model, configuration and validation tokens.
+struct RunInputs {
+    data: RunData,
+    cfg: RunConfig,
+    source: SourceModel,
+    meta: std::collections::BTreeMap<String, pcll_formats::MetaValue>,
+    val: Vec<u16>,
+}
+
+impl RunInputs {
+    /// Reads the run folder `run`; `val_windows` (None: as the run scored) windows of
+    /// validation tokens.
+    fn open(run: &Path, val_windows: Option<usize>) -> Result<RunInputs> {
+        let data: RunData = read_json(run, DATA_JSON)?;
+        let cfg: RunConfig = read_json(run, CONFIG_JSON)?;
+        let codec = optional_tokenizer(data.tokenizer.as_deref())?;
+        let source = SourceModel::from_safetensors(&read(&run.join("model.safetensors"))?)?;
+        let mut val = load_tokens(&data.val)?;
+        let windows = val_windows.unwrap_or(data.val_windows);
+        if windows > 0 {
+            val.truncate(windows * data.seq_len + 1);
+        }
+        let meta = artifact_metadata(&cfg.model, cfg.seq_len, &codec)?;
+        Ok(RunInputs {
+            data,
+            cfg,
+            source,
+            meta,
+            val,
+        })
+    }
+
+    /// The scorer of this run's artifacts, with `progress` counting its schemes, and the
+    /// run's data, configuration and pack options.
+    fn scorer(self, progress: Progress) -> Result<(Scorer, RunData, RunConfig, PackOptions)> {
+        let base = self
+            .cfg
+            .export
+            .pack_options(&self.cfg.model)
+            .map_err(anyhow::Error::msg)?;
+        let scorer = Scorer {
+            progress,
+            weights: self.source.tensors.iter().map(|t| t.numel()).sum(),
+            meta_bytes: pcll_formats::metadata::model_metadata_len(&self.meta),
+            meta: self.meta,
+            source: self.source,
+            val: self.val,
+            seq_len: self.data.seq_len,
+        };
+        Ok((scorer, self.data, self.cfg, base))
+    }
+}
+
 impl Scorer {
+    /// The number of validation windows it scores.
+    fn val_windows(&self) -> usize {
+        self.val.len().saturating_sub(1) / self.seq_len
+    }
+
     /// Packs with `opts` (plus the run's metadata) and scores the artifact with the runtime.
     fn artifact(&self, opts: &PackOptions) -> Result<(u64, f64, f64)> {
         let opts = self.with_meta(opts);
@@ -194,36 +252,14 @@ impl Scorer {
 /// the runtime, and returns the points (general-coder rows score as the rANS artifact with
 /// the same weights).
 pub fn frontier(run: &Path, a: &FrontierOptions) -> Result<Frontier> {
-    let data: RunData = read_json(run, DATA_JSON)?;
-    let cfg: RunConfig = read_json(run, CONFIG_JSON)?;
-    let codec = optional_tokenizer(data.tokenizer.as_deref())?;
-    let source = SourceModel::from_safetensors(&read(&run.join("model.safetensors"))?)?;
-    let mut val = load_tokens(&data.val)?;
-    let windows = a.val_windows.unwrap_or(data.val_windows);
-    if windows > 0 {
-        val.truncate(windows * data.seq_len + 1);
-    }
-    let base = cfg
-        .export
-        .pack_options(&cfg.model)
-        .map_err(anyhow::Error::msg)?;
-    let meta = artifact_metadata(&cfg.model, cfg.seq_len, &codec)?;
-    let meta_bytes = pcll_formats::metadata::model_metadata_len(&meta);
+    let run = RunInputs::open(run, a.val_windows)?;
     // f32, parameter-golf int8, two scale rules per width, the general coders at int6, and
     // when calibrated GPTQ per width plus the budget packer at every fixed scheme's bytes.
     let fixed =
         1 + 2 * a.bits.len() + a.bits.contains(&6) as usize * Baseline::with_programs().len();
     let field_pairs = a.field_k_matrix.len() * a.field_k_embed.len();
     let schemes = 1 + fixed + (!a.no_calibrated as usize) * (a.bits.len() + fixed + field_pairs);
-    let scorer = Scorer {
-        progress: bar(schemes as u64, "frontier scheme"),
-        weights: source.tensors.iter().map(|t| t.numel()).sum(),
-        meta,
-        source,
-        val,
-        seq_len: data.seq_len,
-        meta_bytes,
-    };
+    let (scorer, data, cfg, base) = run.scorer(bar(schemes as u64, "frontier scheme"))?;
     let mut points = Vec::new();
     let f32_opts = PackOptions {
         keep_f32: vec!["*".into()],
@@ -276,7 +312,7 @@ pub fn frontier(run: &Path, a: &FrontierOptions) -> Result<Frontier> {
     let (field_envelope, versus_field) = compare_with_field(&points, &field);
     let field_versus_pcll = field_against_pcll(&points, &field_envelope);
     scorer.progress.finish_and_clear();
-    let val_windows = scorer.val.len().saturating_sub(1) / scorer.seq_len;
+    let val_windows = scorer.val_windows();
     Ok(Frontier {
         val_windows,
         val_seq_len: scorer.seq_len,
@@ -345,6 +381,135 @@ impl Frontier {
     }
 }
 
+/// What [`field_duel`] compares.
+#[derive(Debug, Clone)]
+pub struct DuelOptions {
+    /// Training tokens whose layer inputs make the Hessians.
+    pub calib_tokens: usize,
+    /// Training tokens after those on which the budget packer measures loss.
+    pub probe_tokens: usize,
+    /// Calibration cache file (shared with `frontier --calib-cache` and `pack --calib-cache`).
+    pub calib_cache: Option<PathBuf>,
+    /// The field's clips, as [`FrontierOptions::field_k_matrix`] and `field_k_embed`.
+    pub field_k_matrix: Vec<f32>,
+    pub field_k_embed: Vec<f32>,
+}
+
+/// The byte-budget packer given the bytes of the demo's int6 + brotli-11 row and of every
+/// point of the field's tuned envelope.
+#[derive(Debug, Clone, Serialize)]
+pub struct Duel {
+    pub val_windows: usize,
+    /// The model's own val_bpb in f32, on the same windows.
+    pub f32_val_bpb: f64,
+    pub rows: Vec<DuelRow>,
+    /// The field's recipe at every pair of clips, per coder.
+    pub field: Vec<FieldPoint>,
+}
+
+/// A reference and the budget packer at its bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct DuelRow {
+    /// `int6 + brotli-11` (the run's own int6 weights, the demo's baseline row) or
+    /// `field <coder> k <matrix>/<embedding>` (a point of the field's envelope).
+    pub reference: String,
+    pub bytes: u64,
+    pub val_bpb: f64,
+    /// The budget packer given `bytes` (weight bytes, as every row counts them).
+    pub pcll_bytes: u64,
+    pub pcll_val_bpb: f64,
+    /// PCLL's bytes at the reference's val_bpb, interpolated along the envelope of the
+    /// duel's budget fits; `None` outside their val_bpb range.
+    pub pcll_bytes_at_equal_val_bpb: Option<f64>,
+}
+
+/// Budget fits below the smallest reference, in percent of its bytes, so that PCLL's points
+/// reach its val_bpb.
+const BELOW_DUEL: [u64; 1] = [80];
+
+/// The demo's comparison with the field: the run's int6 + brotli-11 blob and the field's recipe
+/// at every pair of clips (its envelope over all coders), each against the byte-budget packer
+/// given the same weight bytes, every artifact scored by the runtime on the run's validation
+/// windows.
+pub fn field_duel(run: &Path, a: &DuelOptions) -> Result<Duel> {
+    let run = RunInputs::open(run, None)?;
+    let pairs = (a.field_k_matrix.len() * a.field_k_embed.len()) as u64;
+    // f32, int6, the field's pairs; the fits are counted once their targets are known.
+    let (scorer, data, cfg, base) = run.scorer(bar(2 + pairs, "against the field"))?;
+    let f32_opts = PackOptions {
+        keep_f32: vec!["*".into()],
+        ..base.clone()
+    };
+    let (_, f32_val_bpb, _) = scorer.artifact(&f32_opts)?;
+    scorer.progress.inc();
+    let int6 = PackOptions {
+        bits: 6,
+        scale: ScaleRule::MaxAbs,
+        gptq: None,
+        ..base.clone()
+    };
+    let (_, int6_bpb, _) = scorer.artifact(&int6)?;
+    let int6_brotli = model_bytes(&scorer.source, &int6, Baseline::Brotli11)?;
+    scorer.progress.inc();
+    let gptq = gptq_options(&base, &data, a.calib_tokens, a.probe_tokens);
+    let mut search = budget_search(
+        &scorer,
+        cfg.model,
+        &gptq,
+        &data,
+        a.calib_tokens,
+        a.probe_tokens,
+        a.calib_cache.as_deref(),
+    )?;
+    let field = field_points(
+        &a.field_k_matrix,
+        &a.field_k_embed,
+        &base,
+        &scorer,
+        search.hessians(),
+    )?;
+    let mut targets = vec![(
+        format!("int6 + {}", Baseline::Brotli11.name()),
+        int6_brotli,
+        int6_bpb,
+    )];
+    targets.extend(field_targets(&field, &[]));
+    if let Some(smallest) = targets.iter().map(|t| t.1).min() {
+        for pct in BELOW_DUEL {
+            let name = format!("{pct} % of the smallest");
+            targets.push((name, smallest * pct / 100, f64::NAN));
+        }
+    }
+    scorer.progress.inc_length(targets.len() as u64);
+    let mut points = Vec::new();
+    let fits = fit_targets(&mut search, &scorer, targets, &mut points)?;
+    scorer.progress.finish_and_clear();
+    let env = envelope(
+        &fits
+            .iter()
+            .map(|v| (v.budget_bytes, v.budget_val_bpb))
+            .collect::<Vec<_>>(),
+    );
+    let rows = fits
+        .iter()
+        .filter(|v| !v.val_bpb.is_nan())
+        .map(|v| DuelRow {
+            reference: v.scheme.clone(),
+            bytes: v.bytes,
+            val_bpb: v.val_bpb,
+            pcll_bytes: v.budget_bytes,
+            pcll_val_bpb: v.budget_val_bpb,
+            pcll_bytes_at_equal_val_bpb: bytes_at(&env, v.val_bpb),
+        })
+        .collect();
+    Ok(Duel {
+        val_windows: scorer.val_windows(),
+        f32_val_bpb,
+        rows,
+        field,
+    })
+}
+
 /// Budgets below the field's smallest envelope point, in percent of its bytes.
 const BELOW_FIELD: [u64; 4] = [60, 70, 80, 90];
 
@@ -383,36 +548,112 @@ fn calibrated_points(
         .filter(|p| !p.scheme.starts_with("f32"))
         .cloned()
         .collect();
-    let spec = CalibSpec {
-        pattern: data.train.clone(),
-        tokens: a.calib_tokens,
-        probe_tokens: a.probe_tokens,
-        seq_len: data.seq_len,
-    };
-    let model_cfg = *model_cfg;
-    let gptq = PackOptions {
+    let gptq = gptq_options(base, data, a.calib_tokens, a.probe_tokens);
+    let mut search = budget_search(
+        scorer,
+        *model_cfg,
+        &gptq,
+        data,
+        a.calib_tokens,
+        a.probe_tokens,
+        a.calib_cache.as_deref(),
+    )?;
+    let h = search.hessians();
+    let field = field_points(&a.field_k_matrix, &a.field_k_embed, base, scorer, h)?;
+    for &bits in &a.bits {
+        let opts = scorer.with_meta(&PackOptions {
+            bits,
+            ..gptq.clone()
+        });
+        let packed = pack_calibrated(&scorer.source, &opts, Some(h), |_, _, _| {})?;
+        let (b, bpb, loss) = scorer.score(&packed.artifact)?;
+        points.push(scorer.point(format!("int{bits} mse + GPTQ + rANS"), b, bpb, loss));
+    }
+    // The budget packer at the bytes of every fixed scheme and of every point of the field's
+    // envelope (all coders together), so it meets the field across the field's own range.
+    let mut targets: Vec<(String, u64, f64)> = fixed
+        .iter()
+        .map(|p| (p.scheme.clone(), p.bytes, p.val_bpb))
+        .collect();
+    targets.extend(field_targets(&field, &BELOW_FIELD));
+    // The bar counted one budget fit per fixed scheme.
+    scorer
+        .progress
+        .inc_length((targets.len() - fixed.len()) as u64);
+    Ok((fit_targets(&mut search, scorer, targets, points)?, field))
+}
+
+/// The GPTQ options of the calibrated rows: mse scales, the calibration recorded.
+fn gptq_options(
+    base: &PackOptions,
+    data: &RunData,
+    calib_tokens: usize,
+    probe_tokens: usize,
+) -> PackOptions {
+    PackOptions {
         scale: ScaleRule::Mse,
         gptq: Some(GptqOptions::default()),
-        calib: Some(spec.describe()),
+        calib: Some(calib_spec(data, calib_tokens, probe_tokens).describe()),
         ..base.clone()
-    };
-    // One calibration for every GPTQ row (the budget search makes its own, identically, or
-    // reads it from the cache this one saves).
-    let mut cal = Calibration::new(
+    }
+}
+
+fn calib_spec(data: &RunData, calib_tokens: usize, probe_tokens: usize) -> CalibSpec {
+    CalibSpec {
+        pattern: data.train.clone(),
+        tokens: calib_tokens,
+        probe_tokens,
+        seq_len: data.seq_len,
+    }
+}
+
+/// The budget packer's search over the run's model (calibrated on its training shards, every
+/// candidate of the default offer measured), its progress on `scorer`'s bar.
+fn budget_search<'m>(
+    scorer: &'m Scorer,
+    model_cfg: Config,
+    gptq: &PackOptions,
+    data: &RunData,
+    calib_tokens: usize,
+    probe_tokens: usize,
+    cache: Option<&Path>,
+) -> Result<BudgetSearch<'m>> {
+    let search = BudgetSearch::new(
         &scorer.source,
-        &float_weights(&scorer.source),
         model_cfg,
-        &spec,
-        a.calib_cache.as_deref(),
-        |_, _| {},
+        &scorer.with_meta(gptq),
+        &calib_spec(data, calib_tokens, probe_tokens),
+        &BudgetOptions::new(0, 0),
+        cache,
+        |phase, done, total| {
+            scorer
+                .progress
+                .set_message(format!("budget packer: {phase} {done}/{total}"));
+            scorer.progress.tick();
+        },
     )?;
-    cal.save_cache()?;
-    let h = cal.hessians;
+    if let Some(note) = &search.cache_note {
+        scorer.progress.println(note);
+    }
+    Ok(search)
+}
+
+/// The field's recipe at every pair of clips, scored, per coder (one bar step per pair).
+fn field_points(
+    k_matrix: &[f32],
+    k_embed: &[f32],
+    base: &PackOptions,
+    scorer: &Scorer,
+    h: &Hessians,
+) -> Result<Vec<FieldPoint>> {
     let mut field = Vec::new();
-    for &k_matrix in &a.field_k_matrix {
-        for &k_embed in &a.field_k_embed {
+    for &k_matrix in k_matrix {
+        for &k_embed in k_embed {
+            scorer
+                .progress
+                .set_message(format!("the field's recipe at k {k_matrix}/{k_embed}"));
             let opts = scorer.with_meta(&field_options(base, k_matrix, k_embed));
-            let packed = pack_calibrated(&scorer.source, &opts, Some(&h), |_, _, _| {})?;
+            let packed = pack_calibrated(&scorer.source, &opts, Some(h), |_, _, _| {})?;
             let (pcll_bytes, val_bpb, _) = scorer.score(&packed.artifact)?;
             let blob = field_blob(&Artifact::parse(&packed.artifact)?)?;
             for coder in field_coders() {
@@ -428,58 +669,40 @@ fn calibrated_points(
             scorer.progress.inc();
         }
     }
-    for &bits in &a.bits {
-        let opts = scorer.with_meta(&PackOptions {
-            bits,
-            ..gptq.clone()
-        });
-        let packed = pack_calibrated(&scorer.source, &opts, Some(&h), |_, _, _| {})?;
-        let (b, bpb, loss) = scorer.score(&packed.artifact)?;
-        points.push(scorer.point(format!("int{bits} mse + GPTQ + rANS"), b, bpb, loss));
-    }
-    let mut search = BudgetSearch::new(
-        &scorer.source,
-        model_cfg,
-        &scorer.with_meta(&gptq),
-        &spec,
-        &BudgetOptions::new(0, 0),
-        a.calib_cache.as_deref(),
-        |phase, done, total| {
-            scorer
-                .progress
-                .set_message(format!("budget packer: {phase} {done}/{total}"));
-            scorer.progress.tick();
-        },
-    )?;
-    if let Some(note) = &search.cache_note {
-        scorer.progress.println(note);
-    }
-    // The budget packer at the bytes of every fixed scheme and of every point of the field's
-    // envelope (all coders together), so it meets the field across the field's own range.
-    let mut targets: Vec<(String, u64, f64)> = fixed
-        .iter()
-        .map(|p| (p.scheme.clone(), p.bytes, p.val_bpb))
-        .collect();
+    Ok(field)
+}
+
+/// Budgets at every point of the field's envelope (all coders together), named `field <coder>
+/// k <matrix>/<embedding>`, then at `below` percent of its smallest point (no reference
+/// val_bpb there: NaN), so that PCLL's points reach the val_bpb of every field point.
+fn field_targets(field: &[FieldPoint], below: &[u64]) -> Vec<(String, u64, f64)> {
     let all: Vec<(u64, f64)> = field.iter().map(|p| (p.bytes, p.val_bpb)).collect();
     let field_env = envelope(&all);
+    let mut targets = Vec::new();
     for &(b, v) in &field_env {
         if let Some(p) = field.iter().find(|p| p.bytes == b && p.val_bpb == v) {
             let name = format!("field {} k {}/{}", p.coder, p.k_matrix, p.k_embed);
             targets.push((name, b, v));
         }
     }
-    // And below the field's smallest point, so that PCLL's envelope reaches the val_bpb of
-    // every field point (no reference val_bpb there: NaN).
     if let Some(&(smallest, _)) = field_env.first() {
-        for pct in BELOW_FIELD {
+        for pct in below {
             let name = format!("{pct} % of the field's smallest");
             targets.push((name, smallest * pct / 100, f64::NAN));
         }
     }
-    // The bar counted one budget fit per fixed scheme.
-    scorer
-        .progress
-        .inc_length((targets.len() - fixed.len()) as u64);
+    targets
+}
+
+/// The budget packer at the weight bytes of every target `(name, bytes, val_bpb)`, scored,
+/// as `budget @ name` points; a target without a reference val_bpb (NaN) the model cannot
+/// fit is skipped. Returns each fit beside its target.
+fn fit_targets(
+    search: &mut BudgetSearch<'_>,
+    scorer: &Scorer,
+    targets: Vec<(String, u64, f64)>,
+    points: &mut Vec<Point>,
+) -> Result<Vec<Versus>> {
     let mut versus = Vec::new();
     for (scheme, bytes, val_bpb) in targets {
         let out = match search.fit(bytes + scorer.meta_bytes, 0) {
@@ -504,7 +727,7 @@ fn calibrated_points(
             measured_dloss: out.measured(),
         });
     }
-    Ok((versus, field))
+    Ok(versus)
 }
 
 /// Every point of `field_envelope` against the envelope of PCLL's rANS and budget rows at

@@ -11,8 +11,9 @@
 //! (interpolated on the int curve), and lossless floats against zstd-22 of the raw bytes.
 
 use crate::baselines::Baseline;
-use pcll_decoder::{Artifact, Output, ScaleDtype};
-use pcll_formats::pack::{choose, pack, Choice, CodecSpec, E8Target, PackOptions};
+use crate::field::{field_blob_where, field_coders, field_options};
+use pcll_decoder::{Artifact, Codec, Output, ScaleDtype};
+use pcll_formats::pack::{choose, pack, Choice, CodecSpec, E8Target, PackOptions, TIED_EMBEDDING};
 use pcll_formats::quant::int::{quantize_with, squared_error, ScaleRule};
 use pcll_formats::rans::Clusters;
 use pcll_formats::scales::ScaleCoding;
@@ -43,6 +44,10 @@ pub struct Report {
     pub rows: Vec<SchemeRow>,
     /// Each E8 row against the best int + rANS rows at the same SNR.
     pub e8_vs_int: Vec<EqualSnr>,
+    /// Each point of the field's envelope (per coder: the field rows no other row of that
+    /// coder beats on bytes and SNR) against the best int + rANS rows at its SNR
+    /// (`saving_pct` is the field's: negative where PCLL is smaller).
+    pub field_vs_pcll: Vec<EqualSnr>,
     /// Lossless floats against zstd-22, over the same tensors' source bytes.
     pub lossless: LosslessRow,
     /// Symbol bytes of int6 with one histogram and with the default coder (clustered
@@ -271,8 +276,37 @@ fn rans_row(
     Ok(row(label, bytes, weights, (err, norm), ms))
 }
 
-/// Builds the report; `runs` timings per decode, best kept.
-pub fn report(model: &SourceModel, runs: usize) -> Result<Report, ReportError> {
+/// What [`report`] measures beyond its fixed rows.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// Timings per decode, best kept.
+    pub runs: usize,
+    /// The field's recipe (SDClip int6 matrices, int8 tied embedding, byte shuffle, brotli-11
+    /// / xz -9e / lrzip) at every pair of these matrix and embedding clips (row σ); either
+    /// empty: no field rows.
+    pub field_k_matrix: Vec<f32>,
+    pub field_k_embed: Vec<f32>,
+}
+
+impl Default for ReportOptions {
+    /// Three runs, and `pcll frontier`'s sweep of clips.
+    fn default() -> Self {
+        ReportOptions {
+            runs: 3,
+            field_k_matrix: FIELD_K_MATRIX.to_vec(),
+            field_k_embed: FIELD_K_EMBED.to_vec(),
+        }
+    }
+}
+
+/// The matrix clips the field's rows sweep by default (the records use 12.85) …
+pub const FIELD_K_MATRIX: [f32; 5] = [6.0, 8.0, 10.0, 12.85, 16.0];
+/// … and the embedding clips (the records use 20).
+pub const FIELD_K_EMBED: [f32; 3] = [8.0, 12.0, 20.0];
+
+/// Builds the report.
+pub fn report(model: &SourceModel, o: &ReportOptions) -> Result<Report, ReportError> {
+    let runs = o.runs;
     let base = PackOptions::default();
     let qs: Vec<Quantized> = model
         .tensors
@@ -362,7 +396,13 @@ pub fn report(model: &SourceModel, runs: usize) -> Result<Report, ReportError> {
             runs,
         )?);
     }
-    let e8_vs_int = equal_snr(&rows);
+    let field_rows = field_rows(model, o)?;
+    rows.extend(field_rows);
+    let e8_vs_int = equal_snr(&rows, |r| r.scheme.starts_with("e8"));
+    let field_vs_pcll = field_envelope(&rows)
+        .into_iter()
+        .flat_map(|env| equal_snr(&rows, |r| env.contains(&r.scheme.as_str())))
+        .collect();
     let clustered = clustered_row(model, &v1_coder)?;
     let scales = scales_row(model)?;
     let lossless = lossless_row(model, runs)?;
@@ -372,18 +412,158 @@ pub fn report(model: &SourceModel, runs: usize) -> Result<Report, ReportError> {
         f32_bytes: weights * 4,
         rows,
         e8_vs_int,
+        field_vs_pcll,
         lossless,
         clustered,
         scales,
     })
 }
 
+/// How the field's rows are named: `field SDClip k <matrix>/<embedding> + <coder>`.
+const FIELD: &str = "field SDClip k ";
+
+/// The field's recipe without GPTQ (the report has no calibration data): SDClip int6
+/// matrices and, for a tied embedding, int8 at its own clip; per pair of clips the
+/// quantized tensors' symbols (signed int8) and f16 row scales byte-shuffled as the records
+/// do, under each field coder, and the same weights as PCLL's `int` + rANS payloads.
+fn field_rows(model: &SourceModel, o: &ReportOptions) -> Result<Vec<SchemeRow>, ReportError> {
+    let tied = model.tensors.iter().any(|t| t.name == TIED_EMBEDDING)
+        && !model.tensors.iter().any(|t| t.name == "lm_head.weight");
+    // Without a tied embedding the embedding clip changes nothing: one pass per matrix clip.
+    let k_embed = match (tied, o.field_k_embed.first()) {
+        (true, _) => o.field_k_embed.clone(),
+        (false, Some(&k)) => vec![k],
+        (false, None) => Vec::new(),
+    };
+    let mut rows = Vec::new();
+    for &km in &o.field_k_matrix {
+        for &ke in &k_embed {
+            let opts = PackOptions {
+                gptq: None,
+                ..field_options(&PackOptions::default(), km, ke)
+            };
+            let tag = if tied {
+                format!("{km}/{ke}")
+            } else {
+                km.to_string()
+            };
+            let rep = pack(model, &opts, |_, _, _| {})?;
+            let art = Artifact::parse(&rep.artifact)?;
+            let int = |t: &pcll_decoder::TensorInfo<'_>| matches!(t.codec, Codec::Int(_));
+            let blob = field_blob_where(&art, int)?;
+            let layout: Vec<(usize, usize)> = art
+                .tensors()
+                .filter(int)
+                .map(|t| {
+                    let (r, c) = t.rows_cols();
+                    (r as usize, c as usize)
+                })
+                .collect();
+            let weights: u64 = layout.iter().map(|&(r, c)| (r * c) as u64).sum();
+            let error = rep
+                .tensors
+                .iter()
+                .filter_map(|t| t.error)
+                .fold((0.0, 0.0), |(e, n), r| (e + r.squared, n + r.norm));
+            for coder in field_coders() {
+                let packed = coder.compress(&blob)?;
+                let (mut buf, mut out) = (Vec::new(), vec![0f32; weights as usize]);
+                let mut failed = None;
+                let ms = best_ms(o.runs, || {
+                    if let Err(e) = coder.decompress(&packed, &mut buf, blob.len()) {
+                        failed = Some(e);
+                        return;
+                    }
+                    dequantize_field(&unshuffle(&buf, 2), &layout, &mut out);
+                });
+                if let Some(e) = failed {
+                    return Err(e.into());
+                }
+                let label = format!("{FIELD}{tag} + {}", coder.name());
+                rows.push(row(label, packed.len() as u64, weights, error, ms));
+            }
+            let label = if tied {
+                format!("int6 sdclip:{km}, embedding int8 sdclip:{ke} + rANS")
+            } else {
+                format!("int6 sdclip:{km} + rANS")
+            };
+            rows.push(rans_row(model, &opts, label, o.runs)?);
+        }
+    }
+    Ok(rows)
+}
+
+/// Undoes [`crate::field::byte_shuffle`]: after the `BSHF` and stride bytes, the bytes at
+/// offset 0 of each stride, then those at offset 1, …
+pub fn unshuffle(data: &[u8], stride: usize) -> Vec<u8> {
+    let Some(body) = data.strip_prefix(b"BSHF").and_then(|d| d.get(1..)) else {
+        return data.to_vec();
+    };
+    let n = body.len();
+    let mut out = vec![0u8; n];
+    let mut at = 0;
+    for pos in 0..stride {
+        let count = n.saturating_sub(pos).div_ceil(stride);
+        for (i, &b) in body[at..at + count].iter().enumerate() {
+            out[pos + i * stride] = b;
+        }
+        at += count;
+    }
+    out
+}
+
+/// Rebuilds f32 weights from the field's raw bytes: per tensor its symbols as signed int8,
+/// then its f16 row scales.
+fn dequantize_field(raw: &[u8], layout: &[(usize, usize)], out: &mut [f32]) {
+    let (mut at, mut w) = (0, 0);
+    for &(rows, cols) in layout {
+        let n = rows * cols;
+        let (syms, scales) = raw[at..at + n + 2 * rows].split_at(n);
+        for ((sr, sc), or) in syms
+            .chunks_exact(cols.max(1))
+            .zip(scales.chunks_exact(2))
+            .zip(out[w..w + n].chunks_exact_mut(cols.max(1)))
+        {
+            let s = half::f16::from_le_bytes([sc[0], sc[1]]).to_f32();
+            for (o, &q) in or.iter_mut().zip(sr) {
+                *o = f32::from(q as i8) * s;
+            }
+        }
+        at += n + 2 * rows;
+        w += n;
+    }
+}
+
+/// The names of each field coder's envelope rows: the field rows of that coder no other
+/// beats on both bytes and SNR.
+fn field_envelope(rows: &[SchemeRow]) -> Vec<Vec<&str>> {
+    field_coders()
+        .into_iter()
+        .map(|coder| {
+            let of: Vec<&SchemeRow> = rows
+                .iter()
+                .filter(|r| r.scheme.starts_with(FIELD) && r.scheme.ends_with(coder.name()))
+                .collect();
+            of.iter()
+                .filter(|r| {
+                    !of.iter().any(|o| {
+                        o.bytes <= r.bytes
+                            && o.snr_db >= r.snr_db
+                            && (o.bytes < r.bytes || o.snr_db > r.snr_db)
+                    })
+                })
+                .map(|r| r.scheme.as_str())
+                .collect()
+        })
+        .collect()
+}
+
 /// Steps of the e8-rans rows.
 pub const E8_STEPS: [f32; 6] = [0.08, 0.12, 0.18, 0.25, 0.4, 0.7];
 
-/// Each E8 row against the best int + rANS curve (the rows no other int + rANS row beats on
-/// both bytes and SNR, max-abs and MSE scales alike), interpolated at its SNR.
-fn equal_snr(rows: &[SchemeRow]) -> Vec<EqualSnr> {
+/// Each row `which` accepts against the best int + rANS curve (the rows no other int + rANS
+/// row beats on both bytes and SNR, every scale rule alike), interpolated at its SNR.
+fn equal_snr(rows: &[SchemeRow], which: impl Fn(&SchemeRow) -> bool) -> Vec<EqualSnr> {
     let ints: Vec<&SchemeRow> = rows
         .iter()
         .filter(|r| r.scheme.starts_with("int") && r.scheme.ends_with("+ rANS"))
@@ -399,7 +579,7 @@ fn equal_snr(rows: &[SchemeRow]) -> Vec<EqualSnr> {
         .collect();
     curve.sort_by(|a, b| a.0.total_cmp(&b.0));
     rows.iter()
-        .filter(|r| r.scheme.starts_with("e8"))
+        .filter(|r| which(r))
         .map(|r| {
             let int_bytes = curve.windows(2).find_map(|w| {
                 let ((s0, b0), (s1, b1)) = (w[0], w[1]);
@@ -542,7 +722,15 @@ mod tests {
     #[test]
     fn report_on_the_bundled_slice() {
         let (_, model) = crate::fixtures::bench_model().expect("bundled model");
-        let r = report(&model, 1).expect("report");
+        let r = report(
+            &model,
+            &ReportOptions {
+                runs: 1,
+                field_k_matrix: vec![12.85],
+                ..ReportOptions::default()
+            },
+        )
+        .expect("report");
         let get = |s: &str| r.rows.iter().find(|x| x.scheme == s).expect(s).clone();
         let (rans, zstd) = (get("int6 + rANS"), get("int6 + zstd-22"));
         assert!(rans.bytes < zstd.bytes, "{rans:?} vs {zstd:?}");
@@ -592,5 +780,121 @@ mod tests {
         let text = std::fs::read_to_string(&svg).expect("svg");
         assert!(text.contains("<svg") && text.contains("int6 + rANS"));
         let _ = std::fs::remove_file(&svg);
+        // No tied embedding here: one field pass per matrix clip.
+        let field: Vec<_> = r
+            .rows
+            .iter()
+            .filter(|x| x.scheme.starts_with(FIELD))
+            .collect();
+        assert_eq!(field.len(), field_coders().len(), "{field:?}");
+        assert!(field[0].scheme.starts_with("field SDClip k 12.85 + "));
+        get("int6 sdclip:12.85 + rANS");
+    }
+
+    /// A tied embedding and two matrices: the field's rows at every pair of clips and coder,
+    /// their weights PCLL's own (same error), their decoding the decoder's, and each coder's
+    /// envelope against the int + rANS curve.
+    #[test]
+    fn field_rows_hold_pcll_weights_and_decode_to_them() {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Roughly Gaussian: a sum of four uniforms.
+            (0..4)
+                .map(|i| ((seed >> (16 * i)) & 0xffff) as f32 / 65536.0)
+                .sum::<f32>()
+                - 2.0
+        };
+        let mut tensor = |name: &str, rows: usize, cols: usize| {
+            let w: Vec<f32> = (0..rows * cols).map(|_| next() * 0.05).collect();
+            pcll_formats::SourceTensor::from_f32(name, &[rows as u64, cols as u64], &w)
+        };
+        let model = SourceModel {
+            tensors: vec![
+                tensor(TIED_EMBEDDING, 256, 64),
+                tensor("blocks.0.attn.c_q.weight", 96, 64),
+                tensor("blocks.0.mlp.fc.weight", 128, 64),
+            ],
+            metadata: Default::default(),
+        };
+        let o = ReportOptions {
+            runs: 1,
+            field_k_matrix: vec![8.0, 16.0],
+            field_k_embed: vec![12.0, 20.0],
+        };
+        let rows = field_rows(&model, &o).expect("field rows");
+        let coders = field_coders();
+        assert_eq!(rows.len(), 2 * 2 * (coders.len() + 1));
+        for (km, ke) in [(8.0, 12.0), (8.0, 20.0), (16.0, 12.0), (16.0, 20.0)] {
+            let ours = rows
+                .iter()
+                .find(|r| {
+                    r.scheme == format!("int6 sdclip:{km}, embedding int8 sdclip:{ke} + rANS")
+                })
+                .expect("rANS row");
+            for c in &coders {
+                let f = rows
+                    .iter()
+                    .find(|r| r.scheme == format!("{FIELD}{km}/{ke} + {}", c.name()))
+                    .expect("field row");
+                assert_eq!(f.relative_mse, ours.relative_mse, "same weights");
+                assert!(f.bytes > 0 && f.decode_ms >= 0.0);
+            }
+        }
+        // A tighter matrix clip rounds finer: more bytes, less error.
+        let at = |km: f32| {
+            rows.iter()
+                .find(|r| r.scheme == format!("int6 sdclip:{km}, embedding int8 sdclip:20 + rANS"))
+                .unwrap()
+        };
+        assert!(at(8.0).bytes > at(16.0).bytes && at(8.0).snr_db > at(16.0).snr_db);
+
+        // The field's bytes decode to the artifact's own weights.
+        let opts = PackOptions {
+            gptq: None,
+            ..field_options(&PackOptions::default(), 8.0, 20.0)
+        };
+        let rep = pack(&model, &opts, |_, _, _| {}).unwrap();
+        let art = Artifact::parse(&rep.artifact).unwrap();
+        let int = |t: &pcll_decoder::TensorInfo<'_>| matches!(t.codec, Codec::Int(_));
+        let blob = field_blob_where(&art, int).unwrap();
+        let layout: Vec<(usize, usize)> = art
+            .tensors()
+            .filter(int)
+            .map(|t| (t.rows_cols().0 as usize, t.rows_cols().1 as usize))
+            .collect();
+        assert_eq!(layout.len(), 3);
+        let mut out = vec![0f32; layout.iter().map(|(r, c)| r * c).sum()];
+        dequantize_field(&unshuffle(&blob, 2), &layout, &mut out);
+        let want: Vec<f32> = art
+            .tensors()
+            .filter(int)
+            .flat_map(|t| {
+                let mut v = vec![0f32; t.numel() as usize];
+                let mut scratch = vec![0u8; pcll_decoder::limits::MAX_SCRATCH_LEN];
+                art.decode(&t, Output::F32(&mut v), &mut scratch).unwrap();
+                v
+            })
+            .collect();
+        assert_eq!(out, want);
+        for data in [&b""[..], b"a", b"abc", b"abcdefg"] {
+            assert_eq!(unshuffle(&crate::field::byte_shuffle(data, 2), 2), data);
+        }
+
+        // Every coder's envelope is undominated and is set against the int + rANS curve.
+        let env = field_envelope(&rows);
+        assert_eq!(env.len(), coders.len());
+        for names in &env {
+            assert!(!names.is_empty());
+            for n in names {
+                let r = rows.iter().find(|r| r.scheme == *n).unwrap();
+                assert!(!rows.iter().any(|o| o.scheme.ends_with(&n[n.len() - 6..])
+                    && o.scheme.starts_with(FIELD)
+                    && o.bytes < r.bytes
+                    && o.snr_db > r.snr_db));
+            }
+        }
     }
 }

@@ -2,18 +2,21 @@
 //! bundled corpus slice (BPE, vocab 1024), trains a small GPT on it, packs the model, verifies
 //! the artifact, scores it with the runtime (and checks the trainer agrees within 1e-4),
 //! prints val_bpb in f32 and from the artifact next to the int8+zlib and int6+brotli sizes of
-//! the same weights, and generates a few tokens from the artifact.
+//! the same weights, then the byte-budget packer at the bytes of int6 + brotli-11 and of the
+//! field's tuned recipe (GPTQ + SDClip, a small sweep of clips), and generates a few tokens
+//! from the artifact.
 //!
 //! `pcll demo --weights` runs the weights-only demo instead: pack the bundled slice of real
 //! weights, verify it against its source, unpack, and compare the coders.
 
-use super::{read, write_atomic};
+use super::{human, read, write_atomic};
 use anyhow::{bail, ensure, Result};
 use clap::Parser;
 use pcll_decoder::Artifact;
 use pcll_formats::{PackOptions, SourceModel};
 use pcll_pipeline::compare::compare;
 use pcll_pipeline::fixtures::{bundled_model_path, int_symbol_streams};
+use pcll_pipeline::frontier::{field_duel, Duel, DuelOptions};
 use pcll_pipeline::generate::generate;
 use pcll_pipeline::pack::{pack_with_progress, summary};
 use pcll_pipeline::run_model::{with_model, RunSettings};
@@ -108,6 +111,23 @@ pub fn run(a: Args) -> Result<ExitCode> {
     )?;
     println!("\n== result");
     super::train::print_summary(&summary);
+    println!(
+        "\n== against the field's recipe: GPTQ + SDClip (int6 matrices at k = {}, int8 \
+         embedding at k = {} row σ), byte-shuffled; the byte-budget packer at each one's bytes",
+        list(&DUEL_K_MATRIX),
+        list(&DUEL_K_EMBED)
+    );
+    let duel = field_duel(
+        &run,
+        &DuelOptions {
+            calib_tokens: 32_768,
+            probe_tokens: 16_384,
+            calib_cache: Some(a.out_dir.join("calib.cache")),
+            field_k_matrix: DUEL_K_MATRIX.to_vec(),
+            field_k_embed: DUEL_K_EMBED.to_vec(),
+        },
+    )?;
+    print_duel(&duel);
     let artifact = run.join("model.pcll");
     println!("\n== generate from {}", artifact.display());
     let sampling = Sampling {
@@ -136,6 +156,46 @@ pub fn run(a: Args) -> Result<ExitCode> {
         a.out_dir.join("frontier").display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The field's clips the demo sweeps: the records' own (12.85, 20) and the neighbours that
+/// made the field's envelope on the demo model (`pcll frontier`'s full sweep).
+const DUEL_K_MATRIX: [f32; 2] = [12.85, 16.0];
+const DUEL_K_EMBED: [f32; 3] = [8.0, 12.0, 20.0];
+
+fn list(k: &[f32]) -> String {
+    k.iter().map(f32::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// The duel's table: each reference, PCLL at its bytes, and PCLL's bytes at its val_bpb.
+pub fn print_duel(d: &Duel) {
+    println!(
+        "val_bpb over {} validation windows (f32: {:.4})",
+        d.val_windows, d.f32_val_bpb
+    );
+    println!(
+        "{:<34} {:>10} {:>8} | {:>10} {:>8} | {:>22}",
+        "reference", "bytes", "val_bpb", "PCLL", "val_bpb", "PCLL at equal val_bpb"
+    );
+    for r in &d.rows {
+        let equal = match r.pcll_bytes_at_equal_val_bpb {
+            Some(b) => format!(
+                "{} ({:.2}×)",
+                human(b.round() as u64),
+                b / r.bytes.max(1) as f64
+            ),
+            None => "(outside its range)".into(),
+        };
+        println!(
+            "{:<34} {:>10} {:>8.4} | {:>10} {:>8.4} | {:>22}",
+            r.reference,
+            human(r.bytes),
+            r.val_bpb,
+            human(r.pcll_bytes),
+            r.pcll_val_bpb,
+            equal
+        );
+    }
 }
 
 fn weights_demo(out_dir: &Path, model: Option<PathBuf>) -> Result<ExitCode> {

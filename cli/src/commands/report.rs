@@ -1,11 +1,13 @@
 //! `pcll report MODEL.safetensors [-o DIR] [--json] [--runs 3]`: every packing scheme of this
 //! project side by side on one model (bytes, bits/weight, weight error, decode time) and a
-//! bytes-versus-SNR chart (`DIR/report.svg`, with `DIR/report.json`).
+//! bytes-versus-SNR chart (`DIR/report.svg`, with `DIR/report.json`); the field's recipe
+//! (SDClip, byte shuffle, brotli-11 / xz / lrzip) at a sweep of clips, against PCLL's rows at
+//! equal SNR.
 
 use super::{human, read};
 use anyhow::{Context, Result};
 use pcll_formats::SourceModel;
-use pcll_pipeline::report::report;
+use pcll_pipeline::report::{report, ReportOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,13 +24,35 @@ pub struct Args {
     /// Timing runs per decode (best kept).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// The field's recipe (SDClip int6 matrices and int8 tied embedding, byte-shuffled,
+    /// brotli-11 / xz -9e / lrzip; no GPTQ: the report has no calibration data) at each of
+    /// these matrix clips, in standard deviations of the row (the records use 12.85) …
+    #[arg(long, value_delimiter = ',', default_value = "6,8,10,12.85,16")]
+    pub field_k_matrix: Vec<f32>,
+    /// … times each of these embedding clips (the records use 20).
+    #[arg(long, value_delimiter = ',', default_value = "8,12,20")]
+    pub field_k_embed: Vec<f32>,
+    /// Leave the field's recipe out.
+    #[arg(long)]
+    pub no_field: bool,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let bytes = read(&a.model)?;
     let model = SourceModel::from_safetensors(&bytes)
         .with_context(|| format!("parsing {}", a.model.display()))?;
-    let r = report(&model, a.runs)?;
+    let r = report(
+        &model,
+        &ReportOptions {
+            runs: a.runs,
+            field_k_matrix: if a.no_field {
+                Vec::new()
+            } else {
+                a.field_k_matrix.clone()
+            },
+            field_k_embed: a.field_k_embed.clone(),
+        },
+    )?;
     if let Some(dir) = &a.output {
         let svg = r.write(dir)?;
         if !a.json {
@@ -64,6 +88,28 @@ pub fn run(a: Args) -> Result<ExitCode> {
             ),
             _ => println!(
                 "  {:<24} {:>6.2} dB  {:>10} bytes (outside the int curve)",
+                e.scheme, e.snr_db, e.bytes
+            ),
+        }
+    }
+    if !r.field_vs_pcll.is_empty() {
+        println!(
+            "\nThe field's recipe (SDClip, byte shuffle; per coder its envelope) against the best \
+             int + rANS rows at the same SNR:"
+        );
+    }
+    for e in &r.field_vs_pcll {
+        match e.int_bytes {
+            Some(i) => println!(
+                "  {:<40} {:>6.2} dB  {:>10} bytes vs PCLL {:>10.0}  (PCLL {:.3}× the field's)",
+                e.scheme,
+                e.snr_db,
+                e.bytes,
+                i,
+                i / e.bytes.max(1) as f64
+            ),
+            None => println!(
+                "  {:<40} {:>6.2} dB  {:>10} bytes (outside the int curve)",
                 e.scheme, e.snr_db, e.bytes
             ),
         }
