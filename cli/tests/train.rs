@@ -472,6 +472,35 @@ fn gptq_export_budget_pack_and_verify(data: &std::path::Path) {
     ]));
     assert!(out.contains("byte for byte"), "{out}");
 
+    // Rate-aware GPTQ rounding: recorded with the GPTQ settings, it re-packs byte for byte
+    // and codes fewer bytes than nearest rounding of the same weights at the same step.
+    let (rate, nearest) = (run.join("rate.pcll"), run.join("nearest.pcll"));
+    for (path, lambda) in [(&rate, "1"), (&nearest, "0")] {
+        let mut a = vec!["pack", s(&st), "-o", s(path), "--raw-max-elements", "1000"];
+        a.extend(calib_args);
+        a.extend(["--gptq", "--scale", "sdclip:8", "--gptq-rate", lambda]);
+        ok(&pcll(&a));
+    }
+    let (rb, nb) = (
+        std::fs::read(&rate).unwrap(),
+        std::fs::read(&nearest).unwrap(),
+    );
+    assert!(rb.len() < nb.len(), "{} vs {}", rb.len(), nb.len());
+    let rec = pcll_formats::PackOptions::from_metadata(
+        pcll_decoder::Artifact::parse(&rb).unwrap().metadata(),
+    )
+    .unwrap();
+    assert_eq!(rec.gptq.map(|g| g.rate), Some(1.0));
+    let out = ok(&pcll(&[
+        "verify",
+        s(&rate),
+        "--against",
+        s(&st),
+        "--calib",
+        calib.as_str(),
+    ]));
+    assert!(out.contains("byte for byte"), "{out}");
+
     // A budget below the smallest allocation is a one-line error.
     let mut args = vec![
         "pack",

@@ -293,7 +293,7 @@ def _need_native(what):
 def pack(state_dict, path, *, codecs=None, bits=6, scale="maxabs", budget=None, reserve=0, hessians=None,
          loss_fn=None, sensitivity=None, metadata=None, gptq=None, keep_f32=(), raw_max_elements=4096,
          lanes=None, wide_lanes=None, precision_cap=None, clusters="auto", scales="auto", protos="auto", layout="compact", raw_coding="auto",
-         tied_embedding="int8", gptq_damp=0.01, gptq_block=128, act_order=True, probe_bits=3):
+         tied_embedding="int8", gptq_damp=0.01, gptq_block=128, act_order=True, gptq_rate=0.0, probe_bits=3):
     """Packs `state_dict` ({name: array or torch tensor}) into the artifact `path`; returns a
     PackReport. Same packer and defaults as `pcll pack`, so the same tensors and options give
     the same bytes.
@@ -301,7 +301,8 @@ def pack(state_dict, path, *, codecs=None, bits=6, scale="maxabs", budget=None, 
     codecs: a codec for every quantized tensor (`"int5"`, `"e8-rans:2.5bpw"`, ...), a list of
         `PATTERN=CODEC` rules, or a dict {pattern: codec}; first match wins.
     bits, scale ("maxabs", "mse", "percentile:P", "sdclip:K"), keep_f32, raw_max_elements, lanes, wide_lanes,
-        precision_cap, clusters, scales, protos, layout, raw_coding, tied_embedding: as the `pcll pack` flags.
+        precision_cap, clusters, scales, protos, layout, raw_coding, tied_embedding, gptq_damp, gptq_block,
+        act_order, gptq_rate: as the `pcll pack` flags.
     hessians: {weight name: XᵀX} of each linear layer's inputs (an `in × in` matrix for a weight of
         shape `out × in`); turns on GPTQ (gptq=False turns it off), under which the `mse` scale
         search is Hessian-weighted, and makes the budget packer's error Hessian-weighted.
@@ -328,7 +329,8 @@ def pack(state_dict, path, *, codecs=None, bits=6, scale="maxabs", budget=None, 
         "keep_f32": list(keep_f32), "raw_max_elements": raw_max_elements, "lanes": lanes,
         "wide_lanes": wide_lanes, "precision_cap": precision_cap, "clusters": str(clusters), "scales": scales, "protos": protos, "layout": layout,
         "raw_coding": raw_coding, "tied_embedding": tied_embedding, "gptq": gptq,
-        "gptq_damp": gptq_damp, "gptq_block": gptq_block, "act_order": act_order, "probe_bits": probe_bits,
+        "gptq_damp": gptq_damp, "gptq_block": gptq_block, "act_order": act_order, "gptq_rate": gptq_rate,
+        "probe_bits": probe_bits,
     }
     meta = list((metadata or {}).items())
     budget_arg = None

@@ -205,6 +205,7 @@ fn options(
             damp: get(o, "gptq_damp")?.unwrap_or(d.damp),
             block: get(o, "gptq_block")?.unwrap_or(d.block),
             act_order: get(o, "act_order")?.unwrap_or(d.act_order),
+            rate: get(o, "gptq_rate")?.unwrap_or(d.rate),
         });
     }
     let tied = parsed(

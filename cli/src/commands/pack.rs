@@ -111,6 +111,11 @@ pub struct Args {
     /// GPTQ in natural column order instead of decreasing Hessian diagonal.
     #[arg(long)]
     pub no_act_order: bool,
+    /// Rate-aware GPTQ rounding: each weight takes whichever of its two neighbouring levels
+    /// costs less in Hessian-weighted squared error (in steps²) + λ × its code length in bits
+    /// under the tensor's histogram (0: nearest level).
+    #[arg(long, default_value_t = 0.0, value_name = "LAMBDA", requires = "gptq")]
+    pub gptq_rate: f64,
     /// Fit the whole artifact file in this many bytes (`16000000`, `16MB`, `15.5MiB`):
     /// choose codec and rate per tensor to minimize the predicted loss increase (needs
     /// --calib). The file includes the model and tokenizer metadata (`model.*`,
@@ -260,6 +265,7 @@ impl Args {
                 damp: self.gptq_damp,
                 block: self.gptq_block,
                 act_order: !self.no_act_order,
+                rate: self.gptq_rate,
             }),
             codecs: self.codecs.clone(),
             clusters: self.clusters,

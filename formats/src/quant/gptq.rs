@@ -57,6 +57,14 @@ pub struct GptqOptions {
     pub block: usize,
     /// Quantize columns in order of decreasing `H_jj`.
     pub act_order: bool,
+    /// Rate-aware rounding: `λ ≥ 0`. At 0 each weight goes to its nearest level. Above 0 a
+    /// first pass rounds to nearest and counts the tensor's symbols; the second pass puts each
+    /// weight on whichever of its two neighbouring levels costs less in
+    /// `c_i · ((x − v) / s)² + λ · bits(q)`, where `bits(q) = −log₂ p(q)` under the first
+    /// pass's histogram, `s` the row's step and `c_i = U_ii⁻² / mean(U⁻²)` the column's
+    /// weight in GPTQ's objective (its error costs `((x − v) / U_ii)²` once the columns after
+    /// it are updated). The error fed forward is the chosen level's, as in GPTQ.
+    pub rate: f64,
 }
 
 impl Default for GptqOptions {
@@ -65,19 +73,25 @@ impl Default for GptqOptions {
             damp: 0.01,
             block: 128,
             act_order: true,
+            rate: 0.0,
         }
     }
 }
 
 impl GptqOptions {
-    /// The metadata spelling, `damp=0.01,block=128,act_order=1`.
+    /// The metadata spelling, `damp=0.01,block=128,act_order=1`, then `,rate=λ` when the
+    /// rounding is rate-aware.
     pub fn name(&self) -> String {
-        format!(
+        let mut s = format!(
             "damp={},block={},act_order={}",
             self.damp,
             self.block,
             u8::from(self.act_order)
-        )
+        );
+        if self.rate != 0.0 {
+            s.push_str(&format!(",rate={}", self.rate));
+        }
+        s
     }
 
     /// Parses [`GptqOptions::name`]'s spelling.
@@ -89,6 +103,12 @@ impl GptqOptions {
                 "damp" => o.damp = v.parse().ok().filter(|d: &f64| *d >= 0.0)?,
                 "block" => o.block = v.parse().ok().filter(|b: &usize| *b > 0)?,
                 "act_order" => o.act_order = v == "1",
+                "rate" => {
+                    o.rate = v
+                        .parse()
+                        .ok()
+                        .filter(|r: &f64| r.is_finite() && *r >= 0.0)?
+                }
                 _ => return None,
             }
         }
@@ -306,7 +326,40 @@ fn round(x: f64, scale: f32, qmax: f32) -> (u8, f64) {
     ((q + qmax) as u8, f64::from(q * scale))
 }
 
-/// GPTQ with `prep`'s Hessian. Scales come from [`hessian_scales`] with `rule`.
+/// Rate-aware rounding of `x` with `scale`: of the two levels around `x / scale`, the one
+/// with the lower `weight · ((x − v) / scale)² + lambda · bits[symbol]` (the lower level on a
+/// tie); the symbol and its value as the decoder reconstructs it.
+fn round_rate(x: f64, scale: f32, qmax: f32, weight: f64, lambda: f64, bits: &[f64]) -> (u8, f64) {
+    if scale == 0.0 {
+        return (qmax as u8, 0.0);
+    }
+    let lo = (x as f32 / scale).floor().clamp(-qmax, qmax);
+    let hi = (lo + 1.0).min(qmax);
+    let cost = |q: f32| {
+        let d = (x - f64::from(q * scale)) / f64::from(scale);
+        weight * d * d + lambda * bits[(q + qmax) as usize]
+    };
+    let q = if cost(hi) < cost(lo) { hi } else { lo };
+    ((q + qmax) as u8, f64::from(q * scale))
+}
+
+/// Code lengths in bits, `−log₂ p`, of every symbol of a `bits`-bit alphabet under the
+/// histogram of `symbols` (half a count added to every level, so unused levels cost much but
+/// not infinitely).
+pub fn code_lengths(symbols: &[u8], bits: u8) -> Vec<f64> {
+    let levels = 2 * qmax(bits) as usize + 1;
+    let mut count = vec![0.5f64; levels];
+    for &s in symbols {
+        if let Some(c) = count.get_mut(usize::from(s)) {
+            *c += 1.0;
+        }
+    }
+    let total: f64 = count.iter().sum();
+    count.iter().map(|c| -(c / total).log2()).collect()
+}
+
+/// GPTQ with `prep`'s Hessian. Scales come from [`hessian_scales`] with `rule`; with
+/// `opts.rate > 0` the rounding is rate-aware ([`GptqOptions::rate`]).
 pub fn quantize_gptq(
     data: &[f32],
     rows: usize,
@@ -318,6 +371,18 @@ pub fn quantize_gptq(
 ) -> IntQuantized {
     assert_eq!(data.len(), rows * cols, "shape and data disagree");
     assert_eq!(prep.dim, cols, "Hessian and weight disagree");
+    // The rate term's code lengths, from nearest rounding; the columns' weights in GPTQ's
+    // objective, normalized to mean 1.
+    let rate = (opts.rate > 0.0).then(|| {
+        let nearest = GptqOptions { rate: 0.0, ..*opts };
+        let plain = quantize_gptq(data, rows, cols, bits, rule, prep, &nearest);
+        let inv: Vec<f64> = (0..cols)
+            .map(|i| 1.0 / prep.u[i * cols + i].powi(2))
+            .collect();
+        let mean = inv.iter().sum::<f64>() / cols.max(1) as f64;
+        let weights: Vec<f64> = inv.iter().map(|v| v / mean).collect();
+        (code_lengths(&plain.symbols, bits), weights)
+    });
     let (scale_dtype, scales) = hessian_scales(data, rows, cols, bits, rule, prep);
     let qm = qmax(bits);
     let block = opts.block.max(1);
@@ -340,7 +405,12 @@ pub fn quantize_gptq(
                     let urow = &u[i * cols + i + 1..i * cols + i2];
                     for r in 0..m {
                         let x = w[r * cols + i];
-                        let (sym, value) = round(x, scales[r0 + r], qm);
+                        let (sym, value) = match &rate {
+                            None => round(x, scales[r0 + r], qm),
+                            Some((lengths, weights)) => {
+                                round_rate(x, scales[r0 + r], qm, weights[i], opts.rate, lengths)
+                            }
+                        };
                         q[r * cols + i] = sym;
                         let e = (x - value) / uii;
                         err[r * b + (i - i1)] = e;
@@ -604,6 +674,58 @@ mod tests {
         assert_eq!(ScaleRule::parse("sdclip-h:0"), None);
     }
 
+    /// Order-0 entropy of symbols, in bits.
+    fn entropy_bits(symbols: &[u8]) -> f64 {
+        let mut count = [0f64; 256];
+        for &s in symbols {
+            count[usize::from(s)] += 1.0;
+        }
+        let n = symbols.len() as f64;
+        count
+            .iter()
+            .filter(|&&c| c > 0.0)
+            .map(|&c| -c * (c / n).log2())
+            .sum()
+    }
+
+    /// Rate-aware rounding trades error for bits as λ grows, changes symbols only, and is
+    /// deterministic.
+    #[test]
+    fn rate_aware_rounding_trades_error_for_bits() {
+        let (rows, cols) = (64, 96);
+        // Correlated inputs plus an independent part, so that not every rounding error can be
+        // compensated by the columns after it.
+        let mut h = correlated_hessian(cols, 600);
+        let mean = h.diagonal().iter().sum::<f64>() / cols as f64;
+        for i in 0..cols {
+            h.matrix[i * cols + i] += mean;
+        }
+        let w = weights(rows, cols);
+        let at = |rate: f64| {
+            let opts = GptqOptions {
+                rate,
+                ..GptqOptions::default()
+            };
+            let prep = Prepared::new(&h, &opts);
+            let g = quantize_gptq(&w, rows, cols, 6, ScaleRule::SdClip(8.0), &prep, &opts);
+            let err = output_error(&w, &g.dequantize(), rows, &h);
+            (g, err)
+        };
+        let (nearest, e0) = at(0.0);
+        let mut last = (entropy_bits(&nearest.symbols), e0);
+        for rate in [0.1, 0.3, 1.0] {
+            let (g, e) = at(rate);
+            assert_eq!(g.scales, nearest.scales, "the rate changes symbols only");
+            assert_eq!(g, at(rate).0, "deterministic");
+            let bits = entropy_bits(&g.symbols);
+            assert!(
+                bits < last.0 && e > last.1,
+                "λ {rate}: {bits} bits, error {e} vs {last:?}"
+            );
+            last = (bits, e);
+        }
+    }
+
     #[test]
     fn dead_inputs_and_weighted_scales() {
         let (rows, cols) = (8, 16);
@@ -626,9 +748,16 @@ mod tests {
         for s in [
             "damp=0.01,block=128,act_order=1",
             "damp=0.1,block=64,act_order=0",
+            "damp=0.01,block=128,act_order=1,rate=0.25",
         ] {
             assert_eq!(GptqOptions::parse(s).map(|o| o.name()), Some(s.into()));
         }
         assert_eq!(GptqOptions::parse("block=0"), None);
+        assert_eq!(GptqOptions::parse("rate=-1"), None);
+        // Nearest rounding keeps the old spelling.
+        assert_eq!(
+            GptqOptions::default().name(),
+            "damp=0.01,block=128,act_order=1"
+        );
     }
 }
