@@ -20,11 +20,16 @@
 //! the prediction is measured: [`Measured::fit_refined`] probes every chosen candidate with
 //! only that tensor replaced by its real reconstruction, and predicts the sum of those
 //! effects (and of the tensors the budget does not choose for, measured once), which the
-//! joint measurement checks. The allocation itself stays with the model: allocating by the
-//! measured effects chose roundings whose first-order effect happened to lower the loss of
-//! the 16k-token probe slice, and lost val_bpb (on the demo model, given the int8
-//! artifact's bytes, it stopped at 455 kB, "improving" the probe slice's loss by 0.0019
-//! nats, and scored val_bpb 2.6542 against the model's 513 kB at 2.6536).
+//! joint measurement checks. The allocation follows the model, guarded by the measurements
+//! ([`Candidate::guarded`]): a chosen candidate that measures worse than modelled counts at
+//! its measured loss and the allocation is made again (at most [`GUARD_ROUNDS`] times); one
+//! that measures better keeps the model's value. Allocating by the measured effects outright
+//! chose roundings whose first-order effect happened to lower the loss of the 16k-token
+//! probe slice, and lost val_bpb (on the demo model, given the int8 artifact's bytes, it
+//! stopped at 455 kB, "improving" the probe slice's loss by 0.0019 nats, and scored val_bpb
+//! 2.6542 against the model's 513 kB at 2.6536); trusting the model alone let a tensor whose
+//! antithetic probe came out negative (a 4 × 192 model: `blocks.1.mlp.fc`, α clamped to
+//! nearly 0) go to int2 and cost 0.014 nats, which the guard catches.
 //!
 //! [`allocate`] solves the multiple-choice knapsack by dynamic programming over the budget
 //! (exactly below 65,536 bytes, to 1/65,536 of the budget above), then spends what rounding
@@ -34,8 +39,8 @@
 
 use crate::error::FormatError;
 use crate::pack::{
-    artifact_metadata, choose, compile, finite, int_coded, pack_calibrated, pack_tensor,
-    quantize_tensor, reconstruct, Choice, PackOptions, PackReport, TensorPlan,
+    artifact_metadata, choose, compile, f16_payload, finite, int_coded, pack_calibrated,
+    pack_tensor, quantize_tensor, reconstruct, Choice, PackOptions, PackReport, TensorPlan,
 };
 use crate::quant::gptq::{output_error, GptqContext, Hessians};
 use crate::quant::int::{qmax, ScaleRule};
@@ -44,6 +49,9 @@ use crate::writer::{write_artifact_with, Layout, TensorRecord};
 use half::f16;
 use pcll_decoder::layout::align_up;
 use pcll_decoder::Codec;
+
+/// Re-allocations after measurements raised a chosen candidate's loss, at most, per fit.
+pub const GUARD_ROUNDS: usize = 4;
 
 /// What the budget packer may spend and how it measures.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +150,9 @@ pub struct Candidate {
     pub rule: Option<ScaleRule>,
     /// Payload bytes, exact.
     pub bytes: u64,
+    /// Whether the payload is stored as raw bytes (f16 that `lossless` does not shrink),
+    /// which every layout aligns.
+    pub raw: bool,
     /// Metadata bytes the candidate adds: its `pcll.pack.scale_rules` entry when it has its
     /// own rule (a `u32` length and `NAME=RULE`).
     pub meta_bytes: u64,
@@ -175,12 +186,37 @@ impl TensorBudget {
     pub fn choice(&self) -> &Candidate {
         &self.candidates[self.chosen]
     }
+
+    /// The factor on the model's losses of this tensor: 1, except where the sensitivity
+    /// probe came out at or below [`MIN_PROBE_DELTA`] (negative curvature along the probe's
+    /// rounding, or noise), so `α` is a floor and not a measurement; there the largest
+    /// measured-to-modelled ratio of its measured candidates, once any is measured.
+    pub fn correction(&self) -> f64 {
+        if self.probe_delta > MIN_PROBE_DELTA {
+            return 1.0;
+        }
+        self.candidates
+            .iter()
+            .filter(|c| c.predicted > 0.0)
+            .filter_map(|c| c.measured.map(|m| m / c.predicted))
+            .fold(1.0, f64::max)
+    }
 }
 
 impl Candidate {
     /// The predicted loss increase: the measured one where there is one, else the model's.
     pub fn loss(&self) -> f64 {
         self.measured.unwrap_or(self.predicted)
+    }
+
+    /// What the allocation minimizes: the model's loss (times its tensor's
+    /// [`TensorBudget::correction`]), or the measured one where that is worse. A measurement
+    /// below the model is not believed (on the probe slice, a rounding's first-order effect
+    /// lowers the loss as often as it raises it, and allocating by those gains chased the
+    /// slice's noise); one above it is (a rounding that truly hurts).
+    pub fn guarded(&self, correction: f64) -> f64 {
+        let model = self.predicted * correction;
+        self.measured.map_or(model, |m| m.max(model))
     }
 
     /// `int4`, `int6 sdclip:14.88`, `f16`.
@@ -225,10 +261,10 @@ fn f16_round(v: &[f32]) -> Vec<f32> {
 /// plus the codec parameters in the table, plus its metadata entry.
 fn cost(c: &Candidate, layout: Layout) -> u64 {
     c.meta_bytes
-        + match c.plan {
-            TensorPlan::Int(_) if layout == Layout::Compact => c.bytes + 4,
-            TensorPlan::Int(_) => align_up(c.bytes) + 4,
-            TensorPlan::RawF16 => align_up(c.bytes),
+        + match (c.raw, layout) {
+            (true, _) => align_up(c.bytes),
+            (false, Layout::Compact) => c.bytes + 4,
+            (false, _) => align_up(c.bytes) + 4,
         }
 }
 
@@ -339,7 +375,9 @@ pub fn measure<'m, E: From<FormatError>>(
                         .iter()
                         .flat_map(|&x| f16::from_f32(x).to_le_bytes())
                         .collect();
-                    (rec, (pcll_decoder::Dtype::F16, Codec::Raw, p))
+                    // Sized as `pack` stores it: `lossless` where smaller.
+                    let (codec, p) = f16_payload(p, v.len(), &opts);
+                    (rec, (pcll_decoder::Dtype::F16, codec, p))
                 }
             };
             let error = error_of(&rec);
@@ -351,6 +389,7 @@ pub fn measure<'m, E: From<FormatError>>(
                 rule,
                 meta_bytes,
                 bytes: stored.2.len() as u64,
+                raw: stored.1 == Codec::Raw,
                 error,
                 predicted: 0.0,
                 measured: None,
@@ -486,24 +525,53 @@ impl Measured<'_> {
         self.report(&choice, target, hessians)
     }
 
-    /// [`Measured::fit`] with a measured prediction: the model's allocation, then each chosen
-    /// candidate not measured yet is probed alone (`probe(name, weights)` as in [`measure`]).
-    /// Measurements are kept, so fitting several budgets measures each candidate once.
+    /// [`Measured::fit`] with measurements: each chosen candidate not measured yet is probed
+    /// alone (`probe(name, weights)` as in [`measure`]); where one measures worse than its
+    /// model ([`Candidate::guarded`], [`TensorBudget::correction`]) the allocation is made
+    /// again, up to [`GUARD_ROUNDS`] times, and of the allocations tried the one of least
+    /// guarded loss is packed; the prediction is its measured effects. Measurements are kept,
+    /// so fitting several budgets measures each candidate once.
     pub fn fit_refined<E: From<FormatError>>(
         &mut self,
         target: u64,
         hessians: Option<&Hessians>,
         mut probe: impl FnMut(&str, &[f32]) -> Result<f64, E>,
     ) -> Result<BudgetReport, E> {
-        let choice = self.allocation(target)?;
-        for (k, &c) in choice.iter().enumerate() {
-            if self.tensors[k].candidates[c].measured.is_none() {
-                let w = reconstruct(&self.record(k, c))?;
-                let d = probe(&self.tensors[k].name, &w)?;
-                self.tensors[k].candidates[c].measured = Some(d);
+        let mut tried: Vec<Vec<usize>> = Vec::new();
+        let mut choice = self.allocation(target)?;
+        loop {
+            let mut raised = false;
+            for (k, &c) in choice.iter().enumerate() {
+                if self.tensors[k].candidates[c].measured.is_none() {
+                    let w = reconstruct(&self.record(k, c))?;
+                    let d = probe(&self.tensors[k].name, &w)?;
+                    let t = &mut self.tensors[k];
+                    let model = t.candidates[c].predicted * t.correction();
+                    t.candidates[c].measured = Some(d);
+                    raised |= d > model;
+                }
             }
+            tried.push(choice);
+            if !raised || tried.len() > GUARD_ROUNDS {
+                break;
+            }
+            choice = self.allocation(target)?;
         }
-        Ok(self.report(&choice, target, hessians)?)
+        // Every allocation tried is measured throughout: keep the one of least guarded loss
+        // under what is known now (the first on a tie).
+        let objective = |choice: &[usize]| -> f64 {
+            choice
+                .iter()
+                .zip(&self.tensors)
+                .map(|(&c, t)| t.candidates[c].guarded(t.correction()))
+                .sum()
+        };
+        let best = tried
+            .iter()
+            .min_by(|a, b| objective(a).total_cmp(&objective(b)))
+            .cloned()
+            .unwrap_or_default();
+        Ok(self.report(&best, target, hessians)?)
     }
 
     /// Candidate `c` of budget tensor `k` as the artifact stores it.
@@ -527,7 +595,7 @@ impl Measured<'_> {
             .map(|t| {
                 t.candidates
                     .iter()
-                    .map(|c| (cost(c, self.opts.layout), c.predicted))
+                    .map(|c| (cost(c, self.opts.layout), c.guarded(t.correction())))
                     .collect()
             })
             .collect();
@@ -683,6 +751,102 @@ pub fn allocate(costs: &[Vec<(u64, f64)>], budget: u64) -> Option<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::safetensors_io::SourceTensor;
+    use std::collections::BTreeMap;
+
+    /// Two alike matrices; the probe's first two calls for `b` (the antithetic sensitivity
+    /// probe) come out negative, so the model thinks `b` is nearly free, while every later
+    /// probe of either tensor measures its true effect, `Σ e²` for `a` and 50 × that for `b`.
+    /// The guard must notice that `b`'s cheap candidate hurts and spend bytes on it.
+    #[test]
+    fn measurements_worse_than_the_model_move_the_allocation() {
+        let (rows, cols) = (64usize, 128usize);
+        let mut x = 5u64;
+        let mut tensor = |name: &str| {
+            let w: Vec<f32> = (0..rows * cols)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+                })
+                .collect();
+            SourceTensor::from_f32(name, &[rows as u64, cols as u64], &w)
+        };
+        let model = SourceModel {
+            tensors: vec![tensor("a"), tensor("b")],
+            metadata: Default::default(),
+        };
+        let source: BTreeMap<String, Vec<f32>> = model
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.to_f32().unwrap()))
+            .collect();
+        let truth = |name: &str, w: &[f32]| {
+            let e: f64 = source[name]
+                .iter()
+                .zip(w)
+                .map(|(&a, &b)| f64::from(a - b).powi(2))
+                .sum();
+            if name == "b" {
+                50.0 * e
+            } else {
+                e
+            }
+        };
+        let calls = std::cell::Cell::new(0usize);
+        let probe = |name: &str, w: &[f32]| -> Result<f64, FormatError> {
+            if name == "b" {
+                calls.set(calls.get() + 1);
+                if calls.get() <= 2 {
+                    return Ok(-1e-3);
+                }
+            }
+            Ok(truth(name, w))
+        };
+        let opts = PackOptions::default();
+        let budget = BudgetOptions::new(0, 0);
+        let mut m = measure(&model, &opts, None, &budget, probe, |_, _, _| {}).unwrap();
+        // The model's allocation alone (what `fit` lays out).
+        let target = m.fit(u64::MAX, None).unwrap().pack.artifact.len() as u64 * 55 / 100;
+        let plain = m.fit(target, None).unwrap();
+        let true_loss = |m: &Measured<'_>, r: &BudgetReport| -> f64 {
+            r.tensors
+                .iter()
+                .enumerate()
+                .map(|(k, t)| truth(&t.name, &reconstruct(&m.record(k, t.chosen)).unwrap()))
+                .sum()
+        };
+        let plain_loss = true_loss(&m, &plain);
+        let b_plain = plain.tensors[1].choice().bytes;
+        let guarded = m.fit_refined(target, None, probe).unwrap();
+        let guarded_loss = true_loss(&m, &guarded);
+        assert!(guarded.pack.artifact.len() as u64 <= target);
+        assert!(
+            guarded.tensors[1].choice().bytes > b_plain,
+            "the guard spends more on b: {} vs {b_plain}",
+            guarded.tensors[1].choice().bytes
+        );
+        assert!(
+            guarded_loss < 0.5 * plain_loss,
+            "{guarded_loss} vs {plain_loss}"
+        );
+        // Every chosen candidate is measured, and the prediction is their true effects.
+        let predicted: f64 = guarded.tensors.iter().map(|t| t.choice().loss()).sum();
+        assert!((predicted - guarded_loss).abs() < 1e-9 * guarded_loss.max(1.0));
+        // A measurement below the model is not believed.
+        let c = Candidate {
+            measured: Some(0.1),
+            predicted: 0.3,
+            ..guarded.tensors[0].choice().clone()
+        };
+        assert_eq!((c.guarded(1.0), c.loss()), (0.3, 0.1));
+        let c = Candidate {
+            measured: Some(0.5),
+            ..c
+        };
+        assert_eq!((c.guarded(1.0), c.guarded(2.0)), (0.5, 0.6));
+    }
 
     fn brute(costs: &[Vec<(u64, f64)>], budget: u64) -> Option<f64> {
         let mut best: Option<f64> = None;

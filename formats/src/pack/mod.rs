@@ -117,22 +117,10 @@ pub fn pack_tensor(
                     .flat_map(|&x| f16::from_f32(x).to_le_bytes())
                     .collect()
             };
-            let lossless = match opts.raw_coding {
-                RawCoding::Auto => Some(lossless_payload(
-                    &data,
-                    Dtype::F16,
-                    opts.lanes_for(t.numel() as usize),
-                    opts.precision_cap,
-                ))
-                .filter(|p| p.len() < data.len()),
-                RawCoding::Raw => None,
-            };
-            let rec = match lossless {
-                Some(payload) => TensorRecord {
-                    codec: Codec::Lossless,
-                    ..raw(t, Dtype::F16, payload)
-                },
-                None => raw(t, Dtype::F16, data),
+            let (codec, payload) = f16_payload(data, t.numel() as usize, opts);
+            let rec = TensorRecord {
+                codec,
+                ..raw(t, Dtype::F16, payload)
             };
             (rec, None, None)
         }
@@ -298,4 +286,23 @@ pub fn pack_calibrated(
         artifact,
         tensors: reports,
     })
+}
+
+/// The f16 bytes `data` of a tensor of `numel` elements as `pack` stores a tensor it keeps in
+/// f16: coded `lossless` where that is smaller and `opts.raw_coding` allows it, else `raw`.
+pub(crate) fn f16_payload(data: Vec<u8>, numel: usize, opts: &PackOptions) -> (Codec, Vec<u8>) {
+    let lossless = match opts.raw_coding {
+        RawCoding::Auto => Some(lossless_payload(
+            &data,
+            Dtype::F16,
+            opts.lanes_for(numel),
+            opts.precision_cap,
+        ))
+        .filter(|p| p.len() < data.len()),
+        RawCoding::Raw => None,
+    };
+    match lossless {
+        Some(payload) => (Codec::Lossless, payload),
+        None => (Codec::Raw, data),
+    }
 }
