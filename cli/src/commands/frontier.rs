@@ -39,20 +39,14 @@ pub struct Args {
     /// and probe results.
     #[arg(long, value_name = "FILE")]
     pub calib_cache: Option<PathBuf>,
-    /// The field's recipe (GPTQ + SDClip int6 matrices and int8 embedding, byte-shuffled,
-    /// brotli-11 / xz -9e / lrzip) at each of these matrix clips, in standard deviations of
-    /// the row (the records use 12.85) …
-    #[arg(long, value_delimiter = ',', default_value = "6,8,10,12.85,16")]
-    pub field_k_matrix: Vec<f32>,
-    /// … times each of these embedding clips (the records use 20).
-    #[arg(long, value_delimiter = ',', default_value = "8,12,20")]
-    pub field_k_embed: Vec<f32>,
-    /// Leave the field's recipe out.
-    #[arg(long)]
-    pub no_field: bool,
+    /// The field's recipe (with GPTQ in `frontier`; without in `report`, which has no
+    /// calibration data).
+    #[command(flatten)]
+    pub field: super::FieldArgs,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    let (field_k_matrix, field_k_embed) = a.field.clips();
     let f = frontier(
         &a.run,
         &FrontierOptions {
@@ -62,12 +56,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             calib_tokens: a.calib_tokens,
             probe_tokens: a.probe_tokens,
             calib_cache: a.calib_cache.clone(),
-            field_k_matrix: if a.no_field {
-                Vec::new()
-            } else {
-                a.field_k_matrix.clone()
-            },
-            field_k_embed: a.field_k_embed.clone(),
+            field_k_matrix: field_k_matrix.clone(),
+            field_k_embed: field_k_embed.clone(),
         },
     )?;
     let (json, svg) = f.write(&a.output)?;

@@ -26,6 +26,35 @@ pub fn positive(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
+/// The field's recipe sweep of `frontier` and `report`: SDClip int6 matrices and int8 tied
+/// embedding at every pair of clips, byte-shuffled, under brotli-11 / xz -9e / lrzip.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FieldArgs {
+    /// The field's recipe (SDClip int6 matrices and int8 tied embedding, byte-shuffled,
+    /// brotli-11 / xz -9e / lrzip) at each of these matrix clips, in standard deviations of
+    /// the row (the records use 12.85) …
+    #[arg(long, value_delimiter = ',', default_value = "6,8,10,12.85,16")]
+    pub field_k_matrix: Vec<f32>,
+    /// … times each of these embedding clips (the records use 20).
+    #[arg(long, value_delimiter = ',', default_value = "8,12,20")]
+    pub field_k_embed: Vec<f32>,
+    /// Leave the field's recipe out.
+    #[arg(long)]
+    pub no_field: bool,
+}
+
+impl FieldArgs {
+    /// The matrix and embedding clips to sweep (no matrix clip: no field rows).
+    pub fn clips(&self) -> (Vec<f32>, Vec<f32>) {
+        let k_matrix = if self.no_field {
+            Vec::new()
+        } else {
+            self.field_k_matrix.clone()
+        };
+        (k_matrix, self.field_k_embed.clone())
+    }
+}
+
 /// How `eval` and `generate` hold the weights and compute (`pcll_pipeline::run_model`).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct RunArgs {

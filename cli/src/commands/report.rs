@@ -24,33 +24,23 @@ pub struct Args {
     /// Timing runs per decode (best kept).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// The field's recipe (SDClip int6 matrices and int8 tied embedding, byte-shuffled,
-    /// brotli-11 / xz -9e / lrzip; no GPTQ: the report has no calibration data) at each of
-    /// these matrix clips, in standard deviations of the row (the records use 12.85) …
-    #[arg(long, value_delimiter = ',', default_value = "6,8,10,12.85,16")]
-    pub field_k_matrix: Vec<f32>,
-    /// … times each of these embedding clips (the records use 20).
-    #[arg(long, value_delimiter = ',', default_value = "8,12,20")]
-    pub field_k_embed: Vec<f32>,
-    /// Leave the field's recipe out.
-    #[arg(long)]
-    pub no_field: bool,
+    /// The field's recipe (with GPTQ in `frontier`; without in `report`, which has no
+    /// calibration data).
+    #[command(flatten)]
+    pub field: super::FieldArgs,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let bytes = read(&a.model)?;
     let model = SourceModel::from_safetensors(&bytes)
         .with_context(|| format!("parsing {}", a.model.display()))?;
+    let (field_k_matrix, field_k_embed) = a.field.clips();
     let r = report(
         &model,
         &ReportOptions {
             runs: a.runs,
-            field_k_matrix: if a.no_field {
-                Vec::new()
-            } else {
-                a.field_k_matrix.clone()
-            },
-            field_k_embed: a.field_k_embed.clone(),
+            field_k_matrix,
+            field_k_embed,
         },
     )?;
     if let Some(dir) = &a.output {
