@@ -425,7 +425,7 @@ pub struct DuelRow {
 
 /// Budget fits below the smallest reference, in percent of its bytes, so that PCLL's points
 /// reach its val_bpb.
-const BELOW_DUEL: [u64; 1] = [80];
+const BELOW_DUEL: [u64; 2] = [70, 80];
 
 /// The demo's comparison with the field: the run's int6 + brotli-11 blob and the field's recipe
 /// at every pair of clips (its envelope over all coders), each against the byte-budget packer
