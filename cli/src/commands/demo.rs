@@ -117,12 +117,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
         list(&DUEL_K_MATRIX),
         list(&DUEL_K_EMBED)
     );
+    // The run was trained just now: a cache left by an earlier demo in this folder belongs to
+    // another model (and a cache made for another model is refused, never used).
+    let cache = a.out_dir.join("calib.cache");
+    if cache.exists() {
+        std::fs::remove_file(&cache)?;
+    }
     let duel = field_duel(
         &run,
         &DuelOptions {
             calib_tokens: 32_768,
             probe_tokens: 16_384,
-            calib_cache: Some(a.out_dir.join("calib.cache")),
+            calib_cache: Some(cache.clone()),
             field_k_matrix: DUEL_K_MATRIX.to_vec(),
             field_k_embed: DUEL_K_EMBED.to_vec(),
         },
@@ -151,9 +157,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         },
     )?;
     println!(
-        "\nnext: pcll frontier {} -o {}",
+        "\nnext: pcll frontier {} -o {} --calib-cache {}",
         run.display(),
-        a.out_dir.join("frontier").display()
+        a.out_dir.join("frontier").display(),
+        cache.display()
     );
     Ok(ExitCode::SUCCESS)
 }
