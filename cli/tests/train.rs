@@ -252,6 +252,18 @@ fn train_pack_score_resume_and_frontier() {
     for v in versus {
         assert!(v["budget_bytes"].as_u64() <= v["bytes"].as_u64(), "{v}");
     }
+    // Fitted smallest first: a fit that keeps a smaller one's allocation names a smaller
+    // budget and holds that fit's bytes and measured loss.
+    for v in versus.iter().filter(|v| !v["reused_from"].is_null()) {
+        let from = v["reused_from"].as_u64().unwrap();
+        let src = versus
+            .iter()
+            .find(|w| w["bytes"].as_u64() == Some(from) && w["reused_from"].is_null())
+            .unwrap_or_else(|| panic!("{v}"));
+        assert!(from < v["bytes"].as_u64().unwrap(), "{v}");
+        assert_eq!(src["budget_bytes"], v["budget_bytes"], "{v}");
+        assert_eq!(src["measured_dloss"], v["measured_dloss"], "{v}");
+    }
     assert!(bytes(&get("budget @ int4 + rANS")) <= bytes(&i4p));
     // The field's recipe at every pair of clips asked for, per coder; its envelope per coder
     // is undominated; PCLL holds the same weights (its bytes beside each point).

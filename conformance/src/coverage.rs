@@ -94,7 +94,7 @@ fn e8p(t: &SourceTensor, h: u8) -> TensorRecord {
 fn e8_rans(t: &SourceTensor, h: u8) -> TensorRecord {
     let (rows, cols) = rows_cols(t);
     let p = e8_params(&t.name, h);
-    let q = e8_rans_symbols(&t.to_f32().unwrap_or_default(), rows, cols, &p, 0.5);
+    let q = e8_rans_symbols(&t.to_f32().unwrap_or_default(), rows, cols, &p, 0.5, None);
     let mut payload: Vec<u8> = q.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
     payload.extend(encode_context(&q.symbols, &q.contexts, 5, LANES).bytes);
     record(t, Codec::E8Rans(p), payload)

@@ -40,7 +40,8 @@
 use crate::error::FormatError;
 use crate::pack::{
     artifact_metadata, choose, compile, f16_payload, finite, int_coded, pack_calibrated,
-    pack_tensor, quantize_tensor, reconstruct, Choice, PackOptions, PackReport, TensorPlan,
+    pack_other, pack_tensor, quantize_tensor, reconstruct, Choice, CodecSpec, E8Target,
+    PackOptions, PackReport, TensorPlan,
 };
 use crate::quant::gptq::{output_error, GptqContext, Hessians};
 use crate::quant::int::{qmax, ScaleRule};
@@ -89,6 +90,11 @@ impl Offer {
 /// about 2 (step 1.1 σ), a third of a bit apart.
 pub const SDCLIP_STEPS: [f32; 10] = [0.08, 0.11, 0.15, 0.2, 0.27, 0.36, 0.48, 0.64, 0.85, 1.1];
 
+/// Steps of the `e8-rans` candidates, relative to the row's RMS (lattice points `step · RMS`
+/// apart in every coordinate): a geometric ladder about a third of a bit apart, from about
+/// int6's error down to about int3's.
+pub const E8_STEPS: [f32; 7] = [0.06, 0.085, 0.12, 0.17, 0.24, 0.34, 0.48];
+
 /// Rows are clipped no closer than this many standard deviations by the SDClip candidates
 /// (the records clip int6 matrices at 12.85).
 pub const SDCLIP_MIN_K: f32 = 12.0;
@@ -133,6 +139,24 @@ impl BudgetOptions {
             probe_bits: 3,
             candidates,
         }
+    }
+
+    /// With `e8-rans` candidates at every step of [`E8_STEPS`] (for tensors whose rows are a
+    /// multiple of 8 long; with LDLQ's error feedback when calibrated).
+    pub fn with_e8_rans(mut self) -> BudgetOptions {
+        let at = self
+            .candidates
+            .iter()
+            .position(|o| o.plan == TensorPlan::RawF16)
+            .unwrap_or(self.candidates.len());
+        let e8 = E8_STEPS.iter().filter_map(|&s| {
+            Some(Offer {
+                plan: TensorPlan::e8_rans(s)?,
+                rule: None,
+            })
+        });
+        self.candidates.splice(at..at, e8);
+        self
     }
 
     /// Without the SDClip ladder: whole bit widths under the pack's scale rule only.
@@ -369,6 +393,15 @@ pub fn measure<'m, E: From<FormatError>>(
                     let rec = opts.scale_coding.apply(rec);
                     (q.dequantize(), (t.dtype, rec.codec, rec.payload))
                 }
+                TensorPlan::E8Rans(step) => {
+                    if cols == 0 || !cols.is_multiple_of(8) {
+                        continue;
+                    }
+                    let spec = CodecSpec::E8Rans(E8Target::Step(f32::from_bits(step)));
+                    let (rec, _, _) = pack_other(t, &v, spec, &opts, gptq.as_mut())?;
+                    let rec = opts.scale_coding.apply(rec);
+                    (reconstruct(&rec)?, (rec.dtype, rec.codec, rec.payload))
+                }
                 TensorPlan::RawF16 => {
                     let rec = f16_round(&v);
                     let p = rec
@@ -535,7 +568,21 @@ impl Measured<'_> {
         &mut self,
         target: u64,
         hessians: Option<&Hessians>,
+        probe: impl FnMut(&str, &[f32]) -> Result<f64, E>,
+    ) -> Result<BudgetReport, E> {
+        self.fit_refined_among(target, hessians, probe, &[])
+    }
+
+    /// [`Measured::fit_refined`], with `earlier` allocations (each fitting `target`, every
+    /// candidate measured: those of earlier fits at smaller budgets) among the ones tried, so
+    /// a larger budget never ends at a larger guarded loss than a smaller one's allocation
+    /// (under the measurements known now). This budget's own allocation wins a tie.
+    pub fn fit_refined_among<E: From<FormatError>>(
+        &mut self,
+        target: u64,
+        hessians: Option<&Hessians>,
         mut probe: impl FnMut(&str, &[f32]) -> Result<f64, E>,
+        earlier: &[Vec<usize>],
     ) -> Result<BudgetReport, E> {
         let mut tried: Vec<Vec<usize>> = Vec::new();
         let mut choice = self.allocation(target)?;
@@ -557,6 +604,7 @@ impl Measured<'_> {
             }
             choice = self.allocation(target)?;
         }
+        tried.extend(earlier.iter().cloned());
         // Every allocation tried is measured throughout: keep the one of least guarded loss
         // under what is known now (the first on a tie).
         let objective = |choice: &[usize]| -> f64 {
@@ -627,8 +675,9 @@ impl Measured<'_> {
         }
     }
 
-    /// `choice` packed, with its prediction.
-    fn report(
+    /// `choice` (a candidate index per budget tensor, as [`TensorBudget::chosen`]) packed to
+    /// fit `target`, with its prediction.
+    pub fn report(
         &self,
         choice: &[usize],
         target: u64,

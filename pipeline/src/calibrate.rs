@@ -219,6 +219,10 @@ pub struct BudgetOutcome {
     pub packed_loss: f64,
     /// What a calibration cache reused, when one was given.
     pub cache_note: Option<String>,
+    /// The target bytes of the earlier fit of the same search whose allocation this is (it
+    /// fits this budget too, and the packer found none of less guarded loss for it:
+    /// [`BudgetSearch::fit`]).
+    pub reused_from: Option<u64>,
 }
 
 impl BudgetOutcome {
@@ -278,6 +282,17 @@ pub struct BudgetSearch<'m> {
     cache: Option<CalibCache>,
     /// What a calibration cache reused, when one was given.
     pub cache_note: Option<String>,
+    /// Every allocation fitted so far, packed and measured.
+    fitted: Vec<Fitted>,
+}
+
+/// An allocation [`BudgetSearch::fit`] packed: the candidate of each budget tensor, the
+/// artifact's bytes, its mean NLL on the probe slice and the target it was fitted to.
+struct Fitted {
+    choice: Vec<usize>,
+    bytes: u64,
+    loss: f64,
+    target: u64,
 }
 
 impl<'m> BudgetSearch<'m> {
@@ -341,6 +356,7 @@ impl<'m> BudgetSearch<'m> {
             measured,
             cache: cal.cache,
             cache_note,
+            fitted: Vec::new(),
         })
     }
 
@@ -352,8 +368,16 @@ impl<'m> BudgetSearch<'m> {
     /// The best allocation within `budget − reserve` bytes by the model, with every chosen
     /// candidate measured alone on the probe slice for the prediction (measurements are kept
     /// for the next fit), packed, with the whole artifact's loss on the probe slice measured
-    /// to check the prediction.
+    /// to check the prediction. The search remembers every allocation it packed and offers
+    /// those that fit this budget to [`Measured::fit_refined_among`]: a larger budget never
+    /// ends at a larger guarded loss (the packer's objective) than a smaller budget's
+    /// allocation. Where an earlier allocation is kept, `reused_from` names its budget. The
+    /// whole artifact's measured loss is not what decides: on the demo model, keeping a
+    /// smaller fit wherever its artifact measured better on the probe slice (even by more than
+    /// two standard errors of the per-window difference) chased the slice's noise, and the
+    /// frontier's envelope against the field's recipe got worse on the validation set.
     pub fn fit(&mut self, budget: u64, reserve: u64) -> Result<BudgetOutcome, PipelineError> {
+        let target = budget.saturating_sub(reserve);
         let prober = Prober {
             weights: &self.weights,
             cfg: self.cfg,
@@ -361,31 +385,60 @@ impl<'m> BudgetSearch<'m> {
             seq_len: self.seq_len,
             base_loss: self.base_loss,
         };
+        let earlier: Vec<Vec<usize>> = self
+            .fitted
+            .iter()
+            .filter(|f| f.bytes <= target)
+            .map(|f| f.choice.clone())
+            .collect();
         let cache = &mut self.cache;
-        let report = self.measured.fit_refined(
-            budget.saturating_sub(reserve),
+        let report = self.measured.fit_refined_among(
+            target,
             Some(&self.hessians),
             |name: &str, w: &[f32]| prober.delta(cache.as_mut(), name, w),
+            &earlier,
         );
         // The measuring pass's probes are kept for the next run, even after a failure.
         if let Some(c) = self.cache.as_mut() {
             c.save(&self.hessians)?;
         }
         let report = report?;
-        let art =
-            Artifact::parse(&report.pack.artifact).map_err(pcll_formats::FormatError::from)?;
-        let packed = Resident::decode_all(&art)?;
-        let packed_loss = mean_loss(
-            &Model::new(self.cfg, &packed),
-            &self.tokens.probe,
-            self.seq_len,
-        )?;
+        let choice: Vec<usize> = report.tensors.iter().map(|t| t.chosen).collect();
+        let same = self
+            .fitted
+            .iter()
+            .find(|f| f.choice == choice && f.bytes <= target);
+        let (packed_loss, reused_from) = match same {
+            Some(f) => (f.loss, Some(f.target)),
+            None => {
+                let loss = self.probe_loss(&report.pack.artifact)?;
+                self.fitted.push(Fitted {
+                    choice,
+                    bytes: report.pack.artifact.len() as u64,
+                    loss,
+                    target,
+                });
+                (loss, None)
+            }
+        };
         Ok(BudgetOutcome {
             report,
             base_loss: self.base_loss,
             packed_loss,
             cache_note: self.cache_note.clone(),
+            reused_from,
         })
+    }
+
+    /// Mean NLL on the probe slice of the weights `artifact` decodes to.
+    fn probe_loss(&self, artifact: &[u8]) -> Result<f64, PipelineError> {
+        let art = Artifact::parse(artifact).map_err(pcll_formats::FormatError::from)?;
+        let packed = Resident::decode_all(&art)?;
+        Ok(mean_loss(
+            &Model::new(self.cfg, &packed),
+            &self.tokens.probe,
+            self.seq_len,
+        )?)
     }
 }
 

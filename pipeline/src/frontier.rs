@@ -52,6 +52,8 @@ pub struct FrontierOptions {
     /// standard deviations); either empty: no field rows. Needs the calibrated rows.
     pub field_k_matrix: Vec<f32>,
     pub field_k_embed: Vec<f32>,
+    /// Offer the budget packer `e8-rans` candidates too (LDLQ; [`BudgetOptions::with_e8_rans`]).
+    pub e8_rans: bool,
 }
 
 /// Every scheme's point on one run.
@@ -421,6 +423,8 @@ pub struct DuelRow {
     /// PCLL's bytes at the reference's val_bpb, interpolated along the envelope of the
     /// duel's budget fits; `None` outside their val_bpb range.
     pub pcll_bytes_at_equal_val_bpb: Option<f64>,
+    /// Where the fit kept a smaller budget's allocation: that budget.
+    pub reused_from: Option<u64>,
 }
 
 /// Budget fits below the smallest reference, in percent of its bytes, so that PCLL's points
@@ -457,8 +461,8 @@ pub fn field_duel(run: &Path, a: &DuelOptions) -> Result<Duel> {
         cfg.model,
         &gptq,
         &data,
-        a.calib_tokens,
-        a.probe_tokens,
+        (a.calib_tokens, a.probe_tokens),
+        &BudgetOptions::new(0, 0),
         a.calib_cache.as_deref(),
     )?;
     let field = field_points(
@@ -500,6 +504,7 @@ pub fn field_duel(run: &Path, a: &DuelOptions) -> Result<Duel> {
             pcll_bytes: v.budget_bytes,
             pcll_val_bpb: v.budget_val_bpb,
             pcll_bytes_at_equal_val_bpb: bytes_at(&env, v.val_bpb),
+            reused_from: v.reused_from,
         })
         .collect();
     Ok(Duel {
@@ -530,6 +535,9 @@ pub struct Versus {
     pub predicted_dloss: f64,
     pub modelled_dloss: f64,
     pub measured_dloss: f64,
+    /// The budget (weight bytes) of the smaller fit whose allocation this row reuses: it fits
+    /// here too and measured a smaller loss than this budget's own allocation.
+    pub reused_from: Option<u64>,
 }
 
 /// GPTQ at every width, and the byte-budget packer (GPTQ candidates, mse scales) at the
@@ -549,13 +557,17 @@ fn calibrated_points(
         .cloned()
         .collect();
     let gptq = gptq_options(base, data, a.calib_tokens, a.probe_tokens);
+    let mut offer = BudgetOptions::new(0, 0);
+    if a.e8_rans {
+        offer = offer.with_e8_rans();
+    }
     let mut search = budget_search(
         scorer,
         *model_cfg,
         &gptq,
         data,
-        a.calib_tokens,
-        a.probe_tokens,
+        (a.calib_tokens, a.probe_tokens),
+        &offer,
         a.calib_cache.as_deref(),
     )?;
     let h = search.hessians();
@@ -607,15 +619,16 @@ fn calib_spec(data: &RunData, calib_tokens: usize, probe_tokens: usize) -> Calib
     }
 }
 
-/// The budget packer's search over the run's model (calibrated on its training shards, every
-/// candidate of the default offer measured), its progress on `scorer`'s bar.
+/// The budget packer's search over the run's model (calibrated on its training shards with
+/// `(calibration, probe)` tokens, every candidate of `offer` measured), its progress on
+/// `scorer`'s bar.
 fn budget_search<'m>(
     scorer: &'m Scorer,
     model_cfg: Config,
     gptq: &PackOptions,
     data: &RunData,
-    calib_tokens: usize,
-    probe_tokens: usize,
+    (calib_tokens, probe_tokens): (usize, usize),
+    offer: &BudgetOptions,
     cache: Option<&Path>,
 ) -> Result<BudgetSearch<'m>> {
     let search = BudgetSearch::new(
@@ -623,7 +636,7 @@ fn budget_search<'m>(
         model_cfg,
         &scorer.with_meta(gptq),
         &calib_spec(data, calib_tokens, probe_tokens),
-        &BudgetOptions::new(0, 0),
+        offer,
         cache,
         |phase, done, total| {
             scorer
@@ -696,15 +709,20 @@ fn field_targets(field: &[FieldPoint], below: &[u64]) -> Vec<(String, u64, f64)>
 
 /// The budget packer at the weight bytes of every target `(name, bytes, val_bpb)`, scored,
 /// as `budget @ name` points; a target without a reference val_bpb (NaN) the model cannot
-/// fit is skipped. Returns each fit beside its target.
+/// fit is skipped. The budgets are fitted smallest first, so that a fit may keep a smaller
+/// one's allocation where the packer finds none better ([`BudgetSearch::fit`]): its objective
+/// never rises with the bytes. Returns each fit beside its target, in the targets' order.
 fn fit_targets(
     search: &mut BudgetSearch<'_>,
     scorer: &Scorer,
     targets: Vec<(String, u64, f64)>,
     points: &mut Vec<Point>,
 ) -> Result<Vec<Versus>> {
-    let mut versus = Vec::new();
-    for (scheme, bytes, val_bpb) in targets {
+    let mut order: Vec<usize> = (0..targets.len()).collect();
+    order.sort_by_key(|&i| targets[i].1);
+    let mut fits: Vec<Option<(Point, Versus)>> = vec![None; targets.len()];
+    for i in order {
+        let (scheme, bytes, val_bpb) = &targets[i];
         let out = match search.fit(bytes + scorer.meta_bytes, 0) {
             Ok(out) => out,
             // Below the field's smallest point the model may not fit at all.
@@ -715,18 +733,22 @@ fn fit_targets(
             Err(e) => return Err(e.into()),
         };
         let (b, bpb, loss) = scorer.score(&out.report.pack.artifact)?;
-        points.push(scorer.point(format!("{BUDGET}{scheme}"), b, bpb, loss));
-        versus.push(Versus {
-            scheme,
-            bytes,
-            val_bpb,
+        let point = scorer.point(format!("{BUDGET}{scheme}"), b, bpb, loss);
+        let versus = Versus {
+            scheme: scheme.clone(),
+            bytes: *bytes,
+            val_bpb: *val_bpb,
             budget_bytes: b,
             budget_val_bpb: bpb,
             predicted_dloss: out.report.predicted,
             modelled_dloss: out.report.modelled,
             measured_dloss: out.measured(),
-        });
+            reused_from: out.reused_from.map(|t| t.saturating_sub(scorer.meta_bytes)),
+        };
+        fits[i] = Some((point, versus));
     }
+    let (fitted, versus): (Vec<Point>, Vec<Versus>) = fits.into_iter().flatten().unzip();
+    points.extend(fitted);
     Ok(versus)
 }
 

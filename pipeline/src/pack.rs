@@ -23,6 +23,8 @@ pub struct PackRequest {
     pub budget: Option<u64>,
     /// Bytes of the budget to leave free.
     pub reserve: u64,
+    /// Offer the budget packer `e8-rans` candidates too ([`BudgetOptions::with_e8_rans`]).
+    pub e8_rans: bool,
     /// The calibration cache file.
     pub calib_cache: Option<std::path::PathBuf>,
 }
@@ -55,7 +57,11 @@ pub fn pack_model(
                 model_opts.config(model)?,
                 opts,
                 spec,
-                &BudgetOptions::new(budget, req.reserve),
+                &if req.e8_rans {
+                    BudgetOptions::new(budget, req.reserve).with_e8_rans()
+                } else {
+                    BudgetOptions::new(budget, req.reserve)
+                },
                 cache,
                 phase_progress(),
             )?;

@@ -64,7 +64,7 @@ impl QuantPlan {
         !self.keep_f32.iter().any(|p| p.matches(name))
             && shape.len() == 2
             && shape.iter().product::<usize>() as u64 > self.raw_max_elements
-            && self.plan.get(name) != Some(&TensorPlan::RawF16)
+            && matches!(self.plan.get(name), None | Some(TensorPlan::Int(_)))
     }
 
     /// The scale rule of `name`, as `PackOptions::scale_for`.

@@ -355,6 +355,32 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
     let repacked = pack_calibrated(&src, &r.options, Some(&h), |_, _, _| {}).unwrap();
     assert_eq!(repacked.artifact, r.pack.artifact);
 
+    // e8-rans candidates (LDLQ, calibrated): more candidates, no more modelled loss; and an
+    // allocation of e8-rans only is recorded as plans that reproduce the artifact.
+    let with_e8 = fit(&BudgetOptions::new(budget, 0).with_e8_rans(), Some(&cache)).unwrap();
+    assert!(with_e8.report.modelled <= r.modelled + 1e-12);
+    assert!(with_e8.report.tensors.iter().all(|t| t
+        .candidates
+        .iter()
+        .any(|c| c.name().starts_with("e8-rans:"))));
+    // (The smallest e8-rans allocation is larger than int3 on a model this small.)
+    let mut only_e8 = BudgetOptions::new(2 * budget, 0).with_e8_rans();
+    only_e8
+        .candidates
+        .retain(|o| matches!(o.plan, pcll_formats::TensorPlan::E8Rans(_)));
+    let e8 = fit(&only_e8, Some(&cache)).unwrap().report;
+    assert!(e8.pack.artifact.len() as u64 <= 2 * budget);
+    assert!(e8
+        .tensors
+        .iter()
+        .all(|t| t.choice().name().starts_with("e8-rans:")));
+    let e8_art = Artifact::parse(&e8.pack.artifact).unwrap();
+    let recorded = PackOptions::from_metadata(e8_art.metadata()).unwrap();
+    assert_eq!(recorded.plan, e8.options.plan);
+    let repacked = pack_calibrated(&src, &recorded, Some(&h), |_, _, _| {}).unwrap();
+    assert_eq!(repacked.artifact, e8.pack.artifact);
+    assert!(e8.pack.tensors.iter().filter(|t| t.gptq).count() >= e8.tensors.len() - 1);
+
     // Same bytes, less loss than plain int3 on the probe slice; the prediction has the
     // right sign and magnitude.
     let loss_of = |bytes: &[u8]| {
@@ -388,16 +414,19 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
 
     // Several budgets from one search: every chosen candidate is measured, and the model's
     // loss falls as the budget grows.
-    let mut search = BudgetSearch::new(
-        &src,
-        cfg,
-        &opts,
-        &spec,
-        &BudgetOptions::new(budget, 0),
-        Some(&cache),
-        |_, _, _| {},
-    )
-    .unwrap();
+    let searcher = || {
+        BudgetSearch::new(
+            &src,
+            cfg,
+            &opts,
+            &spec,
+            &BudgetOptions::new(budget, 0),
+            Some(&cache),
+            |_, _, _| {},
+        )
+        .unwrap()
+    };
+    let mut search = searcher();
     let budgets = [
         budget * 88 / 100,
         budget * 92 / 100,
@@ -412,13 +441,45 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
             .tensors
             .iter()
             .all(|t| t.choice().measured.is_some()));
+        // (Unless the fit is a larger budget's allocation that came out small enough.)
         assert!(
-            o.report.modelled >= last - 1e-12,
+            o.reused_from.is_some() || o.report.modelled >= last - 1e-12,
             "{b}: {} < {last}",
             o.report.modelled
         );
         last = o.report.modelled;
     }
+
+    // Budgets fitted smallest first: every artifact fits its own budget and measures what
+    // the outcome says; a fit that keeps a smaller one's allocation (none of less guarded loss
+    // was found for it) is that fit's artifact, with its loss.
+    let mut search = searcher();
+    let mut earlier = std::collections::BTreeMap::new();
+    let mut reused = 0;
+    for pct in (88..=100).step_by(2) {
+        let b = budget * pct / 100;
+        let o = search.fit(b, 0).unwrap();
+        assert!(o.report.pack.artifact.len() as u64 <= b);
+        assert!((o.packed_loss - loss_of(&o.report.pack.artifact)).abs() < 1e-12);
+        match o.reused_from {
+            Some(from) => {
+                let (art, loss) = &earlier[&from];
+                assert!(from < b && *art == o.report.pack.artifact && *loss == o.packed_loss);
+                reused += 1;
+            }
+            None => {
+                earlier.insert(b, (o.report.pack.artifact.clone(), o.packed_loss));
+            }
+        }
+    }
+    eprintln!("{reused} of 7 fits reused a smaller one's allocation");
+    // The same budget again: the allocation it found before is among the tried, so it is
+    // that fit's (named as kept, its loss not measured again).
+    let last = search.fit(budget, 0).unwrap();
+    let again = search.fit(budget, 0).unwrap();
+    assert_eq!(again.report.pack.artifact, last.report.pack.artifact);
+    assert_eq!(again.packed_loss, last.packed_loss);
+    assert_eq!(again.reused_from, Some(last.reused_from.unwrap_or(budget)));
 
     // A budget below the smallest allocation is a typed error.
     let tiny = fit(&BudgetOptions::new(2000, 0), None);

@@ -181,7 +181,7 @@ pub fn print_duel(d: &Duel) {
         d.val_windows, d.f32_val_bpb
     );
     println!(
-        "{:<34} {:>10} {:>8} | {:>10} {:>8} | {:>22}",
+        "{:<34} {:>10} {:>8} | {:>11} {:>8} | {:>22}",
         "reference", "bytes", "val_bpb", "PCLL", "val_bpb", "PCLL at equal val_bpb"
     );
     for r in &d.rows {
@@ -194,13 +194,20 @@ pub fn print_duel(d: &Duel) {
             None => "(outside its range)".into(),
         };
         println!(
-            "{:<34} {:>10} {:>8.4} | {:>10} {:>8.4} | {:>22}",
+            "{:<34} {:>10} {:>8.4} | {:>10}{} {:>8.4} | {:>22}",
             r.reference,
             human(r.bytes),
             r.val_bpb,
             human(r.pcll_bytes),
+            if r.reused_from.is_some() { "*" } else { " " },
             r.pcll_val_bpb,
             equal
+        );
+    }
+    if d.rows.iter().any(|r| r.reused_from.is_some()) {
+        println!(
+            "* the allocation of a smaller budget's fit: budgets are fitted smallest first, and \
+             the packer found none of less guarded loss for this one"
         );
     }
 }

@@ -43,6 +43,10 @@ pub struct Args {
     /// calibration data).
     #[command(flatten)]
     pub field: super::FieldArgs,
+    /// Offer the byte-budget packer `e8-rans` candidates too (E8 lattice at seven steps, with
+    /// LDLQ: GPTQ's error feedback with E8 rounding), beside `int` and SDClip.
+    #[arg(long)]
+    pub e8_rans: bool,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -58,6 +62,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             calib_cache: a.calib_cache.clone(),
             field_k_matrix: field_k_matrix.clone(),
             field_k_embed: field_k_embed.clone(),
+            e8_rans: a.e8_rans,
         },
     )?;
     let (json, svg) = f.write(&a.output)?;
@@ -109,8 +114,12 @@ fn print_table(f: &Frontier) {
             "meas/pred"
         );
         for v in &f.budget_versus_fixed {
+            let reused = v
+                .reused_from
+                .map(|b| format!("  = the {} fit", human(b)))
+                .unwrap_or_default();
             println!(
-                "{:<44} {:>11} {:>9.4} {:>11} {:>9.4} {:>10.5} {:>10.5} {:>10.5} {:>9.2}",
+                "{:<44} {:>11} {:>9.4} {:>11} {:>9.4} {:>10.5} {:>10.5} {:>10.5} {:>9.2}{reused}",
                 v.scheme,
                 human(v.bytes),
                 v.val_bpb,
@@ -124,7 +133,9 @@ fn print_table(f: &Frontier) {
         }
         println!(
             "(model Δ: the curvature model Σ α·ε alone; pred Δ: each chosen tensor's own \
-             measured Δ, summed, with the f16 tensors'; meas Δ: the whole artifact)"
+             measured Δ, summed, with the f16 tensors'; meas Δ: the whole artifact; budgets \
+             are fitted smallest first, and `= the B fit` marks a budget that kept the allocation \
+             of that smaller fit: the packer found none of less guarded loss)"
         );
     }
     if !f.field_envelope.is_empty() {

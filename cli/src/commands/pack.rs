@@ -130,6 +130,11 @@ pub struct Args {
     /// Bytes of the budget to leave free (room for code).
     #[arg(long, default_value = "0", value_parser = parse_bytes)]
     pub reserve: u64,
+    /// With --budget: offer the packer `e8-rans` candidates too, the E8 lattice at seven
+    /// steps with LDLQ (GPTQ's error feedback with E8 rounding). Fewer bytes at low budgets;
+    /// the runtime holds such tensors as f32, not compact.
+    #[arg(long)]
+    pub e8_rans: bool,
 }
 
 /// Calibration tokens: where they come from and how many.
@@ -303,6 +308,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         gptq: a.gptq,
         budget,
         reserve: a.reserve,
+        e8_rans: a.e8_rans,
         calib_cache: a.calib.calib_cache.clone(),
     };
     let packed = pack_model(&model, &opts, &model_opts, &req)?;

@@ -18,7 +18,7 @@ mod policy;
 
 pub use metadata::keys;
 pub use options::*;
-use payload::pack_other;
+pub(crate) use payload::pack_other;
 pub use payload::{int_coded, int_payload, quantize_tensor};
 pub use policy::{choose, Choice};
 pub(crate) use policy::{compile, finite};
@@ -137,7 +137,8 @@ pub fn pack_tensor(
         Choice::Int if !matches!(opts.spec_for(&t.name), CodecSpec::Int(_)) => {
             let v = t.to_f32().unwrap_or_default();
             finite(t, &v)?;
-            let (rec, syms) = pack_other(t, &v, opts.spec_for(&t.name), opts)?;
+            let (rec, syms, g) = pack_other(t, &v, opts.spec_for(&t.name), opts, gptq)?;
+            used_gptq = g;
             let back = reconstruct(&rec)?;
             let (squared, norm) = v.iter().zip(&back).fold((0f64, 0f64), |(e, n), (&w, &r)| {
                 (e + ((w - r) as f64).powi(2), n + (w as f64).powi(2))
@@ -244,7 +245,7 @@ pub fn pack_calibrated(
 ) -> Result<PackReport, FormatError> {
     let bad_bits = std::iter::once(opts.bits).chain(opts.plan.values().filter_map(|p| match p {
         TensorPlan::Int(b) => Some(*b),
-        TensorPlan::RawF16 => None,
+        TensorPlan::RawF16 | TensorPlan::E8Rans(_) => None,
     }));
     for b in bad_bits {
         if !(2..=8).contains(&b) {

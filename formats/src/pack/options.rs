@@ -217,20 +217,32 @@ pub enum TensorPlan {
     Int(u8),
     /// Stored raw f16.
     RawF16,
+    /// Codec `e8-rans` at a lattice step (relative to the row's RMS), held as the bits of a
+    /// positive finite `f32` (so the plan orders and compares exactly): [`TensorPlan::e8_rans`].
+    E8Rans(u32),
 }
 
 impl TensorPlan {
-    /// `int4`, `f16`.
+    /// `e8-rans` at `step` (positive and finite, else `None`).
+    pub fn e8_rans(step: f32) -> Option<TensorPlan> {
+        (step.is_finite() && step > 0.0).then(|| TensorPlan::E8Rans(step.to_bits()))
+    }
+
+    /// `int4`, `f16`, `e8-rans:0.25`.
     pub fn name(&self) -> String {
         match self {
             TensorPlan::Int(b) => format!("int{b}"),
             TensorPlan::RawF16 => "f16".into(),
+            TensorPlan::E8Rans(s) => format!("e8-rans:{}", f32::from_bits(*s)),
         }
     }
 
     pub fn parse(s: &str) -> Option<TensorPlan> {
         if s == "f16" {
             return Some(TensorPlan::RawF16);
+        }
+        if let Some(step) = s.strip_prefix("e8-rans:") {
+            return TensorPlan::e8_rans(step.parse().ok()?);
         }
         let b: u8 = s.strip_prefix("int")?.parse().ok()?;
         (2..=8).contains(&b).then_some(TensorPlan::Int(b))
@@ -266,6 +278,7 @@ impl TiedEmbedding {
             _ => match TensorPlan::parse(s)? {
                 TensorPlan::Int(b) => Some(TiedEmbedding::Int(b)),
                 TensorPlan::RawF16 => Some(TiedEmbedding::F16),
+                TensorPlan::E8Rans(_) => None,
             },
         }
     }
@@ -378,8 +391,12 @@ impl PackOptions {
     /// The codec for `name` among the tensors the policy quantizes: its plan's, else the
     /// first matching `codecs` rule's, else `int` at `bits`.
     pub fn spec_for(&self, name: &str) -> CodecSpec {
-        if let Some(TensorPlan::Int(b)) = self.plan.get(name) {
-            return CodecSpec::Int(Some(*b));
+        match self.plan.get(name) {
+            Some(TensorPlan::Int(b)) => return CodecSpec::Int(Some(*b)),
+            Some(TensorPlan::E8Rans(s)) => {
+                return CodecSpec::E8Rans(E8Target::Step(f32::from_bits(*s)))
+            }
+            _ => {}
         }
         self.rule_for(name).unwrap_or(CodecSpec::Int(None))
     }

@@ -2,7 +2,9 @@
 
 use super::options::{CodecSpec, E8Target, PackOptions};
 use crate::error::FormatError;
-use crate::quant::e8::{e8_rans_symbols, e8p_payload, hadamard_log2, seed_for, E8RansSymbols};
+use crate::quant::e8::{
+    e8_rans_symbols, e8p_payload, hadamard_log2, seed_for, E8Feedback, E8RansSymbols,
+};
 use crate::quant::gptq::GptqContext;
 use crate::quant::int::{quantize_with, IntQuantized, ScaleRule};
 use crate::quant::kmeans::quantize_kmeans;
@@ -80,15 +82,17 @@ pub fn int_coded(q: &IntQuantized, opts: &PackOptions) -> (IntParams, Vec<u8>, u
 }
 
 /// Codes a quantized tensor with `kmeans`, `e8p` or `e8-rans` (rows of a length that is not
-/// a multiple of 8 fall back to `int` at `bits` for the E8 codecs). Returns the record and,
-/// for rANS-coded symbols, the symbols and their stream's bytes.
+/// a multiple of 8 fall back to `int` at `bits` for the E8 codecs); `e8-rans` with LDLQ's
+/// error feedback when `gptq` has the tensor's Hessian. Returns the record, for rANS-coded
+/// symbols the symbols and their stream's bytes, and whether the calibration was used.
 #[allow(clippy::type_complexity)]
-pub(super) fn pack_other(
+pub(crate) fn pack_other(
     t: &SourceTensor,
     v: &[f32],
     spec: CodecSpec,
     opts: &PackOptions,
-) -> Result<(TensorRecord, Option<(Vec<u8>, usize)>), FormatError> {
+    gptq: Option<&mut GptqContext<'_>>,
+) -> Result<(TensorRecord, Option<(Vec<u8>, usize)>, bool), FormatError> {
     let rows = t.shape[0] as usize;
     let cols = v.len().checked_div(rows).unwrap_or(0);
     let record = |codec, payload| TensorRecord::of(t, codec, payload);
@@ -97,7 +101,8 @@ pub(super) fn pack_other(
         seed: seed_for(&t.name),
         scales: pcll_decoder::ScaleDtype::F16,
     };
-    Ok(match spec {
+    let mut used_gptq = false;
+    let (rec, syms) = match spec {
         CodecSpec::Kmeans(k) => {
             let q = quantize_kmeans(v, rows, cols, k);
             let stream = encode_capped(&q.symbols, opts.lanes_for(v.len()), opts.precision_cap);
@@ -116,7 +121,10 @@ pub(super) fn pack_other(
             None,
         ),
         CodecSpec::E8Rans(target) => {
-            let (q, stream) = e8_rans_for(v, rows, cols, &e8, target, opts.lanes_for(v.len()));
+            let feedback = gptq.and_then(|g| g.e8_feedback(&t.name, cols, &e8));
+            used_gptq = feedback.is_some();
+            let lanes = opts.lanes_for(v.len());
+            let (q, stream) = e8_rans_for(v, rows, cols, &e8, target, lanes, feedback);
             let mut payload: Vec<u8> = q.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
             payload.extend_from_slice(&stream.bytes);
             (
@@ -127,7 +135,8 @@ pub(super) fn pack_other(
         CodecSpec::Int(_) | CodecSpec::Lossless => {
             unreachable!("int and lossless are packed by pack_tensor")
         }
-    })
+    };
+    Ok((rec, syms, used_gptq))
 }
 
 /// `e8-rans` symbols and their stream at the step `target` asks for. A target is met by
@@ -141,9 +150,10 @@ pub(super) fn e8_rans_for(
     p: &E8Params,
     target: E8Target,
     lanes: u8,
+    feedback: Option<&E8Feedback>,
 ) -> (E8RansSymbols, crate::rans::EncodedStream) {
     let code = |step: f64| {
-        let q = e8_rans_symbols(v, rows, cols, p, step);
+        let q = e8_rans_symbols(v, rows, cols, p, step, feedback);
         let stream = encode_context(&q.symbols, &q.contexts, 5, lanes);
         (q, stream)
     };
@@ -154,7 +164,9 @@ pub(super) fn e8_rans_for(
     };
     // Whether a step meets the target: fine steps meet an SNR target, coarse ones a size.
     let ok = |step: f64| match target {
-        E8Target::SnrDb(db) => e8_rans_symbols(v, rows, cols, p, step).snr_db() >= db as f64,
+        E8Target::SnrDb(db) => {
+            e8_rans_symbols(v, rows, cols, p, step, feedback).snr_db() >= db as f64
+        }
         E8Target::BitsPerWeight(b) | E8Target::Step(b) => {
             let (q, s) = code(step);
             let bits = 8.0 * (2 * q.scales.len() + s.bytes.len()) as f64;

@@ -13,6 +13,7 @@
 //! Reconstructions are never computed here: callers decode the payload with the decoder, so
 //! the writer's figures are the decoder's bits.
 
+use crate::quant::gptq::{GptqOptions, Hessian, Prepared};
 use pcll_decoder::layout::{e8p_point, fwht, hadamard_norm, Signs, E8P_ABS};
 use pcll_decoder::limits::MAX_HADAMARD_LOG2;
 use pcll_decoder::E8Params;
@@ -35,8 +36,15 @@ pub fn seed_for(name: &str) -> u64 {
 /// The randomized Hadamard transform of one row, in f64.
 pub fn forward_rht(row: &[f32], p: &E8Params) -> Vec<f64> {
     let mut v: Vec<f64> = row.iter().map(|&x| x as f64).collect();
+    rht_in_place(&mut v, p);
+    v
+}
+
+/// The randomized Hadamard transform `R` (orthonormal: seeded column signs, then the scaled
+/// Hadamard transform of each block) of one row, in place.
+fn rht_in_place(v: &mut [f64], p: &E8Params) {
     if p.hadamard_log2 == 0 {
-        return v;
+        return;
     }
     let mut signs = Signs::new(p.seed);
     for x in v.iter_mut() {
@@ -50,7 +58,89 @@ pub fn forward_rht(row: &[f32], p: &E8Params) -> Vec<f64> {
         fwht(block);
         block.iter_mut().for_each(|x| *x *= norm);
     }
-    v
+}
+
+/// LDLQ for `e8-rans` (QuIP#'s BlockLDLQ): GPTQ's error feedback with the E8 lattice as the
+/// quantizer, one group of 8 transformed coordinates at a time. A row's output error is
+/// `(w − ŵ)ᵀ H (w − ŵ) = (y − ŷ)ᵀ R H Rᵀ (y − ŷ)` with `y = R w` (the transform is orthonormal),
+/// so the feedback runs on `H' = R H Rᵀ`: with `UᵀU = (H' + damping)⁻¹` (`U` upper), once
+/// group `g` is rounded with error `e`, the coordinates after it move by `−(e U_gg⁻¹) U_g,rest`,
+/// the update that minimizes their output error given `e` (GPTQ's column rule, by blocks).
+#[derive(Debug, Clone)]
+pub struct E8Feedback {
+    n: usize,
+    u: Vec<f64>,
+}
+
+impl E8Feedback {
+    /// The feedback for rows of `h.dim` weights under the transform `p` (`h.dim` a multiple
+    /// of 8), damped as GPTQ's `opts` asks (in the transformed domain; no column order).
+    pub fn new(h: &Hessian, p: &E8Params, opts: &GptqOptions) -> E8Feedback {
+        let n = h.dim;
+        // Transforming every row of H gives A = H Rᵀ; transforming every row of Aᵀ = R H
+        // gives R H Rᵀ = H'.
+        let mut a = h.matrix.clone();
+        a.par_chunks_mut(n.max(1))
+            .for_each(|row| rht_in_place(row, p));
+        let mut at = vec![0f64; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                at[j * n + i] = a[i * n + j];
+            }
+        }
+        at.par_chunks_mut(n.max(1))
+            .for_each(|row| rht_in_place(row, p));
+        let transformed = Hessian {
+            dim: n,
+            samples: h.samples,
+            matrix: at,
+        };
+        let prep = Prepared::new(
+            &transformed,
+            &GptqOptions {
+                act_order: false,
+                ..*opts
+            },
+        );
+        E8Feedback {
+            n,
+            u: prep.upper().to_vec(),
+        }
+    }
+
+    /// Rounds the transformed row `y` group by group at scale `s` (the point `c / 2 · 2s`
+    /// for the lattice point `c` as [`nearest_e8`] returns it), feeding each group's error
+    /// forward; returns the lattice points. Every point keeps `|c| ≤ 120` (the feedback can
+    /// push a coordinate past the range the scale was chosen for: it is clamped first).
+    fn round_row(&self, y: &[f64], s: f64) -> Vec<[i32; 8]> {
+        let n = self.n;
+        let mut w = y.to_vec();
+        let mut out = Vec::with_capacity(n / 8);
+        for g in 0..n / 8 {
+            let j0 = 8 * g;
+            let u: [f64; 8] = std::array::from_fn(|i| (w[j0 + i] / (2.0 * s)).clamp(-58.0, 58.0));
+            let c = nearest_e8(&u);
+            // E U_gg = e, U_gg upper: forward substitution.
+            let mut e = [0f64; 8];
+            for k in 0..8 {
+                let mut x = w[j0 + k] - c[k] as f64 * s;
+                for (i, ei) in e.iter().enumerate().take(k) {
+                    x -= ei * self.u[(j0 + i) * n + j0 + k];
+                }
+                e[k] = x / self.u[(j0 + k) * n + j0 + k];
+            }
+            for (k, &ek) in e.iter().enumerate() {
+                if ek != 0.0 {
+                    let urow = &self.u[(j0 + k) * n + j0 + 8..(j0 + k + 1) * n];
+                    for (wj, &uj) in w[j0 + 8..].iter_mut().zip(urow) {
+                        *wj -= ek * uj;
+                    }
+                }
+            }
+            out.push(c);
+        }
+        out
+    }
 }
 
 /// Nearest point of D8 (integer vectors with an even sum) to `u`.
@@ -222,13 +312,15 @@ impl E8RansSymbols {
 }
 
 /// `e8-rans` symbols and contexts for `rows × cols` weights (FORMAT.md §5.6). `step` is the
-/// lattice scale relative to each row's RMS.
+/// lattice scale relative to each row's RMS. With `feedback` (LDLQ), each group's rounding
+/// error is fed forward to the groups after it; without, each group takes its nearest point.
 pub fn e8_rans_symbols(
     v: &[f32],
     rows: usize,
     cols: usize,
     p: &E8Params,
     step: f64,
+    feedback: Option<&E8Feedback>,
 ) -> E8RansSymbols {
     #[allow(clippy::type_complexity)]
     let per_row: Vec<(half::f16, Vec<u8>, Vec<u8>, f64, f64)> = v
@@ -243,15 +335,18 @@ pub fn e8_rans_symbols(
                 scale = half::f16::from_bits(scale.to_bits() + 1);
             }
             let s = scale.to_f64();
+            let points: Vec<[i32; 8]> = match feedback {
+                _ if s <= 0.0 => vec![[0; 8]; y.len() / 8],
+                Some(f) if f.n == y.len() => f.round_row(&y, s),
+                _ => y
+                    .chunks_exact(8)
+                    .map(|g| nearest_e8(&std::array::from_fn(|i| g[i] / (2.0 * s))))
+                    .collect(),
+            };
             let (mut syms, mut ctx) = (Vec::with_capacity(cols), Vec::with_capacity(cols));
             let (mut err, mut norm) = (0f64, 0f64);
-            for g in y.chunks_exact(8) {
-                let c = if s > 0.0 {
-                    nearest_e8(&std::array::from_fn(|i| g[i] / (2.0 * s)))
-                } else {
-                    [0; 8]
-                };
-                for (&gi, &ci) in g.iter().zip(&c) {
+            for (g, c) in y.chunks_exact(8).zip(&points) {
+                for (&gi, &ci) in g.iter().zip(c) {
                     err += (gi - ci as f64 * s).powi(2);
                     norm += gi * gi;
                 }
