@@ -219,9 +219,9 @@ pub struct BudgetOutcome {
     pub packed_loss: f64,
     /// What a calibration cache reused, when one was given.
     pub cache_note: Option<String>,
-    /// The target bytes of the earlier fit of the same search whose allocation this is (it
-    /// fits this budget too, and the packer found none of less guarded loss for it:
-    /// [`BudgetSearch::fit`]).
+    /// The target bytes of the earlier fit at a smaller budget of the same search whose
+    /// allocation this is (it fits this budget too, and the packer found none of less guarded
+    /// loss for it: [`BudgetSearch::fit`]).
     pub reused_from: Option<u64>,
 }
 
@@ -409,7 +409,8 @@ impl<'m> BudgetSearch<'m> {
             .iter()
             .find(|f| f.choice == choice && f.bytes <= target);
         let (packed_loss, reused_from) = match same {
-            Some(f) => (f.loss, Some(f.target)),
+            // (The same budget again is the same fit, not a smaller one's.)
+            Some(f) => (f.loss, (f.target < target).then_some(f.target)),
             None => {
                 let loss = self.probe_loss(&report.pack.artifact)?;
                 self.fitted.push(Fitted {
