@@ -677,7 +677,7 @@ impl Measured<'_> {
 
     /// `choice` (a candidate index per budget tensor, as [`TensorBudget::chosen`]) packed to
     /// fit `target`, with its prediction.
-    pub fn report(
+    fn report(
         &self,
         choice: &[usize],
         target: u64,

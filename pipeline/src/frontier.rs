@@ -535,8 +535,8 @@ pub struct Versus {
     pub predicted_dloss: f64,
     pub modelled_dloss: f64,
     pub measured_dloss: f64,
-    /// The budget (weight bytes) of the smaller fit whose allocation this row reuses: it fits
-    /// here too and measured a smaller loss than this budget's own allocation.
+    /// The budget (weight bytes) of the smaller fit whose allocation this row keeps: it fits
+    /// here too and the packer found none of less guarded loss ([`BudgetSearch::fit`]).
     pub reused_from: Option<u64>,
 }
 
