@@ -87,7 +87,7 @@ fn int_clustered(t: &SourceTensor, bits: u8, k: u8) -> TensorRecord {
 fn e8p(t: &SourceTensor, h: u8) -> TensorRecord {
     let (rows, cols) = rows_cols(t);
     let p = e8_params(&t.name, h);
-    let payload = e8p_payload(&t.to_f32().unwrap_or_default(), rows, cols, &p);
+    let payload = e8p_payload(&t.to_f32().unwrap_or_default(), rows, cols, &p, None);
     record(t, Codec::E8p(p), payload)
 }
 

@@ -40,8 +40,8 @@
 use crate::error::FormatError;
 use crate::pack::{
     artifact_metadata, choose, compile, f16_payload, finite, int_coded, pack_calibrated,
-    pack_other, pack_tensor, quantize_tensor, reconstruct, Choice, CodecSpec, E8Target,
-    PackOptions, PackReport, TensorPlan,
+    pack_other, pack_tensor, quantize_tensor, reconstruct, Choice, PackOptions, PackReport,
+    TensorPlan,
 };
 use crate::quant::gptq::{output_error, GptqContext, Hessians};
 use crate::quant::int::{qmax, ScaleRule};
@@ -65,6 +65,45 @@ pub struct BudgetOptions {
     pub probe_bits: u8,
     /// The candidates offered to every tensor.
     pub candidates: Vec<Offer>,
+}
+
+/// Which codecs the budget packer offers beside `int` (whole bits and the SDClip ladder) and
+/// raw f16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CodecOffer {
+    /// `int` and f16 only (the default: the runtime holds `int` tensors compact).
+    #[default]
+    Int,
+    /// And `e8-rans` ([`BudgetOptions::with_e8_rans`]).
+    E8Rans,
+    /// And `e8-rans`, `kmeans` and `e8p` ([`BudgetOptions::with_every_codec`]).
+    Every,
+}
+
+impl CodecOffer {
+    /// `int`, `e8-rans`, `every`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CodecOffer::Int => "int",
+            CodecOffer::E8Rans => "e8-rans",
+            CodecOffer::Every => "every",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CodecOffer> {
+        [CodecOffer::Int, CodecOffer::E8Rans, CodecOffer::Every]
+            .into_iter()
+            .find(|o| o.name() == s)
+    }
+
+    /// The offer of the command-line flags `--e8-rans` and `--every-codec` (the wider wins).
+    pub fn from_flags(e8_rans: bool, every_codec: bool) -> CodecOffer {
+        match (e8_rans, every_codec) {
+            (_, true) => CodecOffer::Every,
+            (true, false) => CodecOffer::E8Rans,
+            (false, false) => CodecOffer::Int,
+        }
+    }
 }
 
 /// One candidate offered to every tensor: a plan, and for `int` the scale rule (`None`: the
@@ -94,6 +133,10 @@ pub const SDCLIP_STEPS: [f32; 10] = [0.08, 0.11, 0.15, 0.2, 0.27, 0.36, 0.48, 0.
 /// apart in every coordinate): a geometric ladder about a third of a bit apart, from about
 /// int6's error down to about int3's.
 pub const E8_STEPS: [f32; 7] = [0.06, 0.085, 0.12, 0.17, 0.24, 0.34, 0.48];
+
+/// Codebook sizes of the `kmeans` candidates (about 2.5 to 5.5 bits per weight of entropy
+/// on a Gaussian row).
+pub const KMEANS_LEVELS: [u16; 5] = [8, 16, 32, 64, 128];
 
 /// Rows are clipped no closer than this many standard deviations by the SDClip candidates
 /// (the records clip int6 matrices at 12.85).
@@ -143,19 +186,41 @@ impl BudgetOptions {
 
     /// With `e8-rans` candidates at every step of [`E8_STEPS`] (for tensors whose rows are a
     /// multiple of 8 long; with LDLQ's error feedback when calibrated).
-    pub fn with_e8_rans(mut self) -> BudgetOptions {
+    pub fn with_e8_rans(self) -> BudgetOptions {
+        self.offer(E8_STEPS.iter().filter_map(|&s| TensorPlan::e8_rans(s)))
+    }
+
+    /// With every codec as a candidate: `e8-rans` ([`BudgetOptions::with_e8_rans`]), `kmeans`
+    /// at every size of [`KMEANS_LEVELS`] (a Hessian-weighted codebook and GPTQ's assignment
+    /// when calibrated) and `e8p` (LDLQ when calibrated; rows a multiple of 8 long).
+    pub fn with_every_codec(self) -> BudgetOptions {
+        let kmeans = KMEANS_LEVELS.iter().map(|&k| TensorPlan::Kmeans(k));
+        self.with_e8_rans()
+            .offer(kmeans.chain(std::iter::once(TensorPlan::E8p)))
+    }
+
+    /// With the candidates `offer` names.
+    pub fn offering(self, offer: CodecOffer) -> BudgetOptions {
+        match offer {
+            CodecOffer::Int => self,
+            CodecOffer::E8Rans => self.with_e8_rans(),
+            CodecOffer::Every => self.with_every_codec(),
+        }
+    }
+
+    /// Adds `plans` (without a scale rule of their own) before raw f16, skipping any already
+    /// offered.
+    fn offer(mut self, plans: impl Iterator<Item = TensorPlan>) -> BudgetOptions {
         let at = self
             .candidates
             .iter()
             .position(|o| o.plan == TensorPlan::RawF16)
             .unwrap_or(self.candidates.len());
-        let e8 = E8_STEPS.iter().filter_map(|&s| {
-            Some(Offer {
-                plan: TensorPlan::e8_rans(s)?,
-                rule: None,
-            })
-        });
-        self.candidates.splice(at..at, e8);
+        let new: Vec<Offer> = plans
+            .filter(|p| !self.candidates.iter().any(|o| o.plan == *p))
+            .map(|plan| Offer { plan, rule: None })
+            .collect();
+        self.candidates.splice(at..at, new);
         self
     }
 
@@ -393,11 +458,12 @@ pub fn measure<'m, E: From<FormatError>>(
                     let rec = opts.scale_coding.apply(rec);
                     (q.dequantize(), (t.dtype, rec.codec, rec.payload))
                 }
-                TensorPlan::E8Rans(step) => {
-                    if cols == 0 || !cols.is_multiple_of(8) {
+                TensorPlan::E8Rans(_) | TensorPlan::Kmeans(_) | TensorPlan::E8p => {
+                    let e8 = !matches!(plan, TensorPlan::Kmeans(_));
+                    if e8 && (cols == 0 || !cols.is_multiple_of(8)) {
                         continue;
                     }
-                    let spec = CodecSpec::E8Rans(E8Target::Step(f32::from_bits(step)));
+                    let Some(spec) = plan.spec() else { continue };
                     let (rec, _, _) = pack_other(t, &v, spec, &opts, gptq.as_mut())?;
                     let rec = opts.scale_coding.apply(rec);
                     (reconstruct(&rec)?, (rec.dtype, rec.codec, rec.payload))

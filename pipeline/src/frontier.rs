@@ -21,7 +21,7 @@ use crate::report::PG_INT8_PERCENTILE;
 use crate::run_folder::{read_json, RunConfig, RunData, CONFIG_JSON, DATA_JSON};
 use anyhow::Result;
 use pcll_decoder::Artifact;
-use pcll_formats::budget::BudgetOptions;
+use pcll_formats::budget::{BudgetOptions, CodecOffer};
 use pcll_formats::pack_calibrated;
 use pcll_formats::quant::gptq::{GptqOptions, Hessians};
 use pcll_formats::quant::int::ScaleRule;
@@ -52,8 +52,8 @@ pub struct FrontierOptions {
     /// standard deviations); either empty: no field rows. Needs the calibrated rows.
     pub field_k_matrix: Vec<f32>,
     pub field_k_embed: Vec<f32>,
-    /// Offer the budget packer `e8-rans` candidates too (LDLQ; [`BudgetOptions::with_e8_rans`]).
-    pub e8_rans: bool,
+    /// The codecs the budget packer offers beside `int` ([`BudgetOptions::offering`]).
+    pub offer: CodecOffer,
 }
 
 /// Every scheme's point on one run.
@@ -557,10 +557,7 @@ fn calibrated_points(
         .cloned()
         .collect();
     let gptq = gptq_options(base, data, a.calib_tokens, a.probe_tokens);
-    let mut offer = BudgetOptions::new(0, 0);
-    if a.e8_rans {
-        offer = offer.with_e8_rans();
-    }
+    let offer = BudgetOptions::new(0, 0).offering(a.offer);
     let mut search = budget_search(
         scorer,
         *model_cfg,

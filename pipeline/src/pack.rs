@@ -8,7 +8,7 @@ use crate::progress::{bar, Progress};
 use anyhow::{bail, Result};
 use pcll_decoder::layout::codec_id;
 use pcll_decoder::Codec;
-use pcll_formats::budget::BudgetOptions;
+use pcll_formats::budget::{BudgetOptions, CodecOffer};
 use pcll_formats::quant::gptq::Hessians;
 use pcll_formats::{pack_calibrated, PackOptions, PackReport, SourceModel};
 
@@ -23,8 +23,8 @@ pub struct PackRequest {
     pub budget: Option<u64>,
     /// Bytes of the budget to leave free.
     pub reserve: u64,
-    /// Offer the budget packer `e8-rans` candidates too ([`BudgetOptions::with_e8_rans`]).
-    pub e8_rans: bool,
+    /// The codecs the budget packer offers beside `int` ([`BudgetOptions::offering`]).
+    pub offer: CodecOffer,
     /// The calibration cache file.
     pub calib_cache: Option<std::path::PathBuf>,
 }
@@ -57,11 +57,7 @@ pub fn pack_model(
                 model_opts.config(model)?,
                 opts,
                 spec,
-                &if req.e8_rans {
-                    BudgetOptions::new(budget, req.reserve).with_e8_rans()
-                } else {
-                    BudgetOptions::new(budget, req.reserve)
-                },
+                &BudgetOptions::new(budget, req.reserve).offering(req.offer),
                 cache,
                 phase_progress(),
             )?;

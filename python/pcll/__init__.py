@@ -137,7 +137,8 @@ class TensorReport:
     relative_error: Optional[float]
     """Squared reconstruction error over the tensor's squared norm (quantized tensors)."""
     plan: Optional[str] = None
-    """What the budget packer chose (`int2`..`int8`, `f16`), with `budget=`."""
+    """What the budget packer chose (`int2`..`int8`, `f16`; with `budget_codecs`, also
+    `e8-rans:STEP`, `kmeans:K`, `e8p`), with `budget=`."""
     predicted: Optional[float] = None
     """The budget packer's predicted loss increase for this tensor's choice: `loss_fn` measured
     with only this tensor replaced by it (the refinement pass measures every chosen candidate)."""
@@ -293,7 +294,8 @@ def _need_native(what):
 def pack(state_dict, path, *, codecs=None, bits=6, scale="maxabs", budget=None, reserve=0, hessians=None,
          loss_fn=None, sensitivity=None, metadata=None, gptq=None, keep_f32=(), raw_max_elements=4096,
          lanes=None, wide_lanes=None, precision_cap=None, clusters="auto", scales="auto", protos="auto", layout="compact", raw_coding="auto",
-         tied_embedding="int8", gptq_damp=0.01, gptq_block=128, act_order=True, gptq_rate=0.0, probe_bits=3):
+         tied_embedding="int8", gptq_damp=0.01, gptq_block=128, act_order=True, gptq_rate=0.0, probe_bits=3,
+         budget_codecs="int"):
     """Packs `state_dict` ({name: array or torch tensor}) into the artifact `path`; returns a
     PackReport. Same packer and defaults as `pcll pack`, so the same tensors and options give
     the same bytes.
@@ -308,6 +310,9 @@ def pack(state_dict, path, *, codecs=None, bits=6, scale="maxabs", budget=None, 
         search is Hessian-weighted, and makes the budget packer's error Hessian-weighted.
     budget, reserve: bytes (an int or "16MB"): choose codec and rate per tensor so the whole file
         fits in budget − reserve with the least predicted loss increase.
+    budget_codecs: what the budget packer offers beside `int` and f16: "int" (default),
+        "e8-rans" (as `pcll pack --e8-rans`) or "every" (e8-rans, kmeans and e8p, as
+        `--every-codec`).
     loss_fn: state_dict -> float, the caller's loss (e.g. validation NLL on a few batches); the
         budget packer calls it twice per quantized tensor to measure its sensitivity, and once on
         the packed weights (report.packed_loss). Without it, a tensor's predicted loss increase is
@@ -330,7 +335,7 @@ def pack(state_dict, path, *, codecs=None, bits=6, scale="maxabs", budget=None, 
         "wide_lanes": wide_lanes, "precision_cap": precision_cap, "clusters": str(clusters), "scales": scales, "protos": protos, "layout": layout,
         "raw_coding": raw_coding, "tied_embedding": tied_embedding, "gptq": gptq,
         "gptq_damp": gptq_damp, "gptq_block": gptq_block, "act_order": act_order, "gptq_rate": gptq_rate,
-        "probe_bits": probe_bits,
+        "probe_bits": probe_bits, "budget_codecs": budget_codecs,
     }
     meta = list((metadata or {}).items())
     budget_arg = None

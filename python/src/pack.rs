@@ -4,7 +4,7 @@
 
 use crate::{decoder_err, dtype_name, err, format_err, parse_dtype};
 use pcll_decoder::Artifact as Parsed;
-use pcll_formats::budget::{pack_to_budget, BudgetOptions};
+use pcll_formats::budget::{pack_to_budget, BudgetOptions, CodecOffer};
 use pcll_formats::pack::{CodecSpec, RawCoding, TiedEmbedding};
 use pcll_formats::quant::gptq::{output_error, GptqOptions, Hessian, Hessians};
 use pcll_formats::quant::int::ScaleRule;
@@ -336,7 +336,13 @@ pub(crate) fn pack<'py>(
             (r.artifact, r.tensors, Vec::new(), None)
         }
         Some((bytes, reserve)) => {
-            let mut b = BudgetOptions::new(bytes, reserve);
+            let offer = parsed(
+                &options,
+                "budget_codecs",
+                CodecOffer::parse,
+                "int, e8-rans or every",
+            )?;
+            let mut b = BudgetOptions::new(bytes, reserve).offering(offer.unwrap_or_default());
             if let Some(p) = bits_per_probe {
                 b.probe_bits = p;
             }

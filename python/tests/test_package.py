@@ -299,6 +299,20 @@ class Budget(Tmp):
         pcll.verify(self.dir / "budget.pcll", sd, hessians=model.hessians())
         pcll.verify(self.dir / "int4.pcll", sd, hessians=model.hessians())
 
+    def test_every_codec_offer_packs_within_budget_and_verifies(self):
+        model = Mlp(steps=50)
+        sd, hs = model.state_dict(), model.hessians()
+        budget = pcll.pack(sd, self.dir / "int3.pcll", bits=3, raw_max_elements=256).bytes
+        r = pcll.pack(sd, self.dir / "every.pcll", budget=budget, raw_max_elements=256, hessians=hs,
+                      budget_codecs="every")
+        self.assertLessEqual(r.bytes, budget)
+        plans = [t.plan for t in r.tensors if t.plan]
+        self.assertTrue(plans)
+        for p in plans:
+            self.assertRegex(p, r"^(int[2-8]|f16|e8-rans:[0-9.]+|kmeans:[0-9]+|e8p)$")
+        # The recorded plans (whatever codecs they name) re-pack byte for byte.
+        pcll.verify(self.dir / "every.pcll", sd, hessians=hs)
+
     def test_without_loss_fn_the_sensitivity_weights_steer_it(self):
         model = Mlp(steps=50)
         sd = model.state_dict()
@@ -382,6 +396,7 @@ class Errors(Tmp):
         self.assert_refused({"w": good}, "needs hessians", gptq=True)
         self.assert_refused({"w": good}, "budget=", loss_fn=lambda sd: 0.0)
         self.assert_refused({"w": good}, "not a byte count", budget="lots")
+        self.assert_refused({"w": good}, "budget_codecs", budget=5000, budget_codecs="all")
 
     def test_a_failing_loss_fn_propagates(self):
         def boom(sd):

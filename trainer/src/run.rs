@@ -15,7 +15,7 @@ use crate::{TrainConfig, TrainError, Trainer};
 use anyhow::{ensure, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use pcll_decoder::Artifact;
-use pcll_formats::budget::BudgetOptions;
+use pcll_formats::budget::{BudgetOptions, CodecOffer};
 use pcll_formats::quant::gptq::GptqOptions;
 use pcll_formats::quant::int::ScaleRule;
 use pcll_formats::PackOptions;
@@ -70,6 +70,8 @@ pub struct RunOptions {
     /// Export through the byte-budget packer so the artifact file fits this many bytes
     /// (calibrated with GPTQ on the training shards, as `pack --budget --gptq`).
     pub budget: Option<u64>,
+    /// The codecs the budget packer offers beside `int` ([`BudgetOptions::offering`]).
+    pub offer: CodecOffer,
     /// Training tokens after the calibration tokens on which the budget packer measures each
     /// tensor's effect on the loss.
     pub probe_tokens: usize,
@@ -222,6 +224,7 @@ pub fn train_on<B: AutodiffBackend>(a: &RunOptions, devices: Vec<B::Device>) -> 
     let export = Export {
         calib,
         budget: a.budget,
+        offer: a.offer,
     };
     finish(run, &trainer, &codec, &val, &tables, windows, export)
 }
@@ -271,6 +274,7 @@ fn data_parallel<B: AutodiffBackend>(
 struct Export {
     calib: Option<CalibSpec>,
     budget: Option<u64>,
+    offer: CodecOffer,
 }
 
 /// Export, verify and score a trained model.
@@ -283,7 +287,11 @@ fn finish<B: AutodiffBackend>(
     windows: Option<usize>,
     export: Export,
 ) -> Result<Summary> {
-    let Export { calib, budget } = export;
+    let Export {
+        calib,
+        budget,
+        offer,
+    } = export;
     let cfg = &trainer.config;
     let model = trainer.inference_model();
     let state = model.state_dict();
@@ -312,7 +320,7 @@ fn finish<B: AutodiffBackend>(
                 cfg.model()?,
                 &opts,
                 spec,
-                &BudgetOptions::new(bytes, 0),
+                &BudgetOptions::new(bytes, 0).offering(offer),
                 None,
                 |phase, done, total| {
                     pb.set_message(format!("{phase} {done}/{total}"));

@@ -4,6 +4,7 @@
 
 use super::human;
 use anyhow::Result;
+use pcll_formats::budget::CodecOffer;
 use pcll_pipeline::frontier::{frontier, Frontier, FrontierOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,10 @@ pub struct Args {
     /// LDLQ: GPTQ's error feedback with E8 rounding), beside `int` and SDClip.
     #[arg(long)]
     pub e8_rans: bool,
+    /// Offer every codec: `e8-rans` as --e8-rans does, `kmeans` at 8..128 levels (a
+    /// Hessian-weighted codebook, GPTQ's assignment) and `e8p` (LDLQ).
+    #[arg(long)]
+    pub every_codec: bool,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -62,7 +67,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             calib_cache: a.calib_cache.clone(),
             field_k_matrix: field_k_matrix.clone(),
             field_k_embed: field_k_embed.clone(),
-            e8_rans: a.e8_rans,
+            offer: CodecOffer::from_flags(a.e8_rans, a.every_codec),
         },
     )?;
     let (json, svg) = f.write(&a.output)?;

@@ -1,6 +1,7 @@
 //! `pcll pack MODEL.safetensors -o OUT.pcll [--bits N] [--keep-f32 GLOB]...`
 
 use anyhow::{bail, Context, Result};
+use pcll_formats::budget::CodecOffer;
 use pcll_formats::pack::{CodecSpec, RawCoding, TiedEmbedding};
 use pcll_formats::quant::gptq::GptqOptions;
 use pcll_formats::quant::int::ScaleRule;
@@ -135,6 +136,11 @@ pub struct Args {
     /// the runtime holds such tensors as f32, not compact.
     #[arg(long)]
     pub e8_rans: bool,
+    /// With --budget: offer every codec: `e8-rans` as --e8-rans does, `kmeans` at 8..128
+    /// levels (a Hessian-weighted codebook, GPTQ's assignment) and `e8p` (LDLQ). The runtime
+    /// holds such tensors as f32.
+    #[arg(long)]
+    pub every_codec: bool,
 }
 
 /// Calibration tokens: where they come from and how many.
@@ -308,7 +314,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         gptq: a.gptq,
         budget,
         reserve: a.reserve,
-        e8_rans: a.e8_rans,
+        offer: CodecOffer::from_flags(a.e8_rans, a.every_codec),
         calib_cache: a.calib.calib_cache.clone(),
     };
     let packed = pack_model(&model, &opts, &model_opts, &req)?;

@@ -7,6 +7,7 @@
 //! run) and `summary.json`.
 
 use anyhow::{bail, Context, Result};
+use pcll_formats::budget::CodecOffer;
 use pcll_pipeline::files::human;
 use pcll_pipeline::run_folder::{ExportSettings, Summary, SCORE_TOLERANCE};
 use pcll_runtime::config::Config;
@@ -157,6 +158,12 @@ pub struct QuantArgs {
     /// effect on the loss.
     #[arg(long, default_value_t = 16_384)]
     pub probe_tokens: usize,
+    /// With --budget: offer the packer `e8-rans` candidates too (as `pack --e8-rans`).
+    #[arg(long)]
+    pub e8_rans: bool,
+    /// With --budget: offer every codec (as `pack --every-codec`).
+    #[arg(long)]
+    pub every_codec: bool,
 }
 
 impl Args {
@@ -218,6 +225,7 @@ impl Args {
             gptq: q.gptq,
             calib_tokens: q.calib_tokens,
             budget: q.budget,
+            offer: CodecOffer::from_flags(q.e8_rans, q.every_codec),
             probe_tokens: q.probe_tokens,
             device: self.device.clone(),
         }

@@ -285,6 +285,52 @@ mod tests {
         );
     }
 
+    /// Every kind of plan entry survives the artifact and packs with its codec: `verify`
+    /// re-packs the same bytes from what it reads back.
+    #[test]
+    fn plans_of_every_codec_round_trip_through_the_artifact() {
+        let w: Vec<f32> = (0..32 * 64)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let plans = [
+            TensorPlan::Int(4),
+            TensorPlan::RawF16,
+            TensorPlan::e8_rans(0.17).unwrap(),
+            TensorPlan::Kmeans(16),
+            TensorPlan::E8p,
+        ];
+        let names: Vec<String> = (0..plans.len()).map(|i| format!("t{i}")).collect();
+        let model = SourceModel {
+            tensors: names
+                .iter()
+                .map(|n| SourceTensor::from_f32(n, &[32, 64], &w))
+                .collect(),
+            metadata: Default::default(),
+        };
+        let opts = PackOptions {
+            raw_max_elements: 0,
+            plan: names.iter().cloned().zip(plans).collect(),
+            ..PackOptions::default()
+        };
+        let bytes = pack(&model, &opts, |_, _, _| {}).unwrap().artifact;
+        let art = pcll_decoder::Artifact::parse(&bytes).unwrap();
+        let back = PackOptions::from_metadata(art.metadata()).unwrap();
+        assert_eq!(back.plan, opts.plan);
+        let codecs: Vec<u8> = (0..plans.len())
+            .map(|i| art.tensor(i as u32).unwrap().codec.id())
+            .collect();
+        // int, raw (or lossless) f16, e8-rans, kmeans, e8p.
+        assert_eq!(codecs[0], 1);
+        assert!(codecs[1] == 0 || codecs[1] == 5, "{codecs:?}");
+        assert_eq!(&codecs[2..], &[4, 2, 3]);
+        for p in plans {
+            assert_eq!(TensorPlan::parse(&p.name()), Some(p));
+        }
+        assert_eq!(TensorPlan::parse("kmeans:0"), None);
+        assert_eq!(TensorPlan::parse("kmeans:257"), None);
+        crate::verify::repack_matches(&bytes, &model, &back, None).unwrap();
+    }
+
     /// Tensors from `WIDE_MIN_ELEMENTS` on are coded with `wide_lanes`, smaller ones with
     /// `lanes`; the choice is recorded, so `verify` re-packs the same bytes, and an artifact
     /// without the key (older ones) means one lane count throughout.

@@ -245,7 +245,7 @@ pub fn pack_calibrated(
 ) -> Result<PackReport, FormatError> {
     let bad_bits = std::iter::once(opts.bits).chain(opts.plan.values().filter_map(|p| match p {
         TensorPlan::Int(b) => Some(*b),
-        TensorPlan::RawF16 | TensorPlan::E8Rans(_) => None,
+        _ => None,
     }));
     for b in bad_bits {
         if !(2..=8).contains(&b) {

@@ -220,6 +220,10 @@ pub enum TensorPlan {
     /// Codec `e8-rans` at a lattice step (relative to the row's RMS), held as the bits of a
     /// positive finite `f32` (so the plan orders and compares exactly): [`TensorPlan::e8_rans`].
     E8Rans(u32),
+    /// Codec `kmeans` with this many levels (1..=256).
+    Kmeans(u16),
+    /// Codec `e8p` (2 bits per weight).
+    E8p,
 }
 
 impl TensorPlan {
@@ -228,18 +232,37 @@ impl TensorPlan {
         (step.is_finite() && step > 0.0).then(|| TensorPlan::E8Rans(step.to_bits()))
     }
 
-    /// `int4`, `f16`, `e8-rans:0.25`.
+    /// `int4`, `f16`, `e8-rans:0.25`, `kmeans:16`, `e8p`.
     pub fn name(&self) -> String {
         match self {
             TensorPlan::Int(b) => format!("int{b}"),
             TensorPlan::RawF16 => "f16".into(),
             TensorPlan::E8Rans(s) => format!("e8-rans:{}", f32::from_bits(*s)),
+            TensorPlan::Kmeans(k) => format!("kmeans:{k}"),
+            TensorPlan::E8p => "e8p".into(),
         }
     }
 
+    /// The codec this plan packs with (`None` for raw f16).
+    pub fn spec(&self) -> Option<CodecSpec> {
+        Some(match *self {
+            TensorPlan::Int(b) => CodecSpec::Int(Some(b)),
+            TensorPlan::RawF16 => return None,
+            TensorPlan::E8Rans(s) => CodecSpec::E8Rans(E8Target::Step(f32::from_bits(s))),
+            TensorPlan::Kmeans(k) => CodecSpec::Kmeans(k),
+            TensorPlan::E8p => CodecSpec::E8p,
+        })
+    }
+
     pub fn parse(s: &str) -> Option<TensorPlan> {
-        if s == "f16" {
-            return Some(TensorPlan::RawF16);
+        match s {
+            "f16" => return Some(TensorPlan::RawF16),
+            "e8p" => return Some(TensorPlan::E8p),
+            _ => {}
+        }
+        if let Some(k) = s.strip_prefix("kmeans:") {
+            let k: u16 = k.parse().ok()?;
+            return (1..=256).contains(&k).then_some(TensorPlan::Kmeans(k));
         }
         if let Some(step) = s.strip_prefix("e8-rans:") {
             return TensorPlan::e8_rans(step.parse().ok()?);
@@ -278,7 +301,7 @@ impl TiedEmbedding {
             _ => match TensorPlan::parse(s)? {
                 TensorPlan::Int(b) => Some(TiedEmbedding::Int(b)),
                 TensorPlan::RawF16 => Some(TiedEmbedding::F16),
-                TensorPlan::E8Rans(_) => None,
+                TensorPlan::E8Rans(_) | TensorPlan::Kmeans(_) | TensorPlan::E8p => None,
             },
         }
     }
@@ -391,12 +414,8 @@ impl PackOptions {
     /// The codec for `name` among the tensors the policy quantizes: its plan's, else the
     /// first matching `codecs` rule's, else `int` at `bits`.
     pub fn spec_for(&self, name: &str) -> CodecSpec {
-        match self.plan.get(name) {
-            Some(TensorPlan::Int(b)) => return CodecSpec::Int(Some(*b)),
-            Some(TensorPlan::E8Rans(s)) => {
-                return CodecSpec::E8Rans(E8Target::Step(f32::from_bits(*s)))
-            }
-            _ => {}
+        if let Some(spec) = self.plan.get(name).and_then(TensorPlan::spec) {
+            return spec;
         }
         self.rule_for(name).unwrap_or(CodecSpec::Int(None))
     }

@@ -82,8 +82,9 @@ pub fn int_coded(q: &IntQuantized, opts: &PackOptions) -> (IntParams, Vec<u8>, u
 }
 
 /// Codes a quantized tensor with `kmeans`, `e8p` or `e8-rans` (rows of a length that is not
-/// a multiple of 8 fall back to `int` at `bits` for the E8 codecs); `e8-rans` with LDLQ's
-/// error feedback when `gptq` has the tensor's Hessian. Returns the record, for rANS-coded
+/// a multiple of 8 fall back to `int` at `bits` for the E8 codecs); when `gptq` has the
+/// tensor's Hessian, `kmeans` with a Hessian-weighted codebook and GPTQ's assignment, the E8
+/// codecs with LDLQ's error feedback. Returns the record, for rANS-coded
 /// symbols the symbols and their stream's bytes, and whether the calibration was used.
 #[allow(clippy::type_complexity)]
 pub(crate) fn pack_other(
@@ -104,7 +105,13 @@ pub(crate) fn pack_other(
     let mut used_gptq = false;
     let (rec, syms) = match spec {
         CodecSpec::Kmeans(k) => {
-            let q = quantize_kmeans(v, rows, cols, k);
+            let q = match gptq.and_then(|g| g.kmeans(&t.name, v, rows, cols, k)) {
+                Some(q) => {
+                    used_gptq = true;
+                    q
+                }
+                None => quantize_kmeans(v, rows, cols, k),
+            };
             let stream = encode_capped(&q.symbols, opts.lanes_for(v.len()), opts.precision_cap);
             let mut payload = q.header_bytes();
             payload.extend_from_slice(&stream.bytes);
@@ -116,10 +123,14 @@ pub(crate) fn pack_other(
             let (params, payload, len) = int_coded(&q, opts);
             (record(Codec::Int(params), payload), Some((q.symbols, len)))
         }
-        CodecSpec::E8p => (
-            record(Codec::E8p(e8), e8p_payload(v, rows, cols, &e8)),
-            None,
-        ),
+        CodecSpec::E8p => {
+            let feedback = gptq.and_then(|g| g.e8_feedback(&t.name, cols, &e8));
+            used_gptq = feedback.is_some();
+            (
+                record(Codec::E8p(e8), e8p_payload(v, rows, cols, &e8, feedback)),
+                None,
+            )
+        }
         CodecSpec::E8Rans(target) => {
             let feedback = gptq.and_then(|g| g.e8_feedback(&t.name, cols, &e8));
             used_gptq = feedback.is_some();

@@ -108,22 +108,20 @@ impl E8Feedback {
         }
     }
 
-    /// Rounds the transformed row `y` group by group at scale `s` (the point `c / 2 · 2s`
-    /// for the lattice point `c` as [`nearest_e8`] returns it), feeding each group's error
-    /// forward; returns the lattice points. Every point keeps `|c| ≤ 120` (the feedback can
-    /// push a coordinate past the range the scale was chosen for: it is clamped first).
-    fn round_row(&self, y: &[f64], s: f64) -> Vec<[i32; 8]> {
+    /// Rounds the transformed row `y` group by group with `round`, feeding each group's
+    /// error forward: `round(g)` gets a group's 8 error-fed values and returns its code and
+    /// the 8 values the decoder reconstructs from it (in `y`'s units). Returns the codes.
+    fn feed<T>(&self, y: &[f64], mut round: impl FnMut(&[f64; 8]) -> (T, [f64; 8])) -> Vec<T> {
         let n = self.n;
         let mut w = y.to_vec();
         let mut out = Vec::with_capacity(n / 8);
         for g in 0..n / 8 {
             let j0 = 8 * g;
-            let u: [f64; 8] = std::array::from_fn(|i| (w[j0 + i] / (2.0 * s)).clamp(-58.0, 58.0));
-            let c = nearest_e8(&u);
+            let (code, value) = round(&std::array::from_fn(|i| w[j0 + i]));
             // E U_gg = e, U_gg upper: forward substitution.
             let mut e = [0f64; 8];
             for k in 0..8 {
-                let mut x = w[j0 + k] - c[k] as f64 * s;
+                let mut x = w[j0 + k] - value[k];
                 for (i, ei) in e.iter().enumerate().take(k) {
                     x -= ei * self.u[(j0 + i) * n + j0 + k];
                 }
@@ -137,13 +135,34 @@ impl E8Feedback {
                     }
                 }
             }
-            out.push(c);
+            out.push(code);
         }
         out
     }
+
+    /// `e8-rans`: the transformed row `y` at scale `s` (the point `c / 2 · 2s` for the lattice
+    /// point `c` as [`nearest_e8`] returns it). Every point keeps `|c| ≤ 120` (the feedback
+    /// can push a coordinate past the range the scale was chosen for: it is clamped first).
+    fn round_row(&self, y: &[f64], s: f64) -> Vec<[i32; 8]> {
+        self.feed(y, |g| {
+            let c = nearest_e8(&g.map(|x| (x / (2.0 * s)).clamp(-58.0, 58.0)));
+            (c, c.map(|ci| ci as f64 * s))
+        })
+    }
+
+    /// `e8p`: the codes of the transformed row `y` at stored scale `scale` (quarter units).
+    fn e8p_row(&self, y: &[f64], scale: f32) -> Vec<u16> {
+        let unit = 4.0 * scale as f64;
+        self.feed(y, |g| {
+            if unit <= 0.0 {
+                return (0, [0.0; 8]);
+            }
+            let code = nearest_e8p(&g.map(|x| x / unit));
+            (code, e8p_point(code).map(|p| p as f64 * scale as f64))
+        })
+    }
 }
 
-/// Nearest point of D8 (integer vectors with an even sum) to `u`.
 fn nearest_d8(u: &[f64; 8]) -> [i32; 8] {
     let mut r = u.map(|x| x.round() as i32);
     if r.iter().sum::<i32>() % 2 != 0 {
@@ -253,8 +272,15 @@ fn f16_scale(x: f64) -> half::f16 {
     half::f16::from_f64(x.clamp(0.0, 65504.0))
 }
 
-/// `e8p` payload for `rows × cols` weights (`cols` a multiple of 8).
-pub fn e8p_payload(v: &[f32], rows: usize, cols: usize, p: &E8Params) -> Vec<u8> {
+/// `e8p` payload for `rows × cols` weights (`cols` a multiple of 8); with LDLQ's error
+/// feedback when `feedback` is given (the scales are chosen for plain rounding either way).
+pub fn e8p_payload(
+    v: &[f32],
+    rows: usize,
+    cols: usize,
+    p: &E8Params,
+    feedback: Option<&E8Feedback>,
+) -> Vec<u8> {
     let ys: Vec<Vec<f64>> = v
         .par_chunks(cols.max(1))
         .take(rows)
@@ -281,7 +307,10 @@ pub fn e8p_payload(v: &[f32], rows: usize, cols: usize, p: &E8Params) -> Vec<u8>
     let codes: Vec<Vec<u16>> = ys
         .par_iter()
         .zip(&scales)
-        .map(|(y, s)| e8p_row(y, s.to_f32()).0)
+        .map(|(y, s)| match feedback {
+            Some(f) if f.n == y.len() => f.e8p_row(y, s.to_f32()),
+            _ => e8p_row(y, s.to_f32()).0,
+        })
         .collect();
     let mut out: Vec<u8> = scales.iter().flat_map(|s| s.to_le_bytes()).collect();
     for c in codes.iter().flatten() {

@@ -24,10 +24,11 @@ use super::int::{
     qmax, row_std, sd_scale, store_scales, stored_f16, weighted_row_std, IntQuantized, ScaleRule,
     MSE_GRID,
 };
+use super::kmeans::{Codebook, KmeansQuantized};
 use super::linalg::inverse_upper_cholesky;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
-use pcll_decoder::{E8Params, IntParams};
+use pcll_decoder::E8Params;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
@@ -249,6 +250,13 @@ impl<'a> GptqContext<'a> {
         bits: u8,
         rule: ScaleRule,
     ) -> Option<IntQuantized> {
+        let (prep, opts) = self.prepared(weight, cols)?;
+        Some(quantize_gptq(data, rows, cols, bits, rule, prep, &opts))
+    }
+
+    /// What GPTQ needs of the Hessian `weight` reads (prepared once per input), and the
+    /// options; `None` when it has no Hessian of width `cols`.
+    fn prepared(&mut self, weight: &str, cols: usize) -> Option<(&Prepared, GptqOptions)> {
         let (input, h) = self.hessians.for_weight(weight)?;
         if h.dim != cols {
             return None;
@@ -258,7 +266,21 @@ impl<'a> GptqContext<'a> {
             .prepared
             .entry(input.to_string())
             .or_insert_with(|| Prepared::new(h, &opts));
-        Some(quantize_gptq(data, rows, cols, bits, rule, prep, &opts))
+        Some((prep, opts))
+    }
+
+    /// `kmeans` of `weight` (`rows × cols`) at `k` levels with Hessian-aware assignment
+    /// ([`quantize_kmeans_gptq`]), or `None` when it has no Hessian of width `cols`.
+    pub fn kmeans(
+        &mut self,
+        weight: &str,
+        data: &[f32],
+        rows: usize,
+        cols: usize,
+        k: u16,
+    ) -> Option<KmeansQuantized> {
+        let (prep, opts) = self.prepared(weight, cols)?;
+        Some(quantize_kmeans_gptq(data, rows, cols, k, prep, &opts))
     }
 
     /// LDLQ's feedback for `weight` under the transform `p`, or `None` when it has no
@@ -409,7 +431,52 @@ pub fn quantize_gptq(
     });
     let (scale_dtype, scales) = hessian_scales(data, rows, cols, bits, rule, prep);
     let qm = qmax(bits);
-    let block = opts.block.max(1);
+    let symbols = sweep(data, rows, cols, prep, opts.block, |r, i, x| match &rate {
+        None => round(x, scales[r], qm),
+        Some((lengths, weights)) => round_rate(x, scales[r], qm, weights[i], opts.rate, lengths),
+    });
+    IntQuantized::plain(bits, scale_dtype, scales, symbols)
+}
+
+/// `kmeans` with the Hessian: the codebook fit with each column weighted by `diag H`
+/// ([`Codebook::fit`]), then GPTQ's sweep giving each error-fed weight its nearest level (the
+/// cluster assignment that minimizes the layer's output error greedily, column by column).
+pub fn quantize_kmeans_gptq(
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+    k: u16,
+    prep: &Prepared,
+    opts: &GptqOptions,
+) -> KmeansQuantized {
+    assert_eq!(data.len(), rows * cols, "shape and data disagree");
+    assert_eq!(prep.dim, cols, "Hessian and weight disagree");
+    let cb = Codebook::fit(data, rows, cols, k, Some(&prep.diag));
+    let mids = cb.mids();
+    let levels: Vec<f32> = cb.levels.iter().map(|l| l.to_f32()).collect();
+    let symbols = sweep(data, rows, cols, prep, opts.block, |r, _, x| {
+        let u = cb.normalized(r, x as f32);
+        let s = mids.partition_point(|&m| m < u);
+        // As the decoder reconstructs it: one binary32 multiplication.
+        (s as u8, f64::from(levels[s] * cb.scales[r].to_f32()))
+    });
+    cb.with_symbols(symbols)
+}
+
+/// GPTQ's column sweep (step 4 of the module's algorithm) with any rounding: `round(r, i, x)`
+/// gives row `r`'s symbol at processing position `i` (source column `prep.perm[i]`) for the
+/// error-fed value `x`, and the value the decoder will reconstruct from it. Returns the
+/// `rows × cols` symbols in source column order. Tiles of rows run in parallel; each is
+/// computed in a fixed order, so the result does not depend on the thread count.
+pub(crate) fn sweep(
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+    prep: &Prepared,
+    block: usize,
+    round: impl Fn(usize, usize, f64) -> (u8, f64) + Sync,
+) -> Vec<u8> {
+    let block = block.max(1);
     let (u, perm) = (&prep.u, &prep.perm);
     let tiles: Vec<Vec<u8>> = (0..rows.div_ceil(TILE))
         .into_par_iter()
@@ -429,12 +496,7 @@ pub fn quantize_gptq(
                     let urow = &u[i * cols + i + 1..i * cols + i2];
                     for r in 0..m {
                         let x = w[r * cols + i];
-                        let (sym, value) = match &rate {
-                            None => round(x, scales[r0 + r], qm),
-                            Some((lengths, weights)) => {
-                                round_rate(x, scales[r0 + r], qm, weights[i], opts.rate, lengths)
-                            }
-                        };
+                        let (sym, value) = round(r0 + r, i, x);
                         q[r * cols + i] = sym;
                         let e = (x - value) / uii;
                         err[r * b + (i - i1)] = e;
@@ -465,16 +527,7 @@ pub fn quantize_gptq(
             out
         })
         .collect();
-    IntQuantized {
-        params: IntParams {
-            bits,
-            scale_dtype,
-            clusters: 0,
-            protos: 0,
-        },
-        scales,
-        symbols: tiles.concat(),
-    }
+    tiles.concat()
 }
 
 /// `Σ_r (w_r − v_r)ᵀ H (w_r − v_r)`: the mean squared change of the layer's output over the
@@ -785,11 +838,12 @@ mod tests {
         );
     }
 
-    /// LDLQ's `e8-rans` (GPTQ's error feedback with E8 rounding, through `pack_calibrated`)
-    /// against nearest-point rounding at the same steps: far less output error on correlated
-    /// inputs, a valid artifact, deterministic; with an identity Hessian the same bytes.
+    /// Every codec's error feedback through `pack_calibrated` — LDLQ for `e8-rans` and `e8p`
+    /// (GPTQ's feedback with E8 rounding), GPTQ's assignment for `kmeans` — against nearest
+    /// rounding at the same rate: far less output error on correlated inputs, a valid
+    /// artifact, deterministic; for the E8 codecs, an identity Hessian gives nearest rounding.
     #[test]
-    fn e8_ldlq_lowers_output_error_and_identity_is_rounding() {
+    fn error_feedback_lowers_output_error_for_every_codec() {
         use crate::pack::{pack_calibrated, reconstruct, CodecSpec, E8Target, PackOptions};
         use crate::safetensors_io::{SourceModel, SourceTensor};
         let (rows, cols) = (24, 64);
@@ -810,10 +864,17 @@ mod tests {
             samples: 1,
             matrix: identity,
         };
-        for step in [0.12f32, 0.34] {
+        let specs = [
+            CodecSpec::E8Rans(E8Target::Step(0.12)),
+            CodecSpec::E8Rans(E8Target::Step(0.34)),
+            CodecSpec::E8p,
+            CodecSpec::Kmeans(8),
+            CodecSpec::Kmeans(32),
+        ];
+        for spec in specs {
             let opts = PackOptions {
                 raw_max_elements: 0,
-                codecs: vec![("*".into(), CodecSpec::E8Rans(E8Target::Step(step)))],
+                codecs: vec![("*".into(), spec)],
                 ..PackOptions::default()
             };
             let gptq = PackOptions {
@@ -841,16 +902,63 @@ mod tests {
             assert!(!used);
             let hs = calibrated(correlated.clone());
             let (ldlq_bytes, ldlq, used) = recon(&gptq, Some(&hs));
-            assert!(used, "LDLQ not used");
+            assert!(used, "{spec:?}: the calibration not used");
             let ep = output_error(&w, &plain, rows, &correlated);
             let el = output_error(&w, &ldlq, rows, &correlated);
-            assert!(el < 0.7 * ep, "step {step}: LDLQ {el} vs nearest {ep}");
+            assert!(el < 0.7 * ep, "{spec:?}: feedback {el} vs nearest {ep}");
             assert_eq!(recon(&gptq, Some(&hs)).0, ldlq_bytes);
             // No correlation, nothing to feed forward: nearest rounding, bit for bit (the
-            // recorded options differ, so compare the reconstructions).
-            let (_, same, _) = recon(&gptq, Some(&calibrated(identity.clone())));
-            assert_eq!(same, plain, "step {step}");
+            // recorded options differ, so compare the reconstructions). (k-means also
+            // weighs its codebook fit by the Hessian: its identity case is below.)
+            if !matches!(spec, CodecSpec::Kmeans(_)) {
+                let (_, same, _) = recon(&gptq, Some(&calibrated(identity.clone())));
+                assert_eq!(same, plain, "{spec:?}");
+            }
             assert_ne!(ldlq_bytes, plain_bytes);
         }
+    }
+
+    #[test]
+    fn kmeans_assignment_with_the_identity_is_nearest_and_the_fit_is_weighted() {
+        let (rows, cols) = (24, 64);
+        let w = weights(rows, cols);
+        let mut identity = vec![0f64; cols * cols];
+        (0..cols).for_each(|i| identity[i * cols + i] = 1.0);
+        let prep = Prepared::new(
+            &Hessian {
+                dim: cols,
+                samples: 1,
+                matrix: identity,
+            },
+            &GptqOptions::default(),
+        );
+        let q = quantize_kmeans_gptq(&w, rows, cols, 16, &prep, &GptqOptions::default());
+        let cb = Codebook::fit(&w, rows, cols, 16, Some(&prep.diag));
+        let mids = cb.mids();
+        let nearest: Vec<u8> = (0..rows * cols)
+            .map(|i| mids.partition_point(|&m| m < cb.normalized(i / cols, w[i])) as u8)
+            .collect();
+        assert_eq!(q.symbols, nearest);
+        assert_eq!(q.levels, cb.levels);
+        // The fit minimizes the weighted error: with the first 8 columns weighing 30 times
+        // the others, its weighted error is below that of the unit-weight fit (equal if the
+        // weights were ignored; 5 % below on this tensor, whose columns are alike).
+        let heavy: Vec<f64> = (0..cols).map(|j| if j < 8 { 30.0 } else { 1.0 }).collect();
+        let weighted_err = |cb: &Codebook| {
+            let mids = cb.mids();
+            (0..rows * cols)
+                .map(|i| {
+                    let (r, j) = (i / cols, i % cols);
+                    let x = cb.normalized(r, w[i]);
+                    let l = cb.levels[mids.partition_point(|&m| m < x)].to_f32();
+                    let s = f64::from(cb.scales[r].to_f32());
+                    heavy[j] * s * s * f64::from(x - l).powi(2)
+                })
+                .sum::<f64>()
+        };
+        let plain = Codebook::fit(&w, rows, cols, 16, Some(&vec![1.0; cols]));
+        let weighted = Codebook::fit(&w, rows, cols, 16, Some(&heavy));
+        let (a, b) = (weighted_err(&weighted), weighted_err(&plain));
+        assert!(a < 0.99 * b, "{a} vs {b}");
     }
 }

@@ -22,6 +22,25 @@ pub struct IntQuantized {
 }
 
 impl IntQuantized {
+    /// `bits`-bit symbols with one histogram and no prototype rows.
+    pub fn plain(
+        bits: u8,
+        scale_dtype: pcll_decoder::ScaleDtype,
+        scales: Vec<f32>,
+        symbols: Vec<u8>,
+    ) -> IntQuantized {
+        IntQuantized {
+            params: IntParams {
+                bits,
+                scale_dtype,
+                clusters: 0,
+                protos: 0,
+            },
+            scales,
+            symbols,
+        }
+    }
+
     /// The scales as their stored little-endian bytes.
     pub fn scale_bytes(&self) -> Vec<u8> {
         match self.params.scale_dtype {
@@ -287,16 +306,7 @@ pub fn quantize_with(
             );
         }
     }
-    IntQuantized {
-        params: IntParams {
-            bits,
-            scale_dtype,
-            clusters: 0,
-            protos: 0,
-        },
-        scales,
-        symbols,
-    }
+    IntQuantized::plain(bits, scale_dtype, scales, symbols)
 }
 
 /// Squared reconstruction error of `q` against `data`, and `Σ data²` (relative MSE is their

@@ -39,13 +39,20 @@ impl KmeansQuantized {
 }
 
 /// Lloyd's algorithm on sorted `x` from `centers` (sorted); returns the converged centers.
-fn lloyd(x: &[f32], mut centers: Vec<f64>) -> Vec<f64> {
+/// With `weight` (one per value of `x`) each center is its interval's weighted mean (unit
+/// weights give exactly the unweighted means: the weight sums are whole numbers).
+fn lloyd(x: &[f32], weight: Option<&[f64]>, mut centers: Vec<f64>) -> Vec<f64> {
     let mut prefix = Vec::with_capacity(x.len() + 1);
+    let mut mass = Vec::with_capacity(x.len() + 1);
     prefix.push(0f64);
-    let mut acc = 0f64;
-    for &v in x {
-        acc += v as f64;
+    mass.push(0f64);
+    let (mut acc, mut m) = (0f64, 0f64);
+    for (i, &v) in x.iter().enumerate() {
+        let wt = weight.map_or(1.0, |w| w[i]);
+        acc += wt * v as f64;
+        m += wt;
         prefix.push(acc);
+        mass.push(m);
     }
     for _ in 0..MAX_ITERS {
         let mut next = centers.clone();
@@ -58,8 +65,8 @@ fn lloyd(x: &[f32], mut centers: Vec<f64>) -> Vec<f64> {
                 }
                 None => x.len(),
             };
-            if hi > lo {
-                next[j] = (prefix[hi] - prefix[lo]) / (hi - lo) as f64;
+            if hi > lo && mass[hi] > mass[lo] {
+                next[j] = (prefix[hi] - prefix[lo]) / (mass[hi] - mass[lo]);
             }
             lo = hi.max(lo);
         }
@@ -105,58 +112,124 @@ fn seeds(x: &[f32], k: usize) -> Vec<f64> {
     centers
 }
 
-/// Quantizes `rows × cols` weights to a `k`-level codebook (1..=256) with per-row RMS scales.
-pub fn quantize_kmeans(v: &[f32], rows: usize, cols: usize, k: u16) -> KmeansQuantized {
-    let scales: Vec<f16> = v
-        .chunks(cols.max(1))
-        .take(rows)
-        .map(|r| {
-            let ms = r.iter().map(|&w| (w as f64).powi(2)).sum::<f64>() / r.len().max(1) as f64;
-            f16::from_f64(ms.sqrt().min(f16::MAX.to_f64()))
-        })
-        .collect();
-    let normalized = |r: usize, w: f32| {
-        let s = scales[r].to_f32();
+/// A tensor's row scales (RMS, rounded to f16) and codebook (ascending, distinct f16
+/// levels), before any weight is assigned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Codebook {
+    pub scales: Vec<f16>,
+    pub levels: Vec<f16>,
+}
+
+impl Codebook {
+    /// Fits `k` levels (1..=256) to the row-normalized weights. With `column_weight` (one per
+    /// column: GPTQ's `diag H`) the fit minimizes the Hessian-diagonal-weighted error in the
+    /// weights' own units: value `(r, j)` weighs `column_weight[j] · scale[r]²`.
+    pub fn fit(
+        v: &[f32],
+        rows: usize,
+        cols: usize,
+        k: u16,
+        column_weight: Option<&[f64]>,
+    ) -> Codebook {
+        let scales: Vec<f16> = v
+            .chunks(cols.max(1))
+            .take(rows)
+            .map(|r| {
+                let ms = r.iter().map(|&w| (w as f64).powi(2)).sum::<f64>() / r.len().max(1) as f64;
+                f16::from_f64(ms.sqrt().min(f16::MAX.to_f64()))
+            })
+            .collect();
+        let cb = Codebook {
+            scales,
+            levels: Vec::new(),
+        };
+        let x: Vec<f32> = v
+            .par_chunks(cols.max(1))
+            .enumerate()
+            .flat_map_iter(|(r, row)| {
+                let cb = &cb;
+                row.iter().map(move |&w| cb.normalized(r, w))
+            })
+            .collect();
+        let centers = if x.is_empty() {
+            vec![0.0]
+        } else {
+            let k = k.clamp(1, 256) as usize;
+            match column_weight {
+                None => {
+                    let mut x = x;
+                    x.par_sort_unstable_by(f32::total_cmp);
+                    lloyd(&x, None, seeds(&x, k))
+                }
+                Some(cw) => {
+                    let mut pairs: Vec<(f32, f64)> = x
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &xi)| {
+                            let s = f64::from(cb.scales[i / cols.max(1)].to_f32());
+                            (xi, cw.get(i % cols.max(1)).copied().unwrap_or(1.0) * s * s)
+                        })
+                        .collect();
+                    pairs.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+                    let (xs, ws): (Vec<f32>, Vec<f64>) = pairs.into_iter().unzip();
+                    lloyd(&xs, Some(&ws), seeds(&xs, k))
+                }
+            }
+        };
+        let mut levels: Vec<f16> = centers.iter().map(|&c| f16::from_f64(c)).collect();
+        levels.sort_by(|a, b| a.to_f32().total_cmp(&b.to_f32()));
+        levels.dedup_by(|a, b| a.to_f32() == b.to_f32());
+        Codebook { levels, ..cb }
+    }
+
+    /// Weight `w` of row `r` over the row's scale (0 for a zero or non-finite scale).
+    pub fn normalized(&self, r: usize, w: f32) -> f32 {
+        let s = self.scales[r].to_f32();
         if s > 0.0 && s.is_finite() {
             w / s
         } else {
             0.0
         }
-    };
-    let mut x: Vec<f32> = v
-        .par_chunks(cols.max(1))
-        .enumerate()
-        .flat_map_iter(|(r, row)| row.iter().map(move |&w| normalized(r, w)))
-        .collect();
-    x.par_sort_unstable_by(f32::total_cmp);
-    let centers = if x.is_empty() {
-        vec![0.0]
-    } else {
-        lloyd(&x, seeds(&x, k.clamp(1, 256) as usize))
-    };
-    let mut levels: Vec<f16> = centers.iter().map(|&c| f16::from_f64(c)).collect();
-    levels.sort_by(|a, b| a.to_f32().total_cmp(&b.to_f32()));
-    levels.dedup_by(|a, b| a.to_f32() == b.to_f32());
-    let lv: Vec<f32> = levels.iter().map(|l| l.to_f32()).collect();
-    let mids: Vec<f32> = lv.windows(2).map(|w| (w[0] + w[1]) / 2.0).collect();
+    }
+
+    /// Midpoints between neighbouring levels: the index of the nearest level to `u` is the
+    /// number of midpoints below `u`.
+    pub fn mids(&self) -> Vec<f32> {
+        self.levels
+            .windows(2)
+            .map(|w| (w[0].to_f32() + w[1].to_f32()) / 2.0)
+            .collect()
+    }
+
+    /// The quantized tensor with these `symbols`.
+    pub fn with_symbols(self, symbols: Vec<u8>) -> KmeansQuantized {
+        KmeansQuantized {
+            params: KmeansParams {
+                k: self.levels.len() as u16,
+                scales: Some(pcll_decoder::ScaleDtype::F16),
+            },
+            scales: self.scales,
+            levels: self.levels,
+            symbols,
+        }
+    }
+}
+
+/// Quantizes `rows × cols` weights to a `k`-level codebook (1..=256) with per-row RMS scales,
+/// each weight to its nearest level.
+pub fn quantize_kmeans(v: &[f32], rows: usize, cols: usize, k: u16) -> KmeansQuantized {
+    let cb = Codebook::fit(v, rows, cols, k, None);
+    let mids = cb.mids();
     let symbols: Vec<u8> = v
         .par_chunks(cols.max(1))
         .enumerate()
         .flat_map_iter(|(r, row)| {
-            let mids = &mids;
+            let (mids, cb) = (&mids, &cb);
             row.iter()
-                .map(move |&w| mids.partition_point(|&m| m < normalized(r, w)) as u8)
+                .map(move |&w| mids.partition_point(|&m| m < cb.normalized(r, w)) as u8)
         })
         .collect();
-    KmeansQuantized {
-        params: KmeansParams {
-            k: levels.len() as u16,
-            scales: Some(pcll_decoder::ScaleDtype::F16),
-        },
-        scales,
-        levels,
-        symbols,
-    }
+    cb.with_symbols(symbols)
 }
 
 #[cfg(test)]
@@ -169,7 +242,7 @@ mod tests {
             .map(|i| [-2.0f32, 0.5, 3.0][i % 3] + (i as f32 * 0.618).fract() * 0.1)
             .collect();
         x.sort_by(f32::total_cmp);
-        let c = lloyd(&x, seeds(&x, 3));
+        let c = lloyd(&x, None, seeds(&x, 3));
         for (got, want) in c.iter().zip([-1.95, 0.55, 3.05]) {
             assert!((got - want).abs() < 0.02, "{c:?}");
         }
