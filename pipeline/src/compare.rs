@@ -10,13 +10,15 @@
 //!
 //! The `rans` row is the safe scalar decoder (SIMD kernels off) at `lanes`; `rans-avx2` and
 //! `rans-avx512` are the decoder's `simd` kernels on 32-lane streams, one row per kernel the
-//! CPU has. `to_f32` measures the user's real job, artifact → f32 weights (checksum, decode,
+//! CPU has. Streams are decoded two at a time ([`decode_streams`]): the AVX-512 kernel runs
+//! two tensors' streams interleaved in one loop (one stream alone is latency-bound), the
+//! others decode them one after the other. `to_f32` measures the user's real job, artifact → f32 weights (checksum, decode,
 //! dequantize) through `Artifact::decode_f32`, against zstd-22 of the same symbols plus the
 //! same dequantization (bit-identical weights, checked), one thread.
 
 use crate::baselines::Baseline;
 use crate::fixtures::SymbolStream;
-use pcll_decoder::layout::RansStream;
+use pcll_decoder::layout::{RansDecoder, RansStream};
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
 use pcll_decoder::IntParams;
 use pcll_formats::entropy::entropy_bytes;
@@ -117,26 +119,102 @@ fn best_of<T>(
     }
 }
 
-/// Decodes every stream into `outs`, returning the symbols produced.
+/// Decodes every stream into `outs`, returning the symbols produced. Streams go two at a
+/// time through `RansDecoder::decode_pair` (on the AVX-512 kernel where it runs, the two
+/// streams' groups interleaved in one loop; elsewhere one after the other): when one of the
+/// two ends, the next stream takes its place, so only the tail of the last runs alone. Each
+/// stream's table is in its own share of `scratch` (with more streams than fit, in pairs:
+/// each of the two in one half).
 pub fn decode_streams(
     encoded: &[Vec<u8>],
     outs: &mut [Vec<u8>],
     scratch: &mut [u8],
 ) -> Result<usize, CompareError> {
-    let mut n = 0;
-    for (e, out) in encoded.iter().zip(outs.iter_mut()) {
-        let s = RansStream::parse(e, 0, out.len() as u64, 256)
-            .map_err(|e| CompareError::Rans(format!("{e:?}")))?;
-        let mut d = s
-            .decoder(scratch)
-            .map_err(|e| CompareError::Rans(format!("{e:?}")))?;
-        d.decode(out)
-            .map_err(|e| CompareError::Rans(format!("{e:?}")))?;
-        d.finish()
-            .map_err(|e| CompareError::Rans(format!("{e:?}")))?;
-        n += out.len();
+    let err = |e: &dyn std::fmt::Debug| CompareError::Rans(format!("{e:?}"));
+    let streams: Vec<RansStream<'_>> = encoded
+        .iter()
+        .zip(outs.iter())
+        .map(|(e, o)| RansStream::parse(e, 0, o.len() as u64, 256).map_err(|e| err(&e)))
+        .collect::<Result<_, _>>()?;
+    let n = outs.iter().map(Vec::len).sum();
+    let share = scratch.len() / streams.len().max(1);
+    // A share must hold a stream's packed table (and its alignment); otherwise pairs.
+    let fits = streams.iter().all(|s| s.fast_scratch_len() + 4 <= share);
+    if !fits {
+        for (pair, o) in streams.chunks(2).zip(outs.chunks_mut(2)) {
+            let (ha, hb) = scratch.split_at_mut(scratch.len() / 2);
+            let mut ds = Vec::with_capacity(2);
+            for (s, h) in pair.iter().zip([ha, hb]) {
+                ds.push(s.decoder(h).map_err(|e| err(&e))?);
+            }
+            decode_rolling(&mut ds, o).map_err(|e| err(&e))?;
+        }
+        return Ok(n);
     }
+    let mut ds = Vec::with_capacity(streams.len());
+    for (s, h) in streams.iter().zip(scratch.chunks_mut(share.max(1))) {
+        ds.push(s.decoder(h).map_err(|e| err(&e))?);
+    }
+    decode_rolling(&mut ds, outs).map_err(|e| err(&e))?;
     Ok(n)
+}
+
+/// Decodes `ds[i]` into `outs[i]` for every `i`, two streams at a time: the two active ones
+/// through `decode_pair` in whole groups of 32 while both have that many left; the one that
+/// has fewer finishes alone and the next stream takes its place. Each stream is finished
+/// (its final states checked).
+fn decode_rolling(
+    ds: &mut Vec<RansDecoder<'_, '_>>,
+    outs: &mut [Vec<u8>],
+) -> Result<(), pcll_decoder::error::RansError> {
+    let count = ds.len().min(outs.len());
+    let mut pos = vec![0usize; count];
+    let mut next = 0;
+    let take = |next: &mut usize| {
+        let i = (*next < count).then_some(*next);
+        *next += 1;
+        i
+    };
+    let mut active = [take(&mut next), take(&mut next)];
+    while let [Some(a), Some(b)] = active {
+        let left = |i: usize| outs[i].len() - pos[i];
+        let whole = left(a).min(left(b)) / 32 * 32;
+        if whole > 0 {
+            let (lo, hi) = ds.split_at_mut(b);
+            let (olo, ohi) = outs.split_at_mut(b);
+            RansDecoder::decode_pair(
+                &mut lo[a],
+                &mut olo[a][pos[a]..pos[a] + whole],
+                &mut hi[0],
+                &mut ohi[0][pos[b]..pos[b] + whole],
+            )?;
+            pos[a] += whole;
+            pos[b] += whole;
+        }
+        for slot in &mut active {
+            if let Some(i) = *slot {
+                if outs[i].len() - pos[i] < 32 {
+                    ds[i].decode(&mut outs[i][pos[i]..])?;
+                    pos[i] = outs[i].len();
+                    *slot = take(&mut next);
+                }
+            }
+        }
+        // Keep the pair in index order (for the split above).
+        if let [Some(x), Some(y)] = active {
+            if x > y {
+                active = [Some(y), Some(x)];
+            }
+        }
+    }
+    for i in active.into_iter().flatten() {
+        ds[i].decode(&mut outs[i][pos[i]..])?;
+        pos[i] = outs[i].len();
+    }
+    for d in ds.drain(..) {
+        d.finish()?;
+    }
+    Ok(())
 }
 
 /// Runs the comparison on `streams` (int symbols of `bits`), timing decodes best of `runs`.

@@ -1,13 +1,14 @@
 //! `rans-simd-probe`: the decoder's SIMD kernels against a stand-alone AVX-512 decoder that
 //! decodes two streams interleaved, on today's rANS streams (FORMAT.md §6, bytes unchanged).
 //!
-//! The decoder's `simd` feature (`pcll-rans-simd`) decodes one stream at a time: 32 lanes are
-//! two 16-lane dependency chains, so a step waits on its gather and multiply. Interleaving two
-//! independent streams doubles the chains. This probe measures what that would buy. In one
-//! run, on the same int symbols (`PCLL_BENCH_MODEL` or the bundled real-weight slice,
+//! One 32-lane stream is two 16-lane dependency chains, so a step waits on its gather and
+//! multiply; interleaving two independent streams doubles the chains. This probe measured
+//! what that would buy before the decoder did it; the decoder's `simd` feature now does
+//! (`RansDecoder::decode_pair`, which `decode_streams` uses for its streams, two at a time),
+//! and the probe keeps the stand-alone decoders beside it as a reference. In one run, on the same int symbols (`PCLL_BENCH_MODEL` or the bundled real-weight slice,
 //! quantized as `pack` does), it measures, best of `--runs`:
 //! - the shipping decoder with its kernels off at 8 lanes and at 32 lanes, and with its
-//!   AVX-512 kernel at 32 lanes;
+//!   AVX-512 kernels at 32 lanes (streams two at a time through `decode_pair`);
 //! - a stand-alone AVX-512 decoder of the same 32-lane streams: the slot lookup is a gather,
 //!   the renormalization an expand of the next words into the lanes that need one;
 //! - the same with 2 tensors' streams decoded interleaved (more independent lanes in flight,

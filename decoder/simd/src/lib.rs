@@ -161,3 +161,54 @@ pub fn crc32c_update(c: u32, data: &[u8]) -> Option<u32> {
     let _ = (c, data);
     None
 }
+
+/// [`groups32`] on two streams at once (stream `s`: states `xs[s]`, `words[s]` from word
+/// `p[s]`, table `tables[s]` at precision `bits[s]`, output `outs[s]`): each gets exactly
+/// what [`groups32`] would give it, group for group, while both have a whole group of output
+/// and 32 words left. Two independent streams in one loop hide each other's latency; only
+/// the AVX-512 kernel does this. Returns the symbols written to each and the next words, or
+/// `None` (nothing done) without that kernel, for precisions whose packed entries differ in
+/// field width (≤ 12 bits against 13), or when a table is shorter than `2^bits[s]`.
+pub fn groups32x2(
+    xs: [&mut [u32; 32]; 2],
+    words: [&[u8]; 2],
+    p: [usize; 2],
+    tables: [&[u32]; 2],
+    bits: [u32; 2],
+    outs: [&mut [u8]; 2],
+) -> Option<(usize, [usize; 2])> {
+    let fits = |b: u32, t: &[u32]| (1..=13).contains(&b) && t.len() >= 1 << b;
+    if !fits(bits[0], tables[0])
+        || !fits(bits[1], tables[1])
+        || field_bits(bits[0]) != field_bits(bits[1])
+    {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        type Kernel = unsafe fn(
+            [&mut [u32; 32]; 2],
+            [&[u8]; 2],
+            [usize; 2],
+            [&[u32]; 2],
+            [u32; 2],
+            [&mut [u8]; 2],
+        ) -> (usize, [usize; 2]);
+        let kernel: Kernel = match (active(), field_bits(bits[0])) {
+            (Level::Avx512, 12) => avx512::kernel2::<12, 24>,
+            (Level::Avx512, _) => avx512::kernel2::<13, 26>,
+            // AVX2's two-stream loop measured no faster than one stream at a time (16
+            // registers of state and slots for two streams spill); one at a time it is.
+            (Level::Avx2 | Level::Scalar, _) => return None,
+        };
+        // SAFETY: `active()` found the kernel's instruction set on this CPU, and each table
+        // holds `2^bits[s]` entries (checked above), which the kernel's gathers rely on.
+        #[allow(unsafe_code)]
+        return Some(unsafe { kernel(xs, words, p, tables, bits, outs) });
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = (xs, words, p, outs);
+        None
+    }
+}
