@@ -137,8 +137,9 @@ class TensorReport:
     relative_error: Optional[float]
     """Squared reconstruction error over the tensor's squared norm (quantized tensors)."""
     plan: Optional[str] = None
-    """What the budget packer chose (`int2`..`int8`, `f16`; with `budget_codecs`, also
-    `e8-rans:STEP`, `kmeans:K`, `e8p`), with `budget=`."""
+    """What the budget packer chose (`int2`..`int8`, with its SDClip rule when it has one:
+    `int5 sdclip:12.75`; `f16`; with `budget_codecs`, also `e8-rans:STEP`, `kmeans:K`, `e8p`),
+    with `budget=`."""
     predicted: Optional[float] = None
     """The budget packer's predicted loss increase for this tensor's choice: `loss_fn` measured
     with only this tensor replaced by it (the refinement pass measures every chosen candidate)."""

@@ -309,7 +309,7 @@ class Budget(Tmp):
         plans = [t.plan for t in r.tensors if t.plan]
         self.assertTrue(plans)
         for p in plans:
-            self.assertRegex(p, r"^(int[2-8]|f16|e8-rans:[0-9.]+|kmeans:[0-9]+|e8p)$")
+            self.assertRegex(p, r"^(int[2-8]( sdclip:[0-9.]+)?|f16|e8-rans:[0-9.]+|kmeans:[0-9]+|e8p)$")
         # The recorded plans (whatever codecs they name) re-pack byte for byte.
         pcll.verify(self.dir / "every.pcll", sd, hessians=hs)
 
