@@ -859,7 +859,7 @@ mod tests {
                     "bits {ba}/{bb} chunk {chunk}"
                 );
             }
-            let mut state = u64::from(ba * 31 + bb);
+            let mut state = u64::from(ba) * 31 + u64::from(bb);
             for _ in 0..30 {
                 state = state
                     .wrapping_mul(6_364_136_223_846_793_005)
