@@ -19,8 +19,8 @@
 //! expansion; moving the multiply to IFMA, the gathers to scalar loads, or the two halves'
 //! words to one VBMI2 expansion all measured slower), so [`groups32x2`] runs two streams'
 //! groups in one AVX-512 loop: two independent chains, about 1.7× the symbols per second of
-//! one. AVX2 has no such loop (two streams' state and slots fill its 16 registers and spill;
-//! it measured no faster).
+//! one. AVX2 has no such loop: one was measured no faster (two streams' states and slots
+//! need all 16 of its vector registers, so it likely spills).
 //!
 //! [`crc32c_update`] is the payload checksum on SSE 4.2's `crc32` instruction (8 bytes a
 //! step, against the decoder's table-driven slicing-by-8).
@@ -204,8 +204,8 @@ pub fn groups32x2(
         let kernel: Kernel = match (active(), field_bits(bits[0])) {
             (Level::Avx512, 12) => avx512::kernel2::<12, 24>,
             (Level::Avx512, _) => avx512::kernel2::<13, 26>,
-            // AVX2's two-stream loop measured no faster than one stream at a time (16
-            // registers of state and slots for two streams spill); one at a time it is.
+            // AVX2's two-stream loop measured no faster than one stream at a time (two
+            // streams' states and slots need all 16 vector registers); one at a time it is.
             (Level::Avx2 | Level::Scalar, _) => return None,
         };
         // SAFETY: `active()` found the kernel's instruction set on this CPU, and each table
