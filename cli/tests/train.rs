@@ -222,6 +222,7 @@ fn train_pack_score_resume_and_frontier() {
     get("int4 mse + rANS");
     get("int4 mse + GPTQ + rANS");
     // The budget packer runs at every fixed scheme's size and never exceeds it.
+    assert_eq!(json["budget_codecs"], "int");
     let versus = json["budget_versus_fixed"].as_array().unwrap();
     let names: Vec<&str> = json["points"]
         .as_array()

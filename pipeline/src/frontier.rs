@@ -62,6 +62,9 @@ pub struct Frontier {
     pub val_windows: usize,
     pub val_seq_len: usize,
     pub val_tokens: usize,
+    /// What the budget packer was offered beside `int` ([`CodecOffer::name`]: `int`,
+    /// `e8-rans`, `every`).
+    pub budget_codecs: &'static str,
     pub points: Vec<Point>,
     pub budget_versus_fixed: Vec<Versus>,
     /// The field's recipe at every pair of clips, per coder.
@@ -319,6 +322,7 @@ pub fn frontier(run: &Path, a: &FrontierOptions) -> Result<Frontier> {
         val_windows,
         val_seq_len: scorer.seq_len,
         val_tokens: val_windows * scorer.seq_len,
+        budget_codecs: a.offer.name(),
         points,
         budget_versus_fixed: versus,
         field,
