@@ -1,12 +1,13 @@
 //! Whole-artifact decode: parse, check every checksum, and reconstruct every tensor to f32
 //! (criterion group `artifact_decode`; throughput in reconstructed weights × 4 bytes), for
 //! `int` at 4, 6 and 8 bits and, beside it, every other codec: int6 with clustered
-//! histograms, kmeans, e8p, e8-rans and lossless.
+//! histograms, kmeans, e8p, e8-rans and lossless; int6 also two tensors at a time
+//! (`int6_to_f32_pairs`: `Artifact::decode_pair` in `Artifact::pairs` order).
 //! Input: `PCLL_BENCH_MODEL` (a safetensors path) or the bundled real-weight slice.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
-use pcll_decoder::Artifact;
+use pcll_decoder::{Artifact, Output};
 use pcll_formats::pack::{CodecSpec, E8Target};
 use pcll_formats::rans::Clusters;
 use pcll_formats::{pack, PackOptions};
@@ -54,6 +55,7 @@ fn artifact_decode(c: &mut Criterion) {
         let weights: usize = outs.iter().map(Vec::len).sum();
         let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
         g.throughput(Throughput::Bytes(weights as u64 * 4));
+        let pairs = label == "int6_to_f32";
         g.bench_function(label, |b| {
             b.iter(|| {
                 let art = Artifact::parse(black_box(&bytes)).expect("parses");
@@ -62,6 +64,35 @@ fn artifact_decode(c: &mut Criterion) {
                 }
             })
         });
+        if pairs {
+            // The same, two tensors at a time (what the bulk decodes do).
+            let mut scratch_b = vec![0u8; MAX_SCRATCH_LEN];
+            g.bench_function("int6_to_f32_pairs", |b| {
+                b.iter(|| {
+                    let art = Artifact::parse(black_box(&bytes)).expect("parses");
+                    let ts: Vec<_> = art.tensors().collect();
+                    for (i, j) in art.pairs() {
+                        let (i, j) = (i as usize, j.map(|j| j as usize));
+                        let Some(j) = j else {
+                            art.decode_f32(&ts[i], &mut outs[i], &mut scratch)
+                                .expect("decodes");
+                            continue;
+                        };
+                        let (lo, hi) = outs.split_at_mut(i.max(j));
+                        let (oi, oj) = if i < j {
+                            (&mut lo[i], &mut hi[0])
+                        } else {
+                            (&mut hi[0], &mut lo[j])
+                        };
+                        let [ri, rj] = art.decode_pair(
+                            (&ts[i], Output::F32(oi), &mut scratch),
+                            (&ts[j], Output::F32(oj), &mut scratch_b),
+                        );
+                        ri.and(rj).expect("decodes");
+                    }
+                })
+            });
+        }
     }
     g.finish();
 }

@@ -200,6 +200,7 @@ fn compare_json_contract() {
     );
     for k in [
         "to_f32_mweights_s",
+        "to_f32_single_mweights_s",
         "to_f32_scalar_mweights_s",
         "to_f32_zstd_mweights_s",
         "to_f32_speedup_vs_zstd",

@@ -14,8 +14,23 @@ pub const HARNESS_MAX_ELEMENTS: u64 = 1 << 24;
 pub fn decode_everything(bytes: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
     let art = Artifact::parse(bytes)?;
     art.verify_payloads()?;
+    // Two at a time (two `int` streams in lockstep): the same bytes and errors as one at a time.
+    let infos: Vec<_> = art.tensors().collect();
+    let small = |t: &pcll_decoder::TensorInfo<'_>| t.numel() <= HARNESS_MAX_ELEMENTS;
+    for (i, j) in art.pairs() {
+        let a = &infos[i as usize];
+        if let Some(b) = j
+            .map(|j| &infos[j as usize])
+            .filter(|b| small(a) && small(b))
+        {
+            assert!(
+                art.decode_pair_to_vec(a, b) == [art.decode_to_vec(a), art.decode_to_vec(b)],
+                "two tensors at a time decoded otherwise than one at a time"
+            );
+        }
+    }
     let mut out = Vec::new();
-    for t in art.tensors() {
+    for t in infos {
         if t.numel() > HARNESS_MAX_ELEMENTS {
             let e = pcll_decoder::error::RequestError::OutputLen {
                 expected: t.numel(),

@@ -264,6 +264,146 @@ impl<'a> Artifact<'a> {
         })
     }
 
+    /// Reconstructs two tensors: exactly `[self.decode(a…), self.decode(b…)]`, the same values
+    /// and the same errors, each `(info, out, scratch)` as [`Artifact::decode`] takes them.
+    /// Where both are `int` tensors of one stream each (no clusters or prototypes), their
+    /// streams run in lockstep, so two dependency chains share the core: with the `simd`
+    /// feature and 32-lane streams, one AVX-512 loop ([`crate::layout::RansDecoder::decode_pair`]).
+    /// Whoever decodes many tensors on one thread decodes them two at a time with this.
+    pub fn decode_pair(
+        &self,
+        a: (&TensorInfo<'_>, Output<'_>, &mut [u8]),
+        b: (&TensorInfo<'_>, Output<'_>, &mut [u8]),
+    ) -> [Result<(), Error>; 2] {
+        let ((ia, mut oa, sa), (ib, mut ob, sb)) = (a, b);
+        let Some([ra, rb]) = self.int_pair((ia, &mut oa, sa), (ib, &mut ob, sb)) else {
+            // Not a pair of plain `int` tensors, or one fails before its first symbol: one
+            // at a time (nothing was written yet).
+            return [self.decode(ia, oa, sa), self.decode(ib, ob, sb)];
+        };
+        [self.error_of(ia, sa, ra), self.error_of(ib, sb, rb)]
+    }
+
+    /// `result` of `info`'s lockstep decode, its error replaced by the one
+    /// [`Artifact::decode`] reports (found by decoding again into a sink that keeps nothing,
+    /// so a caller's sink still gets every element at most once).
+    fn error_of(
+        &self,
+        info: &TensorInfo<'_>,
+        scratch: &mut [u8],
+        result: Result<(), PayloadError>,
+    ) -> Result<(), Error> {
+        let Err(error) = result else {
+            return Ok(());
+        };
+        struct Discard;
+        impl crate::output::Sink for Discard {
+            fn values(&mut self, _: usize, _: &[f32]) {}
+        }
+        let len = usize::try_from(info.numel()).unwrap_or(0);
+        let again = self.decode(
+            info,
+            Output::Sink {
+                len,
+                sink: &mut Discard,
+            },
+            scratch,
+        );
+        again.and(Err(Error::Payload {
+            tensor: info.index,
+            error,
+        }))
+    }
+
+    /// Every tensor of the table, paired for [`Artifact::decode_pair`]: ordered by element
+    /// count, largest first, each with the next, so the two streams of a pair are about as
+    /// long (the lockstep part is the shorter one); the last alone when the count is odd. Ties
+    /// keep table order, so the pairs depend only on the table.
+    #[cfg(feature = "alloc")]
+    pub fn pairs(&self) -> alloc::vec::Vec<(u32, Option<u32>)> {
+        let mut order: alloc::vec::Vec<(u64, u32)> =
+            self.tensors().map(|t| (t.numel(), t.index)).collect();
+        order.sort_by_key(|&(n, i)| (core::cmp::Reverse(n), i));
+        order
+            .chunks(2)
+            .map(|c| (c[0].1, c.get(1).map(|&(_, i)| i)))
+            .collect()
+    }
+
+    /// [`Artifact::decode_to_vec`] of two tensors through [`Artifact::decode_pair`]: the same
+    /// bytes and errors as two calls.
+    #[cfg(feature = "alloc")]
+    pub fn decode_pair_to_vec(
+        &self,
+        a: &TensorInfo<'_>,
+        b: &TensorInfo<'_>,
+    ) -> [Result<alloc::vec::Vec<u8>, Error>; 2] {
+        let (Codec::Int(_), Codec::Int(_)) = (a.codec, b.codec) else {
+            return [self.decode_to_vec(a), self.decode_to_vec(b)];
+        };
+        let (ra, rb) = (VecJob::new(self, a), VecJob::new(self, b));
+        let (Some(mut ja), Some(mut jb)) = (ra, rb) else {
+            return [self.decode_to_vec(a), self.decode_to_vec(b)];
+        };
+        let mut sa = crate::output::LogicalBytes::new(a.dtype, |x| ja.out.extend_from_slice(x));
+        let mut sb = crate::output::LogicalBytes::new(b.dtype, |x| jb.out.extend_from_slice(x));
+        let done = self.decode_pair(
+            (
+                a,
+                Output::Sink {
+                    len: ja.len,
+                    sink: &mut sa,
+                },
+                &mut ja.scratch,
+            ),
+            (
+                b,
+                Output::Sink {
+                    len: jb.len,
+                    sink: &mut sb,
+                },
+                &mut jb.scratch,
+            ),
+        );
+        let [da, db] = done;
+        [da.map(|()| ja.out), db.map(|()| jb.out)]
+    }
+
+    /// The lockstep path of [`Artifact::decode_pair`]: each tensor's result, or `None` where
+    /// it does not apply or fails before writing (a checksum, a payload's checks).
+    pub(crate) fn int_pair(
+        &self,
+        (ia, oa, sa): (&TensorInfo<'_>, &mut Output<'_>, &mut [u8]),
+        (ib, ob, sb): (&TensorInfo<'_>, &mut Output<'_>, &mut [u8]),
+    ) -> Option<[Result<(), PayloadError>; 2]> {
+        let (Codec::Int(pa), Codec::Int(pb)) = (ia.codec, ib.codec) else {
+            return None;
+        };
+        let (ya, yb) = (self.payload(ia), self.payload(ib));
+        if oa.len() as u64 != ia.numel()
+            || ob.len() as u64 != ib.numel()
+            || check_crc(ia, ya).is_err()
+            || check_crc(ib, yb).is_err()
+        {
+            return None;
+        }
+        let a = codec::int::Job {
+            info: ia,
+            params: pa,
+            payload: ya,
+            out: oa,
+            scratch: sa,
+        };
+        let b = codec::int::Job {
+            info: ib,
+            params: pb,
+            payload: yb,
+            out: ob,
+            scratch: sb,
+        };
+        codec::int::decode_pair(a, b)
+    }
+
     /// The symbols and row scales of an `int` tensor (FORMAT.md §5.2), for callers that keep
     /// weights compact and dequantize them where they use them: weight `(r, c)` is
     /// `(symbols[r·cols + c] as f32 − qmax) × scales[r]`, bit for bit what [`Artifact::decode`]
@@ -350,6 +490,31 @@ impl<'a> Artifact<'a> {
             &mut scratch,
         )?;
         Ok(out)
+    }
+}
+
+/// The buffers [`Artifact::decode_to_vec`] allocates for one tensor of a pair.
+#[cfg(feature = "alloc")]
+struct VecJob {
+    out: alloc::vec::Vec<u8>,
+    scratch: alloc::vec::Vec<u8>,
+    len: usize,
+}
+
+#[cfg(feature = "alloc")]
+impl VecJob {
+    /// Room for `info`'s logical bytes and its scratch; `None` where `decode_to_vec` would
+    /// fail before decoding (it then reports why).
+    fn new(art: &Artifact<'_>, info: &TensorInfo<'_>) -> Option<VecJob> {
+        let bytes = usize::try_from(Artifact::logical_len(info)).ok()?;
+        let len = usize::try_from(info.numel()).ok()?;
+        let scratch_len = art.scratch_len(info).ok()?;
+        let mut out = alloc::vec::Vec::new();
+        out.try_reserve_exact(bytes).ok()?;
+        let mut scratch = alloc::vec::Vec::new();
+        scratch.try_reserve_exact(scratch_len).ok()?;
+        scratch.resize(scratch_len, 0);
+        Some(VecJob { out, scratch, len })
     }
 }
 

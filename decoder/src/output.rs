@@ -166,6 +166,32 @@ impl Output<'_> {
         }
     }
 
+    /// Writes `f(s)` for each of `symbols` at element offset `at`: straight into an f32
+    /// buffer, through a small stack buffer otherwise (the same values as [`Output::put`] of
+    /// them). The caller guarantees the range fits. The `small` build has only the second way
+    /// (less code).
+    #[cfg_attr(not(feature = "small"), inline(always))]
+    pub(crate) fn put_map(&mut self, at: usize, symbols: &[u8], f: impl Fn(u8) -> f32) {
+        #[cfg(not(feature = "small"))]
+        if let Output::F32(b) = self {
+            if let Some(d) = b.get_mut(at..at.saturating_add(symbols.len())) {
+                for (o, &s) in d.iter_mut().zip(symbols) {
+                    *o = f(s);
+                }
+            }
+            return;
+        }
+        let mut vals = [0f32; 256];
+        let mut at = at;
+        for chunk in symbols.chunks(vals.len()) {
+            for (v, &s) in vals.iter_mut().zip(chunk) {
+                *v = f(s);
+            }
+            self.put(at, vals.get(..chunk.len()).unwrap_or(&[]));
+            at += chunk.len();
+        }
+    }
+
     /// Writes stored bit patterns of `dtype` (f32, f16 or bf16) at element offset `at`: bit
     /// for bit into a buffer of the same type, else converted through f32.
     pub(crate) fn put_bits(&mut self, at: usize, dtype: Dtype, bits: &[u32]) {

@@ -12,15 +12,16 @@
 //! `rans-avx512` are the decoder's `simd` kernels on 32-lane streams, one row per kernel the
 //! CPU has. Streams are decoded two at a time ([`decode_streams`]): the AVX-512 kernel runs
 //! two tensors' streams interleaved in one loop (one stream alone is latency-bound), the
-//! others decode them one after the other. `to_f32` measures the user's real job, artifact → f32 weights (checksum, decode,
-//! dequantize) through `Artifact::decode_f32`, against zstd-22 of the same symbols plus the
-//! same dequantization (bit-identical weights, checked), one thread.
+//! others decode them one after the other. `to_f32` measures the user's real job, artifact →
+//! f32 weights (checksum, decode, dequantize), as every bulk decode does it: tensors two at a
+//! time through `Artifact::decode_pair` in `Artifact::pairs` order; against zstd-22 of the
+//! same symbols plus the same dequantization (bit-identical weights, checked), one thread.
 
 use crate::baselines::Baseline;
 use crate::fixtures::SymbolStream;
 use pcll_decoder::layout::{RansDecoder, RansStream};
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
-use pcll_decoder::IntParams;
+use pcll_decoder::{IntParams, Output};
 use pcll_formats::entropy::entropy_bytes;
 use pcll_formats::rans::{encode, encode_predicted};
 use pcll_formats::{PackOptions, TensorRecord};
@@ -56,9 +57,11 @@ pub struct CompareReport {
     pub speedup_vs_zstd_simd: Option<f64>,
     /// That kernel (`avx512`, `avx2`), if any.
     pub simd_kernel: Option<String>,
-    /// Artifact → f32 weights (as `pack` lays the streams out, with the best kernel), million
-    /// weights per second, best of `runs`.
+    /// Artifact → f32 weights (as `pack` lays the streams out, with the best kernel, two
+    /// tensors at a time), million weights per second, best of `runs`.
     pub to_f32_mweights_s: f64,
+    /// The same one tensor at a time (`Artifact::decode_f32` of each).
+    pub to_f32_single_mweights_s: f64,
     /// The same with the SIMD kernels off.
     pub to_f32_scalar_mweights_s: f64,
     /// zstd-22 decompression of the symbols plus the same dequantization.
@@ -389,7 +392,7 @@ pub fn compare(
         .last()
         .map(|&(_, name)| speed(name) / speed("zstd-22"));
     let simd_kernel = simd_rows.last().map(|&(l, _)| l.name().to_string());
-    let (ours, scalar, zstd) = to_f32(streams, lanes, runs, &all)?;
+    let t = to_f32(streams, lanes, runs, &all)?;
     Ok(CompareReport {
         symbols: total,
         tensors: streams.len(),
@@ -400,24 +403,35 @@ pub fn compare(
         speedup_vs_zstd,
         speedup_vs_zstd_simd,
         simd_kernel,
-        to_f32_mweights_s: total as f64 / ours / 1e6,
-        to_f32_scalar_mweights_s: total as f64 / scalar / 1e6,
-        to_f32_zstd_mweights_s: total as f64 / zstd / 1e6,
-        to_f32_speedup_vs_zstd: zstd / ours,
+        to_f32_mweights_s: total as f64 / t.paired / 1e6,
+        to_f32_single_mweights_s: total as f64 / t.single / 1e6,
+        to_f32_scalar_mweights_s: total as f64 / t.scalar / 1e6,
+        to_f32_zstd_mweights_s: total as f64 / t.zstd / 1e6,
+        to_f32_speedup_vs_zstd: t.zstd / t.paired,
     })
 }
 
+/// Best seconds of [`to_f32`]'s decodes.
+struct ToF32 {
+    /// Ours, two tensors at a time.
+    paired: f64,
+    /// Ours, one tensor at a time.
+    single: f64,
+    /// Ours, two at a time, SIMD kernels off.
+    scalar: f64,
+    zstd: f64,
+}
+
 /// Artifact → f32 weights: an artifact of `streams` as `pack` lays them out (row scales, one
-/// plain stream per tensor, `lanes` lanes or the wide lanes of large tensors), decoded with
-/// `Artifact::decode_f32`; against zstd-22 decompression of `all` (the same symbols) and the
+/// plain stream per tensor, `lanes` lanes or the wide lanes of large tensors), decoded two
+/// tensors at a time with `Artifact::decode_pair`; against zstd-22 decompression of `all` (the same symbols) and the
 /// decoder's dequantization `(s − qmax) × scale` of each row, which must give the same bits.
-/// Returns the best seconds of ours with the SIMD kernels, ours without them, and zstd's.
 fn to_f32(
     streams: &[SymbolStream],
     lanes: u8,
     runs: usize,
     all: &[u8],
-) -> Result<(f64, f64, f64), CompareError> {
+) -> Result<ToF32, CompareError> {
     let opts = PackOptions {
         lanes,
         ..PackOptions::default()
@@ -450,11 +464,30 @@ fn to_f32(
         .iter()
         .map(|s| vec![0f32; s.symbols.len()])
         .collect();
-    let mut decode_all = || {
+    let mut scratch_b = vec![0u8; scratch_len];
+    let pairs = art.pairs();
+    let mut decode_all = |paired: bool| {
         best_of(runs, || {
-            for (t, out) in tensors.iter().zip(ours.iter_mut()) {
-                art.decode_f32(t, out, &mut scratch)
-                    .map_err(|e| rans_err(&e))?;
+            for &(i, j) in &pairs {
+                let (i, j) = (i as usize, j.map(|j| j as usize));
+                let [first, second] = match j {
+                    Some(j) if !paired => [
+                        art.decode_f32(&tensors[i], &mut ours[i], &mut scratch),
+                        art.decode_f32(&tensors[j], &mut ours[j], &mut scratch),
+                    ],
+                    Some(j) => {
+                        let (oi, oj) = two_mut(&mut ours, i, j);
+                        art.decode_pair(
+                            (&tensors[i], Output::F32(oi), &mut scratch),
+                            (&tensors[j], Output::F32(oj), &mut scratch_b),
+                        )
+                    }
+                    None => [
+                        art.decode_f32(&tensors[i], &mut ours[i], &mut scratch),
+                        Ok(()),
+                    ],
+                };
+                first.and(second).map_err(|e| rans_err(&e))?;
             }
             Ok(())
         })
@@ -462,9 +495,10 @@ fn to_f32(
     };
     let scalar_secs = {
         let _scalar = Ceiling::set(Level::Scalar);
-        decode_all()?
+        decode_all(true)?
     };
-    let rans_secs = decode_all()?;
+    let single_secs = decode_all(false)?;
+    let rans_secs = decode_all(true)?;
     // The rows' scales as the decoder widens them.
     let scales: Vec<Vec<f32>> = streams
         .iter()
@@ -521,5 +555,21 @@ fn to_f32(
     if !same {
         return Err(CompareError::Mismatch { coder: "to_f32" });
     }
-    Ok((rans_secs, scalar_secs, zstd_secs))
+    Ok(ToF32 {
+        paired: rans_secs,
+        single: single_secs,
+        scalar: scalar_secs,
+        zstd: zstd_secs,
+    })
+}
+
+/// Two distinct elements of `v`, both mutable.
+fn two_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
+    if i < j {
+        let (lo, hi) = v.split_at_mut(j);
+        (&mut lo[i], &mut hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(i);
+        (&mut hi[0], &mut lo[j])
+    }
 }

@@ -9,14 +9,13 @@
 
 mod pack;
 
-use pcll_decoder::{Artifact as Parsed, Codec, Dtype, Value};
-use pcll_formats::unpack::{decode_tensor, default_max_memory};
+use pcll_decoder::{Artifact as Parsed, Codec, Dtype, TensorInfo, Value};
+use pcll_formats::unpack::{decode_tensor, decode_tensor_pair, default_max_memory, in_pairs};
 use pcll_formats::FormatError;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyTuple};
-use rayon::prelude::*;
 
 create_exception!(
     _native,
@@ -114,12 +113,17 @@ type Decoded = (String, &'static str, Vec<u64>, Vec<u8>);
 fn decode_one(art: &Parsed<'_>, index: u32, max: u64) -> Result<Decoded, FormatError> {
     let t = art.tensor(index)?;
     let bytes = decode_tensor(art, &t, max)?;
-    Ok((
+    Ok(decoded(&t, bytes))
+}
+
+/// Tensor `t`'s reconstruction `bytes` as the Python side receives it.
+fn decoded(t: &TensorInfo<'_>, bytes: Vec<u8>) -> Decoded {
+    (
         t.name.to_string(),
         dtype_name(t.dtype),
         t.shape().to_vec(),
         bytes,
-    ))
+    )
 }
 
 fn to_py_tuple<'py>(py: Python<'py>, d: Decoded) -> PyResult<Bound<'py, PyTuple>> {
@@ -204,13 +208,18 @@ impl NativeArtifact {
     fn decode_all<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let art = self.parsed()?;
         let max = default_max_memory();
-        let n = art.tensor_count();
         let decoded: Vec<Decoded> = py
             .detach(|| {
-                (0..n)
-                    .into_par_iter()
-                    .map(|i| decode_one(&art, i, max))
-                    .collect::<Result<Vec<_>, _>>()
+                // Two tensors at a time (two `int` streams in lockstep on a core).
+                in_pairs(&art, |a, b| match b {
+                    Some(b) => {
+                        let [ra, rb] = decode_tensor_pair(&art, a, b, max);
+                        (ra.map(|v| decoded(a, v)), Some(rb.map(|v| decoded(b, v))))
+                    }
+                    None => (decode_tensor(&art, a, max).map(|v| decoded(a, v)), None),
+                })
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
             })
             .map_err(format_err)?;
         let items = decoded

@@ -7,7 +7,7 @@
 //! row's selector (table 0) then says whether its symbols are plain (table 1) or differences
 //! from a prototype, modulo the alphabet (table 2).
 
-use super::scales::RowScales;
+use super::scales::{RowScales, ScaleReader};
 use crate::error::PayloadError;
 use crate::output::Output;
 use crate::rans::{RansDecoder, RansStream};
@@ -148,19 +148,12 @@ pub fn decode(
     let (rows, cols) = info.rows_cols();
     let qmax = p.qmax() as f32;
     if p.protos > 0 {
-        let mut vals = [0f32; CHUNK];
         return predicted_rows(
             &parts,
             p,
             (rows as usize, cols as usize),
             scratch,
-            |at, syms, scale| {
-                let va = &mut vals[..syms.len()];
-                for (v, &s) in va.iter_mut().zip(syms) {
-                    *v = (s as f32 - qmax) * scale;
-                }
-                out.put(at, va);
-            },
+            |at, syms, scale| out.put_map(at, syms, |s| (s as f32 - qmax) * scale),
         );
     }
     let (mut scales, scratch) = parts.scales.reader(scratch)?;
@@ -178,8 +171,125 @@ pub fn decode(
     scales.finish()
 }
 
-/// Symbols reconstructed per step of [`predicted_rows`] (stack buffer).
+/// Symbols reconstructed per step of [`predicted_rows`] and [`decode_pair`] (stack buffer).
 const CHUNK: usize = 2048;
+
+/// One tensor of [`decode_pair`]: what [`decode`] takes.
+pub struct Job<'j, 'o> {
+    pub info: &'j TensorInfo<'j>,
+    pub params: IntParams,
+    pub payload: &'j [u8],
+    pub out: &'j mut Output<'o>,
+    pub scratch: &'j mut [u8],
+}
+
+impl Job<'_, '_> {
+    /// One stream of symbols, row after row: no clusters, no prototypes, at least one column.
+    fn plain(&self) -> bool {
+        self.params.clusters == 0 && self.params.protos == 0 && self.info.rows_cols().1 > 0
+    }
+}
+
+/// Decodes two plain `int` payloads (one stream each: no clusters or prototypes) with their
+/// streams in lockstep ([`RansDecoder::decode_both`]: with the `simd` feature, two 32-lane
+/// streams share one AVX-512 loop), `CHUNK` symbols of each at a time across rows. Returns
+/// `None`, having written nothing, where either payload is not plain or fails its checks
+/// before the first symbol. Otherwise each tensor's result: `Ok` exactly when [`decode`]
+/// succeeds, its output then holding exactly what [`decode`] writes (a failing tensor stops;
+/// the other goes on alone). A failing tensor's error can differ from the one [`decode`]
+/// reports (the checks run in another order).
+pub fn decode_pair(a: Job<'_, '_>, b: Job<'_, '_>) -> Option<[Result<(), PayloadError>; 2]> {
+    if !a.plain() || !b.plain() {
+        return None;
+    }
+    let (pa, pb) = (
+        parts(a.info, &a.params, a.payload).ok()?,
+        parts(b.info, &b.params, b.payload).ok()?,
+    );
+    let (mut sa, rest_a) = pa.scales.reader(a.scratch).ok()?;
+    let (mut sb, rest_b) = pb.scales.reader(b.scratch).ok()?;
+    let mut da = pa.stream.decoder(rest_a).ok()?;
+    let mut db = pb.stream.decoder(rest_b).ok()?;
+    let (mut ra, mut rb) = (Rows::new(a.info, &a.params), Rows::new(b.info, &b.params));
+    let (mut ba, mut bb) = ([0u8; CHUNK], [0u8; CHUNK]);
+    let (mut ok_a, mut ok_b): (Result<(), PayloadError>, _) = (Ok(()), Ok(()));
+    loop {
+        let left = |d: &RansDecoder<'_, '_>, ok: &Result<(), _>| match ok {
+            Ok(()) => d.remaining().min(CHUNK as u64) as usize,
+            Err(_) => 0,
+        };
+        let (na, nb) = (left(&da, &ok_a), left(&db, &ok_b));
+        if na == 0 && nb == 0 {
+            break;
+        }
+        let (ya, yb) = (&mut ba[..na], &mut bb[..nb]);
+        let [ea, eb] = RansDecoder::decode_both(&mut da, ya, &mut db, yb);
+        if na > 0 {
+            ok_a = ea
+                .map_err(PayloadError::from)
+                .and_then(|()| ra.put(ya, &mut sa, a.out));
+        }
+        if nb > 0 {
+            ok_b = eb
+                .map_err(PayloadError::from)
+                .and_then(|()| rb.put(yb, &mut sb, b.out));
+        }
+    }
+    // Every row read its scale (a row has at least one symbol).
+    let end = |ok: Result<(), PayloadError>, d: RansDecoder<'_, '_>, s: ScaleReader<'_, '_, '_>| {
+        ok?;
+        d.finish()?;
+        s.finish()
+    };
+    Some([end(ok_a, da, sa), end(ok_b, db, sb)])
+}
+
+/// Where the next symbols of a plain `int` stream go: element `at`, column `col` of a row of
+/// `cols` whose scale is `scale`.
+struct Rows {
+    cols: usize,
+    col: usize,
+    at: usize,
+    scale: f32,
+    qmax: f32,
+}
+
+impl Rows {
+    fn new(info: &TensorInfo<'_>, p: &IntParams) -> Rows {
+        Rows {
+            cols: info.rows_cols().1 as usize,
+            col: 0,
+            at: 0,
+            scale: 0.0,
+            qmax: p.qmax() as f32,
+        }
+    }
+
+    /// Dequantizes the stream's next `symbols` into `out`, reading a row's scale at its start.
+    fn put(
+        &mut self,
+        mut symbols: &[u8],
+        scales: &mut ScaleReader<'_, '_, '_>,
+        out: &mut Output<'_>,
+    ) -> Result<(), PayloadError> {
+        while !symbols.is_empty() {
+            if self.col == 0 {
+                self.scale = scales.next_scale()?;
+            }
+            let n = (self.cols - self.col).min(symbols.len());
+            let (now, rest) = symbols.split_at(n);
+            let (qmax, scale) = (self.qmax, self.scale);
+            out.put_map(self.at, now, |s| (s as f32 - qmax) * scale);
+            self.at += n;
+            self.col += n;
+            if self.col == self.cols {
+                self.col = 0;
+            }
+            symbols = rest;
+        }
+        Ok(())
+    }
+}
 
 /// The row loop of a payload with prototype rows (FORMAT.md §5.2.2): decodes the prototypes
 /// into scratch (after the stream's slots), then each row's selector and symbols, adding the

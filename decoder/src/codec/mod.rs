@@ -71,7 +71,6 @@ pub(crate) fn decode_rows(
     value: impl Fn(u8, f32) -> f32,
 ) -> Result<(), PayloadError> {
     let mut syms = [0u8; CHUNK];
-    let mut vals = [0f32; CHUNK];
     let mut at = 0usize;
     for _ in 0..rows {
         begin_row(dec)?;
@@ -79,12 +78,9 @@ pub(crate) fn decode_rows(
         let mut left = cols;
         while left > 0 {
             let n = left.min(CHUNK);
-            let (sy, va) = (&mut syms[..n], &mut vals[..n]);
+            let sy = &mut syms[..n];
             dec.decode(sy)?;
-            for (v, &s) in va.iter_mut().zip(sy.iter()) {
-                *v = value(s, factor);
-            }
-            out.put(at, va);
+            out.put_map(at, sy, |s| value(s, factor));
             at += n;
             left -= n;
         }
@@ -226,5 +222,234 @@ mod tests {
                 err / norm
             );
         }
+    }
+
+    /// Tensors of many shapes (rows longer and shorter than a decode chunk, one row, one
+    /// column, repeated rows for prototypes), each row its own scale.
+    fn pair_model() -> SourceModel {
+        let shapes: [(usize, usize); 7] = [
+            (7, 700),
+            (3, 3000),
+            (64, 64),
+            (1, 5),
+            (40, 100),
+            (9, 1),
+            (16, 96),
+        ];
+        let mut x = 0x2545_f491u32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        let tensors = shapes
+            .iter()
+            .enumerate()
+            .map(|(t, &(rows, cols))| {
+                let mut w: Vec<f32> = (0..rows * cols)
+                    .map(|i| next() * 0.02 * (1 + i / cols % 5) as f32)
+                    .collect();
+                if t == 6 {
+                    // Rows that repeat (up to noise): what prototypes code.
+                    for i in 0..w.len() {
+                        w[i] = w[i % (2 * cols)] + 1e-4 * next();
+                    }
+                }
+                SourceTensor::from_f32(&alloc::format!("t{t}"), &[rows as u64, cols as u64], &w)
+            })
+            .collect();
+        SourceModel {
+            tensors,
+            metadata: Default::default(),
+        }
+    }
+
+    /// Every value a sink is given, in order; a value given twice or out of order fails.
+    #[derive(Default)]
+    struct Collect(Vec<f32>);
+
+    impl crate::Sink for Collect {
+        fn values(&mut self, at: usize, values: &[f32]) {
+            assert_eq!(at, self.0.len(), "values out of order or twice");
+            self.0.extend_from_slice(values);
+        }
+    }
+
+    /// `Artifact::decode_pair` gives exactly what two `decode`s give, values and errors, on
+    /// every ordered pair of tensors, 8- and 32-lane streams, with and without clusters,
+    /// coded scales and prototypes, into f32, f16 and bf16; and takes the lockstep path for
+    /// every pair of plain `int` tensors.
+    #[test]
+    fn decode_pair_is_two_decodes() {
+        use crate::output::Output;
+        use pcll_formats::rans::{Clusters, Protos};
+        use pcll_formats::scales::ScaleCoding;
+        fn plain(t: &crate::TensorInfo<'_>) -> bool {
+            let Codec::Int(p) = t.codec else { return false };
+            p.clusters == 0 && p.protos == 0
+        }
+        let model = pair_model();
+        let (mut lockstep, mut checked_sinks) = (0, 0);
+        for (lanes, rich) in [(8u8, false), (32, false), (32, true)] {
+            let opts = PackOptions {
+                lanes,
+                raw_max_elements: 0,
+                clusters: if rich { Clusters::Auto } else { Clusters::Off },
+                scale_coding: if rich {
+                    ScaleCoding::Auto
+                } else {
+                    ScaleCoding::F16
+                },
+                protos: if rich { Protos::Auto } else { Protos::Off },
+                ..PackOptions::default()
+            };
+            let bytes = pack(&model, &opts, |_, _, _| {}).unwrap().artifact;
+            let art = Artifact::parse(&bytes).unwrap();
+            let ts: Vec<_> = art.tensors().collect();
+            let scratch = |t| vec![0u8; art.scratch_len(t).unwrap()];
+            let alone: Vec<Vec<f32>> = ts
+                .iter()
+                .map(|t| {
+                    let mut out = vec![0f32; t.numel() as usize];
+                    art.decode_f32(t, &mut out, &mut scratch(t)).unwrap();
+                    out
+                })
+                .collect();
+            assert_eq!(
+                ts.iter().all(plain),
+                !rich,
+                "clusters or prototypes somewhere"
+            );
+            for (i, a) in ts.iter().enumerate() {
+                for (j, b) in ts.iter().enumerate().filter(|&(j, _)| j != i) {
+                    let (mut oa, mut ob) = (vec![0f32; alone[i].len()], vec![0f32; alone[j].len()]);
+                    let fast = art.int_pair(
+                        (a, &mut Output::F32(&mut oa), &mut scratch(a)),
+                        (b, &mut Output::F32(&mut ob), &mut scratch(b)),
+                    );
+                    if plain(a) && plain(b) {
+                        assert_eq!(fast, Some([Ok(()), Ok(())]), "{lanes} lanes, {i}, {j}");
+                        assert_eq!(
+                            (&oa, &ob),
+                            (&alone[i], &alone[j]),
+                            "{lanes} lanes, {i}, {j}"
+                        );
+                        lockstep += usize::from(lanes == 32);
+                    } else {
+                        assert_eq!(fast, None, "{lanes} lanes, {i}, {j}");
+                    }
+                    let (mut oa, mut ob) = (vec![0f32; oa.len()], vec![0f32; ob.len()]);
+                    let r = art.decode_pair(
+                        (a, Output::F32(&mut oa), &mut scratch(a)),
+                        (b, Output::F32(&mut ob), &mut scratch(b)),
+                    );
+                    assert_eq!(r, [Ok(()), Ok(())]);
+                    assert_eq!(
+                        (&oa, &ob),
+                        (&alone[i], &alone[j]),
+                        "{lanes} lanes, {i}, {j}"
+                    );
+                    #[cfg(feature = "alloc")]
+                    assert_eq!(
+                        art.decode_pair_to_vec(a, b),
+                        [art.decode_to_vec(a), art.decode_to_vec(b)]
+                    );
+                    // Half precision: the same rounding as one decode.
+                    let mut ha = vec![half::f16::ZERO; oa.len()];
+                    let mut hb = vec![half::bf16::ZERO; ob.len()];
+                    let r = art.decode_pair(
+                        (a, Output::F16(&mut ha), &mut scratch(a)),
+                        (b, Output::BF16(&mut hb), &mut scratch(b)),
+                    );
+                    assert_eq!(r, [Ok(()), Ok(())]);
+                    assert!(ha
+                        .iter()
+                        .zip(&alone[i])
+                        .all(|(h, &v)| *h == half::f16::from_f32(v)));
+                    assert!(hb
+                        .iter()
+                        .zip(&alone[j])
+                        .all(|(h, &v)| *h == half::bf16::from_f32(v)));
+                }
+            }
+            // The table's pairs: every tensor once, the larger first.
+            #[cfg(feature = "alloc")]
+            {
+                let pairs = art.pairs();
+                let mut seen: Vec<u32> = pairs
+                    .iter()
+                    .flat_map(|&(i, j)| core::iter::once(i).chain(j))
+                    .collect();
+                let sizes: Vec<u64> = seen.iter().map(|&i| ts[i as usize].numel()).collect();
+                assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
+                seen.sort_unstable();
+                assert_eq!(seen, (0..ts.len() as u32).collect::<Vec<_>>());
+            }
+            // A damaged payload: the same errors as one decode at a time.
+            for (i, a) in ts.iter().enumerate() {
+                let mut bad = bytes.clone();
+                let at = (a.payload_offset + a.payload_len - 3) as usize;
+                bad[at] ^= 0x40;
+                let art2 = Artifact::parse(&bad).unwrap();
+                let b = &ts[(i + 1) % ts.len()];
+                let (mut oa, mut ob) = (vec![0f32; alone[i].len()], vec![0f32; b.numel() as usize]);
+                let want = [
+                    art2.decode_f32(a, &mut oa, &mut scratch(a)),
+                    art2.decode_f32(b, &mut ob, &mut scratch(b)),
+                ];
+                assert!(want[0].is_err());
+                let got = art2.decode_pair(
+                    (a, Output::F32(&mut oa), &mut scratch(a)),
+                    (b, Output::F32(&mut ob), &mut scratch(b)),
+                );
+                assert_eq!(got, want, "{lanes} lanes, {i}");
+                // Past the checksum: the lockstep decode fails exactly when one decode does,
+                // and the other tensor still gets all of its values, each once (into a sink).
+                let (Codec::Int(pa), Codec::Int(pb)) = (a.codec, b.codec) else {
+                    continue;
+                };
+                let payload = &bad[a.payload_offset as usize..][..a.payload_len as usize];
+                let alone_fails =
+                    super::int::decode(a, &pa, payload, &mut Output::F32(&mut oa), &mut scratch(a))
+                        .is_err();
+                let mut got_b = Collect::default();
+                let pair = super::int::decode_pair(
+                    super::int::Job {
+                        info: a,
+                        params: pa,
+                        payload,
+                        out: &mut Output::F32(&mut oa),
+                        scratch: &mut scratch(a),
+                    },
+                    super::int::Job {
+                        info: b,
+                        params: pb,
+                        payload: art2.payload(b),
+                        out: &mut Output::Sink {
+                            len: b.numel() as usize,
+                            sink: &mut got_b,
+                        },
+                        scratch: &mut scratch(b),
+                    },
+                );
+                match pair {
+                    _ if !(plain(a) && plain(b)) => assert_eq!(pair, None),
+                    // `a` failed its checks before the first symbol.
+                    None => assert!(alone_fails, "{lanes} lanes, {i}"),
+                    Some([ra, rb]) => {
+                        assert_eq!(ra.is_err(), alone_fails, "{lanes} lanes, {i}");
+                        assert_eq!(rb, Ok(()));
+                        assert_eq!(got_b.0, alone[(i + 1) % ts.len()], "{lanes} lanes, {i}");
+                        checked_sinks += usize::from(alone_fails);
+                    }
+                }
+            }
+        }
+        assert!(
+            checked_sinks > 0,
+            "no damaged tensor paired past its checks"
+        );
+        assert!(lockstep > 0, "no pair of plain 32-lane tensors");
     }
 }

@@ -290,14 +290,24 @@ impl<'a, 's> RansDecoder<'a, 's> {
         b: &mut Self,
         out_b: &mut [u8],
     ) -> Result<(), RansError> {
+        let [first, second] = Self::decode_both(a, out_a, b, out_b);
+        first.and(second)
+    }
+
+    /// [`Self::decode_pair`] with each stream's own result: exactly `[a.decode(out_a),
+    /// b.decode(out_b)]`.
+    pub fn decode_both(
+        a: &mut Self,
+        out_a: &mut [u8],
+        b: &mut Self,
+        out_b: &mut [u8],
+    ) -> [Result<(), RansError>; 2] {
         #[cfg(all(feature = "simd", not(feature = "small")))]
         let (out_a, out_b) = {
             let n = Self::simd_pair(a, out_a, b, out_b);
             (&mut out_a[n..], &mut out_b[n..])
         };
-        let first = a.decode(out_a);
-        let second = b.decode(out_b);
-        first.and(second)
+        [a.decode(out_a), b.decode(out_b)]
     }
 
     /// The lockstep part of [`Self::decode_pair`]: the symbols written to each (0 where the
