@@ -221,3 +221,45 @@ fn lying_stream_fields_are_rejected() {
         .decode_f32(&t, &mut short, &mut vec![0u8; 1 << 15])
         .is_err());
 }
+
+/// Two 32-lane `int` tensors that the bulk decodes run in lockstep (`Artifact::decode_pair`),
+/// one with clustered histograms: forged mutations of their payloads (checksums recomputed,
+/// so the damage reaches the streams) decode two at a time exactly as one at a time, errors
+/// included (`decode_everything` checks it), and never panic.
+#[test]
+fn forged_mutations_of_a_lockstep_pair_decode_as_one_at_a_time() {
+    use pcll_formats::{pack, PackOptions, SourceModel};
+    let model = SourceModel {
+        tensors: vec![
+            vectors::weights("a", 24, 96, 1),
+            vectors::weights("b", 40, 64, 2),
+        ],
+        metadata: Default::default(),
+    };
+    let opts = PackOptions {
+        lanes: 32,
+        raw_max_elements: 0,
+        clusters: pcll_formats::rans::Clusters::Fixed(2),
+        ..PackOptions::default()
+    };
+    let bytes = pack(&model, &opts, |_, _, _| {}).unwrap().artifact;
+    assert!(decode_everything(&bytes).is_ok());
+    let art = Artifact::parse(&bytes).unwrap();
+    let ts: Vec<_> = art.tensors().collect();
+    let map = ChecksumMap::of(&bytes);
+    let mut failed = 0;
+    for t in &ts {
+        let start = t.payload_offset as usize;
+        for i in start..start + t.payload_len as usize {
+            for v in [bytes[i] ^ 0x01, bytes[i] ^ 0x80, 0x00, 0xFF] {
+                let mut b = bytes.clone();
+                b[i] = v;
+                map.refresh(&mut b);
+                let r = std::panic::catch_unwind(|| decode_everything(&b).map(|_| ()));
+                let r = r.unwrap_or_else(|_| panic!("{}: panic on byte {i} = {v:#x}", t.name));
+                failed += usize::from(r.is_err());
+            }
+        }
+    }
+    assert!(failed > 0, "no mutation was noticed");
+}

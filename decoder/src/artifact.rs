@@ -382,6 +382,8 @@ impl<'a> Artifact<'a> {
         let (ya, yb) = (self.payload(ia), self.payload(ib));
         if oa.len() as u64 != ia.numel()
             || ob.len() as u64 != ib.numel()
+            || !codec::int::pairable(ia, &pa, ya)
+            || !codec::int::pairable(ib, &pb, yb)
             || check_crc(ia, ya).is_err()
             || check_crc(ib, yb).is_err()
         {

@@ -422,10 +422,11 @@ struct ToF32 {
     zstd: f64,
 }
 
-/// Artifact → f32 weights: an artifact of `streams` as `pack` lays them out (row scales, one
-/// plain stream per tensor, `lanes` lanes or the wide lanes of large tensors), decoded two
-/// tensors at a time with `Artifact::decode_pair`; against zstd-22 decompression of `all` (the same symbols) and the
-/// decoder's dequantization `(s − qmax) × scale` of each row, which must give the same bits.
+/// Artifact → f32 weights: an artifact of `streams` as `pack` codes them (histogram clusters,
+/// prototype rows and coded scales where smaller; `lanes` lanes, or the wide lanes of large
+/// tensors), decoded two tensors at a time with `Artifact::decode_pair` (and one at a time);
+/// against zstd-22 decompression of `all` (the same symbols) and the decoder's dequantization
+/// `(s − qmax) × scale` of each row, which must give the same bits.
 fn to_f32(
     streams: &[SymbolStream],
     lanes: u8,
@@ -436,18 +437,24 @@ fn to_f32(
         lanes,
         ..PackOptions::default()
     };
+    // Each tensor coded as `pack` codes it under these options: histogram clusters, prototype
+    // rows and coded scales wherever they make it smaller.
     let records: Vec<TensorRecord> = streams
         .iter()
         .map(|s| {
-            let mut payload = s.scale_bytes.clone();
-            payload.extend_from_slice(&encode(&s.symbols, opts.lanes_for(s.symbols.len())).bytes);
-            TensorRecord {
+            let q = pcll_formats::quant::int::IntQuantized {
+                params: s.params,
+                scales: f16_scales(&s.scale_bytes),
+                symbols: s.symbols.clone(),
+            };
+            let (params, payload, _) = pcll_formats::pack::int_coded(&q, &opts);
+            opts.scale_coding.apply(TensorRecord {
                 name: s.name.clone(),
                 dtype: pcll_decoder::Dtype::F32,
                 shape: vec![(s.symbols.len() / s.cols.max(1)) as u64, s.cols as u64],
-                codec: pcll_decoder::Codec::Int(s.params),
+                codec: pcll_decoder::Codec::Int(params),
                 payload,
-            }
+            })
         })
         .collect();
     let rans_err = |e: &dyn std::fmt::Debug| CompareError::Rans(format!("{e:?}"));
@@ -500,15 +507,7 @@ fn to_f32(
     let single_secs = decode_all(false)?;
     let rans_secs = decode_all(true)?;
     // The rows' scales as the decoder widens them.
-    let scales: Vec<Vec<f32>> = streams
-        .iter()
-        .map(|s| {
-            s.scale_bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect()
-        })
-        .collect();
+    let scales: Vec<Vec<f32>> = streams.iter().map(|s| f16_scales(&s.scale_bytes)).collect();
     let mut buf = Vec::with_capacity(all.len());
     let mut theirs: Vec<Vec<f32>> = streams
         .iter()
@@ -572,4 +571,12 @@ fn two_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
         let (lo, hi) = v.split_at_mut(i);
         (&mut hi[0], &mut lo[j])
     }
+}
+
+/// Stored f16 row scales, widened to f32 as the decoder widens them.
+fn f16_scales(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+        .collect()
 }

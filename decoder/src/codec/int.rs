@@ -183,18 +183,31 @@ pub struct Job<'j, 'o> {
     pub scratch: &'j mut [u8],
 }
 
+/// Whether `info`'s payload can run in lockstep beside another's in [`decode_pair`]: no
+/// prototypes, at least one column, a stream whose lanes pair up
+/// ([`RansDecoder::lanes_pair_up`] with another such). Parses the payload's parts only.
+pub fn pairable(info: &TensorInfo<'_>, p: &IntParams, payload: &[u8]) -> bool {
+    p.protos == 0
+        && info.rows_cols().1 > 0
+        && parts(info, p, payload)
+            .is_ok_and(|x| RansDecoder::lanes_pair_up(x.stream.lanes as usize, 32))
+}
+
 impl Job<'_, '_> {
-    /// One stream of symbols, row after row: no clusters, no prototypes, at least one column.
+    /// Rows of symbols one after the other (each after its cluster id where there are
+    /// clusters): no prototypes, at least one column.
     fn plain(&self) -> bool {
-        self.params.clusters == 0 && self.params.protos == 0 && self.info.rows_cols().1 > 0
+        self.params.protos == 0 && self.info.rows_cols().1 > 0
     }
 }
 
-/// Decodes two plain `int` payloads (one stream each: no clusters or prototypes) with their
-/// streams in lockstep ([`RansDecoder::decode_both`]: with the `simd` feature, two 32-lane
-/// streams share one AVX-512 loop), `CHUNK` symbols of each at a time across rows. Returns
-/// `None`, having written nothing, where either payload is not plain or fails its checks
-/// before the first symbol. Otherwise each tensor's result: `Ok` exactly when [`decode`]
+/// Decodes two `int` payloads without prototype rows with their streams in lockstep
+/// ([`RansDecoder::decode_both`]: with the `simd` feature, two 32-lane streams share one
+/// AVX-512 loop), `CHUNK` symbols of each at a time, across rows where there are no clusters
+/// and up to the row's end where there are (the next row starts with its cluster id). Returns
+/// `None`, having written nothing, where either has prototypes, fails its checks before the
+/// first symbol, or the streams do not pair up ([`RansDecoder::pairs_up`]: lockstep would not
+/// be faster). Otherwise each tensor's result: `Ok` exactly when [`decode`]
 /// succeeds, its output then holding exactly what [`decode`] writes (a failing tensor stops;
 /// the other goes on alone). A failing tensor's error can differ from the one [`decode`]
 /// reports (the checks run in another order).
@@ -210,15 +223,16 @@ pub fn decode_pair(a: Job<'_, '_>, b: Job<'_, '_>) -> Option<[Result<(), Payload
     let (mut sb, rest_b) = pb.scales.reader(b.scratch).ok()?;
     let mut da = pa.stream.decoder(rest_a).ok()?;
     let mut db = pb.stream.decoder(rest_b).ok()?;
+    if !RansDecoder::pairs_up(&da, &db) {
+        return None;
+    }
     let (mut ra, mut rb) = (Rows::new(a.info, &a.params), Rows::new(b.info, &b.params));
     let (mut ba, mut bb) = ([0u8; CHUNK], [0u8; CHUNK]);
     let (mut ok_a, mut ok_b): (Result<(), PayloadError>, _) = (Ok(()), Ok(()));
     loop {
-        let left = |d: &RansDecoder<'_, '_>, ok: &Result<(), _>| match ok {
-            Ok(()) => d.remaining().min(CHUNK as u64) as usize,
-            Err(_) => 0,
-        };
-        let (na, nb) = (left(&da, &ok_a), left(&db, &ok_b));
+        ok_a = ok_a.and_then(|()| ra.begin(&mut da, &a.params));
+        ok_b = ok_b.and_then(|()| rb.begin(&mut db, &b.params));
+        let (na, nb) = (ra.next_len(&da, &ok_a), rb.next_len(&db, &ok_b));
         if na == 0 && nb == 0 {
             break;
         }
@@ -235,13 +249,23 @@ pub fn decode_pair(a: Job<'_, '_>, b: Job<'_, '_>) -> Option<[Result<(), Payload
                 .and_then(|()| rb.put(yb, &mut sb, b.out));
         }
     }
-    // Every row read its scale (a row has at least one symbol).
-    let end = |ok: Result<(), PayloadError>, d: RansDecoder<'_, '_>, s: ScaleReader<'_, '_, '_>| {
+    let end = |ok: Result<(), PayloadError>,
+               r: &Rows,
+               info: &TensorInfo<'_>,
+               d: RansDecoder<'_, '_>,
+               s: ScaleReader<'_, '_, '_>| {
         ok?;
         d.finish()?;
+        // Every row was written (the stream's count says so; checked all the same).
+        if r.at as u64 != info.numel() {
+            return Err(crate::error::RansError::BadFinalState.into());
+        }
         s.finish()
     };
-    Some([end(ok_a, da, sa), end(ok_b, db, sb)])
+    Some([
+        end(ok_a, &ra, a.info, da, sa),
+        end(ok_b, &rb, b.info, db, sb),
+    ])
 }
 
 /// Where the next symbols of a plain `int` stream go: element `at`, column `col` of a row of
@@ -252,6 +276,8 @@ struct Rows {
     at: usize,
     scale: f32,
     qmax: f32,
+    /// Each row's symbols follow its cluster id (and stop at the row's end).
+    clustered: bool,
 }
 
 impl Rows {
@@ -262,6 +288,29 @@ impl Rows {
             at: 0,
             scale: 0.0,
             qmax: p.qmax() as f32,
+            clustered: p.clusters > 0,
+        }
+    }
+
+    /// At a row's start with symbols left, [`begin_row`] (its cluster id selects its table).
+    fn begin(&self, dec: &mut RansDecoder<'_, '_>, p: &IntParams) -> Result<(), PayloadError> {
+        if self.clustered && self.col == 0 && dec.remaining() > 0 {
+            begin_row(dec, p)?;
+        }
+        Ok(())
+    }
+
+    /// The symbols to decode next: none after an error, else up to `CHUNK` (and the row's
+    /// end, with clusters).
+    fn next_len(&self, dec: &RansDecoder<'_, '_>, ok: &Result<(), PayloadError>) -> usize {
+        if ok.is_err() {
+            return 0;
+        }
+        let left = dec.remaining().min(CHUNK as u64) as usize;
+        if self.clustered {
+            left.min(self.cols - self.col)
+        } else {
+            left
         }
     }
 

@@ -93,7 +93,7 @@ pub(crate) fn decode_rows(
 mod tests {
     //! Each codec's decode on payloads `pcll-formats` wrote (a dev-dependency; bytes are the
     //! interface), checked against what the codec's section of FORMAT.md says the output is.
-    use crate::{Artifact, Codec};
+    use crate::{Artifact, Codec, IntParams};
     use alloc::vec;
     use alloc::vec::Vec;
     use pcll_formats::pack::CodecSpec;
@@ -225,7 +225,8 @@ mod tests {
     }
 
     /// Tensors of many shapes (rows longer and shorter than a decode chunk, one row, one
-    /// column, repeated rows for prototypes), each row its own scale.
+    /// column, repeated rows for prototypes), each row its own scale and odd rows of another
+    /// distribution than even ones (for clustered histograms).
     fn pair_model() -> SourceModel {
         let shapes: [(usize, usize); 7] = [
             (7, 700),
@@ -247,8 +248,17 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(t, &(rows, cols))| {
+                // Odd rows peaked (a cube), even rows flat: histograms worth clustering.
                 let mut w: Vec<f32> = (0..rows * cols)
-                    .map(|i| next() * 0.02 * (1 + i / cols % 5) as f32)
+                    .map(|i| {
+                        let v = next();
+                        let v = if i / cols % 2 == 1 {
+                            8.0 * v * v * v
+                        } else {
+                            v
+                        };
+                        v * 0.02 * (1 + i / cols % 5) as f32
+                    })
                     .collect();
                 if t == 6 {
                     // Rows that repeat (up to noise): what prototypes code.
@@ -279,7 +289,7 @@ mod tests {
     /// `Artifact::decode_pair` gives exactly what two `decode`s give, values and errors, on
     /// every ordered pair of tensors, 8- and 32-lane streams, with and without clusters,
     /// coded scales and prototypes, into f32, f16 and bf16; and takes the lockstep path for
-    /// every pair of plain `int` tensors.
+    /// every pair of 32-lane `int` tensors without prototypes (with the `simd` feature).
     #[test]
     fn decode_pair_is_two_decodes() {
         use crate::output::Output;
@@ -287,8 +297,11 @@ mod tests {
         use pcll_formats::scales::ScaleCoding;
         fn plain(t: &crate::TensorInfo<'_>) -> bool {
             let Codec::Int(p) = t.codec else { return false };
-            p.clusters == 0 && p.protos == 0
+            p.protos == 0
         }
+        let has = |ts: &[crate::TensorInfo<'_>], f: fn(&IntParams) -> bool| {
+            ts.iter().any(|t| matches!(t.codec, Codec::Int(p) if f(&p)))
+        };
         let model = pair_model();
         let (mut lockstep, mut checked_sinks) = (0, 0);
         for (lanes, rich) in [(8u8, false), (32, false), (32, true)] {
@@ -305,6 +318,8 @@ mod tests {
                 ..PackOptions::default()
             };
             let bytes = pack(&model, &opts, |_, _, _| {}).unwrap().artifact;
+            // Lockstep where it can pay: 32-lane streams with the `simd` feature.
+            let pairs_up = cfg!(all(feature = "simd", not(feature = "small"))) && lanes == 32;
             let art = Artifact::parse(&bytes).unwrap();
             let ts: Vec<_> = art.tensors().collect();
             let scratch = |t| vec![0u8; art.scratch_len(t).unwrap()];
@@ -316,11 +331,8 @@ mod tests {
                     out
                 })
                 .collect();
-            assert_eq!(
-                ts.iter().all(plain),
-                !rich,
-                "clusters or prototypes somewhere"
-            );
+            assert_eq!(has(&ts, |p| p.clusters > 0), rich, "clusters");
+            assert_eq!(has(&ts, |p| p.protos > 0), rich, "prototypes");
             for (i, a) in ts.iter().enumerate() {
                 for (j, b) in ts.iter().enumerate().filter(|&(j, _)| j != i) {
                     let (mut oa, mut ob) = (vec![0f32; alone[i].len()], vec![0f32; alone[j].len()]);
@@ -328,14 +340,14 @@ mod tests {
                         (a, &mut Output::F32(&mut oa), &mut scratch(a)),
                         (b, &mut Output::F32(&mut ob), &mut scratch(b)),
                     );
-                    if plain(a) && plain(b) {
+                    if pairs_up && plain(a) && plain(b) {
                         assert_eq!(fast, Some([Ok(()), Ok(())]), "{lanes} lanes, {i}, {j}");
                         assert_eq!(
                             (&oa, &ob),
                             (&alone[i], &alone[j]),
                             "{lanes} lanes, {i}, {j}"
                         );
-                        lockstep += usize::from(lanes == 32);
+                        lockstep += 1;
                     } else {
                         assert_eq!(fast, None, "{lanes} lanes, {i}, {j}");
                     }
@@ -434,7 +446,7 @@ mod tests {
                     },
                 );
                 match pair {
-                    _ if !(plain(a) && plain(b)) => assert_eq!(pair, None),
+                    _ if !(pairs_up && plain(a) && plain(b)) => assert_eq!(pair, None),
                     // `a` failed its checks before the first symbol.
                     None => assert!(alone_fails, "{lanes} lanes, {i}"),
                     Some([ra, rb]) => {
@@ -446,10 +458,9 @@ mod tests {
                 }
             }
         }
-        assert!(
-            checked_sinks > 0,
-            "no damaged tensor paired past its checks"
-        );
-        assert!(lockstep > 0, "no pair of plain 32-lane tensors");
+        if cfg!(all(feature = "simd", not(feature = "small"))) {
+            assert!(lockstep > 0, "no pair of 32-lane tensors in lockstep");
+            assert!(checked_sinks > 0, "no damaged tensor failed in lockstep");
+        }
     }
 }

@@ -250,26 +250,23 @@ impl<'a, 's> RansDecoder<'a, 's> {
                 got: (self.done + out.len() as u64) as u32,
             });
         }
-        let mut out = out;
-        // Slow path until the lane position is aligned, fast path over whole lane groups,
-        // slow path for what is left.
-        while !out.is_empty() && !self.done.is_multiple_of(self.lanes as u64) {
-            let (first, rest) = out.split_at_mut(1);
-            self.decode_one(first)?;
-            out = rest;
-        }
         // The `small` build decodes every symbol on the slow path: one loop instead of a
         // specialized one per lane count and layout (about 4 KiB of code).
         #[cfg(feature = "small")]
         let n = 0;
+        // Fast path over whole lane groups, slow path for what is left.
         #[cfg(not(feature = "small"))]
-        let n = match self.lanes {
-            32 => self.decode_groups::<32>(out),
-            16 => self.decode_groups::<16>(out),
-            8 => self.decode_groups::<8>(out),
-            4 => self.decode_groups::<4>(out),
-            2 => self.decode_groups::<2>(out),
-            _ => self.decode_groups::<1>(out),
+        let n = if out.len() >= self.lanes {
+            self.rotated(|d| match d.lanes {
+                32 => d.decode_groups::<32>(out),
+                16 => d.decode_groups::<16>(out),
+                8 => d.decode_groups::<8>(out),
+                4 => d.decode_groups::<4>(out),
+                2 => d.decode_groups::<2>(out),
+                _ => d.decode_groups::<1>(out),
+            })
+        } else {
+            0
         };
         for sym in out.iter_mut().skip(n) {
             self.decode_one(core::slice::from_mut(sym))?;
@@ -310,19 +307,56 @@ impl<'a, 's> RansDecoder<'a, 's> {
         [a.decode(out_a), b.decode(out_b)]
     }
 
+    /// Whether [`Self::decode_both`] of `a` and `b` can beat one after the other: with the
+    /// `simd` feature, two 32-lane streams (on a CPU with AVX-512 both run in one loop; on
+    /// another the pair decodes one after the other). A plain build never gains.
+    pub fn pairs_up(a: &Self, b: &Self) -> bool {
+        Self::lanes_pair_up(a.lanes, b.lanes)
+    }
+
+    /// [`Self::pairs_up`] of streams of `a` and `b` lanes.
+    pub const fn lanes_pair_up(a: usize, b: usize) -> bool {
+        cfg!(all(feature = "simd", not(feature = "small"))) && a == 32 && b == 32
+    }
+
+    /// Runs `groups` (a group loop, which takes symbol `done + j` from lane `j`) with the
+    /// lanes rotated so that lane `j` of the loop is lane `(done + j) mod lanes` of the
+    /// stream, then rotated back: the fast loops start at any symbol, not only at a multiple
+    /// of the lane count (a clustered stream's row starts one symbol after its cluster id).
+    #[cfg(not(feature = "small"))]
+    #[inline(always)]
+    fn rotated<R>(&mut self, groups: impl FnOnce(&mut Self) -> R) -> R {
+        let lanes = self.lanes.clamp(1, MAX_LANES);
+        let k = (self.done % lanes as u64) as usize;
+        self.states[..lanes].rotate_left(k);
+        let r = groups(self);
+        self.states[..lanes].rotate_right(k);
+        r
+    }
+
     /// The lockstep part of [`Self::decode_pair`]: the symbols written to each (0 where the
     /// streams do not qualify or the kernel is not there).
     #[cfg(all(feature = "simd", not(feature = "small")))]
     fn simd_pair(a: &mut Self, out_a: &mut [u8], b: &mut Self, out_b: &mut [u8]) -> usize {
         let ready = |d: &Self, out: &[u8]| {
-            d.simd
-                && d.lanes == 32
-                && d.done.is_multiple_of(32)
-                && out.len() as u64 <= d.remaining()
+            d.simd && d.lanes == 32 && out.len() >= 32 && out.len() as u64 <= d.remaining()
         };
         if !ready(a, out_a) || !ready(b, out_b) {
             return 0;
         }
+        // Both at a group boundary of their rotated lanes (see `rotated`).
+        let (ka, kb) = ((a.done % 32) as usize, (b.done % 32) as usize);
+        a.states[..32].rotate_left(ka);
+        b.states[..32].rotate_left(kb);
+        let done = Self::simd_pair_at(a, out_a, b, out_b);
+        a.states[..32].rotate_right(ka);
+        b.states[..32].rotate_right(kb);
+        done
+    }
+
+    /// [`Self::simd_pair`] with both streams' lanes in loop order.
+    #[cfg(all(feature = "simd", not(feature = "small")))]
+    fn simd_pair_at(a: &mut Self, out_a: &mut [u8], b: &mut Self, out_b: &mut [u8]) -> usize {
         let (bits_a, bits_b) = (a.prob_bits, b.prob_bits);
         let (Some(ta), Some(tb)) = (
             packed_table(&a.layout, &a.info, a.cur, bits_a),
@@ -390,12 +424,13 @@ impl<'a, 's> RansDecoder<'a, 's> {
     }
 
     /// Decodes whole groups of `N` symbols while at least `N` words remain, so no read in a
-    /// group can pass the end. Returns the symbols written. Requires `done % N == 0`.
-    #[cfg(not(feature = "small"))]
+    /// group can pass the end. Returns the symbols written. Requires the lanes in loop order
+    /// (`done % N == 0`, or inside [`Self::rotated`]).
     ///
     /// The common precisions get a copy of the loop each with the precision a constant, so
     /// its shifts and masks are immediates and a packed table is a fixed-size array (no
     /// bounds checks); the `small` build keeps one loop for all.
+    #[cfg(not(feature = "small"))]
     #[inline(always)]
     fn decode_groups<const N: usize>(&mut self, out: &mut [u8]) -> usize {
         #[cfg(not(feature = "small"))]
