@@ -130,6 +130,19 @@ mod tests {
                 assert_eq!(hw, update_tables(0xFFFF_FFFF, &data[..len]), "{len} bytes");
             }
         }
+        // Past the three-way blocks (3 × 256 and 3 × 8192 bytes), from any running state.
+        let long: alloc::vec::Vec<u8> = (0..80_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut lens = alloc::vec![767, 768, 769, 1535, 1536, 24_575, 24_576, 24_577];
+        lens.extend([25_343, 25_344, 49_152 + 775, 80_000]);
+        for (k, &len) in lens.iter().enumerate() {
+            let start = 0x1234_5678u32.wrapping_mul(k as u32 + 1);
+            let hw = pcll_rans_simd::crc32c_update(start, &long[..len]);
+            if let Some(hw) = hw {
+                assert_eq!(hw, update_tables(start, &long[..len]), "{len} bytes");
+            }
+        }
     }
 
     #[test]

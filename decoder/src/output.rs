@@ -192,6 +192,21 @@ impl Output<'_> {
         }
     }
 
+    /// [`Output::put_map`] of the `int` codec's `(s − qmax) × scale`: into an f32 buffer on
+    /// the `simd` feature's wider registers where the CPU has them (the same bits).
+    #[inline(always)]
+    pub(crate) fn put_dequant(&mut self, at: usize, symbols: &[u8], qmax: f32, scale: f32) {
+        #[cfg(all(feature = "simd", not(feature = "small")))]
+        if let Output::F32(b) = self {
+            if let Some(d) = b.get_mut(at..at.saturating_add(symbols.len())) {
+                if pcll_rans_simd::dequantize(symbols, qmax, scale, d) {
+                    return;
+                }
+            }
+        }
+        self.put_map(at, symbols, |s| (s as f32 - qmax) * scale);
+    }
+
     /// Writes stored bit patterns of `dtype` (f32, f16 or bf16) at element offset `at`: bit
     /// for bit into a buffer of the same type, else converted through f32.
     pub(crate) fn put_bits(&mut self, at: usize, dtype: Dtype, bits: &[u32]) {

@@ -23,7 +23,8 @@
 //! need all 16 of its vector registers, so it likely spills).
 //!
 //! [`crc32c_update`] is the payload checksum on SSE 4.2's `crc32` instruction (8 bytes a
-//! step, against the decoder's table-driven slicing-by-8).
+//! step, three blocks at a time on long inputs, joined with precomputed zero-byte operators;
+//! against the decoder's table-driven slicing-by-8).
 //!
 //! `unsafe` is denied but at two kinds of site, each with its SAFETY comment: the gathers
 //! (a raw table pointer; every index is masked below `2^bits` ≤ the table's length, checked
@@ -37,6 +38,8 @@ mod avx2;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod crc;
+#[cfg(target_arch = "x86_64")]
+mod dequant;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -150,6 +153,33 @@ pub fn groups32(
     {
         let _ = (x, words, p, out);
         None
+    }
+}
+
+/// `out[i] = (symbols[i] as f32 − qmax) × scale` over the shorter of the two, as the scalar
+/// loop computes it (one subtraction and one multiplication in binary32, no fused
+/// multiply-add), on AVX-512 or AVX2 registers; `false` (nothing done) without a kernel
+/// ([`active`] is [`Level::Scalar`]). The `int` codec's dequantization of a row.
+pub fn dequantize(symbols: &[u8], qmax: f32, scale: f32, out: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let kernel: unsafe fn(&[u8], f32, f32, &mut [f32]) = match active() {
+            Level::Avx512 => dequant::avx512,
+            Level::Avx2 => dequant::avx2,
+            Level::Scalar => return false,
+        };
+        // SAFETY: `active()` found the kernel's instruction set on this CPU; the kernel is
+        // safe code compiled for it.
+        #[allow(unsafe_code)]
+        unsafe {
+            kernel(symbols, qmax, scale, out)
+        };
+        return true;
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = (symbols, qmax, scale, out);
+        false
     }
 }
 

@@ -153,7 +153,7 @@ pub fn decode(
             p,
             (rows as usize, cols as usize),
             scratch,
-            |at, syms, scale| out.put_map(at, syms, |s| (s as f32 - qmax) * scale),
+            |at, syms, scale| out.put_dequant(at, syms, qmax, scale),
         );
     }
     let (mut scales, scratch) = parts.scales.reader(scratch)?;
@@ -165,7 +165,7 @@ pub fn decode(
         out,
         |dec| begin_row(dec, p),
         || scales.next_scale(),
-        |s, scale| (s as f32 - qmax) * scale,
+        |out, at, syms, scale| out.put_dequant(at, syms, qmax, scale),
     )?;
     dec.finish()?;
     scales.finish()
@@ -327,8 +327,7 @@ impl Rows {
             }
             let n = (self.cols - self.col).min(symbols.len());
             let (now, rest) = symbols.split_at(n);
-            let (qmax, scale) = (self.qmax, self.scale);
-            out.put_map(self.at, now, |s| (s as f32 - qmax) * scale);
+            out.put_dequant(self.at, now, self.qmax, self.scale);
             self.at += n;
             self.col += n;
             if self.col == self.cols {

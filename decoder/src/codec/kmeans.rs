@@ -111,7 +111,7 @@ pub fn decode(
         out,
         |_| Ok(()),
         factor,
-        |s, scale| levels[s as usize] * scale,
+        |out, at, syms, scale| out.put_map(at, syms, |s| levels[s as usize] * scale),
     )?;
     dec.finish()?;
     scales.map_or(Ok(()), |r| r.finish())

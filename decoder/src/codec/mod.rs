@@ -59,8 +59,8 @@ const CHUNK: usize = 2048;
 
 /// The row loop of the scalar codecs (`int`, `kmeans`): for each of `rows` rows,
 /// `begin_row` runs first (a clustered stream switches tables there), then `row_factor()`
-/// gives the row's factor and the row's `cols` symbols are decoded in stack chunks, symbol `s`
-/// becoming `value(s, factor)`.
+/// gives the row's factor and the row's `cols` symbols are decoded in stack chunks, each
+/// chunk written by `put(out, at, symbols, factor)` (the codec's reconstruction).
 pub(crate) fn decode_rows(
     dec: &mut RansDecoder<'_, '_>,
     rows: usize,
@@ -68,7 +68,7 @@ pub(crate) fn decode_rows(
     out: &mut Output<'_>,
     mut begin_row: impl FnMut(&mut RansDecoder<'_, '_>) -> Result<(), PayloadError>,
     mut row_factor: impl FnMut() -> Result<f32, PayloadError>,
-    value: impl Fn(u8, f32) -> f32,
+    put: impl Fn(&mut Output<'_>, usize, &[u8], f32),
 ) -> Result<(), PayloadError> {
     let mut syms = [0u8; CHUNK];
     let mut at = 0usize;
@@ -80,7 +80,7 @@ pub(crate) fn decode_rows(
             let n = left.min(CHUNK);
             let sy = &mut syms[..n];
             dec.decode(sy)?;
-            out.put_map(at, sy, |s| value(s, factor));
+            put(out, at, sy, factor);
             at += n;
             left -= n;
         }

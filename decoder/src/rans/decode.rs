@@ -328,9 +328,9 @@ impl<'a, 's> RansDecoder<'a, 's> {
     fn rotated<R>(&mut self, groups: impl FnOnce(&mut Self) -> R) -> R {
         let lanes = self.lanes.clamp(1, MAX_LANES);
         let k = (self.done % lanes as u64) as usize;
-        self.states[..lanes].rotate_left(k);
+        rotate_left(&mut self.states, lanes, k);
         let r = groups(self);
-        self.states[..lanes].rotate_right(k);
+        rotate_left(&mut self.states, lanes, (lanes - k) % lanes);
         r
     }
 
@@ -346,11 +346,11 @@ impl<'a, 's> RansDecoder<'a, 's> {
         }
         // Both at a group boundary of their rotated lanes (see `rotated`).
         let (ka, kb) = ((a.done % 32) as usize, (b.done % 32) as usize);
-        a.states[..32].rotate_left(ka);
-        b.states[..32].rotate_left(kb);
+        rotate_left(&mut a.states, 32, ka);
+        rotate_left(&mut b.states, 32, kb);
         let done = Self::simd_pair_at(a, out_a, b, out_b);
-        a.states[..32].rotate_right(ka);
-        b.states[..32].rotate_right(kb);
+        rotate_left(&mut a.states, 32, (32 - ka) % 32);
+        rotate_left(&mut b.states, 32, (32 - kb) % 32);
         done
     }
 
@@ -531,6 +531,21 @@ impl<'a, 's> RansDecoder<'a, 's> {
             return Err(RansError::BadFinalState);
         }
         Ok(())
+    }
+}
+
+/// Rotates the first `lanes` states (a power of two) left by `k < lanes`: a copy through a
+/// fixed-size array, cheaper than a slice rotation's memory moves at these sizes.
+#[cfg(not(feature = "small"))]
+#[inline(always)]
+fn rotate_left(states: &mut [u32; MAX_LANES], lanes: usize, k: usize) {
+    if k == 0 {
+        return;
+    }
+    let was = *states;
+    let m = lanes.wrapping_sub(1) & (MAX_LANES - 1);
+    for (j, s) in states.iter_mut().take(lanes).enumerate() {
+        *s = was[(j + k) & m];
     }
 }
 
