@@ -266,10 +266,11 @@ impl<'a> Artifact<'a> {
 
     /// Reconstructs two tensors: exactly `[self.decode(a…), self.decode(b…)]`, the same values
     /// and the same errors, each `(info, out, scratch)` as [`Artifact::decode`] takes them.
-    /// Where both are `int` tensors of one stream each (no clusters or prototypes), their
-    /// streams run in lockstep, so two dependency chains share the core: with the `simd`
-    /// feature and 32-lane streams, one AVX-512 loop ([`crate::layout::RansDecoder::decode_pair`]).
-    /// Whoever decodes many tensors on one thread decodes them two at a time with this.
+    /// Where both are `int` tensors without prototype rows whose streams have 32 lanes, and the
+    /// `simd` feature is on, their streams run in lockstep, two dependency chains sharing the
+    /// core (on AVX-512 one loop: [`crate::layout::RansDecoder::decode_pair`]); otherwise one
+    /// after the other. Whoever decodes many tensors on one thread decodes them two at a time
+    /// with this, in [`Artifact::pairs`] order. A sink gets each element at most once.
     pub fn decode_pair(
         &self,
         a: (&TensorInfo<'_>, Output<'_>, &mut [u8]),

@@ -277,8 +277,8 @@ impl<'a, 's> RansDecoder<'a, 's> {
     /// Fills `out_a` with the next symbols of `a` and `out_b` with those of `b`: exactly what
     /// `a.decode(out_a)` and `b.decode(out_b)` do (the same symbols, states, words read and
     /// errors; both are decoded even if `a` fails, and the first error is returned). With the
-    /// `simd` feature, where both are 32-lane streams with packed
-    /// tables at a group boundary, their whole groups first run through one AVX-512 loop
+    /// `simd` feature, where both are 32-lane streams with packed tables, their whole groups
+    /// (from any symbol: the lanes are rotated) first run through one AVX-512 loop
     /// ([`pcll_rans_simd::groups32x2`]): one stream's dependency chain (gather, multiply,
     /// renormalize) is latency-bound, so two independent ones take little longer than one.
     pub fn decode_pair(
