@@ -130,11 +130,12 @@ impl Sink for Counter {
 }
 
 /// Checks every payload checksum and decodes every tensor (stream integrity, final states)
-/// through a sink: memory stays at one decoder scratch per rayon task (a few per thread)
-/// whatever sizes the file declares, and time is decode speed. Tensors are decoded in parallel (rayon); the result,
+/// through a sink: memory stays at two decoder scratches per rayon task (a few per thread)
+/// whatever sizes the file declares, and time is decode speed. Tensors are decoded in parallel
+/// (rayon), two at a time in [`Artifact::pairs`] order ([`Artifact::decode_pair`]); the result,
 /// and which error is reported when several tensors are bad (the first in table order), do not
 /// depend on the thread count. Integer `raw` tensors need no decoding past their checksum.
-/// Calls `progress(done, total)` after each tensor, from the decoding threads.
+/// Calls `progress(done, total)` after each pair, from the decoding threads.
 pub fn verify_decodes(
     art: &Artifact<'_>,
     progress: impl Fn(u32, u32) + Sync,
