@@ -381,26 +381,25 @@ impl<'a> Artifact<'a> {
             return None;
         };
         let (ya, yb) = (self.payload(ia), self.payload(ib));
-        if oa.len() as u64 != ia.numel()
-            || ob.len() as u64 != ib.numel()
-            || !codec::int::pairable(ia, &pa, ya)
-            || !codec::int::pairable(ib, &pb, yb)
-            || check_crc(ia, ya).is_err()
-            || check_crc(ib, yb).is_err()
-        {
+        if oa.len() as u64 != ia.numel() || ob.len() as u64 != ib.numel() {
+            return None;
+        }
+        let parts_a = codec::int::pairable(ia, &pa, ya)?;
+        let parts_b = codec::int::pairable(ib, &pb, yb)?;
+        if check_crc(ia, ya).is_err() || check_crc(ib, yb).is_err() {
             return None;
         }
         let a = codec::int::Job {
             info: ia,
             params: pa,
-            payload: ya,
+            parts: parts_a,
             out: oa,
             scratch: sa,
         };
         let b = codec::int::Job {
             info: ib,
             params: pb,
-            payload: yb,
+            parts: parts_b,
             out: ob,
             scratch: sb,
         };

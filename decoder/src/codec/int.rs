@@ -174,58 +174,43 @@ pub fn decode(
 /// Symbols reconstructed per step of [`predicted_rows`] and [`decode_pair`] (stack buffer).
 const CHUNK: usize = 2048;
 
-/// One tensor of [`decode_pair`]: what [`decode`] takes.
+/// One tensor of [`decode_pair`]: what [`decode`] takes, its payload's parts checked by
+/// [`pairable`].
 pub struct Job<'j, 'o> {
     pub info: &'j TensorInfo<'j>,
     pub params: IntParams,
-    pub payload: &'j [u8],
+    pub parts: Parts<'j>,
     pub out: &'j mut Output<'o>,
     pub scratch: &'j mut [u8],
 }
 
-/// Whether `info`'s payload can run in lockstep beside another's in [`decode_pair`]: no
-/// prototypes, at least one column, a stream whose lanes pair up
-/// ([`RansDecoder::lanes_pair_up`] with another such). Parses the payload's parts only.
-pub fn pairable(info: &TensorInfo<'_>, p: &IntParams, payload: &[u8]) -> bool {
-    p.protos == 0
-        && info.rows_cols().1 > 0
-        && parts(info, p, payload)
-            .is_ok_and(|x| RansDecoder::lanes_pair_up(x.stream.lanes as usize, 32))
-}
-
-impl Job<'_, '_> {
-    /// Rows of symbols one after the other (each after its cluster id where there are
-    /// clusters): no prototypes, at least one column.
-    fn plain(&self) -> bool {
-        self.params.protos == 0 && self.info.rows_cols().1 > 0
+/// `info`'s payload parts, where it can run in lockstep beside another's in [`decode_pair`]:
+/// no prototypes, at least one column, a stream whose lanes pair up
+/// ([`RansDecoder::lanes_pair_up`] with another such). `None` otherwise (or where the parts
+/// fail their checks).
+pub fn pairable<'a>(info: &TensorInfo<'_>, p: &IntParams, payload: &'a [u8]) -> Option<Parts<'a>> {
+    if p.protos > 0 || info.rows_cols().1 == 0 {
+        return None;
     }
+    let parts = parts(info, p, payload).ok()?;
+    RansDecoder::lanes_pair_up(parts.stream.lanes as usize, 32).then_some(parts)
 }
 
-/// Decodes two `int` payloads without prototype rows with their streams in lockstep
+/// Decodes two `int` payloads that are [`pairable`] with their streams in lockstep
 /// ([`RansDecoder::decode_both`]: with the `simd` feature, two 32-lane streams share one
 /// AVX-512 loop), `CHUNK` symbols of each at a time, across rows where there are no clusters
 /// and up to the row's end where there are (the next row starts with its cluster id). Returns
-/// `None`, having written nothing, where either has prototypes, fails its checks before the
-/// first symbol, or the streams do not pair up ([`RansDecoder::pairs_up`]: lockstep would not
-/// be faster). Otherwise each tensor's result: `Ok` exactly when [`decode`]
-/// succeeds, its output then holding exactly what [`decode`] writes (a failing tensor stops;
-/// the other goes on alone). A failing tensor's error can differ from the one [`decode`]
-/// reports (the checks run in another order).
+/// `None`, having written nothing, where either fails its checks before the first symbol.
+/// Otherwise each tensor's result: `Ok` exactly when [`decode`] succeeds, its output then
+/// holding exactly what [`decode`] writes (a failing tensor stops; the other goes on alone).
+/// A failing tensor's error can differ from the one [`decode`] reports (the checks run in
+/// another order).
 pub fn decode_pair(a: Job<'_, '_>, b: Job<'_, '_>) -> Option<[Result<(), PayloadError>; 2]> {
-    if !a.plain() || !b.plain() {
-        return None;
-    }
-    let (pa, pb) = (
-        parts(a.info, &a.params, a.payload).ok()?,
-        parts(b.info, &b.params, b.payload).ok()?,
-    );
+    let (pa, pb) = (&a.parts, &b.parts);
     let (mut sa, rest_a) = pa.scales.reader(a.scratch).ok()?;
     let (mut sb, rest_b) = pb.scales.reader(b.scratch).ok()?;
     let mut da = pa.stream.decoder(rest_a).ok()?;
     let mut db = pb.stream.decoder(rest_b).ok()?;
-    if !RansDecoder::pairs_up(&da, &db) {
-        return None;
-    }
     let (mut ra, mut rb) = (Rows::new(a.info, &a.params), Rows::new(b.info, &b.params));
     let (mut ba, mut bb) = ([0u8; CHUNK], [0u8; CHUNK]);
     let (mut ok_a, mut ok_b): (Result<(), PayloadError>, _) = (Ok(()), Ok(()));

@@ -426,28 +426,38 @@ mod tests {
                     super::int::decode(a, &pa, payload, &mut Output::F32(&mut oa), &mut scratch(a))
                         .is_err();
                 let mut got_b = Collect::default();
-                let pair = super::int::decode_pair(
-                    super::int::Job {
-                        info: a,
-                        params: pa,
-                        payload,
-                        out: &mut Output::F32(&mut oa),
-                        scratch: &mut scratch(a),
-                    },
-                    super::int::Job {
-                        info: b,
-                        params: pb,
-                        payload: art2.payload(b),
-                        out: &mut Output::Sink {
-                            len: b.numel() as usize,
-                            sink: &mut got_b,
+                let parts = super::int::pairable(a, &pa, payload).zip(super::int::pairable(
+                    b,
+                    &pb,
+                    art2.payload(b),
+                ));
+                if !(pairs_up && plain(a) && plain(b)) {
+                    assert!(parts.is_none(), "{lanes} lanes, {i}");
+                    continue;
+                }
+                // `None`: `a` failed its checks before the first symbol.
+                let pair = parts.and_then(|(parts_a, parts_b)| {
+                    super::int::decode_pair(
+                        super::int::Job {
+                            info: a,
+                            params: pa,
+                            parts: parts_a,
+                            out: &mut Output::F32(&mut oa),
+                            scratch: &mut scratch(a),
                         },
-                        scratch: &mut scratch(b),
-                    },
-                );
+                        super::int::Job {
+                            info: b,
+                            params: pb,
+                            parts: parts_b,
+                            out: &mut Output::Sink {
+                                len: b.numel() as usize,
+                                sink: &mut got_b,
+                            },
+                            scratch: &mut scratch(b),
+                        },
+                    )
+                });
                 match pair {
-                    _ if !(pairs_up && plain(a) && plain(b)) => assert_eq!(pair, None),
-                    // `a` failed its checks before the first symbol.
                     None => assert!(alone_fails, "{lanes} lanes, {i}"),
                     Some([ra, rb]) => {
                         assert_eq!(ra.is_err(), alone_fails, "{lanes} lanes, {i}");

@@ -307,14 +307,9 @@ impl<'a, 's> RansDecoder<'a, 's> {
         [a.decode(out_a), b.decode(out_b)]
     }
 
-    /// Whether [`Self::decode_both`] of `a` and `b` can beat one after the other: with the
-    /// `simd` feature, two 32-lane streams (on a CPU with AVX-512 both run in one loop; on
-    /// another the pair decodes one after the other). A plain build never gains.
-    pub fn pairs_up(a: &Self, b: &Self) -> bool {
-        Self::lanes_pair_up(a.lanes, b.lanes)
-    }
-
-    /// [`Self::pairs_up`] of streams of `a` and `b` lanes.
+    /// Whether [`Self::decode_both`] of streams of `a` and `b` lanes can beat one after the
+    /// other: with the `simd` feature, two 32-lane streams (on a CPU with AVX-512 both run in
+    /// one loop; on another the pair decodes one after the other). A plain build never gains.
     pub const fn lanes_pair_up(a: usize, b: usize) -> bool {
         cfg!(all(feature = "simd", not(feature = "small"))) && a == 32 && b == 32
     }
