@@ -2,29 +2,9 @@
 
 use std::arch::x86_64::*;
 
-/// Nibble `k` of entry `m` is the index of the word lane `k` takes when the lanes needing a
-/// word are the set bits of `m` (word `i` goes to the `i`-th set bit, lowest first).
-const EXPAND: [u32; 256] = {
-    let mut t = [0u32; 256];
-    let mut m = 0;
-    while m < 256 {
-        let (mut k, mut next, mut e) = (0, 0u32, 0u32);
-        while k < 8 {
-            if m >> k & 1 == 1 {
-                e |= next << (4 * k);
-                next += 1;
-            }
-            k += 1;
-        }
-        t[m] = e;
-        m += 1;
-    }
-    t
-};
-
 /// [`crate::groups32`] at field width `F` (symbol shift `S` = 2F); `table.len() >= 2^bits`
 /// (the gathers rely on it).
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt")]
 pub(crate) fn kernel<const F: i32, const S: i32>(
     x: &mut [u32; 32],
     words: &[u8],
@@ -33,54 +13,165 @@ pub(crate) fn kernel<const F: i32, const S: i32>(
     bits: u32,
     out: &mut [u8],
 ) -> (usize, usize) {
-    let word_count = words.len() / 2;
-    let mask = _mm256_set1_epi32(((1u32 << bits) - 1) as i32);
-    let shift = _mm_cvtsi32_si128(bits as i32);
-    let low = _mm256_set1_epi32((1 << F) - 1);
-    let zero = _mm256_setzero_si256();
-    let nibbles = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    let mut v: [__m256i; 4] = core::array::from_fn(|k| {
-        bytemuck::cast::<[u32; 8], __m256i>(x[8 * k..8 * k + 8].try_into().unwrap_or([0; 8]))
-    });
-    let mut slot: [__m256i; 4] = core::array::from_fn(|k| _mm256_and_si256(v[k], mask));
-    let base = table.as_ptr() as *const i32;
+    let stream = Stream {
+        base: table.as_ptr() as *const i32,
+        mask: _mm256_set1_epi32(((1u32 << bits) - 1) as i32),
+        shift: _mm256_set1_epi32(bits as i32),
+    };
+    let mut v = load(x);
     let mut written = 0;
     for group in out.chunks_exact_mut(32) {
-        if p + 32 > word_count {
+        let Some(window) = words.get(2 * p..2 * p + 64).and_then(|w| w.try_into().ok()) else {
             break;
-        }
-        let mut syms = [zero; 4];
-        for k in 0..4 {
-            // SAFETY: every slot is `state & (2^bits − 1)`, below `2^bits` ≤ `table.len()`
-            // (checked by `crate::groups32`): each of the 8 reads is inside `table`.
-            #[allow(unsafe_code)]
-            let e = unsafe { _mm256_i32gather_epi32::<4>(base, slot[k]) };
-            let freq = _mm256_and_si256(_mm256_srli_epi32::<F>(e), low);
-            let n = _mm256_add_epi32(
-                _mm256_mullo_epi32(freq, _mm256_srl_epi32(v[k], shift)),
-                _mm256_and_si256(e, low),
-            );
-            syms[k] = _mm256_srli_epi32::<S>(e);
-            let need = _mm256_cmpeq_epi32(_mm256_srli_epi32::<16>(n), zero);
-            let m = _mm256_movemask_ps(_mm256_castsi256_ps(need)) as u32;
-            let w: __m128i = bytemuck::pod_read_unaligned(&words[2 * p..2 * p + 16]);
-            let idx = _mm256_srlv_epi32(_mm256_set1_epi32(EXPAND[m as usize] as i32), nibbles);
-            let w = _mm256_permutevar8x32_epi32(_mm256_cvtepu16_epi32(w), idx);
-            // A renormalized state's low 16 bits are its word: the next slot comes from the
-            // word without waiting for the shift and OR.
-            slot[k] = _mm256_and_si256(_mm256_blendv_epi8(n, w, need), mask);
-            v[k] = _mm256_blendv_epi8(n, _mm256_or_si256(_mm256_slli_epi32::<16>(n), w), need);
-            p += m.count_ones() as usize;
-        }
-        let a = _mm256_packus_epi32(syms[0], syms[1]);
-        let b = _mm256_packus_epi32(syms[2], syms[3]);
-        let c = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b), order);
-        group.copy_from_slice(bytemuck::bytes_of(&c));
+        };
+        let mut d = 0;
+        let syms: [__m256i; 4] =
+            core::array::from_fn(|k| step::<F, S>(&mut v[k], stream, window, &mut d));
+        p += d;
+        store_symbols(&syms, group);
         written += 32;
     }
+    save(&v, x);
+    (written, p)
+}
+
+/// Entry `m` is a byte shuffle that moves word `i` of 8 to the 16-bit lane of the `i`-th set
+/// bit of `m` (lowest first) and zeroes the other lanes: the renormalization's words for the
+/// lanes that need one, with nothing in the rest, in one `pshufb`.
+const SPREAD: [[u8; 16]; 256] = {
+    let mut t = [[0x80u8; 16]; 256];
+    let mut m = 0;
+    while m < 256 {
+        let (mut k, mut next) = (0, 0u8);
+        while k < 8 {
+            if m >> k & 1 == 1 {
+                t[m][2 * k] = 2 * next;
+                t[m][2 * k + 1] = 2 * next + 1;
+                next += 1;
+            }
+            k += 1;
+        }
+        m += 1;
+    }
+    t
+};
+
+/// One stream of [`kernel2`]: its table, the mask that keeps every slot inside the table,
+/// and the precision as a shift count in every lane.
+#[derive(Clone, Copy)]
+struct Stream {
+    base: *const i32,
+    mask: __m256i,
+    shift: __m256i,
+}
+
+/// One step of 8 lanes of a stream: gathers the packed entries of the lanes' slots, forms the
+/// next states (a lane below `2^16` takes the next word, lowest lane first) and returns the
+/// symbols, one per 32-bit lane. `window` holds the group's next 32 words, `d` (at most 24)
+/// how many of them the group has taken.
+#[target_feature(enable = "avx2,popcnt")]
+#[inline]
+fn step<const F: i32, const S: i32>(
+    v: &mut __m256i,
+    s: Stream,
+    window: &[u8; 64],
+    d: &mut usize,
+) -> __m256i {
+    let low = _mm256_set1_epi32((1 << F) - 1);
+    let slot = _mm256_and_si256(*v, s.mask);
+    // SAFETY: `s.mask` is `2^bits − 1` for a table of at least `2^bits` entries (checked by
+    // `crate::groups32x2` before the kernel runs): each of the 8 reads is inside the table.
+    #[allow(unsafe_code)]
+    let e = unsafe { _mm256_i32gather_epi32::<4>(s.base, slot) };
+    let freq = _mm256_and_si256(_mm256_srli_epi32::<F>(e), low);
+    let n = _mm256_add_epi32(
+        _mm256_mullo_epi32(freq, _mm256_srlv_epi32(*v, s.shift)),
+        _mm256_and_si256(e, low),
+    );
+    let need = _mm256_cmpeq_epi32(_mm256_srli_epi32::<16>(n), _mm256_setzero_si256());
+    let m = _mm256_movemask_ps(_mm256_castsi256_ps(need)) as usize & 255;
+    let o = (2 * *d).min(48);
+    let w: __m128i = bytemuck::pod_read_unaligned(&window[o..o + 16]);
+    let spread: __m128i = bytemuck::cast(SPREAD[m]);
+    let w = _mm256_cvtepu16_epi32(_mm_shuffle_epi8(w, spread));
+    let up = _mm256_and_si256(need, _mm256_set1_epi32(16));
+    *v = _mm256_or_si256(_mm256_sllv_epi32(n, up), w);
+    *d += m.count_ones() as usize;
+    _mm256_srli_epi32::<S>(e)
+}
+
+/// [`kernel`] on two streams at once, `bits[s]` the precision of stream `s` (both with field
+/// width `F`): their groups alternate in one loop, so the two independent dependency chains
+/// overlap. `tables[s].len() >= 2^bits[s]`.
+#[target_feature(enable = "avx2,popcnt")]
+pub(crate) fn kernel2<const F: i32, const S: i32>(
+    xs: [&mut [u32; 32]; 2],
+    words: [&[u8]; 2],
+    mut p: [usize; 2],
+    tables: [&[u32]; 2],
+    bits: [u32; 2],
+    outs: [&mut [u8]; 2],
+) -> (usize, [usize; 2]) {
+    let streams: [Stream; 2] = core::array::from_fn(|s| Stream {
+        base: tables[s].as_ptr() as *const i32,
+        mask: _mm256_set1_epi32(((1u32 << bits[s]) - 1) as i32),
+        shift: _mm256_set1_epi32(bits[s] as i32),
+    });
+    let [x0, x1] = xs;
+    let mut v = [load(x0), load(x1)];
+    let mut written = 0;
+    let [o0, o1] = outs;
+    for (g0, g1) in o0.chunks_exact_mut(32).zip(o1.chunks_exact_mut(32)) {
+        let window = |s: usize| -> Option<&[u8; 64]> {
+            words[s].get(2 * p[s]..2 * p[s] + 64)?.try_into().ok()
+        };
+        let (Some(w0), Some(w1)) = (window(0), window(1)) else {
+            break;
+        };
+        let windows = [w0, w1];
+        let mut d = [0usize; 2];
+        let mut syms = [[_mm256_setzero_si256(); 4]; 2];
+        for k in 0..4 {
+            for s in 0..2 {
+                syms[s][k] = step::<F, S>(&mut v[s][k], streams[s], windows[s], &mut d[s]);
+            }
+        }
+        p[0] += d[0];
+        p[1] += d[1];
+        store_symbols(&syms[0], g0);
+        store_symbols(&syms[1], g1);
+        written += 32;
+    }
+    save(&v[0], x0);
+    save(&v[1], x1);
+    (written, p)
+}
+
+/// The 32 states as four vectors of 8.
+#[target_feature(enable = "avx2,popcnt")]
+#[inline]
+fn load(x: &[u32; 32]) -> [__m256i; 4] {
+    core::array::from_fn(|k| {
+        bytemuck::cast::<[u32; 8], __m256i>(x[8 * k..8 * k + 8].try_into().unwrap_or([0; 8]))
+    })
+}
+
+/// [`load`]'s inverse.
+#[target_feature(enable = "avx2,popcnt")]
+#[inline]
+fn save(v: &[__m256i; 4], x: &mut [u32; 32]) {
     for (k, vk) in v.iter().enumerate() {
         x[8 * k..8 * k + 8].copy_from_slice(&bytemuck::cast::<__m256i, [u32; 8]>(*vk));
     }
-    (written, p)
+}
+
+/// Writes a group's 32 symbols (one per 32-bit lane of four vectors, lane order) as bytes.
+#[target_feature(enable = "avx2,popcnt")]
+#[inline]
+fn store_symbols(syms: &[__m256i; 4], group: &mut [u8]) {
+    let a = _mm256_packus_epi32(syms[0], syms[1]);
+    let b = _mm256_packus_epi32(syms[2], syms[3]);
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let c = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b), order);
+    group.copy_from_slice(bytemuck::bytes_of(&c));
 }

@@ -1,10 +1,91 @@
-//! The AVX-512 kernel: 32 lanes as two vectors of 16.
+//! The AVX-512 kernels: 32 lanes as two vectors of 16, one stream or two at a time.
 
 use std::arch::x86_64::*;
 
+/// One stream: its table, the mask that keeps every slot inside the table, and the precision
+/// as a shift count.
+#[derive(Clone, Copy)]
+struct Stream {
+    base: *const i32,
+    mask: __m512i,
+    shift: __m128i,
+}
+
+impl Stream {
+    /// `table.len() >= 2^bits` (checked by the dispatching function before a kernel runs).
+    #[target_feature(enable = "avx512f,popcnt")]
+    fn new(table: &[u32], bits: u32) -> Stream {
+        Stream {
+            base: table.as_ptr() as *const i32,
+            mask: _mm512_set1_epi32(((1u32 << bits) - 1) as i32),
+            shift: _mm_cvtsi32_si128(bits as i32),
+        }
+    }
+}
+
+/// One step of 16 lanes of a stream at field width `F` (symbol shift `S` = 2F): gathers the
+/// packed entries of the lanes' slots, forms the next states (a lane below `2^16` takes the
+/// next word, lowest lane first) and returns the 16 symbols. `window` holds the group's next
+/// 32 words, `d` (at most 16) how many of them the group has taken.
+///
+/// A renormalized state's low 16 bits are its word, so the next slot is taken from the word
+/// or the unshifted state directly: the next gather need not wait for the shift and OR.
+#[target_feature(enable = "avx512f,popcnt")]
+#[inline]
+fn step<const F: u32, const S: u32>(
+    v: &mut __m512i,
+    slot: &mut __m512i,
+    s: Stream,
+    window: &[u8; 64],
+    d: &mut usize,
+) -> __m128i {
+    let low = _mm512_set1_epi32((1 << F) - 1);
+    // SAFETY: every slot is `state & s.mask`, with `s.mask = 2^bits − 1` for a table of at
+    // least `2^bits` entries (checked before the kernel runs): each of the 16 reads is
+    // inside the table.
+    #[allow(unsafe_code)]
+    let e = unsafe { _mm512_i32gather_epi32::<4>(*slot, s.base) };
+    let freq = _mm512_and_si512(_mm512_srli_epi32::<F>(e), low);
+    let n = _mm512_add_epi32(
+        _mm512_mullo_epi32(freq, _mm512_srl_epi32(*v, s.shift)),
+        _mm512_and_si512(e, low),
+    );
+    let need = _mm512_cmplt_epu32_mask(n, _mm512_set1_epi32(1 << 16));
+    let o = (2 * *d).min(32);
+    let w: __m256i = bytemuck::pod_read_unaligned(&window[o..o + 32]);
+    let w = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(w));
+    *slot = _mm512_and_si512(_mm512_mask_blend_epi32(need, n, w), s.mask);
+    *v = _mm512_mask_or_epi32(n, need, _mm512_slli_epi32::<16>(n), w);
+    *d += need.count_ones() as usize;
+    _mm512_cvtepi32_epi8(_mm512_srli_epi32::<S>(e))
+}
+
+/// The 32 states as two vectors of 16.
+#[target_feature(enable = "avx512f,popcnt")]
+#[inline]
+fn load(x: &[u32; 32]) -> [__m512i; 2] {
+    core::array::from_fn(|k| {
+        bytemuck::cast::<[u32; 16], __m512i>(x[16 * k..16 * k + 16].try_into().unwrap_or([0; 16]))
+    })
+}
+
+/// [`load`]'s inverse.
+#[target_feature(enable = "avx512f,popcnt")]
+#[inline]
+fn save(v: &[__m512i; 2], x: &mut [u32; 32]) {
+    for (k, vk) in v.iter().enumerate() {
+        x[16 * k..16 * k + 16].copy_from_slice(&bytemuck::cast::<__m512i, [u32; 16]>(*vk));
+    }
+}
+
+/// The next 32 words from word `p`, if there are that many.
+fn window(words: &[u8], p: usize) -> Option<&[u8; 64]> {
+    words.get(2 * p..2 * p + 64)?.try_into().ok()
+}
+
 /// [`crate::groups32`] at field width `F` (symbol shift `S` = 2F); `table.len() >= 2^bits`
 /// (the gathers rely on it).
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,popcnt")]
 pub(crate) fn kernel<const F: u32, const S: u32>(
     x: &mut [u32; 32],
     words: &[u8],
@@ -13,54 +94,30 @@ pub(crate) fn kernel<const F: u32, const S: u32>(
     bits: u32,
     out: &mut [u8],
 ) -> (usize, usize) {
-    let word_count = words.len() / 2;
-    let mask = _mm512_set1_epi32(((1u32 << bits) - 1) as i32);
-    let shift = _mm_cvtsi32_si128(bits as i32);
-    let low = _mm512_set1_epi32((1 << F) - 1);
-    let floor = _mm512_set1_epi32(1 << 16);
-    let mut v: [__m512i; 2] = core::array::from_fn(|k| {
-        bytemuck::cast::<[u32; 16], __m512i>(x[16 * k..16 * k + 16].try_into().unwrap_or([0; 16]))
-    });
-    let mut slot: [__m512i; 2] = core::array::from_fn(|k| _mm512_and_si512(v[k], mask));
-    let base = table.as_ptr() as *const i32;
+    let s = Stream::new(table, bits);
+    let mut v = load(x);
+    let mut slot = v.map(|vk| _mm512_and_si512(vk, s.mask));
     let mut written = 0;
     for group in out.chunks_exact_mut(32) {
-        if p + 32 > word_count {
+        let Some(w) = window(words, p) else {
             break;
-        }
+        };
+        let mut d = 0;
         for k in 0..2 {
-            // SAFETY: every slot is `state & (2^bits − 1)`, below `2^bits` ≤ `table.len()`
-            // (checked by `crate::groups32`): each of the 16 reads is inside `table`.
-            #[allow(unsafe_code)]
-            let e = unsafe { _mm512_i32gather_epi32::<4>(slot[k], base) };
-            let freq = _mm512_and_si512(_mm512_srli_epi32::<F>(e), low);
-            let n = _mm512_add_epi32(
-                _mm512_mullo_epi32(freq, _mm512_srl_epi32(v[k], shift)),
-                _mm512_and_si512(e, low),
-            );
-            let sym = _mm512_cvtepi32_epi8(_mm512_srli_epi32::<S>(e));
+            let sym = step::<F, S>(&mut v[k], &mut slot[k], s, w, &mut d);
             group[16 * k..16 * k + 16].copy_from_slice(bytemuck::bytes_of(&sym));
-            let need = _mm512_cmplt_epu32_mask(n, floor);
-            let w: __m256i = bytemuck::pod_read_unaligned(&words[2 * p..2 * p + 32]);
-            let w = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(w));
-            // A renormalized state's low 16 bits are its word: the next slot comes from the
-            // word without waiting for the shift and OR.
-            slot[k] = _mm512_and_si512(_mm512_mask_blend_epi32(need, n, w), mask);
-            v[k] = _mm512_mask_or_epi32(n, need, _mm512_slli_epi32::<16>(n), w);
-            p += need.count_ones() as usize;
         }
+        p += d;
         written += 32;
     }
-    for (k, vk) in v.iter().enumerate() {
-        x[16 * k..16 * k + 16].copy_from_slice(&bytemuck::cast::<__m512i, [u32; 16]>(*vk));
-    }
+    save(&v, x);
     (written, p)
 }
 
 /// [`kernel`] on two streams at once, `bits[s]` the precision of stream `s` (both with field
 /// width `F`): their groups alternate in one loop, so the two independent dependency chains
 /// (gather, multiply, compare, expand) overlap. `tables[s].len() >= 2^bits[s]`.
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,popcnt")]
 pub(crate) fn kernel2<const F: u32, const S: u32>(
     xs: [&mut [u32; 32]; 2],
     words: [&[u8]; 2],
@@ -69,57 +126,39 @@ pub(crate) fn kernel2<const F: u32, const S: u32>(
     bits: [u32; 2],
     outs: [&mut [u8]; 2],
 ) -> (usize, [usize; 2]) {
-    let word_count = [words[0].len() / 2, words[1].len() / 2];
-    let mask = bits.map(|b| _mm512_set1_epi32(((1u32 << b) - 1) as i32));
-    let shift = bits.map(|b| _mm_cvtsi32_si128(b as i32));
-    let low = _mm512_set1_epi32((1 << F) - 1);
-    let floor = _mm512_set1_epi32(1 << 16);
-    let [x0, x1] = xs;
-    let load = |x: &[u32; 32], k: usize| {
-        bytemuck::cast::<[u32; 16], __m512i>(x[16 * k..16 * k + 16].try_into().unwrap_or([0; 16]))
-    };
-    let mut v: [[__m512i; 2]; 2] = [
-        core::array::from_fn(|k| load(x0, k)),
-        core::array::from_fn(|k| load(x1, k)),
+    let streams = [
+        Stream::new(tables[0], bits[0]),
+        Stream::new(tables[1], bits[1]),
     ];
+    let [x0, x1] = xs;
+    let mut v = [load(x0), load(x1)];
     let mut slot: [[__m512i; 2]; 2] =
-        core::array::from_fn(|s| core::array::from_fn(|k| _mm512_and_si512(v[s][k], mask[s])));
-    let base = tables.map(|t| t.as_ptr() as *const i32);
+        core::array::from_fn(|s| v[s].map(|vk| _mm512_and_si512(vk, streams[s].mask)));
     let mut written = 0;
     let [o0, o1] = outs;
     for (g0, g1) in o0.chunks_exact_mut(32).zip(o1.chunks_exact_mut(32)) {
-        if p[0] + 32 > word_count[0] || p[1] + 32 > word_count[1] {
+        let (Some(w0), Some(w1)) = (window(words[0], p[0]), window(words[1], p[1])) else {
             break;
-        }
-        let group = [g0, g1];
+        };
+        let (windows, groups) = ([w0, w1], [g0, g1]);
+        let mut d = [0usize; 2];
         for k in 0..2 {
             for s in 0..2 {
-                // SAFETY: every slot of stream `s` is `state & (2^bits[s] − 1)`, below
-                // `2^bits[s]` ≤ `tables[s].len()` (checked by `crate::groups32x2`): each of
-                // the 16 reads is inside `tables[s]`.
-                #[allow(unsafe_code)]
-                let e = unsafe { _mm512_i32gather_epi32::<4>(slot[s][k], base[s]) };
-                let freq = _mm512_and_si512(_mm512_srli_epi32::<F>(e), low);
-                let n = _mm512_add_epi32(
-                    _mm512_mullo_epi32(freq, _mm512_srl_epi32(v[s][k], shift[s])),
-                    _mm512_and_si512(e, low),
+                let sym = step::<F, S>(
+                    &mut v[s][k],
+                    &mut slot[s][k],
+                    streams[s],
+                    windows[s],
+                    &mut d[s],
                 );
-                let sym = _mm512_cvtepi32_epi8(_mm512_srli_epi32::<S>(e));
-                group[s][16 * k..16 * k + 16].copy_from_slice(bytemuck::bytes_of(&sym));
-                let need = _mm512_cmplt_epu32_mask(n, floor);
-                let w: __m256i = bytemuck::pod_read_unaligned(&words[s][2 * p[s]..2 * p[s] + 32]);
-                let w = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(w));
-                slot[s][k] = _mm512_and_si512(_mm512_mask_blend_epi32(need, n, w), mask[s]);
-                v[s][k] = _mm512_mask_or_epi32(n, need, _mm512_slli_epi32::<16>(n), w);
-                p[s] += need.count_ones() as usize;
+                groups[s][16 * k..16 * k + 16].copy_from_slice(bytemuck::bytes_of(&sym));
             }
         }
+        p[0] += d[0];
+        p[1] += d[1];
         written += 32;
     }
-    for (x, vs) in [x0, x1].into_iter().zip(&v) {
-        for (k, vk) in vs.iter().enumerate() {
-            x[16 * k..16 * k + 16].copy_from_slice(&bytemuck::cast::<__m512i, [u32; 16]>(*vk));
-        }
-    }
+    save(&v[0], x0);
+    save(&v[1], x1);
     (written, p)
 }

@@ -10,17 +10,20 @@
 //! Design (after htscodecs' `rANS_static32x16pr_avx2/avx512`): 32 lanes as four 8-lane
 //! (AVX2) or two 16-lane (AVX-512) vectors; a step is one gather of packed entries
 //! (`sym << 2F | freq << F | offset`), a multiply-add, and the renormalization as an
-//! expansion of the next words into the lanes that need one (AVX-512 `vpexpandd`; on AVX2 a
-//! permutation from a 256-entry table of nibble indices). The next step's slots are taken
-//! from the word or the unshifted state directly, so the next gather need not wait for the
-//! shift and OR that form the full state.
+//! expansion of the next words into the lanes that need one (AVX-512 `vpexpandd`; on AVX2 one
+//! `pshufb` from a 256-entry table that also zeroes the lanes that take no word, so the new
+//! state is `n << (16 if renormalized) | word` without a blend). A group's 32 words are one
+//! 64-byte window checked once, so the steps' word loads carry no bounds checks, and the
+//! renormalized lanes are counted with `popcnt` (part of each kernel's target features:
+//! without it the count was a dozen instructions on every step's critical path).
 //!
 //! One stream's loop is latency-bound (each step waits on its gather, multiply and
 //! expansion; moving the multiply to IFMA, the gathers to scalar loads, or the two halves'
 //! words to one VBMI2 expansion all measured slower), so [`groups32x2`] runs two streams'
-//! groups in one AVX-512 loop: two independent chains, about 1.7× the symbols per second of
-//! one. AVX2 has no such loop: one was measured no faster (two streams' states and slots
-//! need all 16 of its vector registers, so it likely spills).
+//! groups in one loop: two independent chains. On AVX-512 the next step's slots are taken
+//! from the word or the unshifted state directly, so the next gather need not wait for the
+//! shift and OR; on AVX2, where the loop is nearer its instruction throughput, the slot is
+//! masked from the state (fewer instructions, no blend).
 //!
 //! [`crc32c_update`] is the payload checksum on SSE 4.2's `crc32` instruction (8 bytes a
 //! step, three blocks at a time on long inputs, joined with precomputed zero-byte operators;
@@ -77,10 +80,13 @@ static CEILING: AtomicU8 = AtomicU8::new(Level::Avx512 as u8);
 pub fn detected() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") {
+        // The kernels count each step's renormalized lanes with `popcnt` (every CPU with
+        // AVX2 has it; without it the count is a dozen instructions on the critical path).
+        let popcnt = std::is_x86_feature_detected!("popcnt");
+        if popcnt && std::is_x86_feature_detected!("avx512f") {
             return Level::Avx512;
         }
-        if std::is_x86_feature_detected!("avx2") {
+        if popcnt && std::is_x86_feature_detected!("avx2") {
             return Level::Avx2;
         }
     }
@@ -202,10 +208,10 @@ pub fn crc32c_update(c: u32, data: &[u8]) -> Option<u32> {
 /// [`groups32`] on two streams at once (stream `s`: states `xs[s]`, `words[s]` from word
 /// `p[s]`, table `tables[s]` at precision `bits[s]`, output `outs[s]`): each gets exactly
 /// what [`groups32`] would give it, group for group, while both have a whole group of output
-/// and 32 words left. Two independent streams in one loop hide each other's latency; only
-/// the AVX-512 kernel does this. Returns the symbols written to each and the next words, or
-/// `None` (nothing done) without that kernel, for precisions whose packed entries differ in
-/// field width (≤ 12 bits against 13), or when a table is shorter than `2^bits[s]`.
+/// and 32 words left. Two independent streams in one loop hide each other's latency. Returns
+/// the symbols written to each and the next words, or `None` (nothing done) without a kernel,
+/// for precisions whose packed entries differ in field width (≤ 12 bits against 13), or when
+/// a table is shorter than `2^bits[s]`.
 pub fn groups32x2(
     xs: [&mut [u32; 32]; 2],
     words: [&[u8]; 2],
@@ -234,9 +240,9 @@ pub fn groups32x2(
         let kernel: Kernel = match (active(), field_bits(bits[0])) {
             (Level::Avx512, 12) => avx512::kernel2::<12, 24>,
             (Level::Avx512, _) => avx512::kernel2::<13, 26>,
-            // AVX2's two-stream loop measured no faster than one stream at a time (two
-            // streams' states and slots need all 16 vector registers); one at a time it is.
-            (Level::Avx2 | Level::Scalar, _) => return None,
+            (Level::Avx2, 12) => avx2::kernel2::<12, 24>,
+            (Level::Avx2, _) => avx2::kernel2::<13, 26>,
+            (Level::Scalar, _) => return None,
         };
         // SAFETY: `active()` found the kernel's instruction set on this CPU, and each table
         // holds `2^bits[s]` entries (checked above), which the kernel's gathers rely on.

@@ -278,7 +278,7 @@ impl<'a, 's> RansDecoder<'a, 's> {
     /// `a.decode(out_a)` and `b.decode(out_b)` do (the same symbols, states, words read and
     /// errors; both are decoded even if `a` fails, and the first error is returned). With the
     /// `simd` feature, where both are 32-lane streams with packed tables, their whole groups
-    /// (from any symbol: the lanes are rotated) first run through one AVX-512 loop
+    /// (from any symbol: the lanes are rotated) first run through one AVX-512 or AVX2 loop
     /// ([`pcll_rans_simd::groups32x2`]): one stream's dependency chain (gather, multiply,
     /// renormalize) is latency-bound, so two independent ones take little longer than one.
     pub fn decode_pair(
@@ -308,8 +308,8 @@ impl<'a, 's> RansDecoder<'a, 's> {
     }
 
     /// Whether [`Self::decode_both`] of streams of `a` and `b` lanes can beat one after the
-    /// other: with the `simd` feature, two 32-lane streams (on a CPU with AVX-512 both run in
-    /// one loop; on another the pair decodes one after the other). A plain build never gains.
+    /// other: with the `simd` feature, two 32-lane streams (on a CPU with AVX-512 or AVX2 both
+    /// run in one loop; on another the pair decodes one after the other). A plain build never gains.
     pub const fn lanes_pair_up(a: usize, b: usize) -> bool {
         cfg!(all(feature = "simd", not(feature = "small"))) && a == 32 && b == 32
     }
@@ -800,16 +800,21 @@ mod tests {
     #[cfg(feature = "simd")]
     #[test]
     fn simd_and_scalar_agree() {
+        at_every_level(simd_and_scalar_agree_at);
+    }
+
+    /// Runs `f` with each kernel this CPU has as the ceiling (the ceiling is process-wide;
+    /// other tests only ever run a path that agrees with these).
+    #[cfg(feature = "simd")]
+    fn at_every_level(f: fn()) {
         use pcll_rans_simd::{detected, set_ceiling, Level};
-        // Every kernel this CPU has (the ceiling is process-wide; other tests only ever run a
-        // path that agrees with these).
         for level in [Level::Avx512, Level::Avx2]
             .into_iter()
             .filter(|&l| l <= detected())
         {
             set_ceiling(level);
             std::eprintln!("simd level: {:?}", pcll_rans_simd::active());
-            simd_and_scalar_agree_at();
+            f();
         }
         set_ceiling(Level::Avx512);
     }
@@ -888,13 +893,18 @@ mod tests {
         Ok((out, pos, error, ends))
     }
 
-    /// Two streams through `decode_pair` (on the AVX-512 kernel where the CPU has it) agree
-    /// with both decoded one after the other on the scalar loop: on good streams of equal and
-    /// of different precisions and lengths (the pair runs while both have whole groups), and
-    /// on damaged ones (a flipped byte, a cut: the pair stops where either one would).
+    /// Two streams through `decode_pair` (on each two-stream kernel the CPU has) agree with
+    /// both decoded one after the other on the scalar loop: on good streams of equal and of
+    /// different precisions and lengths (the pair runs while both have whole groups), and on
+    /// damaged ones (a flipped byte, a cut: the pair stops where either one would).
     #[cfg(feature = "simd")]
     #[test]
     fn decode_pair_agrees_with_one_at_a_time() {
+        at_every_level(decode_pair_agrees_at);
+    }
+
+    #[cfg(feature = "simd")]
+    fn decode_pair_agrees_at() {
         let mk = |bits: u8, n: usize, seed: u64| {
             let s = skewed(n, 63, seed);
             pcll_formats::rans::encode_at(&s, 32, bits).bytes
