@@ -79,11 +79,25 @@ pub fn rans_stream(data: &[u8]) {
     }
 }
 
-/// `rans_stream`'s input decoded twice, with the decoder's SIMD kernels on and off (where
-/// this CPU has one; 32-lane streams with packed tables take them), in chunks of 61 symbols:
-/// every symbol, error, position (symbols, words read, lane states) and final verdict must
-/// agree.
+/// `rans_stream`'s input decoded twice, with the decoder's SIMD kernels on and off (each
+/// kernel this CPU has in turn; 32-lane streams with packed tables take them), in chunks of 61
+/// symbols: every symbol, error, position (symbols, words read, lane states) and final
+/// verdict must agree; and likewise two at a time through `decode_pair`.
 pub fn rans_simd(data: &[u8]) {
+    use pcll_rans_simd::{detected, set_ceiling, Level};
+    // Every kernel this CPU has (the ceiling is process-wide; every level gives the same
+    // results, so a test running beside this one is unaffected).
+    for level in [Level::Avx512, Level::Avx2]
+        .into_iter()
+        .filter(|&l| l <= detected())
+    {
+        set_ceiling(level);
+        rans_simd_at(data);
+    }
+    set_ceiling(Level::Avx512);
+}
+
+fn rans_simd_at(data: &[u8]) {
     let Some((head, rest)) = data.split_first_chunk::<4>() else {
         return;
     };

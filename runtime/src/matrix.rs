@@ -64,20 +64,17 @@ impl IntMatrix {
         if rows == 0 || !symbols.len().is_multiple_of(rows) || !(0..=127).contains(&qmax) {
             return None;
         }
-        // One pass: centre each symbol (the collect reuses the allocation) and note whether
-        // any was past `2·qmax` (its centred value would not fit).
-        let mut fits = true;
-        let symbols: Vec<i8> = symbols
-            .into_iter()
-            .map(|s| {
-                let c = i32::from(s) - qmax;
-                fits &= c <= qmax;
-                c as i8
-            })
-            .collect();
-        if !fits {
+        // A symbol past `2·qmax` would not fit once centred. Then centre each symbol (the
+        // collect reuses the allocation). Two plain passes, each a vector loop: one that
+        // also carried the check ran at a fifth of the speed (10 % of `generate --stream`).
+        let q = qmax as u8;
+        if symbols.iter().copied().max().unwrap_or(0) > 2 * q {
             return None;
         }
+        let symbols: Vec<i8> = symbols
+            .into_iter()
+            .map(|s| s.wrapping_sub(q) as i8)
+            .collect();
         Some(IntMatrix { symbols, scales })
     }
 
