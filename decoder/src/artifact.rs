@@ -316,19 +316,48 @@ impl<'a> Artifact<'a> {
         }))
     }
 
-    /// Every tensor of the table, paired for [`Artifact::decode_pair`]: ordered by element
-    /// count, largest first, each with the next, so the two streams of a pair are about as
-    /// long (the lockstep part is the shorter one); the last alone when the count is odd. Ties
-    /// keep table order, so the pairs depend only on the table.
+    /// Every tensor of the table, paired for [`Artifact::decode_pair`]: the tensors whose
+    /// streams can run in lockstep ([`Artifact::pair_lanes`]) with others of their lane count,
+    /// the rest (other codecs, prototype rows, a stream left alone) with each other; within
+    /// each, ordered by element count, largest first, each with the next, so the two streams
+    /// of a pair are about as long (the lockstep part is the shorter one). The pairs come
+    /// largest first; one is alone when a count is odd. Ties keep table order, so the pairs
+    /// depend only on the artifact.
     #[cfg(feature = "alloc")]
     pub fn pairs(&self) -> alloc::vec::Vec<(u32, Option<u32>)> {
-        let mut order: alloc::vec::Vec<(u64, u32)> =
-            self.tensors().map(|t| (t.numel(), t.index)).collect();
-        order.sort_by_key(|&(n, i)| (core::cmp::Reverse(n), i));
-        order
-            .chunks(2)
-            .map(|c| (c[0].1, c.get(1).map(|&(_, i)| i)))
-            .collect()
+        use alloc::vec::Vec;
+        use core::cmp::Reverse;
+        let mut order: Vec<(usize, u64, u32)> = self
+            .tensors()
+            .map(|t| (self.pair_lanes(&t), t.numel(), t.index))
+            .collect();
+        order.sort_by_key(|&(lanes, n, i)| (lanes, Reverse(n), i));
+        let (mut pairs, mut rest) = (Vec::new(), Vec::new());
+        for same in order.chunk_by(|a, b| a.0 == b.0) {
+            for c in same.chunks(2) {
+                match c {
+                    [a, b] if a.0 > 0 => pairs.push((a.1, a.2, Some(b.2))),
+                    _ => rest.extend(c.iter().map(|&(_, n, i)| (n, i))),
+                }
+            }
+        }
+        rest.sort_by_key(|&(n, i)| (Reverse(n), i));
+        for c in rest.chunks(2) {
+            pairs.push((c[0].0, c[0].1, c.get(1).map(|&(_, i)| i)));
+        }
+        pairs.sort_by_key(|&(n, i, _)| (Reverse(n), i));
+        pairs.into_iter().map(|(_, i, j)| (i, j)).collect()
+    }
+
+    /// The lane count of `info`'s stream where [`Artifact::decode_pair`] can run it in
+    /// lockstep beside another tensor's stream of as many lanes (an `int` tensor without
+    /// prototype rows, with the `simd` feature: [`codec::int::pairable`]); 0 otherwise.
+    pub fn pair_lanes(&self, info: &TensorInfo<'_>) -> usize {
+        match info.codec {
+            Codec::Int(p) => codec::int::pairable(info, &p, self.payload(info))
+                .map_or(0, |parts| parts.stream.lanes as usize),
+            _ => 0,
+        }
     }
 
     /// [`Artifact::decode_to_vec`] of two tensors through [`Artifact::decode_pair`]: the same
@@ -386,6 +415,10 @@ impl<'a> Artifact<'a> {
         }
         let parts_a = codec::int::pairable(ia, &pa, ya)?;
         let parts_b = codec::int::pairable(ib, &pb, yb)?;
+        let lanes = (parts_a.stream.lanes as usize, parts_b.stream.lanes as usize);
+        if !crate::layout::RansDecoder::lanes_pair_up(lanes.0, lanes.1) {
+            return None;
+        }
         if check_crc(ia, ya).is_err() || check_crc(ib, yb).is_err() {
             return None;
         }

@@ -26,7 +26,7 @@ pub(crate) fn kernel<const F: i32, const S: i32>(
         };
         let mut d = 0;
         let syms: [__m256i; 4] =
-            core::array::from_fn(|k| step::<F, S>(&mut v[k], stream, window, &mut d));
+            core::array::from_fn(|k| step32::<F, S>(&mut v[k], stream, window, &mut d));
         p += d;
         store_symbols(&syms, group);
         written += 32;
@@ -66,17 +66,15 @@ struct Stream {
 }
 
 /// One step of 8 lanes of a stream: gathers the packed entries of the lanes' slots, forms the
-/// next states (a lane below `2^16` takes the next word, lowest lane first) and returns the
-/// symbols, one per 32-bit lane. `window` holds the group's next 32 words, `d` (at most 24)
-/// how many of them the group has taken.
+/// next states (a lane below `2^16` takes the next word, lowest lane first, from `words`, the
+/// stream's next 8) and returns the symbols, one per 32-bit lane, and the words taken.
 #[target_feature(enable = "avx2,popcnt")]
 #[inline]
 fn step<const F: i32, const S: i32>(
     v: &mut __m256i,
     s: Stream,
-    window: &[u8; 64],
-    d: &mut usize,
-) -> __m256i {
+    words: __m128i,
+) -> (__m256i, usize) {
     let low = _mm256_set1_epi32((1 << F) - 1);
     let slot = _mm256_and_si256(*v, s.mask);
     // SAFETY: `s.mask` is `2^bits − 1` for a table of at least `2^bits` entries (checked by
@@ -90,14 +88,27 @@ fn step<const F: i32, const S: i32>(
     );
     let need = _mm256_cmpeq_epi32(_mm256_srli_epi32::<16>(n), _mm256_setzero_si256());
     let m = _mm256_movemask_ps(_mm256_castsi256_ps(need)) as usize & 255;
-    let o = (2 * *d).min(48);
-    let w: __m128i = bytemuck::pod_read_unaligned(&window[o..o + 16]);
     let spread: __m128i = bytemuck::cast(SPREAD[m]);
-    let w = _mm256_cvtepu16_epi32(_mm_shuffle_epi8(w, spread));
+    let w = _mm256_cvtepu16_epi32(_mm_shuffle_epi8(words, spread));
     let up = _mm256_and_si256(need, _mm256_set1_epi32(16));
     *v = _mm256_or_si256(_mm256_sllv_epi32(n, up), w);
-    *d += m.count_ones() as usize;
-    _mm256_srli_epi32::<S>(e)
+    (_mm256_srli_epi32::<S>(e), m.count_ones() as usize)
+}
+
+/// [`step`] of the `k`-th vector of a 32-lane group: its words start `d` (at most 24) words
+/// into the group's `window` of 32.
+#[target_feature(enable = "avx2,popcnt")]
+#[inline]
+fn step32<const F: i32, const S: i32>(
+    v: &mut __m256i,
+    s: Stream,
+    window: &[u8; 64],
+    d: &mut usize,
+) -> __m256i {
+    let o = (2 * *d).min(48);
+    let (sym, taken) = step::<F, S>(v, s, bytemuck::pod_read_unaligned(&window[o..o + 16]));
+    *d += taken;
+    sym
 }
 
 /// [`kernel`] on two streams at once, `bits[s]` the precision of stream `s` (both with field
@@ -133,7 +144,7 @@ pub(crate) fn kernel2<const F: i32, const S: i32>(
         let mut syms = [[_mm256_setzero_si256(); 4]; 2];
         for k in 0..4 {
             for s in 0..2 {
-                syms[s][k] = step::<F, S>(&mut v[s][k], streams[s], windows[s], &mut d[s]);
+                syms[s][k] = step32::<F, S>(&mut v[s][k], streams[s], windows[s], &mut d[s]);
             }
         }
         p[0] += d[0];
@@ -174,4 +185,58 @@ fn store_symbols(syms: &[__m256i; 4], group: &mut [u8]) {
     let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     let c = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b), order);
     group.copy_from_slice(bytemuck::bytes_of(&c));
+}
+
+/// [`crate::groups8x2`]: two 8-lane streams, a step of each in turn (two independent
+/// dependency chains), while both have 8 symbols of output and 8 words left.
+#[target_feature(enable = "avx2,popcnt")]
+pub(crate) fn kernel8x2<const F: i32, const S: i32>(
+    xs: [&mut [u32; 8]; 2],
+    words: [&[u8]; 2],
+    mut p: [usize; 2],
+    tables: [&[u32]; 2],
+    bits: [u32; 2],
+    outs: [&mut [u8]; 2],
+) -> (usize, [usize; 2]) {
+    let streams: [Stream; 2] = core::array::from_fn(|s| Stream {
+        base: tables[s].as_ptr() as *const i32,
+        mask: _mm256_set1_epi32(((1u32 << bits[s]) - 1) as i32),
+        shift: _mm256_set1_epi32(bits[s] as i32),
+    });
+    let [x0, x1] = xs;
+    let mut v = [
+        bytemuck::cast::<[u32; 8], __m256i>(*x0),
+        bytemuck::cast(*x1),
+    ];
+    let next = |w: &[u8], p: usize| -> Option<__m128i> {
+        Some(bytemuck::pod_read_unaligned(w.get(2 * p..2 * p + 16)?))
+    };
+    let mut written = 0;
+    let [o0, o1] = outs;
+    for (g0, g1) in o0.chunks_exact_mut(8).zip(o1.chunks_exact_mut(8)) {
+        let (Some(w0), Some(w1)) = (next(words[0], p[0]), next(words[1], p[1])) else {
+            break;
+        };
+        let (s0, c0) = step::<F, S>(&mut v[0], streams[0], w0);
+        let (s1, c1) = step::<F, S>(&mut v[1], streams[1], w1);
+        p[0] += c0;
+        p[1] += c1;
+        g0.copy_from_slice(&symbols8(s0));
+        g1.copy_from_slice(&symbols8(s1));
+        written += 8;
+    }
+    *x0 = bytemuck::cast(v[0]);
+    *x1 = bytemuck::cast(v[1]);
+    (written, p)
+}
+
+/// The 8 symbols of a step (one per 32-bit lane) as bytes.
+#[target_feature(enable = "avx2,popcnt")]
+#[inline]
+fn symbols8(sym: __m256i) -> [u8; 8] {
+    let words = _mm256_packus_epi32(sym, sym);
+    let b = _mm256_packus_epi16(words, words);
+    let lo = _mm256_castsi256_si128(b);
+    let hi = _mm256_extracti128_si256::<1>(b);
+    (_mm_cvtsi128_si64(_mm_unpacklo_epi32(lo, hi)) as u64).to_le_bytes()
 }

@@ -82,11 +82,12 @@ pub fn detected() -> Level {
     {
         // The kernels count each step's renormalized lanes with `popcnt` (every CPU with
         // AVX2 has it; without it the count is a dozen instructions on the critical path).
-        let popcnt = std::is_x86_feature_detected!("popcnt");
-        if popcnt && std::is_x86_feature_detected!("avx512f") {
+        // The AVX-512 level also runs the AVX2 kernels where it has none of its own.
+        let avx2 = std::is_x86_feature_detected!("popcnt") && std::is_x86_feature_detected!("avx2");
+        if avx2 && std::is_x86_feature_detected!("avx512f") {
             return Level::Avx512;
         }
-        if popcnt && std::is_x86_feature_detected!("avx2") {
+        if avx2 {
             return Level::Avx2;
         }
     }
@@ -246,6 +247,54 @@ pub fn groups32x2(
         };
         // SAFETY: `active()` found the kernel's instruction set on this CPU, and each table
         // holds `2^bits[s]` entries (checked above), which the kernel's gathers rely on.
+        #[allow(unsafe_code)]
+        return Some(unsafe { kernel(xs, words, p, tables, bits, outs) });
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = (xs, words, p, outs);
+        None
+    }
+}
+
+/// [`groups32x2`] for two 8-lane streams (each `xs[s]` its 8 states): both advance 8 symbols
+/// a step, in one loop, while both have 8 symbols of output and 8 words left. One 8-lane
+/// stream is a single dependency chain, slower than the scalar loop alone; two in one loop
+/// are not. The AVX2 kernel serves AVX-512 CPUs too. Returns the symbols written to each and
+/// the next words, or `None` (nothing done) as [`groups32x2`] does.
+pub fn groups8x2(
+    xs: [&mut [u32; 8]; 2],
+    words: [&[u8]; 2],
+    p: [usize; 2],
+    tables: [&[u32]; 2],
+    bits: [u32; 2],
+    outs: [&mut [u8]; 2],
+) -> Option<(usize, [usize; 2])> {
+    let fits = |b: u32, t: &[u32]| (1..=13).contains(&b) && t.len() >= 1 << b;
+    if !fits(bits[0], tables[0])
+        || !fits(bits[1], tables[1])
+        || field_bits(bits[0]) != field_bits(bits[1])
+    {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        type Kernel = unsafe fn(
+            [&mut [u32; 8]; 2],
+            [&[u8]; 2],
+            [usize; 2],
+            [&[u32]; 2],
+            [u32; 2],
+            [&mut [u8]; 2],
+        ) -> (usize, [usize; 2]);
+        let kernel: Kernel = match (active(), field_bits(bits[0])) {
+            (Level::Avx512 | Level::Avx2, 12) => avx2::kernel8x2::<12, 24>,
+            (Level::Avx512 | Level::Avx2, _) => avx2::kernel8x2::<13, 26>,
+            (Level::Scalar, _) => return None,
+        };
+        // SAFETY: `active()` found AVX2 (which every AVX-512 CPU here has) and popcnt on
+        // this CPU, and each table holds `2^bits[s]` entries (checked above), which the
+        // kernel's gathers rely on.
         #[allow(unsafe_code)]
         return Some(unsafe { kernel(xs, words, p, tables, bits, outs) });
     }

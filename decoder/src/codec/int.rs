@@ -193,7 +193,8 @@ pub fn pairable<'a>(info: &TensorInfo<'_>, p: &IntParams, payload: &'a [u8]) -> 
         return None;
     }
     let parts = parts(info, p, payload).ok()?;
-    RansDecoder::lanes_pair_up(parts.stream.lanes as usize, 32).then_some(parts)
+    let lanes = parts.stream.lanes as usize;
+    RansDecoder::lanes_pair_up(lanes, lanes).then_some(parts)
 }
 
 /// Decodes two `int` payloads that are [`pairable`] with their streams in lockstep
@@ -217,9 +218,14 @@ pub fn decode_pair(a: Job<'_, '_>, b: Job<'_, '_>) -> Option<[Result<(), Payload
     loop {
         ok_a = ok_a.and_then(|()| ra.begin(&mut da, &a.params));
         ok_b = ok_b.and_then(|()| rb.begin(&mut db, &b.params));
-        let (na, nb) = (ra.next_len(&da, &ok_a), rb.next_len(&db, &ok_b));
+        let (mut na, mut nb) = (ra.next_len(&da, &ok_a), rb.next_len(&db, &ok_b));
         if na == 0 && nb == 0 {
             break;
+        }
+        if na > 0 && nb > 0 {
+            // As many of each, so the lockstep loop covers both (rows of different lengths
+            // would otherwise leave the longer one's rest to the one-stream loop).
+            (na, nb) = (na.min(nb), na.min(nb));
         }
         let (ya, yb) = (&mut ba[..na], &mut bb[..nb]);
         let [ea, eb] = RansDecoder::decode_both(&mut da, ya, &mut db, yb);

@@ -304,9 +304,10 @@ mod tests {
         };
         let model = pair_model();
         let (mut lockstep, mut checked_sinks) = (0, 0);
-        for (lanes, rich) in [(8u8, false), (32, false), (32, true)] {
+        for (lanes, rich) in [(8u8, false), (8, true), (32, false), (32, true)] {
             let opts = PackOptions {
                 lanes,
+                wide_lanes: lanes,
                 raw_max_elements: 0,
                 clusters: if rich { Clusters::Auto } else { Clusters::Off },
                 scale_coding: if rich {
@@ -318,8 +319,9 @@ mod tests {
                 ..PackOptions::default()
             };
             let bytes = pack(&model, &opts, |_, _, _| {}).unwrap().artifact;
-            // Lockstep where it can pay: 32-lane streams with the `simd` feature.
-            let pairs_up = cfg!(all(feature = "simd", not(feature = "small"))) && lanes == 32;
+            // Lockstep where it can pay: 8- or 32-lane streams with the `simd` feature.
+            let pairs_up =
+                cfg!(all(feature = "simd", not(feature = "small"))) && (lanes == 32 || lanes == 8);
             let art = Artifact::parse(&bytes).unwrap();
             let ts: Vec<_> = art.tensors().collect();
             let scratch = |t| vec![0u8; art.scratch_len(t).unwrap()];
@@ -385,7 +387,9 @@ mod tests {
                         .all(|(h, &v)| *h == half::bf16::from_f32(v)));
                 }
             }
-            // The table's pairs: every tensor once, the larger first.
+            // The table's pairs: every tensor once, the larger of a pair first, pairs largest
+            // first; tensors that can run in lockstep are paired with their like (at most one
+            // of a lane count left to pair with another kind).
             #[cfg(feature = "alloc")]
             {
                 let pairs = art.pairs();
@@ -393,8 +397,29 @@ mod tests {
                     .iter()
                     .flat_map(|&(i, j)| core::iter::once(i).chain(j))
                     .collect();
-                let sizes: Vec<u64> = seen.iter().map(|&i| ts[i as usize].numel()).collect();
-                assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
+                let size = |i: u32| ts[i as usize].numel();
+                let lanes = |i: u32| art.pair_lanes(&ts[i as usize]);
+                let firsts: Vec<u64> = pairs.iter().map(|&(i, _)| size(i)).collect();
+                assert!(firsts.windows(2).all(|w| w[0] >= w[1]), "{firsts:?}");
+                assert!(pairs
+                    .iter()
+                    .all(|&(i, j)| j.is_none_or(|j| size(i) >= size(j))));
+                let mismatched: Vec<usize> = pairs
+                    .iter()
+                    .filter(|&&(i, j)| j.is_none_or(|j| lanes(i) != lanes(j)))
+                    .flat_map(|&(i, j)| core::iter::once(i).chain(j))
+                    .map(lanes)
+                    .filter(|&l| l > 0)
+                    .collect();
+                let mut kinds = mismatched.clone();
+                kinds.sort_unstable();
+                kinds.dedup();
+                assert_eq!(kinds.len(), mismatched.len(), "{mismatched:?}");
+                assert_eq!(
+                    ts.iter().filter(|t| art.pair_lanes(t) > 0).count() > 0,
+                    pairs_up && has(&ts, |p| p.protos == 0),
+                    "pair_lanes"
+                );
                 seen.sort_unstable();
                 assert_eq!(seen, (0..ts.len() as u32).collect::<Vec<_>>());
             }

@@ -311,7 +311,7 @@ impl<'a, 's> RansDecoder<'a, 's> {
     /// other: with the `simd` feature, two 32-lane streams (on a CPU with AVX-512 or AVX2 both
     /// run in one loop; on another the pair decodes one after the other). A plain build never gains.
     pub const fn lanes_pair_up(a: usize, b: usize) -> bool {
-        cfg!(all(feature = "simd", not(feature = "small"))) && a == 32 && b == 32
+        cfg!(all(feature = "simd", not(feature = "small"))) && a == b && (a == 32 || a == 8)
     }
 
     /// Runs `groups` (a group loop, which takes symbol `done + j` from lane `j`) with the
@@ -333,19 +333,23 @@ impl<'a, 's> RansDecoder<'a, 's> {
     /// streams do not qualify or the kernel is not there).
     #[cfg(all(feature = "simd", not(feature = "small")))]
     fn simd_pair(a: &mut Self, out_a: &mut [u8], b: &mut Self, out_b: &mut [u8]) -> usize {
+        let lanes = a.lanes;
         let ready = |d: &Self, out: &[u8]| {
-            d.simd && d.lanes == 32 && out.len() >= 32 && out.len() as u64 <= d.remaining()
+            d.simd && d.lanes == lanes && out.len() >= lanes && out.len() as u64 <= d.remaining()
         };
-        if !ready(a, out_a) || !ready(b, out_b) {
+        if !Self::lanes_pair_up(a.lanes, b.lanes) || !ready(a, out_a) || !ready(b, out_b) {
             return 0;
         }
         // Both at a group boundary of their rotated lanes (see `rotated`).
-        let (ka, kb) = ((a.done % 32) as usize, (b.done % 32) as usize);
-        rotate_left(&mut a.states, 32, ka);
-        rotate_left(&mut b.states, 32, kb);
+        let (ka, kb) = (
+            (a.done % lanes as u64) as usize,
+            (b.done % lanes as u64) as usize,
+        );
+        rotate_left(&mut a.states, lanes, ka);
+        rotate_left(&mut b.states, lanes, kb);
         let done = Self::simd_pair_at(a, out_a, b, out_b);
-        rotate_left(&mut a.states, 32, (32 - ka) % 32);
-        rotate_left(&mut b.states, 32, (32 - kb) % 32);
+        rotate_left(&mut a.states, lanes, (lanes - ka) % lanes);
+        rotate_left(&mut b.states, lanes, (lanes - kb) % lanes);
         done
     }
 
@@ -359,20 +363,30 @@ impl<'a, 's> RansDecoder<'a, 's> {
         ) else {
             return 0;
         };
-        let (Some(xa), Some(xb)) = (
-            a.states.first_chunk_mut::<32>(),
-            b.states.first_chunk_mut::<32>(),
-        ) else {
-            return 0;
-        };
-        let Some((written, [pa, pb])) = pcll_rans_simd::groups32x2(
-            [xa, xb],
+        let (words, p, tables, bits) = (
             [a.words, b.words],
             [a.word, b.word],
             [ta, tb],
             [bits_a, bits_b],
-            [out_a, out_b],
-        ) else {
+        );
+        let done = if a.lanes == 8 {
+            let (Some(xa), Some(xb)) = (
+                a.states.first_chunk_mut::<8>(),
+                b.states.first_chunk_mut::<8>(),
+            ) else {
+                return 0;
+            };
+            pcll_rans_simd::groups8x2([xa, xb], words, p, tables, bits, [out_a, out_b])
+        } else {
+            let (Some(xa), Some(xb)) = (
+                a.states.first_chunk_mut::<32>(),
+                b.states.first_chunk_mut::<32>(),
+            ) else {
+                return 0;
+            };
+            pcll_rans_simd::groups32x2([xa, xb], words, p, tables, bits, [out_a, out_b])
+        };
+        let Some((written, [pa, pb])) = done else {
             return 0;
         };
         a.word = pa;
@@ -893,8 +907,8 @@ mod tests {
         Ok((out, pos, error, ends))
     }
 
-    /// Two streams through `decode_pair` (on each two-stream kernel the CPU has) agree with
-    /// both decoded one after the other on the scalar loop: on good streams of equal and of
+    /// Two streams through `decode_pair` (on each two-stream kernel the CPU has, 32 and 8
+    /// lanes) agree with both decoded one after the other on the scalar loop: on good streams of equal and of
     /// different precisions and lengths (the pair runs while both have whole groups), and on
     /// damaged ones (a flipped byte, a cut: the pair stops where either one would).
     #[cfg(feature = "simd")]
@@ -905,9 +919,16 @@ mod tests {
 
     #[cfg(feature = "simd")]
     fn decode_pair_agrees_at() {
+        for lanes in [32, 8] {
+            decode_pair_agrees_with_lanes(lanes);
+        }
+    }
+
+    #[cfg(feature = "simd")]
+    fn decode_pair_agrees_with_lanes(lanes: u8) {
         let mk = |bits: u8, n: usize, seed: u64| {
             let s = skewed(n, 63, seed);
-            pcll_formats::rans::encode_at(&s, 32, bits).bytes
+            pcll_formats::rans::encode_at(&s, lanes, bits).bytes
         };
         for (ba, na, bb, nb) in [
             (12, 40_000, 12, 40_000),
