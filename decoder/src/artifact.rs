@@ -266,10 +266,10 @@ impl<'a> Artifact<'a> {
 
     /// Reconstructs two tensors: exactly `[self.decode(a…), self.decode(b…)]`, the same values
     /// and the same errors, each `(info, out, scratch)` as [`Artifact::decode`] takes them.
-    /// Where both are `int` tensors without prototype rows whose streams have 32 lanes, and the
-    /// `simd` feature is on, their streams run in lockstep, two dependency chains sharing the
-    /// core (on AVX-512 one loop: [`crate::layout::RansDecoder::decode_pair`]); otherwise one
-    /// after the other. Whoever decodes many tensors on one thread decodes them two at a time
+    /// Where both are `int` tensors without prototype rows whose streams have as many lanes, 8
+    /// or 32 ([`Artifact::pair_lanes`]), and the `simd` feature is on, their streams run in
+    /// lockstep, two dependency chains in one loop
+    /// ([`crate::layout::RansDecoder::decode_pair`]); otherwise one after the other. Whoever decodes many tensors on one thread decodes them two at a time
     /// with this, in [`Artifact::pairs`] order. A sink gets each element at most once.
     pub fn decode_pair(
         &self,
@@ -351,7 +351,7 @@ impl<'a> Artifact<'a> {
 
     /// The lane count of `info`'s stream where [`Artifact::decode_pair`] can run it in
     /// lockstep beside another tensor's stream of as many lanes (an `int` tensor without
-    /// prototype rows, with the `simd` feature: [`codec::int::pairable`]); 0 otherwise.
+    /// prototype rows, with the `simd` feature: `codec::int::pairable`); 0 otherwise.
     pub fn pair_lanes(&self, info: &TensorInfo<'_>) -> usize {
         match info.codec {
             Codec::Int(p) => codec::int::pairable(info, &p, self.payload(info))

@@ -1,5 +1,6 @@
 //! Opt-in SIMD kernels for PCLL's rANS decoder (FORMAT.md §6): the group loop of a 32-lane
-//! stream with a packed slot table, on AVX2 or AVX-512, picked at run time.
+//! stream with a packed slot table (and of two such streams, or two 8-lane ones, in one loop),
+//! on AVX2 or AVX-512, picked at run time.
 //!
 //! The safe decoder (`pcll-decoder`, `forbid(unsafe_code)`) calls [`groups32`] from its
 //! `simd` feature; without that feature, or on a CPU with neither instruction set, nothing
