@@ -83,9 +83,12 @@ pub fn detected() -> Level {
     {
         // The kernels count each step's renormalized lanes with `popcnt` (every CPU with
         // AVX2 has it; without it the count is a dozen instructions on the critical path).
-        // The AVX-512 level also runs the AVX2 kernels where it has none of its own.
+        // The AVX-512 level's 8-lane kernel works on 256-bit vectors (AVX-512VL).
         let avx2 = std::is_x86_feature_detected!("popcnt") && std::is_x86_feature_detected!("avx2");
-        if avx2 && std::is_x86_feature_detected!("avx512f") {
+        if avx2
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512vl")
+        {
             return Level::Avx512;
         }
         if avx2 {
@@ -261,8 +264,9 @@ pub fn groups32x2(
 /// [`groups32x2`] for two 8-lane streams (each `xs[s]` its 8 states): both advance 8 symbols
 /// a step, in one loop, while both have 8 symbols of output and 8 words left. One 8-lane
 /// stream is a single dependency chain, slower than the scalar loop alone; two in one loop
-/// are not. The AVX2 kernel serves AVX-512 CPUs too. Returns the symbols written to each and
-/// the next words, or `None` (nothing done) as [`groups32x2`] does.
+/// are not. On AVX-512 the step keeps its renormalization in a mask register (AVX-512VL on
+/// 256-bit vectors). Returns the symbols written to each and the next words, or `None`
+/// (nothing done) as [`groups32x2`] does.
 pub fn groups8x2(
     xs: [&mut [u32; 8]; 2],
     words: [&[u8]; 2],
@@ -289,13 +293,15 @@ pub fn groups8x2(
             [&mut [u8]; 2],
         ) -> (usize, [usize; 2]);
         let kernel: Kernel = match (active(), field_bits(bits[0])) {
-            (Level::Avx512 | Level::Avx2, 12) => avx2::kernel8x2::<12, 24>,
-            (Level::Avx512 | Level::Avx2, _) => avx2::kernel8x2::<13, 26>,
+            (Level::Avx512, 12) => avx512::kernel8x2::<12, 24>,
+            (Level::Avx512, _) => avx512::kernel8x2::<13, 26>,
+            (Level::Avx2, 12) => avx2::kernel8x2::<12, 24>,
+            (Level::Avx2, _) => avx2::kernel8x2::<13, 26>,
             (Level::Scalar, _) => return None,
         };
-        // SAFETY: `active()` found AVX2 (which every AVX-512 CPU here has) and popcnt on
-        // this CPU, and each table holds `2^bits[s]` entries (checked above), which the
-        // kernel's gathers rely on.
+        // SAFETY: `active()` found the kernel's instruction sets on this CPU (the AVX-512
+        // level includes AVX2, AVX-512VL and popcnt), and each table holds `2^bits[s]`
+        // entries (checked above), which the kernel's gathers rely on.
         #[allow(unsafe_code)]
         return Some(unsafe { kernel(xs, words, p, tables, bits, outs) });
     }
