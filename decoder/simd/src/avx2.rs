@@ -13,11 +13,7 @@ pub(crate) fn kernel<const F: i32, const S: i32>(
     bits: u32,
     out: &mut [u8],
 ) -> (usize, usize) {
-    let stream = Stream {
-        base: table.as_ptr() as *const i32,
-        mask: _mm256_set1_epi32(((1u32 << bits) - 1) as i32),
-        shift: _mm256_set1_epi32(bits as i32),
-    };
+    let stream = Stream::new(table, bits);
     let mut v = load(x);
     let mut written = 0;
     for group in out.chunks_exact_mut(32) {
@@ -56,13 +52,45 @@ const SPREAD: [[u8; 16]; 256] = {
     t
 };
 
-/// One stream of [`kernel2`]: its table, the mask that keeps every slot inside the table,
-/// and the precision as a shift count in every lane.
+/// One stream of a kernel on 8-lane vectors: its table, the mask that keeps every slot inside
+/// the table, and the precision as a shift count in every lane.
 #[derive(Clone, Copy)]
-struct Stream {
+pub(crate) struct Stream {
     base: *const i32,
     mask: __m256i,
     shift: __m256i,
+}
+
+impl Stream {
+    /// `table.len() >= 2^bits` (checked by the dispatching function before a kernel runs).
+    #[target_feature(enable = "avx2,popcnt")]
+    pub(crate) fn new(table: &[u32], bits: u32) -> Stream {
+        Stream {
+            base: table.as_ptr() as *const i32,
+            mask: _mm256_set1_epi32(((1u32 << bits) - 1) as i32),
+            shift: _mm256_set1_epi32(bits as i32),
+        }
+    }
+}
+
+/// The first half of a step of 8 lanes at field width `F`: the packed entries of the lanes'
+/// slots (gathered) and the decoded states before renormalization.
+#[target_feature(enable = "avx2,popcnt")]
+#[inline]
+pub(crate) fn front<const F: i32>(v: __m256i, s: Stream) -> (__m256i, __m256i) {
+    let low = _mm256_set1_epi32((1 << F) - 1);
+    let slot = _mm256_and_si256(v, s.mask);
+    // SAFETY: `s.mask` is `2^bits − 1` for a table of at least `2^bits` entries (checked by
+    // the dispatching function before the kernel runs): each of the 8 reads is inside the
+    // table.
+    #[allow(unsafe_code)]
+    let e = unsafe { _mm256_i32gather_epi32::<4>(s.base, slot) };
+    let freq = _mm256_and_si256(_mm256_srli_epi32::<F>(e), low);
+    let n = _mm256_add_epi32(
+        _mm256_mullo_epi32(freq, _mm256_srlv_epi32(v, s.shift)),
+        _mm256_and_si256(e, low),
+    );
+    (e, n)
 }
 
 /// One step of 8 lanes of a stream: gathers the packed entries of the lanes' slots, forms the
@@ -75,17 +103,7 @@ fn step<const F: i32, const S: i32>(
     s: Stream,
     words: __m128i,
 ) -> (__m256i, usize) {
-    let low = _mm256_set1_epi32((1 << F) - 1);
-    let slot = _mm256_and_si256(*v, s.mask);
-    // SAFETY: `s.mask` is `2^bits − 1` for a table of at least `2^bits` entries (checked by
-    // `crate::groups32x2` before the kernel runs): each of the 8 reads is inside the table.
-    #[allow(unsafe_code)]
-    let e = unsafe { _mm256_i32gather_epi32::<4>(s.base, slot) };
-    let freq = _mm256_and_si256(_mm256_srli_epi32::<F>(e), low);
-    let n = _mm256_add_epi32(
-        _mm256_mullo_epi32(freq, _mm256_srlv_epi32(*v, s.shift)),
-        _mm256_and_si256(e, low),
-    );
+    let (e, n) = front::<F>(*v, s);
     let need = _mm256_cmpeq_epi32(_mm256_srli_epi32::<16>(n), _mm256_setzero_si256());
     let m = _mm256_movemask_ps(_mm256_castsi256_ps(need)) as usize & 255;
     let spread: __m128i = bytemuck::cast(SPREAD[m]);
@@ -123,11 +141,10 @@ pub(crate) fn kernel2<const F: i32, const S: i32>(
     bits: [u32; 2],
     outs: [&mut [u8]; 2],
 ) -> (usize, [usize; 2]) {
-    let streams: [Stream; 2] = core::array::from_fn(|s| Stream {
-        base: tables[s].as_ptr() as *const i32,
-        mask: _mm256_set1_epi32(((1u32 << bits[s]) - 1) as i32),
-        shift: _mm256_set1_epi32(bits[s] as i32),
-    });
+    let streams = [
+        Stream::new(tables[0], bits[0]),
+        Stream::new(tables[1], bits[1]),
+    ];
     let [x0, x1] = xs;
     let mut v = [load(x0), load(x1)];
     let mut written = 0;
@@ -193,41 +210,16 @@ fn store_symbols(syms: &[__m256i; 4], group: &mut [u8]) {
 pub(crate) fn kernel8x2<const F: i32, const S: i32>(
     xs: [&mut [u32; 8]; 2],
     words: [&[u8]; 2],
-    mut p: [usize; 2],
+    p: [usize; 2],
     tables: [&[u32]; 2],
     bits: [u32; 2],
     outs: [&mut [u8]; 2],
 ) -> (usize, [usize; 2]) {
-    let streams: [Stream; 2] = core::array::from_fn(|s| Stream {
-        base: tables[s].as_ptr() as *const i32,
-        mask: _mm256_set1_epi32(((1u32 << bits[s]) - 1) as i32),
-        shift: _mm256_set1_epi32(bits[s] as i32),
-    });
-    let [x0, x1] = xs;
-    let mut v = [
-        bytemuck::cast::<[u32; 8], __m256i>(*x0),
-        bytemuck::cast(*x1),
+    let streams = [
+        Stream::new(tables[0], bits[0]),
+        Stream::new(tables[1], bits[1]),
     ];
-    let next = |w: &[u8], p: usize| -> Option<__m128i> {
-        Some(bytemuck::pod_read_unaligned(w.get(2 * p..2 * p + 16)?))
-    };
-    let mut written = 0;
-    let [o0, o1] = outs;
-    for (g0, g1) in o0.chunks_exact_mut(8).zip(o1.chunks_exact_mut(8)) {
-        let (Some(w0), Some(w1)) = (next(words[0], p[0]), next(words[1], p[1])) else {
-            break;
-        };
-        let (s0, c0) = step::<F, S>(&mut v[0], streams[0], w0);
-        let (s1, c1) = step::<F, S>(&mut v[1], streams[1], w1);
-        p[0] += c0;
-        p[1] += c1;
-        g0.copy_from_slice(&symbols8(s0));
-        g1.copy_from_slice(&symbols8(s1));
-        written += 8;
-    }
-    *x0 = bytemuck::cast(v[0]);
-    *x1 = bytemuck::cast(v[1]);
-    (written, p)
+    crate::pair8_loop!(xs, words, p, streams, outs, step::<F, S>, symbols8)
 }
 
 /// The 8 symbols of a step (one per 32-bit lane) as bytes.

@@ -163,14 +163,6 @@ pub(crate) fn kernel2<const F: u32, const S: u32>(
     (written, p)
 }
 
-/// One stream of [`kernel8x2`]: [`Stream`] for 8-lane vectors.
-#[derive(Clone, Copy)]
-struct Stream8 {
-    base: *const i32,
-    mask: __m256i,
-    shift: __m256i,
-}
-
 /// One step of an 8-lane stream on AVX-512VL: as the AVX2 step, but the lanes needing a word
 /// are a mask register that places the words (`vpexpandd`) and selects the shifted states,
 /// with no move to a general register and table load on the way (about 6 cycles less of
@@ -179,20 +171,10 @@ struct Stream8 {
 #[inline]
 fn step8<const F: i32, const S: i32>(
     v: &mut __m256i,
-    s: Stream8,
+    s: crate::avx2::Stream,
     words: __m128i,
 ) -> (__m256i, usize) {
-    let low = _mm256_set1_epi32((1 << F) - 1);
-    let slot = _mm256_and_si256(*v, s.mask);
-    // SAFETY: `s.mask` is `2^bits − 1` for a table of at least `2^bits` entries (checked by
-    // `crate::groups8x2` before the kernel runs): each of the 8 reads is inside the table.
-    #[allow(unsafe_code)]
-    let e = unsafe { _mm256_i32gather_epi32::<4>(s.base, slot) };
-    let freq = _mm256_and_si256(_mm256_srli_epi32::<F>(e), low);
-    let n = _mm256_add_epi32(
-        _mm256_mullo_epi32(freq, _mm256_srlv_epi32(*v, s.shift)),
-        _mm256_and_si256(e, low),
-    );
+    let (e, n) = crate::avx2::front::<F>(*v, s);
     let need = _mm256_cmplt_epu32_mask(n, _mm256_set1_epi32(1 << 16));
     let w = _mm256_maskz_expand_epi32(need, _mm256_cvtepu16_epi32(words));
     *v = _mm256_mask_or_epi32(n, need, _mm256_slli_epi32::<16>(n), w);
@@ -204,41 +186,16 @@ fn step8<const F: i32, const S: i32>(
 pub(crate) fn kernel8x2<const F: i32, const S: i32>(
     xs: [&mut [u32; 8]; 2],
     words: [&[u8]; 2],
-    mut p: [usize; 2],
+    p: [usize; 2],
     tables: [&[u32]; 2],
     bits: [u32; 2],
     outs: [&mut [u8]; 2],
 ) -> (usize, [usize; 2]) {
-    let streams: [Stream8; 2] = core::array::from_fn(|s| Stream8 {
-        base: tables[s].as_ptr() as *const i32,
-        mask: _mm256_set1_epi32(((1u32 << bits[s]) - 1) as i32),
-        shift: _mm256_set1_epi32(bits[s] as i32),
-    });
-    let [x0, x1] = xs;
-    let mut v = [
-        bytemuck::cast::<[u32; 8], __m256i>(*x0),
-        bytemuck::cast(*x1),
+    let streams = [
+        crate::avx2::Stream::new(tables[0], bits[0]),
+        crate::avx2::Stream::new(tables[1], bits[1]),
     ];
-    let next = |w: &[u8], p: usize| -> Option<__m128i> {
-        Some(bytemuck::pod_read_unaligned(w.get(2 * p..2 * p + 16)?))
-    };
-    let mut written = 0;
-    let [o0, o1] = outs;
-    for (g0, g1) in o0.chunks_exact_mut(8).zip(o1.chunks_exact_mut(8)) {
-        let (Some(w0), Some(w1)) = (next(words[0], p[0]), next(words[1], p[1])) else {
-            break;
-        };
-        let (s0, c0) = step8::<F, S>(&mut v[0], streams[0], w0);
-        let (s1, c1) = step8::<F, S>(&mut v[1], streams[1], w1);
-        p[0] += c0;
-        p[1] += c1;
-        g0.copy_from_slice(&symbols8(s0));
-        g1.copy_from_slice(&symbols8(s1));
-        written += 8;
-    }
-    *x0 = bytemuck::cast(v[0]);
-    *x1 = bytemuck::cast(v[1]);
-    (written, p)
+    crate::pair8_loop!(xs, words, p, streams, outs, step8::<F, S>, symbols8)
 }
 
 /// The 8 symbols of a step (one per 32-bit lane) as bytes.

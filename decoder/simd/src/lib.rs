@@ -36,6 +36,45 @@
 //! detection). Loads and stores go through `bytemuck`'s safe casts.
 #![deny(unsafe_code)]
 
+/// The loop of a two-stream 8-lane kernel ([`groups8x2`]) inside the kernel's
+/// `#[target_feature]` function: `$step` is its step (`(&mut __m256i, Stream, __m128i) ->
+/// (symbols, words taken)`, the stream's next 8 words given), `$bytes` packs a step's symbols
+/// into 8 bytes. A step of each stream in turn while both have 8 symbols of output and 8
+/// words left; returns the symbols written to each and the next words.
+#[cfg(target_arch = "x86_64")]
+macro_rules! pair8_loop {
+    ($xs:ident, $words:ident, $p:ident, $streams:ident, $outs:ident, $step:expr, $bytes:expr) => {{
+        let mut p = $p;
+        let [x0, x1] = $xs;
+        let mut v = [
+            bytemuck::cast::<[u32; 8], __m256i>(*x0),
+            bytemuck::cast::<[u32; 8], __m256i>(*x1),
+        ];
+        let next = |w: &[u8], p: usize| -> Option<__m128i> {
+            Some(bytemuck::pod_read_unaligned(w.get(2 * p..2 * p + 16)?))
+        };
+        let mut written = 0;
+        let [o0, o1] = $outs;
+        for (g0, g1) in o0.chunks_exact_mut(8).zip(o1.chunks_exact_mut(8)) {
+            let (Some(w0), Some(w1)) = (next($words[0], p[0]), next($words[1], p[1])) else {
+                break;
+            };
+            let (s0, c0) = $step(&mut v[0], $streams[0], w0);
+            let (s1, c1) = $step(&mut v[1], $streams[1], w1);
+            p[0] += c0;
+            p[1] += c1;
+            g0.copy_from_slice(&$bytes(s0));
+            g1.copy_from_slice(&$bytes(s1));
+            written += 8;
+        }
+        *x0 = bytemuck::cast(v[0]);
+        *x1 = bytemuck::cast(v[1]);
+        (written, p)
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use pair8_loop;
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -112,6 +151,15 @@ pub fn ceiling() -> Level {
 /// The level [`groups32`] uses now: the detected one, capped by [`set_ceiling`].
 pub fn active() -> Level {
     detected().min(ceiling())
+}
+
+/// What a two-stream kernel relies on: each precision in 1..=13 with a table of at least
+/// `2^bits` entries (the gathers), and one field width for both (a kernel's constant).
+fn pair_fits(bits: [u32; 2], tables: [&[u32]; 2]) -> bool {
+    let fits = |b: u32, t: &[u32]| (1..=13).contains(&b) && t.len() >= 1 << b;
+    fits(bits[0], tables[0])
+        && fits(bits[1], tables[1])
+        && field_bits(bits[0]) == field_bits(bits[1])
 }
 
 /// Width of a packed entry's frequency and offset fields at precision `bits` (12 up to 12
@@ -225,11 +273,7 @@ pub fn groups32x2(
     bits: [u32; 2],
     outs: [&mut [u8]; 2],
 ) -> Option<(usize, [usize; 2])> {
-    let fits = |b: u32, t: &[u32]| (1..=13).contains(&b) && t.len() >= 1 << b;
-    if !fits(bits[0], tables[0])
-        || !fits(bits[1], tables[1])
-        || field_bits(bits[0]) != field_bits(bits[1])
-    {
+    if !pair_fits(bits, tables) {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
@@ -275,11 +319,7 @@ pub fn groups8x2(
     bits: [u32; 2],
     outs: [&mut [u8]; 2],
 ) -> Option<(usize, [usize; 2])> {
-    let fits = |b: u32, t: &[u32]| (1..=13).contains(&b) && t.len() >= 1 << b;
-    if !fits(bits[0], tables[0])
-        || !fits(bits[1], tables[1])
-        || field_bits(bits[0]) != field_bits(bits[1])
-    {
+    if !pair_fits(bits, tables) {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
