@@ -269,8 +269,9 @@ impl<'a> Artifact<'a> {
     /// Where both are `int` tensors without prototype rows whose streams have as many lanes, 8
     /// or 32 ([`Artifact::pair_lanes`]), and the `simd` feature is on, their streams run in
     /// lockstep, two dependency chains in one loop
-    /// ([`crate::layout::RansDecoder::decode_pair`]); otherwise one after the other. Whoever decodes many tensors on one thread decodes them two at a time
-    /// with this, in [`Artifact::pairs`] order. A sink gets each element at most once.
+    /// ([`crate::layout::RansDecoder::decode_pair`]); otherwise one after the other. Whoever
+    /// decodes many tensors on one thread decodes them two at a time with this, in
+    /// [`Artifact::pairs`] order. A sink gets each element at most once.
     pub fn decode_pair(
         &self,
         a: (&TensorInfo<'_>, Output<'_>, &mut [u8]),

@@ -91,7 +91,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 pub enum Level {
     /// No SIMD kernel: [`groups32`] returns `None`.
     Scalar = 0,
+    /// AVX2 with `popcnt`.
     Avx2 = 1,
+    /// AVX-512F and AVX-512VL, with AVX2 and `popcnt` (its 8-lane kernel works on 256-bit
+    /// vectors).
     Avx512 = 2,
 }
 

@@ -201,8 +201,8 @@ pub fn pairable<'a>(info: &TensorInfo<'_>, p: &IntParams, payload: &'a [u8]) -> 
 /// ([`RansDecoder::decode_both`]: with the `simd` feature, two streams of 8 or of 32 lanes
 /// share one loop), as many symbols of each at a time (up to `CHUNK`), across rows where there
 /// are no clusters and up to the row's end where there are (the next row starts with its
-/// cluster id). Returns
-/// `None`, having written nothing, where either fails its checks before the first symbol.
+/// cluster id). Returns `None`, having written nothing, where either fails its checks before
+/// the first symbol.
 /// Otherwise each tensor's result: `Ok` exactly when [`decode`] succeeds, its output then
 /// holding exactly what [`decode`] writes (a failing tensor stops; the other goes on alone).
 /// A failing tensor's error can differ from the one [`decode`] reports (the checks run in

@@ -277,10 +277,11 @@ impl<'a, 's> RansDecoder<'a, 's> {
     /// Fills `out_a` with the next symbols of `a` and `out_b` with those of `b`: exactly what
     /// `a.decode(out_a)` and `b.decode(out_b)` do (the same symbols, states, words read and
     /// errors; both are decoded even if `a` fails, and the first error is returned). With the
-    /// `simd` feature, where both are 32-lane streams with packed tables, their whole groups
-    /// (from any symbol: the lanes are rotated) first run through one AVX-512 or AVX2 loop
-    /// ([`pcll_rans_simd::groups32x2`]): one stream's dependency chain (gather, multiply,
-    /// renormalize) is latency-bound, so two independent ones take little longer than one.
+    /// `simd` feature, where both are 32-lane or both 8-lane streams with packed tables, their
+    /// whole groups (from any symbol: the lanes are rotated) first run through one AVX-512 or
+    /// AVX2 loop ([`pcll_rans_simd::groups32x2`], [`pcll_rans_simd::groups8x2`]): one stream's
+    /// dependency chain (gather, multiply, renormalize) is latency-bound, so two independent
+    /// ones take little longer than one.
     pub fn decode_pair(
         a: &mut Self,
         out_a: &mut [u8],
@@ -308,8 +309,9 @@ impl<'a, 's> RansDecoder<'a, 's> {
     }
 
     /// Whether [`Self::decode_both`] of streams of `a` and `b` lanes can beat one after the
-    /// other: with the `simd` feature, two 32-lane streams (on a CPU with AVX-512 or AVX2 both
-    /// run in one loop; on another the pair decodes one after the other). A plain build never gains.
+    /// other: with the `simd` feature, two 32-lane or two 8-lane streams (on a CPU with AVX-512
+    /// or AVX2 both run in one loop; on another the pair decodes one after the other). A plain
+    /// build never gains.
     pub const fn lanes_pair_up(a: usize, b: usize) -> bool {
         cfg!(all(feature = "simd", not(feature = "small"))) && a == b && (a == 32 || a == 8)
     }
@@ -334,8 +336,9 @@ impl<'a, 's> RansDecoder<'a, 's> {
     #[cfg(all(feature = "simd", not(feature = "small")))]
     fn simd_pair(a: &mut Self, out_a: &mut [u8], b: &mut Self, out_b: &mut [u8]) -> usize {
         let lanes = a.lanes;
+        // `lanes_pair_up` below also checks that `b` has as many lanes.
         let ready = |d: &Self, out: &[u8]| {
-            d.simd && d.lanes == lanes && out.len() >= lanes && out.len() as u64 <= d.remaining()
+            d.simd && out.len() >= lanes && out.len() as u64 <= d.remaining()
         };
         if !Self::lanes_pair_up(a.lanes, b.lanes) || !ready(a, out_a) || !ready(b, out_b) {
             return 0;
@@ -908,9 +911,10 @@ mod tests {
     }
 
     /// Two streams through `decode_pair` (on each two-stream kernel the CPU has, 32 and 8
-    /// lanes) agree with both decoded one after the other on the scalar loop: on good streams of equal and of
-    /// different precisions and lengths (the pair runs while both have whole groups), and on
-    /// damaged ones (a flipped byte, a cut: the pair stops where either one would).
+    /// lanes) agree with both decoded one after the other on the scalar loop: on good streams
+    /// of equal and of different precisions and lengths (the pair runs while both have whole
+    /// groups), and on damaged ones (a flipped byte, a cut: the pair stops where either one
+    /// would).
     #[cfg(feature = "simd")]
     #[test]
     fn decode_pair_agrees_with_one_at_a_time() {
