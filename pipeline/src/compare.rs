@@ -123,8 +123,8 @@ fn best_of<T>(
 }
 
 /// Decodes every stream into `outs`, returning the symbols produced. Streams go two at a
-/// time through `RansDecoder::decode_pair` (on the AVX-512 kernel where it runs, the two
-/// streams' groups interleaved in one loop; elsewhere one after the other): when one of the
+/// time through `RansDecoder::decode_pair` (on an AVX-512 or AVX2 kernel, the two streams'
+/// groups interleaved in one loop; elsewhere one after the other): when one of the
 /// two ends, the next stream takes its place, so only the tail of the last runs alone. Each
 /// stream's table is in its own share of `scratch` (with more streams than fit, in pairs:
 /// each of the two in one half).
