@@ -1,8 +1,8 @@
 //! Whole-artifact decode: parse, check every checksum, and reconstruct every tensor to f32
 //! (criterion group `artifact_decode`; throughput in reconstructed weights × 4 bytes), for
 //! `int` at 4, 6 and 8 bits and, beside it, every other codec: int6 with clustered
-//! histograms, kmeans, e8p, e8-rans and lossless; int6 also two tensors at a time
-//! (`int6_to_f32_pairs`: `Artifact::decode_pair` in `Artifact::pairs` order).
+//! histograms, kmeans, e8p, e8-rans and lossless; int6 also a group of tensors at a time
+//! (`int6_to_f32_groups`: `Artifact::decode_any` in `Artifact::groups` order).
 //! Input: `PCLL_BENCH_MODEL` (a safetensors path) or the bundled real-weight slice.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -55,7 +55,7 @@ fn artifact_decode(c: &mut Criterion) {
         let weights: usize = outs.iter().map(Vec::len).sum();
         let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
         g.throughput(Throughput::Bytes(weights as u64 * 4));
-        let pairs = label == "int6_to_f32";
+        let groups = label == "int6_to_f32";
         g.bench_function(label, |b| {
             b.iter(|| {
                 let art = Artifact::parse(black_box(&bytes)).expect("parses");
@@ -64,31 +64,29 @@ fn artifact_decode(c: &mut Criterion) {
                 }
             })
         });
-        if pairs {
-            // The same, two tensors at a time (what the bulk decodes do).
-            let mut scratch_b = vec![0u8; MAX_SCRATCH_LEN];
-            g.bench_function("int6_to_f32_pairs", |b| {
+        if groups {
+            // The same, a group of tensors at a time (what the bulk decodes do).
+            let mut scratches: Vec<Vec<u8>> = (0..pcll_decoder::GROUP)
+                .map(|_| vec![0u8; MAX_SCRATCH_LEN])
+                .collect();
+            g.bench_function("int6_to_f32_groups", |b| {
                 b.iter(|| {
                     let art = Artifact::parse(black_box(&bytes)).expect("parses");
                     let ts: Vec<_> = art.tensors().collect();
-                    for (i, j) in art.pairs() {
-                        let (i, j) = (i as usize, j.map(|j| j as usize));
-                        let Some(j) = j else {
-                            art.decode_f32(&ts[i], &mut outs[i], &mut scratch)
-                                .expect("decodes");
-                            continue;
-                        };
-                        let (lo, hi) = outs.split_at_mut(i.max(j));
-                        let (oi, oj) = if i < j {
-                            (&mut lo[i], &mut hi[0])
-                        } else {
-                            (&mut hi[0], &mut lo[j])
-                        };
-                        let [ri, rj] = art.decode_pair(
-                            (&ts[i], Output::F32(oi), &mut scratch),
-                            (&ts[j], Output::F32(oj), &mut scratch_b),
-                        );
-                        ri.and(rj).expect("decodes");
+                    for group in art.groups() {
+                        let mut outs: Vec<Option<&mut Vec<f32>>> =
+                            outs.iter_mut().map(Some).collect();
+                        let jobs = group
+                            .iter()
+                            .zip(scratches.iter_mut())
+                            .map(|(&i, s)| {
+                                let out = outs[i as usize].take().expect("each tensor once");
+                                (&ts[i as usize], Output::F32(out), &mut s[..])
+                            })
+                            .collect();
+                        for r in art.decode_any(jobs) {
+                            r.expect("decodes");
+                        }
                     }
                 })
             });

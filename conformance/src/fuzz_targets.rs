@@ -82,7 +82,8 @@ pub fn rans_stream(data: &[u8]) {
 /// `rans_stream`'s input decoded twice, with the decoder's SIMD kernels on and off (each
 /// kernel this CPU has in turn; 32-lane streams with packed tables take them), in chunks of 61
 /// symbols: every symbol, error, position (symbols, words read, lane states) and final
-/// verdict must agree; and likewise two at a time through `decode_pair`.
+/// verdict must agree; and likewise two at a time through `decode_pair` and four through
+/// `decode_each`.
 pub fn rans_simd(data: &[u8]) {
     use pcll_rans_simd::{detected, set_ceiling, Level};
     // Every kernel this CPU has (the ceiling is process-wide; every level gives the same
@@ -170,6 +171,51 @@ fn rans_simd_at(data: &[u8]) {
         pair(true),
         pair(false),
         "paired SIMD and scalar decoders disagree"
+    );
+    // Four decoders of the stream through `decode_each` (the many-stream 8-lane kernel), each
+    // asked for a different first chunk so the four run out of step.
+    let four = |simd: bool| {
+        let mut scratch: Vec<Vec<u8>> = (0..4).map(|_| vec![0u8; s.fast_scratch_len()]).collect();
+        let mut decs = Vec::new();
+        for sc in scratch.iter_mut() {
+            let Ok(mut d) = s.decoder(sc) else {
+                return Err("decoder".to_string());
+            };
+            d.set_simd(simd);
+            decs.push(d);
+        }
+        let mut out = vec![vec![0u8; n as usize]; 4];
+        let mut errors = Vec::new();
+        let mut at = [0usize; 4];
+        for step in 0.. {
+            let take = |i: usize| if step == 0 { 4096 - 24 * i } else { 4096 };
+            let end: [usize; 4] = core::array::from_fn(|i| (at[i] + take(i)).min(n as usize));
+            if at == end {
+                break;
+            }
+            let mut os = out
+                .iter_mut()
+                .enumerate()
+                .map(|(i, o)| &mut o[at[i]..end[i]]);
+            let mut ds = decs.iter_mut();
+            let outs: [&mut [u8]; 4] = core::array::from_fn(|_| os.next().expect("four"));
+            let each: [&mut RansDecoder<'_, '_>; 4] =
+                core::array::from_fn(|_| ds.next().expect("four"));
+            let rs = RansDecoder::decode_each(each, outs);
+            if let Some(Err(e)) = rs.into_iter().find(Result::is_err) {
+                errors.push(format!("{e:?}"));
+                break;
+            }
+            at = end;
+        }
+        let positions: Vec<_> = decs.iter().map(|d| d.position()).collect();
+        let ends: Vec<bool> = decs.into_iter().map(|d| d.finish().is_ok()).collect();
+        Ok((out, errors, positions, ends))
+    };
+    assert_eq!(
+        four(true),
+        four(false),
+        "four SIMD and scalar decoders in lockstep disagree"
     );
 }
 

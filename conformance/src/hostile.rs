@@ -14,17 +14,24 @@ pub const HARNESS_MAX_ELEMENTS: u64 = 1 << 24;
 pub fn decode_everything(bytes: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
     let art = Artifact::parse(bytes)?;
     art.verify_payloads()?;
-    // Two at a time (two `int` streams in lockstep): the same bytes and errors as one at a time.
+    // A group at a time (`int` streams in lockstep): the same bytes and errors as one at a
+    // time; and two at a time likewise.
     let infos: Vec<_> = art.tensors().collect();
     let small = |t: &pcll_decoder::TensorInfo<'_>| t.numel() <= HARNESS_MAX_ELEMENTS;
-    for (i, j) in art.pairs() {
-        let a = &infos[i as usize];
-        if let Some(b) = j
-            .map(|j| &infos[j as usize])
-            .filter(|b| small(a) && small(b))
-        {
+    for g in art.groups() {
+        let ts: Vec<_> = g.iter().map(|&i| &infos[i as usize]).collect();
+        if !ts.iter().all(|t| small(t)) {
+            continue;
+        }
+        let one_by_one: Vec<_> = ts.iter().map(|t| art.decode_to_vec(t)).collect();
+        let grouped = art.decode_any_to_vec(&ts);
+        assert!(
+            grouped == one_by_one,
+            "a group of tensors decoded otherwise than one at a time"
+        );
+        if let [a, b, ..] = ts[..] {
             assert!(
-                art.decode_pair_to_vec(a, b) == [art.decode_to_vec(a), art.decode_to_vec(b)],
+                art.decode_pair_to_vec(a, b)[..] == one_by_one[..2],
                 "two tensors at a time decoded otherwise than one at a time"
             );
         }

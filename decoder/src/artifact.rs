@@ -195,6 +195,13 @@ fn check_crc(info: &TensorInfo<'_>, payload: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// The most tensors [`Artifact::groups`] puts in one group: one 8-lane stream's step is a
+/// dependency chain of about 40 cycles (gather, multiply, renormalize) but a fraction of that
+/// in instructions, so four in one loop keep the core busy (two 32-lane ones already do).
+/// Eight measured no faster on this project's models (1.0× on the demo model, 0.94× on the
+/// 4 × 192 one): the loop is then bound by its instructions.
+pub const GROUP: usize = 4;
+
 impl<'a> Artifact<'a> {
     /// Scratch bytes to give [`Artifact::decode`] for `info` (0 for `raw`; at most
     /// [`crate::limits::MAX_SCRATCH_LEN`]). It can be a little more than the format's count
@@ -264,26 +271,46 @@ impl<'a> Artifact<'a> {
         })
     }
 
-    /// Reconstructs two tensors: exactly `[self.decode(a…), self.decode(b…)]`, the same values
-    /// and the same errors, each `(info, out, scratch)` as [`Artifact::decode`] takes them.
-    /// Where both are `int` tensors without prototype rows whose streams have as many lanes, 8
-    /// or 32 ([`Artifact::pair_lanes`]), and the `simd` feature is on, their streams run in
-    /// lockstep, two dependency chains in one loop
-    /// ([`crate::layout::RansDecoder::decode_pair`]); otherwise one after the other. Whoever
-    /// decodes many tensors on one thread decodes them two at a time with this, in
-    /// [`Artifact::pairs`] order. A sink gets each element at most once.
-    pub fn decode_pair(
+    /// Reconstructs two tensors: exactly `[self.decode(a…), self.decode(b…)]`
+    /// ([`Artifact::decode_group`] of two).
+    pub fn decode_pair<'o>(
         &self,
-        a: (&TensorInfo<'_>, Output<'_>, &mut [u8]),
-        b: (&TensorInfo<'_>, Output<'_>, &mut [u8]),
+        a: (&TensorInfo<'_>, Output<'o>, &mut [u8]),
+        b: (&TensorInfo<'_>, Output<'o>, &mut [u8]),
     ) -> [Result<(), Error>; 2] {
-        let ((ia, mut oa, sa), (ib, mut ob, sb)) = (a, b);
-        let Some([ra, rb]) = self.int_pair((ia, &mut oa, sa), (ib, &mut ob, sb)) else {
-            // Not a pair of plain `int` tensors, or one fails before its first symbol: one
-            // at a time (nothing was written yet).
-            return [self.decode(ia, oa, sa), self.decode(ib, ob, sb)];
-        };
-        [self.error_of(ia, sa, ra), self.error_of(ib, sb, rb)]
+        self.decode_group([a, b])
+    }
+
+    /// Reconstructs `N` tensors: exactly [`Artifact::decode`] of each, the same values and the
+    /// same errors, each `(info, out, scratch)` as [`Artifact::decode`] takes them. Where all
+    /// are `int` tensors without prototype rows whose streams have as many lanes, 8 or 32
+    /// ([`Artifact::lockstep_lanes`]), and the `simd` feature is on, their streams run in lockstep,
+    /// independent dependency chains in one loop
+    /// ([`crate::layout::RansDecoder::decode_each`]); otherwise one after the other. Whoever
+    /// decodes many tensors on one thread decodes them [`GROUP`] at a time with this, in
+    /// [`Artifact::groups`] order. A sink gets each element at most once.
+    pub fn decode_group<const N: usize>(
+        &self,
+        jobs: [(&TensorInfo<'_>, Output<'_>, &mut [u8]); N],
+    ) -> [Result<(), Error>; N] {
+        let mut jobs = jobs;
+        let lockstep = self.int_group(jobs.each_mut().map(|(i, o, s)| (&**i, o, &mut **s)));
+        let mut results: [Result<(), Error>; N] = core::array::from_fn(|_| Ok(()));
+        match lockstep {
+            // Not all plain `int` tensors, or one fails before its first symbol: one at a
+            // time (nothing was written yet).
+            None => {
+                for ((info, out, scratch), r) in jobs.into_iter().zip(&mut results) {
+                    *r = self.decode(info, out, scratch);
+                }
+            }
+            Some(done) => {
+                for (((info, _, scratch), d), r) in jobs.into_iter().zip(done).zip(&mut results) {
+                    *r = self.error_of(info, scratch, d);
+                }
+            }
+        }
+        results
     }
 
     /// `result` of `info`'s lockstep decode, its error replaced by the one
@@ -317,43 +344,97 @@ impl<'a> Artifact<'a> {
         }))
     }
 
-    /// Every tensor of the table, paired for [`Artifact::decode_pair`]: the tensors whose
-    /// streams can run in lockstep ([`Artifact::pair_lanes`]) with others of their lane count,
-    /// the rest (other codecs, prototype rows, a stream left alone) with each other; within
-    /// each, ordered by element count, largest first, each with the next, so the two streams
-    /// of a pair are about as long (the lockstep part is the shorter one). The pairs come
-    /// largest first; one is alone when a count is odd. Ties keep table order, so the pairs
-    /// depend only on the artifact.
+    /// Every tensor of the table, grouped for [`Artifact::decode_group`]
+    /// ([`Artifact::group`] of them all).
     #[cfg(feature = "alloc")]
-    pub fn pairs(&self) -> alloc::vec::Vec<(u32, Option<u32>)> {
+    pub fn groups(&self) -> alloc::vec::Vec<alloc::vec::Vec<u32>> {
+        let all: alloc::vec::Vec<u32> = self.tensors().map(|t| t.index).collect();
+        self.group(&all)
+    }
+
+    /// The tensors `indices` (indices into the table; others are left out), grouped for
+    /// [`Artifact::decode_group`]: those whose streams can run in lockstep
+    /// ([`Artifact::lockstep_lanes`]) in groups of their lane count, as many as one loop takes
+    /// (`RansDecoder::lockstep_width`: [`GROUP`] 8-lane streams, two 32-lane ones), ordered by
+    /// element count, largest first, so the streams of a group are about as long (the
+    /// lockstep part is the shortest one); the rest (other codecs, prototype rows, a stream
+    /// left alone) one to a group. The groups come largest first; ties keep the order of
+    /// `indices`, so the groups depend only on the artifact and `indices`.
+    #[cfg(feature = "alloc")]
+    pub fn group(&self, indices: &[u32]) -> alloc::vec::Vec<alloc::vec::Vec<u32>> {
         use alloc::vec::Vec;
         use core::cmp::Reverse;
-        let mut order: Vec<(usize, u64, u32)> = self
-            .tensors()
-            .map(|t| (self.pair_lanes(&t), t.numel(), t.index))
+        let tensors: Vec<TensorInfo<'_>> = self.tensors().collect();
+        let mut order: Vec<(usize, u64, usize, u32)> = indices
+            .iter()
+            .enumerate()
+            .filter_map(|(k, &i)| {
+                let t = tensors.get(i as usize)?;
+                Some((self.lockstep_lanes(t), t.numel(), k, i))
+            })
             .collect();
-        order.sort_by_key(|&(lanes, n, i)| (lanes, Reverse(n), i));
-        let (mut pairs, mut rest) = (Vec::new(), Vec::new());
+        order.sort_by_key(|&(lanes, n, k, _)| (lanes, Reverse(n), k));
+        let mut groups: Vec<(u64, usize, Vec<u32>)> = Vec::new();
         for same in order.chunk_by(|a, b| a.0 == b.0) {
-            for c in same.chunks(2) {
-                match c {
-                    [a, b] if a.0 > 0 => pairs.push((a.1, a.2, Some(b.2))),
-                    _ => rest.extend(c.iter().map(|&(_, n, i)| (n, i))),
+            let width = crate::layout::RansDecoder::lockstep_width(same[0].0);
+            for c in same.chunks(width.clamp(1, GROUP)) {
+                if c.len() > 1 && c[0].0 > 0 {
+                    groups.push((c[0].1, c[0].2, c.iter().map(|&(.., i)| i).collect()));
+                } else {
+                    groups.extend(c.iter().map(|&(_, n, k, i)| (n, k, alloc::vec![i])));
                 }
             }
         }
-        rest.sort_by_key(|&(n, i)| (Reverse(n), i));
-        for c in rest.chunks(2) {
-            pairs.push((c[0].0, c[0].1, c.get(1).map(|&(_, i)| i)));
-        }
-        pairs.sort_by_key(|&(n, i, _)| (Reverse(n), i));
-        pairs.into_iter().map(|(_, i, j)| (i, j)).collect()
+        groups.sort_by_key(|&(n, k, _)| (Reverse(n), k));
+        groups.into_iter().map(|(.., g)| g).collect()
     }
 
-    /// The lane count of `info`'s stream where [`Artifact::decode_pair`] can run it in
-    /// lockstep beside another tensor's stream of as many lanes (an `int` tensor without
+    /// [`Artifact::decode_group`] of as many tensors as `jobs` holds (a group of
+    /// [`Artifact::groups`]; more than [`GROUP`] go in groups of [`GROUP`]): each one's
+    /// result, in order.
+    #[cfg(feature = "alloc")]
+    pub fn decode_any<'o>(
+        &self,
+        jobs: alloc::vec::Vec<(&TensorInfo<'_>, Output<'o>, &mut [u8])>,
+    ) -> alloc::vec::Vec<Result<(), Error>> {
+        struct Decode<'x, 'a>(&'x Artifact<'a>);
+        impl<'o, 'i, 's> ByCount<(&'i TensorInfo<'i>, Output<'o>, &'s mut [u8]), Result<(), Error>>
+            for Decode<'_, '_>
+        {
+            fn all<const M: usize>(
+                &mut self,
+                jobs: [(&'i TensorInfo<'i>, Output<'o>, &'s mut [u8]); M],
+            ) -> [Result<(), Error>; M] {
+                self.0.decode_group(jobs)
+            }
+        }
+        by_count(jobs, &mut Decode(self))
+    }
+
+    /// [`Artifact::decode_group_to_vec`] of as many tensors as `infos` holds (a group of
+    /// [`Artifact::groups`]; more than [`GROUP`] go in groups of [`GROUP`]): the same bytes and
+    /// errors as [`Artifact::decode_to_vec`] of each, in order.
+    #[cfg(feature = "alloc")]
+    pub fn decode_any_to_vec(
+        &self,
+        infos: &[&TensorInfo<'_>],
+    ) -> alloc::vec::Vec<Result<alloc::vec::Vec<u8>, Error>> {
+        struct ToVec<'x, 'a>(&'x Artifact<'a>);
+        impl<'t> ByCount<&'t TensorInfo<'t>, Result<alloc::vec::Vec<u8>, Error>> for ToVec<'_, '_> {
+            fn all<const M: usize>(
+                &mut self,
+                infos: [&'t TensorInfo<'t>; M],
+            ) -> [Result<alloc::vec::Vec<u8>, Error>; M] {
+                self.0.decode_group_to_vec(infos)
+            }
+        }
+        by_count(infos.to_vec(), &mut ToVec(self))
+    }
+
+    /// The lane count of `info`'s stream where [`Artifact::decode_group`] can run it in
+    /// lockstep beside other tensors' streams of as many lanes (an `int` tensor without
     /// prototype rows, with the `simd` feature: `codec::int::pairable`); 0 otherwise.
-    pub fn pair_lanes(&self, info: &TensorInfo<'_>) -> usize {
+    pub fn lockstep_lanes(&self, info: &TensorInfo<'_>) -> usize {
         match info.codec {
             Codec::Int(p) => codec::int::pairable(info, &p, self.payload(info))
                 .map_or(0, |parts| parts.stream.lanes as usize),
@@ -369,75 +450,94 @@ impl<'a> Artifact<'a> {
         a: &TensorInfo<'_>,
         b: &TensorInfo<'_>,
     ) -> [Result<alloc::vec::Vec<u8>, Error>; 2] {
-        let (Codec::Int(_), Codec::Int(_)) = (a.codec, b.codec) else {
-            return [self.decode_to_vec(a), self.decode_to_vec(b)];
-        };
-        let (ra, rb) = (VecJob::new(self, a), VecJob::new(self, b));
-        let (Some(mut ja), Some(mut jb)) = (ra, rb) else {
-            return [self.decode_to_vec(a), self.decode_to_vec(b)];
-        };
-        let mut sa = crate::output::LogicalBytes::new(a.dtype, |x| ja.out.extend_from_slice(x));
-        let mut sb = crate::output::LogicalBytes::new(b.dtype, |x| jb.out.extend_from_slice(x));
-        let done = self.decode_pair(
-            (
-                a,
-                Output::Sink {
-                    len: ja.len,
-                    sink: &mut sa,
-                },
-                &mut ja.scratch,
-            ),
-            (
-                b,
-                Output::Sink {
-                    len: jb.len,
-                    sink: &mut sb,
-                },
-                &mut jb.scratch,
-            ),
-        );
-        let [da, db] = done;
-        [da.map(|()| ja.out), db.map(|()| jb.out)]
+        self.decode_group_to_vec([a, b])
     }
 
-    /// The lockstep path of [`Artifact::decode_pair`]: each tensor's result, or `None` where
-    /// it does not apply or fails before writing (a checksum, a payload's checks).
-    pub(crate) fn int_pair(
+    /// [`Artifact::decode_to_vec`] of `N` tensors through [`Artifact::decode_group`]: the
+    /// same bytes and errors as `N` calls.
+    #[cfg(feature = "alloc")]
+    pub fn decode_group_to_vec<const N: usize>(
         &self,
-        (ia, oa, sa): (&TensorInfo<'_>, &mut Output<'_>, &mut [u8]),
-        (ib, ob, sb): (&TensorInfo<'_>, &mut Output<'_>, &mut [u8]),
-    ) -> Option<[Result<(), PayloadError>; 2]> {
-        let (Codec::Int(pa), Codec::Int(pb)) = (ia.codec, ib.codec) else {
-            return None;
+        infos: [&TensorInfo<'_>; N],
+    ) -> [Result<alloc::vec::Vec<u8>, Error>; N] {
+        let one_by_one = || infos.map(|t| self.decode_to_vec(t));
+        if infos.iter().any(|t| !matches!(t.codec, Codec::Int(_))) {
+            return one_by_one();
+        }
+        let jobs = infos.iter().map_while(|t| VecJob::new(self, t));
+        let Some(mut jobs) = crate::array_of::<VecJob, N>(jobs) else {
+            return one_by_one();
         };
-        let (ya, yb) = (self.payload(ia), self.payload(ib));
-        if oa.len() as u64 != ia.numel() || ob.len() as u64 != ib.numel() {
+        let mut sinks = jobs.iter_mut().zip(infos).map(|(j, t)| {
+            let VecJob { out, scratch, len } = j;
+            let sink = crate::output::LogicalBytes::new(t.dtype, |x| out.extend_from_slice(x));
+            (t, sink, &mut scratch[..], *len)
+        });
+        let Some(mut sinks) = crate::array_of::<_, N>(&mut sinks) else {
+            return one_by_one();
+        };
+        let group = sinks.each_mut().map(|(t, sink, scratch, len)| {
+            let out = Output::Sink { len: *len, sink };
+            (&**t, out, &mut **scratch)
+        });
+        let done = self.decode_group(group);
+        let mut outs = jobs.into_iter().map(|j| j.out);
+        // Every result takes its own tensor's bytes (an error's too, to drop them).
+        done.map(|d| {
+            let out = outs.next().unwrap_or_default();
+            d.map(|()| out)
+        })
+    }
+
+    /// The lockstep path of [`Artifact::decode_group`]: each tensor's result, or `None` where
+    /// it does not apply or fails before writing (a checksum, a payload's checks).
+    pub(crate) fn int_group<const N: usize>(
+        &self,
+        jobs: [(&TensorInfo<'_>, &mut Output<'_>, &mut [u8]); N],
+    ) -> Option<[Result<(), PayloadError>; N]> {
+        // Each tensor's parts, in place (a stream header holds its frequency tables).
+        let mut parts: [Option<codec::int::Parts<'_>>; N] = [const { None }; N];
+        for ((info, out, _), p) in jobs.iter().zip(&mut parts) {
+            let Codec::Int(params) = info.codec else {
+                return None;
+            };
+            if out.len() as u64 != info.numel() {
+                return None;
+            }
+            *p = codec::int::pairable(info, &params, self.payload(info));
+        }
+        let lanes = parts
+            .first()
+            .and_then(|p| p.as_ref())
+            .map(|p| p.stream.lanes);
+        let lanes_match = |p: &Option<codec::int::Parts<'_>>| {
+            p.as_ref().is_some_and(|p| Some(p.stream.lanes) == lanes)
+        };
+        if !parts.iter().all(lanes_match) {
             return None;
         }
-        let parts_a = codec::int::pairable(ia, &pa, ya)?;
-        let parts_b = codec::int::pairable(ib, &pb, yb)?;
-        let lanes = (parts_a.stream.lanes as usize, parts_b.stream.lanes as usize);
-        if !crate::layout::RansDecoder::lanes_pair_up(lanes.0, lanes.1) {
+        if jobs
+            .iter()
+            .any(|(info, ..)| check_crc(info, self.payload(info)).is_err())
+        {
             return None;
         }
-        if check_crc(ia, ya).is_err() || check_crc(ib, yb).is_err() {
-            return None;
-        }
-        let a = codec::int::Job {
-            info: ia,
-            params: pa,
-            parts: parts_a,
-            out: oa,
-            scratch: sa,
-        };
-        let b = codec::int::Job {
-            info: ib,
-            params: pb,
-            parts: parts_b,
-            out: ob,
-            scratch: sb,
-        };
-        codec::int::decode_pair(a, b)
+        let group = jobs
+            .into_iter()
+            .zip(&parts)
+            .filter_map(|((info, out, scratch), p)| {
+                let Codec::Int(params) = info.codec else {
+                    return None;
+                };
+                Some(codec::int::Job {
+                    info,
+                    params,
+                    parts: p.as_ref()?,
+                    out,
+                    scratch,
+                })
+            });
+        codec::int::decode_group(crate::array_of(group)?)
     }
 
     /// The symbols and row scales of an `int` tensor (FORMAT.md §5.2), for callers that keep
@@ -528,6 +628,42 @@ impl<'a> Artifact<'a> {
         Ok(out)
     }
 }
+
+/// A function of `M` items at once, for every `M` ([`by_count`]).
+#[cfg(feature = "alloc")]
+trait ByCount<J, R> {
+    fn all<const M: usize>(&mut self, items: [J; M]) -> [R; M];
+}
+
+/// `f.all` of `items` in groups of [`GROUP`], each group an array of its own length (the
+/// last may be shorter): the results in order.
+#[cfg(feature = "alloc")]
+fn by_count<J, R>(items: alloc::vec::Vec<J>, f: &mut impl ByCount<J, R>) -> alloc::vec::Vec<R> {
+    fn run<J, R, const M: usize>(
+        group: heapless::Vec<J, GROUP>,
+        f: &mut impl ByCount<J, R>,
+        results: &mut alloc::vec::Vec<R>,
+    ) {
+        if let Ok(items) = group.into_array::<M>() {
+            results.extend(f.all(items));
+        }
+    }
+    let mut results = alloc::vec::Vec::with_capacity(items.len());
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let group: heapless::Vec<J, GROUP> = items.by_ref().take(GROUP).collect();
+        let r = &mut results;
+        match group.len() {
+            1 => run::<J, R, 1>(group, f, r),
+            2 => run::<J, R, 2>(group, f, r),
+            3 => run::<J, R, 3>(group, f, r),
+            _ => run::<J, R, 4>(group, f, r),
+        }
+    }
+    results
+}
+
+const _: () = assert!(GROUP == 4, "by_count has an arm for each group size");
 
 /// The buffers [`Artifact::decode_to_vec`] allocates for one tensor of a pair.
 #[cfg(feature = "alloc")]

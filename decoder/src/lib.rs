@@ -41,11 +41,17 @@ mod output;
 mod rans;
 mod table;
 
-pub use artifact::{Artifact, Tensors};
+pub use artifact::{Artifact, Tensors, GROUP};
 pub use error::Error;
 pub use header::Header;
 pub use metadata::{Metadata, Value, ValueType};
 pub use output::{LogicalBytes, Output, Sink};
+/// The first `N` items of `items` as an array; `None` where there are fewer.
+pub(crate) fn array_of<T, const N: usize>(items: impl IntoIterator<Item = T>) -> Option<[T; N]> {
+    let v: heapless::Vec<T, N> = items.into_iter().take(N).collect();
+    v.into_array().ok()
+}
+
 pub use table::{Codec, Dtype, E8Params, IntParams, KmeansParams, ScaleDtype, TensorInfo};
 
 /// The byte layout's building blocks, for the writer (`pcll-formats`), the conformance suites

@@ -50,23 +50,26 @@ pub fn decode_tensor(
     art.decode_to_vec(info).map_err(|e| tensor_error(info, e))
 }
 
-/// [`decode_tensor`] of two tensors through [`Artifact::decode_pair_to_vec`] (two `int`
-/// streams in lockstep: faster on one core): the same results as two calls.
-pub fn decode_tensor_pair(
+/// [`decode_tensor`] of a group of tensors (one of [`Artifact::groups`]) through
+/// [`Artifact::decode_group_to_vec`] (`int` streams in lockstep: faster on one core): the
+/// same results as a call for each.
+pub fn decode_tensor_group(
     art: &Artifact<'_>,
-    a: &TensorInfo<'_>,
-    b: &TensorInfo<'_>,
+    infos: &[&TensorInfo<'_>],
     max: u64,
-) -> [Result<Vec<u8>, FormatError>; 2] {
+) -> Vec<Result<Vec<u8>, FormatError>> {
     let fits = |t: &TensorInfo<'_>| check_memory(t.name, Artifact::logical_len(t), max).is_ok();
-    if !fits(a) || !fits(b) {
-        return [decode_tensor(art, a, max), decode_tensor(art, b, max)];
-    }
-    let [ra, rb] = art.decode_pair_to_vec(a, b);
-    [
-        ra.map_err(|e| tensor_error(a, e)),
-        rb.map_err(|e| tensor_error(b, e)),
-    ]
+    let done = infos
+        .iter()
+        .all(|t| fits(t))
+        .then(|| art.decode_any_to_vec(infos));
+    let Some(done) = done else {
+        return infos.iter().map(|t| decode_tensor(art, t, max)).collect();
+    };
+    done.into_iter()
+        .zip(infos)
+        .map(|(r, t)| r.map_err(|e| tensor_error(t, e)))
+        .collect()
 }
 
 /// A decoder error of tensor `info`: an allocation the system refused names the tensor.
@@ -85,23 +88,21 @@ fn tensor_error(info: &TensorInfo<'_>, e: pcll_decoder::Error) -> FormatError {
     }
 }
 
-/// `decode(a, b)` for every pair of [`Artifact::pairs`] in parallel (rayon), the results in
-/// table order: what a bulk decode (the Python `decode_all`) runs. `decode(a, None)` is the
-/// odd one out, alone; `decode(a, Some(b))` returns `b`'s result second.
-pub fn in_pairs<T: Send>(
+/// `decode(group)` for every group of [`Artifact::groups`] in parallel (rayon), the results
+/// (one per tensor of the group, in its order) in table order: what a bulk decode (the Python
+/// `decode_all`) runs.
+pub fn in_groups<T: Send>(
     art: &Artifact<'_>,
-    decode: impl Fn(&TensorInfo<'_>, Option<&TensorInfo<'_>>) -> (T, Option<T>) + Sync,
+    decode: impl Fn(&[&TensorInfo<'_>]) -> Vec<T> + Sync,
 ) -> Vec<T> {
     use rayon::prelude::*;
     let infos: Vec<TensorInfo<'_>> = art.tensors().collect();
     let done: Vec<Vec<(u32, T)>> = art
-        .pairs()
+        .groups()
         .into_par_iter()
-        .map(|(i, j)| {
-            let (ra, rb) = decode(&infos[i as usize], j.map(|j| &infos[j as usize]));
-            let mut v = vec![(i, ra)];
-            v.extend(j.zip(rb));
-            v
+        .map(|g| {
+            let ts: Vec<&TensorInfo<'_>> = g.iter().map(|&i| &infos[i as usize]).collect();
+            g.into_iter().zip(decode(&ts)).collect()
         })
         .collect();
     let mut all: Vec<(u32, T)> = done.into_iter().flatten().collect();
@@ -130,12 +131,13 @@ impl Sink for Counter {
 }
 
 /// Checks every payload checksum and decodes every tensor (stream integrity, final states)
-/// through a sink: memory stays at two decoder scratches per rayon task (a few per thread)
-/// whatever sizes the file declares, and time is decode speed. Tensors are decoded in parallel
-/// (rayon), two at a time in [`Artifact::pairs`] order ([`Artifact::decode_pair`]); the result,
-/// and which error is reported when several tensors are bad (the first in table order), do not
-/// depend on the thread count. Integer `raw` tensors need no decoding past their checksum.
-/// Calls `progress(done, total)` after each pair, from the decoding threads.
+/// through a sink: memory stays at [`pcll_decoder::GROUP`] decoder scratches per rayon task (a
+/// few per thread) whatever sizes the file declares, and time is decode speed. Tensors are
+/// decoded in parallel (rayon), a group at a time in [`Artifact::groups`] order
+/// ([`Artifact::decode_group`]); the result, and which error is reported when several tensors
+/// are bad (the first in table order), do not depend on the thread count. Integer `raw`
+/// tensors need no decoding past their checksum. Calls `progress(done, total)` after each
+/// group, from the decoding threads.
 pub fn verify_decodes(
     art: &Artifact<'_>,
     progress: impl Fn(u32, u32) + Sync,
@@ -146,71 +148,68 @@ pub fn verify_decodes(
     let total = art.tensor_count();
     let done = AtomicU32::new(0);
     let infos: Vec<TensorInfo<'_>> = art.tensors().collect();
-    let scratch = || vec![0u8; pcll_decoder::limits::MAX_SCRATCH_LEN];
+    let scratches = || -> Vec<Vec<u8>> {
+        (0..pcll_decoder::GROUP)
+            .map(|_| vec![0u8; pcll_decoder::limits::MAX_SCRATCH_LEN])
+            .collect()
+    };
     let mut checks: Vec<(u32, Result<DecodeCheck, FormatError>)> = art
-        .pairs()
+        .groups()
         .into_par_iter()
-        .map_init(
-            || (scratch(), scratch()),
-            |(sa, sb), (i, j)| {
-                let a = &infos[i as usize];
-                let [ra, rb] = match j.map(|j| &infos[j as usize]) {
-                    Some(b) => decode_check_pair(art, (a, sa), (b, sb)),
-                    None => [decode_check(art, a, sa), Ok(DecodeCheck::default())],
-                };
-                let n = 1 + u32::from(j.is_some());
-                progress(done.fetch_add(n, Ordering::Relaxed) + n, total);
-                let mut v = vec![(i, ra)];
-                v.extend(j.map(|j| (j, rb)));
-                v
-            },
-        )
+        .map_init(scratches, |scratches, g| {
+            let ts: Vec<&TensorInfo<'_>> = g.iter().map(|&i| &infos[i as usize]).collect();
+            let results = decode_check_group(art, &ts, scratches);
+            let n = g.len() as u32;
+            progress(done.fetch_add(n, Ordering::Relaxed) + n, total);
+            g.into_iter().zip(results).collect::<Vec<_>>()
+        })
         .flatten_iter()
         .collect();
     checks.sort_by_key(|&(i, _)| i);
     checks.into_iter().map(|(_, r)| r).collect()
 }
 
-/// [`decode_check`] of two tensors through [`Artifact::decode_pair`]: the same results.
-fn decode_check_pair(
+/// [`decode_check`] of a group of tensors through [`Artifact::decode_any`]: the same results.
+fn decode_check_group(
     art: &Artifact<'_>,
-    (a, sa): (&TensorInfo<'_>, &mut [u8]),
-    (b, sb): (&TensorInfo<'_>, &mut [u8]),
-) -> [Result<DecodeCheck, FormatError>; 2] {
+    ts: &[&TensorInfo<'_>],
+    scratches: &mut [Vec<u8>],
+) -> Vec<Result<DecodeCheck, FormatError>> {
     let len = |t: &TensorInfo<'_>| {
         let stored = matches!(t.dtype, Dtype::I32 | Dtype::I64);
         usize::try_from(t.numel()).ok().filter(|_| !stored)
     };
-    let (Some(la), Some(lb)) = (len(a), len(b)) else {
-        return [decode_check(art, a, sa), decode_check(art, b, sb)];
+    let lens: Option<Vec<usize>> = ts.iter().map(|t| len(t)).collect();
+    let Some(lens) = lens.filter(|_| ts.len() > 1 && scratches.len() >= ts.len()) else {
+        let mut own = Vec::new();
+        let s = match scratches.first_mut() {
+            Some(s) => s,
+            None => {
+                own.resize(pcll_decoder::limits::MAX_SCRATCH_LEN, 0);
+                &mut own
+            }
+        };
+        return ts.iter().map(|t| decode_check(art, t, s)).collect();
     };
-    let (mut ca, mut cb) = (Counter::default(), Counter::default());
-    let [ra, rb] = art.decode_pair(
-        (
-            a,
-            Output::Sink {
-                len: la,
-                sink: &mut ca,
-            },
-            sa,
-        ),
-        (
-            b,
-            Output::Sink {
-                len: lb,
-                sink: &mut cb,
-            },
-            sb,
-        ),
-    );
-    let named = |t: &TensorInfo<'_>, error| FormatError::Tensor {
-        name: t.name.into(),
-        error,
-    };
-    [
-        ra.map(|()| ca.0).map_err(|e| named(a, e)),
-        rb.map(|()| cb.0).map_err(|e| named(b, e)),
-    ]
+    let mut counts: Vec<Counter> = ts.iter().map(|_| Counter::default()).collect();
+    let jobs = ts
+        .iter()
+        .zip(lens)
+        .zip(counts.iter_mut())
+        .zip(scratches.iter_mut())
+        .map(|(((t, len), sink), s)| (*t, Output::Sink { len, sink }, &mut s[..]))
+        .collect();
+    let done = art.decode_any(jobs);
+    done.into_iter()
+        .zip(counts)
+        .zip(ts)
+        .map(|((r, c), t)| {
+            r.map(|()| c.0).map_err(|error| FormatError::Tensor {
+                name: t.name.into(),
+                error,
+            })
+        })
+        .collect()
 }
 
 /// Decodes one tensor through a [`Counter`].
@@ -284,21 +283,21 @@ impl Ahead<'_, '_> {
         drop(asked);
         use rayon::prelude::*;
         let (art, infos, max) = (self.art, &self.infos, self.max);
-        // Two at a time (two streams in lockstep on a core), in batch order.
-        let mut decoded: Vec<(usize, Result<Vec<u8>, FormatError>)> = batch
-            .par_chunks(2)
-            .flat_map_iter(|c| match *c {
-                [j, k] => {
-                    let [rj, rk] = decode_tensor_pair(art, &infos[j], &infos[k], max);
-                    vec![(j, rj), (k, rk)]
-                }
-                _ => c
-                    .iter()
-                    .map(|&j| (j, decode_tensor(art, &infos[j], max)))
-                    .collect(),
+        // A group at a time (streams in lockstep on a core).
+        let batch: Vec<u32> = batch.into_iter().map(|j| j as u32).collect();
+        let mut decoded: Vec<(usize, Result<Vec<u8>, FormatError>)> = art
+            .group(&batch)
+            .par_iter()
+            .flat_map_iter(|g| {
+                let ts: Vec<&TensorInfo<'_>> = g.iter().map(|&j| &infos[j as usize]).collect();
+                let done = decode_tensor_group(art, &ts, max);
+                g.iter().map(|&j| j as usize).zip(done).collect::<Vec<_>>()
             })
             .collect();
-        let (_, mine) = decoded.remove(0);
+        let Some(at) = decoded.iter().position(|&(j, _)| j == i) else {
+            return decode_tensor(art, &infos[i], max);
+        };
+        let (_, mine) = decoded.swap_remove(at);
         self.ready.borrow_mut().extend(decoded);
         mine
     }

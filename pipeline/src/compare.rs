@@ -13,9 +13,10 @@
 //! CPU has. Streams are decoded two at a time ([`decode_streams`]): the AVX-512 kernel runs
 //! two tensors' streams interleaved in one loop (one stream alone is latency-bound), the
 //! others decode them one after the other. `to_f32` measures the user's real job, artifact →
-//! f32 weights (checksum, decode, dequantize), as every bulk decode does it: tensors two at a
-//! time through `Artifact::decode_pair` in `Artifact::pairs` order; against zstd-22 of the
-//! same symbols plus the same dequantization (bit-identical weights, checked), one thread.
+//! f32 weights (checksum, decode, dequantize), as every bulk decode does it: a group of
+//! tensors at a time through `Artifact::decode_group` in `Artifact::groups` order; against
+//! zstd-22 of the same symbols plus the same dequantization (bit-identical weights, checked),
+//! one thread.
 
 use crate::baselines::Baseline;
 use crate::fixtures::SymbolStream;
@@ -57,8 +58,8 @@ pub struct CompareReport {
     pub speedup_vs_zstd_simd: Option<f64>,
     /// That kernel (`avx512`, `avx2`), if any.
     pub simd_kernel: Option<String>,
-    /// Artifact → f32 weights (as `pack` lays the streams out, with the best kernel, two
-    /// tensors at a time), million weights per second, best of `runs`.
+    /// Artifact → f32 weights (as `pack` lays the streams out, with the best kernel, a group
+    /// of tensors at a time), million weights per second, best of `runs`.
     pub to_f32_mweights_s: f64,
     /// The same one tensor at a time (`Artifact::decode_f32` of each).
     pub to_f32_single_mweights_s: f64,
@@ -403,28 +404,29 @@ pub fn compare(
         speedup_vs_zstd,
         speedup_vs_zstd_simd,
         simd_kernel,
-        to_f32_mweights_s: total as f64 / t.paired / 1e6,
+        to_f32_mweights_s: total as f64 / t.grouped / 1e6,
         to_f32_single_mweights_s: total as f64 / t.single / 1e6,
         to_f32_scalar_mweights_s: total as f64 / t.scalar / 1e6,
         to_f32_zstd_mweights_s: total as f64 / t.zstd / 1e6,
-        to_f32_speedup_vs_zstd: t.zstd / t.paired,
+        to_f32_speedup_vs_zstd: t.zstd / t.grouped,
     })
 }
 
 /// Best seconds of [`to_f32`]'s decodes.
 struct ToF32 {
-    /// Ours, two tensors at a time.
-    paired: f64,
+    /// Ours, a group of tensors at a time.
+    grouped: f64,
     /// Ours, one tensor at a time.
     single: f64,
-    /// Ours, two at a time, SIMD kernels off.
+    /// Ours, a group at a time, SIMD kernels off.
     scalar: f64,
     zstd: f64,
 }
 
 /// Artifact → f32 weights: an artifact of `streams` as `pack` codes them (histogram clusters,
 /// prototype rows and coded scales where smaller; `lanes` lanes, or the wide lanes of large
-/// tensors), decoded two tensors at a time with `Artifact::decode_pair` (and one at a time);
+/// tensors), decoded a group of tensors at a time with `Artifact::decode_group` (and one at
+/// a time);
 /// against zstd-22 decompression of `all` (the same symbols) and the decoder's dequantization
 /// `(s − qmax) × scale` of each row, which must give the same bits.
 fn to_f32(
@@ -471,30 +473,33 @@ fn to_f32(
         .iter()
         .map(|s| vec![0f32; s.symbols.len()])
         .collect();
-    let mut scratch_b = vec![0u8; scratch_len];
-    let pairs = art.pairs();
-    let mut decode_all = |paired: bool| {
+    let mut scratches: Vec<Vec<u8>> = (0..pcll_decoder::GROUP)
+        .map(|_| vec![0u8; scratch_len])
+        .collect();
+    let groups = art.groups();
+    let mut decode_all = |grouped: bool| {
         best_of(runs, || {
-            for &(i, j) in &pairs {
-                let (i, j) = (i as usize, j.map(|j| j as usize));
-                let [first, second] = match j {
-                    Some(j) if !paired => [
-                        art.decode_f32(&tensors[i], &mut ours[i], &mut scratch),
-                        art.decode_f32(&tensors[j], &mut ours[j], &mut scratch),
-                    ],
-                    Some(j) => {
-                        let (oi, oj) = two_mut(&mut ours, i, j);
-                        art.decode_pair(
-                            (&tensors[i], Output::F32(oi), &mut scratch),
-                            (&tensors[j], Output::F32(oj), &mut scratch_b),
-                        )
+            for g in &groups {
+                if !grouped {
+                    for &i in g {
+                        let i = i as usize;
+                        art.decode_f32(&tensors[i], &mut ours[i], &mut scratch)
+                            .map_err(|e| rans_err(&e))?;
                     }
-                    None => [
-                        art.decode_f32(&tensors[i], &mut ours[i], &mut scratch),
-                        Ok(()),
-                    ],
-                };
-                first.and(second).map_err(|e| rans_err(&e))?;
+                    continue;
+                }
+                let mut outs: Vec<Option<&mut Vec<f32>>> = ours.iter_mut().map(Some).collect();
+                let jobs = g
+                    .iter()
+                    .zip(scratches.iter_mut())
+                    .filter_map(|(&i, s)| {
+                        let out = outs.get_mut(i as usize)?.take()?;
+                        Some((&tensors[i as usize], Output::F32(out), &mut s[..]))
+                    })
+                    .collect();
+                for r in art.decode_any(jobs) {
+                    r.map_err(|e| rans_err(&e))?;
+                }
             }
             Ok(())
         })
@@ -555,22 +560,11 @@ fn to_f32(
         return Err(CompareError::Mismatch { coder: "to_f32" });
     }
     Ok(ToF32 {
-        paired: rans_secs,
+        grouped: rans_secs,
         single: single_secs,
         scalar: scalar_secs,
         zstd: zstd_secs,
     })
-}
-
-/// Two distinct elements of `v`, both mutable.
-fn two_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
-    if i < j {
-        let (lo, hi) = v.split_at_mut(j);
-        (&mut lo[i], &mut hi[0])
-    } else {
-        let (lo, hi) = v.split_at_mut(i);
-        (&mut hi[0], &mut lo[j])
-    }
 }
 
 /// Stored f16 row scales, widened to f32 as the decoder widens them.

@@ -10,7 +10,7 @@
 mod pack;
 
 use pcll_decoder::{Artifact as Parsed, Codec, Dtype, TensorInfo, Value};
-use pcll_formats::unpack::{decode_tensor, decode_tensor_pair, default_max_memory, in_pairs};
+use pcll_formats::unpack::{decode_tensor, decode_tensor_group, default_max_memory, in_groups};
 use pcll_formats::FormatError;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -210,13 +210,13 @@ impl NativeArtifact {
         let max = default_max_memory();
         let decoded: Vec<Decoded> = py
             .detach(|| {
-                // Two tensors at a time (two `int` streams in lockstep on a core).
-                in_pairs(&art, |a, b| match b {
-                    Some(b) => {
-                        let [ra, rb] = decode_tensor_pair(&art, a, b, max);
-                        (ra.map(|v| decoded(a, v)), Some(rb.map(|v| decoded(b, v))))
-                    }
-                    None => (decode_tensor(&art, a, max).map(|v| decoded(a, v)), None),
+                // A group at a time (`int` streams in lockstep on a core).
+                in_groups(&art, |ts| {
+                    let done = decode_tensor_group(&art, ts, max);
+                    done.into_iter()
+                        .zip(ts)
+                        .map(|(r, t)| r.map(|v| decoded(t, v)))
+                        .collect()
                 })
                 .into_iter()
                 .collect::<Result<Vec<_>, _>>()

@@ -53,8 +53,9 @@ pub fn print_table(r: &CompareReport) {
         _ => println!("SIMD: this CPU has neither AVX2 nor AVX-512"),
     }
     println!(
-        "artifact -> f32 weights, one thread, two tensors at a time: {:.0} M weights/s ({:.0} one \
-         at a time, {:.0} with SIMD off) vs zstd-22 + the same dequantization {:.0}: {:.2}x",
+        "artifact -> f32 weights, one thread, a group of tensors at a time: {:.0} M weights/s \
+         ({:.0} one at a time, {:.0} with SIMD off) vs zstd-22 + the same dequantization {:.0}: \
+         {:.2}x",
         r.to_f32_mweights_s,
         r.to_f32_single_mweights_s,
         r.to_f32_scalar_mweights_s,

@@ -204,22 +204,19 @@ fn store_symbols(syms: &[__m256i; 4], group: &mut [u8]) {
     group.copy_from_slice(bytemuck::bytes_of(&c));
 }
 
-/// [`crate::groups8x2`]: two 8-lane streams, a step of each in turn (two independent
-/// dependency chains), while both have 8 symbols of output and 8 words left.
+/// [`crate::groups8xn`]: `N` 8-lane streams, a step of each in turn (`N` independent
+/// dependency chains), while every one has 8 symbols of output and 8 words left.
 #[target_feature(enable = "avx2,popcnt")]
-pub(crate) fn kernel8x2<const F: i32, const S: i32>(
-    xs: [&mut [u32; 8]; 2],
-    words: [&[u8]; 2],
-    p: [usize; 2],
-    tables: [&[u32]; 2],
-    bits: [u32; 2],
-    outs: [&mut [u8]; 2],
-) -> (usize, [usize; 2]) {
-    let streams = [
-        Stream::new(tables[0], bits[0]),
-        Stream::new(tables[1], bits[1]),
-    ];
-    crate::pair8_loop!(xs, words, p, streams, outs, step::<F, S>, symbols8)
+pub(crate) fn kernel8xn<const N: usize, const F: i32, const S: i32>(
+    xs: [&mut [u32; 8]; N],
+    words: [&[u8]; N],
+    p: [usize; N],
+    tables: [&[u32]; N],
+    bits: [u32; N],
+    outs: [&mut [u8]; N],
+) -> (usize, [usize; N]) {
+    let streams: [Stream; N] = core::array::from_fn(|k| Stream::new(tables[k], bits[k]));
+    crate::lockstep8_loop!(xs, words, p, streams, outs, step::<F, S>, symbols8)
 }
 
 /// The 8 symbols of a step (one per 32-bit lane) as bytes.

@@ -181,21 +181,19 @@ fn step8<const F: i32, const S: i32>(
     (_mm256_srli_epi32::<S>(e), need.count_ones() as usize)
 }
 
-/// [`crate::groups8x2`] on AVX-512VL: two 8-lane streams, a step of each in turn.
+/// [`crate::groups8xn`] on AVX-512VL: `N` 8-lane streams, a step of each in turn.
 #[target_feature(enable = "avx512f,avx512vl,avx2,popcnt")]
-pub(crate) fn kernel8x2<const F: i32, const S: i32>(
-    xs: [&mut [u32; 8]; 2],
-    words: [&[u8]; 2],
-    p: [usize; 2],
-    tables: [&[u32]; 2],
-    bits: [u32; 2],
-    outs: [&mut [u8]; 2],
-) -> (usize, [usize; 2]) {
-    let streams = [
-        crate::avx2::Stream::new(tables[0], bits[0]),
-        crate::avx2::Stream::new(tables[1], bits[1]),
-    ];
-    crate::pair8_loop!(xs, words, p, streams, outs, step8::<F, S>, symbols8)
+pub(crate) fn kernel8xn<const N: usize, const F: i32, const S: i32>(
+    xs: [&mut [u32; 8]; N],
+    words: [&[u8]; N],
+    p: [usize; N],
+    tables: [&[u32]; N],
+    bits: [u32; N],
+    outs: [&mut [u8]; N],
+) -> (usize, [usize; N]) {
+    let streams: [crate::avx2::Stream; N] =
+        core::array::from_fn(|k| crate::avx2::Stream::new(tables[k], bits[k]));
+    crate::lockstep8_loop!(xs, words, p, streams, outs, step8::<F, S>, symbols8)
 }
 
 /// The 8 symbols of a step (one per 32-bit lane) as bytes.

@@ -1,6 +1,6 @@
 //! Opt-in SIMD kernels for PCLL's rANS decoder (FORMAT.md §6): the group loop of a 32-lane
-//! stream with a packed slot table (and of two such streams, or two 8-lane ones, in one loop),
-//! on AVX2 or AVX-512, picked at run time.
+//! stream with a packed slot table (and of two such streams, or up to four 8-lane ones, in one
+//! loop), on AVX2 or AVX-512, picked at run time.
 //!
 //! The safe decoder (`pcll-decoder`, `forbid(unsafe_code)`) calls [`groups32`] from its
 //! `simd` feature; without that feature, or on a CPU with neither instruction set, nothing
@@ -36,44 +36,69 @@
 //! detection). Loads and stores go through `bytemuck`'s safe casts.
 #![deny(unsafe_code)]
 
-/// The loop of a two-stream 8-lane kernel ([`groups8x2`]) inside the kernel's
+/// The loop of an `N`-stream 8-lane kernel ([`groups8xn`]) inside the kernel's
 /// `#[target_feature]` function: `$step` is its step (`(&mut __m256i, Stream, __m128i) ->
 /// (symbols, words taken)`, the stream's next 8 words given), `$bytes` packs a step's symbols
-/// into 8 bytes. A step of each stream in turn while both have 8 symbols of output and 8
+/// into 8 bytes. A step of each stream in turn while every one has 8 symbols of output and 8
 /// words left; returns the symbols written to each and the next words.
 #[cfg(target_arch = "x86_64")]
-macro_rules! pair8_loop {
+macro_rules! lockstep8_loop {
     ($xs:ident, $words:ident, $p:ident, $streams:ident, $outs:ident, $step:expr, $bytes:expr) => {{
         let mut p = $p;
-        let [x0, x1] = $xs;
-        let mut v = [
-            bytemuck::cast::<[u32; 8], __m256i>(*x0),
-            bytemuck::cast::<[u32; 8], __m256i>(*x1),
-        ];
+        let mut v = $xs
+            .each_ref()
+            .map(|x| bytemuck::cast::<[u32; 8], __m256i>(**x));
         let next = |w: &[u8], p: usize| -> Option<__m128i> {
             Some(bytemuck::pod_read_unaligned(w.get(2 * p..2 * p + 16)?))
         };
+        let groups = $outs.iter().map(|o| o.len() / 8).min().unwrap_or(0);
+        let mut outs = $outs.map(|o| o.chunks_exact_mut(8));
         let mut written = 0;
-        let [o0, o1] = $outs;
-        for (g0, g1) in o0.chunks_exact_mut(8).zip(o1.chunks_exact_mut(8)) {
-            let (Some(w0), Some(w1)) = (next($words[0], p[0]), next($words[1], p[1])) else {
-                break;
-            };
-            let (s0, c0) = $step(&mut v[0], $streams[0], w0);
-            let (s1, c1) = $step(&mut v[1], $streams[1], w1);
-            p[0] += c0;
-            p[1] += c1;
-            g0.copy_from_slice(&$bytes(s0));
-            g1.copy_from_slice(&$bytes(s1));
+        'groups: for _ in 0..groups {
+            let mut w = [_mm_setzero_si128(); N];
+            for k in 0..N {
+                let Some(next) = next($words[k], p[k]) else {
+                    break 'groups;
+                };
+                w[k] = next;
+            }
+            // Unrolled (a loop over the streams keeps their states in memory, on the chain).
+            crate::unroll8!(k, N, {
+                let (sym, taken) = $step(&mut v[k], $streams[k], w[k]);
+                p[k] += taken;
+                if let Some(g) = outs[k].next() {
+                    g.copy_from_slice(&$bytes(sym));
+                }
+            });
             written += 8;
         }
-        *x0 = bytemuck::cast(v[0]);
-        *x1 = bytemuck::cast(v[1]);
+        for (x, v) in $xs.into_iter().zip(v) {
+            *x = bytemuck::cast(v);
+        }
         (written, p)
     }};
 }
 #[cfg(target_arch = "x86_64")]
-pub(crate) use pair8_loop;
+pub(crate) use lockstep8_loop;
+
+/// `$body` for each `$k` in `0..$n` (`$n` ≤ 8, a constant), written out: the compiler drops
+/// the copies past `$n`, and each `$k` is a constant index.
+#[cfg(target_arch = "x86_64")]
+macro_rules! unroll8 {
+    ($k:ident, $n:expr, $body:block) => {
+        crate::unroll8!(@ $k, $n, $body, 0 1 2 3 4 5 6 7)
+    };
+    (@ $k:ident, $n:expr, $body:block, $($i:literal)*) => {
+        $(
+            {
+                let $k: usize = $i;
+                if $k < $n $body
+            }
+        )*
+    };
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use unroll8;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -119,8 +144,23 @@ impl Level {
 /// The highest level the caller allows (benchmarks compare levels in one process).
 static CEILING: AtomicU8 = AtomicU8::new(Level::Avx512 as u8);
 
+/// [`detected`]'s answer once known (`u8::MAX` before): the kernels ask on every call.
+static DETECTED: AtomicU8 = AtomicU8::new(u8::MAX);
+
 /// The best level this CPU supports.
 pub fn detected() -> Level {
+    match DETECTED.load(Ordering::Relaxed) {
+        u8::MAX => {
+            let level = detect();
+            DETECTED.store(level as u8, Ordering::Relaxed);
+            level
+        }
+        v => Level::from_u8(v),
+    }
+}
+
+/// [`detected`], asked of the CPU.
+fn detect() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
         // The kernels count each step's renormalized lanes with `popcnt` (every CPU with
@@ -156,13 +196,13 @@ pub fn active() -> Level {
     detected().min(ceiling())
 }
 
-/// What a two-stream kernel relies on: each precision in 1..=13 with a table of at least
-/// `2^bits` entries (the gathers), and one field width for both (a kernel's constant).
-fn pair_fits(bits: [u32; 2], tables: [&[u32]; 2]) -> bool {
+/// What a many-stream kernel relies on: each precision in 1..=13 with a table of at least
+/// `2^bits` entries (the gathers), and one field width for all (a kernel's constant).
+fn streams_fit<const N: usize>(bits: [u32; N], tables: [&[u32]; N]) -> bool {
     let fits = |b: u32, t: &[u32]| (1..=13).contains(&b) && t.len() >= 1 << b;
-    fits(bits[0], tables[0])
-        && fits(bits[1], tables[1])
-        && field_bits(bits[0]) == field_bits(bits[1])
+    N > 0
+        && bits.iter().zip(tables).all(|(&b, t)| fits(b, t))
+        && bits.iter().all(|&b| field_bits(b) == field_bits(bits[0]))
 }
 
 /// Width of a packed entry's frequency and offset fields at precision `bits` (12 up to 12
@@ -276,7 +316,7 @@ pub fn groups32x2(
     bits: [u32; 2],
     outs: [&mut [u8]; 2],
 ) -> Option<(usize, [usize; 2])> {
-    if !pair_fits(bits, tables) {
+    if !streams_fit(bits, tables) {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
@@ -308,38 +348,39 @@ pub fn groups32x2(
     }
 }
 
-/// [`groups32x2`] for two 8-lane streams (each `xs[s]` its 8 states): both advance 8 symbols
-/// a step, in one loop, while both have 8 symbols of output and 8 words left. One 8-lane
-/// stream is a single dependency chain, slower than the scalar loop alone; two in one loop
-/// are not. On AVX-512 the step keeps its renormalization in a mask register (AVX-512VL on
+/// [`groups32x2`] for `N` 8-lane streams (each `xs[s]` its 8 states; `N` is 2, 3 or 4 in
+/// the decoder): all advance 8 symbols a step, in one loop, while every one has 8 symbols of
+/// output and 8 words left. One 8-lane stream is a single dependency chain, slower than the
+/// scalar loop alone; two in one loop are not, and four hide the chain's latency nearly
+/// whole. On AVX-512 the step keeps its renormalization in a mask register (AVX-512VL on
 /// 256-bit vectors). Returns the symbols written to each and the next words, or `None`
 /// (nothing done) as [`groups32x2`] does.
-pub fn groups8x2(
-    xs: [&mut [u32; 8]; 2],
-    words: [&[u8]; 2],
-    p: [usize; 2],
-    tables: [&[u32]; 2],
-    bits: [u32; 2],
-    outs: [&mut [u8]; 2],
-) -> Option<(usize, [usize; 2])> {
-    if !pair_fits(bits, tables) {
+pub fn groups8xn<const N: usize>(
+    xs: [&mut [u32; 8]; N],
+    words: [&[u8]; N],
+    p: [usize; N],
+    tables: [&[u32]; N],
+    bits: [u32; N],
+    outs: [&mut [u8]; N],
+) -> Option<(usize, [usize; N])> {
+    if !streams_fit(bits, tables) {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
     {
-        type Kernel = unsafe fn(
-            [&mut [u32; 8]; 2],
-            [&[u8]; 2],
-            [usize; 2],
-            [&[u32]; 2],
-            [u32; 2],
-            [&mut [u8]; 2],
-        ) -> (usize, [usize; 2]);
-        let kernel: Kernel = match (active(), field_bits(bits[0])) {
-            (Level::Avx512, 12) => avx512::kernel8x2::<12, 24>,
-            (Level::Avx512, _) => avx512::kernel8x2::<13, 26>,
-            (Level::Avx2, 12) => avx2::kernel8x2::<12, 24>,
-            (Level::Avx2, _) => avx2::kernel8x2::<13, 26>,
+        type Kernel<const N: usize> = unsafe fn(
+            [&mut [u32; 8]; N],
+            [&[u8]; N],
+            [usize; N],
+            [&[u32]; N],
+            [u32; N],
+            [&mut [u8]; N],
+        ) -> (usize, [usize; N]);
+        let kernel: Kernel<N> = match (active(), field_bits(bits[0])) {
+            (Level::Avx512, 12) => avx512::kernel8xn::<N, 12, 24>,
+            (Level::Avx512, _) => avx512::kernel8xn::<N, 13, 26>,
+            (Level::Avx2, 12) => avx2::kernel8xn::<N, 12, 24>,
+            (Level::Avx2, _) => avx2::kernel8xn::<N, 13, 26>,
             (Level::Scalar, _) => return None,
         };
         // SAFETY: `active()` found the kernel's instruction sets on this CPU (the AVX-512

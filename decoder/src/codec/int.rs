@@ -171,20 +171,20 @@ pub fn decode(
     scales.finish()
 }
 
-/// Symbols reconstructed per step of [`predicted_rows`] and [`decode_pair`] (stack buffer).
+/// Symbols reconstructed per step of [`predicted_rows`] and [`decode_group`] (stack buffer).
 const CHUNK: usize = 2048;
 
-/// One tensor of [`decode_pair`]: what [`decode`] takes, its payload's parts checked by
+/// One tensor of [`decode_group`]: what [`decode`] takes, its payload's parts checked by
 /// [`pairable`].
 pub struct Job<'j, 'o> {
     pub info: &'j TensorInfo<'j>,
     pub params: IntParams,
-    pub parts: Parts<'j>,
+    pub parts: &'j Parts<'j>,
     pub out: &'j mut Output<'o>,
     pub scratch: &'j mut [u8],
 }
 
-/// `info`'s payload parts, where it can run in lockstep beside another's in [`decode_pair`]:
+/// `info`'s payload parts, where it can run in lockstep beside others in [`decode_group`]:
 /// no prototypes, at least one column, a stream whose lanes pair up
 /// ([`RansDecoder::lanes_pair_up`] with another such). `None` otherwise (or where the parts
 /// fail their checks).
@@ -197,67 +197,106 @@ pub fn pairable<'a>(info: &TensorInfo<'_>, p: &IntParams, payload: &'a [u8]) -> 
     RansDecoder::lanes_pair_up(lanes, lanes).then_some(parts)
 }
 
-/// Decodes two `int` payloads that are [`pairable`] with their streams in lockstep
-/// ([`RansDecoder::decode_both`]: with the `simd` feature, two streams of 8 or of 32 lanes
-/// share one loop), as many symbols of each at a time (up to `CHUNK`), across rows where there
-/// are no clusters and up to the row's end where there are (the next row starts with its
-/// cluster id). Returns `None`, having written nothing, where either fails its checks before
-/// the first symbol.
+/// Decodes `N` `int` payloads that are [`pairable`] with their streams in lockstep
+/// ([`RansDecoder::decode_each`]: with the `simd` feature, 8-lane streams share one loop,
+/// 32-lane ones two to a loop), as many symbols of each at a time (up to `CHUNK`), across rows
+/// where there are no clusters and up to the row's end where there are (the next row starts
+/// with its cluster id). Returns `None`, having written nothing, where any fails its checks
+/// before the first symbol.
 /// Otherwise each tensor's result: `Ok` exactly when [`decode`] succeeds, its output then
-/// holding exactly what [`decode`] writes (a failing tensor stops; the other goes on alone).
-/// A failing tensor's error can differ from the one [`decode`] reports (the checks run in
+/// holding exactly what [`decode`] writes (a failing tensor stops; the others go on). A
+/// failing tensor's error can differ from the one [`decode`] reports (the checks run in
 /// another order).
-pub fn decode_pair(a: Job<'_, '_>, b: Job<'_, '_>) -> Option<[Result<(), PayloadError>; 2]> {
-    let (pa, pb) = (&a.parts, &b.parts);
-    let (mut sa, rest_a) = pa.scales.reader(a.scratch).ok()?;
-    let (mut sb, rest_b) = pb.scales.reader(b.scratch).ok()?;
-    let mut da = pa.stream.decoder(rest_a).ok()?;
-    let mut db = pb.stream.decoder(rest_b).ok()?;
-    let (mut ra, mut rb) = (Rows::new(a.info, &a.params), Rows::new(b.info, &b.params));
-    let (mut ba, mut bb) = ([0u8; CHUNK], [0u8; CHUNK]);
-    let (mut ok_a, mut ok_b): (Result<(), PayloadError>, _) = (Ok(()), Ok(()));
+pub fn decode_group<const N: usize>(
+    mut jobs: [Job<'_, '_>; N],
+) -> Option<[Result<(), PayloadError>; N]> {
+    /// One tensor's decode in progress.
+    struct Going<'r, 'o> {
+        scales: ScaleReader<'r, 'r, 'r>,
+        dec: RansDecoder<'r, 'r>,
+        rows: Rows,
+        out: &'r mut Output<'o>,
+        params: IntParams,
+        ok: Result<(), PayloadError>,
+        len: usize,
+        numel: u64,
+    }
+    // Each built in its place: a decoder is large (its tables), and moving four of them
+    // about cost more than a small tensor's decode.
+    let mut going: [Option<Going<'_, '_>>; N] = [const { None }; N];
+    for (j, g) in jobs.iter_mut().zip(&mut going) {
+        let (scales, rest) = j.parts.scales.reader(&mut *j.scratch).ok()?;
+        *g = Some(Going {
+            scales,
+            dec: j.parts.stream.decoder(rest).ok()?,
+            rows: Rows::new(j.info, &j.params),
+            out: &mut *j.out,
+            params: j.params,
+            ok: Ok(()),
+            len: 0,
+            numel: j.info.numel(),
+        });
+    }
+    let mut bufs = [[0u8; CHUNK]; N];
     loop {
-        ok_a = ok_a.and_then(|()| ra.begin(&mut da, &a.params));
-        ok_b = ok_b.and_then(|()| rb.begin(&mut db, &b.params));
-        let (mut na, mut nb) = (ra.next_len(&da, &ok_a), rb.next_len(&db, &ok_b));
-        if na == 0 && nb == 0 {
+        let mut least = CHUNK;
+        for g in going.iter_mut().flatten() {
+            // Results are written only when they fail (moving them about costs).
+            if g.ok.is_ok() {
+                if let Err(e) = g.rows.begin(&mut g.dec, &g.params) {
+                    g.ok = Err(e);
+                }
+            }
+            g.len = g.rows.next_len(&g.dec, &g.ok);
+            if g.len > 0 {
+                least = least.min(g.len);
+            }
+        }
+        if going.iter().flatten().all(|g| g.len == 0) {
             break;
         }
-        if na > 0 && nb > 0 {
-            // As many of each, so the lockstep loop covers both (rows of different lengths
-            // would otherwise leave the longer one's rest to the one-stream loop).
-            (na, nb) = (na.min(nb), na.min(nb));
+        // As many of each, so the lockstep loop covers all (rows of different lengths would
+        // otherwise leave the longer ones' rest to the one-stream loop).
+        for g in going.iter_mut().flatten() {
+            g.len = g.len.min(least);
         }
-        let (ya, yb) = (&mut ba[..na], &mut bb[..nb]);
-        let [ea, eb] = RansDecoder::decode_both(&mut da, ya, &mut db, yb);
-        if na > 0 {
-            ok_a = ea
-                .map_err(PayloadError::from)
-                .and_then(|()| ra.put(ya, &mut sa, a.out));
-        }
-        if nb > 0 {
-            ok_b = eb
-                .map_err(PayloadError::from)
-                .and_then(|()| rb.put(yb, &mut sb, b.out));
+        let results = {
+            let mut lens = going
+                .each_ref()
+                .map(|g| g.as_ref().map_or(0, |g| g.len))
+                .into_iter();
+            let ys = bufs.each_mut().map(|b| {
+                let n = lens.next().unwrap_or(0).min(CHUNK);
+                &mut b[..n]
+            });
+            let decs = going.each_mut().map(|g| g.as_mut().map(|g| &mut g.dec));
+            RansDecoder::decode_present(decs, ys)
+        };
+        for ((g, r), b) in going.iter_mut().zip(results).zip(&bufs) {
+            let Some(g) = g else { continue };
+            if g.len == 0 {
+                continue;
+            }
+            let done = r.map_err(PayloadError::from);
+            if let Err(e) = done.and_then(|()| g.rows.put(&b[..g.len], &mut g.scales, g.out)) {
+                g.ok = Err(e);
+            }
         }
     }
-    let end = |ok: Result<(), PayloadError>,
-               r: &Rows,
-               info: &TensorInfo<'_>,
-               d: RansDecoder<'_, '_>,
-               s: ScaleReader<'_, '_, '_>| {
-        ok?;
-        d.finish()?;
-        // Every row was written (the stream's count says so; checked all the same).
-        if r.at as u64 != info.numel() {
-            return Err(crate::error::RansError::BadFinalState.into());
-        }
-        s.finish()
-    };
-    Some([
-        end(ok_a, &ra, a.info, da, sa),
-        end(ok_b, &rb, b.info, db, sb),
-    ])
+    let mut results: [Result<(), PayloadError>; N] = core::array::from_fn(|_| Ok(()));
+    for (g, r) in going.iter_mut().zip(&mut results) {
+        let Some(g) = g else { continue };
+        *r = (|| {
+            core::mem::replace(&mut g.ok, Ok(()))?;
+            g.dec.check_finished()?;
+            // Every row was written (the stream's count says so; checked all the same).
+            if g.rows.at as u64 != g.numel {
+                return Err(crate::error::RansError::BadFinalState.into());
+            }
+            g.scales.check_finished()
+        })();
+    }
+    Some(results)
 }
 
 /// Where the next symbols of a plain `int` stream go: element `at`, column `col` of a row of
@@ -332,9 +371,9 @@ impl Rows {
 }
 
 /// The row loop of a payload with prototype rows (FORMAT.md §5.2.2): decodes the prototypes
-/// into scratch (after the stream's slots), then each row's selector and symbols, adding the
-/// prototype back to a predicted row's differences modulo the alphabet. `sink(at, symbols,
-/// scale)` receives the final symbols of elements `at..at + symbols.len()` (row-major, at most
+/// into the end of scratch (the stream's tables before them), then each row's selector and
+/// symbols, adding the prototype back to a predicted row's differences modulo the alphabet.
+/// `sink(at, symbols, scale)` receives the final symbols of elements `at..at + symbols.len()` (row-major, at most
 /// one row per call) and their row's scale.
 fn predicted_rows(
     parts: &Parts<'_>,
@@ -354,8 +393,9 @@ fn predicted_rows(
         }
         .into());
     }
-    let (slots, rest) = scratch.split_at_mut(own);
-    let protos = &mut rest[..proto_len];
+    // The prototypes at the end: the stream gets the rest, with room for its packed table
+    // where the caller gave the fast scratch length.
+    let (slots, protos) = scratch.split_at_mut(scratch.len() - proto_len);
     let mut dec = parts.stream.decoder(slots)?;
     let alphabet = (2 * p.qmax() + 1) as u16;
     dec.select(1)?;

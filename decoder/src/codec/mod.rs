@@ -288,8 +288,9 @@ mod tests {
 
     /// `Artifact::decode_pair` gives exactly what two `decode`s give, values and errors, on
     /// every ordered pair of tensors, 8- and 32-lane streams, with and without clusters,
-    /// coded scales and prototypes, into f32, f16 and bf16; and takes the lockstep path for
-    /// every pair of 32-lane `int` tensors without prototypes (with the `simd` feature).
+    /// coded scales and prototypes, into f32, f16 and bf16; `decode_group` of four and three
+    /// likewise; and both take the lockstep path for every pair or group of 8- or 32-lane
+    /// `int` tensors without prototypes (with the `simd` feature).
     #[test]
     fn decode_pair_is_two_decodes() {
         use crate::output::Output;
@@ -338,10 +339,10 @@ mod tests {
             for (i, a) in ts.iter().enumerate() {
                 for (j, b) in ts.iter().enumerate().filter(|&(j, _)| j != i) {
                     let (mut oa, mut ob) = (vec![0f32; alone[i].len()], vec![0f32; alone[j].len()]);
-                    let fast = art.int_pair(
+                    let fast = art.int_group([
                         (a, &mut Output::F32(&mut oa), &mut scratch(a)),
                         (b, &mut Output::F32(&mut ob), &mut scratch(b)),
-                    );
+                    ]);
                     if pairs_up && plain(a) && plain(b) {
                         assert_eq!(fast, Some([Ok(()), Ok(())]), "{lanes} lanes, {i}, {j}");
                         assert_eq!(
@@ -387,38 +388,93 @@ mod tests {
                         .all(|(h, &v)| *h == half::bf16::from_f32(v)));
                 }
             }
-            // The table's pairs: every tensor once, the larger of a pair first, pairs largest
-            // first; tensors that can run in lockstep are paired with their like (at most one
-            // of a lane count left to pair with another kind).
+            // Four and three at a time: the same as one at a time, in lockstep where all can.
+            for (i, _) in ts.iter().enumerate() {
+                let k = |d: usize| (i + d) % ts.len();
+                let four = [k(0), k(1), k(2), k(3)];
+                let zeros = || -> Vec<Vec<f32>> {
+                    four.iter().map(|&t| vec![0f32; alone[t].len()]).collect()
+                };
+                let t = |d: usize| &ts[four[d]];
+                let mut outs = zeros();
+                let fast = {
+                    let [o0, o1, o2, o3] = &mut outs[..] else {
+                        unreachable!()
+                    };
+                    let mut o = [o0, o1, o2, o3].map(|o| Output::F32(o));
+                    let [p0, p1, p2, p3] = &mut o;
+                    art.int_group([
+                        (t(0), p0, &mut scratch(t(0))),
+                        (t(1), p1, &mut scratch(t(1))),
+                        (t(2), p2, &mut scratch(t(2))),
+                        (t(3), p3, &mut scratch(t(3))),
+                    ])
+                };
+                if pairs_up && four.iter().all(|&t| plain(&ts[t])) {
+                    assert_eq!(
+                        fast,
+                        Some([Ok(()), Ok(()), Ok(()), Ok(())]),
+                        "{lanes} lanes, {i}"
+                    );
+                    for (d, o) in outs.iter().enumerate() {
+                        assert_eq!(o, &alone[four[d]], "{lanes} lanes, {i}+{d}");
+                    }
+                    lockstep += 1;
+                } else {
+                    assert_eq!(fast, None, "{lanes} lanes, {i}");
+                }
+                let mut outs = zeros();
+                let [o0, o1, o2, _] = &mut outs[..] else {
+                    unreachable!()
+                };
+                let r = art.decode_group([
+                    (t(0), Output::F32(o0), &mut scratch(t(0))),
+                    (t(1), Output::F32(o1), &mut scratch(t(1))),
+                    (t(2), Output::F32(o2), &mut scratch(t(2))),
+                ]);
+                assert_eq!(r, [Ok(()), Ok(()), Ok(())]);
+                for (d, o) in outs.iter().take(3).enumerate() {
+                    assert_eq!(o, &alone[four[d]], "{lanes} lanes, {i}+{d} of three");
+                }
+                #[cfg(feature = "alloc")]
+                assert_eq!(
+                    art.decode_group_to_vec(four.map(|t| &ts[t])),
+                    four.map(|t| art.decode_to_vec(&ts[t]))
+                );
+            }
+            // The table's groups: every tensor once, at most `GROUP` to a group, larger first
+            // within one and groups largest first; tensors that can run in lockstep are
+            // grouped with their like (at most one of a lane count alone).
             #[cfg(feature = "alloc")]
             {
-                let pairs = art.pairs();
-                let mut seen: Vec<u32> = pairs
-                    .iter()
-                    .flat_map(|&(i, j)| core::iter::once(i).chain(j))
-                    .collect();
+                let groups = art.groups();
+                let mut seen: Vec<u32> = groups.iter().flatten().copied().collect();
                 let size = |i: u32| ts[i as usize].numel();
-                let lanes = |i: u32| art.pair_lanes(&ts[i as usize]);
-                let firsts: Vec<u64> = pairs.iter().map(|&(i, _)| size(i)).collect();
+                let lanes = |i: u32| art.lockstep_lanes(&ts[i as usize]);
+                let firsts: Vec<u64> = groups.iter().map(|g| size(g[0])).collect();
                 assert!(firsts.windows(2).all(|w| w[0] >= w[1]), "{firsts:?}");
-                assert!(pairs
+                for g in &groups {
+                    assert!((1..=crate::GROUP).contains(&g.len()), "{groups:?}");
+                    assert!(g.windows(2).all(|w| size(w[0]) >= size(w[1])), "{groups:?}");
+                    if g.len() > 1 {
+                        assert!(lanes(g[0]) > 0, "{groups:?}");
+                        assert!(g.iter().all(|&i| lanes(i) == lanes(g[0])), "{groups:?}");
+                    }
+                }
+                let mut alone_kinds: Vec<usize> = groups
                     .iter()
-                    .all(|&(i, j)| j.is_none_or(|j| size(i) >= size(j))));
-                let mismatched: Vec<usize> = pairs
-                    .iter()
-                    .filter(|&&(i, j)| j.is_none_or(|j| lanes(i) != lanes(j)))
-                    .flat_map(|&(i, j)| core::iter::once(i).chain(j))
-                    .map(lanes)
+                    .filter(|g| g.len() == 1)
+                    .map(|g| lanes(g[0]))
                     .filter(|&l| l > 0)
                     .collect();
-                let mut kinds = mismatched.clone();
-                kinds.sort_unstable();
-                kinds.dedup();
-                assert_eq!(kinds.len(), mismatched.len(), "{mismatched:?}");
+                let n = alone_kinds.len();
+                alone_kinds.sort_unstable();
+                alone_kinds.dedup();
+                assert_eq!(alone_kinds.len(), n, "{groups:?}");
                 assert_eq!(
-                    ts.iter().filter(|t| art.pair_lanes(t) > 0).count() > 0,
+                    ts.iter().filter(|t| art.lockstep_lanes(t) > 0).count() > 0,
                     pairs_up && has(&ts, |p| p.protos == 0),
-                    "pair_lanes"
+                    "lockstep_lanes"
                 );
                 seen.sort_unstable();
                 assert_eq!(seen, (0..ts.len() as u32).collect::<Vec<_>>());
@@ -441,6 +497,16 @@ mod tests {
                     (b, Output::F32(&mut ob), &mut scratch(b)),
                 );
                 assert_eq!(got, want, "{lanes} lanes, {i}");
+                // In a group, as bytes: each result its own tensor's, a failing one's too.
+                #[cfg(feature = "alloc")]
+                {
+                    let c = &ts[(i + 2) % ts.len()];
+                    assert_eq!(
+                        art2.decode_group_to_vec([a, b, c]),
+                        [a, b, c].map(|t| art2.decode_to_vec(t)),
+                        "{lanes} lanes, {i}"
+                    );
+                }
                 // Past the checksum: the lockstep decode fails exactly when one decode does,
                 // and the other tensor still gets all of its values, each once (into a sink).
                 let (Codec::Int(pa), Codec::Int(pb)) = (a.codec, b.codec) else {
@@ -462,25 +528,25 @@ mod tests {
                 }
                 // `None`: `a` failed its checks before the first symbol.
                 let pair = parts.and_then(|(parts_a, parts_b)| {
-                    super::int::decode_pair(
+                    super::int::decode_group([
                         super::int::Job {
                             info: a,
                             params: pa,
-                            parts: parts_a,
+                            parts: &parts_a,
                             out: &mut Output::F32(&mut oa),
                             scratch: &mut scratch(a),
                         },
                         super::int::Job {
                             info: b,
                             params: pb,
-                            parts: parts_b,
+                            parts: &parts_b,
                             out: &mut Output::Sink {
                                 len: b.numel() as usize,
                                 sink: &mut got_b,
                             },
                             scratch: &mut scratch(b),
                         },
-                    )
+                    ])
                 });
                 match pair {
                     None => assert!(alone_fails, "{lanes} lanes, {i}"),
@@ -494,7 +560,7 @@ mod tests {
             }
         }
         if cfg!(all(feature = "simd", not(feature = "small"))) {
-            assert!(lockstep > 0, "no pair of 32-lane tensors in lockstep");
+            assert!(lockstep > 0, "no pair or group of tensors in lockstep");
             assert!(checked_sinks > 0, "no damaged tensor failed in lockstep");
         }
     }

@@ -161,9 +161,14 @@ impl ScaleReader<'_, '_, '_> {
 
     /// Checks a coded stream's integrity once every row has been read.
     pub fn finish(self) -> Result<(), PayloadError> {
+        self.check_finished()
+    }
+
+    /// [`Self::finish`] in place.
+    pub fn check_finished(&self) -> Result<(), PayloadError> {
         match self {
             ScaleReader::Stored { .. } => Ok(()),
-            ScaleReader::Coded { dec, .. } => Ok(dec.finish()?),
+            ScaleReader::Coded { dec, .. } => Ok(dec.check_finished()?),
         }
     }
 }

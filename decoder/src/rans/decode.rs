@@ -276,44 +276,78 @@ impl<'a, 's> RansDecoder<'a, 's> {
 
     /// Fills `out_a` with the next symbols of `a` and `out_b` with those of `b`: exactly what
     /// `a.decode(out_a)` and `b.decode(out_b)` do (the same symbols, states, words read and
-    /// errors; both are decoded even if `a` fails, and the first error is returned). With the
-    /// `simd` feature, where both are 32-lane or both 8-lane streams with packed tables, their
-    /// whole groups (from any symbol: the lanes are rotated) first run through one AVX-512 or
-    /// AVX2 loop ([`pcll_rans_simd::groups32x2`], [`pcll_rans_simd::groups8x2`]): one stream's
-    /// dependency chain (gather, multiply, renormalize) is latency-bound, so two independent
-    /// ones take little longer than one.
+    /// errors; both are decoded even if `a` fails, and the first error is returned). See
+    /// [`Self::decode_each`].
     pub fn decode_pair(
         a: &mut Self,
         out_a: &mut [u8],
         b: &mut Self,
         out_b: &mut [u8],
     ) -> Result<(), RansError> {
-        let [first, second] = Self::decode_both(a, out_a, b, out_b);
+        let [first, second] = Self::decode_each([a, b], [out_a, out_b]);
         first.and(second)
     }
 
-    /// [`Self::decode_pair`] with each stream's own result: exactly `[a.decode(out_a),
-    /// b.decode(out_b)]`.
-    pub fn decode_both(
-        a: &mut Self,
-        out_a: &mut [u8],
-        b: &mut Self,
-        out_b: &mut [u8],
-    ) -> [Result<(), RansError>; 2] {
-        #[cfg(all(feature = "simd", not(feature = "small")))]
-        let (out_a, out_b) = {
-            let n = Self::simd_pair(a, out_a, b, out_b);
-            (&mut out_a[n..], &mut out_b[n..])
-        };
-        [a.decode(out_a), b.decode(out_b)]
+    /// Fills each `outs[s]` with the next symbols of `decs[s]`, with each stream's own result:
+    /// exactly `decs[s].decode(outs[s])` for each (the same symbols, states, words read and
+    /// errors). With the `simd` feature, where the streams are all 32-lane or all 8-lane with
+    /// packed tables, their whole groups (from any symbol: the lanes are rotated) first run in
+    /// lockstep on AVX-512 or AVX2: 8-lane streams all in one loop
+    /// ([`pcll_rans_simd::groups8xn`]), 32-lane ones two to a loop
+    /// ([`pcll_rans_simd::groups32x2`]). One stream's dependency chain (gather, multiply,
+    /// renormalize) is latency-bound, so independent ones take little longer than one.
+    pub fn decode_each<const N: usize>(
+        decs: [&mut Self; N],
+        outs: [&mut [u8]; N],
+    ) -> [Result<(), RansError>; N] {
+        Self::decode_present(decs.map(Some), outs)
     }
 
-    /// Whether [`Self::decode_both`] of streams of `a` and `b` lanes can beat one after the
-    /// other: with the `simd` feature, two 32-lane or two 8-lane streams (on a CPU with AVX-512
-    /// or AVX2 both run in one loop; on another the pair decodes one after the other). A plain
-    /// build never gains.
+    /// [`Self::decode_each`] of the decoders present (an absent one's result is `Ok`; the
+    /// lockstep loop runs only when all are there).
+    pub(crate) fn decode_present<const N: usize>(
+        decs: [Option<&mut Self>; N],
+        outs: [&mut [u8]; N],
+    ) -> [Result<(), RansError>; N] {
+        let (mut decs, mut outs) = (decs, outs);
+        #[cfg(all(feature = "simd", not(feature = "small")))]
+        let done = Self::simd_each(&mut decs, &mut outs);
+        #[cfg(not(all(feature = "simd", not(feature = "small"))))]
+        let done = [0usize; N];
+        let mut results: [Result<(), RansError>; N] = core::array::from_fn(|_| Ok(()));
+        for (((d, out), n), r) in decs
+            .iter_mut()
+            .zip(outs.iter_mut())
+            .zip(done)
+            .zip(&mut results)
+        {
+            if let Some(d) = d {
+                *r = d.decode(out.get_mut(n..).unwrap_or_default());
+            }
+        }
+        results
+    }
+
+    /// Whether [`Self::decode_each`] of streams of `a` and `b` lanes can beat one after the
+    /// other: with the `simd` feature, 32-lane or 8-lane streams alike (on a CPU with AVX-512
+    /// or AVX2 they run in lockstep; on another one after the other). A plain build never
+    /// gains.
     pub const fn lanes_pair_up(a: usize, b: usize) -> bool {
         cfg!(all(feature = "simd", not(feature = "small"))) && a == b && (a == 32 || a == 8)
+    }
+
+    /// How many streams of `lanes` lanes one lockstep loop of [`Self::decode_each`] takes:
+    /// four 8-lane ones (each a single chain of about 40 cycles a step), two 32-lane ones (a
+    /// step of one already spans four vectors; more in a group only cut its chunks shorter);
+    /// one where streams do not run in lockstep ([`Self::lanes_pair_up`]).
+    pub const fn lockstep_width(lanes: usize) -> usize {
+        if !Self::lanes_pair_up(lanes, lanes) {
+            1
+        } else if lanes == 8 {
+            4
+        } else {
+            2
+        }
     }
 
     /// Runs `groups` (a group loop, which takes symbol `done + j` from lane `j`) with the
@@ -324,39 +358,105 @@ impl<'a, 's> RansDecoder<'a, 's> {
     #[inline(always)]
     fn rotated<R>(&mut self, groups: impl FnOnce(&mut Self) -> R) -> R {
         let lanes = self.lanes.clamp(1, MAX_LANES);
-        let k = (self.done % lanes as u64) as usize;
+        let k = lane_of(self.done, lanes);
         rotate_left(&mut self.states, lanes, k);
         let r = groups(self);
-        rotate_left(&mut self.states, lanes, (lanes - k) % lanes);
+        rotate_left(&mut self.states, lanes, lane_of((lanes - k) as u64, lanes));
         r
     }
 
-    /// The lockstep part of [`Self::decode_pair`]: the symbols written to each (0 where the
+    /// The lockstep part of [`Self::decode_each`]: the symbols written to each (0 where the
     /// streams do not qualify or the kernel is not there).
     #[cfg(all(feature = "simd", not(feature = "small")))]
-    fn simd_pair(a: &mut Self, out_a: &mut [u8], b: &mut Self, out_b: &mut [u8]) -> usize {
-        let lanes = a.lanes;
-        // `lanes_pair_up` below also checks that `b` has as many lanes.
-        let ready = |d: &Self, out: &[u8]| {
-            d.simd && out.len() >= lanes && out.len() as u64 <= d.remaining()
+    fn simd_each<const N: usize>(
+        decs: &mut [Option<&mut Self>; N],
+        outs: &mut [&mut [u8]; N],
+    ) -> [usize; N] {
+        let lanes = decs.first().and_then(Option::as_ref).map_or(0, |d| d.lanes);
+        let ready = |d: &Option<&mut Self>, out: &[u8]| {
+            d.as_ref().is_some_and(|d| {
+                Self::lanes_pair_up(lanes, d.lanes)
+                    && d.simd
+                    && out.len() >= lanes
+                    && out.len() as u64 <= d.remaining()
+            })
         };
-        if !Self::lanes_pair_up(a.lanes, b.lanes) || !ready(a, out_a) || !ready(b, out_b) {
-            return 0;
+        if N < 2 || !decs.iter().zip(outs.iter()).all(|(d, o)| ready(d, o)) {
+            return [0; N];
         }
-        // Both at a group boundary of their rotated lanes (see `rotated`).
-        let (ka, kb) = (
-            (a.done % lanes as u64) as usize,
-            (b.done % lanes as u64) as usize,
-        );
-        rotate_left(&mut a.states, lanes, ka);
-        rotate_left(&mut b.states, lanes, kb);
-        let done = Self::simd_pair_at(a, out_a, b, out_b);
-        rotate_left(&mut a.states, lanes, (lanes - ka) % lanes);
-        rotate_left(&mut b.states, lanes, (lanes - kb) % lanes);
+        // Every stream at a group boundary of its rotated lanes (see `rotated`).
+        let ks = decs.each_mut().map(|d| {
+            let Some(d) = d else { return 0 };
+            let k = lane_of(d.done, lanes);
+            rotate_left(&mut d.states, lanes, k);
+            k
+        });
+        let done = if lanes == 8 {
+            Self::simd_each8(decs, outs)
+        } else {
+            // Two 32-lane streams to a loop (a 32-lane step already holds four 8-lane
+            // vectors): pairs, and an odd one alone.
+            let mut done = [0usize; N];
+            let mut ds = decs
+                .iter_mut()
+                .flatten()
+                .zip(outs.iter_mut())
+                .zip(done.iter_mut());
+            while let Some(((a, oa), na)) = ds.next() {
+                match ds.next() {
+                    Some(((b, ob), nb)) => {
+                        *na = Self::simd_pair_at(a, oa, b, ob);
+                        *nb = *na;
+                    }
+                    None => *na = a.simd_groups(a.prob_bits, oa).unwrap_or(0),
+                }
+            }
+            done
+        };
+        for (d, k) in decs.iter_mut().flatten().zip(ks) {
+            rotate_left(&mut d.states, lanes, lane_of((lanes - k) as u64, lanes));
+        }
         done
     }
 
-    /// [`Self::simd_pair`] with both streams' lanes in loop order.
+    /// [`Self::simd_each`] of `N` 8-lane streams, their lanes in loop order: the symbols
+    /// written to each.
+    #[cfg(all(feature = "simd", not(feature = "small")))]
+    fn simd_each8<const N: usize>(
+        decs: &mut [Option<&mut Self>; N],
+        outs: &mut [&mut [u8]; N],
+    ) -> [usize; N] {
+        let mut xs = heapless::Vec::<&mut [u32; 8], N>::new();
+        let (mut words, mut p) = ([&[][..]; N], [0usize; N]);
+        let (mut tables, mut bits) = ([&[][..]; N], [0u32; N]);
+        for (s, d) in decs.iter_mut().flatten().enumerate() {
+            let d: &mut Self = d;
+            let table = packed_table(&d.layout, &d.info, d.cur, d.prob_bits);
+            let (Some(table), Some(x)) = (table, d.states.first_chunk_mut::<8>()) else {
+                return [0; N];
+            };
+            if xs.push(x).is_err() {
+                return [0; N];
+            }
+            (words[s], p[s], tables[s], bits[s]) = (d.words, d.word, table, d.prob_bits);
+        }
+        let Ok(xs) = xs.into_array::<N>() else {
+            return [0; N];
+        };
+        let outs = outs.each_mut().map(|o| &mut **o);
+        let Some((written, next)) = pcll_rans_simd::groups8xn(xs, words, p, tables, bits, outs)
+        else {
+            return [0; N];
+        };
+        for (d, at) in decs.iter_mut().flatten().zip(next) {
+            d.word = at;
+            d.done += written as u64;
+        }
+        [written; N]
+    }
+
+    /// [`Self::simd_each`] of two 32-lane streams, their lanes in loop order: the symbols
+    /// written to each.
     #[cfg(all(feature = "simd", not(feature = "small")))]
     fn simd_pair_at(a: &mut Self, out_a: &mut [u8], b: &mut Self, out_b: &mut [u8]) -> usize {
         let (bits_a, bits_b) = (a.prob_bits, b.prob_bits);
@@ -372,23 +472,13 @@ impl<'a, 's> RansDecoder<'a, 's> {
             [ta, tb],
             [bits_a, bits_b],
         );
-        let done = if a.lanes == 8 {
-            let (Some(xa), Some(xb)) = (
-                a.states.first_chunk_mut::<8>(),
-                b.states.first_chunk_mut::<8>(),
-            ) else {
-                return 0;
-            };
-            pcll_rans_simd::groups8x2([xa, xb], words, p, tables, bits, [out_a, out_b])
-        } else {
-            let (Some(xa), Some(xb)) = (
-                a.states.first_chunk_mut::<32>(),
-                b.states.first_chunk_mut::<32>(),
-            ) else {
-                return 0;
-            };
-            pcll_rans_simd::groups32x2([xa, xb], words, p, tables, bits, [out_a, out_b])
+        let (Some(xa), Some(xb)) = (
+            a.states.first_chunk_mut::<32>(),
+            b.states.first_chunk_mut::<32>(),
+        ) else {
+            return 0;
         };
+        let done = pcll_rans_simd::groups32x2([xa, xb], words, p, tables, bits, [out_a, out_b]);
         let Some((written, [pa, pb])) = done else {
             return 0;
         };
@@ -400,7 +490,7 @@ impl<'a, 's> RansDecoder<'a, 's> {
     }
 
     fn decode_one(&mut self, out: &mut [u8]) -> Result<(), RansError> {
-        let lane = (self.done % self.lanes as u64) as usize;
+        let lane = lane_of(self.done, self.lanes);
         let bits = self.prob_bits;
         let mask = (1u32 << bits) - 1;
         let x = self.states.get(lane).copied().unwrap_or(RANS_L);
@@ -538,6 +628,12 @@ impl<'a, 's> RansDecoder<'a, 's> {
     /// Checks that every symbol was produced, every word read, and every lane returned to the
     /// encoder's initial state: together these catch nearly any corruption of the words.
     pub fn finish(self) -> Result<(), RansError> {
+        self.check_finished()
+    }
+
+    /// [`Self::finish`] in place (a decoder is large; callers holding several need not move
+    /// one out to finish it).
+    pub(crate) fn check_finished(&self) -> Result<(), RansError> {
         let lanes_ok = self.states.iter().take(self.lanes).all(|&s| s == RANS_L);
         if self.done != self.total || self.word != self.words.len() / 2 || !lanes_ok {
             return Err(RansError::BadFinalState);
@@ -560,6 +656,23 @@ fn rotate_left(states: &mut [u32; MAX_LANES], lanes: usize, k: usize) {
         *s = was[(j + k) & m];
     }
 }
+
+/// `i mod lanes` for a lane count of the format (a power of two up to [`MAX_LANES`], checked
+/// when the stream is parsed), as a mask: a division was a dozen cycles of every symbol the
+/// one-symbol path decodes.
+#[inline(always)]
+fn lane_of(i: u64, lanes: usize) -> usize {
+    (i as usize) & (lanes.wrapping_sub(1) & (MAX_LANES - 1))
+}
+
+const _: () = {
+    let mut i = 0;
+    while i < super::LANE_COUNTS.len() {
+        let lanes = super::LANE_COUNTS[i];
+        assert!(lanes.is_power_of_two() && lanes as usize <= MAX_LANES);
+        i += 1;
+    }
+};
 
 /// Table `cur`'s packed entries (from its first slot to the end of the layout's space).
 fn packed_table<'t>(
@@ -876,45 +989,73 @@ mod tests {
         }
     }
 
-    /// Decodes two streams with [`RansDecoder::decode_pair`] (in chunks of `chunk` symbols
+    /// Decodes `N` streams with [`RansDecoder::decode_each`] (in chunks of `chunk` symbols
     /// each, the kernels on or off): each stream's symbols, final states, words read, symbols
     /// done and first error, and `finish`'s verdicts.
     #[cfg(feature = "simd")]
-    fn run_pair(bytes: [&[u8]; 2], n: [usize; 2], chunk: usize, simd: bool) -> impl PartialEq {
-        let (Ok(sa), Ok(sb)) = (
-            RansStream::parse(bytes[0], 0, n[0] as u64, 256),
-            RansStream::parse(bytes[1], 0, n[1] as u64, 256),
-        ) else {
+    fn run_each<const N: usize>(
+        bytes: [&[u8]; N],
+        n: [usize; N],
+        chunk: usize,
+        simd: bool,
+    ) -> impl PartialEq {
+        let Ok(streams) = (0..N)
+            .map(|k| RansStream::parse(bytes[k], 0, n[k] as u64, 256))
+            .collect::<Result<Vec<_>, _>>()
+        else {
             return Err("parse");
         };
-        let mut sc_a = vec![0u8; sa.fast_scratch_len()];
-        let mut sc_b = vec![0u8; sb.fast_scratch_len()];
-        let (Ok(mut a), Ok(mut b)) = (sa.decoder(&mut sc_a), sb.decoder(&mut sc_b)) else {
+        let mut scratch: Vec<Vec<u8>> = streams
+            .iter()
+            .map(|s| vec![0u8; s.fast_scratch_len()])
+            .collect();
+        let Ok(mut decs) = streams
+            .iter()
+            .zip(scratch.iter_mut())
+            .map(|(s, sc)| s.decoder(sc))
+            .collect::<Result<Vec<_>, _>>()
+        else {
             return Err("decoder");
         };
-        a.set_simd(simd);
-        b.set_simd(simd);
-        let mut out = [vec![0u8; n[0]], vec![0u8; n[1]]];
-        let [oa, ob] = &mut out;
+        decs.iter_mut().for_each(|d| d.set_simd(simd));
+        let mut out: Vec<Vec<u8>> = n.iter().map(|&k| vec![0u8; k]).collect();
         let mut error = None;
         let span = |i: usize, len: usize| (i * chunk).min(len)..((i + 1) * chunk).min(len);
-        for i in 0..n[0].max(n[1]).div_ceil(chunk) {
-            let (ca, cb) = (&mut oa[span(i, n[0])], &mut ob[span(i, n[1])]);
-            if let Err(e) = super::RansDecoder::decode_pair(&mut a, ca, &mut b, cb) {
+        for i in 0..n.iter().max().unwrap().div_ceil(chunk) {
+            let mut os = out.iter_mut().zip(n).map(|(o, k)| &mut o[span(i, k)]);
+            let mut ds = decs.iter_mut();
+            let outs: [&mut [u8]; N] = core::array::from_fn(|_| os.next().unwrap());
+            let each: [&mut super::RansDecoder<'_, '_>; N] =
+                core::array::from_fn(|_| ds.next().unwrap());
+            let results = if N == 2 {
+                let [a, b] = <[_; 2]>::try_from(Vec::from(each)).ok().unwrap();
+                let [oa, ob] = <[_; 2]>::try_from(Vec::from(outs)).ok().unwrap();
+                let r = super::RansDecoder::decode_pair(a, oa, b, ob);
+                vec![r]
+            } else {
+                super::RansDecoder::decode_each(each, outs).to_vec()
+            };
+            if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
                 error = Some(alloc::format!("{e:?}"));
                 break;
             }
         }
-        let pos = [(a.states, a.word, a.done), (b.states, b.word, b.done)];
-        let ends = [a.finish().is_ok(), b.finish().is_ok()];
+        let pos: Vec<_> = decs.iter().map(|d| (d.states, d.word, d.done)).collect();
+        let ends: Vec<bool> = decs.into_iter().map(|d| d.finish().is_ok()).collect();
         Ok((out, pos, error, ends))
     }
 
-    /// Two streams through `decode_pair` (on each two-stream kernel the CPU has, 32 and 8
-    /// lanes) agree with both decoded one after the other on the scalar loop: on good streams
-    /// of equal and of different precisions and lengths (the pair runs while both have whole
-    /// groups), and on damaged ones (a flipped byte, a cut: the pair stops where either one
-    /// would).
+    /// Decodes two streams: [`run_each`] through `decode_pair`.
+    #[cfg(feature = "simd")]
+    fn run_pair(bytes: [&[u8]; 2], n: [usize; 2], chunk: usize, simd: bool) -> impl PartialEq {
+        run_each(bytes, n, chunk, simd)
+    }
+
+    /// Two streams through `decode_pair`, and four and three through `decode_each` (on each
+    /// many-stream kernel the CPU has, 32 and 8 lanes), agree with each decoded one after the
+    /// other on the scalar loop: on good streams of equal and of different precisions and
+    /// lengths (the lockstep loop runs while all have whole groups), and on damaged ones (a
+    /// flipped byte, a cut: the loop stops where any one would).
     #[cfg(feature = "simd")]
     #[test]
     fn decode_pair_agrees_with_one_at_a_time() {
@@ -942,11 +1083,22 @@ mod tests {
             (10, 700, 12, 5_000),
         ] {
             let (ea, eb) = (mk(ba, na, 1), mk(bb, nb, 2));
+            let (ec, ed) = (mk(bb, nb / 2 + 3, 3), mk(ba, na, 4));
             for chunk in [32, 61, 4096, na.max(nb)] {
                 assert!(
                     run_pair([&ea, &eb], [na, nb], chunk, true)
                         == run_pair([&ea, &eb], [na, nb], chunk, false),
                     "bits {ba}/{bb} chunk {chunk}"
+                );
+                let (four, ns) = ([&ea[..], &eb, &ec, &ed], [na, nb, nb / 2 + 3, na]);
+                assert!(
+                    run_each(four, ns, chunk, true) == run_each(four, ns, chunk, false),
+                    "four: bits {ba}/{bb} chunk {chunk}"
+                );
+                let (three, ns) = ([&ed[..], &ea, &ec], [na, na, nb / 2 + 3]);
+                assert!(
+                    run_each(three, ns, chunk, true) == run_each(three, ns, chunk, false),
+                    "three: bits {ba}/{bb} chunk {chunk}"
                 );
             }
             let mut state = u64::from(ba) * 31 + u64::from(bb);
@@ -958,6 +1110,12 @@ mod tests {
                 let at = (state >> 33) as usize % bad.len();
                 bad[at] ^= (state >> 8) as u8 | 1;
                 let cut = &eb[..eb.len() - 1 - (state >> 20) as usize % 3];
+                let four = [&ea[..], &bad[..], &ec[..], &ed[..]];
+                let ns = [na, na, nb / 2 + 3, na];
+                assert!(
+                    run_each(four, ns, 1000, true) == run_each(four, ns, 1000, false),
+                    "four: bits {ba}/{bb} at {at}"
+                );
                 for pair in [[&bad[..], &eb[..]], [&ea[..], cut], [cut, &bad[..]]] {
                     let ns = if pair[0].len() == cut.len() && pair[0] == cut {
                         [nb, na]
