@@ -52,7 +52,8 @@ fn rust_decoder_passes_the_suite() {
 #[test]
 fn c_and_python_decoders_pass_the_suite() {
     let lib = build_small_lib();
-    let exe = std::env::temp_dir().join(format!("pcll_decode_{}", std::process::id()));
+    let exe = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("pcll_decode_{}", std::process::id()));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let st = Command::new(cc)
         .args(["-std=c99", "-Wall", "-Werror", "-O2", "-I"])

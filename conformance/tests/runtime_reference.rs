@@ -56,7 +56,8 @@ const SHAPES: [Shape; 4] = [
 ];
 
 fn scratch_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pcll-runtime-ref-{}-{name}", std::process::id()));
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("pcll-runtime-ref-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).expect("temp dir");
     d
 }

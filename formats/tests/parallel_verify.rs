@@ -81,7 +81,8 @@ fn unpack_is_the_same_file_on_any_thread_count() {
     };
     let bytes = pack(&m, &opts, |_, _, _| {}).expect("packs").artifact;
     let art = Artifact::parse(&bytes).expect("parses");
-    let dir = std::env::temp_dir().join(format!("pcll-unpack-par-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("pcll-unpack-par-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let mut files = Vec::new();
     for threads in [1, 4] {

@@ -23,9 +23,11 @@ pub fn ok(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).expect("utf-8")
 }
 
-/// A path in this test process's scratch folder (`tag` keeps test files apart).
+/// A path in this test process's scratch folder (`tag` keeps test files apart), under cargo's
+/// `target/tmp` rather than the system temporary folder, so a run leaves nothing behind there.
 pub fn tmp_in(tag: &str, name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pcll-{tag}-{}", std::process::id()));
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("pcll-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).expect("tmp dir");
     d.join(name)
 }
