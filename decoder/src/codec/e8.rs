@@ -148,15 +148,32 @@ const fn e8p_abs() -> [[u8; 8]; 256] {
     table
 }
 
+/// [`E8P_ABS`] packed two bits a coordinate (`(2|x_i| − 1) / 2` in bits `2i..2i+2`): a quarter
+/// of its bytes, which is what the decoder keeps (the small C library counts them).
+const E8P_PACKED: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut j = 0;
+    while j < 256 {
+        let mut i = 0;
+        while i < 8 {
+            t[j] |= ((E8P_ABS[j][i] as u16 - 1) / 2) << (2 * i);
+            i += 1;
+        }
+        j += 1;
+    }
+    t
+};
+
 /// The point of `e8p` code `code` in quarter units (`4x`, odd integers): magnitudes from
 /// [`E8P_ABS`] (low 8 bits), signs of coordinates 0..6 from bits 8..14 (set: negative), the
 /// sign of coordinate 7 making `Σ 2x_i ≡ 0 (mod 4)` before the shift, and bit 15 choosing the
 /// shift `+1/4` (set) or `−1/4`.
 pub fn e8p_point(code: u16) -> [i32; 8] {
-    let abs = E8P_ABS[(code & 0xFF) as usize];
+    let packed = E8P_PACKED[(code & 0xFF) as usize];
     let mut v = [0i32; 8];
     let mut sum = 0i32;
-    for (i, (o, &a)) in v.iter_mut().zip(abs.iter()).enumerate() {
+    for (i, o) in v.iter_mut().enumerate() {
+        let a = 1 + 2 * ((packed >> (2 * i)) & 3);
         let neg = i < 7 && (code >> (8 + i)) & 1 == 1;
         *o = if neg { -(a as i32) } else { a as i32 };
         sum += *o;
