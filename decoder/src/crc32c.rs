@@ -5,18 +5,23 @@
 
 const POLY: u32 = 0x82F6_3B78;
 
+/// `c` after `steps` one-bit steps of the reflected polynomial: a table entry for the value `c`
+/// of `steps` bits.
+const fn shifted(mut c: u32, steps: u32) -> u32 {
+    let mut k = 0;
+    while k < steps {
+        c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
+        k += 1;
+    }
+    c
+}
+
 #[cfg(not(feature = "small"))]
 const fn make_tables() -> [[u32; 256]; 8] {
     let mut t = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
-            k += 1;
-        }
-        t[0][i] = c;
+        t[0][i] = shifted(i as u32, 8);
         i += 1;
     }
     let mut s = 1;
@@ -40,13 +45,7 @@ static NIBBLES: [u32; 16] = {
     let mut t = [0u32; 16];
     let mut i = 0;
     while i < 16 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 4 {
-            c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
-            k += 1;
-        }
-        t[i] = c;
+        t[i] = shifted(i as u32, 4);
         i += 1;
     }
     t
