@@ -366,22 +366,47 @@ impl<'a, 's> RansDecoder<'a, 's> {
     }
 
     /// The lockstep part of [`Self::decode_each`]: the symbols written to each (0 where the
-    /// streams do not qualify or the kernel is not there).
+    /// streams do not qualify or the kernel is not there). A decoder with nothing to write
+    /// (absent, or an empty `out`: a tensor of a group that has ended) sits this part out, so
+    /// the others go on in lockstep when the shortest of a group is done.
     #[cfg(all(feature = "simd", not(feature = "small")))]
     fn simd_each<const N: usize>(
         decs: &mut [Option<&mut Self>; N],
         outs: &mut [&mut [u8]; N],
     ) -> [usize; N] {
-        let lanes = decs.first().and_then(Option::as_ref).map_or(0, |d| d.lanes);
+        // Park the decoders with nothing to write (put back below, whatever happens).
+        let mut parked: [Option<&mut Self>; N] = core::array::from_fn(|_| None);
+        for ((d, out), p) in decs.iter_mut().zip(outs.iter()).zip(&mut parked) {
+            if out.is_empty() {
+                *p = d.take();
+            }
+        }
+        let done = Self::simd_present(decs, outs);
+        for (d, p) in decs.iter_mut().zip(parked) {
+            if p.is_some() {
+                *d = p;
+            }
+        }
+        done
+    }
+
+    /// [`Self::simd_each`] of the decoders present, each with symbols to write.
+    #[cfg(all(feature = "simd", not(feature = "small")))]
+    fn simd_present<const N: usize>(
+        decs: &mut [Option<&mut Self>; N],
+        outs: &mut [&mut [u8]; N],
+    ) -> [usize; N] {
+        let lanes = decs.iter().flatten().next().map_or(0, |d| d.lanes);
         let ready = |d: &Option<&mut Self>, out: &[u8]| {
-            d.as_ref().is_some_and(|d| {
+            d.as_ref().is_none_or(|d| {
                 Self::lanes_pair_up(lanes, d.lanes)
                     && d.simd
                     && out.len() >= lanes
                     && out.len() as u64 <= d.remaining()
             })
         };
-        if N < 2 || !decs.iter().zip(outs.iter()).all(|(d, o)| ready(d, o)) {
+        let present = decs.iter().flatten().count();
+        if present < 2 || !decs.iter().zip(outs.iter()).all(|(d, o)| ready(d, o)) {
             return [0; N];
         }
         // Every stream at a group boundary of its rotated lanes (see `rotated`).
@@ -392,19 +417,26 @@ impl<'a, 's> RansDecoder<'a, 's> {
             k
         });
         let done = if lanes == 8 {
-            Self::simd_each8(decs, outs)
+            let written = match present {
+                2 => Self::simd_each8::<N, 2>(decs, outs),
+                3 => Self::simd_each8::<N, 3>(decs, outs),
+                4 => Self::simd_each8::<N, 4>(decs, outs),
+                _ => None,
+            };
+            decs.each_ref()
+                .map(|d| if d.is_some() { written.unwrap_or(0) } else { 0 })
         } else {
             // Two 32-lane streams to a loop (a 32-lane step already holds four 8-lane
             // vectors): pairs, and an odd one alone.
             let mut done = [0usize; N];
             let mut ds = decs
                 .iter_mut()
-                .flatten()
                 .zip(outs.iter_mut())
-                .zip(done.iter_mut());
-            while let Some(((a, oa), na)) = ds.next() {
+                .zip(done.iter_mut())
+                .filter_map(|((d, o), n)| Some((d.as_mut()?, o, n)));
+            while let Some((a, oa, na)) = ds.next() {
                 match ds.next() {
-                    Some(((b, ob), nb)) => {
+                    Some((b, ob, nb)) => {
                         *na = Self::simd_pair_at(a, oa, b, ob);
                         *nb = *na;
                     }
@@ -413,46 +445,44 @@ impl<'a, 's> RansDecoder<'a, 's> {
             }
             done
         };
-        for (d, k) in decs.iter_mut().flatten().zip(ks) {
-            rotate_left(&mut d.states, lanes, lane_of((lanes - k) as u64, lanes));
+        for (d, k) in decs.iter_mut().zip(ks) {
+            if let Some(d) = d {
+                rotate_left(&mut d.states, lanes, lane_of((lanes - k) as u64, lanes));
+            }
         }
         done
     }
 
-    /// [`Self::simd_each`] of `N` 8-lane streams, their lanes in loop order: the symbols
-    /// written to each.
+    /// [`Self::simd_each`] of the `M` 8-lane streams present among `N`, their lanes in loop
+    /// order: the symbols written to each, or `None` (nothing done).
     #[cfg(all(feature = "simd", not(feature = "small")))]
-    fn simd_each8<const N: usize>(
+    fn simd_each8<const N: usize, const M: usize>(
         decs: &mut [Option<&mut Self>; N],
         outs: &mut [&mut [u8]; N],
-    ) -> [usize; N] {
-        let mut xs = heapless::Vec::<&mut [u32; 8], N>::new();
-        let (mut words, mut p) = ([&[][..]; N], [0usize; N]);
-        let (mut tables, mut bits) = ([&[][..]; N], [0u32; N]);
-        for (s, d) in decs.iter_mut().flatten().enumerate() {
+    ) -> Option<usize> {
+        let mut xs = heapless::Vec::<&mut [u32; 8], M>::new();
+        let mut os = heapless::Vec::<&mut [u8], M>::new();
+        let (mut words, mut p) = ([&[][..]; M], [0usize; M]);
+        let (mut tables, mut bits) = ([&[][..]; M], [0u32; M]);
+        let present = decs
+            .iter_mut()
+            .zip(outs.iter_mut())
+            .filter_map(|(d, o)| Some((d.as_mut()?, o)));
+        for (s, (d, o)) in present.enumerate() {
             let d: &mut Self = d;
-            let table = packed_table(&d.layout, &d.info, d.cur, d.prob_bits);
-            let (Some(table), Some(x)) = (table, d.states.first_chunk_mut::<8>()) else {
-                return [0; N];
-            };
-            if xs.push(x).is_err() {
-                return [0; N];
-            }
+            let table = packed_table(&d.layout, &d.info, d.cur, d.prob_bits)?;
+            xs.push(d.states.first_chunk_mut::<8>()?).ok()?;
+            os.push(&mut **o).ok()?;
+            // `s < M`: the pushes above succeeded.
             (words[s], p[s], tables[s], bits[s]) = (d.words, d.word, table, d.prob_bits);
         }
-        let Ok(xs) = xs.into_array::<N>() else {
-            return [0; N];
-        };
-        let outs = outs.each_mut().map(|o| &mut **o);
-        let Some((written, next)) = pcll_rans_simd::groups8xn(xs, words, p, tables, bits, outs)
-        else {
-            return [0; N];
-        };
+        let (xs, os) = (xs.into_array::<M>().ok()?, os.into_array::<M>().ok()?);
+        let (written, next) = pcll_rans_simd::groups8xn(xs, words, p, tables, bits, os)?;
         for (d, at) in decs.iter_mut().flatten().zip(next) {
             d.word = at;
             d.done += written as u64;
         }
-        [written; N]
+        Some(written)
     }
 
     /// [`Self::simd_each`] of two 32-lane streams, their lanes in loop order: the symbols
@@ -1127,6 +1157,76 @@ mod tests {
                         "bits {ba}/{bb} at {at}"
                     );
                 }
+            }
+        }
+    }
+
+    /// When one stream of a group has ended (its `out` is empty), the others still run in
+    /// lockstep: 8-lane streams three (or two) to a loop, 32-lane ones as a pair, on every
+    /// many-stream kernel this CPU has; and they decode what one at a time decodes.
+    #[cfg(all(feature = "simd", not(feature = "small")))]
+    #[test]
+    fn lockstep_goes_on_after_a_stream_ends() {
+        at_every_level(lockstep_goes_on_at);
+    }
+
+    #[cfg(all(feature = "simd", not(feature = "small")))]
+    fn lockstep_goes_on_at() {
+        if pcll_rans_simd::active() == pcll_rans_simd::Level::Scalar {
+            return;
+        }
+        for lanes in [8u8, 32] {
+            let n = [4_000usize, 9_000, 9_000, 9_000];
+            let e: Vec<Vec<u8>> = (0..4)
+                .map(|k| {
+                    let s = skewed(n[k], 63, 7 + k as u64);
+                    pcll_formats::rans::encode_at(&s, lanes, 12).bytes
+                })
+                .collect();
+            let streams: Vec<RansStream<'_>> = (0..4)
+                .map(|k| RansStream::parse(&e[k], 0, n[k] as u64, 256).unwrap())
+                .collect();
+            let mut scratch: Vec<Vec<u8>> = streams
+                .iter()
+                .map(|s| vec![0u8; s.fast_scratch_len()])
+                .collect();
+            let mut decs: Vec<_> = streams
+                .iter()
+                .zip(scratch.iter_mut())
+                .map(|(s, sc)| s.decoder(sc).unwrap())
+                .collect();
+            let mut out: Vec<Vec<u8>> = n.iter().map(|&k| vec![0u8; k]).collect();
+            // The first stream whole, then the rest with its `out` empty.
+            let [d0, d1, d2, d3] = &mut decs[..] else {
+                unreachable!()
+            };
+            let [o0, o1, o2, o3] = &mut out[..] else {
+                unreachable!()
+            };
+            let (first, rest) = (n[0], n[1] - n[0]);
+            let (h1, t1) = o1.split_at_mut(first);
+            let (h2, t2) = o2.split_at_mut(first);
+            let (h3, t3) = o3.split_at_mut(first);
+            let all = super::RansDecoder::decode_each([d0, d1, d2, d3], [o0, h1, h2, h3]);
+            assert!(all.iter().all(Result::is_ok), "{lanes} lanes");
+            let mut decs_on = [Some(d0), Some(d1), Some(d2), Some(d3)];
+            let mut outs_on: [&mut [u8]; 4] = [&mut [], t1, t2, t3];
+            let done = super::RansDecoder::simd_each(&mut decs_on, &mut outs_on);
+            assert_eq!(done[0], 0, "{lanes} lanes: the ended stream");
+            let whole = rest / usize::from(lanes) * usize::from(lanes);
+            assert!(
+                done[1..]
+                    .iter()
+                    .all(|&k| k > 0 && k <= whole && k == done[1]),
+                "{lanes} lanes: {done:?}"
+            );
+            let mut at = done.into_iter();
+            let outs_left = outs_on.map(|o| &mut o[at.next().unwrap_or(0)..]);
+            let left = super::RansDecoder::decode_present(decs_on, outs_left);
+            assert!(left.iter().all(Result::is_ok), "{lanes} lanes");
+            for (k, d) in decs.into_iter().enumerate() {
+                assert!(d.finish().is_ok(), "{lanes} lanes, stream {k}");
+                assert_eq!(out[k], skewed(n[k], 63, 7 + k as u64), "{lanes} lanes, {k}");
             }
         }
     }
