@@ -4,6 +4,8 @@
 //! converted to the buffer's type with IEEE round-to-nearest-even.
 
 use crate::Dtype;
+#[cfg(not(feature = "small"))]
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 /// Where a decode writes: a caller buffer of exactly the tensor's element count, or a
@@ -229,6 +231,23 @@ impl Output<'_> {
             (dtype, Output::Sink { len, sink }) => {
                 if end <= *len {
                     sink.bits(at, dtype, bits);
+                }
+            }
+            // f16 into f32, straight into the buffer, a slice at a time (F16C where the CPU
+            // has it: the same values as one at a time).
+            #[cfg(not(feature = "small"))]
+            (Dtype::F16, Output::F32(b)) => {
+                if let Some(d) = b.get_mut(at..end) {
+                    let mut h = [f16::ZERO; 64];
+                    for (d, chunk) in d.chunks_mut(64).zip(bits.chunks(64)) {
+                        let h = h.get_mut(..chunk.len()).unwrap_or_default();
+                        for (o, &x) in h.iter_mut().zip(chunk) {
+                            *o = f16::from_bits(x as u16);
+                        }
+                        if h.len() == d.len() {
+                            h.convert_to_f32_slice(d);
+                        }
+                    }
                 }
             }
             (dtype, out) => widen_bits(at, dtype, bits, |at, v| out.put(at, v)),

@@ -132,3 +132,41 @@ proptest! {
         prop_assert_eq!(rel, 0.0);
     }
 }
+
+/// Every f16 bit pattern (NaNs, infinities, subnormals, both zeros) stored `lossless` or
+/// `raw` reconstructs in f32 as `f16::to_f32` widens it, bit for bit (the decoder converts a
+/// slice at a time).
+#[test]
+fn f16_widens_to_f32_as_one_at_a_time() {
+    use pcll_decoder::Dtype;
+    let data: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
+    let want: Vec<u32> = (0..=u16::MAX)
+        .map(|b| half::f16::from_bits(b).to_f32().to_bits())
+        .collect();
+    let lossless = PackOptions {
+        raw_max_elements: 0,
+        codecs: vec![("*".into(), CodecSpec::Lossless)],
+        ..PackOptions::default()
+    };
+    let raw = PackOptions {
+        raw_max_elements: u64::MAX,
+        raw_coding: pcll_formats::pack::RawCoding::Raw,
+        ..PackOptions::default()
+    };
+    for (opts, codec) in [(lossless, Codec::Lossless), (raw, Codec::Raw)] {
+        let t = SourceTensor::new("h", Dtype::F16, &[256, 256], data.clone());
+        let model = SourceModel {
+            tensors: vec![t],
+            metadata: Default::default(),
+        };
+        let bytes = pack(&model, &opts, |_, _, _| {}).unwrap().artifact;
+        let art = Artifact::parse(&bytes).unwrap();
+        let t = art.tensors().next().unwrap();
+        assert_eq!(t.codec, codec);
+        let mut out = vec![0f32; t.numel() as usize];
+        let mut scratch = vec![0u8; art.scratch_len(&t).unwrap()];
+        art.decode_f32(&t, &mut out, &mut scratch).unwrap();
+        let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+        assert!(got == want, "{codec:?}");
+    }
+}
