@@ -2,7 +2,9 @@
 //! (criterion group `artifact_decode`; throughput in reconstructed weights × 4 bytes), for
 //! `int` at 4, 6 and 8 bits and, beside it, every other codec: int6 with clustered
 //! histograms, kmeans, e8p, e8-rans and lossless; int6 also a group of tensors at a time
-//! (`int6_to_f32_groups`: `Artifact::decode_any` in `Artifact::groups` order).
+//! (`int6_to_f32_groups`: `Artifact::decode_any` in `Artifact::groups` order), and on a CPU
+//! with AVX2 that again with the 8-lane kernel's table read by gathers and by loads
+//! (`int6_to_f32_groups_avx2_gathers`, `…_avx2_loads`: `pcll_rans_simd::Gathers`).
 //! Input: `PCLL_BENCH_MODEL` (a safetensors path) or the bundled real-weight slice.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -12,6 +14,7 @@ use pcll_formats::pack::{CodecSpec, E8Target};
 use pcll_formats::rans::Clusters;
 use pcll_formats::{pack, PackOptions};
 use pcll_pipeline::fixtures::bench_model;
+use pcll_rans_simd::{detected, set_ceiling, set_gathers, Gathers, Level};
 use std::hint::black_box;
 
 fn artifact_decode(c: &mut Criterion) {
@@ -69,27 +72,46 @@ fn artifact_decode(c: &mut Criterion) {
             let mut scratches: Vec<Vec<u8>> = (0..pcll_decoder::GROUP)
                 .map(|_| vec![0u8; MAX_SCRATCH_LEN])
                 .collect();
-            g.bench_function("int6_to_f32_groups", |b| {
-                b.iter(|| {
-                    let art = Artifact::parse(black_box(&bytes)).expect("parses");
-                    let ts: Vec<_> = art.tensors().collect();
-                    for group in art.groups() {
-                        let mut outs: Vec<Option<&mut Vec<f32>>> =
-                            outs.iter_mut().map(Some).collect();
-                        let jobs = group
-                            .iter()
-                            .zip(scratches.iter_mut())
-                            .map(|(&i, s)| {
-                                let out = outs[i as usize].take().expect("each tensor once");
-                                (&ts[i as usize], Output::F32(out), &mut s[..])
-                            })
-                            .collect();
-                        for r in art.decode_any(jobs) {
-                            r.expect("decodes");
+            let modes = [
+                ("int6_to_f32_groups", Level::Avx512, Gathers::Auto),
+                (
+                    "int6_to_f32_groups_avx2_gathers",
+                    Level::Avx2,
+                    Gathers::Hardware,
+                ),
+                ("int6_to_f32_groups_avx2_loads", Level::Avx2, Gathers::Loads),
+            ];
+            for (name, level, gathers) in modes {
+                // The AVX2 rows where the CPU has AVX2 (the first row caps nothing).
+                if level == Level::Avx2 && detected() < Level::Avx2 {
+                    continue;
+                }
+                set_ceiling(level);
+                set_gathers(gathers);
+                g.bench_function(name, |b| {
+                    b.iter(|| {
+                        let art = Artifact::parse(black_box(&bytes)).expect("parses");
+                        let ts: Vec<_> = art.tensors().collect();
+                        for group in art.groups() {
+                            let mut outs: Vec<Option<&mut Vec<f32>>> =
+                                outs.iter_mut().map(Some).collect();
+                            let jobs = group
+                                .iter()
+                                .zip(scratches.iter_mut())
+                                .map(|(&i, s)| {
+                                    let out = outs[i as usize].take().expect("each tensor once");
+                                    (&ts[i as usize], Output::F32(out), &mut s[..])
+                                })
+                                .collect();
+                            for r in art.decode_any(jobs) {
+                                r.expect("decodes");
+                            }
                         }
-                    }
-                })
-            });
+                    })
+                });
+            }
+            set_ceiling(Level::Avx512);
+            set_gathers(Gathers::Auto);
         }
     }
     g.finish();

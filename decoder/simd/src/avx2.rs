@@ -74,17 +74,39 @@ impl Stream {
 }
 
 /// The first half of a step of 8 lanes at field width `F`: the packed entries of the lanes'
-/// slots (gathered) and the decoded states before renormalization.
+/// slots (gathered, or with `LOADS` read one at a time and inserted: faster where the
+/// gather instruction is slow, see [`crate::Gathers`]) and the decoded states before
+/// renormalization.
 #[target_feature(enable = "avx2,popcnt")]
 #[inline]
-pub(crate) fn front<const F: i32>(v: __m256i, s: Stream) -> (__m256i, __m256i) {
+pub(crate) fn front<const F: i32, const LOADS: bool>(v: __m256i, s: Stream) -> (__m256i, __m256i) {
     let low = _mm256_set1_epi32((1 << F) - 1);
     let slot = _mm256_and_si256(v, s.mask);
-    // SAFETY: `s.mask` is `2^bits − 1` for a table of at least `2^bits` entries (checked by
-    // the dispatching function before the kernel runs): each of the 8 reads is inside the
-    // table.
-    #[allow(unsafe_code)]
-    let e = unsafe { _mm256_i32gather_epi32::<4>(s.base, slot) };
+    let e = if LOADS {
+        let i: [u32; 8] = bytemuck::cast(slot);
+        // SAFETY: as for the gather below: every slot is masked below `2^bits`, and the table
+        // holds at least `2^bits` entries, so each read is inside it.
+        #[allow(unsafe_code)]
+        let read = |k: usize| unsafe { *s.base.add(i[k] as usize) };
+        _mm256_setr_epi32(
+            read(0),
+            read(1),
+            read(2),
+            read(3),
+            read(4),
+            read(5),
+            read(6),
+            read(7),
+        )
+    } else {
+        // SAFETY: `s.mask` is `2^bits − 1` for a table of at least `2^bits` entries (checked
+        // by the dispatching function before the kernel runs): each of the 8 reads is inside
+        // the table.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm256_i32gather_epi32::<4>(s.base, slot)
+        }
+    };
     let freq = _mm256_and_si256(_mm256_srli_epi32::<F>(e), low);
     let n = _mm256_add_epi32(
         _mm256_mullo_epi32(freq, _mm256_srlv_epi32(v, s.shift)),
@@ -98,12 +120,12 @@ pub(crate) fn front<const F: i32>(v: __m256i, s: Stream) -> (__m256i, __m256i) {
 /// stream's next 8) and returns the symbols, one per 32-bit lane, and the words taken.
 #[target_feature(enable = "avx2,popcnt")]
 #[inline]
-fn step<const F: i32, const S: i32>(
+fn step<const F: i32, const S: i32, const LOADS: bool>(
     v: &mut __m256i,
     s: Stream,
     words: __m128i,
 ) -> (__m256i, usize) {
-    let (e, n) = front::<F>(*v, s);
+    let (e, n) = front::<F, LOADS>(*v, s);
     let need = _mm256_cmpeq_epi32(_mm256_srli_epi32::<16>(n), _mm256_setzero_si256());
     let m = _mm256_movemask_ps(_mm256_castsi256_ps(need)) as usize & 255;
     let spread: __m128i = bytemuck::cast(SPREAD[m]);
@@ -124,7 +146,7 @@ fn step32<const F: i32, const S: i32>(
     d: &mut usize,
 ) -> __m256i {
     let o = (2 * *d).min(48);
-    let (sym, taken) = step::<F, S>(v, s, bytemuck::pod_read_unaligned(&window[o..o + 16]));
+    let (sym, taken) = step::<F, S, false>(v, s, bytemuck::pod_read_unaligned(&window[o..o + 16]));
     *d += taken;
     sym
 }
@@ -205,9 +227,10 @@ fn store_symbols(syms: &[__m256i; 4], group: &mut [u8]) {
 }
 
 /// [`crate::groups8xn`]: `N` 8-lane streams, a step of each in turn (`N` independent
-/// dependency chains), while every one has 8 symbols of output and 8 words left.
+/// dependency chains), while every one has 8 symbols of output and 8 words left; with
+/// `LOADS`, the table entries read one at a time instead of gathered ([`crate::Gathers`]).
 #[target_feature(enable = "avx2,popcnt")]
-pub(crate) fn kernel8xn<const N: usize, const F: i32, const S: i32>(
+pub(crate) fn kernel8xn<const N: usize, const F: i32, const S: i32, const LOADS: bool>(
     xs: [&mut [u32; 8]; N],
     words: [&[u8]; N],
     p: [usize; N],
@@ -216,7 +239,7 @@ pub(crate) fn kernel8xn<const N: usize, const F: i32, const S: i32>(
     outs: [&mut [u8]; N],
 ) -> (usize, [usize; N]) {
     let streams: [Stream; N] = core::array::from_fn(|k| Stream::new(tables[k], bits[k]));
-    crate::lockstep8_loop!(xs, words, p, streams, outs, step::<F, S>, symbols8)
+    crate::lockstep8_loop!(xs, words, p, streams, outs, step::<F, S, LOADS>, symbols8)
 }
 
 /// The 8 symbols of a step (one per 32-bit lane) as bytes.

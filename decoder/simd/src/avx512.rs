@@ -174,7 +174,7 @@ fn step8<const F: i32, const S: i32>(
     s: crate::avx2::Stream,
     words: __m128i,
 ) -> (__m256i, usize) {
-    let (e, n) = crate::avx2::front::<F>(*v, s);
+    let (e, n) = crate::avx2::front::<F, false>(*v, s);
     let need = _mm256_cmplt_epu32_mask(n, _mm256_set1_epi32(1 << 16));
     let w = _mm256_maskz_expand_epi32(need, _mm256_cvtepu16_epi32(words));
     *v = _mm256_mask_or_epi32(n, need, _mm256_slli_epi32::<16>(n), w);

@@ -963,20 +963,31 @@ mod tests {
         at_every_level(simd_and_scalar_agree_at);
     }
 
-    /// Runs `f` with each kernel this CPU has as the ceiling (the ceiling is process-wide;
-    /// other tests only ever run a path that agrees with these).
+    /// Runs `f` with each kernel this CPU has as the ceiling, the AVX2 level with each way of
+    /// reading the 8-lane kernel's table (both are process-wide; other tests only ever run a
+    /// path that agrees with these).
     #[cfg(feature = "simd")]
     fn at_every_level(f: fn()) {
-        use pcll_rans_simd::{detected, set_ceiling, Level};
-        for level in [Level::Avx512, Level::Avx2]
-            .into_iter()
-            .filter(|&l| l <= detected())
+        use pcll_rans_simd::{detected, set_ceiling, set_gathers, Gathers, Level};
+        for (level, gathers) in [
+            (Level::Avx512, Gathers::Auto),
+            (Level::Avx2, Gathers::Hardware),
+            (Level::Avx2, Gathers::Loads),
+        ]
+        .into_iter()
+        .filter(|&(l, _)| l <= detected())
         {
             set_ceiling(level);
-            std::eprintln!("simd level: {:?}", pcll_rans_simd::active());
+            set_gathers(gathers);
+            std::eprintln!(
+                "simd level: {:?}, {:?}",
+                pcll_rans_simd::active(),
+                pcll_rans_simd::gathers()
+            );
             f();
         }
         set_ceiling(Level::Avx512);
+        set_gathers(Gathers::Auto);
     }
 
     #[cfg(feature = "simd")]
