@@ -4,7 +4,7 @@
 //! histograms, kmeans, e8p, e8-rans and lossless; int6 also a group of tensors at a time
 //! (`int6_to_f32_groups`: `Artifact::decode_any` in `Artifact::groups` order), and on a CPU
 //! with AVX2 that again with the 8-lane kernel's table read by gathers and by loads
-//! (`int6_to_f32_groups_avx2_gathers`, `…_avx2_loads`: `pcll_rans_simd::Gathers`).
+//! (`int6_to_f32_groups_avx2_fast_gathers`, `…_avx2_slow_gathers`: `pcll_rans_simd::Gathers`).
 //! Input: `PCLL_BENCH_MODEL` (a safetensors path) or the bundled real-weight slice.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -75,11 +75,15 @@ fn artifact_decode(c: &mut Criterion) {
             let modes = [
                 ("int6_to_f32_groups", Level::Avx512, Gathers::Auto),
                 (
-                    "int6_to_f32_groups_avx2_gathers",
+                    "int6_to_f32_groups_avx2_fast_gathers",
                     Level::Avx2,
-                    Gathers::Hardware,
+                    Gathers::Fast,
                 ),
-                ("int6_to_f32_groups_avx2_loads", Level::Avx2, Gathers::Loads),
+                (
+                    "int6_to_f32_groups_avx2_slow_gathers",
+                    Level::Avx2,
+                    Gathers::Slow,
+                ),
             ];
             for (name, level, gathers) in modes {
                 // The AVX2 rows where the CPU has AVX2 (the first row caps nothing).

@@ -23,7 +23,7 @@
 //! words to one VBMI2 expansion all measured slower on Sapphire Rapids), so [`groups32x2`]
 //! runs two streams' groups in one loop: two independent chains. Where the gather
 //! instruction itself is slow (AMD's is microcoded), the AVX2 8-lane kernel of four streams
-//! reads its entries with scalar loads instead ([`Gathers`]; 21 % faster on Zen 3). On AVX-512 the next step's slots are taken
+//! reads its entries with scalar loads instead (21 % faster on Zen 3; [`Gathers`]). On AVX-512 the next step's slots are taken
 //! from the word or the unshifted state directly, so the next gather need not wait for the
 //! shift and OR; on AVX2, where the loop is nearer its instruction throughput, the slot is
 //! masked from the state (fewer instructions, no blend).
@@ -198,39 +198,42 @@ pub fn active() -> Level {
     detected().min(ceiling())
 }
 
-/// How the AVX2 level's many-stream 8-lane kernel ([`groups8xn`]) reads a step's 8 table
-/// entries: the same symbols, states and words either way, only the speed differs.
+/// How fast this CPU's gather instruction is, which decides how the AVX2 level's
+/// many-stream 8-lane kernel ([`groups8xn`]) reads a step's 8 table entries: the same
+/// symbols, states and words either way; only the speed differs.
+///
+/// Measured on a Zen 3 EPYC (AVX2, 2026-12-06; `vpgatherdd` is microcoded on AMD): four
+/// 8-lane streams in lockstep at 0.77 ns a symbol with loads against 0.98 with the gather.
+/// The 32-lane kernels keep the gather on every CPU: there one stream measured slower with
+/// loads (1.01 ns a symbol against 0.65), and so did a mix of the two. On the Sapphire Rapids
+/// VM the gather was the faster way (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gathers {
-    /// By the CPU: [`Gathers::Loads`] on AMD processors, [`Gathers::Hardware`] on others.
+    /// By the CPU: [`Gathers::Slow`] on AMD processors, [`Gathers::Fast`] on others.
     Auto = 0,
-    /// One `vpgatherdd`.
-    Hardware = 1,
-    /// Eight scalar loads put together with inserts. On a Zen 3 EPYC (2026-12-06) four
-    /// 8-lane streams in lockstep decode at 0.77 ns a symbol this way against 0.98 with the
-    /// gather (AMD's `vpgatherdd` is microcoded and slow; one 32-lane stream, which has more
-    /// work between its gathers, measured slower this way, so the 32-lane kernels keep the
-    /// gather); on the Sapphire Rapids VM the gather was the faster (see the module docs).
-    Loads = 2,
+    /// The 8-lane kernel gathers (one `vpgatherdd` a step).
+    Fast = 1,
+    /// The 8-lane kernel reads its entries with eight scalar loads put together with inserts.
+    Slow = 2,
 }
 
 /// The choice [`set_gathers`] made (`Auto` until then).
 static GATHERS: AtomicU8 = AtomicU8::new(Gathers::Auto as u8);
 
-/// Sets how [`groups8xn`]'s AVX2 kernel reads its table entries, for the whole process
-/// (default [`Gathers::Auto`]); the differential tests run both.
+/// Sets [`gathers`] for the whole process (default [`Gathers::Auto`]): the differential
+/// tests and the benches run both.
 pub fn set_gathers(g: Gathers) {
     GATHERS.store(g as u8, Ordering::Relaxed);
 }
 
-/// How [`groups8xn`]'s AVX2 kernel reads its table entries now: [`Gathers::Hardware`] or
-/// [`Gathers::Loads`] ([`Gathers::Auto`] resolved by the CPU's vendor).
+/// [`Gathers::Fast`] or [`Gathers::Slow`] now ([`Gathers::Auto`] resolved by the CPU's
+/// vendor).
 pub fn gathers() -> Gathers {
     match GATHERS.load(Ordering::Relaxed) {
-        1 => Gathers::Hardware,
-        2 => Gathers::Loads,
-        _ if amd() => Gathers::Loads,
-        _ => Gathers::Hardware,
+        1 => Gathers::Fast,
+        2 => Gathers::Slow,
+        _ if amd() => Gathers::Slow,
+        _ => Gathers::Fast,
     }
 }
 
@@ -429,7 +432,7 @@ pub fn groups8xn<const N: usize>(
             [u32; N],
             [&mut [u8]; N],
         ) -> (usize, [usize; N]);
-        let loads = gathers() == Gathers::Loads;
+        let loads = gathers() == Gathers::Slow;
         let kernel: Kernel<N> = match (active(), field_bits(bits[0]), loads) {
             (Level::Avx512, 12, _) => avx512::kernel8xn::<N, 12, 24>,
             (Level::Avx512, _, _) => avx512::kernel8xn::<N, 13, 26>,

@@ -971,8 +971,8 @@ mod tests {
         use pcll_rans_simd::{detected, set_ceiling, set_gathers, Gathers, Level};
         for (level, gathers) in [
             (Level::Avx512, Gathers::Auto),
-            (Level::Avx2, Gathers::Hardware),
-            (Level::Avx2, Gathers::Loads),
+            (Level::Avx2, Gathers::Fast),
+            (Level::Avx2, Gathers::Slow),
         ]
         .into_iter()
         .filter(|&(l, _)| l <= detected())
