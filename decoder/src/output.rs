@@ -38,6 +38,13 @@ pub trait Sink {
     }
 }
 
+/// The f32 value of f16 bits `h` (exact). One function in the `small` build, whose codecs
+/// otherwise each carry a copy of the software conversion.
+#[cfg_attr(feature = "small", inline(never))]
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
+    f16::from_bits(h).to_f32()
+}
+
 /// Widens stored bit patterns of `dtype` to f32 and hands them on 64 at a time.
 fn widen_bits(at: usize, dtype: Dtype, bits: &[u32], mut put: impl FnMut(usize, &[f32])) {
     let mut buf = [0f32; 64];
@@ -105,7 +112,7 @@ impl<W: FnMut(&[u8])> Sink for LogicalBytes<W> {
 /// A stored bit pattern of float `dtype` as f32.
 fn widen(dtype: Dtype, x: u32) -> f32 {
     match dtype {
-        Dtype::F16 => f16::from_bits(x as u16).to_f32(),
+        Dtype::F16 => f16_to_f32(x as u16),
         Dtype::BF16 => bf16::from_bits(x as u16).to_f32(),
         _ => f32::from_bits(x),
     }

@@ -8,7 +8,6 @@ use crate::error::{PayloadError, Truncated};
 use crate::output::Output;
 use crate::rans::RansStream;
 use crate::table::{KmeansParams, TensorInfo};
-use half::f16;
 
 /// The parts of a `kmeans` payload, checked.
 pub struct Parts<'a> {
@@ -57,7 +56,7 @@ pub fn parts<'a>(
     };
     let mut levels = [0f32; 256];
     for (i, (l, b)) in levels.iter_mut().zip(lv.chunks_exact(2)).enumerate() {
-        *l = f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
+        *l = crate::output::f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
         if !l.is_finite() {
             return Err(PayloadError::BadLevel { index: i as u16 });
         }

@@ -67,7 +67,7 @@ fn element(dtype: Dtype, c: &[u8]) -> f32 {
     let b = |i: usize| c.get(i).copied().unwrap_or(0);
     match dtype {
         Dtype::F32 => f32::from_le_bytes([b(0), b(1), b(2), b(3)]),
-        Dtype::F16 => f16::from_bits(u16::from_le_bytes([b(0), b(1)])).to_f32(),
+        Dtype::F16 => crate::output::f16_to_f32(u16::from_le_bytes([b(0), b(1)])),
         Dtype::BF16 => bf16::from_bits(u16::from_le_bytes([b(0), b(1)])).to_f32(),
         Dtype::I8 => b(0) as i8 as f32,
         Dtype::U8 => b(0) as f32,

@@ -15,7 +15,6 @@ use crate::error::{PayloadError, Truncated};
 use crate::limits::MAX_SCRATCH_LEN;
 use crate::rans::{RansDecoder, RansStream};
 use crate::table::ScaleDtype;
-use half::f16;
 
 /// Symbols of a coded-scale stream: high bytes `0x00..=0x7B`, the non-negative finite f16s.
 pub const CODED_ALPHABET: u16 = 0x7C;
@@ -80,7 +79,7 @@ impl<'a> RowScales<'a> {
             ScaleDtype::F32 => {
                 f32::from_le_bytes([b(4 * row), b(4 * row + 1), b(4 * row + 2), b(4 * row + 3)])
             }
-            _ => f16::from_bits(u16::from_le_bytes([b(2 * row), b(2 * row + 1)])).to_f32(),
+            _ => crate::output::f16_to_f32(u16::from_le_bytes([b(2 * row), b(2 * row + 1)])),
         }
     }
 
@@ -154,7 +153,7 @@ impl ScaleReader<'_, '_, '_> {
                 let hi = dec.next_symbol()?;
                 let lo = low.get(*row).copied().unwrap_or(0);
                 *row += 1;
-                Ok(f16::from_bits(u16::from_le_bytes([lo, hi])).to_f32())
+                Ok(crate::output::f16_to_f32(u16::from_le_bytes([lo, hi])))
             }
         }
     }
