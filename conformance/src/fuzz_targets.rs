@@ -85,24 +85,8 @@ pub fn rans_stream(data: &[u8]) {
 /// verdict must agree; and likewise two at a time through `decode_pair` and four through
 /// `decode_each`.
 pub fn rans_simd(data: &[u8]) {
-    use pcll_rans_simd::{detected, set_ceiling, set_gathers, Gathers, Level};
-    // Every kernel this CPU has, the AVX2 8-lane one with each way of reading its table (the
-    // ceiling and the gathers are process-wide; every choice gives the same results, so a
-    // test running beside this one is unaffected).
-    for (level, gathers) in [
-        (Level::Avx512, Gathers::Auto),
-        (Level::Avx2, Gathers::Fast),
-        (Level::Avx2, Gathers::Slow),
-    ]
-    .into_iter()
-    .filter(|&(l, _)| l <= detected())
-    {
-        set_ceiling(level);
-        set_gathers(gathers);
-        rans_simd_at(data);
-    }
-    set_ceiling(Level::Avx512);
-    set_gathers(Gathers::Auto);
+    // Every kernel this CPU has, the AVX2 8-lane one with each way of reading its table.
+    pcll_rans_simd::for_each_kernel(|| rans_simd_at(data));
 }
 
 fn rans_simd_at(data: &[u8]) {

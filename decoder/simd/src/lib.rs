@@ -237,6 +237,28 @@ pub fn gathers() -> Gathers {
     }
 }
 
+/// Runs `f` once under each kernel this CPU has: each level as the ceiling, the AVX2 level
+/// with each [`Gathers`]; then puts back the defaults (no ceiling, `Auto`). For the
+/// differential tests and fuzz targets, which hold every kernel to the scalar loop (both
+/// settings are process-wide; every choice gives the same results, so code running beside
+/// is unaffected).
+pub fn for_each_kernel(mut f: impl FnMut()) {
+    for (level, g) in [
+        (Level::Avx512, Gathers::Auto),
+        (Level::Avx2, Gathers::Fast),
+        (Level::Avx2, Gathers::Slow),
+    ]
+    .into_iter()
+    .filter(|&(l, _)| l <= detected())
+    {
+        set_ceiling(level);
+        set_gathers(g);
+        f();
+    }
+    set_ceiling(Level::Avx512);
+    set_gathers(Gathers::Auto);
+}
+
 /// Whether this is an AMD processor (the CPUID vendor string `AuthenticAMD`), asked once.
 fn amd() -> bool {
     static AMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();

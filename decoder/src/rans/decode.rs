@@ -963,31 +963,18 @@ mod tests {
         at_every_level(simd_and_scalar_agree_at);
     }
 
-    /// Runs `f` with each kernel this CPU has as the ceiling, the AVX2 level with each way of
-    /// reading the 8-lane kernel's table (both are process-wide; other tests only ever run a
-    /// path that agrees with these).
+    /// Runs `f` under each kernel this CPU has (`pcll_rans_simd::for_each_kernel`: each level
+    /// as the ceiling, the AVX2 level with each way of reading the 8-lane kernel's table).
     #[cfg(feature = "simd")]
     fn at_every_level(f: fn()) {
-        use pcll_rans_simd::{detected, set_ceiling, set_gathers, Gathers, Level};
-        for (level, gathers) in [
-            (Level::Avx512, Gathers::Auto),
-            (Level::Avx2, Gathers::Fast),
-            (Level::Avx2, Gathers::Slow),
-        ]
-        .into_iter()
-        .filter(|&(l, _)| l <= detected())
-        {
-            set_ceiling(level);
-            set_gathers(gathers);
+        pcll_rans_simd::for_each_kernel(|| {
             std::eprintln!(
                 "simd level: {:?}, {:?}",
                 pcll_rans_simd::active(),
                 pcll_rans_simd::gathers()
             );
             f();
-        }
-        set_ceiling(Level::Avx512);
-        set_gathers(Gathers::Auto);
+        });
     }
 
     #[cfg(feature = "simd")]
