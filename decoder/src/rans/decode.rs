@@ -304,7 +304,7 @@ impl<'a, 's> RansDecoder<'a, 's> {
     }
 
     /// [`Self::decode_each`] of the decoders present (an absent one's result is `Ok`; the
-    /// lockstep loop runs only when all are there).
+    /// lockstep loop runs over those with symbols to write, when there are two or more).
     pub(crate) fn decode_present<const N: usize>(
         decs: [Option<&mut Self>; N],
         outs: [&mut [u8]; N],
@@ -1082,8 +1082,8 @@ mod tests {
     /// Two streams through `decode_pair`, and four and three through `decode_each` (on each
     /// many-stream kernel the CPU has, 32 and 8 lanes), agree with each decoded one after the
     /// other on the scalar loop: on good streams of equal and of different precisions and
-    /// lengths (the lockstep loop runs while all have whole groups), and on damaged ones (a
-    /// flipped byte, a cut: the loop stops where any one would).
+    /// lengths (the lockstep loop runs while all with symbols left have whole groups), and on
+    /// damaged ones (a flipped byte, a cut: the loop stops where any one would).
     #[cfg(feature = "simd")]
     #[test]
     fn decode_pair_agrees_with_one_at_a_time() {
