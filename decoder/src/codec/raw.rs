@@ -32,8 +32,16 @@ pub fn decode(payload: &[u8], dtype: Dtype, out: &mut Output<'_>) -> Result<(), 
             }
             return Ok(());
         }
-        (d, Output::Sink { .. }) if d.is_float() => {
-            // Sinks get the stored bits, so they can keep NaN payloads too.
+        // Sinks get the stored bits, so they can keep NaN payloads too; f16 into f32 goes the
+        // same way, to be widened a slice at a time (`Output::put_bits`; not in the `small`
+        // build, which widens one at a time below with less code).
+        (d, o)
+            if d.is_float()
+                && (matches!(o, Output::Sink { .. })
+                    || (!cfg!(feature = "small")
+                        && d == Dtype::F16
+                        && matches!(o, Output::F32(_)))) =>
+        {
             let size = d.size();
             let mut bits = [0u32; CHUNK];
             for (ci, chunk) in payload.chunks(CHUNK * size).enumerate() {
