@@ -4,7 +4,11 @@
 //! histograms, kmeans, e8p, e8-rans and lossless; int6 also a group of tensors at a time
 //! (`int6_to_f32_groups`: `Artifact::decode_any` in `Artifact::groups` order), and on a CPU
 //! with AVX2 that again with the 8-lane kernel's table read by gathers and by loads
-//! (`int6_to_f32_groups_avx2_fast_gathers`, `…_avx2_slow_gathers`: `pcll_rans_simd::Gathers`).
+//! (`int6_to_f32_groups_avx2_fast_gathers`, `…_avx2_slow_gathers`: `pcll_rans_simd::Gathers`);
+//! and int6 to what the runtime keeps (symbols and row scales), tensor by tensor
+//! (`int6_to_symbols`: `pcll_runtime::weights::decode_stored`) and a group at a time
+//! (`int6_to_symbols_groups`: `decode_stored_group`, through
+//! `Artifact::decode_int_symbols_any`).
 //! Input: `PCLL_BENCH_MODEL` (a safetensors path) or the bundled real-weight slice.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -15,6 +19,7 @@ use pcll_formats::rans::Clusters;
 use pcll_formats::{pack, PackOptions};
 use pcll_pipeline::fixtures::bench_model;
 use pcll_rans_simd::{detected, set_ceiling, set_gathers, Gathers, Level};
+use pcll_runtime::weights::{decode_stored, decode_stored_group};
 use std::hint::black_box;
 
 fn artifact_decode(c: &mut Criterion) {
@@ -116,6 +121,34 @@ fn artifact_decode(c: &mut Criterion) {
             }
             set_ceiling(Level::Avx512);
             set_gathers(Gathers::Auto);
+            // What the runtime keeps (`int` tensors as symbols and row scales, others in
+            // f32), on one thread: tensor by tensor (`decode_stored`, as
+            // `Resident::decode_all` did) and a group at a time (`decode_stored_group`).
+            g.bench_function("int6_to_symbols", |b| {
+                b.iter(|| {
+                    let art = Artifact::parse(black_box(&bytes)).expect("parses");
+                    let kept: Vec<_> = art
+                        .tensors()
+                        .map(|t| decode_stored(&art, &t, None).expect("decodes"))
+                        .collect();
+                    black_box(kept)
+                })
+            });
+            g.bench_function("int6_to_symbols_groups", |b| {
+                b.iter(|| {
+                    let art = Artifact::parse(black_box(&bytes)).expect("parses");
+                    let ts: Vec<_> = art.tensors().collect();
+                    let mut kept = Vec::with_capacity(ts.len());
+                    for group in art.groups() {
+                        let infos: Vec<_> = group.iter().map(|&i| &ts[i as usize]).collect();
+                        let payloads = vec![None; infos.len()];
+                        for r in decode_stored_group(&art, &infos, &payloads) {
+                            kept.push(r.expect("decodes"));
+                        }
+                    }
+                    black_box(kept)
+                })
+            });
         }
     }
     g.finish();

@@ -294,7 +294,10 @@ impl<'a> Artifact<'a> {
         jobs: [(&TensorInfo<'_>, Output<'_>, &mut [u8]); N],
     ) -> [Result<(), Error>; N] {
         let mut jobs = jobs;
-        let lockstep = self.int_group(jobs.each_mut().map(|(i, o, s)| (&**i, o, &mut **s)));
+        let lockstep = self.int_group(jobs.each_mut().map(|(i, o, s)| {
+            let payload = self.payload(i);
+            (&**i, payload, codec::int::Dest::Out(o), &mut **s)
+        }));
         let mut results: [Result<(), Error>; N] = core::array::from_fn(|_| Ok(()));
         match lockstep {
             // Not all plain `int` tensors, or one fails before its first symbol: one at a
@@ -362,6 +365,17 @@ impl<'a> Artifact<'a> {
     /// `indices`, so the groups depend only on the artifact and `indices`.
     #[cfg(feature = "alloc")]
     pub fn group(&self, indices: &[u32]) -> alloc::vec::Vec<alloc::vec::Vec<u32>> {
+        self.group_with(indices, |t| self.lockstep_lanes(t))
+    }
+
+    /// [`Artifact::group`] with each tensor's lockstep lanes from `lanes` (where the payloads
+    /// are not in memory, [`Artifact::lockstep_lanes_in`] of each payload read).
+    #[cfg(feature = "alloc")]
+    pub fn group_with(
+        &self,
+        indices: &[u32],
+        mut lanes: impl FnMut(&TensorInfo<'_>) -> usize,
+    ) -> alloc::vec::Vec<alloc::vec::Vec<u32>> {
         use alloc::vec::Vec;
         use core::cmp::Reverse;
         let tensors: Vec<TensorInfo<'_>> = self.tensors().collect();
@@ -370,7 +384,7 @@ impl<'a> Artifact<'a> {
             .enumerate()
             .filter_map(|(k, &i)| {
                 let t = tensors.get(i as usize)?;
-                Some((self.lockstep_lanes(t), t.numel(), k, i))
+                Some((lanes(t), t.numel(), k, i))
             })
             .collect();
         order.sort_by_key(|&(lanes, n, k, _)| (lanes, Reverse(n), k));
@@ -435,8 +449,14 @@ impl<'a> Artifact<'a> {
     /// lockstep beside other tensors' streams of as many lanes (an `int` tensor without
     /// prototype rows, with the `simd` feature: `codec::int::pairable`); 0 otherwise.
     pub fn lockstep_lanes(&self, info: &TensorInfo<'_>) -> usize {
+        self.lockstep_lanes_in(info, self.payload(info))
+    }
+
+    /// [`Artifact::lockstep_lanes`] with the payload handed in by the caller (see
+    /// [`Artifact::parse_prefix`]).
+    pub fn lockstep_lanes_in(&self, info: &TensorInfo<'_>, payload: &[u8]) -> usize {
         match info.codec {
-            Codec::Int(p) => codec::int::pairable(info, &p, self.payload(info))
+            Codec::Int(p) => codec::int::pairable(info, &p, payload)
                 .map_or(0, |parts| parts.stream.lanes as usize),
             _ => 0,
         }
@@ -491,20 +511,25 @@ impl<'a> Artifact<'a> {
 
     /// The lockstep path of [`Artifact::decode_group`]: each tensor's result, or `None` where
     /// it does not apply or fails before writing (a checksum, a payload's checks).
-    pub(crate) fn int_group<const N: usize>(
+    pub(crate) fn int_group<'p, const N: usize>(
         &self,
-        jobs: [(&TensorInfo<'_>, &mut Output<'_>, &mut [u8]); N],
+        jobs: [(
+            &TensorInfo<'_>,
+            &'p [u8],
+            codec::int::Dest<'_, '_>,
+            &mut [u8],
+        ); N],
     ) -> Option<[Result<(), PayloadError>; N]> {
         // Each tensor's parts, in place (a stream header holds its frequency tables).
-        let mut parts: [Option<codec::int::Parts<'_>>; N] = [const { None }; N];
-        for ((info, out, _), p) in jobs.iter().zip(&mut parts) {
+        let mut parts: [Option<codec::int::Parts<'p>>; N] = [const { None }; N];
+        for ((info, payload, out, _), p) in jobs.iter().zip(&mut parts) {
             let Codec::Int(params) = info.codec else {
                 return None;
             };
-            if out.len() as u64 != info.numel() {
+            if !out.fits(info) {
                 return None;
             }
-            *p = codec::int::pairable(info, &params, self.payload(info));
+            *p = codec::int::pairable(info, &params, payload);
         }
         let lanes = parts
             .first()
@@ -518,14 +543,14 @@ impl<'a> Artifact<'a> {
         }
         if jobs
             .iter()
-            .any(|(info, ..)| check_crc(info, self.payload(info)).is_err())
+            .any(|(info, payload, ..)| check_crc(info, payload).is_err())
         {
             return None;
         }
         let group = jobs
             .into_iter()
             .zip(&parts)
-            .filter_map(|((info, out, scratch), p)| {
+            .filter_map(|((info, _, out, scratch), p)| {
                 let Codec::Int(params) = info.codec else {
                     return None;
                 };
@@ -580,6 +605,68 @@ impl<'a> Artifact<'a> {
         Ok(p)
     }
 
+    /// [`Artifact::decode_int_symbols`] of `N` tensors: the same symbols, scales, parameters
+    /// and errors as `N` calls. Where [`Artifact::decode_group`] would run their streams in
+    /// lockstep (plain `int` tensors with as many lanes, the `simd` feature on), so does this;
+    /// otherwise one after the other. Whoever keeps many tensors compact decodes them
+    /// [`GROUP`] at a time with this, in [`Artifact::groups`] order.
+    pub fn decode_int_symbols_group<const N: usize>(
+        &self,
+        mut jobs: [IntSymbols<'_, '_>; N],
+    ) -> [Result<crate::table::IntParams, Error>; N] {
+        let lockstep = self.int_group(jobs.each_mut().map(|j| {
+            let payload = j.payload.unwrap_or_else(|| self.payload(j.info));
+            let out = codec::int::Dest::Symbols {
+                symbols: &mut *j.symbols,
+                scales: &mut *j.scales,
+            };
+            (j.info, payload, out, &mut *j.scratch)
+        }));
+        let one = |j: IntSymbols<'_, '_>| {
+            self.decode_int_symbols(j.info, j.payload, j.symbols, j.scales, j.scratch)
+        };
+        let Some(done) = lockstep else {
+            // Not all plain `int` tensors, or one fails before its first symbol: one at a
+            // time (nothing was written yet).
+            return jobs.map(one);
+        };
+        let mut done = done.into_iter();
+        jobs.map(|j| match (done.next(), j.info.codec) {
+            (Some(Ok(())), Codec::Int(p)) => Ok(p),
+            // The error one call reports (the lockstep one where, impossibly, it finds none).
+            (d, _) => {
+                let tensor = j.info.index;
+                let error = d.and_then(Result::err);
+                one(j).and_then(|p| match error {
+                    Some(error) => Err(Error::Payload { tensor, error }),
+                    None => Ok(p),
+                })
+            }
+        })
+    }
+
+    /// [`Artifact::decode_int_symbols_group`] of as many tensors as `jobs` holds (a group of
+    /// [`Artifact::groups`]; more than [`GROUP`] go in groups of [`GROUP`]): each one's
+    /// result, in order.
+    #[cfg(feature = "alloc")]
+    pub fn decode_int_symbols_any<'j, 't>(
+        &self,
+        jobs: alloc::vec::Vec<IntSymbols<'j, 't>>,
+    ) -> alloc::vec::Vec<Result<crate::table::IntParams, Error>> {
+        struct Symbols<'x, 'a>(&'x Artifact<'a>);
+        impl<'j, 't> ByCount<IntSymbols<'j, 't>, Result<crate::table::IntParams, Error>>
+            for Symbols<'_, '_>
+        {
+            fn all<const M: usize>(
+                &mut self,
+                jobs: [IntSymbols<'j, 't>; M],
+            ) -> [Result<crate::table::IntParams, Error>; M] {
+                self.0.decode_int_symbols_group(jobs)
+            }
+        }
+        by_count(jobs, &mut Symbols(self))
+    }
+
     /// Convenience: decode to `f32`.
     pub fn decode_f32(
         &self,
@@ -627,6 +714,20 @@ impl<'a> Artifact<'a> {
         )?;
         Ok(out)
     }
+}
+
+/// One tensor of [`Artifact::decode_int_symbols_group`]: what
+/// [`Artifact::decode_int_symbols`] takes.
+#[derive(Debug)]
+pub struct IntSymbols<'j, 't> {
+    pub info: &'j TensorInfo<'t>,
+    /// The tensor's payload, where the caller read it itself (`None`: from the artifact).
+    pub payload: Option<&'j [u8]>,
+    /// `numel` symbols.
+    pub symbols: &'j mut [u8],
+    /// One scale a row.
+    pub scales: &'j mut [f32],
+    pub scratch: &'j mut [u8],
 }
 
 /// A function of `M` items at once, for every `M` ([`by_count`]).

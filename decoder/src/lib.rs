@@ -41,7 +41,7 @@ mod output;
 mod rans;
 mod table;
 
-pub use artifact::{Artifact, Tensors, GROUP};
+pub use artifact::{Artifact, IntSymbols, Tensors, GROUP};
 pub use error::Error;
 pub use header::Header;
 pub use metadata::{Metadata, Value, ValueType};

@@ -10,7 +10,7 @@
 use crate::error::RuntimeError;
 use crate::matrix::Matrix;
 use crate::prefetch::Prefetcher;
-use crate::weights::{decode_stored, try_vec, Resident, Stored, Weights};
+use crate::weights::{decode_stored, decode_stored_group, try_vec, Resident, Stored, Weights};
 use pcll_decoder::layout::HEADER_LEN;
 use pcll_decoder::{Artifact, TensorInfo};
 use std::borrow::Cow;
@@ -108,16 +108,47 @@ impl Streamed {
     /// Every tensor read and decoded (in parallel), `int` tensors kept compact: the same
     /// weights as [`Resident::decode_all`] without the whole file in memory at once (the peak
     /// is the decoded weights and the payloads being decoded).
+    ///
+    /// The tensors go in the decoder's groups ([`Artifact::group`]: streams that can run in
+    /// lockstep do), whose payloads are read together.
     pub fn decode_all(&self) -> Result<Resident, RuntimeError> {
         let art = self.artifact()?;
         let infos: Vec<TensorInfo<'_>> = art.tensors().collect();
-        let decoded = crate::ops::map_range(infos.len(), |i| {
-            let payload = self.read_payload(&infos[i])?;
-            decode_stored(&art, &infos[i], Some(&payload))
+        // The groups need each stream's lane count, which is in its payload (read here once
+        // more, one at a time; a payload that cannot be read is left alone, to fail below).
+        let all: Vec<u32> = infos.iter().map(|t| t.index).collect();
+        let groups = art.group_with(&all, |info| {
+            self.read_payload(info)
+                .map_or(0, |p| art.lockstep_lanes_in(info, &p))
+        });
+        let decoded = crate::ops::map_range(groups.len(), |g| {
+            let group: Vec<&TensorInfo<'_>> = groups[g]
+                .iter()
+                .filter_map(|&i| infos.get(i as usize))
+                .collect();
+            let payloads = match group
+                .iter()
+                .map(|info| self.read_payload(info))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(p) => p,
+                Err(e) => return vec![Err(e)],
+            };
+            let payloads: Vec<Option<&[u8]>> = payloads.iter().map(|p| Some(&p[..])).collect();
+            decode_stored_group(&art, &group, &payloads)
         });
         let mut tensors = BTreeMap::new();
-        for (info, stored) in infos.iter().zip(decoded) {
-            tensors.insert(info.name.to_string(), stored?);
+        for (group, stored) in groups.iter().zip(decoded) {
+            // A group whose payloads could not be read has one result, the error.
+            if stored.len() != group.len() {
+                stored.into_iter().try_for_each(|s| s.map(drop))?;
+                continue;
+            }
+            for (&i, stored) in group.iter().zip(stored) {
+                if let Some(info) = infos.get(i as usize) {
+                    tensors.insert(info.name.to_string(), stored?);
+                }
+            }
         }
         Ok(Resident::from_stored(tensors))
     }

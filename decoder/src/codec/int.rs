@@ -174,14 +174,38 @@ pub fn decode(
 /// Symbols reconstructed per step of [`predicted_rows`] and [`decode_group`] (stack buffer).
 const CHUNK: usize = 2048;
 
-/// One tensor of [`decode_group`]: what [`decode`] takes, its payload's parts checked by
-/// [`pairable`].
+/// One tensor of [`decode_group`]: what [`decode`] (or [`decode_symbols`]) takes, its
+/// payload's parts checked by [`pairable`].
 pub struct Job<'j, 'o> {
     pub info: &'j TensorInfo<'j>,
     pub params: IntParams,
     pub parts: &'j Parts<'j>,
-    pub out: &'j mut Output<'o>,
+    pub out: Dest<'j, 'o>,
     pub scratch: &'j mut [u8],
+}
+
+/// Where a tensor of [`decode_group`] goes.
+pub enum Dest<'j, 'o> {
+    /// Dequantized, as [`decode`] writes it.
+    Out(&'j mut Output<'o>),
+    /// As [`decode_symbols`] writes it: the symbols, and each row's scale in f32.
+    Symbols {
+        symbols: &'j mut [u8],
+        scales: &'j mut [f32],
+    },
+}
+
+impl Dest<'_, '_> {
+    /// Whether the buffers have the lengths `info` needs (`numel` elements; for symbols also
+    /// one scale a row).
+    pub fn fits(&self, info: &TensorInfo<'_>) -> bool {
+        match self {
+            Dest::Out(out) => out.len() as u64 == info.numel(),
+            Dest::Symbols { symbols, scales } => {
+                symbols.len() as u64 == info.numel() && scales.len() as u64 == info.rows_cols().0
+            }
+        }
+    }
 }
 
 /// `info`'s payload parts, where it can run in lockstep beside others in [`decode_group`]:
@@ -215,7 +239,7 @@ pub fn decode_group<const N: usize>(
         scales: ScaleReader<'r, 'r, 'r>,
         dec: RansDecoder<'r, 'r>,
         rows: Rows,
-        out: &'r mut Output<'o>,
+        out: Dest<'r, 'o>,
         params: IntParams,
         ok: Result<(), PayloadError>,
         len: usize,
@@ -230,7 +254,10 @@ pub fn decode_group<const N: usize>(
             scales,
             dec: j.parts.stream.decoder(rest).ok()?,
             rows: Rows::new(j.info, &j.params),
-            out: &mut *j.out,
+            out: match &mut j.out {
+                Dest::Out(o) => Dest::Out(o),
+                Dest::Symbols { symbols, scales } => Dest::Symbols { symbols, scales },
+            },
             params: j.params,
             ok: Ok(()),
             len: 0,
@@ -278,7 +305,7 @@ pub fn decode_group<const N: usize>(
                 continue;
             }
             let done = r.map_err(PayloadError::from);
-            if let Err(e) = done.and_then(|()| g.rows.put(&b[..g.len], &mut g.scales, g.out)) {
+            if let Err(e) = done.and_then(|()| g.rows.put(&b[..g.len], &mut g.scales, &mut g.out)) {
                 g.ok = Err(e);
             }
         }
@@ -345,20 +372,35 @@ impl Rows {
         }
     }
 
-    /// Dequantizes the stream's next `symbols` into `out`, reading a row's scale at its start.
+    /// Puts the stream's next `symbols` into `out` (dequantized, or as they are), reading a
+    /// row's scale at its start.
     fn put(
         &mut self,
         mut symbols: &[u8],
         scales: &mut ScaleReader<'_, '_, '_>,
-        out: &mut Output<'_>,
+        out: &mut Dest<'_, '_>,
     ) -> Result<(), PayloadError> {
         while !symbols.is_empty() {
             if self.col == 0 {
                 self.scale = scales.next_scale()?;
+                if let Dest::Symbols { scales, .. } = out {
+                    // `at` is a row's start here (and `cols` ≥ 1: `pairable`).
+                    let row = self.at.checked_div(self.cols);
+                    if let Some(s) = row.and_then(|r| scales.get_mut(r)) {
+                        *s = self.scale;
+                    }
+                }
             }
             let n = (self.cols - self.col).min(symbols.len());
             let (now, rest) = symbols.split_at(n);
-            out.put_dequant(self.at, now, self.qmax, self.scale);
+            match out {
+                Dest::Out(out) => out.put_dequant(self.at, now, self.qmax, self.scale),
+                Dest::Symbols { symbols, .. } => {
+                    if let Some(dst) = symbols.get_mut(self.at..self.at + n) {
+                        dst.copy_from_slice(now);
+                    }
+                }
+            }
             self.at += n;
             self.col += n;
             if self.col == self.cols {

@@ -293,6 +293,7 @@ mod tests {
     /// `int` tensors without prototypes (with the `simd` feature).
     #[test]
     fn decode_pair_is_two_decodes() {
+        use super::int::Dest;
         use crate::output::Output;
         use pcll_formats::rans::{Clusters, Protos};
         use pcll_formats::scales::ScaleCoding;
@@ -340,8 +341,18 @@ mod tests {
                 for (j, b) in ts.iter().enumerate().filter(|&(j, _)| j != i) {
                     let (mut oa, mut ob) = (vec![0f32; alone[i].len()], vec![0f32; alone[j].len()]);
                     let fast = art.int_group([
-                        (a, &mut Output::F32(&mut oa), &mut scratch(a)),
-                        (b, &mut Output::F32(&mut ob), &mut scratch(b)),
+                        (
+                            a,
+                            art.payload(a),
+                            Dest::Out(&mut Output::F32(&mut oa)),
+                            &mut scratch(a),
+                        ),
+                        (
+                            b,
+                            art.payload(b),
+                            Dest::Out(&mut Output::F32(&mut ob)),
+                            &mut scratch(b),
+                        ),
                     ]);
                     if pairs_up && plain(a) && plain(b) {
                         assert_eq!(fast, Some([Ok(()), Ok(())]), "{lanes} lanes, {i}, {j}");
@@ -403,13 +414,73 @@ mod tests {
                     };
                     let mut o = [o0, o1, o2, o3].map(|o| Output::F32(o));
                     let [p0, p1, p2, p3] = &mut o;
-                    art.int_group([
-                        (t(0), p0, &mut scratch(t(0))),
-                        (t(1), p1, &mut scratch(t(1))),
-                        (t(2), p2, &mut scratch(t(2))),
-                        (t(3), p3, &mut scratch(t(3))),
-                    ])
+                    let job = |d: usize, o| (t(d), art.payload(t(d)), Dest::Out(o), scratch(t(d)));
+                    let mut jobs = [job(0, p0), job(1, p1), job(2, p2), job(3, p3)];
+                    art.int_group(jobs.each_mut().map(|(t, p, o, s)| {
+                        let o = match o {
+                            Dest::Out(o) => Dest::Out(o),
+                            Dest::Symbols { .. } => unreachable!(),
+                        };
+                        (&**t, &**p, o, &mut s[..])
+                    }))
                 };
+                // The symbols and row scales the same way: as one tensor at a time gives them,
+                // in lockstep where the values are.
+                let symbols = |d: usize| {
+                    let t = t(d);
+                    let mut syms = vec![0u8; t.numel() as usize];
+                    let mut scales = vec![0f32; t.rows_cols().0 as usize];
+                    let p =
+                        art.decode_int_symbols(t, None, &mut syms, &mut scales, &mut scratch(t));
+                    (p, syms, scales)
+                };
+                let want: Vec<_> = (0..4).map(symbols).collect();
+                let mut bufs: Vec<_> = (0..4)
+                    .map(|d| {
+                        let (_, syms, scales) = &want[d];
+                        (
+                            vec![0u8; syms.len()],
+                            vec![0f32; scales.len()],
+                            scratch(t(d)),
+                        )
+                    })
+                    .collect();
+                fn jobs<'j, 't>(
+                    bufs: &'j mut [(Vec<u8>, Vec<f32>, Vec<u8>)],
+                    infos: [&'j crate::TensorInfo<'t>; 4],
+                    payloads: [Option<&'j [u8]>; 4],
+                ) -> [crate::IntSymbols<'j, 't>; 4] {
+                    let jobs = bufs.iter_mut().zip(infos).zip(payloads).map(
+                        |(((symbols, scales, scratch), info), payload)| crate::IntSymbols {
+                            info,
+                            payload,
+                            symbols,
+                            scales,
+                            scratch,
+                        },
+                    );
+                    crate::array_of(jobs).unwrap()
+                }
+                let infos = [t(0), t(1), t(2), t(3)];
+                // Two payloads handed in, two from the artifact.
+                let payloads = [0, 1, 2, 3].map(|d| (d % 2 == 1).then(|| art.payload(t(d))));
+                let got = art.decode_int_symbols_group(jobs(&mut bufs, infos, payloads));
+                for (d, (got, (syms, scales, _))) in got.into_iter().zip(&bufs).enumerate() {
+                    let (p, w_syms, w_scales) = &want[d];
+                    assert_eq!(&got, p, "{lanes} lanes, {i}+{d}");
+                    if p.is_ok() {
+                        assert_eq!((syms, scales), (w_syms, w_scales), "{lanes} lanes, {i}+{d}");
+                    }
+                }
+                let symbols_fast = art.int_group(jobs(&mut bufs, infos, payloads).map(|j| {
+                    let payload = j.payload.unwrap_or_else(|| art.payload(j.info));
+                    let out = Dest::Symbols {
+                        symbols: j.symbols,
+                        scales: j.scales,
+                    };
+                    (j.info, payload, out, j.scratch)
+                }));
+                assert_eq!(symbols_fast.is_some(), fast.is_some(), "{lanes} lanes, {i}");
                 if pairs_up && four.iter().all(|&t| plain(&ts[t])) {
                     assert_eq!(
                         fast,
@@ -506,6 +577,31 @@ mod tests {
                         [a, b, c].map(|t| art2.decode_to_vec(t)),
                         "{lanes} lanes, {i}"
                     );
+                    // And as symbols: each result its own tensor's.
+                    let mut bufs: Vec<_> = [a, b, c]
+                        .iter()
+                        .map(|t| {
+                            let n = (t.numel() as usize, t.rows_cols().0 as usize);
+                            (vec![0u8; n.0], vec![0f32; n.1], scratch(t))
+                        })
+                        .collect();
+                    let mut one = |t: &crate::TensorInfo<'_>, k: usize| {
+                        let (syms, scales, scr) = &mut bufs[k];
+                        art2.decode_int_symbols(t, None, syms, scales, scr)
+                    };
+                    let want = [one(a, 0), one(b, 1), one(c, 2)];
+                    let jobs =
+                        bufs.iter_mut()
+                            .zip([a, b, c])
+                            .map(|((symbols, scales, scratch), info)| crate::IntSymbols {
+                                info,
+                                payload: None,
+                                symbols,
+                                scales,
+                                scratch,
+                            });
+                    let got = art2.decode_int_symbols_any(jobs.collect());
+                    assert_eq!(got, want, "{lanes} lanes, {i}");
                 }
                 // Past the checksum: the lockstep decode fails exactly when one decode does,
                 // and the other tensor still gets all of its values, each once (into a sink).
@@ -533,17 +629,17 @@ mod tests {
                             info: a,
                             params: pa,
                             parts: &parts_a,
-                            out: &mut Output::F32(&mut oa),
+                            out: Dest::Out(&mut Output::F32(&mut oa)),
                             scratch: &mut scratch(a),
                         },
                         super::int::Job {
                             info: b,
                             params: pb,
                             parts: &parts_b,
-                            out: &mut Output::Sink {
+                            out: Dest::Out(&mut Output::Sink {
                                 len: b.numel() as usize,
                                 sink: &mut got_b,
-                            },
+                            }),
                             scratch: &mut scratch(b),
                         },
                     ])
