@@ -332,14 +332,14 @@ pub fn try_vec<T: Clone>(name: &str, n: u64, fill: T) -> Result<Vec<T>, RuntimeE
 }
 
 #[cfg(all(test, feature = "std"))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use pcll_formats::rans::Clusters;
     use pcll_formats::{pack, PackOptions, SourceModel, SourceTensor};
 
     /// Matrices of two sizes (8- and 32-lane streams, several of each, some with clustered
     /// histograms), a vector and an empty matrix, packed.
-    fn artifact(clusters: Clusters) -> Vec<u8> {
+    pub(crate) fn artifact(clusters: Clusters) -> Vec<u8> {
         let mut m = SourceModel::default();
         let mut seed = 7u32;
         let mut tensor = |name: &str, shape: &[u64]| {
