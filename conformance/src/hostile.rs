@@ -35,6 +35,16 @@ pub fn decode_everything(bytes: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
                 "two tensors at a time decoded otherwise than one at a time"
             );
         }
+        // And `int` tensors as symbols and row scales (what the runtime keeps).
+        if ts
+            .iter()
+            .all(|t| matches!(t.codec, pcll_decoder::Codec::Int(_)))
+        {
+            assert!(
+                int_symbols(&art, &ts, true) == int_symbols(&art, &ts, false),
+                "a group of int tensors gave other symbols than one at a time"
+            );
+        }
     }
     let mut out = Vec::new();
     for t in infos {
@@ -187,4 +197,62 @@ pub fn fix_checksums(b: &mut [u8]) {
         f.copy_from_slice(&len.to_le_bytes());
     }
     ChecksumMap::of_lenient(b).refresh(b);
+}
+
+/// What one result of `decode_int_symbols` leaves: the parameters or error, the symbols and the
+/// scales' bits.
+type IntSymbols = (Result<pcll_decoder::IntParams, Error>, Vec<u8>, Vec<u32>);
+
+/// `decode_int_symbols` of each of `ts`, in a group (`decode_int_symbols_any`) or one at a time.
+fn int_symbols(
+    art: &Artifact<'_>,
+    ts: &[&pcll_decoder::TensorInfo<'_>],
+    grouped: bool,
+) -> Vec<IntSymbols> {
+    let mut bufs: Vec<(Vec<u8>, Vec<f32>, Vec<u8>)> = ts
+        .iter()
+        .map(|t| {
+            let scratch = art.scratch_len(t).unwrap_or(0);
+            let rows = t.rows_cols().0 as usize;
+            (
+                vec![0u8; t.numel() as usize],
+                vec![0f32; rows],
+                vec![0u8; scratch],
+            )
+        })
+        .collect();
+    let results = if grouped {
+        let jobs = bufs
+            .iter_mut()
+            .zip(ts)
+            .map(
+                |((symbols, scales, scratch), info)| pcll_decoder::IntSymbols {
+                    info,
+                    payload: None,
+                    symbols,
+                    scales,
+                    scratch,
+                },
+            )
+            .collect();
+        art.decode_int_symbols_any(jobs)
+    } else {
+        bufs.iter_mut()
+            .zip(ts)
+            .map(|((symbols, scales, scratch), t)| {
+                art.decode_int_symbols(t, None, symbols, scales, scratch)
+            })
+            .collect()
+    };
+    results
+        .into_iter()
+        .zip(bufs)
+        .map(|(r, (symbols, scales, _))| {
+            // What a failed decode left behind is not part of the contract.
+            if r.is_err() {
+                return (r, Vec::new(), Vec::new());
+            }
+            (r, symbols, scales.iter().map(|s| s.to_bits()).collect())
+        })
+        .collect()
 }
