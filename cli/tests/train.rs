@@ -252,6 +252,22 @@ fn train_pack_score_resume_and_frontier() {
     );
     for v in versus {
         assert!(v["budget_bytes"].as_u64() <= v["bytes"].as_u64(), "{v}");
+        // How the prediction stands, from the numbers beside it.
+        let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k}: {v}"));
+        let (pred, meas, se) = (
+            f("predicted_dloss"),
+            f("measured_dloss"),
+            f("measured_dloss_se"),
+        );
+        assert!(se > 0.0 && se.is_finite(), "{v}");
+        let want = if (1.0 / 1.5..=1.5).contains(&(meas / pred)) {
+            "within_1.5x"
+        } else if (meas - pred).abs() <= 2.0 * se {
+            "within_2_se"
+        } else {
+            "off"
+        };
+        assert_eq!(v["prediction"], want, "{v}");
     }
     // Fitted smallest first: a fit that keeps a smaller one's allocation names a smaller
     // budget and holds that fit's bytes and measured loss.
@@ -564,6 +580,8 @@ fn gptq_export_budget_pack_and_verify(data: &std::path::Path) {
         sm["budget_measured_dloss"].as_f64().unwrap().is_finite(),
         "{sm}"
     );
+    let se = sm["budget_measured_dloss_se"].as_f64().unwrap();
+    assert!(se.is_finite() && se > 0.0, "{sm}");
     let (art, ours) = (
         sm["val_bpb_artifact"].as_f64().unwrap(),
         sm["val_bpb_trainer_dequantized"].as_f64().unwrap(),

@@ -11,7 +11,7 @@ use pcll_decoder::Artifact;
 use pcll_formats::budget::{measure, BudgetOptions, BudgetReport, Measured};
 use pcll_formats::quant::gptq::{Hessian, Hessians};
 use pcll_formats::{pack_calibrated, PackOptions, PackReport, SourceModel};
-use pcll_runtime::calib::{calibrate, mean_loss, Overlay};
+use pcll_runtime::calib::{calibrate, mean_loss, paired_standard_error, window_losses, Overlay};
 use pcll_runtime::config::Config;
 use pcll_runtime::shard::load_prefix;
 use pcll_runtime::{Model, Resident};
@@ -217,6 +217,10 @@ pub struct BudgetOutcome {
     pub base_loss: f64,
     /// Mean NLL of the packed artifact's weights on the same slice.
     pub packed_loss: f64,
+    /// The standard error of the measured loss increase over the probe slice's windows (the
+    /// per-window differences' sample standard deviation over √windows): how far it could move
+    /// on another slice like this one. `None` with a single window.
+    pub measured_se: Option<f64>,
     /// What a calibration cache reused, when one was given.
     pub cache_note: Option<String>,
     /// The target bytes of the earlier fit at a smaller budget of the same search whose
@@ -277,6 +281,8 @@ pub struct BudgetSearch<'m> {
     tokens: CalibTokens,
     hessians: Hessians,
     base_loss: f64,
+    /// The float model's mean NLL of each probe window (computed at the first fit).
+    base_windows: Option<Vec<f64>>,
     pub measured: Measured<'m>,
     /// The calibration cache, which keeps the measuring pass's probes too.
     cache: Option<CalibCache>,
@@ -292,6 +298,8 @@ struct Fitted {
     choice: Vec<usize>,
     bytes: u64,
     loss: f64,
+    /// The standard error of `loss` less the float model's ([`BudgetOutcome::measured_se`]).
+    se: Option<f64>,
     target: u64,
 }
 
@@ -353,6 +361,7 @@ impl<'m> BudgetSearch<'m> {
             tokens: cal.tokens,
             hessians: cal.hessians,
             base_loss,
+            base_windows: None,
             measured,
             cache: cal.cache,
             cache_note,
@@ -408,38 +417,51 @@ impl<'m> BudgetSearch<'m> {
             .fitted
             .iter()
             .find(|f| f.choice == choice && f.bytes <= target);
-        let (packed_loss, reused_from) = match same {
+        let (packed_loss, measured_se, reused_from) = match same {
             // (The same budget again is the same fit, not a smaller one's.)
-            Some(f) => (f.loss, (f.target < target).then_some(f.target)),
+            Some(f) => (f.loss, f.se, (f.target < target).then_some(f.target)),
             None => {
-                let loss = self.probe_loss(&report.pack.artifact)?;
+                let (loss, se) = self.probe_loss(&report.pack.artifact)?;
                 self.fitted.push(Fitted {
                     choice,
                     bytes: report.pack.artifact.len() as u64,
                     loss,
+                    se,
                     target,
                 });
-                (loss, None)
+                (loss, se, None)
             }
         };
         Ok(BudgetOutcome {
             report,
             base_loss: self.base_loss,
             packed_loss,
+            measured_se,
             cache_note: self.cache_note.clone(),
             reused_from,
         })
     }
 
-    /// Mean NLL on the probe slice of the weights `artifact` decodes to.
-    fn probe_loss(&self, artifact: &[u8]) -> Result<f64, PipelineError> {
+    /// Mean NLL on the probe slice of the weights `artifact` decodes to, and the standard
+    /// error of its difference from the float model's.
+    fn probe_loss(&mut self, artifact: &[u8]) -> Result<(f64, Option<f64>), PipelineError> {
         let art = Artifact::parse(artifact).map_err(pcll_formats::FormatError::from)?;
         let packed = Resident::decode_all(&art)?;
-        Ok(mean_loss(
+        let (loss, windows) = window_losses(
             &Model::new(self.cfg, &packed),
             &self.tokens.probe,
             self.seq_len,
-        )?)
+        )?;
+        let base = match self.base_windows.take() {
+            Some(b) => b,
+            None => {
+                let float = Model::new(self.cfg, &self.weights);
+                window_losses(&float, &self.tokens.probe, self.seq_len)?.1
+            }
+        };
+        let se = paired_standard_error(&base, &windows);
+        self.base_windows = Some(base);
+        Ok((loss, se))
     }
 }
 

@@ -539,9 +539,51 @@ pub struct Versus {
     pub predicted_dloss: f64,
     pub modelled_dloss: f64,
     pub measured_dloss: f64,
+    /// The standard error of `measured_dloss` over the probe slice's windows.
+    pub measured_dloss_se: Option<f64>,
+    /// How the prediction stands against the measurement ([`Prediction::of`]).
+    pub prediction: Prediction,
     /// The budget (weight bytes) of the smaller fit whose allocation this row keeps: it fits
     /// here too and the packer found none of less guarded loss ([`BudgetSearch::fit`]).
     pub reused_from: Option<u64>,
+}
+
+/// How a predicted loss increase stands against the measured one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Prediction {
+    /// Within 1.5× of the measurement (the same sign, the ratio in [1/1.5, 1.5]).
+    #[serde(rename = "within_1.5x")]
+    Within1_5x,
+    /// Not within 1.5×, but within two standard errors of the measurement: the measurement
+    /// cannot tell them apart (near zero, where a ratio means nothing).
+    #[serde(rename = "within_2_se")]
+    WithinNoise,
+    /// Neither.
+    #[serde(rename = "off")]
+    Off,
+}
+
+impl Prediction {
+    /// Sorts `predicted` against `measured` (with its standard error `se`).
+    pub fn of(predicted: f64, measured: f64, se: Option<f64>) -> Prediction {
+        let ratio = measured / predicted;
+        if ratio.is_finite() && (1.0 / 1.5..=1.5).contains(&ratio) {
+            Prediction::Within1_5x
+        } else if se.is_some_and(|se| (measured - predicted).abs() <= 2.0 * se) {
+            Prediction::WithinNoise
+        } else {
+            Prediction::Off
+        }
+    }
+
+    /// For tables: `1.5x`, `2 se`, `off`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Prediction::Within1_5x => "1.5x",
+            Prediction::WithinNoise => "2 se",
+            Prediction::Off => "off",
+        }
+    }
 }
 
 /// GPTQ at every width, and the byte-budget packer (GPTQ candidates, mse scales) at the
@@ -744,6 +786,8 @@ fn fit_targets(
             predicted_dloss: out.report.predicted,
             modelled_dloss: out.report.modelled,
             measured_dloss: out.measured(),
+            measured_dloss_se: out.measured_se,
+            prediction: Prediction::of(out.report.predicted, out.measured(), out.measured_se),
             reused_from: out.reused_from.map(|t| t.saturating_sub(scorer.meta_bytes)),
         };
         fits[i] = Some((point, versus));
@@ -816,4 +860,35 @@ fn compare_with_field(
         })
         .collect();
     (kept, versus)
+}
+
+#[cfg(test)]
+mod prediction_tests {
+    use super::Prediction;
+
+    #[test]
+    fn a_prediction_is_within_1_5x_within_noise_or_off() {
+        assert_eq!(Prediction::of(1.0, 1.5, None), Prediction::Within1_5x);
+        assert_eq!(
+            Prediction::of(1.0, 1.0 / 1.5, Some(0.0)),
+            Prediction::Within1_5x
+        );
+        assert_eq!(Prediction::of(1.0, 1.6, None), Prediction::Off);
+        assert_eq!(
+            Prediction::of(1.0, 1.6, Some(0.31)),
+            Prediction::WithinNoise
+        );
+        assert_eq!(Prediction::of(1.0, 1.6, Some(0.29)), Prediction::Off);
+        // Near zero a ratio means nothing: of opposite signs, only the noise can agree.
+        assert_eq!(
+            Prediction::of(2e-4, -1e-4, Some(2e-4)),
+            Prediction::WithinNoise
+        );
+        assert_eq!(Prediction::of(2e-4, -1e-4, Some(1e-4)), Prediction::Off);
+        assert_eq!(Prediction::of(0.0, 0.0, None), Prediction::Off);
+        assert_eq!(
+            Prediction::of(0.0, 0.0, Some(1e-5)),
+            Prediction::WithinNoise
+        );
+    }
 }

@@ -263,7 +263,7 @@ pub fn allocation_table(o: &BudgetOutcome) -> String {
     s += &format!(
         "(model: the curvature model α·ε; pred.: the tensor's own measured Δloss at its choice)\n\
          artifact {} of {} allowed; loss +{:.5} nats/token predicted ({:+.5} of it from tensors \
-         stored f16; the model alone: +{:.5}), +{:.5} measured ({:.4} → {:.4} on the probe slice)",
+         stored f16; the model alone: +{:.5}), +{:.5} measured ({:.4} → {:.4} on the probe slice{})",
         r.pack.artifact.len(),
         r.target,
         r.predicted,
@@ -271,7 +271,10 @@ pub fn allocation_table(o: &BudgetOutcome) -> String {
         r.modelled,
         o.measured(),
         o.base_loss,
-        o.packed_loss
+        o.packed_loss,
+        o.measured_se
+            .map(|se| format!("; standard error {se:.5} over its windows"))
+            .unwrap_or_default()
     );
     s
 }

@@ -186,6 +186,9 @@ pub struct Summary {
     pub budget_predicted_dloss: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_measured_dloss: Option<f64>,
+    /// Its standard error over the probe slice's windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_measured_dloss_se: Option<f64>,
 }
 
 impl Summary {

@@ -201,6 +201,39 @@ pub fn mean_loss<W: Weights>(
     Ok(crate::eval::evaluate(model, tokens, seq_len, &tables, |_| {})?.val_loss)
 }
 
+/// [`mean_loss`] and each window's mean NLL (the windows are of equal length, so the mean of
+/// those is the mean loss up to rounding): from them, the standard error of a loss
+/// difference between two models on the same windows ([`paired_standard_error`]).
+pub fn window_losses<W: Weights>(
+    model: &Model<W>,
+    tokens: &[u16],
+    seq_len: usize,
+) -> Result<(f64, alloc::vec::Vec<f64>), RuntimeError> {
+    let tables = crate::eval::ByteTables::bytes(model.config().vocab_size);
+    let mut windows = alloc::vec::Vec::new();
+    let mut last = crate::eval::Totals::default();
+    let r = crate::eval::evaluate(model, tokens, seq_len, &tables, |t| {
+        let tokens = t.tokens - last.tokens;
+        windows.push((t.loss_sum - last.loss_sum) / tokens.max(1) as f64);
+        last = *t;
+    })?;
+    Ok((r.val_loss, windows))
+}
+
+/// The standard error of the mean of `b[w] − a[w]` over windows `w` (sample standard deviation
+/// over √n): how far a loss difference measured on these windows could move on others like
+/// them. `None` with fewer than two windows or lengths that differ.
+pub fn paired_standard_error(a: &[f64], b: &[f64]) -> Option<f64> {
+    let n = a.len();
+    if n < 2 || b.len() != n {
+        return None;
+    }
+    let d = || a.iter().zip(b).map(|(x, y)| y - x);
+    let mean = d().sum::<f64>() / n as f64;
+    let var = d().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1) as f64;
+    Some(libm::sqrt(var / n as f64))
+}
+
 /// A weight source with some tensors replaced: measures what quantizing them alone costs.
 pub struct Overlay<'a, W> {
     pub base: &'a W,
@@ -213,5 +246,23 @@ impl<W: Weights> Weights for Overlay<'_, W> {
             Some(v) => Ok(Cow::Borrowed(v.as_slice())),
             None => self.base.get(name),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paired_standard_error;
+
+    #[test]
+    fn paired_standard_error_is_that_of_the_mean_difference() {
+        let a = [1.0, 2.0, 3.0, 4.0];
+        let b = [2.0, 4.0, 6.0, 8.0];
+        // Differences 1, 2, 3, 4: sample variance 5/3, over 4 windows.
+        let se = paired_standard_error(&a, &b).unwrap();
+        assert!((se - (5.0f64 / 12.0).sqrt()).abs() < 1e-15, "{se}");
+        // A constant shift has no spread.
+        assert_eq!(paired_standard_error(&a, &a.map(|x| x + 0.5)), Some(0.0));
+        assert_eq!(paired_standard_error(&a[..1], &b[..1]), None);
+        assert_eq!(paired_standard_error(&a, &b[..3]), None);
     }
 }

@@ -330,7 +330,7 @@ fn finish<B: AutodiffBackend>(
             let out = search.fit(bytes, 0)?;
             pb.finish_and_clear();
             println!("{}", allocation_table(&out));
-            dloss = Some((out.report.predicted, out.measured()));
+            dloss = Some((out.report.predicted, out.measured(), out.measured_se));
             opts = out.report.options.clone();
             (out.report.pack, Some(search.hessians().clone()))
         }
@@ -488,6 +488,7 @@ fn finish<B: AutodiffBackend>(
         budget,
         budget_predicted_dloss: dloss.map(|d| d.0),
         budget_measured_dloss: dloss.map(|d| d.1),
+        budget_measured_dloss_se: dloss.and_then(|d| d.2),
     };
     write_json(run, SUMMARY_JSON, &summary)?;
     Ok(summary)

@@ -12,7 +12,7 @@ use pcll_pipeline::calibrate::{
     float_weights, hessians, pack_budget, pack_gptq, BudgetSearch, CalibSpec, CalibTokens,
 };
 use pcll_pipeline::run_folder::ExportSettings;
-use pcll_runtime::calib::{calibrate, mean_loss};
+use pcll_runtime::calib::{calibrate, mean_loss, paired_standard_error, window_losses};
 use pcll_runtime::config::{Config, Overrides};
 use pcll_runtime::shard::write_shard;
 use pcll_runtime::{Model, Resident};
@@ -435,6 +435,20 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
     };
     let fixed_loss = loss_of(&fixed.artifact);
     assert!((out.packed_loss - loss_of(&r.pack.artifact)).abs() < 1e-12);
+    // The measured increase's standard error is that of the per-window differences between
+    // the float model and the artifact on the probe slice.
+    let windows = |m: &Model<&Resident>| window_losses(m, &toks.probe, 16).unwrap().1;
+    let float = float_weights(&src);
+    let art = Artifact::parse(&r.pack.artifact).unwrap();
+    let packed = Resident::decode_all(&art).unwrap();
+    let (wf, wp) = (
+        windows(&Model::new(cfg, &float)),
+        windows(&Model::new(cfg, &packed)),
+    );
+    assert!(wf.len() >= 2);
+    let se = paired_standard_error(&wf, &wp).unwrap();
+    assert!(se > 0.0 && se.is_finite());
+    assert_eq!(out.measured_se, Some(se));
     // The runtime runs the kmeans/e8p artifact, within 0.05 nats of the float model (2.5843
     // against 2.5870 when written: at twice int3's bytes; a wrong dequantization is far off).
     let other_loss = loss_of(&other.pack.artifact);

@@ -107,7 +107,7 @@ fn print_table(f: &Frontier) {
             "\nbyte-budget packer at each scheme's bytes (Δloss on the calibration probe slice):"
         );
         println!(
-            "{:<44} {:>11} {:>9} {:>11} {:>9} {:>10} {:>10} {:>10} {:>9}",
+            "{:<44} {:>11} {:>9} {:>11} {:>9} {:>10} {:>10} {:>10} {:>9} {:>9} {:>5}",
             "scheme",
             "bytes",
             "val_bpb",
@@ -116,15 +116,21 @@ fn print_table(f: &Frontier) {
             "model Δ",
             "pred Δ",
             "meas Δ",
-            "meas/pred"
+            "se",
+            "meas/pred",
+            "pred"
         );
         for v in &f.budget_versus_fixed {
             let reused = v
                 .reused_from
                 .map(|b| format!("  = the {} fit", human(b)))
                 .unwrap_or_default();
+            let se = v
+                .measured_dloss_se
+                .map_or_else(|| "-".to_string(), |se| format!("{se:.5}"));
             println!(
-                "{:<44} {:>11} {:>9.4} {:>11} {:>9.4} {:>10.5} {:>10.5} {:>10.5} {:>9.2}{reused}",
+                "{:<44} {:>11} {:>9.4} {:>11} {:>9.4} {:>10.5} {:>10.5} {:>10.5} {:>9} {:>9.2} \
+                 {:>5}{reused}",
                 v.scheme,
                 human(v.bytes),
                 v.val_bpb,
@@ -133,12 +139,16 @@ fn print_table(f: &Frontier) {
                 v.modelled_dloss,
                 v.predicted_dloss,
                 v.measured_dloss,
-                v.measured_dloss / v.predicted_dloss
+                se,
+                v.measured_dloss / v.predicted_dloss,
+                v.prediction.label()
             );
         }
         println!(
             "(model Δ: the curvature model Σ α·ε alone; pred Δ: each chosen tensor's own \
-             measured Δ, summed, with the f16 tensors'; meas Δ: the whole artifact; budgets \
+             measured Δ, summed, with the f16 tensors'; meas Δ: the whole artifact; se: its \
+             standard error over the probe windows; pred: `1.5x` where meas/pred is within \
+             1/1.5–1.5, `2 se` where not but |meas − pred| ≤ 2 se, else `off`; budgets \
              are fitted smallest first, and `= the B fit` marks a budget that kept the allocation \
              of that smaller fit: the packer found none of less guarded loss)"
         );
