@@ -340,8 +340,11 @@ pub fn decode_e8_rans(
     scratch: &mut [u8],
 ) -> Result<(), PayloadError> {
     let (scales, stream) = e8_rans_parts(info, p, payload)?;
-    let (mut reader, scratch) = scales.reader(scratch)?;
-    let mut dec = stream.decoder(scratch)?;
+    // Built in place (a decoder is large).
+    let mut reader = ScaleReader::unbuilt(&scales);
+    let scratch = scales.reader_in(&mut reader, scratch)?;
+    let mut dec = RansDecoder::blank();
+    dec.reset(&stream, scratch)?;
     let mut group = || e8_rans_group(&mut dec);
     rows(info, p, &mut reader, out, group_fn(&mut group))?;
     dec.finish()?;

@@ -121,8 +121,11 @@ pub fn decode_symbols(
             }
         });
     }
-    let (mut reader, scratch) = parts.scales.reader(scratch)?;
-    let mut dec = parts.stream.decoder(scratch)?;
+    // Built in place (a decoder is large).
+    let mut reader = ScaleReader::unbuilt(&parts.scales);
+    let scratch = parts.scales.reader_in(&mut reader, scratch)?;
+    let mut dec = RansDecoder::blank();
+    dec.reset(&parts.stream, scratch)?;
     for (r, scale) in scales.iter_mut().enumerate() {
         begin_row(&mut dec, p)?;
         *scale = reader.next_scale()?;
@@ -156,8 +159,10 @@ pub fn decode(
             |at, syms, scale| out.put_dequant(at, syms, qmax, scale),
         );
     }
-    let (mut scales, scratch) = parts.scales.reader(scratch)?;
-    let mut dec = parts.stream.decoder(scratch)?;
+    let mut scales = ScaleReader::unbuilt(&parts.scales);
+    let scratch = parts.scales.reader_in(&mut scales, scratch)?;
+    let mut dec = RansDecoder::blank();
+    dec.reset(&parts.stream, scratch)?;
     super::decode_rows(
         &mut dec,
         rows as usize,
@@ -249,10 +254,9 @@ pub fn decode_group<const N: usize>(
     // about cost more than a small tensor's decode.
     let mut going: [Option<Going<'_, '_>>; N] = [const { None }; N];
     for (j, g) in jobs.iter_mut().zip(&mut going) {
-        let (scales, rest) = j.parts.scales.reader(&mut *j.scratch).ok()?;
-        *g = Some(Going {
-            scales,
-            dec: j.parts.stream.decoder(rest).ok()?,
+        let g = g.insert(Going {
+            scales: ScaleReader::unbuilt(&j.parts.scales),
+            dec: RansDecoder::blank(),
             rows: Rows::new(j.info, &j.params),
             out: match &mut j.out {
                 Dest::Out(o) => Dest::Out(o),
@@ -263,6 +267,12 @@ pub fn decode_group<const N: usize>(
             len: 0,
             numel: j.info.numel(),
         });
+        let rest = j
+            .parts
+            .scales
+            .reader_in(&mut g.scales, &mut *j.scratch)
+            .ok()?;
+        g.dec.reset(&j.parts.stream, rest).ok()?;
     }
     let mut bufs = [[0u8; CHUNK]; N];
     loop {
@@ -424,7 +434,8 @@ fn predicted_rows(
     scratch: &mut [u8],
     mut sink: impl FnMut(usize, &[u8], f32),
 ) -> Result<(), PayloadError> {
-    let (mut scales, scratch) = parts.scales.reader(scratch)?;
+    let mut scales = ScaleReader::unbuilt(&parts.scales);
+    let scratch = parts.scales.reader_in(&mut scales, scratch)?;
     let own = parts.stream.scratch_len();
     let proto_len = usize::try_from(parts.proto_len).unwrap_or(usize::MAX);
     let needed = own.saturating_add(proto_len);
@@ -438,7 +449,8 @@ fn predicted_rows(
     // The prototypes at the end: the stream gets the rest, with room for its packed table
     // where the caller gave the fast scratch length.
     let (slots, protos) = scratch.split_at_mut(scratch.len() - proto_len);
-    let mut dec = parts.stream.decoder(slots)?;
+    let mut dec = RansDecoder::blank();
+    dec.reset(&parts.stream, slots)?;
     let alphabet = (2 * p.qmax() + 1) as u16;
     dec.select(1)?;
     dec.decode(protos)?;

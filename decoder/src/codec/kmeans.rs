@@ -6,7 +6,7 @@
 use super::scales::RowScales;
 use crate::error::{PayloadError, Truncated};
 use crate::output::Output;
-use crate::rans::RansStream;
+use crate::rans::{RansDecoder, RansStream};
 use crate::table::{KmeansParams, TensorInfo};
 
 /// The parts of a `kmeans` payload, checked.
@@ -93,7 +93,8 @@ pub fn decode(
         }
         None => (None, scratch),
     };
-    let mut dec = parts.stream.decoder(scratch)?;
+    let mut dec = RansDecoder::blank();
+    dec.reset(&parts.stream, scratch)?;
     let levels = &parts.levels;
     // Without row scales the factor is 1, and `level × 1.0` is `level` exactly.
     let factor = || scales.as_mut().map_or(Ok(1.0), |r| r.next_scale());

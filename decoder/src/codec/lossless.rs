@@ -5,7 +5,7 @@
 
 use crate::error::{PayloadError, Truncated};
 use crate::output::Output;
-use crate::rans::RansStream;
+use crate::rans::{RansDecoder, RansStream};
 use crate::table::{Dtype, TensorInfo};
 
 const CHUNK: usize = 2048;
@@ -64,7 +64,8 @@ pub fn decode(
 ) -> Result<(), PayloadError> {
     let (rest, stream) = parts(info, payload)?;
     let width = info.dtype.size() - 1;
-    let mut dec = stream.decoder(scratch)?;
+    let mut dec = RansDecoder::blank();
+    dec.reset(&stream, scratch)?;
     let mut syms = [0u8; CHUNK];
     let mut bits = [0u32; CHUNK];
     let mut at = 0usize;

@@ -109,20 +109,42 @@ impl<'a> RowScales<'a> {
         &'r self,
         scratch: &'s mut [u8],
     ) -> Result<(ScaleReader<'a, 'r, 's>, &'s mut [u8]), PayloadError> {
+        let mut reader = ScaleReader::unbuilt(self);
+        let rest = self.reader_in(&mut reader, scratch)?;
+        Ok((reader, rest))
+    }
+
+    /// [`RowScales::reader`] built in `slot` (a coded reader holds a decoder, which is
+    /// large: built where it lies, it is not copied): the scratch left for the codec.
+    pub fn reader_in<'r, 's>(
+        &'r self,
+        slot: &mut ScaleReader<'a, 'r, 's>,
+        scratch: &'s mut [u8],
+    ) -> Result<&'s mut [u8], PayloadError> {
         let split = self.scratch_len().min(scratch.len());
         let (mine, rest) = scratch.split_at_mut(split);
-        let reader = match self {
-            RowScales::Stored { .. } => ScaleReader::Stored {
-                scales: self,
-                row: 0,
-            },
-            RowScales::Coded { low, stream } => ScaleReader::Coded {
-                low,
-                row: 0,
-                dec: stream.decoder(mine)?,
-            },
-        };
-        Ok((reader, rest))
+        match self {
+            RowScales::Stored { .. } => {
+                *slot = ScaleReader::Stored {
+                    scales: self,
+                    row: 0,
+                }
+            }
+            RowScales::Coded { low, stream } => {
+                *slot = ScaleReader::Coded {
+                    low,
+                    row: 0,
+                    dec: RansDecoder::blank(),
+                    ahead: [0; AHEAD],
+                    next: 0,
+                    filled: 0,
+                };
+                if let ScaleReader::Coded { dec, .. } = slot {
+                    dec.reset(stream, mine)?;
+                }
+            }
+        }
+        Ok(rest)
     }
 }
 
@@ -138,10 +160,24 @@ pub enum ScaleReader<'a, 'r, 's> {
         low: &'a [u8],
         row: usize,
         dec: RansDecoder<'a, 's>,
+        /// High bytes decoded ahead of their rows (the decoder's fast path, not one symbol at
+        /// a time): `ahead[next..filled]` are the next rows'.
+        ahead: [u8; AHEAD],
+        next: u8,
+        filled: u8,
     },
 }
 
-impl ScaleReader<'_, '_, '_> {
+/// High bytes a coded reader decodes at a time.
+const AHEAD: usize = 32;
+
+impl<'a, 'r> ScaleReader<'a, 'r, '_> {
+    /// A reader of `scales` to build in place with [`RowScales::reader_in`] (until then, a
+    /// stored reader at row 0).
+    pub fn unbuilt(scales: &'r RowScales<'a>) -> Self {
+        ScaleReader::Stored { scales, row: 0 }
+    }
+
     /// The scale of the next row, as f32.
     pub fn next_scale(&mut self) -> Result<f32, PayloadError> {
         match self {
@@ -149,8 +185,27 @@ impl ScaleReader<'_, '_, '_> {
                 *row += 1;
                 Ok(scales.stored(*row - 1))
             }
-            ScaleReader::Coded { low, row, dec } => {
-                let hi = dec.next_symbol()?;
+            ScaleReader::Coded {
+                low,
+                row,
+                dec,
+                ahead,
+                next,
+                filled,
+            } => {
+                // (The `small` build decodes one at a time: less code, and its decoder has
+                // no faster path.)
+                if next == filled && !cfg!(feature = "small") {
+                    let n = dec.remaining().min(AHEAD as u64) as usize;
+                    dec.decode(&mut ahead[..n])?;
+                    (*next, *filled) = (0, n as u8);
+                }
+                // Past the stream's symbols (no codec reads that far), as one at a time.
+                let hi = match ahead.get(usize::from(*next)) {
+                    Some(&hi) if next < filled => hi,
+                    _ => dec.next_symbol()?,
+                };
+                *next = next.saturating_add(1).min(*filled);
                 let lo = low.get(*row).copied().unwrap_or(0);
                 *row += 1;
                 Ok(crate::output::f16_to_f32(u16::from_le_bytes([lo, hi])))

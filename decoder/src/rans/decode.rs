@@ -39,7 +39,7 @@ const fn field_bits(bits: u32) -> u32 {
 }
 
 /// Whether a table at `bits` with these frequencies can be packed.
-fn packable(bits: u32, freqs: &[u16]) -> bool {
+pub(super) fn packable(bits: u32, freqs: &[u16]) -> bool {
     let f = field_bits(bits);
     bits <= PACKED_MAX_BITS
         && freqs.len() <= 1 << (32 - 2 * f)
@@ -49,12 +49,7 @@ fn packable(bits: u32, freqs: &[u16]) -> bool {
 /// Whether every table of `stream` can be packed (never in the `small` build, which keeps one
 /// layout).
 fn stream_packable(stream: &RansStream<'_>) -> bool {
-    if cfg!(feature = "small") {
-        return false;
-    }
-    let bits = u32::from(stream.prob_bits);
-    let used = stream.tables.iter().take(stream.table_count as usize);
-    stream.symbol_count > 0 && used.into_iter().all(|t| packable(bits, t.freqs()))
+    stream.packable()
 }
 
 /// Whether `stream`'s packed table fits the decoder's own space.
@@ -129,19 +124,51 @@ pub struct RansDecoder<'a, 's> {
 
 impl<'a, 's> RansDecoder<'a, 's> {
     pub(super) fn new(stream: &RansStream<'a>, scratch: &'s mut [u8]) -> Result<Self, RansError> {
+        let mut d = Self::blank();
+        d.reset(stream, scratch)?;
+        Ok(d)
+    }
+
+    /// A decoder of no symbols, to be [`Self::reset`] where it lies: a decoder is large (its
+    /// tables), and building one in place saves the copies that returning it makes.
+    pub(crate) const fn blank() -> Self {
+        // All zero bytes but the two empty slices' pointers: filled with a memset.
+        RansDecoder {
+            lanes: 0,
+            prob_bits: 0,
+            states: [0; MAX_LANES],
+            info: [[0; 256]; MAX_TABLES],
+            layout: Layout::Inline,
+            cur: 0,
+            table_count: 0,
+            words: &[],
+            word: 0,
+            done: 0,
+            total: 0,
+            #[cfg(feature = "simd")]
+            simd: true,
+        }
+    }
+
+    /// Makes this a decoder of `stream` whose slot table lives in `scratch`: what
+    /// [`RansStream::decoder`] returns, built in place.
+    pub(crate) fn reset(
+        &mut self,
+        stream: &RansStream<'a>,
+        scratch: &'s mut [u8],
+    ) -> Result<(), RansError> {
         let needed = stream.scratch_len();
         let got = scratch.len();
         if got < needed {
             return Err(RansError::ScratchTooSmall { needed, got });
         }
-        let mut info = [[0u32; 256]; MAX_TABLES];
+        let info = &mut self.info;
         let bits = u32::from(stream.prob_bits);
         let m = 1usize << bits;
-        let used = stream.tables.iter().take(stream.table_count as usize);
         let packed = stream_packable(stream);
         let fast = stream.fast_scratch_len();
         let layout = if packed && inline(stream) {
-            fill_packed(info.as_flattened_mut(), bits, stream.table().freqs());
+            stream.tables(|_, freqs| fill_packed(info.as_flattened_mut(), bits, freqs));
             Layout::Inline
         } else if packed && got >= fast {
             // The aligned middle of the caller's bytes holds every table's 2^bits entries.
@@ -149,16 +176,19 @@ impl<'a, 's> RansDecoder<'a, 's> {
             let tables = tables
                 .get_mut(..needed)
                 .ok_or(RansError::ScratchTooSmall { needed: fast, got })?;
-            for (table, t) in tables.chunks_exact_mut(m).zip(used) {
-                fill_packed(table, bits, t.freqs());
-            }
+            stream.tables(|ti, freqs| {
+                if let Some(table) = tables.get_mut(ti * m..(ti + 1) * m) {
+                    fill_packed(table, bits, freqs);
+                }
+            });
             Layout::Scratch(tables)
         } else {
             let slots = &mut scratch[..needed];
-            for (ti, (table, info)) in used.zip(info.iter_mut()).enumerate() {
+            stream.tables(|ti, freqs| {
                 let base = ti * m;
                 let mut start = 0usize;
-                for (sym, (&f, inf)) in table.freqs().iter().zip(info.iter_mut()).enumerate() {
+                let info = info.get_mut(ti).map_or(&mut [][..], |i| &mut i[..]);
+                for (sym, (&f, inf)) in freqs.iter().zip(info.iter_mut()).enumerate() {
                     let end = start + f as usize;
                     if let Some(run) = slots.get_mut(base + start..base + end) {
                         run.fill(sym as u8);
@@ -166,24 +196,24 @@ impl<'a, 's> RansDecoder<'a, 's> {
                     *inf = (f as u32) << 16 | start as u32;
                     start = end;
                 }
-            }
+            });
             Layout::Split(slots)
         };
-        Ok(RansDecoder {
-            lanes: stream.lanes as usize,
-            prob_bits: bits,
-            states: stream.states,
-            info,
-            layout,
-            cur: 0,
-            table_count: stream.table_count as usize,
-            words: stream.words,
-            word: 0,
-            done: 0,
-            total: stream.symbol_count as u64,
-            #[cfg(feature = "simd")]
-            simd: true,
-        })
+        self.lanes = stream.lanes as usize;
+        self.prob_bits = bits;
+        self.states = stream.states;
+        self.layout = layout;
+        self.cur = 0;
+        self.table_count = stream.table_count as usize;
+        self.words = stream.words;
+        self.word = 0;
+        self.done = 0;
+        self.total = stream.symbol_count as u64;
+        #[cfg(feature = "simd")]
+        {
+            self.simd = true;
+        }
+        Ok(())
     }
 
     /// The current packed table (from its first slot on), if the stream uses that layout.
@@ -1266,21 +1296,39 @@ mod tests {
     fn context_streams_in_both_layouts() {
         let rows = 300;
         let cols = 257;
-        let s = skewed(rows * cols, 60, 11);
-        let ctx: Vec<u8> = (0..rows * cols).map(|i| ((i / cols) % 3) as u8).collect();
-        // Row tables differ: shift the symbols of table 2 rows.
-        let s: Vec<u8> = s
-            .iter()
-            .zip(&ctx)
-            .map(|(&v, &c)| if c == 2 { 59 - v } else { v })
-            .collect();
-        for lanes in LANE_COUNTS {
-            let e = pcll_formats::rans::encode_context(&s, &ctx, 3, lanes);
-            let (split, l0) = decode_context(&e.bytes, &ctx, false, false);
-            assert_eq!((split == s, l0), (true, 0), "lanes {lanes}");
-            for simd in [false, true] {
-                let (packed, l2) = decode_context(&e.bytes, &ctx, true, simd);
-                assert_eq!((packed == s, l2), (true, 2), "lanes {lanes} simd {simd}");
+        // Three tables of 60 symbols keep their frequencies with the header, of 120 not
+        // (more than `CACHED_FREQS`): the decoder reads them again.
+        for (alphabet, cached) in [(60u8, true), (120, false)] {
+            let s = skewed(rows * cols, u32::from(alphabet), 11);
+            let ctx: Vec<u8> = (0..rows * cols).map(|i| ((i / cols) % 3) as u8).collect();
+            // Row tables differ: shift the symbols of table 2 rows.
+            let s: Vec<u8> = s
+                .iter()
+                .zip(&ctx)
+                .map(|(&v, &c)| if c == 2 { alphabet - 1 - v } else { v })
+                .collect();
+            for lanes in LANE_COUNTS {
+                let e = pcll_formats::rans::encode_context(&s, &ctx, 3, lanes);
+                let stream = RansStream::parse_context(&e.bytes, 0, s.len() as u64, &[256; 3])
+                    .expect("parses");
+                assert_eq!(stream.cached, cached, "alphabet {alphabet}");
+                // The frequencies handed out are the tables' as they are written.
+                let mut rest = stream.table_bytes;
+                let mut seen = 0;
+                stream.tables(|t, freqs| {
+                    let (table, used) = super::super::read_freq_table(rest, e.prob_bits, 256)
+                        .expect("a checked table");
+                    assert_eq!((t, freqs), (seen, table.freqs()));
+                    rest = &rest[used..];
+                    seen += 1;
+                });
+                assert_eq!((seen, rest.len()), (3, 0));
+                let (split, l0) = decode_context(&e.bytes, &ctx, false, false);
+                assert_eq!((split == s, l0), (true, 0), "lanes {lanes}");
+                for simd in [false, true] {
+                    let (packed, l2) = decode_context(&e.bytes, &ctx, true, simd);
+                    assert_eq!((packed == s, l2), (true, 2), "lanes {lanes} simd {simd}");
+                }
             }
         }
     }

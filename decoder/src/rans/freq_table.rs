@@ -82,6 +82,18 @@ pub fn read_freq_table(
     prob_bits: u8,
     max_alphabet: u16,
 ) -> Result<(FreqTable, usize), RansError> {
+    let mut t = FreqTable::empty();
+    let used = read_freq_table_into(&mut t, bytes, prob_bits, max_alphabet)?;
+    Ok((t, used))
+}
+
+/// [`read_freq_table`] into `t` (whose entries past the alphabet are left as they were).
+pub(crate) fn read_freq_table_into(
+    t: &mut FreqTable,
+    bytes: &[u8],
+    prob_bits: u8,
+    max_alphabet: u16,
+) -> Result<usize, RansError> {
     let total = 1u32 << prob_bits;
     let mut r = BitReader { bytes, pos: 0 };
     let alphabet_len = r.bits(8)? as u16 + 1;
@@ -92,10 +104,7 @@ pub fn read_freq_table(
         });
     }
     let k = r.bits(4)?;
-    let mut t = FreqTable {
-        alphabet_len,
-        freqs: [0; 256],
-    };
+    t.alphabet_len = alphabet_len;
     let mut prev: i64 = 0;
     let mut sum: u32 = 0;
     let last = alphabet_len as usize - 1;
@@ -127,5 +136,5 @@ pub fn read_freq_table(
             return Err(RansError::NonZeroTablePadding);
         }
     }
-    Ok((t, used))
+    Ok(used)
 }

@@ -13,6 +13,8 @@ mod freq_table;
 pub use decode::{RansDecoder, PACKED_MAX_BITS};
 pub use freq_table::{read_freq_table, FreqTable};
 
+use decode::packable;
+
 use crate::cursor::Cursor;
 use crate::error::RansError;
 use crate::limits::{MAX_ALPHABET, MAX_PROB_BITS, MAX_SCRATCH_LEN};
@@ -27,8 +29,16 @@ pub const LANE_COUNTS: [u8; 6] = [1, 2, 4, 8, 16, 32];
 pub const MAX_LANES: usize = 32;
 /// The most frequency tables a context stream (FORMAT.md §6.5) may carry.
 pub const MAX_TABLES: usize = 9;
+/// Frequencies a [`RansStream`] keeps with its header (all of its tables' or none).
+pub const CACHED_FREQS: usize = 264;
 
-/// A validated rANS stream header, borrowing its words from the artifact.
+/// A validated rANS stream header, borrowing its tables and words from the artifact.
+///
+/// Small (no table is held decoded: a header is parsed, moved and copied far more often than
+/// a decoder is built, and nine 256-entry tables made it 4.7 KB): it keeps the frequencies
+/// where all of its tables' fit in [`CACHED_FREQS`] entries (one `int6` table, coded scales,
+/// two clusters or two prototypes at `int6`), and otherwise [`RansStream::tables`] reads the
+/// checked tables again.
 #[derive(Debug, Clone)]
 pub struct RansStream<'a> {
     pub lanes: u8,
@@ -37,8 +47,17 @@ pub struct RansStream<'a> {
     /// Number of frequency tables: 1 for a plain stream (§6.1), the codec's count for a
     /// context stream (§6.5).
     pub table_count: u8,
-    /// The tables; entries past `table_count` are empty.
-    pub tables: [FreqTable; MAX_TABLES],
+    /// Whether every table fits the decoder's packed layout (see `rans::decode`).
+    packable: bool,
+    /// The `table_count` frequency tables (§6.2) back to back, each checked at parse.
+    pub table_bytes: &'a [u8],
+    /// The stream's bytes from its first table on (reading a table with bytes after it takes
+    /// the reader's fast path to its end).
+    from_tables: &'a [u8],
+    /// Each table's alphabet length, and where `cached`, its frequencies back to back.
+    alphabets: [u16; MAX_TABLES],
+    freqs: [u16; CACHED_FREQS],
+    cached: bool,
     pub states: [u32; MAX_LANES],
     /// `word_count` little-endian u16 words, in decode order.
     pub words: &'a [u8],
@@ -114,7 +133,12 @@ impl<'a> RansStream<'a> {
             prob_bits,
             symbol_count,
             table_count,
-            tables: [const { FreqTable::empty() }; MAX_TABLES],
+            packable: symbol_count > 0,
+            table_bytes: &[],
+            from_tables: &[],
+            alphabets: [0; MAX_TABLES],
+            freqs: [0; CACHED_FREQS],
+            cached: false,
             states: [RANS_L; MAX_LANES],
             words: &[],
             byte_len: 0,
@@ -123,12 +147,31 @@ impl<'a> RansStream<'a> {
             stream.byte_len = bytes.len() - c.remaining();
             return Ok(stream);
         }
-        for (slot, &max_alphabet) in stream.tables.iter_mut().zip(alphabets) {
-            let (table, used) =
-                read_freq_table(c.rest(), prob_bits, max_alphabet.min(MAX_ALPHABET))?;
+        let tables_at = c.rest();
+        let (mut table_len, mut kept) = (0, 0);
+        let mut table = FreqTable::empty();
+        // The `small` build reads the tables again (less code).
+        stream.cached = !cfg!(feature = "small");
+        for (&max_alphabet, len) in alphabets.iter().zip(&mut stream.alphabets) {
+            let used = freq_table::read_freq_table_into(
+                &mut table,
+                c.rest(),
+                prob_bits,
+                max_alphabet.min(MAX_ALPHABET),
+            )?;
             c.bytes(used, "rans frequency table").map_err(t)?;
-            *slot = table;
+            let freqs = table.freqs();
+            stream.packable &= packable(u32::from(prob_bits), freqs);
+            *len = table.alphabet_len;
+            match stream.freqs.get_mut(kept..kept + freqs.len()) {
+                Some(slot) if stream.cached => slot.copy_from_slice(freqs),
+                _ => stream.cached = false,
+            }
+            kept += freqs.len();
+            table_len += used;
         }
+        stream.table_bytes = tables_at.get(..table_len).unwrap_or(&[]);
+        stream.from_tables = tables_at;
         for lane in 0..lanes {
             let s = c.u32("rans state").map_err(t)?;
             if s < RANS_L {
@@ -153,8 +196,54 @@ impl<'a> RansStream<'a> {
     }
 
     /// The first (for a plain stream, the only) frequency table.
-    pub fn table(&self) -> &FreqTable {
-        &self.tables[0]
+    pub fn table(&self) -> FreqTable {
+        let mut first = FreqTable::empty();
+        self.tables(|t, freqs| {
+            if t == 0 {
+                if let Some(slot) = first.freqs.get_mut(..freqs.len()) {
+                    first.alphabet_len = freqs.len() as u16;
+                    slot.copy_from_slice(freqs);
+                }
+            }
+        });
+        first
+    }
+
+    /// Calls `f(t, freqs)` with the frequencies of each table `t` in order: those kept with
+    /// the header, or read again from [`RansStream::table_bytes`] (checked at parse;
+    /// O(Σ alphabet)).
+    pub fn tables(&self, mut f: impl FnMut(usize, &[u16])) {
+        if self.cached {
+            let mut at = 0;
+            for (t, &len) in self
+                .alphabets
+                .iter()
+                .take(self.table_count.into())
+                .enumerate()
+            {
+                let len = usize::from(len);
+                f(t, self.freqs.get(at..at + len).unwrap_or(&[]));
+                at += len;
+            }
+            return;
+        }
+        let mut rest = self.from_tables;
+        let mut table = FreqTable::empty();
+        for t in 0..self.table_count as usize {
+            // Parse read these bytes without error, so this read cannot fail.
+            let Ok(used) =
+                freq_table::read_freq_table_into(&mut table, rest, self.prob_bits, MAX_ALPHABET)
+            else {
+                return;
+            };
+            f(t, table.freqs());
+            rest = rest.get(used..).unwrap_or(&[]);
+        }
+    }
+
+    /// Whether every table fits the decoder's packed layout (never in the `small` build).
+    pub(crate) fn packable(&self) -> bool {
+        !cfg!(feature = "small") && self.packable
     }
 
     /// Scratch bytes [`RansStream::decoder`] needs: one per probability slot of each table.
