@@ -360,7 +360,8 @@ impl<'a> Artifact<'a> {
     /// ([`Artifact::lockstep_lanes`]) in groups of their lane count, as many as one loop takes
     /// (`RansDecoder::lockstep_width`: [`GROUP`] 8-lane streams, two 32-lane ones), ordered by
     /// element count, largest first, so the streams of a group are about as long (the
-    /// lockstep part is the shortest one); the rest (other codecs, prototype rows, a stream
+    /// lockstep part is the shortest one), and among tensors of one count by row length (a
+    /// clustered stream's lockstep steps end at its rows' ends); the rest (other codecs, prototype rows, a stream
     /// left alone) one to a group. The groups come largest first; ties keep the order of
     /// `indices`, so the groups depend only on the artifact and `indices`.
     #[cfg(feature = "alloc")]
@@ -379,23 +380,26 @@ impl<'a> Artifact<'a> {
         use alloc::vec::Vec;
         use core::cmp::Reverse;
         let tensors: Vec<TensorInfo<'_>> = self.tensors().collect();
-        let mut order: Vec<(usize, u64, usize, u32)> = indices
+        let mut order: Vec<(usize, u64, u64, usize, u32)> = indices
             .iter()
             .enumerate()
             .filter_map(|(k, &i)| {
                 let t = tensors.get(i as usize)?;
-                Some((lanes(t), t.numel(), k, i))
+                Some((lanes(t), t.numel(), t.rows_cols().1, k, i))
             })
             .collect();
-        order.sort_by_key(|&(lanes, n, k, _)| (lanes, Reverse(n), k));
+        // Among tensors of one size, those of one row length together: a row's end (where a
+        // clustered stream switches tables) then ends the lockstep step of every stream at
+        // once, and longer rows mean fewer steps.
+        order.sort_by_key(|&(lanes, n, cols, k, _)| (lanes, Reverse(n), cols, k));
         let mut groups: Vec<(u64, usize, Vec<u32>)> = Vec::new();
         for same in order.chunk_by(|a, b| a.0 == b.0) {
             let width = crate::layout::RansDecoder::lockstep_width(same[0].0);
             for c in same.chunks(width.clamp(1, GROUP)) {
                 if c.len() > 1 && c[0].0 > 0 {
-                    groups.push((c[0].1, c[0].2, c.iter().map(|&(.., i)| i).collect()));
+                    groups.push((c[0].1, c[0].3, c.iter().map(|&(.., i)| i).collect()));
                 } else {
-                    groups.extend(c.iter().map(|&(_, n, k, i)| (n, k, alloc::vec![i])));
+                    groups.extend(c.iter().map(|&(_, n, _, k, i)| (n, k, alloc::vec![i])));
                 }
             }
         }

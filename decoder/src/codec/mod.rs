@@ -275,6 +275,39 @@ mod tests {
         }
     }
 
+    /// Tensors of one size group with those of their row length (a clustered stream's
+    /// lockstep steps end at its rows' ends), whatever the table's order: eight of 2048
+    /// elements alternating between rows of 32 and of 64 make one group of each, not two
+    /// mixed ones.
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn groups_keep_rows_of_one_length_together() {
+        let tensors = (0..8)
+            .map(|t| {
+                let (rows, cols) = if t % 2 == 0 { (64u64, 32u64) } else { (32, 64) };
+                let w: Vec<f32> = (0..rows * cols).map(|i| (i % 13) as f32 * 0.01).collect();
+                SourceTensor::from_f32(&alloc::format!("t{t}"), &[rows, cols], &w)
+            })
+            .collect();
+        let model = SourceModel {
+            tensors,
+            metadata: Default::default(),
+        };
+        let bytes = pack(&model, &PackOptions::default(), |_, _, _| {})
+            .unwrap()
+            .artifact;
+        let art = Artifact::parse(&bytes).unwrap();
+        let ts: Vec<_> = art.tensors().collect();
+        let all: Vec<u32> = (0..ts.len() as u32).collect();
+        let groups = art.group_with(&all, |_| 8);
+        let cols = |i: &u32| ts[*i as usize].rows_cols().1;
+        let by_cols: Vec<Vec<u64>> = groups
+            .iter()
+            .map(|g| g.iter().map(cols).collect())
+            .collect();
+        assert_eq!(by_cols, [[32; 4], [64; 4]], "{groups:?}");
+    }
+
     /// Every value a sink is given, in order; a value given twice or out of order fails.
     #[derive(Default)]
     struct Collect(Vec<f32>);
