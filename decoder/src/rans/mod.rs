@@ -51,9 +51,6 @@ pub struct RansStream<'a> {
     packable: bool,
     /// The `table_count` frequency tables (§6.2) back to back, each checked at parse.
     pub table_bytes: &'a [u8],
-    /// The stream's bytes from its first table on (reading a table with bytes after it takes
-    /// the reader's fast path to its end).
-    from_tables: &'a [u8],
     /// Each table's alphabet length, and where `cached`, its frequencies back to back.
     alphabets: [u16; MAX_TABLES],
     freqs: [u16; CACHED_FREQS],
@@ -135,7 +132,6 @@ impl<'a> RansStream<'a> {
             table_count,
             packable: symbol_count > 0,
             table_bytes: &[],
-            from_tables: &[],
             alphabets: [0; MAX_TABLES],
             freqs: [0; CACHED_FREQS],
             cached: false,
@@ -171,7 +167,6 @@ impl<'a> RansStream<'a> {
             table_len += used;
         }
         stream.table_bytes = tables_at.get(..table_len).unwrap_or(&[]);
-        stream.from_tables = tables_at;
         for lane in 0..lanes {
             let s = c.u32("rans state").map_err(t)?;
             if s < RANS_L {
@@ -227,7 +222,7 @@ impl<'a> RansStream<'a> {
             }
             return;
         }
-        let mut rest = self.from_tables;
+        let mut rest = self.table_bytes;
         let mut table = FreqTable::empty();
         for t in 0..self.table_count as usize {
             // Parse read these bytes without error, so this read cannot fail.
