@@ -46,12 +46,6 @@ pub(super) fn packable(bits: u32, freqs: &[u16]) -> bool {
         && freqs.iter().all(|&q| u32::from(q) < 1 << f)
 }
 
-/// Whether every table of `stream` can be packed (never in the `small` build, which keeps one
-/// layout).
-fn stream_packable(stream: &RansStream<'_>) -> bool {
-    stream.packable()
-}
-
 /// Whether `stream`'s packed table fits the decoder's own space.
 fn inline(stream: &RansStream<'_>) -> bool {
     stream.table_count == 1 && u32::from(stream.prob_bits) <= INLINE_MAX_BITS
@@ -78,7 +72,7 @@ impl RansStream<'_> {
     /// and does not keep its table in the decoder, else [`RansStream::scratch_len`]. Never less
     /// than that.
     pub fn fast_scratch_len(&self) -> usize {
-        if stream_packable(self) && !inline(self) {
+        if self.packable() && !inline(self) {
             4 * self.scratch_len() + 3
         } else {
             self.scratch_len()
@@ -165,7 +159,7 @@ impl<'a, 's> RansDecoder<'a, 's> {
         let info = &mut self.info;
         let bits = u32::from(stream.prob_bits);
         let m = 1usize << bits;
-        let packed = stream_packable(stream);
+        let packed = stream.packable();
         let fast = stream.fast_scratch_len();
         let layout = if packed && inline(stream) {
             stream.tables(|_, freqs| fill_packed(info.as_flattened_mut(), bits, freqs));
