@@ -36,12 +36,12 @@ impl<'a> Cursor<'a> {
                 self.pos += n;
                 Ok(s)
             }
-            None => Err(Truncated {
+            None => Err(Truncated::new(
                 field,
-                offset: self.offset(),
-                needed: n as u64,
-                available: self.remaining() as u64,
-            }),
+                self.offset(),
+                n as u64,
+                self.remaining() as u64,
+            )),
         }
     }
 
@@ -66,5 +66,41 @@ impl<'a> Cursor<'a> {
     }
     pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, Truncated> {
         Ok(u64::from_le_bytes(self.array(field)?))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// A read past the end names the field, where it starts and the bytes it needed and had;
+    /// the `small` build keeps the kind alone, in a value of no size.
+    #[test]
+    fn truncation_says_what_and_where() {
+        let mut c = Cursor::new(&[1, 2, 3, 4, 5], 100);
+        assert_eq!(c.u16("first").unwrap(), 0x0201);
+        let e = c.u32("second").unwrap_err();
+        assert_eq!(c.offset(), 102, "a failed read consumes nothing");
+        if cfg!(feature = "small") {
+            assert_eq!(core::mem::size_of::<Truncated>(), 0);
+            assert_eq!(
+                (e.field(), e.offset(), e.needed(), e.available()),
+                ("", 0, 0, 0)
+            );
+        } else {
+            assert_eq!(
+                (e.field(), e.offset(), e.needed(), e.available()),
+                ("second", 102, 4, 3)
+            );
+            assert_eq!(
+                alloc::format!("{e}"),
+                "second at offset 102 needs 4 bytes, 3 left"
+            );
+            assert_eq!(
+                alloc::format!("{e:?}"),
+                r#"Truncated { field: "second", offset: 102, needed: 4, available: 3 }"#
+            );
+        }
     }
 }

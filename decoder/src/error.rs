@@ -5,17 +5,91 @@
 
 use core::fmt;
 
-/// A fixed-width field that ended before its bytes did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A fixed-width field that ended before its bytes did: which field, where it starts, the
+/// bytes it needs and the bytes that were left.
+///
+/// The `small` build (the C library, whose API reports an error's code and nothing else)
+/// keeps the kind alone: the value holds nothing, and the accessors give an empty name and
+/// zeros. Its errors are then small enough to pass in registers, which took 2.1 KB off the
+/// library; the fields are private so that the type is the same API in either build.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Truncated {
-    /// The field being read.
-    pub field: &'static str,
-    /// Absolute file offset at which the field starts.
-    pub offset: u64,
-    /// Bytes the field needs.
-    pub needed: u64,
-    /// Bytes that were left.
-    pub available: u64,
+    #[cfg(not(feature = "small"))]
+    at: TruncatedAt,
+}
+
+#[cfg(not(feature = "small"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TruncatedAt {
+    field: &'static str,
+    offset: u64,
+    needed: u64,
+    available: u64,
+}
+
+impl Truncated {
+    /// The error for `field`, starting at file offset `offset`, needing `needed` bytes where
+    /// `available` were left (in the `small` build, none of it is kept or computed).
+    #[inline(always)]
+    pub(crate) fn new(field: &'static str, offset: u64, needed: u64, available: u64) -> Self {
+        #[cfg(feature = "small")]
+        {
+            let _ = (field, offset, needed, available);
+            Truncated {}
+        }
+        #[cfg(not(feature = "small"))]
+        Truncated {
+            at: TruncatedAt {
+                field,
+                offset,
+                needed,
+                available,
+            },
+        }
+    }
+
+    /// The field being read (empty in the `small` build).
+    pub fn field(&self) -> &'static str {
+        #[cfg(feature = "small")]
+        return "";
+        #[cfg(not(feature = "small"))]
+        self.at.field
+    }
+
+    /// Absolute file offset at which the field starts (0 in the `small` build).
+    pub fn offset(&self) -> u64 {
+        #[cfg(feature = "small")]
+        return 0;
+        #[cfg(not(feature = "small"))]
+        self.at.offset
+    }
+
+    /// Bytes the field needs (0 in the `small` build).
+    pub fn needed(&self) -> u64 {
+        #[cfg(feature = "small")]
+        return 0;
+        #[cfg(not(feature = "small"))]
+        self.at.needed
+    }
+
+    /// Bytes that were left (0 in the `small` build).
+    pub fn available(&self) -> u64 {
+        #[cfg(feature = "small")]
+        return 0;
+        #[cfg(not(feature = "small"))]
+        self.at.available
+    }
+}
+
+impl fmt::Debug for Truncated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Truncated")
+            .field("field", &self.field())
+            .field("offset", &self.offset())
+            .field("needed", &self.needed())
+            .field("available", &self.available())
+            .finish()
+    }
 }
 
 impl fmt::Display for Truncated {
@@ -23,7 +97,10 @@ impl fmt::Display for Truncated {
         write!(
             f,
             "{} at offset {} needs {} bytes, {} left",
-            self.field, self.offset, self.needed, self.available
+            self.field(),
+            self.offset(),
+            self.needed(),
+            self.available()
         )
     }
 }

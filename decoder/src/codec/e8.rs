@@ -188,14 +188,16 @@ pub fn e8p_point(code: u16) -> [i32; 8] {
 /// The five table alphabets of an `e8-rans` context stream (FORMAT.md §5.6).
 pub const E8_RANS_ALPHABETS: [u16; 5] = [256, 128, 128, 64, 64];
 
-/// Splits an `e8p` payload: scales and codes.
-pub fn e8p_parts<'a>(
+/// Splits an `e8p` payload: the scales, read into `scales` (where they lie), and the codes
+/// returned (exactly `numel / 4` bytes).
+pub(crate) fn e8p_read<'a>(
+    scales: &mut RowScales<'a>,
     info: &TensorInfo<'_>,
     p: &E8Params,
     payload: &'a [u8],
-) -> Result<(RowScales<'a>, &'a [u8]), PayloadError> {
+) -> Result<&'a [u8], PayloadError> {
     let (rows, cols) = info.rows_cols();
-    let (scales, codes) = RowScales::split(payload, rows, info.payload_offset, p.scales)?;
+    let codes = scales.read(payload, rows, info.payload_offset, p.scales)?;
     let need = rows.saturating_mul(cols) / 4;
     if codes.len() as u64 != need {
         let at = info
@@ -206,35 +208,38 @@ pub fn e8p_parts<'a>(
                 len: codes.len() as u64 - need,
             });
         }
-        return Err(PayloadError::Truncated(Truncated {
-            field: "e8p codes",
-            offset: at,
-            needed: need,
-            available: codes.len() as u64,
-        }));
+        return Err(PayloadError::Truncated(Truncated::new(
+            "e8p codes",
+            at,
+            need,
+            codes.len() as u64,
+        )));
     }
-    Ok((scales, codes))
+    Ok(codes)
 }
 
-/// Splits an `e8-rans` payload: scales and the checked context stream.
-pub fn e8_rans_parts<'a>(
+/// Splits an `e8-rans` payload into `scales` and the checked context stream `s` (read where
+/// they lie).
+pub(crate) fn e8_rans_read<'a>(
+    scales: &mut RowScales<'a>,
+    s: &mut RansStream<'a>,
     info: &TensorInfo<'_>,
     p: &E8Params,
     payload: &'a [u8],
-) -> Result<(RowScales<'a>, RansStream<'a>), PayloadError> {
+) -> Result<(), PayloadError> {
     let (rows, _) = info.rows_cols();
-    let (scales, rest) = RowScales::split(payload, rows, info.payload_offset, p.scales)?;
+    let rest = scales.read(payload, rows, info.payload_offset, p.scales)?;
     let at = info
         .payload_offset
         .saturating_add((payload.len() - rest.len()) as u64);
-    let s = RansStream::parse_context(rest, at, info.numel(), &E8_RANS_ALPHABETS)?;
+    s.read(rest, at, info.numel(), &E8_RANS_ALPHABETS, true)?;
     if s.byte_len != rest.len() {
         return Err(PayloadError::TrailingBytes {
             len: (rest.len() - s.byte_len) as u64,
         });
     }
     scales.total_scratch(s.scratch_len())?;
-    Ok((scales, s))
+    Ok(())
 }
 
 /// The next 8 lattice coordinates `2x` of an `e8-rans` stream (FORMAT.md §5.6).
@@ -320,7 +325,8 @@ pub fn decode_e8p(
     out: &mut Output<'_>,
     scratch: &mut [u8],
 ) -> Result<(), PayloadError> {
-    let (scales, codes) = e8p_parts(info, p, payload)?;
+    let mut scales = RowScales::empty();
+    let codes = e8p_read(&mut scales, info, p, payload)?;
     let (mut reader, _) = scales.reader(scratch)?;
     let mut words = codes.chunks_exact(2);
     let mut group = || {
@@ -339,7 +345,8 @@ pub fn decode_e8_rans(
     out: &mut Output<'_>,
     scratch: &mut [u8],
 ) -> Result<(), PayloadError> {
-    let (scales, stream) = e8_rans_parts(info, p, payload)?;
+    let (mut scales, mut stream) = (RowScales::empty(), RansStream::empty());
+    e8_rans_read(&mut scales, &mut stream, info, p, payload)?;
     // Built in place (a decoder is large).
     let mut reader = ScaleReader::unbuilt(&scales);
     let scratch = scales.reader_in(&mut reader, scratch)?;

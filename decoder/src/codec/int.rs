@@ -38,39 +38,63 @@ pub fn parts<'a>(
     p: &IntParams,
     payload: &'a [u8],
 ) -> Result<Parts<'a>, PayloadError> {
-    let rows = info.rows_cols().0;
-    let (scales, rest) = RowScales::split(payload, rows, info.payload_offset, p.scale_dtype)?;
-    let max_alphabet = (2 * p.qmax() + 1) as u16;
-    let base = info
-        .payload_offset
-        .saturating_add((payload.len() - rest.len()) as u64);
-    let cols = info.rows_cols().1;
-    // Bounded: protos ≤ 255, cols ≤ 2^31, rows × cols ≤ 2^31 (FORMAT.md §8).
-    let proto_len = u64::from(p.protos).saturating_mul(cols);
-    let s = if p.protos > 0 {
-        let tables = [u16::from(p.protos) + 1, max_alphabet, max_alphabet];
-        let count = proto_len.saturating_add(info.numel()).saturating_add(rows);
-        RansStream::parse_context(rest, base, count, &tables)?
-    } else if p.clusters == 0 {
-        RansStream::parse(rest, base, info.numel(), max_alphabet)?
-    } else {
-        let mut alphabets = [max_alphabet; MAX_CLUSTERS as usize + 1];
-        alphabets[0] = p.clusters as u16;
-        let tables = alphabets.get(..=p.clusters as usize).unwrap_or(&[]);
-        RansStream::parse_context(rest, base, info.numel().saturating_add(rows), tables)?
-    };
-    if s.byte_len != rest.len() {
-        return Err(PayloadError::TrailingBytes {
-            len: (rest.len() - s.byte_len) as u64,
-        });
-    }
-    let parts = Parts {
-        scales,
-        stream: s,
-        proto_len,
-    };
-    parts.scratch_len()?;
+    let mut parts = Parts::empty();
+    parts.read(info, p, payload)?;
     Ok(parts)
+}
+
+impl<'a> Parts<'a> {
+    /// No parts, to be filled by [`Parts::read`].
+    pub(crate) const fn empty() -> Parts<'a> {
+        Parts {
+            scales: RowScales::empty(),
+            stream: RansStream::empty(),
+            proto_len: 0,
+        }
+    }
+
+    /// [`parts`] into `self`: the headers are parsed where they lie, not moved.
+    pub(crate) fn read(
+        &mut self,
+        info: &TensorInfo<'_>,
+        p: &IntParams,
+        payload: &'a [u8],
+    ) -> Result<(), PayloadError> {
+        let rows = info.rows_cols().0;
+        let rest = self
+            .scales
+            .read(payload, rows, info.payload_offset, p.scale_dtype)?;
+        let max_alphabet = (2 * p.qmax() + 1) as u16;
+        let base = info
+            .payload_offset
+            .saturating_add((payload.len() - rest.len()) as u64);
+        let cols = info.rows_cols().1;
+        // Bounded: protos ≤ 255, cols ≤ 2^31, rows × cols ≤ 2^31 (FORMAT.md §8).
+        self.proto_len = u64::from(p.protos).saturating_mul(cols);
+        let s = &mut self.stream;
+        if p.protos > 0 {
+            let tables = [u16::from(p.protos) + 1, max_alphabet, max_alphabet];
+            let count = self
+                .proto_len
+                .saturating_add(info.numel())
+                .saturating_add(rows);
+            s.read(rest, base, count, &tables, true)?;
+        } else if p.clusters == 0 {
+            s.read(rest, base, info.numel(), &[max_alphabet], false)?;
+        } else {
+            let mut alphabets = [max_alphabet; MAX_CLUSTERS as usize + 1];
+            alphabets[0] = p.clusters as u16;
+            let tables = alphabets.get(..=p.clusters as usize).unwrap_or(&[]);
+            s.read(rest, base, info.numel().saturating_add(rows), tables, true)?;
+        }
+        if s.byte_len != rest.len() {
+            return Err(PayloadError::TrailingBytes {
+                len: (rest.len() - s.byte_len) as u64,
+            });
+        }
+        self.scratch_len()?;
+        Ok(())
+    }
 }
 
 /// The symbol stream alone (to size it or read its symbols without decoding weights).
@@ -105,7 +129,8 @@ pub fn decode_symbols(
     scales: &mut [f32],
     scratch: &mut [u8],
 ) -> Result<(), PayloadError> {
-    let parts = parts(info, p, payload)?;
+    let mut parts = Parts::empty();
+    parts.read(info, p, payload)?;
     let cols = info.rows_cols().1 as usize;
     if p.protos > 0 {
         let rows = scales.len();
@@ -147,7 +172,8 @@ pub fn decode(
     out: &mut Output<'_>,
     scratch: &mut [u8],
 ) -> Result<(), PayloadError> {
-    let parts = parts(info, p, payload)?;
+    let mut parts = Parts::empty();
+    parts.read(info, p, payload)?;
     let (rows, cols) = info.rows_cols();
     let qmax = p.qmax() as f32;
     if p.protos > 0 {

@@ -32,48 +32,75 @@ pub fn parts<'a>(
     p: &KmeansParams,
     payload: &'a [u8],
 ) -> Result<Parts<'a>, PayloadError> {
-    let (rows, _) = info.rows_cols();
-    let base = info.payload_offset;
-    let (scales, rest) = match p.scales {
-        Some(dtype) => {
-            let (s, rest) = RowScales::split(payload, rows, base, dtype)?;
-            (Some(s), rest)
-        }
-        None => (None, payload),
-    };
-    let at = base.saturating_add((payload.len() - rest.len()) as u64);
-    let need = 2 * p.k as usize;
-    let (lv, rest) = match rest.get(..need) {
-        Some(lv) => (lv, &rest[need..]),
-        None => {
-            return Err(PayloadError::Truncated(Truncated {
-                field: "kmeans levels",
-                offset: at,
-                needed: need as u64,
-                available: rest.len() as u64,
-            }))
-        }
-    };
-    let mut levels = [0f32; 256];
-    for (i, (l, b)) in levels.iter_mut().zip(lv.chunks_exact(2)).enumerate() {
-        *l = crate::output::f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
-        if !l.is_finite() {
-            return Err(PayloadError::BadLevel { index: i as u16 });
-        }
-    }
-    let stream = RansStream::parse(rest, at.saturating_add(need as u64), info.numel(), p.k)?;
-    if stream.byte_len != rest.len() {
-        return Err(PayloadError::TrailingBytes {
-            len: (rest.len() - stream.byte_len) as u64,
-        });
-    }
-    let parts = Parts {
-        scales,
-        levels,
-        stream,
-    };
-    parts.scratch_len()?;
+    let mut parts = Parts::empty();
+    parts.read(info, p, payload)?;
     Ok(parts)
+}
+
+impl<'a> Parts<'a> {
+    /// No parts, to be filled by [`Parts::read`].
+    pub(crate) const fn empty() -> Parts<'a> {
+        Parts {
+            scales: None,
+            levels: [0.0; 256],
+            stream: RansStream::empty(),
+        }
+    }
+
+    /// [`parts`] into `self`: the headers are parsed where they lie, not moved.
+    pub(crate) fn read(
+        &mut self,
+        info: &TensorInfo<'_>,
+        p: &KmeansParams,
+        payload: &'a [u8],
+    ) -> Result<(), PayloadError> {
+        let (rows, _) = info.rows_cols();
+        let base = info.payload_offset;
+        let rest = match p.scales {
+            Some(dtype) => self
+                .scales
+                .insert(RowScales::empty())
+                .read(payload, rows, base, dtype)?,
+            None => {
+                self.scales = None;
+                payload
+            }
+        };
+        let at = base.saturating_add((payload.len() - rest.len()) as u64);
+        let need = 2 * p.k as usize;
+        let (lv, rest) = match rest.get(..need) {
+            Some(lv) => (lv, &rest[need..]),
+            None => {
+                return Err(PayloadError::Truncated(Truncated::new(
+                    "kmeans levels",
+                    at,
+                    need as u64,
+                    rest.len() as u64,
+                )))
+            }
+        };
+        for (i, (l, b)) in self.levels.iter_mut().zip(lv.chunks_exact(2)).enumerate() {
+            *l = crate::output::f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            if !l.is_finite() {
+                return Err(PayloadError::BadLevel { index: i as u16 });
+            }
+        }
+        let s = &mut self.stream;
+        s.read(
+            rest,
+            at.saturating_add(need as u64),
+            info.numel(),
+            &[p.k],
+            false,
+        )?;
+        if s.byte_len != rest.len() {
+            return Err(PayloadError::TrailingBytes {
+                len: (rest.len() - s.byte_len) as u64,
+            });
+        }
+        self.scratch_len()?;
+        Ok(())
+    }
 }
 
 /// Decodes the payload into `out` (length already checked to be `numel`).
@@ -84,7 +111,8 @@ pub fn decode(
     out: &mut Output<'_>,
     scratch: &mut [u8],
 ) -> Result<(), PayloadError> {
-    let parts = parts(info, p, payload)?;
+    let mut parts = Parts::empty();
+    parts.read(info, p, payload)?;
     let (rows, cols) = info.rows_cols();
     let (mut scales, scratch) = match &parts.scales {
         Some(s) => {

@@ -15,29 +15,36 @@ pub fn parts<'a>(
     info: &TensorInfo<'_>,
     payload: &'a [u8],
 ) -> Result<(&'a [u8], RansStream<'a>), PayloadError> {
+    let mut s = RansStream::empty();
+    let rest = read(&mut s, info, payload)?;
+    Ok((rest, s))
+}
+
+/// [`parts`] with the stream header read into `s` (where it lies): the stored rest.
+pub(crate) fn read<'a>(
+    s: &mut RansStream<'a>,
+    info: &TensorInfo<'_>,
+    payload: &'a [u8],
+) -> Result<&'a [u8], PayloadError> {
     let width = info.dtype.size() - 1;
     let need = info.numel().saturating_mul(width as u64);
     if (payload.len() as u64) < need {
-        return Err(PayloadError::Truncated(Truncated {
-            field: "lossless rest bytes",
-            offset: info.payload_offset,
-            needed: need,
-            available: payload.len() as u64,
-        }));
+        return Err(PayloadError::Truncated(Truncated::new(
+            "lossless rest bytes",
+            info.payload_offset,
+            need,
+            payload.len() as u64,
+        )));
     }
     let (rest, stream) = payload.split_at(need as usize);
-    let s = RansStream::parse(
-        stream,
-        info.payload_offset.saturating_add(need),
-        info.numel(),
-        256,
-    )?;
+    let at = info.payload_offset.saturating_add(need);
+    s.read(stream, at, info.numel(), &[256], false)?;
     if s.byte_len != stream.len() {
         return Err(PayloadError::TrailingBytes {
             len: (stream.len() - s.byte_len) as u64,
         });
     }
-    Ok((rest, s))
+    Ok(rest)
 }
 
 /// The bit pattern of one element from its symbol and stored rest (little-endian).
@@ -62,7 +69,8 @@ pub fn decode(
     out: &mut Output<'_>,
     scratch: &mut [u8],
 ) -> Result<(), PayloadError> {
-    let (rest, stream) = parts(info, payload)?;
+    let mut stream = RansStream::empty();
+    let rest = read(&mut stream, info, payload)?;
     let width = info.dtype.size() - 1;
     let mut dec = RansDecoder::blank();
     dec.reset(&stream, scratch)?;

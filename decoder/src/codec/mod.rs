@@ -36,21 +36,36 @@ fn sizes(info: &TensorInfo<'_>, payload: &[u8]) -> Result<(usize, usize), Payloa
         let fast = min + (main.fast_scratch_len() - main.scratch_len());
         (min, if fast <= MAX_SCRATCH_LEN { fast } else { min })
     };
+    // Each codec's parts are read where they lie (headers are large; see `RansStream::read`).
     match info.codec {
         Codec::Raw => Ok((0, 0)),
         Codec::Int(p) => {
-            int::parts(info, &p, payload).and_then(|p| Ok(with(p.scratch_len()?, &p.stream)))
+            let mut parts = int::Parts::empty();
+            parts.read(info, &p, payload)?;
+            Ok(with(parts.scratch_len()?, &parts.stream))
         }
         Codec::Kmeans(p) => {
-            kmeans::parts(info, &p, payload).and_then(|p| Ok(with(p.scratch_len()?, &p.stream)))
+            let mut parts = kmeans::Parts::empty();
+            parts.read(info, &p, payload)?;
+            Ok(with(parts.scratch_len()?, &parts.stream))
         }
-        Codec::E8p(p) => e8::e8p_parts(info, &p, payload).map(|p| {
-            let n = p.0.scratch_len();
-            (n, n)
-        }),
-        Codec::E8Rans(p) => e8::e8_rans_parts(info, &p, payload)
-            .map(|(sc, s)| with(sc.scratch_len() + s.scratch_len(), &s)),
-        Codec::Lossless => lossless::parts(info, payload).map(|p| with(p.1.scratch_len(), &p.1)),
+        Codec::E8p(p) => {
+            let mut scales = scales::RowScales::empty();
+            e8::e8p_read(&mut scales, info, &p, payload)?;
+            let n = scales.scratch_len();
+            Ok((n, n))
+        }
+        Codec::E8Rans(p) => {
+            let mut scales = scales::RowScales::empty();
+            let mut stream = crate::rans::RansStream::empty();
+            e8::e8_rans_read(&mut scales, &mut stream, info, &p, payload)?;
+            Ok(with(scales.scratch_len() + stream.scratch_len(), &stream))
+        }
+        Codec::Lossless => {
+            let mut stream = crate::rans::RansStream::empty();
+            lossless::read(&mut stream, info, payload)?;
+            Ok(with(stream.scratch_len(), &stream))
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 use crate::error::RequestError;
 use crate::output::Output;
 use crate::table::Dtype;
-use half::{bf16, f16};
+use half::bf16;
+#[cfg(not(feature = "small"))]
+use half::f16;
 
 /// Chunk of elements converted at a time (stack buffer).
 const CHUNK: usize = 256;
@@ -18,14 +20,17 @@ pub fn decode(payload: &[u8], dtype: Dtype, out: &mut Output<'_>) -> Result<(), 
             logical: dtype as u8,
         });
     }
-    // Same-type copies skip the f32 round trip, so f16/bf16 NaN payloads survive bit for bit.
+    // Same-type copies skip the f32 round trip, so f16/bf16 NaN payloads survive bit for bit
+    // (the `small` build leaves them to `Output::put_bits` below, which copies the same bits).
     match (dtype, &mut *out) {
+        #[cfg(not(feature = "small"))]
         (Dtype::F16, Output::F16(b)) => {
             for (o, c) in b.iter_mut().zip(payload.chunks_exact(2)) {
                 *o = f16::from_bits(u16::from_le_bytes([c[0], c[1]]));
             }
             return Ok(());
         }
+        #[cfg(not(feature = "small"))]
         (Dtype::BF16, Output::BF16(b)) => {
             for (o, c) in b.iter_mut().zip(payload.chunks_exact(2)) {
                 *o = bf16::from_bits(u16::from_le_bytes([c[0], c[1]]));
@@ -33,14 +38,13 @@ pub fn decode(payload: &[u8], dtype: Dtype, out: &mut Output<'_>) -> Result<(), 
             return Ok(());
         }
         // Sinks get the stored bits, so they can keep NaN payloads too; f16 into f32 goes the
-        // same way, to be widened a slice at a time (`Output::put_bits`; not in the `small`
-        // build, which widens one at a time below with less code).
+        // same way, to be widened a slice at a time (`Output::put_bits`). The `small` build
+        // sends every float this way: one loop, less code.
         (d, o)
             if d.is_float()
-                && (matches!(o, Output::Sink { .. })
-                    || (!cfg!(feature = "small")
-                        && d == Dtype::F16
-                        && matches!(o, Output::F32(_)))) =>
+                && (cfg!(feature = "small")
+                    || matches!(o, Output::Sink { .. })
+                    || (d == Dtype::F16 && matches!(o, Output::F32(_)))) =>
         {
             let size = d.size();
             let mut bits = [0u32; CHUNK];

@@ -42,31 +42,59 @@ impl<'a> RowScales<'a> {
         base: u64,
         dtype: ScaleDtype,
     ) -> Result<(RowScales<'a>, &'a [u8]), PayloadError> {
+        let mut scales = RowScales::empty();
+        let rest = scales.read(payload, rows, base, dtype)?;
+        Ok((scales, rest))
+    }
+
+    /// No scales, to be filled by [`RowScales::read`].
+    pub(crate) const fn empty() -> RowScales<'a> {
+        RowScales::Stored {
+            bytes: &[],
+            dtype: ScaleDtype::F16,
+        }
+    }
+
+    /// [`RowScales::split`] into `self` (a coded header is parsed where it lies, not moved):
+    /// the rest of the payload.
+    pub(crate) fn read(
+        &mut self,
+        payload: &'a [u8],
+        rows: u64,
+        base: u64,
+        dtype: ScaleDtype,
+    ) -> Result<&'a [u8], PayloadError> {
         // Saturating: a row count no payload can hold is reported as truncation, never wraps
         // (rows are bounded at parse, FORMAT.md §8; a hand-built entry is not).
         let fixed = rows.saturating_mul(dtype.size() as u64);
         if (payload.len() as u64) < fixed {
-            return Err(PayloadError::Truncated(Truncated {
-                field: "row scales",
-                offset: base,
-                needed: fixed,
-                available: payload.len() as u64,
-            }));
+            return Err(PayloadError::Truncated(Truncated::new(
+                "row scales",
+                base,
+                fixed,
+                payload.len() as u64,
+            )));
         }
         let (bytes, rest) = payload.split_at(fixed as usize);
         if dtype == ScaleDtype::Coded {
-            let stream = RansStream::parse(rest, base.saturating_add(fixed), rows, CODED_ALPHABET)?;
-            let rest = rest.get(stream.byte_len..).unwrap_or(&[]);
-            return Ok((RowScales::Coded { low: bytes, stream }, rest));
+            *self = RowScales::Coded {
+                low: bytes,
+                stream: RansStream::empty(),
+            };
+            if let RowScales::Coded { stream, .. } = self {
+                let at = base.saturating_add(fixed);
+                stream.read(rest, at, rows, &[CODED_ALPHABET], false)?;
+                return Ok(rest.get(stream.byte_len..).unwrap_or(&[]));
+            }
         }
-        let s = RowScales::Stored { bytes, dtype };
+        *self = RowScales::Stored { bytes, dtype };
         for row in 0..rows {
-            let v = s.stored(row as usize);
+            let v = self.stored(row as usize);
             if !(v.is_finite() && v >= 0.0) {
                 return Err(PayloadError::BadScale { row });
             }
         }
-        Ok((s, rest))
+        Ok(rest)
     }
 
     /// Stored scale of `row` widened to f32 (0 past the end or for coded scales).

@@ -35,12 +35,12 @@ impl BitReader<'_> {
         let byte = self
             .bytes
             .get((self.pos / 8) as usize)
-            .ok_or(RansError::Truncated(crate::error::Truncated {
-                field: "rans frequency table",
-                offset: 0,
-                needed: 1,
-                available: 0,
-            }))?;
+            .ok_or(RansError::Truncated(crate::error::Truncated::new(
+                "rans frequency table",
+                0,
+                1,
+                0,
+            )))?;
         let b = (*byte >> (self.pos % 8)) & 1;
         self.pos += 1;
         Ok(b as u32)

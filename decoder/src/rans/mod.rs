@@ -29,8 +29,10 @@ pub const LANE_COUNTS: [u8; 6] = [1, 2, 4, 8, 16, 32];
 pub const MAX_LANES: usize = 32;
 /// The most frequency tables a context stream (FORMAT.md §6.5) may carry.
 pub const MAX_TABLES: usize = 9;
-/// Frequencies a [`RansStream`] keeps with its header (all of its tables' or none).
-pub const CACHED_FREQS: usize = 264;
+/// Frequencies a [`RansStream`] keeps with its header (all of its tables' or none). None in
+/// the `small` build, which always reads the tables again (less code, and a header of 190
+/// bytes instead of 720 to move).
+pub const CACHED_FREQS: usize = if cfg!(feature = "small") { 0 } else { 264 };
 
 /// A validated rANS stream header, borrowing its tables and words from the artifact.
 ///
@@ -63,6 +65,24 @@ pub struct RansStream<'a> {
 }
 
 impl<'a> RansStream<'a> {
+    /// A header of no stream, to be filled by [`RansStream::read`].
+    pub(crate) const fn empty() -> RansStream<'a> {
+        RansStream {
+            lanes: 0,
+            prob_bits: 0,
+            symbol_count: 0,
+            table_count: 0,
+            packable: false,
+            table_bytes: &[],
+            alphabets: [0; MAX_TABLES],
+            freqs: [0; CACHED_FREQS],
+            cached: false,
+            states: [RANS_L; MAX_LANES],
+            words: &[],
+            byte_len: 0,
+        }
+    }
+
     /// Parses a stream at the start of `bytes` (absolute offset `base`). `expected_symbols` is
     /// the count the codec needs and `max_alphabet` the largest alphabet it accepts.
     /// Cost: O(alphabet + lanes); the words are not read.
@@ -72,7 +92,9 @@ impl<'a> RansStream<'a> {
         expected_symbols: u64,
         max_alphabet: u16,
     ) -> Result<RansStream<'a>, RansError> {
-        RansStream::parse_with(bytes, base, expected_symbols, &[max_alphabet], false)
+        let mut s = RansStream::empty();
+        s.read(bytes, base, expected_symbols, &[max_alphabet], false)?;
+        Ok(s)
     }
 
     /// Parses a context stream (FORMAT.md §6.5) whose codec uses `alphabets.len()` tables,
@@ -83,16 +105,23 @@ impl<'a> RansStream<'a> {
         expected_symbols: u64,
         alphabets: &[u16],
     ) -> Result<RansStream<'a>, RansError> {
-        RansStream::parse_with(bytes, base, expected_symbols, alphabets, true)
+        let mut s = RansStream::empty();
+        s.read(bytes, base, expected_symbols, alphabets, true)?;
+        Ok(s)
     }
 
-    fn parse_with(
+    /// [`RansStream::parse`] (`context` false, one alphabet) or
+    /// [`RansStream::parse_context`] into `self`: a header is large, and parsed where it lies
+    /// it is not moved through `Result`s (which took 1–2 KB of code across the codecs in the
+    /// small C library). On error `self` holds a partly filled header.
+    pub(crate) fn read(
+        &mut self,
         bytes: &'a [u8],
         base: u64,
         expected_symbols: u64,
         alphabets: &[u16],
         context: bool,
-    ) -> Result<RansStream<'a>, RansError> {
+    ) -> Result<(), RansError> {
         let t = RansError::Truncated;
         let mut c = Cursor::new(bytes, base);
         let lanes = c.u8("rans lanes").map_err(t)?;
@@ -125,7 +154,7 @@ impl<'a> RansStream<'a> {
         } else {
             1
         };
-        let mut stream = RansStream {
+        *self = RansStream {
             lanes,
             prob_bits,
             symbol_count,
@@ -140,15 +169,15 @@ impl<'a> RansStream<'a> {
             byte_len: 0,
         };
         if symbol_count == 0 {
-            stream.byte_len = bytes.len() - c.remaining();
-            return Ok(stream);
+            self.byte_len = bytes.len() - c.remaining();
+            return Ok(());
         }
         let tables_at = c.rest();
         let (mut table_len, mut kept) = (0, 0);
         let mut table = FreqTable::empty();
         // The `small` build reads the tables again (less code).
-        stream.cached = !cfg!(feature = "small");
-        for (&max_alphabet, len) in alphabets.iter().zip(&mut stream.alphabets) {
+        self.cached = !cfg!(feature = "small");
+        for (&max_alphabet, len) in alphabets.iter().zip(&mut self.alphabets) {
             let used = freq_table::read_freq_table_into(
                 &mut table,
                 c.rest(),
@@ -157,22 +186,22 @@ impl<'a> RansStream<'a> {
             )?;
             c.bytes(used, "rans frequency table").map_err(t)?;
             let freqs = table.freqs();
-            stream.packable &= packable(u32::from(prob_bits), freqs);
+            self.packable &= packable(u32::from(prob_bits), freqs);
             *len = table.alphabet_len;
-            match stream.freqs.get_mut(kept..kept + freqs.len()) {
-                Some(slot) if stream.cached => slot.copy_from_slice(freqs),
-                _ => stream.cached = false,
+            match self.freqs.get_mut(kept..kept + freqs.len()) {
+                Some(slot) if self.cached => slot.copy_from_slice(freqs),
+                _ => self.cached = false,
             }
             kept += freqs.len();
             table_len += used;
         }
-        stream.table_bytes = tables_at.get(..table_len).unwrap_or(&[]);
+        self.table_bytes = tables_at.get(..table_len).unwrap_or(&[]);
         for lane in 0..lanes {
             let s = c.u32("rans state").map_err(t)?;
             if s < RANS_L {
                 return Err(RansError::BadState { lane, state: s });
             }
-            if let Some(slot) = stream.states.get_mut(lane as usize) {
+            if let Some(slot) = self.states.get_mut(lane as usize) {
                 *slot = s;
             }
         }
@@ -185,9 +214,9 @@ impl<'a> RansStream<'a> {
         }
         // 2 × a u32 count exceeds a 32-bit usize: saturate (then truncation), never wrap.
         let word_bytes = usize::try_from(u64::from(word_count) * 2).unwrap_or(usize::MAX);
-        stream.words = c.bytes(word_bytes, "rans words").map_err(t)?;
-        stream.byte_len = bytes.len() - c.remaining();
-        Ok(stream)
+        self.words = c.bytes(word_bytes, "rans words").map_err(t)?;
+        self.byte_len = bytes.len() - c.remaining();
+        Ok(())
     }
 
     /// The first (for a plain stream, the only) frequency table.
