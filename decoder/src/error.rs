@@ -322,7 +322,7 @@ pub enum RansError {
         expected: u8,
         got: u8,
     },
-    /// Scratch smaller than [`crate::TensorInfo::scratch_len`].
+    /// Scratch smaller than [`crate::Artifact::scratch_len`].
     ScratchTooSmall {
         needed: usize,
         got: usize,

@@ -580,7 +580,7 @@ fn check_payload_len(info: &TensorInfo<'_>) -> Result<(), TableError> {
     Ok(())
 }
 
-/// Serializes one entry (the writer's side of [`read_entry`]).
+/// Serializes one entry (the writer's side of `read_entry`).
 #[cfg(feature = "alloc")]
 pub fn write_entry(out: &mut alloc::vec::Vec<u8>, info: &TensorInfo<'_>, params: &[u8]) {
     out.extend_from_slice(&(info.name.len() as u16).to_le_bytes());

@@ -120,7 +120,7 @@ fn begin_row(dec: &mut RansDecoder<'_, '_>, p: &IntParams) -> Result<(), Payload
 /// Decodes the payload's symbols and scales without reconstructing weights: `symbols` gets
 /// the `rows × cols` symbols `s` (cluster ids left out), `scales` each row's scale widened to
 /// f32, so that weight `(r, c)` is `(symbols[r·cols + c] as f32 − qmax) × scales[r]`, the
-/// f32 value [`decode`] writes. Both lengths must be exact (checked by the caller).
+/// f32 value `decode` writes. Both lengths must be exact (checked by the caller).
 pub fn decode_symbols(
     info: &TensorInfo<'_>,
     p: &IntParams,

@@ -18,7 +18,7 @@ use crate::table::{Codec, TensorInfo};
 /// too, before it commits to a layout (coded scales, FORMAT.md §5.8).
 ///
 /// This is the format's count (FORMAT.md §8), checked against the limit; with it, `int`,
-/// `kmeans`, `e8-rans` and `lossless` payloads decode. [`fast_scratch_len`] may ask more.
+/// `kmeans`, `e8-rans` and `lossless` payloads decode. `fast_scratch_len` may ask more.
 pub fn scratch_len(info: &TensorInfo<'_>, payload: &[u8]) -> Result<usize, PayloadError> {
     sizes(info, payload).map(|(min, _)| min)
 }

@@ -38,7 +38,7 @@ pub const CACHED_FREQS: usize = if cfg!(feature = "small") { 0 } else { 264 };
 ///
 /// Small (no table is held decoded: a header is parsed, moved and copied far more often than
 /// a decoder is built, and nine 256-entry tables made it 4.7 KB): it keeps the frequencies
-/// where all of its tables' fit in [`CACHED_FREQS`] entries (one `int6` table, coded scales,
+/// where all of its tables' fit in `CACHED_FREQS` entries (one `int6` table, coded scales,
 /// two clusters or two prototypes at `int6`), and otherwise [`RansStream::tables`] reads the
 /// checked tables again.
 #[derive(Debug, Clone)]
