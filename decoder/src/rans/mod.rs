@@ -160,13 +160,7 @@ impl<'a> RansStream<'a> {
             symbol_count,
             table_count,
             packable: symbol_count > 0,
-            table_bytes: &[],
-            alphabets: [0; MAX_TABLES],
-            freqs: [0; CACHED_FREQS],
-            cached: false,
-            states: [RANS_L; MAX_LANES],
-            words: &[],
-            byte_len: 0,
+            ..RansStream::empty()
         };
         if symbol_count == 0 {
             self.byte_len = bytes.len() - c.remaining();
