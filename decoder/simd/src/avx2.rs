@@ -252,3 +252,237 @@ fn symbols8(sym: __m256i) -> [u8; 8] {
     let hi = _mm256_extracti128_si256::<1>(b);
     (_mm_cvtsi128_si64(_mm_unpacklo_epi32(lo, hi)) as u64).to_le_bytes()
 }
+
+/// [`crate::rows`]: `N` streams of `8 × V` lanes (`V` vectors of 8; 8-lane streams have
+/// `V` = 1, 32-lane ones 4) decode up to `rows` whole rows of `cols` symbols each (`cols` a
+/// multiple of `8 × V`), in lockstep, into [`crate::RowOut::F32`] outputs where `F32S`, else
+/// [`crate::RowOut::Symbols`]. A row of a stream with a context first decodes its context
+/// symbol from loop lane 0 with table 0 (one scalar step), which selects the row's table
+/// (and prototype), and turns the lanes by one (in registers), so the row's groups start at
+/// loop lane 0 again. A row is all or nothing: a row whose words might run out, whose context
+/// names a table past the stream's, or whose output has no room leaves every stream as it
+/// was before it. Returns the rows written; each stream's states and `p` are updated.
+///
+/// Every stream's `x` has `8 × V` states, `tables` at least `table_count << bits` entries
+/// and field width `F`, and every output is of the kind `F32S` says (checked by
+/// [`crate::rows`] before a kernel runs).
+#[target_feature(enable = "avx2,popcnt")]
+pub(crate) fn rows<
+    const N: usize,
+    const V: usize,
+    const F: i32,
+    const S: i32,
+    const LOADS: bool,
+    const F32S: bool,
+>(
+    st: &mut [crate::RowStream<'_>; N],
+    cols: usize,
+    rows: usize,
+) -> usize {
+    use crate::{RowOut, RowStart};
+    let low = (1u32 << F) - 1;
+    let lanes = 8 * V;
+    let mut v: [[__m256i; V]; N] = core::array::from_fn(|s| {
+        core::array::from_fn(|k| {
+            let x = st[s].x.get(8 * k..8 * k + 8).unwrap_or(&[0; 8]);
+            bytemuck::cast::<[u32; 8], __m256i>(x.try_into().unwrap_or([0; 8]))
+        })
+    });
+    let mut p = st.each_ref().map(|s| s.p);
+    let words = st.each_ref().map(|s| s.words);
+    let tables = st
+        .each_ref()
+        .map(|s| (s.tables, s.table_count, s.bits, s.start));
+    let turn = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+    // Each stream's row output, by kind (the other one empty).
+    let mut syms_out: [&mut [u8]; N] = core::array::from_fn(|_| &mut [][..]);
+    let mut f32_out: [&mut [f32]; N] = core::array::from_fn(|_| &mut [][..]);
+    let mut scales: [&[f32]; N] = [&[]; N];
+    let mut qmax = [_mm256_setzero_ps(); N];
+    for (s, t) in st.iter_mut().enumerate() {
+        match &mut t.out {
+            RowOut::Symbols(o) => syms_out[s] = o,
+            RowOut::F32 {
+                out,
+                scales: sc,
+                qmax: q,
+            } => {
+                f32_out[s] = out;
+                scales[s] = sc;
+                qmax[s] = _mm256_set1_ps(*q);
+            }
+        }
+    }
+    let mut done = 0;
+    'rows: while done < rows {
+        let (v_then, p_then) = (v, p);
+        let mut streams = [Stream::new(&ONE_ENTRY, 0); N];
+        // Each stream's prototype row (empty where the row has none) and alphabet.
+        let mut protos: [&[u8]; N] = [&[]; N];
+        let mut alphabet = [_mm256_setzero_si256(); N];
+        let mut scale = [_mm256_setzero_ps(); N];
+        let mut ok = true;
+        crate::unroll8!(s, N, {
+            ok = ok
+                && (|| {
+                    let (entries, table_count, bits, start) = tables[s];
+                    let ctx = start != RowStart::Plain;
+                    // The row's words, at most one a symbol, are all there: no read below fails.
+                    let need = p[s] + cols + usize::from(ctx);
+                    if need > words[s].len() / 2 {
+                        return false;
+                    }
+                    let mut table = 0;
+                    if ctx {
+                        let x = _mm256_cvtsi256_si32(v[s][0]) as u32;
+                        let Some(&e) = entries.get((x & ((1 << bits) - 1)) as usize) else {
+                            return false;
+                        };
+                        let sym = (e >> S) as usize;
+                        let mut n = ((e >> F) & low) * (x >> bits) + (e & low);
+                        if n < 1 << 16 {
+                            let Some(w) = words[s].get(2 * p[s]..2 * p[s] + 2) else {
+                                return false;
+                            };
+                            n = n << 16 | u32::from(u16::from_le_bytes([w[0], w[1]]));
+                            p[s] += 1;
+                        }
+                        table = match start {
+                            RowStart::Plain => 0,
+                            RowStart::Clusters => 1 + sym,
+                            RowStart::Protos { rows, alphabet: a } => {
+                                let row = sym
+                                    .checked_sub(1)
+                                    .and_then(|k| rows.get(k * cols..(k + 1) * cols));
+                                match row {
+                                    Some(row) => {
+                                        protos[s] = row;
+                                        alphabet[s] = _mm256_set1_epi32(i32::from(a));
+                                        2
+                                    }
+                                    None => 1,
+                                }
+                            }
+                        };
+                        if table >= table_count {
+                            return false;
+                        }
+                        let first = _mm256_blend_epi32::<1>(v[s][0], _mm256_set1_epi32(n as i32));
+                        v[s][0] = first;
+                        v[s] = turned(v[s], turn);
+                    }
+                    let Some(entries) = entries.get(table << bits..) else {
+                        return false;
+                    };
+                    if entries.len() < 1 << bits {
+                        return false;
+                    }
+                    streams[s] = Stream::new(entries, bits);
+                    if F32S {
+                        let Some(&sc) = scales[s].get(done) else {
+                            return false;
+                        };
+                        scale[s] = _mm256_set1_ps(sc);
+                        f32_out[s].len() >= (done + 1) * cols
+                    } else {
+                        syms_out[s].len() >= (done + 1) * cols
+                    }
+                })();
+        });
+        if !ok {
+            (v, p) = (v_then, p_then);
+            break;
+        }
+        let at = done * cols;
+        let mut g = 0;
+        while g < cols {
+            crate::unroll8!(s, N, {
+                let mut sym = if V == 1 {
+                    let Some(w) = words[s].get(2 * p[s]..2 * p[s] + 16) else {
+                        (v, p) = (v_then, p_then);
+                        break 'rows;
+                    };
+                    let (sym, taken) = step::<F, S, LOADS>(
+                        &mut v[s][0],
+                        streams[s],
+                        bytemuck::pod_read_unaligned(w),
+                    );
+                    p[s] += taken;
+                    [sym; 4]
+                } else {
+                    let window = words[s].get(2 * p[s]..2 * p[s] + 64);
+                    let Some(window) = window.and_then(|w| <&[u8; 64]>::try_from(w).ok()) else {
+                        (v, p) = (v_then, p_then);
+                        break 'rows;
+                    };
+                    let mut d = 0;
+                    let syms: [__m256i; 4] = core::array::from_fn(|k| {
+                        step32::<F, S>(&mut v[s][k % V], streams[s], window, &mut d)
+                    });
+                    p[s] += d;
+                    syms
+                };
+                if !protos[s].is_empty() {
+                    for (k, y) in sym.iter_mut().enumerate().take(V) {
+                        let base = protos[s].get(g + 8 * k..g + 8 * k + 8).unwrap_or(&[0; 8]);
+                        let b = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(
+                            bytemuck::pod_read_unaligned::<i64>(base),
+                        ));
+                        *y = wrapped(_mm256_add_epi32(*y, b), alphabet[s]);
+                    }
+                }
+                if F32S {
+                    for (k, y) in sym.iter().enumerate().take(V) {
+                        let o = at + g + 8 * k;
+                        if let Some(o) = f32_out[s].get_mut(o..o + 8) {
+                            let w = _mm256_mul_ps(
+                                _mm256_sub_ps(_mm256_cvtepi32_ps(*y), qmax[s]),
+                                scale[s],
+                            );
+                            o.copy_from_slice(&bytemuck::cast::<__m256, [f32; 8]>(w));
+                        }
+                    }
+                } else if let Some(o) = syms_out[s].get_mut(at + g..at + g + lanes) {
+                    if V == 1 {
+                        o.copy_from_slice(&symbols8(sym[0]));
+                    } else {
+                        store_symbols(&sym, o);
+                    }
+                }
+            });
+            g += lanes;
+        }
+        done += 1;
+    }
+    for (t, (vs, ps)) in st.iter_mut().zip(v.iter().zip(p)) {
+        for (k, vk) in vs.iter().enumerate() {
+            if let Some(x) = t.x.get_mut(8 * k..8 * k + 8) {
+                x.copy_from_slice(&bytemuck::cast::<__m256i, [u32; 8]>(*vk));
+            }
+        }
+        t.p = ps;
+    }
+    done
+}
+
+/// `t mod alphabet` for `t` below twice the alphabet (a difference and a prototype symbol,
+/// each below it): one conditional subtraction.
+#[target_feature(enable = "avx2,popcnt")]
+#[inline]
+fn wrapped(t: __m256i, alphabet: __m256i) -> __m256i {
+    let over = _mm256_cmpgt_epi32(alphabet, t);
+    _mm256_sub_epi32(t, _mm256_andnot_si256(over, alphabet))
+}
+
+/// A table of one entry: with precision 0 every slot is 0, so a [`Stream`] of it reads
+/// inside it (the streams of [`rows`] before their row's table is known).
+static ONE_ENTRY: [u32; 1] = [0];
+
+/// The lanes `v` (loop order, `V` vectors of 8) turned by one: loop lane `j` takes lane
+/// `j + 1`, and lane 0 goes last.
+#[target_feature(enable = "avx2,popcnt")]
+#[inline]
+fn turned<const V: usize>(v: [__m256i; V], turn: __m256i) -> [__m256i; V] {
+    let r = v.map(|x| _mm256_permutevar8x32_epi32(x, turn));
+    core::array::from_fn(|k| _mm256_blend_epi32::<0x80>(r[k], r[(k + 1) % V]))
+}

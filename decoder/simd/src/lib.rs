@@ -476,3 +476,140 @@ pub fn groups8xn<const N: usize>(
         None
     }
 }
+
+/// How each row of a [`RowStream`] begins (FORMAT.md §5.2.1, §5.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowStart<'a> {
+    /// No context symbol: every row's symbols use table 0.
+    Plain,
+    /// A cluster id `c` from table 0, then the row's symbols with table `1 + c`.
+    Clusters,
+    /// A prototype selector `k` from table 0, then the row's symbols: where prototype `k`
+    /// (row `k − 1` of `rows`, `cols` symbols each) exists, differences from it with table 2,
+    /// each symbol `(d + p) mod alphabet`; else (`k` = 0) plain, with table 1.
+    Protos { rows: &'a [u8], alphabet: u16 },
+}
+
+/// Where a [`RowStream`]'s rows go.
+#[derive(Debug)]
+pub enum RowOut<'a> {
+    /// The symbols, `cols` a row.
+    Symbols(&'a mut [u8]),
+    /// Each symbol `s` of row `r` as `(s as f32 − qmax) × scales[r]` (binary32, no fused
+    /// multiply-add: the scalar dequantization's bits), `cols` a row.
+    F32 {
+        out: &'a mut [f32],
+        scales: &'a [f32],
+        qmax: f32,
+    },
+}
+
+impl RowOut<'_> {
+    /// Whole rows of `cols` there is room for.
+    fn rows(&self, cols: usize) -> usize {
+        match self {
+            RowOut::Symbols(o) => o.len() / cols,
+            RowOut::F32 { out, scales, .. } => (out.len() / cols).min(scales.len()),
+        }
+    }
+}
+
+/// One stream of [`rows`]: a decoder's lanes, words and packed tables at a row's start, and
+/// where its rows go.
+#[derive(Debug)]
+pub struct RowStream<'a> {
+    /// The lanes' states in loop order (loop lane `j` takes the `j`-th next symbol): 8 or 32
+    /// of them. Left in loop order for the symbol after the last row written.
+    pub x: &'a mut [u32],
+    /// The stream's words (16-bit little-endian), read from word `p` on; `p` is left at the
+    /// next one.
+    pub words: &'a [u8],
+    pub p: usize,
+    /// Every table of the stream, `2^bits` packed entries each (`sym << 2F | freq << F |
+    /// offset`, `F` 12 up to 12 bits, else 13), table `t` from entry `t << bits`.
+    pub tables: &'a [u32],
+    /// Tables in `tables`: a context naming one past them stops the rows before it.
+    pub table_count: usize,
+    pub bits: u32,
+    pub start: RowStart<'a>,
+    pub out: RowOut<'a>,
+}
+
+/// Decodes whole rows of `cols` symbols from each of `streams` (1 to 4 of 8 lanes, or 1 or
+/// 2 of 32 lanes), in lockstep, exactly as the scalar decoder does row by row: a row with a
+/// context first decodes its context symbol (table 0, the stream's next symbol), then its
+/// `cols` symbols with the table the context names ([`RowStart`]); a lane whose state falls
+/// below `2^16` takes the next word. `cols` must be a multiple of the lane count, so every
+/// row's groups are whole. As many rows as every stream's output has room for, stopping
+/// before a row for which any stream might run out of words or names a table past its
+/// `table_count`: such a row is left to the caller, whose scalar decode reports what is
+/// wrong with it.
+///
+/// Returns the rows written to each, or `None` (nothing done) without a kernel, for
+/// unsupported shapes (lane counts, `cols`, precisions outside 1..=13 or of different field
+/// widths), or tables shorter than `table_count << bits`.
+pub fn rows(streams: &mut [RowStream<'_>], cols: usize) -> Option<usize> {
+    let lanes = streams.first()?.x.len();
+    let fits = |t: &RowStream<'_>| {
+        (1..=13).contains(&t.bits)
+            && field_bits(t.bits) == field_bits(streams[0].bits)
+            && t.x.len() == lanes
+            && t.table_count >= 1
+            && t.tables.len() >> t.bits >= t.table_count
+            && matches!(t.out, RowOut::F32 { .. }) == matches!(streams[0].out, RowOut::F32 { .. })
+    };
+    let shape_ok = match lanes {
+        8 => streams.len() <= 4,
+        32 => streams.len() <= 2,
+        _ => false,
+    };
+    if !shape_ok || cols == 0 || !cols.is_multiple_of(lanes) || !streams.iter().all(fits) {
+        return None;
+    }
+    let count = streams.iter().map(|t| t.out.rows(cols)).min()?;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if active() == Level::Scalar {
+            return None;
+        }
+        let f13 = field_bits(streams[0].bits) == 13;
+        let loads = gathers() == Gathers::Slow;
+        let f32s = matches!(streams[0].out, RowOut::F32 { .. });
+        macro_rules! go {
+            ($n:literal) => {{
+                let st: &mut [RowStream<'_>; $n] = streams.try_into().ok()?;
+                type Kernel = unsafe fn(&mut [RowStream<'_>; $n], usize, usize) -> usize;
+                macro_rules! pick {
+                    ($o:literal) => {
+                        match (lanes, f13, loads) {
+                            (8, false, false) => avx2::rows::<$n, 1, 12, 24, false, $o>,
+                            (8, true, false) => avx2::rows::<$n, 1, 13, 26, false, $o>,
+                            (8, false, true) => avx2::rows::<$n, 1, 12, 24, true, $o>,
+                            (8, true, true) => avx2::rows::<$n, 1, 13, 26, true, $o>,
+                            (_, false, _) => avx2::rows::<$n, 4, 12, 24, false, $o>,
+                            (_, true, _) => avx2::rows::<$n, 4, 13, 26, false, $o>,
+                        }
+                    };
+                }
+                let kernel: Kernel = if f32s { pick!(true) } else { pick!(false) };
+                // SAFETY: `active()` found AVX2 and popcnt on this CPU (every level above
+                // scalar has them), and each stream's tables hold `table_count << bits`
+                // entries (checked above), which the kernel's gathers rely on.
+                #[allow(unsafe_code)]
+                Some(unsafe { kernel(st, cols, count) })
+            }};
+        }
+        return match streams.len() {
+            1 => go!(1),
+            2 => go!(2),
+            3 if lanes == 8 => go!(3),
+            4 if lanes == 8 => go!(4),
+            _ => None,
+        };
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = count;
+        None
+    }
+}

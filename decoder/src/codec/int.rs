@@ -10,7 +10,7 @@
 use super::scales::{RowScales, ScaleReader};
 use crate::error::PayloadError;
 use crate::output::Output;
-use crate::rans::{RansDecoder, RansStream};
+use crate::rans::{RansDecoder, RansStream, RowOut, RowStart, ROW_KERNEL};
 use crate::table::{IntParams, TensorInfo, MAX_CLUSTERS};
 
 /// The parts of an `int` payload, checked.
@@ -133,18 +133,14 @@ pub fn decode_symbols(
     parts.read(info, p, payload)?;
     let cols = info.rows_cols().1 as usize;
     if p.protos > 0 {
-        let rows = scales.len();
-        let mut row_scales = scales.iter_mut();
-        return predicted_rows(&parts, p, (rows, cols), scratch, |at, syms, scale| {
-            if at % cols.max(1) == 0 {
-                if let Some(s) = row_scales.next() {
-                    *s = scale;
-                }
-            }
-            if let Some(dst) = symbols.get_mut(at..at + syms.len()) {
-                dst.copy_from_slice(syms);
-            }
-        });
+        let dims = (scales.len(), cols);
+        return predicted_rows(
+            &parts,
+            p,
+            dims,
+            scratch,
+            &mut Dest::Symbols { symbols, scales },
+        );
     }
     // Built in place (a decoder is large).
     let mut reader = ScaleReader::unbuilt(&parts.scales);
@@ -177,13 +173,8 @@ pub fn decode(
     let (rows, cols) = info.rows_cols();
     let qmax = p.qmax() as f32;
     if p.protos > 0 {
-        return predicted_rows(
-            &parts,
-            p,
-            (rows as usize, cols as usize),
-            scratch,
-            |at, syms, scale| out.put_dequant(at, syms, qmax, scale),
-        );
+        let dims = (rows as usize, cols as usize);
+        return predicted_rows(&parts, p, dims, scratch, &mut Dest::Out(out));
     }
     let mut scales = ScaleReader::unbuilt(&parts.scales);
     let scratch = parts.scales.reader_in(&mut scales, scratch)?;
@@ -204,6 +195,10 @@ pub fn decode(
 
 /// Symbols reconstructed per step of [`predicted_rows`] and [`decode_group`] (stack buffer).
 const CHUNK: usize = 2048;
+
+/// Rows decoded at a time on the row kernel ([`RansDecoder::decode_rows`]), at most (and at
+/// most `CHUNK` symbols).
+const ROW_BATCH: usize = 64;
 
 /// One tensor of [`decode_group`]: what [`decode`] (or [`decode_symbols`]) takes, its
 /// payload's parts checked by [`pairable`].
@@ -268,6 +263,8 @@ pub fn decode_group<const N: usize>(
     /// One tensor's decode in progress.
     struct Going<'r, 'o> {
         scales: ScaleReader<'r, 'r, 'r>,
+        /// Row scales read ahead for the row kernel.
+        ahead: Ahead,
         dec: RansDecoder<'r, 'r>,
         rows: Rows,
         out: Dest<'r, 'o>,
@@ -276,23 +273,56 @@ pub fn decode_group<const N: usize>(
         len: usize,
         numel: u64,
     }
+    impl Going<'_, '_> {
+        /// A tensor of nothing, to be filled in where it lies.
+        const fn blank() -> Self {
+            /// The scales a blank tensor's reader reads (none).
+            static NONE: RowScales<'static> = RowScales::empty();
+            Going {
+                scales: ScaleReader::Stored {
+                    scales: &NONE,
+                    row: 0,
+                },
+                ahead: Ahead::new(0),
+                dec: RansDecoder::blank(),
+                rows: Rows {
+                    cols: 0,
+                    col: 0,
+                    at: 0,
+                    scale: 0.0,
+                    qmax: 0.0,
+                    clustered: false,
+                },
+                out: Dest::Symbols {
+                    symbols: &mut [],
+                    scales: &mut [],
+                },
+                params: IntParams {
+                    bits: 0,
+                    scale_dtype: crate::table::ScaleDtype::F16,
+                    clusters: 0,
+                    protos: 0,
+                },
+                ok: Ok(()),
+                len: 0,
+                numel: 0,
+            }
+        }
+    }
     // Each built in its place: a decoder is large (its tables), and moving four of them
-    // about cost more than a small tensor's decode.
-    let mut going: [Option<Going<'_, '_>>; N] = [const { None }; N];
+    // about (even once, into the array) cost more than a small tensor's decode.
+    let mut going: [Option<Going<'_, '_>>; N] = [const { Some(Going::blank()) }; N];
     for (j, g) in jobs.iter_mut().zip(&mut going) {
-        let g = g.insert(Going {
-            scales: ScaleReader::unbuilt(&j.parts.scales),
-            dec: RansDecoder::blank(),
-            rows: Rows::new(j.info, &j.params),
-            out: match &mut j.out {
-                Dest::Out(o) => Dest::Out(o),
-                Dest::Symbols { symbols, scales } => Dest::Symbols { symbols, scales },
-            },
-            params: j.params,
-            ok: Ok(()),
-            len: 0,
-            numel: j.info.numel(),
-        });
+        let Some(g) = g else { return None };
+        g.scales = ScaleReader::unbuilt(&j.parts.scales);
+        g.rows = Rows::new(j.info, &j.params);
+        g.out = match &mut j.out {
+            Dest::Out(o) => Dest::Out(o),
+            Dest::Symbols { symbols, scales } => Dest::Symbols { symbols, scales },
+        };
+        g.params = j.params;
+        g.numel = j.info.numel();
+        g.ahead = Ahead::new(j.info.rows_cols().0 as usize);
         let rest = j
             .parts
             .scales
@@ -301,7 +331,14 @@ pub fn decode_group<const N: usize>(
         g.dec.reset(&j.parts.stream, rest).ok()?;
     }
     let mut bufs = [[0u8; CHUNK]; N];
+    let mut rows_kernel = ROW_KERNEL;
     loop {
+        if rows_kernel {
+            if whole_rows(&mut going, &mut bufs) > 0 {
+                continue;
+            }
+            rows_kernel = false;
+        }
         let mut least = CHUNK;
         for g in going.iter_mut().flatten() {
             // Results are written only when they fail (moving them about costs).
@@ -340,11 +377,110 @@ pub fn decode_group<const N: usize>(
             if g.len == 0 {
                 continue;
             }
+            let (ahead, scales) = (&mut g.ahead, &mut g.scales);
             let done = r.map_err(PayloadError::from);
-            if let Err(e) = done.and_then(|()| g.rows.put(&b[..g.len], &mut g.scales, &mut g.out)) {
+            let put = |()| g.rows.put(&b[..g.len], || ahead.next(scales), &mut g.out);
+            if let Err(e) = done.and_then(put) {
                 g.ok = Err(e);
             }
         }
+    }
+    /// Whole rows of every tensor with symbols left, in lockstep on the row kernel
+    /// ([`RansDecoder::decode_rows`]: clustered rows' ids decoded there too), into their
+    /// outputs (dequantized in the kernel where every output is an f32 buffer). Returns the
+    /// rows decoded; 0, having done nothing, where the kernel does not apply (no clustered
+    /// tensor, tensors of different widths, one in the middle of a row, or the decoder's
+    /// conditions).
+    fn whole_rows<const N: usize>(
+        going: &mut [Option<Going<'_, '_>>; N],
+        bufs: &mut [[u8; CHUNK]; N],
+    ) -> usize {
+        let live = |g: &Going<'_, '_>| g.ok.is_ok() && g.dec.remaining() > 0;
+        let mut cols = 0;
+        for g in going.iter().flatten().filter(|g| live(g)) {
+            if g.rows.col != 0 || (cols != 0 && g.rows.cols != cols) {
+                return 0;
+            }
+            cols = g.rows.cols;
+        }
+        // Plain tensors alone run faster in chunks across rows (`decode_present`).
+        let clustered = going.iter().flatten().any(|g| live(g) && g.rows.clustered);
+        let f32s = going
+            .iter()
+            .flatten()
+            .filter(|g| live(g))
+            .all(|g| matches!(g.out, Dest::Out(Output::F32(_))));
+        if cols == 0 || cols > CHUNK || !clustered {
+            return 0;
+        }
+        let batch = (CHUNK / cols).min(ROW_BATCH);
+        // Each live tensor's next scales (fewer where one fails to read: the rows stop there).
+        let mut rows = batch;
+        for g in going.iter_mut().flatten().filter(|g| live(g)) {
+            let left = (g.numel / cols as u64).saturating_sub((g.rows.at / cols) as u64);
+            let want = batch.min(left as usize);
+            rows = rows.min(if f32s {
+                g.ahead.fill(&mut g.scales, want)
+            } else {
+                want
+            });
+        }
+        if rows == 0 {
+            return 0;
+        }
+        let on = going.each_ref().map(|g| g.as_ref().is_some_and(live));
+        let mut decs: [Option<&mut RansDecoder<'_, '_>>; N] = [const { None }; N];
+        let mut starts = [RowStart::Plain; N];
+        let mut outs: [RowOut<'_>; N] = core::array::from_fn(|_| RowOut::Symbols(&mut []));
+        for (((g, d), (start, out)), b) in going
+            .iter_mut()
+            .zip(&mut decs)
+            .zip(starts.iter_mut().zip(&mut outs))
+            .zip(bufs.iter_mut())
+        {
+            let Some(g) = g.as_mut().filter(|g| live(g)) else {
+                continue;
+            };
+            let Going {
+                dec,
+                rows: r,
+                out: dest,
+                ahead,
+                ..
+            } = g;
+            *d = Some(dec);
+            if r.clustered {
+                *start = RowStart::Clusters;
+            }
+            *out = match dest {
+                Dest::Out(Output::F32(o)) if f32s => RowOut::F32 {
+                    out: o.get_mut(r.at..).unwrap_or_default(),
+                    scales: ahead.ready(),
+                    qmax: r.qmax,
+                },
+                _ => RowOut::Symbols(&mut b[..rows * cols]),
+            };
+        }
+        let rows = RansDecoder::decode_rows(&mut decs, starts, cols, outs);
+        if rows == 0 {
+            return 0;
+        }
+        for ((g, b), on) in going.iter_mut().zip(&*bufs).zip(on) {
+            let Some(g) = g.as_mut().filter(|_| on) else {
+                continue;
+            };
+            if f32s {
+                g.ahead.consume(rows);
+                g.rows.at += rows * cols;
+                continue;
+            }
+            let symbols = b.get(..rows * cols).unwrap_or_default();
+            let (ahead, scales) = (&mut g.ahead, &mut g.scales);
+            if let Err(e) = g.rows.put(symbols, || ahead.next(scales), &mut g.out) {
+                g.ok = Err(e);
+            }
+        }
+        rows
     }
     let mut results: [Result<(), PayloadError>; N] = core::array::from_fn(|_| Ok(()));
     for (g, r) in going.iter_mut().zip(&mut results) {
@@ -413,12 +549,12 @@ impl Rows {
     fn put(
         &mut self,
         mut symbols: &[u8],
-        scales: &mut ScaleReader<'_, '_, '_>,
+        mut next_scale: impl FnMut() -> Result<f32, PayloadError>,
         out: &mut Dest<'_, '_>,
     ) -> Result<(), PayloadError> {
         while !symbols.is_empty() {
             if self.col == 0 {
-                self.scale = scales.next_scale()?;
+                self.scale = next_scale()?;
                 if let Dest::Symbols { scales, .. } = out {
                     // `at` is a row's start here (and `cols` ≥ 1: `pairable`).
                     let row = self.at.checked_div(self.cols);
@@ -450,15 +586,16 @@ impl Rows {
 
 /// The row loop of a payload with prototype rows (FORMAT.md §5.2.2): decodes the prototypes
 /// into the end of scratch (the stream's tables before them), then each row's selector and
-/// symbols, adding the prototype back to a predicted row's differences modulo the alphabet.
-/// `sink(at, symbols, scale)` receives the final symbols of elements `at..at + symbols.len()` (row-major, at most
-/// one row per call) and their row's scale.
+/// symbols, adding the prototype back to a predicted row's differences modulo the alphabet,
+/// into `dest` (dequantized, or as symbols and row scales). Whole rows go through the row
+/// kernel where it applies ([`RansDecoder::decode_rows`]; dequantized there for an f32
+/// buffer), the rest one at a time.
 fn predicted_rows(
     parts: &Parts<'_>,
     p: &IntParams,
     (rows, cols): (usize, usize),
     scratch: &mut [u8],
-    mut sink: impl FnMut(usize, &[u8], f32),
+    dest: &mut Dest<'_, '_>,
 ) -> Result<(), PayloadError> {
     let mut scales = ScaleReader::unbuilt(&parts.scales);
     let scratch = parts.scales.reader_in(&mut scales, scratch)?;
@@ -478,17 +615,72 @@ fn predicted_rows(
     let mut dec = RansDecoder::blank();
     dec.reset(&parts.stream, slots)?;
     let alphabet = (2 * p.qmax() + 1) as u16;
+    let qmax = p.qmax() as f32;
     dec.select(1)?;
     dec.decode(protos)?;
     let protos = &*protos;
+    // What the rows write: the symbols of elements `at..`, their row's scale.
+    let put = |dest: &mut Dest<'_, '_>, at: usize, syms: &[u8], scale: f32| match dest {
+        Dest::Out(out) => out.put_dequant(at, syms, qmax, scale),
+        Dest::Symbols { symbols, scales } => {
+            if at.is_multiple_of(cols.max(1)) {
+                if let Some(s) = scales.get_mut(at / cols.max(1)) {
+                    *s = scale;
+                }
+            }
+            if let Some(dst) = symbols.get_mut(at..at + syms.len()) {
+                dst.copy_from_slice(syms);
+            }
+        }
+    };
     let mut syms = [0u8; CHUNK];
+    let mut ahead = Ahead::new(rows);
     let mut at = 0usize;
+    let mut row = 0;
+    let mut rows_kernel = ROW_KERNEL && cols > 0 && cols <= CHUNK;
     // A row of no columns still carries its selector (and its scale, which bounds the rows
     // by the payload's length).
-    for _ in 0..rows {
+    while row < rows {
+        // Whole rows at a time on the row kernel where it applies.
+        if rows_kernel {
+            let batch = (CHUNK / cols.max(1)).min(ROW_BATCH).min(rows - row);
+            let ready = ahead.fill(&mut scales, batch);
+            let start = [RowStart::Protos {
+                rows: protos,
+                alphabet,
+            }];
+            let mut dec = [Some(&mut dec)];
+            let done = match dest {
+                Dest::Out(Output::F32(buf)) if ready > 0 => {
+                    let out = RowOut::F32 {
+                        out: buf.get_mut(at..).unwrap_or_default(),
+                        scales: ahead.ready(),
+                        qmax,
+                    };
+                    RansDecoder::decode_rows(&mut dec, start, cols, [out])
+                }
+                _ if ready > 0 => {
+                    let out = RowOut::Symbols(&mut syms[..ready * cols]);
+                    let done = RansDecoder::decode_rows(&mut dec, start, cols, [out]);
+                    for (r, sy) in syms[..done * cols].chunks_exact(cols).enumerate() {
+                        put(dest, at + r * cols, sy, ahead.ready()[r]);
+                    }
+                    done
+                }
+                _ => 0,
+            };
+            ahead.consume(done);
+            row += done;
+            at += done * cols;
+            if done > 0 {
+                continue;
+            }
+            rows_kernel = false;
+        }
+        row += 1;
         dec.select(0)?;
         let sel = dec.next_symbol()? as usize;
-        let scale = scales.next_scale()?;
+        let scale = ahead.next(&mut scales)?;
         let proto = match sel {
             0 => None,
             k => protos.get((k - 1) * cols..k * cols),
@@ -500,17 +692,93 @@ fn predicted_rows(
             let sy = &mut syms[..n];
             dec.decode(sy)?;
             if let Some(base) = proto.and_then(|pr| pr.get(done..done + n)) {
-                for (s, &b) in sy.iter_mut().zip(base) {
-                    // Both below the alphabet (table limits), so one subtraction wraps.
-                    let t = *s as u16 + b as u16;
-                    *s = if t >= alphabet { t - alphabet } else { t } as u8;
-                }
+                add_proto(sy, base, alphabet);
             }
-            sink(at, sy, scale);
+            put(dest, at, sy, scale);
             at += n;
             done += n;
         }
     }
     dec.finish()?;
     scales.finish()
+}
+
+/// Row scales read ahead of their rows (the row kernel takes a batch's at once): those not
+/// yet used, and the error that stopped the reading, due at its row (after the row's symbols,
+/// as when the rows are read one at a time).
+struct Ahead {
+    scales: [f32; ROW_BATCH],
+    used: usize,
+    len: usize,
+    err: Option<PayloadError>,
+    /// Rows not yet read (the tensor's, at first).
+    left: usize,
+}
+
+impl Ahead {
+    /// Nothing read yet of `rows` rows' scales.
+    const fn new(rows: usize) -> Ahead {
+        Ahead {
+            scales: [0.0; ROW_BATCH],
+            used: 0,
+            len: 0,
+            err: None,
+            left: rows,
+        }
+    }
+
+    /// Reads from `reader` until `want` (≤ [`ROW_BATCH`], and not past the rows) scales are
+    /// ready or one fails; returns how many are ready.
+    fn fill(&mut self, reader: &mut ScaleReader<'_, '_, '_>, want: usize) -> usize {
+        if self.used > 0 {
+            self.scales.copy_within(self.used..self.len, 0);
+            (self.len, self.used) = (self.len - self.used, 0);
+        }
+        let want = want.min(ROW_BATCH).min(self.len + self.left);
+        if self.len < want && self.err.is_none() {
+            let (n, err) = reader.read_into(&mut self.scales[self.len..want]);
+            self.len += n;
+            self.left -= n;
+            self.err = err;
+        }
+        self.len - self.used
+    }
+
+    /// The scales ready, next first.
+    fn ready(&self) -> &[f32] {
+        self.scales.get(self.used..self.len).unwrap_or_default()
+    }
+
+    /// Marks the first `n` ready scales used.
+    fn consume(&mut self, n: usize) {
+        self.used = (self.used + n).min(self.len);
+    }
+
+    /// The next row's scale: a ready one (a batch read ahead when none is), else the error
+    /// the reading stopped at, else one read (past the rows).
+    fn next(&mut self, reader: &mut ScaleReader<'_, '_, '_>) -> Result<f32, PayloadError> {
+        // (Builds without the row kernel read one at a time: less code.)
+        if ROW_KERNEL && self.used == self.len && self.err.is_none() && self.left > 0 {
+            self.fill(reader, ROW_BATCH);
+        }
+        if let Some(&s) = self.scales.get(self.used).filter(|_| self.used < self.len) {
+            self.used += 1;
+            return Ok(s);
+        }
+        match self.err.take() {
+            Some(e) => Err(e),
+            None => reader.next_scale(),
+        }
+    }
+}
+
+/// A predicted row's symbols from its differences `sy` and its prototype `base`: `(s + b)
+/// mod alphabet`, in place.
+#[inline]
+fn add_proto(sy: &mut [u8], base: &[u8], alphabet: u16) {
+    for (s, &b) in sy.iter_mut().zip(base) {
+        // Both below the alphabet (table limits), so one subtraction wraps.
+        let t = *s as u16 + b as u16;
+        *s = if t >= alphabet { t - alphabet } else { t } as u8;
+    }
 }

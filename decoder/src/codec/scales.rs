@@ -241,6 +241,60 @@ impl<'a, 'r> ScaleReader<'a, 'r, '_> {
         }
     }
 
+    /// The scales of the next `out.len()` rows into `out`: exactly what as many calls of
+    /// [`Self::next_scale`] give (decoding the same chunks of a coded stream), stopping at
+    /// the first that fails. Returns the scales written and that call's error, if one failed.
+    /// The f16 values are widened a run at a time (F16C where the CPU has it).
+    pub(crate) fn read_into(&mut self, out: &mut [f32]) -> (usize, Option<PayloadError>) {
+        let mut n = 0;
+        #[cfg(not(feature = "small"))]
+        while n < out.len() {
+            let ScaleReader::Coded {
+                low,
+                row,
+                dec,
+                ahead,
+                next,
+                filled,
+            } = self
+            else {
+                break;
+            };
+            if next == filled {
+                let k = dec.remaining().min(AHEAD as u64) as usize;
+                if k == 0 {
+                    // Past the stream's symbols: one at a time, as `next_scale` does.
+                    break;
+                }
+                if let Err(e) = dec.decode(&mut ahead[..k]) {
+                    return (n, Some(e.into()));
+                }
+                (*next, *filled) = (0, k as u8);
+            }
+            let run = usize::from(*filled - *next).min(out.len() - n);
+            let his = ahead.get(usize::from(*next)..).unwrap_or_default();
+            let mut h = [half::f16::ZERO; AHEAD];
+            for ((h, &hi), i) in h.iter_mut().zip(his).take(run).zip(*row..) {
+                let lo = low.get(i).copied().unwrap_or(0);
+                *h = half::f16::from_bits(u16::from_le_bytes([lo, hi]));
+            }
+            if let Some(o) = out.get_mut(n..n + run) {
+                half::slice::HalfFloatSliceExt::convert_to_f32_slice(&h[..run], o);
+            }
+            *next += run as u8;
+            *row += run;
+            n += run;
+        }
+        for o in out.iter_mut().skip(n) {
+            match self.next_scale() {
+                Ok(s) => *o = s,
+                Err(e) => return (n, Some(e)),
+            }
+            n += 1;
+        }
+        (n, None)
+    }
+
     /// Checks a coded stream's integrity once every row has been read.
     pub fn finish(self) -> Result<(), PayloadError> {
         self.check_finished()
@@ -252,5 +306,85 @@ impl<'a, 'r> ScaleReader<'a, 'r, '_> {
             ScaleReader::Stored { .. } => Ok(()),
             ScaleReader::Coded { dec, .. } => Ok(dec.check_finished()?),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    /// Everything a run of reads gives: each scale's bits or its error, then the verdict.
+    fn reads(
+        scales: &RowScales<'_>,
+        rows: usize,
+        chunks: &[usize],
+    ) -> Vec<Result<u32, PayloadError>> {
+        let mut scratch = vec![0u8; scales.scratch_len()];
+        let (mut r, _) = scales.reader(&mut scratch).unwrap();
+        let mut got = Vec::new();
+        let mut k = 0;
+        // One at a time where `chunks` is empty, else in its chunk sizes (cycled) plus one
+        // past the end, stopping at the first error.
+        while got.len() <= rows {
+            if chunks.is_empty() {
+                let s = r.next_scale();
+                let stop = s.is_err();
+                got.push(s.map(f32::to_bits));
+                if stop {
+                    break;
+                }
+                continue;
+            }
+            let mut out = vec![0f32; chunks[k % chunks.len()]];
+            k += 1;
+            let (n, err) = r.read_into(&mut out);
+            got.extend(out[..n].iter().map(|v| Ok(v.to_bits())));
+            if let Some(e) = err {
+                got.push(Err(e));
+                break;
+            }
+        }
+        got.truncate(rows + 1);
+        got.push(r.check_finished().map(|()| 0));
+        got
+    }
+
+    /// `read_into` gives what as many `next_scale` calls give (values, the error and where,
+    /// the verdict), in any chunk sizes, for stored and coded scales, and on coded streams
+    /// cut short or damaged.
+    #[test]
+    fn read_into_is_next_scale_in_chunks() {
+        let rows = 150;
+        let bits: Vec<u16> = (0..rows)
+            .map(|i| half::f16::from_f32(0.001 * (1.0 + (i * 7 % 23) as f32)).to_bits())
+            .collect();
+        let coded = pcll_formats::scales::coded_scales(&bits).unwrap();
+        let stored: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+        let chunkings: [&[usize]; 5] = [&[1], &[64], &[5, 32, 3], &[31, 33], &[150]];
+        let mut payloads = vec![
+            (stored, ScaleDtype::F16),
+            (coded.clone(), ScaleDtype::Coded),
+        ];
+        for at in [rows, rows + 3, coded.len() - 2, coded.len() - 1] {
+            let mut bad = coded.clone();
+            bad[at] ^= 0x5a;
+            payloads.push((bad, ScaleDtype::Coded));
+        }
+        payloads.push((coded[..coded.len() - 3].to_vec(), ScaleDtype::Coded));
+        let mut failed = 0;
+        for (payload, dtype) in &payloads {
+            let Ok((scales, _)) = RowScales::split(payload, rows as u64, 0, *dtype) else {
+                continue;
+            };
+            let want = reads(&scales, rows, &[]);
+            failed += usize::from(want.iter().any(Result::is_err));
+            for c in chunkings {
+                assert_eq!(reads(&scales, rows, c), want, "{dtype:?} chunks {c:?}");
+            }
+        }
+        assert!(failed >= 3, "only {failed} damaged streams failed");
     }
 }

@@ -91,6 +91,40 @@ enum Layout<'s> {
     Scratch(&'s [u32]),
 }
 
+/// Whether this build has [`RansDecoder::decode_rows`]'s kernel (without it the call does
+/// nothing, and callers leave out their batching).
+pub(crate) const ROW_KERNEL: bool = cfg!(all(feature = "simd", not(feature = "small")));
+
+/// How each row of [`RansDecoder::decode_rows`] begins (FORMAT.md §5.2.1, §5.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Read by the kernel only (no kernel without `simd`).
+#[cfg_attr(not(all(feature = "simd", not(feature = "small"))), allow(dead_code))]
+pub(crate) enum RowStart<'p> {
+    /// No context symbol: the rows use the table in use.
+    Plain,
+    /// A cluster id `c` from table 0, then the row with table `1 + c`.
+    Clusters,
+    /// A selector `k` from table 0, then the row: where prototype `k` exists (row `k − 1` of
+    /// `rows`, `cols` symbols each), differences from it with table 2, each symbol `(d + p)
+    /// mod alphabet`; else plain, with table 1.
+    Protos { rows: &'p [u8], alphabet: u16 },
+}
+
+/// Where [`RansDecoder::decode_rows`] puts a stream's rows.
+#[derive(Debug)]
+#[cfg_attr(not(all(feature = "simd", not(feature = "small"))), allow(dead_code))]
+pub(crate) enum RowOut<'o> {
+    /// The symbols, `cols` a row.
+    Symbols(&'o mut [u8]),
+    /// Each symbol `s` of row `r` as `(s as f32 − qmax) × scales[r]` (the `int` codec's
+    /// dequantization), `cols` a row.
+    F32 {
+        out: &'o mut [f32],
+        scales: &'o [f32],
+        qmax: f32,
+    },
+}
+
 /// A decoder in progress. Produce symbols with [`RansDecoder::decode`] in as many calls as
 /// suit the caller, then call [`RansDecoder::finish`] to check the stream's integrity.
 #[derive(Debug)]
@@ -477,6 +511,132 @@ impl<'a, 's> RansDecoder<'a, 's> {
         done
     }
 
+    /// Decodes whole rows of `cols` symbols from each decoder present, in lockstep: a row
+    /// with a context ([`RowStart`]) first decodes its context symbol with table 0, then its
+    /// `cols` symbols with the table that symbol names (adding its prototype back), into
+    /// `outs[s]` — exactly what selecting the tables and calling [`Self::next_symbol`] and
+    /// [`Self::decode`] row by row produces (symbols, states, words; then the prototypes and
+    /// the dequantization as the `int` codec applies them). Returns the rows written to each
+    /// (the same for all; each decoder's table choice is left as it was): as many as every
+    /// one's output and remaining symbols have room for, less any from a row whose words
+    /// might run out or whose context is out of range (the caller's row-by-row decode
+    /// reports what is wrong). 0, having done nothing, where the `simd` feature's row kernel
+    /// does not apply ([`ROW_KERNEL`] is false, no kernel on this CPU, other than two to four
+    /// 8-lane or one or two 32-lane streams, `cols` not a multiple of the lanes, a context
+    /// stream without its packed tables in scratch, outputs of both kinds).
+    #[inline]
+    pub(crate) fn decode_rows<const N: usize>(
+        decs: &mut [Option<&mut Self>; N],
+        starts: [RowStart<'_>; N],
+        cols: usize,
+        outs: [RowOut<'_>; N],
+    ) -> usize {
+        #[cfg(all(feature = "simd", not(feature = "small")))]
+        return Self::simd_rows(decs, starts, cols, outs);
+        #[cfg(not(all(feature = "simd", not(feature = "small"))))]
+        {
+            let _ = (decs, starts, cols, outs);
+            0
+        }
+    }
+
+    /// [`Self::decode_rows`] on the `simd` feature's kernel.
+    #[cfg(all(feature = "simd", not(feature = "small")))]
+    fn simd_rows<const N: usize>(
+        decs: &mut [Option<&mut Self>; N],
+        starts: [RowStart<'_>; N],
+        cols: usize,
+        outs: [RowOut<'_>; N],
+    ) -> usize {
+        use pcll_rans_simd::RowStream;
+        let lanes = decs.iter().flatten().next().map_or(0, |d| d.lanes);
+        let fits = |d: &Self| d.simd && d.lanes == lanes && (lanes == 8 || lanes == 32);
+        // One 8-lane stream alone is a single dependency chain: the scalar loop is faster.
+        let present = decs.iter().flatten().count();
+        if cols == 0 || !decs.iter().flatten().all(|d| fits(d)) || (lanes == 8 && present < 2) {
+            return 0;
+        }
+        let mut streams = heapless::Vec::<RowStream<'_>, 4>::new();
+        let mut turns = heapless::Vec::<usize, 4>::new();
+        let mut ctx = [0usize; N];
+        for (((d, start), out), c) in decs.iter_mut().zip(starts).zip(outs).zip(&mut ctx) {
+            let Some(d) = d else { continue };
+            let Self {
+                states,
+                words,
+                word,
+                layout,
+                info,
+                cur,
+                prob_bits,
+                table_count,
+                done,
+                total,
+                ..
+            } = &mut **d;
+            use pcll_rans_simd::RowStart as K;
+            let (tables, count, start) = match (start, &*layout) {
+                (RowStart::Plain, _) => (packed_table(layout, info, *cur, *prob_bits), 1, K::Plain),
+                (RowStart::Clusters, Layout::Scratch(t)) => (Some(*t), *table_count, K::Clusters),
+                (RowStart::Protos { rows, alphabet }, Layout::Scratch(t)) => {
+                    (Some(*t), *table_count, K::Protos { rows, alphabet })
+                }
+                _ => (None, 0, K::Plain),
+            };
+            let Some(tables) = tables else { return 0 };
+            *c = usize::from(start != K::Plain);
+            let room = ((*total - *done) / (cols + *c) as u64) as usize * cols;
+            let out = match out {
+                RowOut::Symbols(o) => {
+                    let n = room.min(o.len());
+                    pcll_rans_simd::RowOut::Symbols(&mut o[..n])
+                }
+                RowOut::F32 { out, scales, qmax } => {
+                    let n = room.min(out.len());
+                    pcll_rans_simd::RowOut::F32 {
+                        out: &mut out[..n],
+                        scales,
+                        qmax,
+                    }
+                }
+            };
+            // At most 4 present (else refused below): the pushes fit as the streams' do.
+            let _ = turns.push(lane_of(*done, lanes));
+            let pushed = streams.push(RowStream {
+                x: states.get_mut(..lanes).unwrap_or_default(),
+                words,
+                p: *word,
+                tables,
+                table_count: count,
+                bits: *prob_bits,
+                start,
+                out,
+            });
+            if pushed.is_err() {
+                return 0;
+            }
+        }
+        // Every stream qualifies: each at a group boundary of its turned lanes (see
+        // `rotated`).
+        for (t, &k) in streams.iter_mut().zip(&turns) {
+            t.x.rotate_left(k);
+        }
+        let rows = pcll_rans_simd::rows(&mut streams, cols).unwrap_or(0);
+        let ps: heapless::Vec<usize, 4> = streams.iter().map(|s| s.p).collect();
+        drop(streams);
+        let present = decs
+            .iter_mut()
+            .zip(ctx)
+            .filter_map(|(d, c)| Some((d.as_mut()?, c)));
+        for ((d, c), p) in present.zip(ps) {
+            d.word = p;
+            d.done += (rows * (cols + c)) as u64;
+            let k = lane_of(d.done, lanes);
+            rotate_left(&mut d.states, lanes, lane_of((lanes - k) as u64, lanes));
+        }
+        rows
+    }
+
     /// [`Self::simd_each`] of the `M` 8-lane streams present among `N`, their lanes in loop
     /// order: the symbols written to each, or `None` (nothing done).
     #[cfg(all(feature = "simd", not(feature = "small")))]
@@ -818,7 +978,7 @@ mod tests {
     }
 
     /// Which layout a decoder chose: 0 split, 1 packed inline, 2 packed in scratch.
-    fn layout_of(d: &super::RansDecoder<'_, '_>) -> usize {
+    fn layout_of(d: &super::super::RansDecoder<'_, '_>) -> usize {
         match d.layout {
             super::Layout::Split(_) => 0,
             super::Layout::Inline => 1,
@@ -1077,7 +1237,7 @@ mod tests {
             let mut os = out.iter_mut().zip(n).map(|(o, k)| &mut o[span(i, k)]);
             let mut ds = decs.iter_mut();
             let outs: [&mut [u8]; N] = core::array::from_fn(|_| os.next().unwrap());
-            let each: [&mut super::RansDecoder<'_, '_>; N] =
+            let each: [&mut super::super::RansDecoder<'_, '_>; N] =
                 core::array::from_fn(|_| ds.next().unwrap());
             let results = if N == 2 {
                 let [a, b] = <[_; 2]>::try_from(Vec::from(each)).ok().unwrap();
@@ -1351,6 +1511,303 @@ mod tests {
         );
         for len in 0..e.bytes.len().min(200) {
             assert!(decode(&e.bytes[..len], s.len(), 64).is_err(), "{len} bytes");
+        }
+    }
+
+    /// How the rows of a [`RowCase`] start: `Protos(k)` has `k` prototypes.
+    #[cfg(feature = "simd")]
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Kind {
+        Plain,
+        Clusters,
+        Protos(u8),
+    }
+
+    /// One stream of [`rows_run`]: its bytes, how its rows start, its row count.
+    #[cfg(feature = "simd")]
+    type RowCase = (Vec<u8>, Kind, usize);
+
+    /// Symbols below this in every [`row_case`] table (and the prototypes' alphabet).
+    #[cfg(feature = "simd")]
+    const ROW_ALPHABET: u8 = 60;
+
+    /// The table a row whose context symbol is `sym` uses (the kernel's rule written out
+    /// again for the reference; a selector past the prototypes reads as plain).
+    #[cfg(feature = "simd")]
+    fn row_table(kind: Kind, sym: u8) -> usize {
+        match kind {
+            Kind::Plain => 0,
+            Kind::Clusters => 1 + sym as usize,
+            Kind::Protos(n) if (1..=n).contains(&sym) => 2,
+            Kind::Protos(_) => 1,
+        }
+    }
+
+    /// The prototype rows of a `Protos(k)` case of width `cols`.
+    #[cfg(feature = "simd")]
+    fn protos_of(kind: Kind, cols: usize) -> Vec<u8> {
+        let k = if let Kind::Protos(k) = kind { k } else { 0 };
+        (0..k as usize * cols)
+            .map(|i| ((i * 37 + 11) % ROW_ALPHABET as usize) as u8)
+            .collect()
+    }
+
+    /// Row `r`'s scale in [`rows_run`] (and the symbols' offset, `QMAX`).
+    #[cfg(feature = "simd")]
+    fn row_scale(r: usize) -> f32 {
+        0.013 * (r as f32 + 1.0) - 0.4
+    }
+    #[cfg(feature = "simd")]
+    const QMAX: f32 = 29.0;
+
+    /// What [`rows_run`] gives of a stream: each weight's bits (rows decoded), first error,
+    /// position (symbols, words, states), final verdict.
+    #[cfg(feature = "simd")]
+    type RowResult = (
+        Vec<u32>,
+        Option<alloc::string::String>,
+        (u64, usize, [u32; 32]),
+        bool,
+    );
+
+    /// Decodes `cases` (context streams of 3 tables) row by row: a first row alone (so the
+    /// rest starts off a lane boundary), then with `mode` 1 (symbols) or 2 (f32) batches of
+    /// up to `batch` rows of every live stream through `decode_rows`, a row of each by hand
+    /// where it returns 0; with `mode` 0, every row by hand (the kernels off). Rows by hand
+    /// add their prototypes and dequantize (`(s − QMAX) × row_scale(r)`) as the codec does.
+    #[cfg(feature = "simd")]
+    fn rows_run(cases: &[RowCase], cols: usize, mode: u8, batch: usize) -> Vec<RowResult> {
+        use super::{RowOut, RowStart};
+        let protos: Vec<Vec<u8>> = cases.iter().map(|c| protos_of(c.1, cols)).collect();
+        let start = |i: usize| match cases[i].1 {
+            Kind::Plain => RowStart::Plain,
+            Kind::Clusters => RowStart::Clusters,
+            Kind::Protos(_) => RowStart::Protos {
+                rows: &protos[i],
+                alphabet: u16::from(ROW_ALPHABET),
+            },
+        };
+        let streams: Vec<_> = cases
+            .iter()
+            .map(|(b, kind, rows)| {
+                let n = rows * (cols + usize::from(*kind != Kind::Plain));
+                RansStream::parse_context(b, 0, n as u64, &[256; 3]).unwrap()
+            })
+            .collect();
+        let mut scratch: Vec<Vec<u8>> = streams
+            .iter()
+            .map(|s| vec![0u8; s.fast_scratch_len()])
+            .collect();
+        let mut decs: Vec<_> = streams
+            .iter()
+            .zip(scratch.iter_mut())
+            .map(|(s, sc)| {
+                let mut d = s.decoder(sc).unwrap();
+                d.set_simd(mode > 0);
+                d
+            })
+            .collect();
+        let mut syms: Vec<Vec<u8>> = cases.iter().map(|c| vec![0u8; c.2 * cols]).collect();
+        let mut weights: Vec<Vec<f32>> = cases.iter().map(|c| vec![f32::NAN; c.2 * cols]).collect();
+        let mut by_hand: Vec<Vec<bool>> = cases.iter().map(|c| vec![false; c.2]).collect();
+        let scales: Vec<f32> = (0..cases.iter().map(|c| c.2).max().unwrap())
+            .map(row_scale)
+            .collect();
+        let mut errors: Vec<Option<alloc::string::String>> = vec![None; cases.len()];
+        let mut at = vec![0usize; cases.len()];
+        let one_row = |d: &mut super::RansDecoder<'_, '_>, i: usize, out: &mut [u8]| {
+            if cases[i].1 == Kind::Plain {
+                return d.decode(out);
+            }
+            d.select(0)?;
+            let sym = d.next_symbol()?;
+            let t = row_table(cases[i].1, sym);
+            d.select(t)?;
+            d.decode(out)?;
+            if matches!(cases[i].1, Kind::Protos(_)) && t == 2 {
+                let base = &protos[i][(sym as usize - 1) * cols..sym as usize * cols];
+                for (s, &b) in out.iter_mut().zip(base) {
+                    *s = ((*s as u16 + b as u16) % u16::from(ROW_ALPHABET)) as u8;
+                }
+            }
+            Ok(())
+        };
+        let mut first = true;
+        loop {
+            let live: Vec<bool> = (0..cases.len())
+                .map(|i| errors[i].is_none() && at[i] < cases[i].2)
+                .collect();
+            if !live.contains(&true) {
+                break;
+            }
+            let mut got = 0;
+            if mode > 0 && !first {
+                let b = (0..cases.len())
+                    .filter(|&i| live[i])
+                    .map(|i| cases[i].2 - at[i])
+                    .min()
+                    .unwrap()
+                    .min(batch);
+                let mut ds: [Option<&mut super::RansDecoder<'_, '_>>; 4] = [None, None, None, None];
+                let mut starts = [RowStart::Plain; 4];
+                let mut os: [RowOut<'_>; 4] = core::array::from_fn(|_| RowOut::Symbols(&mut []));
+                for (i, ((d, o), w)) in decs
+                    .iter_mut()
+                    .zip(syms.iter_mut())
+                    .zip(weights.iter_mut())
+                    .enumerate()
+                {
+                    if live[i] {
+                        ds[i] = Some(d);
+                        starts[i] = start(i);
+                        let r = at[i];
+                        os[i] = if mode == 1 {
+                            RowOut::Symbols(&mut o[r * cols..(r + b) * cols])
+                        } else {
+                            RowOut::F32 {
+                                out: &mut w[r * cols..(r + b) * cols],
+                                scales: &scales[r..r + b],
+                                qmax: QMAX,
+                            }
+                        };
+                    }
+                }
+                got = super::RansDecoder::decode_rows(&mut ds, starts, cols, os);
+                assert!(got <= b);
+                for i in (0..cases.len()).filter(|&i| live[i]) {
+                    if mode == 1 {
+                        by_hand[i][at[i]..at[i] + got].fill(true);
+                    }
+                    at[i] += got;
+                }
+            }
+            if got == 0 {
+                for i in (0..cases.len()).filter(|&i| live[i]) {
+                    let r = at[i];
+                    let row = &mut syms[i][r * cols..(r + 1) * cols];
+                    if let Err(e) = one_row(&mut decs[i], i, row) {
+                        errors[i] = Some(alloc::format!("{e:?}"));
+                    }
+                    by_hand[i][r] = true;
+                    at[i] += 1;
+                }
+            }
+            first = false;
+        }
+        let mut results = Vec::new();
+        for (i, d) in decs.into_iter().enumerate() {
+            for r in (0..cases[i].2).filter(|&r| by_hand[i][r]) {
+                for c in 0..cols {
+                    let s = syms[i][r * cols + c];
+                    weights[i][r * cols + c] = (s as f32 - QMAX) * scales[r];
+                }
+            }
+            let mut states = [0u32; 32];
+            states.copy_from_slice(&d.states[..32]);
+            let pos = (d.done, d.word, states);
+            let bits = weights[i].iter().map(|w| w.to_bits()).collect();
+            results.push((bits, errors[i].clone(), pos, d.finish().is_ok()));
+        }
+        results
+    }
+
+    /// A context stream of `rows` rows of `cols` symbols (seeded by `seed`): with a context,
+    /// each row's context symbol first (cluster ids 0..`ids`, or selectors 0..`ids`), then
+    /// its symbols from the table the symbol names, distributed unlike the other tables'.
+    #[cfg(feature = "simd")]
+    fn row_case(kind: Kind, rows: usize, cols: usize, ids: u8, lanes: u8, seed: u64) -> RowCase {
+        let body = skewed(rows * cols, u32::from(ROW_ALPHABET), seed);
+        let pick = skewed(rows, 40, seed + 7);
+        let (mut s, mut ctx) = (Vec::new(), Vec::new());
+        for r in 0..rows {
+            let t = if kind == Kind::Plain {
+                0
+            } else {
+                let sym = pick[r] % ids;
+                s.push(sym);
+                ctx.push(0);
+                row_table(kind, sym)
+            };
+            for &v in &body[r * cols..(r + 1) * cols] {
+                // Each table its own shape; a table past the third reads as the last (such
+                // a row is an error for the decoder).
+                s.push(if t == 2 {
+                    ROW_ALPHABET - 1 - v
+                } else {
+                    v / (1 + t as u8)
+                });
+                ctx.push(t.min(2) as u8);
+            }
+        }
+        let e = pcll_formats::rans::encode_context(&s, &ctx, 3, lanes);
+        (e.bytes, kind, rows)
+    }
+
+    /// The row kernel (`decode_rows`, one to four streams in lockstep, into symbols or
+    /// dequantized) gives exactly what decoding row by row gives (weights' bits, errors, words
+    /// read, states, verdict), for 8- and 32-lane streams, cluster ids, prototype selectors
+    /// (some past the prototypes) and plain rows side by side, on every kernel this CPU has;
+    /// and so on damaged streams, including rows whose cluster id names a table past the
+    /// stream's.
+    #[cfg(feature = "simd")]
+    #[test]
+    fn row_kernel_agrees_with_row_by_row() {
+        at_every_level(row_kernel_agrees_at);
+    }
+
+    #[cfg(feature = "simd")]
+    fn row_kernel_agrees_at() {
+        use Kind::{Clusters, Plain, Protos};
+        for lanes in [8u8, 32] {
+            let l = lanes as usize;
+            for cols in [l, 4 * l, 3 * l] {
+                let sets: Vec<Vec<RowCase>> = vec![
+                    vec![row_case(Protos(2), 90, cols, 4, lanes, 1)],
+                    vec![
+                        row_case(Clusters, 70, cols, 2, lanes, 2),
+                        row_case(Plain, 64, cols, 1, lanes, 3),
+                    ],
+                    vec![
+                        row_case(Protos(3), 66, cols, 4, lanes, 10),
+                        row_case(Clusters, 64, cols, 2, lanes, 11),
+                    ],
+                    vec![
+                        row_case(Clusters, 50, cols, 2, lanes, 4),
+                        row_case(Clusters, 61, cols, 2, lanes, 5),
+                        row_case(Protos(1), 55, cols, 3, lanes, 6),
+                        row_case(Clusters, 40, cols, 2, lanes, 7),
+                    ],
+                    // Cluster ids up to 2: a row with id 2 names table 3 of 3.
+                    vec![
+                        row_case(Clusters, 30, cols, 3, lanes, 8),
+                        row_case(Clusters, 30, cols, 2, lanes, 9),
+                    ],
+                ];
+                for set in sets {
+                    if lanes == 32 && set.len() > 2 {
+                        continue;
+                    }
+                    let want = rows_run(&set, cols, 0, 0);
+                    for (mode, batch) in [(1, 1), (1, 5), (1, 64), (2, 1), (2, 7), (2, 64)] {
+                        let got = rows_run(&set, cols, mode, batch);
+                        assert!(
+                            got == want,
+                            "lanes {lanes} cols {cols} mode {mode} batch {batch}"
+                        );
+                    }
+                    // Damage in the words (past the header and tables): both ways alike.
+                    for i in [0.4f64, 0.7, 0.97] {
+                        let mut bad = set.clone();
+                        let b = &mut bad[0].0;
+                        let at = (b.len() as f64 * i) as usize;
+                        b[at] ^= 0x5a;
+                        let want = rows_run(&bad, cols, 0, 0);
+                        for mode in [1, 2] {
+                            assert!(rows_run(&bad, cols, mode, 7) == want, "damage at {at}");
+                        }
+                    }
+                }
+            }
         }
     }
 }

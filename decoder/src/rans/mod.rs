@@ -11,6 +11,7 @@ mod decode;
 mod freq_table;
 
 pub use decode::{RansDecoder, PACKED_MAX_BITS};
+pub(crate) use decode::{RowOut, RowStart, ROW_KERNEL};
 pub use freq_table::{read_freq_table, FreqTable};
 
 use decode::packable;
