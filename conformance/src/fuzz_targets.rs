@@ -3,7 +3,7 @@
 //! never panic, whatever the bytes; the round-trip body panics only on a real mismatch.
 
 use pcll_decoder::capi;
-use pcll_decoder::layout::{RansDecoder, RansStream};
+use pcll_decoder::layout::{RansDecoder, RansStream, RowOut, RowStart};
 use pcll_decoder::limits::MAX_SCRATCH_LEN;
 use pcll_decoder::Artifact;
 
@@ -296,13 +296,197 @@ pub fn c_api_fixed(data: &[u8]) {
 /// A fuzz target body.
 pub type Target = fn(&[u8]);
 
+/// Whole rows of up to four context streams (FORMAT.md §6.5, three tables) decoded with the
+/// row kernel (`RansDecoder::decode_rows`, in batches, a row by hand where it stops) and row
+/// by row with the kernels off, on every kernel this CPU has: every symbol (or dequantized
+/// weight), error, position (symbols, words read, lane states) and verdict must agree.
+/// Input: a byte of shape (streams, lanes, row width, output kind), a byte of each stream's
+/// row start (plain, cluster ids, one or two prototypes), a byte of rows, then one stream
+/// that every stream decodes.
+pub fn rans_rows(data: &[u8]) {
+    pcll_rans_simd::for_each_kernel(|| rans_rows_at(data));
+}
+
+/// Symbols of tables 1 and 2 (and the prototypes) in [`rans_rows`] are below this.
+const ROWS_ALPHABET: u16 = 64;
+
+fn rans_rows_at(data: &[u8]) {
+    let Some(([shape, kinds, rows], rest)) = data.split_first_chunk::<3>() else {
+        return;
+    };
+    let lanes = if shape & 4 == 0 { 8usize } else { 32 };
+    let streams = (usize::from(shape & 3) + 1).min(if lanes == 8 { 4 } else { 2 });
+    let cols = lanes * (usize::from(shape >> 3 & 3) + 1);
+    let f32s = shape & 32 != 0;
+    let rows = usize::from(*rows);
+    let kind = |i: usize| (kinds >> (2 * i)) & 3;
+    let protos: Vec<u8> = (0..2 * cols)
+        .map(|i| (rest.get(i % rest.len().max(1)).copied().unwrap_or(0) as usize + i) as u8)
+        .map(|b| (b as u16 % ROWS_ALPHABET) as u8)
+        .collect();
+    let start = |i: usize| match kind(i) {
+        0 => RowStart::Plain,
+        1 => RowStart::Clusters,
+        k => RowStart::Protos {
+            rows: &protos[..usize::from(k - 1) * cols],
+            alphabet: ROWS_ALPHABET,
+        },
+    };
+    let alphabets = [256, ROWS_ALPHABET, ROWS_ALPHABET];
+    let parsed: Vec<Option<RansStream<'_>>> = (0..streams)
+        .map(|i| {
+            let n = rows * (cols + usize::from(kind(i) != 0));
+            RansStream::parse_context(rest, 0, n as u64, &alphabets).ok()
+        })
+        .collect();
+    if parsed.iter().any(Option::is_none)
+        || parsed.iter().flatten().any(|s| s.lanes as usize != lanes)
+    {
+        return;
+    }
+    let parsed: Vec<RansStream<'_>> = parsed.into_iter().flatten().collect();
+    let scales: Vec<f32> = (0..rows).map(|r| 0.01 * r as f32 - 0.3).collect();
+    let qmax = f32::from(ROWS_ALPHABET / 2);
+    let run = |kernel: bool| {
+        let mut scratch: Vec<Vec<u8>> = parsed
+            .iter()
+            .map(|s| vec![0u8; s.fast_scratch_len()])
+            .collect();
+        let mut decs = Vec::new();
+        for (s, sc) in parsed.iter().zip(scratch.iter_mut()) {
+            let Ok(mut d) = s.decoder(sc) else {
+                return None;
+            };
+            d.set_simd(kernel);
+            decs.push(d);
+        }
+        let mut syms = vec![vec![0u8; rows * cols]; streams];
+        let mut weights = vec![vec![f32::NAN; rows * cols]; streams];
+        let mut by_hand = vec![vec![false; rows]; streams];
+        let mut errors: Vec<Option<String>> = vec![None; streams];
+        let mut at = vec![0usize; streams];
+        let mut batch = 1;
+        loop {
+            let live: Vec<bool> = (0..streams)
+                .map(|i| errors[i].is_none() && at[i] < rows)
+                .collect();
+            if !live.contains(&true) {
+                break;
+            }
+            let mut got = 0;
+            if kernel {
+                let b = (0..streams)
+                    .filter(|&i| live[i])
+                    .map(|i| rows - at[i])
+                    .min()
+                    .unwrap_or(0)
+                    .min(batch);
+                batch = batch % 9 + 4;
+                let mut ds: [Option<&mut RansDecoder<'_, '_>>; 4] = [None, None, None, None];
+                let mut starts = [RowStart::Plain; 4];
+                let mut os: [RowOut<'_>; 4] = core::array::from_fn(|_| RowOut::Symbols(&mut []));
+                for (i, ((d, o), w)) in decs
+                    .iter_mut()
+                    .zip(syms.iter_mut())
+                    .zip(weights.iter_mut())
+                    .enumerate()
+                {
+                    if live[i] {
+                        let r = at[i];
+                        ds[i] = Some(d);
+                        starts[i] = start(i);
+                        os[i] = if f32s {
+                            RowOut::F32 {
+                                out: &mut w[r * cols..(r + b) * cols],
+                                scales: &scales[r..r + b],
+                                qmax,
+                            }
+                        } else {
+                            RowOut::Symbols(&mut o[r * cols..(r + b) * cols])
+                        };
+                    }
+                }
+                got = RansDecoder::decode_rows(&mut ds, starts, cols, os);
+                assert!(got <= b, "more rows than asked");
+                for i in (0..streams).filter(|&i| live[i]) {
+                    if !f32s {
+                        by_hand[i][at[i]..at[i] + got].fill(true);
+                    }
+                    at[i] += got;
+                }
+            }
+            if got == 0 {
+                for i in (0..streams).filter(|&i| live[i]) {
+                    let r = at[i];
+                    let row = &mut syms[i][r * cols..(r + 1) * cols];
+                    if let Err(e) = one_row(&mut decs[i], start(i), row) {
+                        errors[i] = Some(format!("{e:?}"));
+                    }
+                    by_hand[i][r] = true;
+                    at[i] += 1;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (i, d) in decs.into_iter().enumerate() {
+            for r in (0..rows).filter(|&r| by_hand[i][r]) {
+                for c in 0..cols {
+                    weights[i][r * cols + c] = (syms[i][r * cols + c] as f32 - qmax) * scales[r];
+                }
+            }
+            let bits: Vec<u32> = weights[i].iter().map(|w| w.to_bits()).collect();
+            out.push((bits, errors[i].clone(), d.position(), d.finish().is_ok()));
+        }
+        Some(out)
+    };
+    assert!(
+        run(true) == run(false),
+        "row kernel and row by row disagree"
+    );
+}
+
+/// One row of [`rans_rows`] by hand: its context symbol, the table that names, its symbols
+/// (prototype added back).
+fn one_row(
+    d: &mut RansDecoder<'_, '_>,
+    start: RowStart<'_>,
+    out: &mut [u8],
+) -> Result<(), pcll_decoder::error::RansError> {
+    if start == RowStart::Plain {
+        return d.decode(out);
+    }
+    d.select(0)?;
+    let sym = d.next_symbol()? as usize;
+    let proto = match start {
+        RowStart::Protos { rows, .. } if sym > 0 => {
+            rows.get((sym - 1) * out.len()..sym * out.len())
+        }
+        _ => None,
+    };
+    let table = match start {
+        RowStart::Clusters => 1 + sym,
+        _ if proto.is_some() => 2,
+        _ => 1,
+    };
+    d.select(table)?;
+    d.decode(out)?;
+    if let (Some(p), RowStart::Protos { alphabet, .. }) = (proto, start) {
+        for (s, &b) in out.iter_mut().zip(p) {
+            let t = u16::from(*s) + u16::from(b);
+            *s = if t >= alphabet { t - alphabet } else { t } as u8;
+        }
+    }
+    Ok(())
+}
+
 /// The targets by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/` use them.
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("parse", parse),
     ("decode", decode),
     ("decode_fixed", decode_fixed),
     ("rans_stream", rans_stream),
     ("rans_simd", rans_simd),
+    ("rans_rows", rans_rows),
     ("c_api", c_api),
     ("c_api_fixed", c_api_fixed),
     ("roundtrip", roundtrip),

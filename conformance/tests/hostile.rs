@@ -263,3 +263,164 @@ fn forged_mutations_of_a_lockstep_pair_decode_as_one_at_a_time() {
     }
     assert!(failed > 0, "no mutation was noticed");
 }
+
+/// What [`every_output`] gives.
+type Outputs = Vec<Result<Vec<u32>, Error>>;
+
+/// Every output a bulk or one-at-a-time decode gives of `bytes`, for comparison: per
+/// tensor f32 (bits), f16 and logical bytes one at a time, then per group of
+/// [`Artifact::groups`] f32 and logical bytes together, and `int` symbols and scales.
+fn every_output(bytes: &[u8]) -> Outputs {
+    let Ok(art) = Artifact::parse(bytes) else {
+        return vec![Err(Artifact::parse(bytes).unwrap_err())];
+    };
+    let ts: Vec<_> = art.tensors().collect();
+    let mut all = Vec::new();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let widen = |v: Vec<u8>| v.into_iter().map(u32::from).collect::<Vec<u32>>();
+    for t in &ts {
+        let n = t.numel() as usize;
+        let mut scratch = vec![0u8; art.scratch_len(t).unwrap_or(0)];
+        let mut f = vec![0f32; n];
+        all.push(art.decode_f32(t, &mut f, &mut scratch).map(|()| bits(&f)));
+        let mut h = vec![half::f16::ZERO; n];
+        let r = art.decode(t, pcll_decoder::Output::F16(&mut h), &mut scratch);
+        all.push(r.map(|()| h.iter().map(|x| u32::from(x.to_bits())).collect()));
+        all.push(art.decode_to_vec(t).map(widen));
+        if let pcll_decoder::Codec::Int(_) = t.codec {
+            let (rows, _) = t.rows_cols();
+            let (mut s, mut sc) = (vec![0u8; n], vec![0f32; rows as usize]);
+            let r = art.decode_int_symbols(t, None, &mut s, &mut sc, &mut scratch);
+            all.push(r.map(|_| widen(s).into_iter().chain(bits(&sc)).collect()));
+        }
+    }
+    for g in art.groups() {
+        let group: Vec<_> = g.iter().map(|&i| &ts[i as usize]).collect();
+        let mut outs: Vec<Vec<f32>> = group
+            .iter()
+            .map(|t| vec![0f32; t.numel() as usize])
+            .collect();
+        let mut scratch: Vec<Vec<u8>> = group
+            .iter()
+            .map(|t| vec![0u8; art.scratch_len(t).unwrap_or(0)])
+            .collect();
+        let jobs = group
+            .iter()
+            .zip(outs.iter_mut())
+            .zip(scratch.iter_mut())
+            .map(|((t, o), s)| (*t, pcll_decoder::Output::F32(o), &mut s[..]))
+            .collect();
+        let results = art.decode_any(jobs);
+        for (r, o) in results.into_iter().zip(&outs) {
+            all.push(r.map(|()| bits(o)));
+        }
+        all.extend(
+            art.decode_any_to_vec(&group)
+                .into_iter()
+                .map(|r| r.map(widen)),
+        );
+    }
+    all
+}
+
+/// [`every_output`] with the SIMD kernels held off (`Level::Scalar`: the safe decoder's
+/// loops) and on (every kernel this CPU has).
+fn scalar_and_simd(bytes: &[u8]) -> (Outputs, Vec<Outputs>) {
+    pcll_rans_simd::set_ceiling(pcll_rans_simd::Level::Scalar);
+    let scalar = every_output(bytes);
+    pcll_rans_simd::set_ceiling(pcll_rans_simd::Level::Avx512);
+    let mut simd = Vec::new();
+    pcll_rans_simd::for_each_kernel(|| simd.push(every_output(bytes)));
+    (scalar, simd)
+}
+
+/// Artifacts whose `int` tensors have cluster ids and prototype rows, at 8 and 32 lanes
+/// (the row kernel's streams: clustered ones in groups, prototypes and 32-lane ones alone,
+/// dequantized in the kernel for f32), decode with the SIMD kernels exactly as without them,
+/// every output kind, one at a time and in groups; and so do forged mutations of their
+/// payloads (checksums recomputed), errors included.
+#[test]
+fn row_kernel_decodes_artifacts_as_the_scalar_loops() {
+    use pcll_formats::{pack, PackOptions, SourceModel, SourceTensor};
+    // An embedding-like tensor: rows near one of four prototypes (prototype rows pay).
+    let mut r = vectors::Rng::new(5);
+    let bases: Vec<Vec<f32>> = (0..4)
+        .map(|_| (0..64).map(|_| r.gauss() * 0.05).collect())
+        .collect();
+    let emb: Vec<f32> = (0..160)
+        .flat_map(|i| {
+            bases[i % 4]
+                .iter()
+                .map(|&b| b + 0.002 * r.gauss())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // Rows of two shapes (peaked and flat), so histogram clusters pay.
+    let mut two_kinds = |name: &str, rows: usize| {
+        let v: Vec<f32> = (0..rows * 64)
+            .map(|i| match (i / 64) % 3 {
+                0 => r.gauss().powi(5),
+                _ => r.unit() as f32 - 0.5,
+            })
+            .collect();
+        SourceTensor::from_f32(name, &[rows as u64, 64], &v)
+    };
+    let (a, b, c, d) = (
+        two_kinds("a", 96),
+        two_kinds("b", 112),
+        two_kinds("c", 96),
+        two_kinds("d", 80),
+    );
+    let model = SourceModel {
+        tensors: vec![SourceTensor::from_f32("emb", &[160, 64], &emb), a, b, c, d],
+        metadata: Default::default(),
+    };
+    for lanes in [8u8, 32] {
+        let opts = PackOptions {
+            lanes,
+            wide_lanes: lanes,
+            raw_max_elements: 0,
+            clusters: pcll_formats::rans::Clusters::Fixed(2),
+            ..PackOptions::default()
+        };
+        let bytes = pack(&model, &opts, |_, _, _| {}).unwrap().artifact;
+        let art = Artifact::parse(&bytes).unwrap();
+        let codecs: Vec<_> = art.tensors().map(|t| t.codec).collect();
+        let has = |f: fn(&pcll_decoder::IntParams) -> bool| {
+            codecs
+                .iter()
+                .any(|c| matches!(c, pcll_decoder::Codec::Int(p) if f(p)))
+        };
+        assert!(
+            has(|p| p.protos > 0) && has(|p| p.clusters > 0),
+            "{codecs:?}"
+        );
+        let (scalar, simd) = scalar_and_simd(&bytes);
+        assert!(scalar.iter().all(Result::is_ok));
+        for s in &simd {
+            assert!(
+                *s == scalar,
+                "lanes {lanes}: SIMD and scalar decodes differ"
+            );
+        }
+        let map = ChecksumMap::of(&bytes);
+        let mut failed = 0;
+        for t in art.tensors() {
+            let start = t.payload_offset as usize;
+            for i in (start..start + t.payload_len as usize).step_by(11) {
+                let mut b = bytes.clone();
+                b[i] ^= 0x24;
+                map.refresh(&mut b);
+                let (scalar, simd) = scalar_and_simd(&b);
+                failed += usize::from(scalar.iter().any(Result::is_err));
+                for s in &simd {
+                    assert!(
+                        *s == scalar,
+                        "lanes {lanes}, byte {i}: SIMD and scalar differ"
+                    );
+                }
+            }
+        }
+        assert!(failed > 0, "no mutation was noticed");
+    }
+}

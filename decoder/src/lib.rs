@@ -71,7 +71,8 @@ pub mod layout {
     pub use crate::crc32c::{crc32c, Crc32c};
     pub use crate::header::{HEADER_CRC_OFFSET, HEADER_LEN, MIN_VERSION, VERSION};
     pub use crate::rans::{
-        read_freq_table, RansDecoder, RansStream, LANE_COUNTS, PACKED_MAX_BITS, RANS_L,
+        read_freq_table, RansDecoder, RansStream, RowOut, RowStart, LANE_COUNTS, PACKED_MAX_BITS,
+        RANS_L,
     };
     #[cfg(feature = "alloc")]
     pub use crate::table::write_entry;

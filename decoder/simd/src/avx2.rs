@@ -396,6 +396,30 @@ pub(crate) fn rows<
         let at = done * cols;
         let mut g = 0;
         while g < cols {
+            // 32-lane streams: each stream's window of the group's words, then the four
+            // vectors' steps with the streams interleaved (independent chains side by side).
+            let mut syms32 = [[_mm256_setzero_si256(); 4]; N];
+            if V == 4 {
+                let mut windows = [&[0u8; 64]; N];
+                for (s, w) in windows.iter_mut().enumerate() {
+                    let window = words[s].get(2 * p[s]..2 * p[s] + 64);
+                    let Some(window) = window.and_then(|w| <&[u8; 64]>::try_from(w).ok()) else {
+                        (v, p) = (v_then, p_then);
+                        break 'rows;
+                    };
+                    *w = window;
+                }
+                let mut d = [0usize; N];
+                for k in 0..4 {
+                    crate::unroll8!(s, N, {
+                        syms32[s][k] =
+                            step32::<F, S>(&mut v[s][k % V], streams[s], windows[s], &mut d[s]);
+                    });
+                }
+                for (p, d) in p.iter_mut().zip(d) {
+                    *p += d;
+                }
+            }
             crate::unroll8!(s, N, {
                 let mut sym = if V == 1 {
                     let Some(w) = words[s].get(2 * p[s]..2 * p[s] + 16) else {
@@ -410,17 +434,7 @@ pub(crate) fn rows<
                     p[s] += taken;
                     [sym; 4]
                 } else {
-                    let window = words[s].get(2 * p[s]..2 * p[s] + 64);
-                    let Some(window) = window.and_then(|w| <&[u8; 64]>::try_from(w).ok()) else {
-                        (v, p) = (v_then, p_then);
-                        break 'rows;
-                    };
-                    let mut d = 0;
-                    let syms: [__m256i; 4] = core::array::from_fn(|k| {
-                        step32::<F, S>(&mut v[s][k % V], streams[s], window, &mut d)
-                    });
-                    p[s] += d;
-                    syms
+                    syms32[s]
                 };
                 if !protos[s].is_empty() {
                     for (k, y) in sym.iter_mut().enumerate().take(V) {

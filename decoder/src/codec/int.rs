@@ -132,9 +132,9 @@ pub fn decode_symbols(
     let mut parts = Parts::empty();
     parts.read(info, p, payload)?;
     let cols = info.rows_cols().1 as usize;
-    if p.protos > 0 {
+    if whole_rows_first(p, &parts) {
         let dims = (scales.len(), cols);
-        return predicted_rows(
+        return rows_of(
             &parts,
             p,
             dims,
@@ -172,9 +172,9 @@ pub fn decode(
     parts.read(info, p, payload)?;
     let (rows, cols) = info.rows_cols();
     let qmax = p.qmax() as f32;
-    if p.protos > 0 {
+    if whole_rows_first(p, &parts) {
         let dims = (rows as usize, cols as usize);
-        return predicted_rows(&parts, p, dims, scratch, &mut Dest::Out(out));
+        return rows_of(&parts, p, dims, scratch, &mut Dest::Out(out));
     }
     let mut scales = ScaleReader::unbuilt(&parts.scales);
     let scratch = parts.scales.reader_in(&mut scales, scratch)?;
@@ -584,13 +584,21 @@ impl Rows {
     }
 }
 
-/// The row loop of a payload with prototype rows (FORMAT.md §5.2.2): decodes the prototypes
-/// into the end of scratch (the stream's tables before them), then each row's selector and
-/// symbols, adding the prototype back to a predicted row's differences modulo the alphabet,
-/// into `dest` (dequantized, or as symbols and row scales). Whole rows go through the row
-/// kernel where it applies ([`RansDecoder::decode_rows`]; dequantized there for an f32
-/// buffer), the rest one at a time.
-fn predicted_rows(
+/// Whether [`rows_of`] decodes this payload: one with prototype rows always; a 32-lane
+/// stream where the row kernel is built (one stream of 32 lanes is latency-bound: the kernel
+/// hides the context steps and the dequantization in it).
+fn whole_rows_first(p: &IntParams, parts: &Parts<'_>) -> bool {
+    p.protos > 0 || (ROW_KERNEL && parts.stream.lanes == 32)
+}
+
+/// The row loop of an `int` payload into `dest` (dequantized, or as symbols and row
+/// scales), whole rows on the row kernel where it applies ([`RansDecoder::decode_rows`]:
+/// dequantized there for an f32 buffer), the rest one row at a time. With prototype rows
+/// (FORMAT.md §5.2.2) it first decodes the prototypes into the end of scratch (the stream's
+/// tables before them); each row's selector then says whether its symbols are plain or
+/// differences from a prototype, which is added back modulo the alphabet. With clusters
+/// (§5.2.1) each row's id selects its table.
+fn rows_of(
     parts: &Parts<'_>,
     p: &IntParams,
     (rows, cols): (usize, usize),
@@ -616,9 +624,21 @@ fn predicted_rows(
     dec.reset(&parts.stream, slots)?;
     let alphabet = (2 * p.qmax() + 1) as u16;
     let qmax = p.qmax() as f32;
-    dec.select(1)?;
-    dec.decode(protos)?;
+    if p.protos > 0 {
+        dec.select(1)?;
+        dec.decode(protos)?;
+    }
     let protos = &*protos;
+    let start = if p.protos > 0 {
+        RowStart::Protos {
+            rows: protos,
+            alphabet,
+        }
+    } else if p.clusters > 0 {
+        RowStart::Clusters
+    } else {
+        RowStart::Plain
+    };
     // What the rows write: the symbols of elements `at..`, their row's scale.
     let put = |dest: &mut Dest<'_, '_>, at: usize, syms: &[u8], scale: f32| match dest {
         Dest::Out(out) => out.put_dequant(at, syms, qmax, scale),
@@ -638,17 +658,13 @@ fn predicted_rows(
     let mut at = 0usize;
     let mut row = 0;
     let mut rows_kernel = ROW_KERNEL && cols > 0 && cols <= CHUNK;
-    // A row of no columns still carries its selector (and its scale, which bounds the rows
-    // by the payload's length).
+    // A row of no columns still carries its selector or id (and its scale, which bounds the
+    // rows by the payload's length).
     while row < rows {
         // Whole rows at a time on the row kernel where it applies.
         if rows_kernel {
             let batch = (CHUNK / cols.max(1)).min(ROW_BATCH).min(rows - row);
             let ready = ahead.fill(&mut scales, batch);
-            let start = [RowStart::Protos {
-                rows: protos,
-                alphabet,
-            }];
             let mut dec = [Some(&mut dec)];
             let done = match dest {
                 Dest::Out(Output::F32(buf)) if ready > 0 => {
@@ -657,11 +673,11 @@ fn predicted_rows(
                         scales: ahead.ready(),
                         qmax,
                     };
-                    RansDecoder::decode_rows(&mut dec, start, cols, [out])
+                    RansDecoder::decode_rows(&mut dec, [start], cols, [out])
                 }
                 _ if ready > 0 => {
                     let out = RowOut::Symbols(&mut syms[..ready * cols]);
-                    let done = RansDecoder::decode_rows(&mut dec, start, cols, [out]);
+                    let done = RansDecoder::decode_rows(&mut dec, [start], cols, [out]);
                     for (r, sy) in syms[..done * cols].chunks_exact(cols).enumerate() {
                         put(dest, at + r * cols, sy, ahead.ready()[r]);
                     }
@@ -678,14 +694,19 @@ fn predicted_rows(
             rows_kernel = false;
         }
         row += 1;
-        dec.select(0)?;
-        let sel = dec.next_symbol()? as usize;
+        let mut proto = None;
+        if p.protos > 0 {
+            dec.select(0)?;
+            let sel = dec.next_symbol()? as usize;
+            proto = match sel {
+                0 => None,
+                k => protos.get((k - 1) * cols..k * cols),
+            };
+            dec.select(if proto.is_some() { 2 } else { 1 })?;
+        } else {
+            begin_row(&mut dec, p)?;
+        }
         let scale = ahead.next(&mut scales)?;
-        let proto = match sel {
-            0 => None,
-            k => protos.get((k - 1) * cols..k * cols),
-        };
-        dec.select(if proto.is_some() { 2 } else { 1 })?;
         let mut done = 0usize;
         while done < cols {
             let n = (cols - done).min(CHUNK);

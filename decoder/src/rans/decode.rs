@@ -99,7 +99,7 @@ pub(crate) const ROW_KERNEL: bool = cfg!(all(feature = "simd", not(feature = "sm
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 // Read by the kernel only (no kernel without `simd`).
 #[cfg_attr(not(all(feature = "simd", not(feature = "small"))), allow(dead_code))]
-pub(crate) enum RowStart<'p> {
+pub enum RowStart<'p> {
     /// No context symbol: the rows use the table in use.
     Plain,
     /// A cluster id `c` from table 0, then the row with table `1 + c`.
@@ -113,7 +113,7 @@ pub(crate) enum RowStart<'p> {
 /// Where [`RansDecoder::decode_rows`] puts a stream's rows.
 #[derive(Debug)]
 #[cfg_attr(not(all(feature = "simd", not(feature = "small"))), allow(dead_code))]
-pub(crate) enum RowOut<'o> {
+pub enum RowOut<'o> {
     /// The symbols, `cols` a row.
     Symbols(&'o mut [u8]),
     /// Each symbol `s` of row `r` as `(s as f32 − qmax) × scales[r]` (the `int` codec's
@@ -525,7 +525,7 @@ impl<'a, 's> RansDecoder<'a, 's> {
     /// 8-lane or one or two 32-lane streams, `cols` not a multiple of the lanes, a context
     /// stream without its packed tables in scratch, outputs of both kinds).
     #[inline]
-    pub(crate) fn decode_rows<const N: usize>(
+    pub fn decode_rows<const N: usize>(
         decs: &mut [Option<&mut Self>; N],
         starts: [RowStart<'_>; N],
         cols: usize,

@@ -10,8 +10,9 @@
 mod decode;
 mod freq_table;
 
+pub(crate) use decode::ROW_KERNEL;
 pub use decode::{RansDecoder, PACKED_MAX_BITS};
-pub(crate) use decode::{RowOut, RowStart, ROW_KERNEL};
+pub use decode::{RowOut, RowStart};
 pub use freq_table::{read_freq_table, FreqTable};
 
 use decode::packable;
