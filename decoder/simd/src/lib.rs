@@ -28,14 +28,24 @@
 //! shift and OR; on AVX2, where the loop is nearer its instruction throughput, the slot is
 //! masked from the state (fewer instructions, no blend).
 //!
+//! [`rows`] decodes whole rows of the `int` codec (FORMAT.md §5.2.1–5.2.2) in one call: each
+//! row's context symbol (a cluster id or prototype selector) in one scalar step from the
+//! lane that holds it, the lanes turned by one in registers so the row's groups start at a
+//! lane boundary again, the row's table (and prototype) chosen, its groups on the same step
+//! as above, the prototype added back and, for f32 output, `(s − qmax) × scale` stored from
+//! the registers. Decoding a row per call had cost a call, a rotation of the states through
+//! memory, a dispatch and a table lookup every 128 symbols, and the dequantization a second
+//! pass over the symbols.
+//!
 //! [`crc32c_update`] is the payload checksum on SSE 4.2's `crc32` instruction (8 bytes a
 //! step, three blocks at a time on long inputs, joined with precomputed zero-byte operators;
 //! against the decoder's table-driven slicing-by-8).
 //!
 //! `unsafe` is denied but at two kinds of site, each with its SAFETY comment: the gathers
 //! and the loads that stand in for them (a raw table pointer; every index is masked below
-//! `2^bits` ≤ the table's length, checked before the kernel runs) and the two calls into `#[target_feature]` functions (after runtime
-//! detection). Loads and stores go through `bytemuck`'s safe casts.
+//! `2^bits` ≤ the table's length, checked before the kernel runs, or in [`rows`] before each
+//! row uses the table its context names) and the calls into `#[target_feature]` functions
+//! (after runtime detection). Loads and stores go through `bytemuck`'s safe casts.
 #![deny(unsafe_code)]
 
 /// The loop of an `N`-stream 8-lane kernel ([`groups8xn`]) inside the kernel's
