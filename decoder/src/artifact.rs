@@ -358,7 +358,8 @@ impl<'a> Artifact<'a> {
     /// The tensors `indices` (indices into the table; others are left out), grouped for
     /// [`Artifact::decode_group`]: those whose streams can run in lockstep
     /// ([`Artifact::lockstep_lanes`]) in groups of their lane count, as many as one loop takes
-    /// (`RansDecoder::lockstep_width`: [`GROUP`] 8-lane streams, two 32-lane ones), ordered by
+    /// (`RansDecoder::lockstep_width`: [`GROUP`] 8-lane streams; 32-lane `int` streams decode
+    /// alone, see [`Artifact::lockstep_lanes`]), ordered by
     /// element count, largest first, so the streams of a group are about as long (the
     /// lockstep part is the shortest one), and among tensors of one count by row length (a
     /// clustered stream's lockstep steps end at its rows' ends); the rest (other codecs, prototype rows, a stream
@@ -451,7 +452,8 @@ impl<'a> Artifact<'a> {
 
     /// The lane count of `info`'s stream where [`Artifact::decode_group`] can run it in
     /// lockstep beside other tensors' streams of as many lanes (an `int` tensor without
-    /// prototype rows, with the `simd` feature: `codec::int::pairable`); 0 otherwise.
+    /// prototype rows, with the `simd` feature: `codec::int::pairable`; not a 32-lane one
+    /// there, which decodes faster alone on the row kernel); 0 otherwise.
     pub fn lockstep_lanes(&self, info: &TensorInfo<'_>) -> usize {
         self.lockstep_lanes_in(info, self.payload(info))
     }
