@@ -681,8 +681,9 @@ fn rows_of(
                 _ if ready > 0 => {
                     let out = RowOut::Symbols(&mut syms[..ready * cols]);
                     let done = RansDecoder::decode_rows(&mut dec, [start], cols, [out]);
-                    for (r, sy) in syms[..done * cols].chunks_exact(cols).enumerate() {
-                        put(dest, at + r * cols, sy, ahead.ready()[r]);
+                    let rows = syms[..done * cols].chunks_exact(cols).zip(ahead.ready());
+                    for (r, (sy, &scale)) in rows.enumerate() {
+                        put(dest, at + r * cols, sy, scale);
                     }
                     done
                 }
