@@ -516,7 +516,8 @@ impl<'a> Artifact<'a> {
     }
 
     /// The lockstep path of [`Artifact::decode_group`]: each tensor's result, or `None` where
-    /// it does not apply or fails before writing (a checksum, a payload's checks).
+    /// it does not apply (fewer than two tensors, or not all pairable) or one fails before
+    /// writing (a checksum, a payload's checks).
     pub(crate) fn int_group<'p, const N: usize>(
         &self,
         jobs: [(
@@ -526,6 +527,11 @@ impl<'a> Artifact<'a> {
             &mut [u8],
         ); N],
     ) -> Option<[Result<(), PayloadError>; N]> {
+        // One tensor has nothing to run beside: its own decode, without parsing its headers
+        // here first (a 32-lane tensor's would be parsed twice).
+        if N < 2 {
+            return None;
+        }
         // Each tensor's parts, in place (a stream header holds its frequency tables).
         let mut parts: [Option<codec::int::Parts<'p>>; N] = [const { None }; N];
         for ((info, payload, out, _), p) in jobs.iter().zip(&mut parts) {

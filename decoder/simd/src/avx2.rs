@@ -83,21 +83,29 @@ pub(crate) fn front<const F: i32, const LOADS: bool>(v: __m256i, s: Stream) -> (
     let low = _mm256_set1_epi32((1 << F) - 1);
     let slot = _mm256_and_si256(v, s.mask);
     let e = if LOADS {
-        let i: [u32; 8] = bytemuck::cast(slot);
+        // The slots two at a time from the registers (through memory, each read would wait
+        // on a store's forwarding), the entries inserted into two halves.
+        let (lo, hi) = (
+            _mm256_castsi256_si128(slot),
+            _mm256_extracti128_si256::<1>(slot),
+        );
+        let pairs = [
+            _mm_cvtsi128_si64(lo),
+            _mm_extract_epi64::<1>(lo),
+            _mm_cvtsi128_si64(hi),
+            _mm_extract_epi64::<1>(hi),
+        ]
+        .map(|p| p as u64);
         // SAFETY: as for the gather below: every slot is masked below `2^bits`, and the table
         // holds at least `2^bits` entries, so each read is inside it.
         #[allow(unsafe_code)]
-        let read = |k: usize| unsafe { *s.base.add(i[k] as usize) };
-        _mm256_setr_epi32(
-            read(0),
-            read(1),
-            read(2),
-            read(3),
-            read(4),
-            read(5),
-            read(6),
-            read(7),
-        )
+        let read = |slot: u64| unsafe { *s.base.add(slot as u32 as usize) };
+        let half = |a: u64, b: u64| {
+            let x = _mm_insert_epi32::<1>(_mm_cvtsi32_si128(read(a)), read(a >> 32));
+            _mm_insert_epi32::<3>(_mm_insert_epi32::<2>(x, read(b)), read(b >> 32))
+        };
+        let first = half(pairs[0], pairs[1]);
+        _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(first), half(pairs[2], pairs[3]))
     } else {
         // SAFETY: `s.mask` is `2^bits − 1` for a table of at least `2^bits` entries (checked
         // by the dispatching function before the kernel runs): each of the 8 reads is inside
