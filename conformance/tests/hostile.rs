@@ -356,23 +356,33 @@ fn row_kernel_decodes_artifacts_as_the_scalar_loops() {
         })
         .collect();
     // Rows of two shapes (peaked and flat), so histogram clusters pay.
-    let mut two_kinds = |name: &str, rows: usize| {
-        let v: Vec<f32> = (0..rows * 64)
-            .map(|i| match (i / 64) % 3 {
+    let mut two_kinds = |name: &str, rows: usize, cols: usize| {
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|i| match (i / cols) % 3 {
                 0 => r.gauss().powi(5),
                 _ => r.unit() as f32 - 0.5,
             })
             .collect();
-        SourceTensor::from_f32(name, &[rows as u64, 64], &v)
+        SourceTensor::from_f32(name, &[rows as u64, cols as u64], &v)
     };
     let (a, b, c, d) = (
-        two_kinds("a", 96),
-        two_kinds("b", 112),
-        two_kinds("c", 96),
-        two_kinds("d", 80),
+        two_kinds("a", 96, 64),
+        two_kinds("b", 112, 64),
+        two_kinds("c", 96, 64),
+        two_kinds("d", 80, 64),
     );
+    // Rows wider than the decoder's 2,048-symbol buffer (the kernel takes them into f32
+    // outputs only).
+    let wide = two_kinds("wide", 6, 2112);
     let model = SourceModel {
-        tensors: vec![SourceTensor::from_f32("emb", &[160, 64], &emb), a, b, c, d],
+        tensors: vec![
+            SourceTensor::from_f32("emb", &[160, 64], &emb),
+            a,
+            b,
+            c,
+            d,
+            wide,
+        ],
         metadata: Default::default(),
     };
     for lanes in [8u8, 32] {

@@ -414,7 +414,8 @@ pub fn decode_group<const N: usize>(
             .flatten()
             .filter(|g| live(g))
             .all(|g| matches!(g.out, Dest::Out(Output::F32(_))));
-        if cols == 0 || cols > CHUNK || !clustered {
+        // Rows wider than `bufs` only into f32 outputs (which the kernel writes directly).
+        if cols == 0 || (cols > CHUNK && !f32s) || !clustered {
             return 0;
         }
         // Into f32 buffers the kernel writes the outputs directly; symbols go through `bufs`.
@@ -666,7 +667,9 @@ fn rows_of(
     let mut ahead = Ahead::new(rows);
     let mut at = 0usize;
     let mut row = 0;
-    let mut rows_kernel = ROW_KERNEL && cols > 0 && cols <= CHUNK;
+    // Rows wider than `syms` go to the kernel only into an f32 buffer (written directly).
+    let direct = matches!(dest, Dest::Out(Output::F32(_)));
+    let mut rows_kernel = ROW_KERNEL && cols > 0 && (cols <= CHUNK || direct);
     // A row of no columns still carries its selector or id (and its scale, which bounds the
     // rows by the payload's length).
     while row < rows {
@@ -674,9 +677,10 @@ fn rows_of(
         if rows_kernel {
             // Into an f32 buffer the kernel writes the output directly; symbols go through
             // `syms` (`CHUNK` of them).
-            let room = match dest {
-                Dest::Out(Output::F32(_)) => ROW_BATCH,
-                _ => CHUNK / cols.max(1),
+            let room = if direct {
+                ROW_BATCH
+            } else {
+                CHUNK / cols.max(1)
             };
             let batch = room.min(ROW_BATCH).min(rows - row);
             let ready = ahead.fill(&mut scales, batch);
