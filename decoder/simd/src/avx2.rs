@@ -22,7 +22,7 @@ pub(crate) fn kernel<const F: i32, const S: i32>(
         };
         let mut d = 0;
         let syms: [__m256i; 4] =
-            core::array::from_fn(|k| step32::<F, S>(&mut v[k], stream, window, &mut d));
+            core::array::from_fn(|k| step32::<F, S, false>(&mut v[k], stream, window, &mut d));
         p += d;
         store_symbols(&syms, group);
         written += 32;
@@ -144,17 +144,17 @@ fn step<const F: i32, const S: i32, const LOADS: bool>(
 }
 
 /// [`step`] of the `k`-th vector of a 32-lane group: its words start `d` (at most 24) words
-/// into the group's `window` of 32.
+/// into the group's `window` of 32; with `LOADS`, the table entries read one at a time.
 #[target_feature(enable = "avx2,popcnt")]
 #[inline]
-fn step32<const F: i32, const S: i32>(
+fn step32<const F: i32, const S: i32, const LOADS: bool>(
     v: &mut __m256i,
     s: Stream,
     window: &[u8; 64],
     d: &mut usize,
 ) -> __m256i {
     let o = (2 * *d).min(48);
-    let (sym, taken) = step::<F, S, false>(v, s, bytemuck::pod_read_unaligned(&window[o..o + 16]));
+    let (sym, taken) = step::<F, S, LOADS>(v, s, bytemuck::pod_read_unaligned(&window[o..o + 16]));
     *d += taken;
     sym
 }
@@ -191,7 +191,7 @@ pub(crate) fn kernel2<const F: i32, const S: i32>(
         let mut syms = [[_mm256_setzero_si256(); 4]; 2];
         for k in 0..4 {
             for s in 0..2 {
-                syms[s][k] = step32::<F, S>(&mut v[s][k], streams[s], windows[s], &mut d[s]);
+                syms[s][k] = step32::<F, S, false>(&mut v[s][k], streams[s], windows[s], &mut d[s]);
             }
         }
         p[0] += d[0];
@@ -420,8 +420,12 @@ pub(crate) fn rows<
                 let mut d = [0usize; N];
                 for k in 0..4 {
                     crate::unroll8!(s, N, {
-                        syms32[s][k] =
-                            step32::<F, S>(&mut v[s][k % V], streams[s], windows[s], &mut d[s]);
+                        syms32[s][k] = step32::<F, S, LOADS>(
+                            &mut v[s][k % V],
+                            streams[s],
+                            windows[s],
+                            &mut d[s],
+                        );
                     });
                 }
                 for (p, d) in p.iter_mut().zip(d) {

@@ -23,10 +23,11 @@
 //! words to one VBMI2 expansion all measured slower on Sapphire Rapids), so [`groups32x2`]
 //! runs two streams' groups in one loop: two independent chains. Where the gather
 //! instruction itself is slow (AMD's is microcoded), the AVX2 8-lane kernel of four streams
-//! reads its entries with scalar loads instead (21 % faster on Zen 3; [`Gathers`]). On AVX-512 the next step's slots are taken
-//! from the word or the unshifted state directly, so the next gather need not wait for the
-//! shift and OR; on AVX2, where the loop is nearer its instruction throughput, the slot is
-//! masked from the state (fewer instructions, no blend).
+//! reads its entries with scalar loads instead (21 % faster on Zen 3), and so does the
+//! 32-lane row kernel (10 % faster on Zen 4; [`Gathers`]). On AVX-512 the next step's slots
+//! are taken from the word or the unshifted state directly, so the next gather need not wait
+//! for the shift and OR; on AVX2, where the loop is nearer its instruction throughput, the
+//! slot is masked from the state (fewer instructions, no blend).
 //!
 //! [`rows`] decodes whole rows of the `int` codec (FORMAT.md §5.2.1–5.2.2) in one call: each
 //! row's context symbol (a cluster id or prototype selector) in one scalar step from the
@@ -208,22 +209,28 @@ pub fn active() -> Level {
     detected().min(ceiling())
 }
 
-/// How fast this CPU's gather instruction is, which decides how the AVX2 level's
-/// many-stream 8-lane kernel ([`groups8xn`]) reads a step's 8 table entries: the same
-/// symbols, states and words either way; only the speed differs.
+/// How fast this CPU's gather instruction is, which decides how the many-stream 8-lane
+/// kernel ([`groups8xn`]) and the 32-lane row kernel ([`rows`] of one stream) read a step's 8
+/// table entries: the same symbols, states and words either way; only the speed differs.
 ///
 /// Measured on a Zen 3 EPYC (AVX2, 2026-12-06; `vpgatherdd` is microcoded on AMD): four
-/// 8-lane streams in lockstep at 0.77 ns a symbol with loads against 0.98 with the gather.
-/// The 32-lane kernels keep the gather on every CPU: there one stream measured slower with
-/// loads (1.01 ns a symbol against 0.65), and so did a mix of the two. On the Sapphire Rapids
-/// VM the gather was the faster way (see the module docs).
+/// 8-lane streams in lockstep at 0.77 ns a symbol with loads against 0.98 with the gather;
+/// the 32-lane row kernel the same either way. On a Zen 4 EPYC (AVX-512, 2026-12-06: a
+/// `vpgatherdd` of 8 lanes has ~28 cycles of latency and issues one per ~9.5 cycles, one of 16
+/// lanes ~39 and ~20) loads make a 32-lane row kernel's matrix 10 % faster (the slice's 100 →
+/// 90 µs), and with slow gathers the AVX-512 level runs the AVX2 8-lane kernel with loads (3 %
+/// faster than its `vpexpandd` step with gathers). The symbol kernels of 32 lanes
+/// ([`groups32`], [`groups32x2`]) keep the gather on every CPU: there one stream measured
+/// slower with loads on Zen 3 (1.01 ns a symbol against 0.65) and on Zen 4, and so did a mix
+/// of the two. On the Sapphire Rapids VM the gather was the faster way (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gathers {
     /// By the CPU: [`Gathers::Slow`] on AMD processors, [`Gathers::Fast`] on others.
     Auto = 0,
-    /// The 8-lane kernel gathers (one `vpgatherdd` a step).
+    /// The 8-lane kernels gather (one `vpgatherdd` a step).
     Fast = 1,
-    /// The 8-lane kernel reads its entries with eight scalar loads put together with inserts.
+    /// The 8-lane kernels read their entries with eight scalar loads put together with
+    /// inserts.
     Slow = 2,
 }
 
@@ -247,14 +254,15 @@ pub fn gathers() -> Gathers {
     }
 }
 
-/// Runs `f` once under each kernel this CPU has: each level as the ceiling, the AVX2 level
-/// with each [`Gathers`]; then puts back the defaults (no ceiling, `Auto`). For the
+/// Runs `f` once under each kernel this CPU has: each level as the ceiling with each
+/// [`Gathers`]; then puts back the defaults (no ceiling, `Auto`). For the
 /// differential tests and fuzz targets, which hold every kernel to the scalar loop (both
 /// settings are process-wide; every choice gives the same results, so code running beside
 /// is unaffected).
 pub fn for_each_kernel(mut f: impl FnMut()) {
     for (level, g) in [
-        (Level::Avx512, Gathers::Auto),
+        (Level::Avx512, Gathers::Fast),
+        (Level::Avx512, Gathers::Slow),
         (Level::Avx2, Gathers::Fast),
         (Level::Avx2, Gathers::Slow),
     ]
@@ -465,14 +473,16 @@ pub fn groups8xn<const N: usize>(
             [&mut [u8]; N],
         ) -> (usize, [usize; N]);
         let loads = gathers() == Gathers::Slow;
+        // With slow gathers the AVX2 kernel's loads, on the AVX-512 level too: on Zen 4 its
+        // `vpexpandd` step is slower than AVX2's shuffle (see [`Gathers`]).
         let kernel: Kernel<N> = match (active(), field_bits(bits[0]), loads) {
-            (Level::Avx512, 12, _) => avx512::kernel8xn::<N, 12, 24>,
-            (Level::Avx512, _, _) => avx512::kernel8xn::<N, 13, 26>,
+            (Level::Scalar, ..) => return None,
+            (Level::Avx512, 12, false) => avx512::kernel8xn::<N, 12, 24>,
+            (Level::Avx512, _, false) => avx512::kernel8xn::<N, 13, 26>,
             (Level::Avx2, 12, false) => avx2::kernel8xn::<N, 12, 24, false>,
             (Level::Avx2, _, false) => avx2::kernel8xn::<N, 13, 26, false>,
-            (Level::Avx2, 12, true) => avx2::kernel8xn::<N, 12, 24, true>,
-            (Level::Avx2, _, true) => avx2::kernel8xn::<N, 13, 26, true>,
-            (Level::Scalar, ..) => return None,
+            (_, 12, true) => avx2::kernel8xn::<N, 12, 24, true>,
+            (_, _, true) => avx2::kernel8xn::<N, 13, 26, true>,
         };
         // SAFETY: `active()` found the kernel's instruction sets on this CPU (the AVX-512
         // level includes AVX2, AVX-512VL and popcnt), and each table holds `2^bits[s]`
@@ -596,8 +606,10 @@ pub fn rows(streams: &mut [RowStream<'_>], cols: usize) -> Option<usize> {
                             (8, true, false) => avx2::rows::<$n, 1, 13, 26, false, $o>,
                             (8, false, true) => avx2::rows::<$n, 1, 12, 24, true, $o>,
                             (8, true, true) => avx2::rows::<$n, 1, 13, 26, true, $o>,
-                            (_, false, _) => avx2::rows::<$n, 4, 12, 24, false, $o>,
-                            (_, true, _) => avx2::rows::<$n, 4, 13, 26, false, $o>,
+                            (_, false, false) => avx2::rows::<$n, 4, 12, 24, false, $o>,
+                            (_, true, false) => avx2::rows::<$n, 4, 13, 26, false, $o>,
+                            (_, false, true) => avx2::rows::<$n, 4, 12, 24, true, $o>,
+                            (_, true, true) => avx2::rows::<$n, 4, 13, 26, true, $o>,
                         }
                     };
                 }

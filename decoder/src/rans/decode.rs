@@ -1148,7 +1148,7 @@ mod tests {
     }
 
     /// Runs `f` under each kernel this CPU has (`pcll_rans_simd::for_each_kernel`: each level
-    /// as the ceiling, the AVX2 level with each way of reading the 8-lane kernel's table).
+    /// as the ceiling, with each way of reading a kernel's table: gathers or loads).
     #[cfg(feature = "simd")]
     fn at_every_level(f: fn()) {
         pcll_rans_simd::for_each_kernel(|| {
