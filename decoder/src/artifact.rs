@@ -541,7 +541,7 @@ impl<'a> Artifact<'a> {
             if !out.fits(info) {
                 return None;
             }
-            *p = codec::int::pairable(info, &params, payload);
+            codec::int::pairable_in(info, &params, payload, p);
         }
         let lanes = parts
             .first()

@@ -242,13 +242,32 @@ impl Dest<'_, '_> {
 /// faster than two in lockstep, 4 % on the bundled slice's clustered matrices, as fast on
 /// plain ones). `None` otherwise (or where the parts fail their checks).
 pub fn pairable<'a>(info: &TensorInfo<'_>, p: &IntParams, payload: &'a [u8]) -> Option<Parts<'a>> {
+    let mut slot = None;
+    pairable_in(info, p, payload, &mut slot);
+    slot
+}
+
+/// [`pairable`] into `slot`, the headers parsed where they lie (a stream header holds its
+/// frequency tables: moving one about was 2 % of a demo model's load): whether it is.
+pub fn pairable_in<'a>(
+    info: &TensorInfo<'_>,
+    p: &IntParams,
+    payload: &'a [u8],
+    slot: &mut Option<Parts<'a>>,
+) -> bool {
     if p.protos > 0 || info.rows_cols().1 == 0 {
-        return None;
+        *slot = None;
+        return false;
     }
-    let parts = parts(info, p, payload).ok()?;
-    let lanes = parts.stream.lanes as usize;
-    let alone = whole_rows_first(p, &parts);
-    (RansDecoder::lanes_pair_up(lanes, lanes) && !alone).then_some(parts)
+    let parts = slot.insert(Parts::empty());
+    let ok = parts.read(info, p, payload).is_ok() && {
+        let lanes = parts.stream.lanes as usize;
+        RansDecoder::lanes_pair_up(lanes, lanes) && !whole_rows_first(p, parts)
+    };
+    if !ok {
+        *slot = None;
+    }
+    ok
 }
 
 /// Decodes `N` `int` payloads that are [`pairable`] with their streams in lockstep
