@@ -393,10 +393,11 @@ pub fn crc32c_update(c: u32, data: &[u8]) -> Option<u32> {
     {
         if data.len() >= crc::FOLD_MIN
             && active() == Level::Avx512
+            && std::is_x86_feature_detected!("pclmulqdq")
             && std::is_x86_feature_detected!("vpclmulqdq")
         {
-            // SAFETY: SSE 4.2, AVX-512F (the AVX-512 level) and VPCLMULQDQ (which implies
-            // PCLMULQDQ) were detected on this CPU.
+            // SAFETY: SSE 4.2, AVX-512F (the AVX-512 level), PCLMULQDQ and VPCLMULQDQ were
+            // detected on this CPU.
             #[allow(unsafe_code)]
             return Some(unsafe { crc::folded(c, data) });
         }
