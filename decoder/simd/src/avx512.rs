@@ -63,7 +63,7 @@ fn step<const F: u32, const S: u32>(
 /// The 32 states as two vectors of 16.
 #[target_feature(enable = "avx512f,popcnt")]
 #[inline]
-fn load(x: &[u32; 32]) -> [__m512i; 2] {
+pub(crate) fn load(x: &[u32; 32]) -> [__m512i; 2] {
     core::array::from_fn(|k| {
         bytemuck::cast::<[u32; 16], __m512i>(x[16 * k..16 * k + 16].try_into().unwrap_or([0; 16]))
     })
@@ -72,14 +72,14 @@ fn load(x: &[u32; 32]) -> [__m512i; 2] {
 /// [`load`]'s inverse.
 #[target_feature(enable = "avx512f,popcnt")]
 #[inline]
-fn save(v: &[__m512i; 2], x: &mut [u32; 32]) {
+pub(crate) fn save(v: &[__m512i; 2], x: &mut [u32; 32]) {
     for (k, vk) in v.iter().enumerate() {
         x[16 * k..16 * k + 16].copy_from_slice(&bytemuck::cast::<__m512i, [u32; 16]>(*vk));
     }
 }
 
 /// The next 32 words from word `p`, if there are that many.
-fn window(words: &[u8], p: usize) -> Option<&[u8; 64]> {
+pub(crate) fn window(words: &[u8], p: usize) -> Option<&[u8; 64]> {
     words.get(2 * p..2 * p + 64)?.try_into().ok()
 }
 
