@@ -50,14 +50,24 @@ fn step<const F: u32, const S: u32>(
         _mm512_mullo_epi32(freq, _mm512_srl_epi32(*v, s.shift)),
         _mm512_and_si512(e, low),
     );
+    let (need, w) = next_words(n, window, d);
+    *slot = _mm512_and_si512(_mm512_mask_blend_epi32(need, n, w), s.mask);
+    *v = _mm512_mask_or_epi32(n, need, _mm512_slli_epi32::<16>(n), w);
+    _mm512_cvtepi32_epi8(_mm512_srli_epi32::<S>(e))
+}
+
+/// The renormalization's words for a step of 16 lanes whose states before it are `n`: the
+/// lanes below `2^16` (the mask) and, in them, the next words of `window` after the `d` the
+/// group has taken, lowest lane first (zero in the others); `d` counts them.
+#[target_feature(enable = "avx512f,popcnt")]
+#[inline]
+pub(crate) fn next_words(n: __m512i, window: &[u8; 64], d: &mut usize) -> (__mmask16, __m512i) {
     let need = _mm512_cmplt_epu32_mask(n, _mm512_set1_epi32(1 << 16));
     let o = (2 * *d).min(32);
     let w: __m256i = bytemuck::pod_read_unaligned(&window[o..o + 32]);
     let w = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(w));
-    *slot = _mm512_and_si512(_mm512_mask_blend_epi32(need, n, w), s.mask);
-    *v = _mm512_mask_or_epi32(n, need, _mm512_slli_epi32::<16>(n), w);
     *d += need.count_ones() as usize;
-    _mm512_cvtepi32_epi8(_mm512_srli_epi32::<S>(e))
+    (need, w)
 }
 
 /// The 32 states as two vectors of 16.

@@ -179,12 +179,8 @@ fn step<const WIDE: bool>(v: &mut __m512i, l: &Lut, window: &[u8; 64], d: &mut u
         _mm512_mullo_epi32(freq, _mm512_srl_epi32(*v, l.shift)),
         _mm512_sub_epi32(slot, start),
     );
-    let need = _mm512_cmplt_epu32_mask(n, _mm512_set1_epi32(1 << 16));
-    let o = (2 * *d).min(32);
-    let w: __m256i = bytemuck::pod_read_unaligned(&window[o..o + 32]);
-    let w = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(w));
+    let (need, w) = crate::avx512::next_words(n, window, d);
     *v = _mm512_mask_or_epi32(n, need, _mm512_slli_epi32::<16>(n), w);
-    *d += need.count_ones() as usize;
     rank
 }
 
