@@ -163,17 +163,15 @@ pub fn decode_streams(
     Ok(n)
 }
 
-/// Symbols a pair of streams decodes together at least, before [`decode_rolling`] looks for
-/// a better pair (each call prepares both streams' tables again).
-const PAIR_CHUNK: usize = 32_768;
-
 /// Decodes `ds[i]` into `outs[i]` for every `i`, two streams at a time through `decode_pair`,
-/// in whole groups of 32: always the two with the most symbols left, until the second is down
-/// to half the third's count (but [`PAIR_CHUNK`] symbols at least), so that the streams take
-/// turns and nearly every symbol is decoded in a pair (three equal streams run as pairs AB,
-/// CA, BC, each for half their length, rather than AB and then C alone: the kernels'
-/// one-stream loop is bound by its dependency chain). What is left (under a group, or one
-/// stream alone) is decoded last, and each stream is finished (its final states checked).
+/// in whole groups of 32, so that as few symbols as can be are left to the kernels' one-stream
+/// loop (bound by its dependency chain) and the pairs are few (each call prepares both
+/// streams' tables): always the two with the most symbols left, for as long as the rest can
+/// still all be decoded in pairs — until the third has half of what is left (streams pair up
+/// to the end exactly when none holds more than half). Three equal streams run as pairs AB,
+/// CA, BC, each for half its length, where decoding AB whole would leave C alone. What is left
+/// (under a group, or one stream's excess) is decoded last, and each stream is finished (its
+/// final states checked).
 fn decode_rolling(
     ds: &mut Vec<RansDecoder<'_, '_>>,
     outs: &mut [Vec<u8>],
@@ -188,7 +186,8 @@ fn decode_rolling(
             break;
         };
         let third = order.get(2).map_or(0, |&c| left(c));
-        let whole = (left(b) - third / 2).max(PAIR_CHUNK).min(left(b)) / 32 * 32;
+        let total: usize = order.iter().map(|&i| left(i)).sum();
+        let whole = (total / 2).saturating_sub(third).clamp(32, left(b)) / 32 * 32;
         let (a, b) = (a.min(b), a.max(b));
         let (lo, hi) = ds.split_at_mut(b);
         let (olo, ohi) = outs.split_at_mut(b);

@@ -303,12 +303,20 @@ fn amd() -> bool {
     })
 }
 
+/// Symbols a call must ask of a stream for the kernels without a gather: building their
+/// tables costs about 300 ns a stream (Zen 4), which a call of fewer symbols does not win back
+/// (the `int` codec's row loop asks for a row or two around its row kernel: building tables
+/// there cost 1 % of the bundled slice's artifact → f32).
+#[cfg(target_arch = "x86_64")]
+const LUT_MIN: usize = 4096;
+
 /// The tables of `table` at `bits` for the kernels that find symbols without a gather
 /// ([`lut`]; in 64 buckets if `wide`, else 32), where those run: on the AVX-512 level with
 /// slow gathers ([`Gathers`]) on a CPU with AVX-512 VBMI, BW and VPOPCNTDQ, for a table of
-/// at most 11 bits (10 in 32 buckets) and 64 symbols laid out as the decoder lays them out.
+/// at most 11 bits (10 in 32 buckets) and 64 symbols laid out as the decoder lays them out,
+/// asked for `out` ≥ [`LUT_MIN`] symbols.
 #[cfg(target_arch = "x86_64")]
-fn lut_tables(table: &[u32], bits: u32, wide: bool) -> Option<lut::Tables> {
+fn lut_tables(table: &[u32], bits: u32, wide: bool, out: usize) -> Option<lut::Tables> {
     static CPU: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let cpu = || {
         *CPU.get_or_init(|| {
@@ -317,7 +325,7 @@ fn lut_tables(table: &[u32], bits: u32, wide: bool) -> Option<lut::Tables> {
                 && std::is_x86_feature_detected!("avx512vpopcntdq")
         })
     };
-    (active() == Level::Avx512 && gathers() == Gathers::Slow && cpu())
+    (out >= LUT_MIN && active() == Level::Avx512 && gathers() == Gathers::Slow && cpu())
         .then(|| lut::Lut::of(table, bits, wide))
         .flatten()
 }
@@ -363,11 +371,12 @@ pub fn groups32(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if let Some(t) = lut_tables(table, bits, bits > 10) {
-            let kernel = if bits > 10 {
-                lut::kernel::<true>
-            } else {
-                lut::kernel::<false>
+        if let Some(t) = lut_tables(table, bits, bits > 10, out.len()) {
+            let kernel = match (bits > 10, t.identity()) {
+                (true, true) => lut::kernel::<true, true>,
+                (true, false) => lut::kernel::<true, false>,
+                (false, true) => lut::kernel::<false, true>,
+                (false, false) => lut::kernel::<false, false>,
             };
             // SAFETY: `lut_tables` found the kernel's instruction sets on this CPU.
             #[allow(unsafe_code)]
@@ -470,13 +479,14 @@ pub fn groups32x2(
     {
         let wide = bits[0].max(bits[1]) > 10;
         if let (Some(a), Some(b)) = (
-            lut_tables(tables[0], bits[0], wide),
-            lut_tables(tables[1], bits[1], wide),
+            lut_tables(tables[0], bits[0], wide, outs[0].len()),
+            lut_tables(tables[1], bits[1], wide, outs[1].len()),
         ) {
-            let kernel = if wide {
-                lut::kernel2::<true>
-            } else {
-                lut::kernel2::<false>
+            let kernel = match (wide, a.identity() && b.identity()) {
+                (true, true) => lut::kernel2::<true, true>,
+                (true, false) => lut::kernel2::<true, false>,
+                (false, true) => lut::kernel2::<false, true>,
+                (false, false) => lut::kernel2::<false, false>,
             };
             // SAFETY: `lut_tables` found the kernel's instruction sets on this CPU.
             #[allow(unsafe_code)]

@@ -13,12 +13,16 @@
 //! blend for 64). The rank then names the symbol's frequency and start (word permutes of 64
 //! entries) and the state goes on as in the gathering kernels: `freq × (x >> bits) + slot −
 //! start`, the renormalization by `vpexpandd`. Two steps' ranks are packed to 32 bytes by one
-//! byte permute and mapped to their symbols by another (skipped where every rank is its own
-//! symbol, as in a full int6 alphabet).
+//! byte permute and mapped to their symbols by another (a kernel of its own, `ID`, skips that
+//! where every rank is its own symbol, as in a full int6 alphabet).
 //!
 //! The loop is bound by instruction throughput, not by a dependency chain, so unlike the
 //! gathering kernel it takes the next slot from the new state (`v & mask`, one instruction)
-//! rather than from the word or the unshifted state (a blend and a mask). Measured on Zen 4
+//! rather than from the word or the unshifted state (a blend and a mask). The two-stream
+//! kernel is short of registers (each stream's tables take nine or eleven of the 32), so the
+//! kernels come in two kinds, with the symbol map and without it (`ID`): a runtime flag had
+//! kept the map in a register it never used (the slice's row 1.35× → 1.48–1.49× zstd-22;
+//! sharing the masks and shift counts of two streams of one precision measured even). Measured on Zen 4
 //! (2026-12-06, two streams of 147,456 Gaussian int6 symbols, `decode_pair`): 11 bits 125.5 →
 //! 98.6 µs against the gathering kernel, 10 bits 175 → 90, 9 bits 125.5 → ~95.
 
@@ -37,9 +41,8 @@ pub(crate) struct Lut {
     /// Word `r` of the two: the frequency, and the start, of the symbol of rank `r`.
     freq: [__m512i; 2],
     start: [__m512i; 2],
-    /// Byte `r`: the symbol of rank `r`; `identity` where every rank is its own symbol.
+    /// Byte `r`: the symbol of rank `r`.
     sym: __m512i,
-    identity: bool,
     /// `2^bits − 1` (the slot), `w − 1` (the offset in a bucket).
     mask: __m512i,
     offset: __m512i,
@@ -67,6 +70,17 @@ pub(crate) struct Tables {
 
 /// The low word of each 32-bit lane.
 const LOW_WORDS: __mmask32 = 0x5555_5555;
+
+impl Tables {
+    /// Whether every rank is its own symbol (a full alphabet from 0, as int6 streams have):
+    /// the kernels then skip the rank → symbol map.
+    pub(crate) fn identity(&self) -> bool {
+        self.sym[..self.count]
+            .iter()
+            .enumerate()
+            .all(|(r, &s)| usize::from(s) == r)
+    }
+}
 
 impl Lut {
     /// The tables of `table` (packed entries `sym << 2F | freq << F | offset` at field width
@@ -134,10 +148,6 @@ impl Lut {
             freq: [v(freq), v(&freq[64..])],
             start: [v(start), v(&start[64..])],
             sym: v(&t.sym),
-            identity: t.sym[..t.count]
-                .iter()
-                .enumerate()
-                .all(|(r, &s)| usize::from(s) == r),
             mask: _mm512_set1_epi32(((1u32 << bits) - 1) as i32),
             offset: _mm512_set1_epi32(((1u32 << bshift) - 1) as i32),
             shift: _mm_cvtsi32_si128(bits as i32),
@@ -185,10 +195,10 @@ fn step<const WIDE: bool>(v: &mut __m512i, l: &Lut, window: &[u8; 64], d: &mut u
 }
 
 /// The 32 symbols of two steps' ranks `r`: their low bytes packed (and mapped to symbols
-/// unless every rank is its own symbol).
+/// unless `ID`: every rank is its own symbol).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vpopcntdq,popcnt")]
 #[inline]
-fn symbols(r: [__m512i; 2], l: &Lut, out: &mut [u8]) {
+fn symbols<const ID: bool>(r: [__m512i; 2], l: &Lut, out: &mut [u8]) {
     const PACK: [u8; 64] = {
         let mut t = [0u8; 64];
         let mut j = 0;
@@ -201,16 +211,17 @@ fn symbols(r: [__m512i; 2], l: &Lut, out: &mut [u8]) {
     };
     let idx: __m512i = bytemuck::cast(PACK);
     let mut p = _mm512_permutex2var_epi8(r[0], idx, r[1]);
-    if !l.identity {
+    if !ID {
         p = _mm512_permutexvar_epi8(p, l.sym);
     }
     let p: [u8; 64] = bytemuck::cast(p);
     out[..32].copy_from_slice(&p[..32]);
 }
 
-/// [`crate::groups32`] on the tables `t` of a stream at precision `bits`.
+/// [`crate::groups32`] on the tables `t` of a stream at precision `bits` (64 buckets if `WIDE`;
+/// `ID`: every rank is its own symbol).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vpopcntdq,popcnt")]
-pub(crate) fn kernel<const WIDE: bool>(
+pub(crate) fn kernel<const WIDE: bool, const ID: bool>(
     x: &mut [u32; 32],
     words: &[u8],
     mut p: usize,
@@ -228,7 +239,7 @@ pub(crate) fn kernel<const WIDE: bool>(
         let mut d = 0;
         let r0 = step::<WIDE>(&mut v[0], &l, w, &mut d);
         let r1 = step::<WIDE>(&mut v[1], &l, w, &mut d);
-        symbols([r0, r1], &l, group);
+        symbols::<ID>([r0, r1], &l, group);
         p += d;
         written += 32;
     }
@@ -239,7 +250,7 @@ pub(crate) fn kernel<const WIDE: bool>(
 /// [`kernel`] on two streams at once (their groups alternate in one loop, as in
 /// [`crate::avx512::kernel2`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vpopcntdq,popcnt")]
-pub(crate) fn kernel2<const WIDE: bool>(
+pub(crate) fn kernel2<const WIDE: bool, const ID: bool>(
     xs: [&mut [u32; 32]; 2],
     words: [&[u8]; 2],
     mut p: [usize; 2],
@@ -268,7 +279,7 @@ pub(crate) fn kernel2<const WIDE: bool>(
             }
         }
         for s in 0..2 {
-            symbols(r[s], &luts[s], groups[s]);
+            symbols::<ID>(r[s], &luts[s], groups[s]);
         }
         p[0] += d[0];
         p[1] += d[1];
