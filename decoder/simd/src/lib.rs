@@ -326,7 +326,7 @@ fn lut_tables(table: &[u32], bits: u32, wide: bool, out: usize) -> Option<lut::T
         })
     };
     (out >= LUT_MIN && active() == Level::Avx512 && gathers() == Gathers::Slow && cpu())
-        .then(|| lut::Lut::of(table, bits, wide))
+        .then(|| lut::Tables::of(table, bits, wide))
         .flatten()
 }
 
@@ -478,10 +478,10 @@ pub fn groups32x2(
     #[cfg(target_arch = "x86_64")]
     {
         let wide = bits[0].max(bits[1]) > 10;
-        if let (Some(a), Some(b)) = (
-            lut_tables(tables[0], bits[0], wide, outs[0].len()),
-            lut_tables(tables[1], bits[1], wide, outs[1].len()),
-        ) {
+        // The second stream's tables only where the first has them (a build walks the table).
+        let luts = lut_tables(tables[0], bits[0], wide, outs[0].len())
+            .and_then(|a| Some((a, lut_tables(tables[1], bits[1], wide, outs[1].len())?)));
+        if let Some((a, b)) = luts {
             let kernel = match (wide, a.identity() && b.identity()) {
                 (true, true) => lut::kernel2::<true, true>,
                 (true, false) => lut::kernel2::<true, false>,

@@ -1,5 +1,5 @@
-//! The AVX-512 kernels that find a slot's symbol without a gather (VBMI, VBMI2, BW,
-//! VPOPCNTDQ): for streams of at most 11 bits and 64 symbols, the tables a step needs fit in
+//! The AVX-512 kernels that find a slot's symbol without a gather (VBMI, BW, VPOPCNTDQ):
+//! for streams of at most 11 bits and 64 symbols, the tables a step needs fit in
 //! registers, and the lookup is a few permutes in place of the `vpgatherdd` of 16 lanes that
 //! bounds the gathering kernels where the gather is microcoded (on Zen 4 one issues every ~20
 //! cycles, where a 512-bit permute issues every cycle; see [`crate::Gathers`]).
@@ -22,9 +22,10 @@
 //! kernel is short of registers (each stream's tables take nine or eleven of the 32), so the
 //! kernels come in two kinds, with the symbol map and without it (`ID`): a runtime flag had
 //! kept the map in a register it never used (the slice's row 1.35× → 1.48–1.49× zstd-22;
-//! sharing the masks and shift counts of two streams of one precision measured even). Measured on Zen 4
-//! (2026-12-06, two streams of 147,456 Gaussian int6 symbols, `decode_pair`): 11 bits 125.5 →
-//! 98.6 µs against the gathering kernel, 10 bits 175 → 90, 9 bits 125.5 → ~95.
+//! sharing the masks and shift counts of two streams of one precision measured even).
+//! Measured on Zen 4 (2026-12-06, two streams of 147,456 Gaussian int6 symbols,
+//! `decode_pair`): 11 bits 125.5 → 98.6 µs against the gathering kernel, 10 bits 175 → 90,
+//! 9 bits 125.5 → ~95.
 
 use std::arch::x86_64::*;
 
@@ -72,17 +73,6 @@ pub(crate) struct Tables {
 const LOW_WORDS: __mmask32 = 0x5555_5555;
 
 impl Tables {
-    /// Whether every rank is its own symbol (a full alphabet from 0, as int6 streams have):
-    /// the kernels then skip the rank → symbol map.
-    pub(crate) fn identity(&self) -> bool {
-        self.sym[..self.count]
-            .iter()
-            .enumerate()
-            .all(|(r, &s)| usize::from(s) == r)
-    }
-}
-
-impl Lut {
     /// The tables of `table` (packed entries `sym << 2F | freq << F | offset` at field width
     /// `F` = 12, `2^bits` of them) in 64 buckets (`wide`) or 32, if the kernel can run it:
     /// `bits` in 1..=11 (1..=10 in 32 buckets, so that a bucket has at most 32 slots), at
@@ -134,6 +124,17 @@ impl Lut {
         (slot == n).then_some(t)
     }
 
+    /// Whether every rank is its own symbol (a full alphabet from 0, as int6 streams have):
+    /// the kernels then skip the rank → symbol map.
+    pub(crate) fn identity(&self) -> bool {
+        self.sym[..self.count]
+            .iter()
+            .enumerate()
+            .all(|(r, &s)| usize::from(s) == r)
+    }
+}
+
+impl Lut {
     /// `t` in registers, for a stream at precision `bits`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vpopcntdq,popcnt")]
     pub(crate) fn new(t: &Tables, bits: u32) -> Lut {
