@@ -358,13 +358,14 @@ impl<'a> Artifact<'a> {
     /// The tensors `indices` (indices into the table; others are left out), grouped for
     /// [`Artifact::decode_group`]: those whose streams can run in lockstep
     /// ([`Artifact::lockstep_lanes`]) in groups of their lane count, as many as one loop takes
-    /// (`RansDecoder::lockstep_width`: [`GROUP`] 8-lane streams; 32-lane `int` streams decode
-    /// alone, see [`Artifact::lockstep_lanes`]), ordered by
+    /// (`RansDecoder::lockstep_width`: [`GROUP`] 8-lane streams, two 32-lane ones where
+    /// those pair up, see [`Artifact::lockstep_lanes`]), ordered by
     /// element count, largest first, so the streams of a group are about as long (the
     /// lockstep part is the shortest one), and among tensors of one count by row length (a
     /// clustered stream's lockstep steps end at its rows' ends); the rest (other codecs, prototype rows, a stream
     /// left alone) one to a group. The groups come largest first; ties keep the order of
-    /// `indices`, so the groups depend only on the artifact and `indices`.
+    /// `indices`, so the groups depend only on the artifact, `indices` and whether this CPU
+    /// pairs 32-lane streams (`RansDecoder::rows_pair_up`); the values decoded never do.
     #[cfg(feature = "alloc")]
     pub fn group(&self, indices: &[u32]) -> alloc::vec::Vec<alloc::vec::Vec<u32>> {
         self.group_with(indices, |t| self.lockstep_lanes(t))
@@ -452,8 +453,10 @@ impl<'a> Artifact<'a> {
 
     /// The lane count of `info`'s stream where [`Artifact::decode_group`] can run it in
     /// lockstep beside other tensors' streams of as many lanes (an `int` tensor without
-    /// prototype rows, with the `simd` feature: `codec::int::pairable`; not a 32-lane one
-    /// there, which decodes faster alone on the row kernel); 0 otherwise.
+    /// prototype rows, with the `simd` feature: `codec::int::pairable`; a 32-lane one only
+    /// where two run faster side by side on the row kernel than alone, an int6 stream of up
+    /// to 11 bits where the kernels without a gather run: `RansDecoder::rows_pair_up`); 0
+    /// otherwise.
     pub fn lockstep_lanes(&self, info: &TensorInfo<'_>) -> usize {
         self.lockstep_lanes_in(info, self.payload(info))
     }

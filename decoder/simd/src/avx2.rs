@@ -287,8 +287,7 @@ pub(crate) fn rows<
     cols: usize,
     rows: usize,
 ) -> usize {
-    use crate::{RowOut, RowStart};
-    let low = (1u32 << F) - 1;
+    use crate::RowStart;
     let lanes = 8 * V;
     let mut v: [[__m256i; V]; N] = core::array::from_fn(|s| {
         core::array::from_fn(|k| {
@@ -302,25 +301,13 @@ pub(crate) fn rows<
         .each_ref()
         .map(|s| (s.tables, s.table_count, s.bits, s.start));
     let turn = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
-    // Each stream's row output, by kind (the other one empty).
-    let mut syms_out: [&mut [u8]; N] = core::array::from_fn(|_| &mut [][..]);
-    let mut f32_out: [&mut [f32]; N] = core::array::from_fn(|_| &mut [][..]);
-    let mut scales: [&[f32]; N] = [&[]; N];
-    let mut qmax = [_mm256_setzero_ps(); N];
-    for (s, t) in st.iter_mut().enumerate() {
-        match &mut t.out {
-            RowOut::Symbols(o) => syms_out[s] = o,
-            RowOut::F32 {
-                out,
-                scales: sc,
-                qmax: q,
-            } => {
-                f32_out[s] = out;
-                scales[s] = sc;
-                qmax[s] = _mm256_set1_ps(*q);
-            }
-        }
-    }
+    let crate::RowOuts {
+        symbols: syms_out,
+        f32s: f32_out,
+        scales,
+        qmax,
+    } = crate::RowOuts::of(st);
+    let qmax = qmax.map(|q| _mm256_set1_ps(q));
     let mut done = 0;
     'rows: while done < rows {
         let (v_then, p_then) = (v, p);
@@ -343,18 +330,11 @@ pub(crate) fn rows<
                     let mut table = 0;
                     if ctx {
                         let x = _mm256_cvtsi256_si32(v[s][0]) as u32;
-                        let Some(&e) = entries.get((x & ((1 << bits) - 1)) as usize) else {
+                        let table0 = (entries, F as u32, bits);
+                        let Some((sym, n)) = crate::context_step(x, table0, words[s], &mut p[s])
+                        else {
                             return false;
                         };
-                        let sym = (e >> S) as usize;
-                        let mut n = ((e >> F) & low) * (x >> bits) + (e & low);
-                        if n < 1 << 16 {
-                            let Some(w) = words[s].get(2 * p[s]..2 * p[s] + 2) else {
-                                return false;
-                            };
-                            n = n << 16 | u32::from(u16::from_le_bytes([w[0], w[1]]));
-                            p[s] += 1;
-                        }
                         table = match start {
                             RowStart::Plain => 0,
                             RowStart::Clusters => 1 + sym,

@@ -317,6 +317,15 @@ const LUT_MIN: usize = 4096;
 /// asked for `out` ≥ [`LUT_MIN`] symbols.
 #[cfg(target_arch = "x86_64")]
 fn lut_tables(table: &[u32], bits: u32, wide: bool, out: usize) -> Option<lut::Tables> {
+    (out >= LUT_MIN && lut_cpu())
+        .then(|| lut::Tables::of(table, bits, wide))
+        .flatten()
+}
+
+/// Whether the kernels without a gather ([`lut`]) run here: on the AVX-512 level with slow
+/// gathers ([`Gathers`]) on a CPU with AVX-512 VBMI, BW and VPOPCNTDQ.
+#[cfg(target_arch = "x86_64")]
+fn lut_cpu() -> bool {
     static CPU: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let cpu = || {
         *CPU.get_or_init(|| {
@@ -325,9 +334,68 @@ fn lut_tables(table: &[u32], bits: u32, wide: bool, out: usize) -> Option<lut::T
                 && std::is_x86_feature_detected!("avx512vpopcntdq")
         })
     };
-    (out >= LUT_MIN && active() == Level::Avx512 && gathers() == Gathers::Slow && cpu())
-        .then(|| lut::Tables::of(table, bits, wide))
-        .flatten()
+    active() == Level::Avx512 && gathers() == Gathers::Slow && cpu()
+}
+
+/// Whether two 32-lane streams of `bits` (with at most 64 symbols a table, plain or
+/// clustered rows) run faster side by side in [`rows`] than one after the other: where the
+/// kernels without a gather run ([`lut_cpu`]) and take them (`bits` ≤ 11). With gathers
+/// (or loads) a pair is no faster than two streams alone (the row kernel is bound by them).
+pub fn rows_pair_up(bits: u32) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        (1..=11).contains(&bits) && lut_cpu()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = bits;
+        false
+    }
+}
+
+/// [`rows`] on the kernels without a gather, where they run ([`lut_cpu`]) and take these
+/// streams: 32 lanes, plain or clustered rows, every table of at most 11 bits and 64
+/// symbols, at least [`LUT_MIN`] symbols a stream asked for. `None`: nothing done.
+#[cfg(target_arch = "x86_64")]
+fn lut_rows(streams: &mut [RowStream<'_>], cols: usize, count: usize) -> Option<usize> {
+    if streams[0].x.len() != 32 || count.saturating_mul(cols) < LUT_MIN || !lut_cpu() {
+        return None;
+    }
+    let wide = streams.iter().any(|t| t.bits > 10);
+    let f32s = matches!(streams[0].out, RowOut::F32 { .. });
+    macro_rules! go {
+        ($n:literal) => {{
+            let st: &mut [RowStream<'_>; $n] = streams.try_into().ok()?;
+            let mut id = true;
+            let mut tables = Vec::with_capacity($n);
+            for t in st.iter() {
+                let (table, i) = lut::row_tables(t, wide)?;
+                id &= i;
+                tables.push(table);
+            }
+            let rt: [&lut::RowTables; $n] = core::array::from_fn(|s| &tables[s]);
+            type Kernel =
+                unsafe fn(&mut [RowStream<'_>; $n], [&lut::RowTables; $n], usize, usize) -> usize;
+            let kernel: Kernel = match (wide, id, f32s) {
+                (false, false, false) => lut::rows::<$n, false, false, false>,
+                (false, false, true) => lut::rows::<$n, false, false, true>,
+                (false, true, false) => lut::rows::<$n, false, true, false>,
+                (false, true, true) => lut::rows::<$n, false, true, true>,
+                (true, false, false) => lut::rows::<$n, true, false, false>,
+                (true, false, true) => lut::rows::<$n, true, false, true>,
+                (true, true, false) => lut::rows::<$n, true, true, false>,
+                (true, true, true) => lut::rows::<$n, true, true, true>,
+            };
+            // SAFETY: `lut_cpu` found the kernel's instruction sets on this CPU.
+            #[allow(unsafe_code)]
+            Some(unsafe { kernel(st, rt, cols, count) })
+        }};
+    }
+    match streams.len() {
+        1 => go!(1),
+        2 => go!(2),
+        _ => None,
+    }
 }
 
 /// What a many-stream kernel relies on: each precision in 1..=13 with a table of at least
@@ -609,6 +677,62 @@ impl RowOut<'_> {
     }
 }
 
+/// Each row stream's output, by kind (the other one empty; f32 outputs with their row scales
+/// and `qmax`): what the row kernels write to.
+#[cfg(target_arch = "x86_64")]
+struct RowOuts<'o, const N: usize> {
+    symbols: [&'o mut [u8]; N],
+    f32s: [&'o mut [f32]; N],
+    scales: [&'o [f32]; N],
+    qmax: [f32; N],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'o, const N: usize> RowOuts<'o, N> {
+    fn of(st: &'o mut [RowStream<'_>; N]) -> RowOuts<'o, N> {
+        let mut o = RowOuts {
+            symbols: core::array::from_fn(|_| &mut [][..]),
+            f32s: core::array::from_fn(|_| &mut [][..]),
+            scales: [&[]; N],
+            qmax: [0.0; N],
+        };
+        for (s, t) in st.iter_mut().enumerate() {
+            match &mut t.out {
+                RowOut::Symbols(out) => o.symbols[s] = out,
+                RowOut::F32 { out, scales, qmax } => {
+                    o.f32s[s] = out;
+                    o.scales[s] = scales;
+                    o.qmax[s] = *qmax;
+                }
+            }
+        }
+        o
+    }
+}
+
+/// The scalar step of a row's context symbol (FORMAT.md §5.2.1, §5.2.2) from the state `x`
+/// of loop lane 0, on table 0 (`entries`, packed at field width `f`, precision `bits`): the
+/// symbol and the lane's next state, which takes the word of `words` at `p` (then advanced)
+/// where it falls below `2^16`; `None` where the table or the words do not hold that.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn context_step(
+    x: u32,
+    (entries, f, bits): (&[u32], u32, u32),
+    words: &[u8],
+    p: &mut usize,
+) -> Option<(usize, u32)> {
+    let low = (1u32 << f) - 1;
+    let e = *entries.get((x & ((1 << bits) - 1)) as usize)?;
+    let mut n = ((e >> f) & low) * (x >> bits) + (e & low);
+    if n < 1 << 16 {
+        let w = words.get(2 * *p..2 * *p + 2)?;
+        n = n << 16 | u32::from(u16::from_le_bytes([w[0], w[1]]));
+        *p += 1;
+    }
+    Some(((e >> (2 * f)) as usize, n))
+}
+
 /// One stream of [`rows`]: a decoder's lanes, words and packed tables at a row's start, and
 /// where its rows go.
 #[derive(Debug)]
@@ -640,6 +764,11 @@ pub struct RowStream<'a> {
 /// `table_count`: such a row is left to the caller, whose scalar decode reports what is
 /// wrong with it.
 ///
+/// Where the kernels without a gather run ([`lut`]), 32-lane streams of plain or clustered
+/// rows whose every table has at most 11 bits and 64 symbols decode on them (a pair of such
+/// streams side by side is then faster than one after the other: [`rows_pair_up`]);
+/// elsewhere on the AVX2 kernel (with loads in place of gathers where those are slow).
+///
 /// Returns the rows written to each, or `None` (nothing done) without a kernel, for
 /// unsupported shapes (lane counts, `cols`, precisions outside 1..=13 or of different field
 /// widths), or tables shorter than `table_count << bits`.
@@ -666,6 +795,9 @@ pub fn rows(streams: &mut [RowStream<'_>], cols: usize) -> Option<usize> {
     {
         if active() == Level::Scalar {
             return None;
+        }
+        if let Some(rows) = lut_rows(streams, cols, count) {
+            return Some(rows);
         }
         let f13 = field_bits(streams[0].bits) == 13;
         let loads = gathers() == Gathers::Slow;

@@ -26,6 +26,18 @@
 //! Measured on Zen 4 (2026-12-06, two streams of 147,456 Gaussian int6 symbols,
 //! `decode_pair`): 11 bits 125.5 → 98.6 µs against the gathering kernel, 10 bits 175 → 90,
 //! 9 bits 125.5 → ~95.
+//!
+//! The row kernel ([`rows`], for [`crate::rows`]) runs the same step on one or two 32-lane
+//! streams of plain or clustered rows: every table a row can name is built once a call, and
+//! each row starts with its table's registers, loaded from those (copied into the row's
+//! locals, not read through a reference: the slice's pair 0.545 → 0.515 ns a weight). With
+//! gathers (or loads) a pair on the row kernel was no faster than two streams alone; on these
+//! kernels it is (the bundled slice's clustered matrices into f32, Zen 4: one 0.61–0.63 ns a
+//! weight, two side by side 0.44–0.45), so the decoder pairs such streams
+//! ([`crate::rows_pair_up`]). A kernel for 8-lane streams (four in a loop, their steps on
+//! 256-bit vectors with the tables' permutes on 512-bit ones) measured no faster than the
+//! AVX2 loads (0.49 ns a symbol at 10 bits; 0.44 with `vpexpandd` renormalization, but a call
+//! of 2,048 symbols a stream does not win its tables' build back) and is not built.
 
 use std::arch::x86_64::*;
 
@@ -67,6 +79,19 @@ pub(crate) struct Tables {
     count: usize,
     /// `log2 w`: a slot's bucket is `slot >> shift`.
     shift: u32,
+}
+
+impl Tables {
+    /// Tables of nothing.
+    const EMPTY: Tables = Tables {
+        first: [0; 64],
+        starts: [0; 64],
+        freq: [0; 64],
+        start: [0; 64],
+        sym: [0; 64],
+        count: 0,
+        shift: 0,
+    };
 }
 
 /// The low word of each 32-bit lane.
@@ -289,4 +314,180 @@ pub(crate) fn kernel2<const WIDE: bool, const ID: bool>(
     crate::avx512::save(&v[0], x0);
     crate::avx512::save(&v[1], x1);
     (written, p)
+}
+
+/// The register tables of each table of a [`crate::RowStream`] that its rows decode with
+/// (table 0 for plain rows; tables 1.. with clusters, table 0 being the cluster ids'), or
+/// `None` if any cannot be built ([`Tables::of`]; prototype rows are not taken); with
+/// whether every rank of every one is its own symbol.
+pub(crate) fn row_tables(t: &crate::RowStream<'_>, wide: bool) -> Option<(RowTables, bool)> {
+    use crate::RowStart;
+    let first = match t.start {
+        RowStart::Plain => 0,
+        RowStart::Clusters => 1,
+        RowStart::Protos { .. } => return None,
+    };
+    if t.table_count > MAX_ROW_TABLES || first >= t.table_count {
+        return None;
+    }
+    let mut out = RowTables {
+        tables: core::array::from_fn(|_| None),
+    };
+    let mut id = true;
+    for k in first..t.table_count {
+        let table = Tables::of(t.tables.get(k << t.bits..)?, t.bits, wide)?;
+        id &= table.identity();
+        out.tables[k] = Some(table);
+    }
+    Some((out, id))
+}
+
+/// Tables a row stream may hold: the cluster ids' and one per cluster (FORMAT.md §5.2.1:
+/// at most 8 clusters).
+const MAX_ROW_TABLES: usize = 9;
+
+/// A row stream's [`Tables`], by table number.
+pub(crate) struct RowTables {
+    tables: [Option<Tables>; MAX_ROW_TABLES],
+}
+
+/// [`crate::rows`] for `N` (1 or 2) 32-lane streams of plain or clustered rows on the tables
+/// `rt[s]` ([`row_tables`]; 64 buckets if `WIDE`, `ID` where every rank is its own symbol),
+/// into f32 outputs where `F32S`, else symbols: as `crate::avx2::rows` does, a row's context
+/// symbol by one scalar step from loop lane 0 and the lanes turned by one (in registers),
+/// a row all or nothing, the steps of the two streams side by side.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vpopcntdq,popcnt")]
+pub(crate) fn rows<const N: usize, const WIDE: bool, const ID: bool, const F32S: bool>(
+    st: &mut [crate::RowStream<'_>; N],
+    rt: [&RowTables; N],
+    cols: usize,
+    rows: usize,
+) -> usize {
+    use crate::RowStart;
+    let mut v: [[__m512i; 2]; N] = core::array::from_fn(|s| {
+        core::array::from_fn(|k| {
+            let x = st[s].x.get(16 * k..16 * k + 16).unwrap_or(&[0; 16]);
+            bytemuck::cast::<[u32; 16], __m512i>(x.try_into().unwrap_or([0; 16]))
+        })
+    });
+    let mut p = st.each_ref().map(|s| s.p);
+    let words = st.each_ref().map(|s| s.words);
+    let tables = st
+        .each_ref()
+        .map(|s| (s.tables, s.table_count, s.bits, s.start));
+    // Loop lane `j` takes lane `j + 1` (lane 15 of a vector from the other's lane 0).
+    let turn = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0);
+    let low_bytes = core::hint::black_box(0x1111_1111_1111_1111u64);
+    let crate::RowOuts {
+        symbols: syms_out,
+        f32s: f32_out,
+        scales,
+        qmax,
+    } = crate::RowOuts::of(st);
+    let qmax = qmax.map(|q| _mm512_set1_ps(q));
+    let mut done = 0;
+    'rows: while done < rows {
+        let (v_then, p_then) = (v, p);
+        let mut table = [0usize; N];
+        let mut scale = [_mm512_setzero_ps(); N];
+        for s in 0..N {
+            let (entries, table_count, bits, start) = tables[s];
+            let ctx = start == RowStart::Clusters;
+            // The row's words, at most one a symbol, are all there: no read below fails.
+            let ok = p[s] + cols + usize::from(ctx) <= words[s].len() / 2
+                && if F32S {
+                    f32_out[s].len() >= (done + 1) * cols
+                } else {
+                    syms_out[s].len() >= (done + 1) * cols
+                };
+            if !ok {
+                (v, p) = (v_then, p_then);
+                break 'rows;
+            }
+            if F32S {
+                let Some(&sc) = scales[s].get(done) else {
+                    (v, p) = (v_then, p_then);
+                    break 'rows;
+                };
+                scale[s] = _mm512_set1_ps(sc);
+            }
+            if ctx {
+                // (Field width 12: these kernels take at most 11 bits.)
+                let x = _mm512_cvtsi512_si32(v[s][0]) as u32;
+                let step = crate::context_step(x, (entries, 12, bits), words[s], &mut p[s]);
+                let Some((sym, n)) = step else {
+                    (v, p) = (v_then, p_then);
+                    break 'rows;
+                };
+                table[s] = 1 + sym;
+                if table[s] >= table_count {
+                    (v, p) = (v_then, p_then);
+                    break 'rows;
+                }
+                let first = _mm512_mask_blend_epi32(1, v[s][0], _mm512_set1_epi32(n as i32));
+                let r = [first, v[s][1]].map(|x| _mm512_permutexvar_epi32(turn, x));
+                v[s] = [
+                    _mm512_mask_blend_epi32(0x8000, r[0], r[1]),
+                    _mm512_mask_blend_epi32(0x8000, r[1], r[0]),
+                ];
+            }
+        }
+        // (`row_tables` built every table a row can name: `EMPTY` is never used.)
+        let lut: [Lut; N] = core::array::from_fn(|s| {
+            let t = rt[s].tables[table[s]].as_ref();
+            Lut::new(t.unwrap_or(&Tables::EMPTY), tables[s].2)
+        });
+        let at = done * cols;
+        let mut g = 0;
+        while g < cols {
+            let mut windows = [&[0u8; 64]; N];
+            for (s, w) in windows.iter_mut().enumerate() {
+                let Some(window) = crate::avx512::window(words[s], p[s]) else {
+                    (v, p) = (v_then, p_then);
+                    break 'rows;
+                };
+                *w = window;
+            }
+            let mut d = [0usize; N];
+            let mut r = [[_mm512_setzero_si512(); 2]; N];
+            for k in 0..2 {
+                for s in 0..N {
+                    r[s][k] = step::<WIDE>(&mut v[s][k], &lut[s], windows[s], &mut d[s]);
+                }
+            }
+            for s in 0..N {
+                p[s] += d[s];
+                if F32S {
+                    for (k, rank) in r[s].iter().enumerate() {
+                        let sym = if ID {
+                            *rank
+                        } else {
+                            _mm512_maskz_permutexvar_epi8(low_bytes, *rank, lut[s].sym)
+                        };
+                        let o = at + g + 16 * k;
+                        if let Some(o) = f32_out[s].get_mut(o..o + 16) {
+                            let w = _mm512_mul_ps(
+                                _mm512_sub_ps(_mm512_cvtepi32_ps(sym), qmax[s]),
+                                scale[s],
+                            );
+                            o.copy_from_slice(&bytemuck::cast::<__m512, [f32; 16]>(w));
+                        }
+                    }
+                } else if let Some(o) = syms_out[s].get_mut(at + g..at + g + 32) {
+                    symbols::<ID>(r[s], &lut[s], o);
+                }
+            }
+            g += 32;
+        }
+        done += 1;
+    }
+    for (t, (vs, ps)) in st.iter_mut().zip(v.iter().zip(p)) {
+        for (k, vk) in vs.iter().enumerate() {
+            if let Some(x) = t.x.get_mut(16 * k..16 * k + 16) {
+                x.copy_from_slice(&bytemuck::cast::<__m512i, [u32; 16]>(*vk));
+            }
+        }
+        t.p = ps;
+    }
+    done
 }

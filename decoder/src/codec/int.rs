@@ -197,9 +197,11 @@ pub fn decode(
 const CHUNK: usize = 2048;
 
 /// Rows decoded at a time on the row kernel ([`RansDecoder::decode_rows`]), at most (and, into
-/// a symbol buffer, at most `CHUNK` symbols; into f32 outputs the kernel writes directly, and
-/// the slice's rows of 384 went 5 to a call, whose setup cost 7 % of the decode).
-const ROW_BATCH: usize = 64;
+/// a buffer of other outputs, at most `CHUNK` symbols; into f32 or symbol outputs the kernel
+/// writes directly: the slice's rows of 384 went 5 to a call, whose setup cost 7 % of the
+/// decode, and 64 to a call cost the kernels without a gather 5–10 % in building their
+/// tables; the slice's pair into f32 at 256 rows 0.44 ns a weight, at 64 0.48).
+const ROW_BATCH: usize = 256;
 
 /// One tensor of [`decode_group`]: what [`decode`] (or [`decode_symbols`]) takes, its
 /// payload's parts checked by [`pairable`].
@@ -239,8 +241,10 @@ impl Dest<'_, '_> {
 /// no prototypes, at least one column, a stream whose lanes pair up
 /// ([`RansDecoder::lanes_pair_up`] with another such), and not one that [`decode`] runs on
 /// the row kernel alone (32 lanes where it is built: one such stream at a time measured
-/// faster than two in lockstep, 4 % on the bundled slice's clustered matrices, as fast on
-/// plain ones). `None` otherwise (or where the parts fail their checks).
+/// faster than two in lockstep with gathers, 4 % on the bundled slice's clustered matrices,
+/// as fast on plain ones) unless two of its kind run faster in lockstep on the kernels
+/// without a gather ([`RansDecoder::rows_pair_up`]: int6 at up to 11 bits where those run).
+/// `None` otherwise (or where the parts fail their checks).
 pub fn pairable<'a>(info: &TensorInfo<'_>, p: &IntParams, payload: &'a [u8]) -> Option<Parts<'a>> {
     let mut slot = None;
     pairable_in(info, p, payload, &mut slot);
@@ -262,7 +266,10 @@ pub fn pairable_in<'a>(
     let parts = slot.insert(Parts::empty());
     let ok = parts.read(info, p, payload).is_ok() && {
         let lanes = parts.stream.lanes as usize;
-        RansDecoder::lanes_pair_up(lanes, lanes) && !whole_rows_first(p, parts)
+        // A 32-lane stream otherwise decodes alone on the row kernel (`whole_rows_first`).
+        let rows_pair =
+            p.protos == 0 && p.bits <= 6 && RansDecoder::rows_pair_up(parts.stream.prob_bits);
+        RansDecoder::lanes_pair_up(lanes, lanes) && (!whole_rows_first(p, parts) || rows_pair)
     };
     if !ok {
         *slot = None;
@@ -426,19 +433,31 @@ pub fn decode_group<const N: usize>(
             }
             cols = g.rows.cols;
         }
-        // Plain tensors alone run faster in chunks across rows (`decode_present`).
-        let clustered = going.iter().flatten().any(|g| live(g) && g.rows.clustered);
-        let f32s = going
+        // Plain 8-lane tensors run faster in chunks across rows (`decode_present`); 32-lane
+        // ones are grouped only where the row kernel runs them faster in lockstep
+        // (`pairable`).
+        let clustered = going
             .iter()
             .flatten()
-            .filter(|g| live(g))
-            .all(|g| matches!(g.out, Dest::Out(Output::F32(_))));
-        // Rows wider than `bufs` only into f32 outputs (which the kernel writes directly).
-        if cols == 0 || (cols > CHUNK && !f32s) || !clustered {
+            .any(|g| live(g) && (g.rows.clustered || g.dec.lanes() == 32));
+        let all = |f: fn(&Dest<'_, '_>) -> bool| {
+            going
+                .iter()
+                .flatten()
+                .filter(|g| live(g))
+                .all(|g| f(&g.out))
+        };
+        let f32s = all(|d| matches!(d, Dest::Out(Output::F32(_))));
+        let syms = all(|d| matches!(d, Dest::Symbols { .. }));
+        // Rows wider than `bufs` only into f32 or symbol outputs (which the kernel writes
+        // directly).
+        let direct = f32s || syms;
+        if cols == 0 || (cols > CHUNK && !direct) || !clustered {
             return 0;
         }
-        // Into f32 buffers the kernel writes the outputs directly; symbols go through `bufs`.
-        let batch = if f32s {
+        // Into f32 or symbol buffers the kernel writes the outputs directly (the row scales
+        // read ahead); other outputs go through `bufs`.
+        let batch = if direct {
             ROW_BATCH
         } else {
             (CHUNK / cols).min(ROW_BATCH)
@@ -448,7 +467,7 @@ pub fn decode_group<const N: usize>(
         for g in going.iter_mut().flatten().filter(|g| live(g)) {
             let left = (g.numel / cols as u64).saturating_sub((g.rows.at / cols) as u64);
             let want = batch.min(left as usize);
-            rows = rows.min(if f32s {
+            rows = rows.min(if direct {
                 g.ahead.fill(&mut g.scales, want)
             } else {
                 want
@@ -487,6 +506,10 @@ pub fn decode_group<const N: usize>(
                     scales: ahead.ready(),
                     qmax: r.qmax,
                 },
+                Dest::Symbols { symbols, .. } if syms => {
+                    let end = r.at + rows * cols;
+                    RowOut::Symbols(symbols.get_mut(r.at..end).unwrap_or_default())
+                }
                 _ => RowOut::Symbols(&mut b[..rows * cols]),
             };
         }
@@ -498,7 +521,14 @@ pub fn decode_group<const N: usize>(
             let Some(g) = g.as_mut().filter(|_| on) else {
                 continue;
             };
-            if f32s {
+            if direct {
+                if let Dest::Symbols { scales, .. } = &mut g.out {
+                    let first = g.rows.at / cols;
+                    let ready = g.ahead.ready().get(..rows).unwrap_or_default();
+                    if let Some(s) = scales.get_mut(first..first + ready.len()) {
+                        s.copy_from_slice(ready);
+                    }
+                }
                 g.ahead.consume(rows);
                 g.rows.at += rows * cols;
                 continue;

@@ -338,8 +338,8 @@ mod tests {
     /// every ordered pair of tensors, 8- and 32-lane streams, with and without clusters,
     /// coded scales and prototypes, into f32, f16 and bf16; `decode_group` of four and three
     /// likewise; and both take the lockstep path for every pair or group of 8-lane `int`
-    /// tensors without prototypes (with the `simd` feature; 32-lane ones decode alone on the
-    /// row kernel).
+    /// tensors without prototypes (with the `simd` feature), and of 32-lane ones where the
+    /// kernels without a gather run (elsewhere they decode alone on the row kernel).
     #[test]
     fn decode_pair_is_two_decodes() {
         use super::int::Dest;
@@ -354,7 +354,7 @@ mod tests {
             ts.iter().any(|t| matches!(t.codec, Codec::Int(p) if f(&p)))
         };
         let model = pair_model();
-        let (mut lockstep, mut checked_sinks) = (0, 0);
+        let (mut lockstep, mut checked_sinks, mut lockstep32) = (0, 0, 0);
         for (lanes, rich) in [(8u8, false), (8, true), (32, false), (32, true)] {
             let opts = PackOptions {
                 lanes,
@@ -370,10 +370,14 @@ mod tests {
                 ..PackOptions::default()
             };
             let bytes = pack(&model, &opts, |_, _, _| {}).unwrap().artifact;
-            // Lockstep where it can pay: 8-lane streams with the `simd` feature (32-lane ones
-            // decode alone on the row kernel there).
-            let pairs_up = cfg!(all(feature = "simd", not(feature = "small"))) && lanes == 8;
+            // Lockstep where it can pay: 8-lane streams with the `simd` feature; 32-lane ones
+            // where the row kernel runs two faster than one (`pairable`: int6 where the kernels
+            // without a gather run), else alone on the row kernel.
+            let simd = cfg!(all(feature = "simd", not(feature = "small")));
             let art = Artifact::parse(&bytes).unwrap();
+            let pairs_up = |t: &crate::TensorInfo<'_>| {
+                simd && plain(t) && (lanes == 8 || art.lockstep_lanes(t) == 32)
+            };
             let ts: Vec<_> = art.tensors().collect();
             let scratch = |t| vec![0u8; art.scratch_len(t).unwrap()];
             let alone: Vec<Vec<f32>> = ts
@@ -403,8 +407,9 @@ mod tests {
                             &mut scratch(b),
                         ),
                     ]);
-                    if pairs_up && plain(a) && plain(b) {
+                    if pairs_up(a) && pairs_up(b) {
                         assert_eq!(fast, Some([Ok(()), Ok(())]), "{lanes} lanes, {i}, {j}");
+                        lockstep32 += usize::from(lanes == 32);
                         assert_eq!(
                             (&oa, &ob),
                             (&alone[i], &alone[j]),
@@ -530,7 +535,7 @@ mod tests {
                     (j.info, payload, out, j.scratch)
                 }));
                 assert_eq!(symbols_fast.is_some(), fast.is_some(), "{lanes} lanes, {i}");
-                if pairs_up && four.iter().all(|&t| plain(&ts[t])) {
+                if four.iter().all(|&t| pairs_up(&ts[t])) {
                     assert_eq!(
                         fast,
                         Some([Ok(()), Ok(()), Ok(()), Ok(())]),
@@ -593,7 +598,9 @@ mod tests {
                 assert_eq!(alone_kinds.len(), n, "{groups:?}");
                 assert_eq!(
                     ts.iter().filter(|t| art.lockstep_lanes(t) > 0).count() > 0,
-                    pairs_up && has(&ts, |p| p.protos == 0),
+                    // (Every 32-lane stream here is int6 at 11 bits or fewer.)
+                    simd && has(&ts, |p| p.protos == 0)
+                        && (opts.lanes == 8 || crate::layout::RansDecoder::rows_pair_up(11)),
                     "lockstep_lanes"
                 );
                 seen.sort_unstable();
@@ -667,7 +674,7 @@ mod tests {
                     &pb,
                     art2.payload(b),
                 ));
-                if !(pairs_up && plain(a) && plain(b)) {
+                if !(pairs_up(a) && pairs_up(b)) {
                     assert!(parts.is_none(), "{lanes} lanes, {i}");
                     continue;
                 }
@@ -707,6 +714,9 @@ mod tests {
         if cfg!(all(feature = "simd", not(feature = "small"))) {
             assert!(lockstep > 0, "no pair or group of tensors in lockstep");
             assert!(checked_sinks > 0, "no damaged tensor failed in lockstep");
+            // Where the kernels without a gather run, 32-lane pairs ran in lockstep too.
+            let lut = crate::layout::RansDecoder::rows_pair_up(11);
+            assert_eq!(lockstep32 > 0, lut, "32-lane pairs in lockstep");
         }
     }
 }

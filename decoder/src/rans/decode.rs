@@ -294,6 +294,11 @@ impl<'a, 's> RansDecoder<'a, 's> {
         (self.done, self.word, self.states)
     }
 
+    /// The stream's lane count.
+    pub fn lanes(&self) -> usize {
+        self.lanes
+    }
+
     /// Symbols not yet produced.
     pub fn remaining(&self) -> u64 {
         self.total - self.done
@@ -392,6 +397,21 @@ impl<'a, 's> RansDecoder<'a, 's> {
     /// gains.
     pub const fn lanes_pair_up(a: usize, b: usize) -> bool {
         cfg!(all(feature = "simd", not(feature = "small"))) && a == b && (a == 32 || a == 8)
+    }
+
+    /// Whether two 32-lane streams of `prob_bits` with at most 64 symbols a table run faster
+    /// in lockstep on the row kernel than one after the other: where the kernels without a
+    /// gather run ([`pcll_rans_simd::rows_pair_up`]); a plain build never pairs them.
+    pub fn rows_pair_up(prob_bits: u8) -> bool {
+        #[cfg(all(feature = "simd", not(feature = "small")))]
+        {
+            pcll_rans_simd::rows_pair_up(u32::from(prob_bits))
+        }
+        #[cfg(not(all(feature = "simd", not(feature = "small"))))]
+        {
+            let _ = prob_bits;
+            false
+        }
     }
 
     /// How many streams of `lanes` lanes one lockstep loop of [`Self::decode_each`] takes:
@@ -1794,6 +1814,9 @@ mod tests {
                         row_case(Clusters, 30, cols, 3, lanes, 8),
                         row_case(Clusters, 30, cols, 2, lanes, 9),
                     ],
+                    // One stream alone (on the kernels without a gather too, where they run).
+                    vec![row_case(Clusters, 80, cols, 2, lanes, 12)],
+                    vec![row_case(Plain, 72, cols, 1, lanes, 13)],
                 ];
                 for set in sets {
                     if lanes == 32 && set.len() > 2 {
