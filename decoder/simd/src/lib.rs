@@ -710,6 +710,16 @@ impl<'o, const N: usize> RowOuts<'o, N> {
     }
 }
 
+/// Leaves each row stream's lanes at `states[s]` (loop order) and its next word at `p[s]`.
+#[cfg(target_arch = "x86_64")]
+fn put_back<const N: usize>(st: &mut [RowStream<'_>; N], states: [&[u32]; N], p: [usize; N]) {
+    for ((t, x), p) in st.iter_mut().zip(states).zip(p) {
+        let n = t.x.len().min(x.len());
+        t.x[..n].copy_from_slice(&x[..n]);
+        t.p = p;
+    }
+}
+
 /// The scalar step of a row's context symbol (FORMAT.md §5.2.1, §5.2.2) from the state `x`
 /// of loop lane 0, on table 0 (`entries`, packed at field width `f`, precision `bits`): the
 /// symbol and the lane's next state, which takes the word of `words` at `p` (then advanced)
