@@ -301,8 +301,8 @@ pub(crate) fn rows<
         .each_ref()
         .map(|s| (s.tables, s.table_count, s.bits, s.start));
     let turn = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
-    let outs = crate::RowOuts::of(st);
-    let qmax = outs.qmax.map(|q| _mm256_set1_ps(q));
+    let (syms_out, f32_out, scales, qmax) = crate::row_outs(st);
+    let qmax = qmax.map(|q| _mm256_set1_ps(q));
     let mut done = 0;
     'rows: while done < rows {
         let (v_then, p_then) = (v, p);
@@ -362,13 +362,13 @@ pub(crate) fn rows<
                     }
                     streams[s] = Stream::new(entries, bits);
                     if F32S {
-                        let Some(&sc) = outs.scales[s].get(done) else {
+                        let Some(&sc) = scales[s].get(done) else {
                             return false;
                         };
                         scale[s] = _mm256_set1_ps(sc);
-                        outs.f32s[s].len() >= (done + 1) * cols
+                        f32_out[s].len() >= (done + 1) * cols
                     } else {
-                        outs.symbols[s].len() >= (done + 1) * cols
+                        syms_out[s].len() >= (done + 1) * cols
                     }
                 })();
         });
@@ -435,7 +435,7 @@ pub(crate) fn rows<
                 if F32S {
                     for (k, y) in sym.iter().enumerate().take(V) {
                         let o = at + g + 8 * k;
-                        if let Some(o) = outs.f32s[s].get_mut(o..o + 8) {
+                        if let Some(o) = f32_out[s].get_mut(o..o + 8) {
                             let w = _mm256_mul_ps(
                                 _mm256_sub_ps(_mm256_cvtepi32_ps(*y), qmax[s]),
                                 scale[s],
@@ -443,7 +443,7 @@ pub(crate) fn rows<
                             o.copy_from_slice(&bytemuck::cast::<__m256, [f32; 8]>(w));
                         }
                     }
-                } else if let Some(o) = outs.symbols[s].get_mut(at + g..at + g + lanes) {
+                } else if let Some(o) = syms_out[s].get_mut(at + g..at + g + lanes) {
                     if V == 1 {
                         o.copy_from_slice(&symbols8(sym[0]));
                     } else {
@@ -455,7 +455,14 @@ pub(crate) fn rows<
         }
         done += 1;
     }
-    crate::put_back(st, core::array::from_fn(|s| bytemuck::cast_slice(&v[s])), p);
+    for (t, (vs, ps)) in st.iter_mut().zip(v.iter().zip(p)) {
+        for (k, vk) in vs.iter().enumerate() {
+            if let Some(x) = t.x.get_mut(8 * k..8 * k + 8) {
+                x.copy_from_slice(&bytemuck::cast::<__m256i, [u32; 8]>(*vk));
+            }
+        }
+        t.p = ps;
+    }
     done
 }
 
