@@ -678,8 +678,7 @@ impl RowOut<'_> {
 }
 
 /// Each row stream's output, by kind (the other one empty): its symbols, or its f32 values
-/// with their row scales and `qmax`. What the row kernels write to, as arrays of their own
-/// (the kernels measured ~10 % slower reading them through one struct).
+/// with their row scales and `qmax`: what the row kernels write to.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::type_complexity)]
 fn row_outs<'o, const N: usize>(

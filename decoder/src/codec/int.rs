@@ -417,10 +417,10 @@ pub fn decode_group<const N: usize>(
     }
     /// Whole rows of every tensor with symbols left, in lockstep on the row kernel
     /// ([`RansDecoder::decode_rows`]: clustered rows' ids decoded there too), into their
-    /// outputs (dequantized in the kernel where every output is an f32 buffer). Returns the
-    /// rows decoded; 0, having done nothing, where the kernel does not apply (no clustered
-    /// tensor, tensors of different widths, one in the middle of a row, or the decoder's
-    /// conditions).
+    /// outputs (written by the kernel where every output is an f32 buffer, dequantized, or
+    /// every one symbols). Returns the rows decoded; 0, having done nothing, where the kernel
+    /// does not apply (8-lane tensors none of them clustered, tensors of different widths,
+    /// one in the middle of a row, or the decoder's conditions).
     fn whole_rows<const N: usize>(
         going: &mut [Option<Going<'_, '_>>; N],
         bufs: &mut [[u8; CHUNK]; N],
@@ -436,7 +436,7 @@ pub fn decode_group<const N: usize>(
         // Plain 8-lane tensors run faster in chunks across rows (`decode_present`); 32-lane
         // ones are grouped only where the row kernel runs them faster in lockstep
         // (`pairable`).
-        let clustered = going
+        let by_rows = going
             .iter()
             .flatten()
             .any(|g| live(g) && (g.rows.clustered || g.dec.lanes() == 32));
@@ -452,7 +452,7 @@ pub fn decode_group<const N: usize>(
         // Rows wider than `bufs` only into f32 or symbol outputs (which the kernel writes
         // directly).
         let direct = f32s || syms;
-        if cols == 0 || (cols > CHUNK && !direct) || !clustered {
+        if cols == 0 || (cols > CHUNK && !direct) || !by_rows {
             return 0;
         }
         // Into f32 or symbol buffers the kernel writes the outputs directly (the row scales
