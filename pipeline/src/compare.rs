@@ -155,9 +155,14 @@ pub fn decode_streams(
         }
         return Ok(n);
     }
-    let mut ds = Vec::with_capacity(streams.len());
-    for (s, h) in streams.iter().zip(scratch.chunks_mut(share.max(1))) {
-        ds.push(s.decoder(h).map_err(|e| err(&e))?);
+    let mut ds: Vec<RansDecoder<'_, '_>> =
+        (0..streams.len()).map(|_| RansDecoder::blank()).collect();
+    for ((s, h), d) in streams
+        .iter()
+        .zip(scratch.chunks_mut(share.max(1)))
+        .zip(ds.iter_mut())
+    {
+        d.reset(s, h).map_err(|e| err(&e))?;
     }
     decode_rolling(&mut ds, outs).map_err(|e| err(&e))?;
     Ok(n)

@@ -157,9 +157,11 @@ impl<'a, 's> RansDecoder<'a, 's> {
         Ok(d)
     }
 
-    /// A decoder of no symbols, to be [`Self::reset`] where it lies: a decoder is large (its
-    /// tables), and building one in place saves the copies that returning it makes.
-    pub(crate) const fn blank() -> Self {
+    /// A decoder of no symbols, to be [`Self::reset`] where it lies: a decoder is large (up to
+    /// 9 KB of tables), and building one in place saves the copies that returning it makes
+    /// (for many small streams, a few per cent of their decode). It decodes nothing: asked
+    /// for a symbol it reports [`RansError::SymbolCount`].
+    pub const fn blank() -> Self {
         // All zero bytes but the two empty slices' pointers: filled with a memset.
         RansDecoder {
             lanes: 0,
@@ -179,8 +181,9 @@ impl<'a, 's> RansDecoder<'a, 's> {
     }
 
     /// Makes this a decoder of `stream` whose slot table lives in `scratch`: what
-    /// [`RansStream::decoder`] returns, built in place.
-    pub(crate) fn reset(
+    /// [`RansStream::decoder`] returns, built in place (any decoder can be reset, a
+    /// [`Self::blank`] one or one in use). On error it is left as it was.
+    pub fn reset(
         &mut self,
         stream: &RansStream<'a>,
         scratch: &'s mut [u8],
@@ -759,8 +762,9 @@ impl<'a, 's> RansDecoder<'a, 's> {
         Some(u16::from_le_bytes([b[0], b[1]]) as u32)
     }
 
-    /// Decodes whole groups of `N` symbols while at least `N` words remain, so no read in a
-    /// group can pass the end. Returns the symbols written. Requires the lanes in loop order
+    /// Decodes whole groups of `N` symbols, up to the first whose words might not all be
+    /// there (the SIMD kernel's window of words ends earlier than the scalar loop's, which
+    /// goes on from it: [`groups`]). Returns the symbols written. Requires the lanes in loop order
     /// (`done % N == 0`, or inside [`Self::rotated`]).
     ///
     /// The common precisions get a copy of the loop each with the precision a constant, so
@@ -792,12 +796,17 @@ impl<'a, 's> RansDecoder<'a, 's> {
         out: &mut [u8],
         bits: u32,
     ) -> usize {
+        // The kernel stops where its window of words would pass the stream's end; the
+        // scalar loop takes the last groups from there.
         #[cfg(feature = "simd")]
-        if N == 32 && SLOTS > 0 && self.simd {
-            if let Some(n) = self.simd_groups(bits, out) {
-                return n;
-            }
-        }
+        let simd = if N == 32 && SLOTS > 0 && self.simd {
+            self.simd_groups(bits, out).unwrap_or(0)
+        } else {
+            0
+        };
+        #[cfg(not(feature = "simd"))]
+        let simd = 0;
+        let out = out.get_mut(simd..).unwrap_or_default();
         let mask = (1u32 << bits) - 1;
         let fb = field_bits(bits);
         let mut x = [0u32; N];
@@ -808,7 +817,7 @@ impl<'a, 's> RansDecoder<'a, 's> {
                     .get(..SLOTS)
                     .and_then(|t| <&[u32; SLOTS]>::try_from(t).ok())
                 else {
-                    return 0;
+                    return simd;
                 };
                 groups(&mut x, self.words, self.word, out, |xj| {
                     // The mask keeps the index below `SLOTS`, inside the array.
@@ -816,7 +825,7 @@ impl<'a, 's> RansDecoder<'a, 's> {
                 })
             } else {
                 let Some(table) = table.get(..=mask as usize) else {
-                    return 0;
+                    return simd;
                 };
                 groups(&mut x, self.words, self.word, out, |xj| {
                     let e = table.get((xj & mask) as usize).copied().unwrap_or(0);
@@ -826,10 +835,10 @@ impl<'a, 's> RansDecoder<'a, 's> {
         } else {
             let base = self.cur << bits;
             let (Layout::Split(slots), Some(info)) = (&self.layout, self.info.get(self.cur)) else {
-                return 0;
+                return simd;
             };
             let Some(slots) = slots.get(base..=base + mask as usize) else {
-                return 0;
+                return simd;
             };
             groups(&mut x, self.words, self.word, out, |xj| {
                 let slot = xj & mask;
@@ -842,7 +851,7 @@ impl<'a, 's> RansDecoder<'a, 's> {
         self.states[..N].copy_from_slice(&x);
         self.word = p;
         self.done += written as u64;
-        written
+        simd + written
     }
 
     /// The group loop of a 32-lane stream with a packed table on the `simd` feature's kernel,
@@ -933,7 +942,10 @@ fn packed_step(e: u32, hi: u32, f: u32) -> (u8, u32) {
 #[cfg(not(feature = "small"))]
 /// The group loop of [`RansDecoder::decode_groups`]: `step(x)` gives a lane's symbol and its
 /// state before renormalization. Starts at word `p` of `words`; returns the symbols written
-/// and the next word.
+/// and the next word. A group whose `N` words would pass the end of the stream (its last
+/// few) reads a copy of the words left, padded with zeros, and is kept only where it took no
+/// more words than are left; otherwise it is left to the one-symbol path, which reports the
+/// end of the words at the very symbol.
 #[inline(always)]
 fn groups<const N: usize>(
     x: &mut [u32; N],
@@ -948,24 +960,52 @@ fn groups<const N: usize>(
         if p + N > word_count {
             break;
         }
-        let words = &words[2 * p..2 * (p + N)];
-        let mut used = 0usize;
-        for (xj, o) in x.iter_mut().zip(group.iter_mut()) {
-            let (sym, nx) = step(*xj);
-            // Branch-free renormalization: the branch would be taken ~30 % of the time at
-            // random, and mispredictions cost more than the arithmetic.
-            let need = nx < RANS_L;
-            // `used < N` (a power of two), so the mask only proves it: no bounds check.
-            let at = 2 * (used & (N - 1));
-            let w = u16::from_le_bytes([words[at], words[at + 1]]) as u32;
-            *xj = core::hint::select_unpredictable(need, (nx << WORD_BITS) | w, nx);
-            used += need as usize;
-            *o = sym;
+        p += group_step(x, &words[2 * p..2 * (p + N)], group, &step);
+        written += N;
+    }
+    let mut pad = [0u8; 2 * MAX_LANES];
+    for group in out.chunks_exact_mut(N).skip(written / N) {
+        let left = words.get(2 * p..2 * word_count).unwrap_or_default();
+        pad.fill(0);
+        if let Some(head) = pad.get_mut(..left.len()) {
+            head.copy_from_slice(left);
         }
-        p += used;
+        let (mut y, mut syms) = (*x, [0u8; N]);
+        let used = group_step(&mut y, &pad[..2 * N], &mut syms, &step);
+        if p + used > word_count {
+            break;
+        }
+        (*x, p) = (y, p + used);
+        group.copy_from_slice(&syms);
         written += N;
     }
     (written, p)
+}
+
+#[cfg(not(feature = "small"))]
+/// One group of [`groups`]: each lane's symbol into `group` and its next state, the lanes
+/// that renormalize taking the next of `words` (`2N` bytes) in order; returns the words taken.
+#[inline(always)]
+fn group_step<const N: usize>(
+    x: &mut [u32; N],
+    words: &[u8],
+    group: &mut [u8],
+    step: &impl Fn(u32) -> (u8, u32),
+) -> usize {
+    let mut used = 0usize;
+    for (xj, o) in x.iter_mut().zip(group.iter_mut()) {
+        let (sym, nx) = step(*xj);
+        // Branch-free renormalization: the branch would be taken ~30 % of the time at
+        // random, and mispredictions cost more than the arithmetic.
+        let need = nx < RANS_L;
+        // `used < N` (a power of two), so the mask only proves it: no bounds check.
+        let at = 2 * (used & (N - 1));
+        let w = u16::from_le_bytes([words[at], words[at + 1]]) as u32;
+        *xj = core::hint::select_unpredictable(need, (nx << WORD_BITS) | w, nx);
+        used += need as usize;
+        *o = sym;
+    }
+    used
 }
 
 #[cfg(test)]
@@ -1042,6 +1082,69 @@ mod tests {
         }
         d.finish()?;
         Ok(out)
+    }
+
+    /// A stream's last groups (whose window of words would pass the end: the group loops
+    /// read a padded copy) decode as one symbol at a time does (the one-symbol path reads
+    /// each word where it is): the same symbols, states, words read and first error, on
+    /// good streams and on streams whose last words are cut off (the word count with them,
+    /// so the header still parses and the words run out in the last groups), every lane
+    /// count, packed and split tables.
+    #[test]
+    fn last_groups_decode_as_one_symbol_at_a_time() {
+        let run = |bytes: &[u8], n: usize, chunk: usize| {
+            let s =
+                RansStream::parse(bytes, 0, n as u64, 256).map_err(|e| alloc::format!("{e:?}"))?;
+            let mut scratch = vec![0u8; s.fast_scratch_len()];
+            let mut d = s
+                .decoder(&mut scratch)
+                .map_err(|e| alloc::format!("{e:?}"))?;
+            let mut out = vec![0u8; n];
+            let mut error = None;
+            for c in out.chunks_mut(chunk) {
+                if let Err(e) = d.decode(c) {
+                    error = Some(alloc::format!("{e:?}"));
+                    break;
+                }
+            }
+            let at = (d.states, d.word, d.done);
+            Ok::<_, alloc::string::String>((out, at, error, d.finish().is_ok()))
+        };
+        let mut cut_errors = 0;
+        for (n, alpha, bits) in [
+            (3000, 63, 11),
+            (777, 40, 12),
+            (5000, 200, 14),
+            (1500, 7, 13),
+        ] {
+            let s = skewed(n, alpha, u64::from(bits));
+            for lanes in LANE_COUNTS {
+                let e = pcll_formats::rans::encode_at(&s, lanes, bits);
+                let stream = RansStream::parse(&e.bytes, 0, n as u64, 256).unwrap();
+                let words = stream.words.len() / 2;
+                // The word count sits just before the words, which end the stream.
+                let count_at = e.bytes.len() - 2 * words - 4;
+                for cut in (0..words.min(48)).chain([words / 2]) {
+                    let mut bad = e.bytes[..e.bytes.len() - 2 * cut].to_vec();
+                    bad[count_at..count_at + 4]
+                        .copy_from_slice(&((words - cut) as u32).to_le_bytes());
+                    let one = run(&bad, n, 1);
+                    assert_eq!(run(&bad, n, n), one, "lanes {lanes} bits {bits}: {cut} cut");
+                    assert_eq!(
+                        run(&bad, n, 1000),
+                        one,
+                        "lanes {lanes} bits {bits}: {cut} cut"
+                    );
+                    if cut == 0 {
+                        assert_eq!(one.as_ref().map(|r| &r.0), Ok(&s));
+                    } else if one.as_ref().is_ok_and(|r| r.2.is_some()) {
+                        cut_errors += 1;
+                    }
+                }
+            }
+        }
+        // The words do run out in the last groups (not only at parse).
+        assert!(cut_errors > 500, "{cut_errors}");
     }
 
     #[test]
