@@ -178,7 +178,7 @@ pub fn decode_streams(
 /// (under a group, or one stream's excess) is decoded last, and each stream is finished (its
 /// final states checked).
 fn decode_rolling(
-    ds: &mut Vec<RansDecoder<'_, '_>>,
+    ds: &mut [RansDecoder<'_, '_>],
     outs: &mut [Vec<u8>],
 ) -> Result<(), pcll_decoder::error::RansError> {
     let count = ds.len().min(outs.len());
@@ -208,8 +208,8 @@ fn decode_rolling(
     for (i, d) in ds.iter_mut().enumerate().take(count) {
         d.decode(&mut outs[i][pos[i]..])?;
     }
-    for d in ds.drain(..) {
-        d.finish()?;
+    for d in ds.iter() {
+        d.check_finished()?;
     }
     Ok(())
 }

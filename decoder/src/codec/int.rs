@@ -306,13 +306,9 @@ pub fn decode_group<const N: usize>(
     impl Going<'_, '_> {
         /// A tensor of nothing, to be filled in where it lies.
         const fn blank() -> Self {
-            /// The scales a blank tensor's reader reads (none).
-            static NONE: RowScales<'static> = RowScales::empty();
             Going {
-                scales: ScaleReader::Stored {
-                    scales: &NONE,
-                    row: 0,
-                },
+                // Coded, so that coded scales' reader is built where it lies.
+                scales: ScaleReader::blank(),
                 ahead: Ahead::new(0),
                 dec: RansDecoder::blank(),
                 rows: Rows {
@@ -344,7 +340,6 @@ pub fn decode_group<const N: usize>(
     let mut going: [Option<Going<'_, '_>>; N] = [const { Some(Going::blank()) }; N];
     for (j, g) in jobs.iter_mut().zip(&mut going) {
         let Some(g) = g else { return None };
-        g.scales = ScaleReader::unbuilt(&j.parts.scales);
         g.rows = Rows::new(j.info, &j.params);
         g.out = match &mut j.out {
             Dest::Out(o) => Dest::Out(o),

@@ -159,15 +159,22 @@ impl<'a> RowScales<'a> {
                 }
             }
             RowScales::Coded { low, stream } => {
-                *slot = ScaleReader::Coded {
-                    low,
-                    row: 0,
-                    dec: RansDecoder::blank(),
-                    ahead: [0; AHEAD],
-                    next: 0,
-                    filled: 0,
-                };
-                if let ScaleReader::Coded { dec, .. } = slot {
+                // A coded reader in `slot` ([`ScaleReader::blank`], or one used before) is
+                // reset where it lies: writing a new one costs a copy of its decoder, which
+                // for a small tensor was a few per cent of its decode.
+                if !matches!(slot, ScaleReader::Coded { .. }) {
+                    *slot = ScaleReader::blank();
+                }
+                if let ScaleReader::Coded {
+                    low: l,
+                    row,
+                    dec,
+                    next,
+                    filled,
+                    ..
+                } = slot
+                {
+                    (*l, *row, *next, *filled) = (low, 0, 0, 0);
                     dec.reset(stream, mine)?;
                 }
             }
@@ -204,6 +211,19 @@ impl<'a, 'r> ScaleReader<'a, 'r, '_> {
     /// stored reader at row 0).
     pub fn unbuilt(scales: &'r RowScales<'a>) -> Self {
         ScaleReader::Stored { scales, row: 0 }
+    }
+
+    /// A coded reader of no rows, for [`RowScales::reader_in`] to build coded scales' reader
+    /// in without writing a new one (a slot that holds many tensors' readers in turn).
+    pub const fn blank() -> Self {
+        ScaleReader::Coded {
+            low: &[],
+            row: 0,
+            dec: RansDecoder::blank(),
+            ahead: [0; AHEAD],
+            next: 0,
+            filled: 0,
+        }
     }
 
     /// The scale of the next row, as f32.
@@ -350,6 +370,73 @@ mod tests {
         got.truncate(rows + 1);
         got.push(r.check_finished().map(|()| 0));
         got
+    }
+
+    /// One slot holding many tensors' readers in turn (as the group decode's do) reads each
+    /// as a reader of its own: a coded reader reset where it lies after a coded one, a stored
+    /// one, a blank one, and after a damaged stream.
+    #[test]
+    fn a_slot_reused_reads_as_new_readers() {
+        let rows = 90;
+        let payloads: Vec<(Vec<u8>, ScaleDtype)> = (0..4)
+            .map(|t| {
+                let bits: Vec<u16> = (0..rows)
+                    .map(|i| {
+                        half::f16::from_f32(0.002 * (1.0 + (i * (t + 3) % 19) as f32)).to_bits()
+                    })
+                    .collect();
+                if t == 1 {
+                    (
+                        bits.iter().flat_map(|b| b.to_le_bytes()).collect(),
+                        ScaleDtype::F16,
+                    )
+                } else {
+                    let mut coded = pcll_formats::scales::coded_scales(&bits).unwrap();
+                    if t == 3 {
+                        let at = coded.len() - 2;
+                        coded[at] ^= 0x5a;
+                    }
+                    (coded, ScaleDtype::Coded)
+                }
+            })
+            .collect();
+        // Coded, stored, coded, damaged coded, then coded ones again after coded ones.
+        let order = [0, 1, 2, 3, 0, 2, 0, 3];
+        let scales: Vec<RowScales<'_>> = order
+            .iter()
+            .map(|&t| {
+                RowScales::split(&payloads[t].0, rows as u64, 0, payloads[t].1)
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        let mut scratch: Vec<Vec<u8>> = scales.iter().map(|s| vec![0u8; s.scratch_len()]).collect();
+        let mut slot = ScaleReader::blank();
+        let mut damaged = 0;
+        for (k, (s, sc)) in scales.iter().zip(scratch.iter_mut()).enumerate() {
+            s.reader_in(&mut slot, sc).unwrap();
+            // Some readers are left part way (rows decoded ahead and not yet read).
+            let upto = if k % 2 == 0 { 45 } else { rows + 1 };
+            let want = reads(s, rows, &[]);
+            let mut got = Vec::new();
+            for _ in 0..upto {
+                let v = slot.next_scale();
+                let stop = v.is_err();
+                got.push(v.map(f32::to_bits));
+                if stop {
+                    break;
+                }
+            }
+            if upto < rows {
+                assert_eq!(got[..], want[..upto], "reader {k}");
+                continue;
+            }
+            got.truncate(rows + 1);
+            got.push(slot.check_finished().map(|()| 0));
+            damaged += usize::from(want.iter().take(rows).any(Result::is_err));
+            assert_eq!(got, want);
+        }
+        assert_eq!(damaged, 2);
     }
 
     /// `read_into` gives what as many `next_scale` calls give (values, the error and where,

@@ -876,7 +876,7 @@ impl<'a, 's> RansDecoder<'a, 's> {
 
     /// [`Self::finish`] in place (a decoder is large; callers holding several need not move
     /// one out to finish it).
-    pub(crate) fn check_finished(&self) -> Result<(), RansError> {
+    pub fn check_finished(&self) -> Result<(), RansError> {
         let lanes_ok = self.states.iter().take(self.lanes).all(|&s| s == RANS_L);
         if self.done != self.total || self.word != self.words.len() / 2 || !lanes_ok {
             return Err(RansError::BadFinalState);
