@@ -60,23 +60,35 @@ pub fn decode(data: &[u8]) {
 }
 
 /// One rANS stream on its own: the first 4 bytes give the symbol count (≤ 2^20), the rest is
-/// the stream.
+/// the stream. Decoded in chunks of 1,000 (whole groups on the group loop, the last ones from
+/// a padded copy of the words left) and one symbol at a time (the one-symbol path only): the
+/// symbols, first error, symbols left and final verdict must agree.
 pub fn rans_stream(data: &[u8]) {
     let Some((head, rest)) = data.split_first_chunk::<4>() else {
         return;
     };
     let n = u32::from_le_bytes(*head) as u64 & 0xF_FFFF;
-    if let Ok(s) = RansStream::parse(rest, 0, n, 256) {
+    let Ok(s) = RansStream::parse(rest, 0, n, 256) else {
+        return;
+    };
+    let run = |chunk: usize| {
         let mut scratch = vec![0u8; MAX_SCRATCH_LEN];
-        if let Ok(mut d) = s.decoder(&mut scratch) {
-            let mut out = vec![0u8; n as usize];
-            // Odd-sized chunks exercise the slow path between fast groups.
-            let ok = out.chunks_mut(1000).all(|c| d.decode(c).is_ok());
-            if ok {
-                let _ = d.finish();
+        let mut d = match s.decoder(&mut scratch) {
+            Ok(d) => d,
+            Err(e) => return Err(format!("{e:?}")),
+        };
+        let mut out = vec![0u8; n as usize];
+        let mut error = None;
+        for c in out.chunks_mut(chunk) {
+            if let Err(e) = d.decode(c) {
+                error = Some(format!("{e:?}"));
+                break;
             }
         }
-    }
+        let left = d.remaining();
+        Ok((out, error, left, d.finish().is_ok()))
+    };
+    assert_eq!(run(1000), run(1), "chunked and one symbol at a time differ");
 }
 
 /// `rans_stream`'s input decoded twice, with the decoder's SIMD kernels on and off (each
