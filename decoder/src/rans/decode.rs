@@ -942,10 +942,10 @@ fn packed_step(e: u32, hi: u32, f: u32) -> (u8, u32) {
 #[cfg(not(feature = "small"))]
 /// The group loop of [`RansDecoder::decode_groups`]: `step(x)` gives a lane's symbol and its
 /// state before renormalization. Starts at word `p` of `words`; returns the symbols written
-/// and the next word. A group whose `N` words would pass the end of the stream (its last
-/// few) reads a copy of the words left, padded with zeros, and is kept only where it took no
-/// more words than are left; otherwise it is left to the one-symbol path, which reports the
-/// end of the words at the very symbol.
+/// and the next word. The groups whose `N` words would pass the end of the stream (its last
+/// few, [`last_groups`]) read a copy of the words left, padded with zeros, each kept only
+/// where it took no more words than are left; otherwise it is left to the one-symbol path,
+/// which reports the end of the words at the very symbol.
 #[inline(always)]
 fn groups<const N: usize>(
     x: &mut [u32; N],
@@ -963,15 +963,38 @@ fn groups<const N: usize>(
         p += group_step(x, &words[2 * p..2 * (p + N)], group, &step);
         written += N;
     }
+    let (more, p) = last_groups(
+        x,
+        words,
+        p,
+        out.get_mut(written..).unwrap_or_default(),
+        &step,
+    );
+    (written + more, p)
+}
+
+#[cfg(not(feature = "small"))]
+/// [`groups`]' last groups, each from a padded copy of the words left (out of line: they run
+/// once a stream, and inlined into every copy of the group loop they made the code larger).
+#[inline(never)]
+fn last_groups<const N: usize>(
+    x: &mut [u32; N],
+    words: &[u8],
+    mut p: usize,
+    out: &mut [u8],
+    step: &impl Fn(u32) -> (u8, u32),
+) -> (usize, usize) {
+    let word_count = words.len() / 2;
+    let mut written = 0;
     let mut pad = [0u8; 2 * MAX_LANES];
-    for group in out.chunks_exact_mut(N).skip(written / N) {
+    for group in out.chunks_exact_mut(N) {
         let left = words.get(2 * p..2 * word_count).unwrap_or_default();
         pad.fill(0);
         if let Some(head) = pad.get_mut(..left.len()) {
             head.copy_from_slice(left);
         }
         let (mut y, mut syms) = (*x, [0u8; N]);
-        let used = group_step(&mut y, &pad[..2 * N], &mut syms, &step);
+        let used = group_step(&mut y, &pad[..2 * N], &mut syms, step);
         if p + used > word_count {
             break;
         }
