@@ -762,10 +762,11 @@ impl<'a, 's> RansDecoder<'a, 's> {
         Some(u16::from_le_bytes([b[0], b[1]]) as u32)
     }
 
-    /// Decodes whole groups of `N` symbols, up to the first whose words might not all be
-    /// there (the SIMD kernel's window of words ends earlier than the scalar loop's, which
-    /// goes on from it: [`groups`]). Returns the symbols written. Requires the lanes in loop order
-    /// (`done % N == 0`, or inside [`Self::rotated`]).
+    /// Decodes whole groups of `N` symbols for as long as the words last (the last few from a
+    /// padded copy of the words left, [`groups`]; after the SIMD kernel, which stops where
+    /// its window would pass the end, the scalar loop takes those). Returns the symbols
+    /// written. Requires the lanes in loop order (`done % N == 0`, or inside
+    /// [`Self::rotated`]).
     ///
     /// The common precisions get a copy of the loop each with the precision a constant, so
     /// its shifts and masks are immediates and a packed table is a fixed-size array (no
