@@ -1125,8 +1125,15 @@ mod tests {
                 .map_err(|e| alloc::format!("{e:?}"))?;
             let mut out = vec![0u8; n];
             let mut error = None;
-            for c in out.chunks_mut(chunk) {
-                if let Err(e) = d.decode(c) {
+            // Chunk 0: `next_symbol`, the one-symbol path alone (a chunk of one still runs
+            // the group loop on a one-lane stream).
+            for c in out.chunks_mut(chunk.max(1)) {
+                let r = if chunk == 0 {
+                    d.next_symbol().map(|v| c[0] = v)
+                } else {
+                    d.decode(c)
+                };
+                if let Err(e) = r {
                     error = Some(alloc::format!("{e:?}"));
                     break;
                 }
@@ -1152,13 +1159,14 @@ mod tests {
                     let mut bad = e.bytes[..e.bytes.len() - 2 * cut].to_vec();
                     bad[count_at..count_at + 4]
                         .copy_from_slice(&((words - cut) as u32).to_le_bytes());
-                    let one = run(&bad, n, 1);
-                    assert_eq!(run(&bad, n, n), one, "lanes {lanes} bits {bits}: {cut} cut");
-                    assert_eq!(
-                        run(&bad, n, 1000),
-                        one,
-                        "lanes {lanes} bits {bits}: {cut} cut"
-                    );
+                    let one = run(&bad, n, 0);
+                    for chunk in [n, 1000, 1] {
+                        let got = run(&bad, n, chunk);
+                        assert_eq!(
+                            got, one,
+                            "lanes {lanes} bits {bits}: {cut} cut, chunk {chunk}"
+                        );
+                    }
                     if cut == 0 {
                         assert_eq!(one.as_ref().map(|r| &r.0), Ok(&s));
                     } else if one.as_ref().is_ok_and(|r| r.2.is_some()) {
