@@ -275,3 +275,70 @@ fn prefix_open_and_caller_payloads_match_whole_file() {
         }
     }
 }
+
+/// An owned, validated prefix ([`pcll_decoder::ArtifactPrefix`], what `--stream` keeps) gives
+/// the view `parse_prefix` gives: the same header, metadata, entries (by index in O(1) too)
+/// and reconstructions; it accepts exactly the prefixes `parse_prefix` accepts, every bit flip
+/// of every vector's prefix included.
+#[test]
+fn owned_prefix_is_the_parsed_prefix() {
+    use pcll_decoder::{Artifact, ArtifactPrefix, Output};
+    for want in manifest().vectors {
+        let bytes =
+            std::fs::read(vectors_dir().join(format!("{}.pcll", want.name))).expect("vector file");
+        let len = bytes.len() as u64;
+        let whole = Artifact::parse(&bytes).expect("parses");
+        let end = (whole.header().table_offset + whole.header().table_len) as usize;
+        let parsed = Artifact::parse_prefix(&bytes[..end], len).expect("prefix");
+        let owned = ArtifactPrefix::new(bytes[..end].to_vec(), len).expect("owned prefix");
+        let view = owned.artifact();
+        assert_eq!(owned.bytes(), &bytes[..end]);
+        assert_eq!(view.header(), parsed.header(), "{}", want.name);
+        assert_eq!(view.bytes(), parsed.bytes());
+        assert!(
+            view.metadata().iter().eq(parsed.metadata().iter()),
+            "{}",
+            want.name
+        );
+        assert_eq!(view.metadata().len(), parsed.metadata().len());
+        assert!(view.tensors().eq(parsed.tensors()), "{}", want.name);
+        let count = parsed.tensor_count();
+        for i in 0..count {
+            assert_eq!(
+                owned.tensor(i).ok(),
+                parsed.tensor(i).ok(),
+                "{} #{i}",
+                want.name
+            );
+        }
+        assert!(owned.tensor(count).is_err());
+        let mut scratch = vec![0u8; pcll_decoder::limits::MAX_SCRATCH_LEN];
+        for t in view.tensors().filter(|t| t.dtype.is_float()) {
+            let s = t.payload_offset as usize;
+            let payload = &bytes[s..s + t.payload_len as usize];
+            let n = t.numel() as usize;
+            let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+            view.decode_payload(&t, payload, Output::F32(&mut a), &mut scratch)
+                .expect("decodes");
+            whole.decode_f32(&t, &mut b, &mut scratch).expect("decodes");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "{}/{}", want.name, t.name);
+        }
+        // What `parse_prefix` rejects, the owned prefix rejects too.
+        assert!(ArtifactPrefix::new(bytes[..end].to_vec(), len + 1).is_err());
+        if end > 64 {
+            assert!(ArtifactPrefix::new(bytes[..end - 1].to_vec(), len).is_err());
+        }
+        let mut flipped = bytes[..end].to_vec();
+        for bit in 0..end * 8 {
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(
+                ArtifactPrefix::new(flipped.clone(), len).is_ok(),
+                Artifact::parse_prefix(&flipped, len).is_ok(),
+                "{} bit {bit}",
+                want.name
+            );
+            flipped[bit / 8] ^= 1 << (bit % 8);
+        }
+    }
+}

@@ -41,6 +41,8 @@ mod output;
 mod rans;
 mod table;
 
+#[cfg(feature = "alloc")]
+pub use artifact::ArtifactPrefix;
 pub use artifact::{Artifact, IntSymbols, Tensors, GROUP};
 pub use error::Error;
 pub use header::Header;

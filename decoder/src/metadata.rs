@@ -270,6 +270,13 @@ impl<'a> Metadata<'a> {
         Ok(Metadata { bytes, base, count })
     }
 
+    /// A section [`Metadata::parse`] accepted before, with its entry count: the same view,
+    /// not checked again.
+    #[cfg(feature = "alloc")]
+    pub(crate) const fn validated(bytes: &'a [u8], base: u64, count: u32) -> Metadata<'a> {
+        Metadata { bytes, base, count }
+    }
+
     /// Number of entries.
     pub fn len(&self) -> u32 {
         self.count

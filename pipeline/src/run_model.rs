@@ -77,7 +77,7 @@ fn open_and_run<T>(
             // A spare core decodes the next tensor while this one is used.
             s = s.with_prefetch().with_context(ctx)?;
         }
-        let opened = describe(&s.artifact().with_context(ctx)?, text, t0)?;
+        let opened = describe(&s.artifact(), text, t0)?;
         (Box::new(s), opened)
     } else {
         let bytes = read(path)?;

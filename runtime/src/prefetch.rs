@@ -9,13 +9,13 @@
 
 use crate::error::RuntimeError;
 use crate::weights::{decode_stored, Stored};
-use pcll_decoder::Artifact;
+use pcll_decoder::ArtifactPrefix;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::string::ToString;
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::vec::Vec;
 
 /// A decoded tensor, or why it is not, tagged with its table index.
@@ -56,14 +56,14 @@ impl Prefetcher {
     /// table are `prefix`). It ends when the prefetcher is dropped.
     pub(crate) fn start(
         path: &Path,
-        prefix: Vec<u8>,
-        file_len: u64,
+        prefix: Arc<ArtifactPrefix>,
     ) -> Result<Prefetcher, RuntimeError> {
         let io = |source| RuntimeError::Io {
             path: path.display().to_string(),
             source,
         };
-        let sizes = Artifact::parse_prefix(&prefix, file_len)?
+        let sizes = prefix
+            .artifact()
             .tensors()
             .map(|t| (t.index, t.payload_len))
             .collect();
@@ -75,7 +75,7 @@ impl Prefetcher {
             .name("pcll-prefetch".into())
             .spawn(move || {
                 while let Ok(i) = todo.recv() {
-                    let r = decode_at(&mut file, &path_buf, &prefix, file_len, i);
+                    let r = decode_at(&mut file, &path_buf, &prefix, i);
                     if done.send((i, r)).is_err() {
                         break;
                     }
@@ -185,12 +185,11 @@ impl State {
 fn decode_at(
     file: &mut File,
     path: &Path,
-    prefix: &[u8],
-    file_len: u64,
+    prefix: &ArtifactPrefix,
     i: u32,
 ) -> Result<Stored, RuntimeError> {
-    let art = Artifact::parse_prefix(prefix, file_len)?;
-    let info = art.tensor(i)?;
+    let art = prefix.artifact();
+    let info = prefix.tensor(i)?;
     let payload = crate::stream::read_payload(file, path, &info)?;
     decode_stored(&art, &info, Some(&payload))
 }

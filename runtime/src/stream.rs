@@ -18,7 +18,7 @@ use crate::matrix::Matrix;
 use crate::prefetch::Prefetcher;
 use crate::weights::{decode_stored, decode_stored_group, try_vec, Resident, Stored, Weights};
 use pcll_decoder::layout::HEADER_LEN;
-use pcll_decoder::{Artifact, TensorInfo, GROUP};
+use pcll_decoder::{Artifact, ArtifactPrefix, TensorInfo, GROUP};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -26,7 +26,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::string::{String, ToString};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::vec::Vec;
 
 /// An artifact on disk, decoded tensor by tensor on demand.
@@ -36,8 +36,8 @@ pub struct Streamed {
     /// Seek and read are one step under the lock: threads asking for tensors at once (the
     /// parallel [`Streamed::decode_all`]) must not move each other's file position.
     file: Mutex<File>,
-    prefix: Vec<u8>,
-    file_len: u64,
+    /// Header, metadata and table, validated once (shared with the prefetching thread).
+    prefix: Arc<ArtifactPrefix>,
     /// One slot per tensor (table order), filled once if the cache budget had room.
     cache: Vec<OnceLock<Stored>>,
     /// Tensor names to table indices: a cached tensor is found without parsing the table.
@@ -137,7 +137,9 @@ impl Streamed {
         prefix.resize(table_end.max(prefix.len() as u64) as usize, 0);
         file.read_exact(&mut prefix[HEADER_LEN.min(table_end as usize)..])
             .map_err(io)?;
-        let index: BTreeMap<String, u32> = Artifact::parse_prefix(&prefix, file_len)?
+        let prefix = Arc::new(ArtifactPrefix::new(prefix, file_len)?);
+        let index: BTreeMap<String, u32> = prefix
+            .artifact()
             .tensors()
             .map(|t| (t.name.to_string(), t.index))
             .collect();
@@ -145,7 +147,6 @@ impl Streamed {
             path: path.to_path_buf(),
             file: Mutex::new(file),
             prefix,
-            file_len,
             cache: (0..index.len()).map(|_| OnceLock::new()).collect(),
             index,
             cache_budget: 0,
@@ -159,11 +160,7 @@ impl Streamed {
     /// while the pass computes, learning which from the order of the first step's misses;
     /// worth it with a spare core. One more decoded tensor is in memory at a time.
     pub fn with_prefetch(mut self) -> Result<Streamed, RuntimeError> {
-        self.prefetch = Some(Prefetcher::start(
-            &self.path,
-            self.prefix.clone(),
-            self.file_len,
-        )?);
+        self.prefetch = Some(Prefetcher::start(&self.path, Arc::clone(&self.prefix))?);
         Ok(self)
     }
 
@@ -181,7 +178,7 @@ impl Streamed {
     /// The tensors go in the decoder's groups ([`Artifact::group`]: streams that can run in
     /// lockstep do), whose payloads are read together.
     pub fn decode_all(&self) -> Result<Resident, RuntimeError> {
-        let art = self.artifact()?;
+        let art = self.artifact();
         let infos: Vec<TensorInfo<'_>> = art.tensors().collect();
         // The groups need each stream's lane count, which is in its payload (read here once
         // more, one at a time; a payload that cannot be read is left alone, to fail below).
@@ -239,14 +236,15 @@ impl Streamed {
         self.cache_used.load(Ordering::Relaxed)
     }
 
-    /// The artifact view over header, metadata and table (payloads are not in memory).
-    pub fn artifact(&self) -> Result<Artifact<'_>, RuntimeError> {
-        Ok(Artifact::parse_prefix(&self.prefix, self.file_len)?)
+    /// The artifact view over header, metadata and table (payloads are not in memory),
+    /// validated when the file was opened.
+    pub fn artifact(&self) -> Artifact<'_> {
+        self.prefix.artifact()
     }
 
     /// Bytes held in memory for the index.
     pub fn index_bytes(&self) -> usize {
-        self.prefix.len()
+        self.prefix.bytes().len()
     }
 }
 
@@ -284,10 +282,12 @@ impl Streamed {
         if let Some(hit) = self.index.get(name).and_then(|&i| slot(i)?.get()) {
             return Ok(Cow::Borrowed(hit));
         }
-        let art = self.artifact()?;
-        let info = art
-            .find(name)
-            .map_err(|_| RuntimeError::MissingTensor { name: name.into() })?;
+        let art = self.artifact();
+        let info = self
+            .index
+            .get(name)
+            .and_then(|&i| self.prefix.tensor(i).ok())
+            .ok_or_else(|| RuntimeError::MissingTensor { name: name.into() })?;
         let cached = |i: u32| slot(i).and_then(OnceLock::get).is_some();
         let ahead = self
             .prefetch
@@ -358,7 +358,7 @@ impl Streamed {
             .into_iter()
             .flatten()
             .filter(|&&j| j != i && !cached(j))
-            .filter_map(|&j| art.tensor(j).ok())
+            .filter_map(|&j| self.prefix.tensor(j).ok())
             .collect();
         // Payloads that cannot be read now fail when their tensor is asked for.
         let read: Result<Vec<Vec<u8>>, _> = others.iter().map(|t| self.read_payload(t)).collect();

@@ -104,7 +104,7 @@ fn generate<W: Weights>(m: &Model<W>, n: usize) -> (f64, u64) {
 fn child(a: &Args, mode: &str) {
     let path = a.dir.join("model.pcll");
     let open = || ok(Streamed::open(&path));
-    let config = |s: &Streamed| ok(Config::from_artifact(&ok(s.artifact())));
+    let config = |s: &Streamed| ok(Config::from_artifact(&s.artifact()));
     let (tps, hash, held) = match mode.split_once(':') {
         Some(("stream", bytes)) => {
             let mut s = open().with_cache(ok(bytes.parse()));

@@ -91,8 +91,7 @@ fn child(a: &Args, mode: &str) {
         "generate-stream" => {
             // 16 prompt tokens, then 32 greedy steps with the KV cache, weights from disk.
             let s = Streamed::open(&art_path).unwrap_or_else(|e| die(&e.to_string()));
-            let cfg = Config::from_artifact(&s.artifact().unwrap_or_else(|e| die(&e.to_string())))
-                .unwrap_or_else(|e| die(&e.to_string()));
+            let cfg = Config::from_artifact(&s.artifact()).unwrap_or_else(|e| die(&e.to_string()));
             let m = Model::new(cfg, s);
             let prompt: Vec<u32> = toks[..16].iter().map(|&t| t.into()).collect();
             let mut cache = m.new_cache();
@@ -109,8 +108,7 @@ fn child(a: &Args, mode: &str) {
         }
         "stream" => {
             let s = Streamed::open(&art_path).unwrap_or_else(|e| die(&e.to_string()));
-            let cfg = Config::from_artifact(&s.artifact().unwrap_or_else(|e| die(&e.to_string())))
-                .unwrap_or_else(|e| die(&e.to_string()));
+            let cfg = Config::from_artifact(&s.artifact()).unwrap_or_else(|e| die(&e.to_string()));
             run_eval(&Model::new(cfg, s), &toks, a.seq_len, &tables)
         }
         _ => {
