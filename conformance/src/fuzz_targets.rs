@@ -228,21 +228,37 @@ fn rans_simd_at(data: &[u8]) {
     );
 }
 
-/// The C entry points, as a C caller would use them.
+/// The C entry points, as a C caller would use them; then again after the bytes changed under
+/// the opened artifact (against `pcll_open`'s contract: the entry points rebuild their view
+/// without checking the bytes again, and must still answer without a panic).
 pub fn c_api(data: &[u8]) {
+    let mut bytes = data.to_vec();
     let mut art = core::mem::MaybeUninit::<capi::PcllArtifact>::uninit();
-    // SAFETY: `data` is a live slice; `art` is writable.
-    let rc = unsafe { capi::pcll_open(data.as_ptr(), data.len(), art.as_mut_ptr()) };
+    // SAFETY: `bytes` is live (and not moved: it is only written in place below); `art` is
+    // writable.
+    let rc = unsafe { capi::pcll_open(bytes.as_ptr(), bytes.len(), art.as_mut_ptr()) };
     if rc != capi::PCLL_OK {
         return;
     }
     // SAFETY: `pcll_open` succeeded and initialized `art`.
     let art = unsafe { art.assume_init() };
+    c_api_calls(&art);
+    // Bytes past the header flipped at a step the input picks: metadata, entries, names,
+    // offsets and lengths that no check saw since.
+    let step = 3 + usize::from(data[0] % 29);
+    for b in bytes.iter_mut().skip(64).step_by(step) {
+        *b ^= 0x5A;
+    }
+    c_api_calls(&art);
+}
+
+/// Every C entry point on every index of `art` (and one past the end).
+fn c_api_calls(art: &capi::PcllArtifact) {
     let mut scratch = vec![0u8; capi::pcll_max_scratch_len()];
     for i in 0..=art.tensor_count {
         let mut info = core::mem::MaybeUninit::<capi::PcllTensorInfo>::uninit();
         // SAFETY: `art` is valid and its data alive; `info` writable.
-        if unsafe { capi::pcll_tensor_info(&art, i, info.as_mut_ptr()) } != capi::PCLL_OK {
+        if unsafe { capi::pcll_tensor_info(art, i, info.as_mut_ptr()) } != capi::PCLL_OK {
             continue;
         }
         // SAFETY: initialized by the successful call.
@@ -253,7 +269,7 @@ pub fn c_api(data: &[u8]) {
         // SAFETY: buffers sized as passed, aligned, distinct from the artifact.
         unsafe {
             capi::pcll_decode_f32(
-                &art,
+                art,
                 i,
                 f.as_mut_ptr(),
                 n,
@@ -261,22 +277,22 @@ pub fn c_api(data: &[u8]) {
                 scratch.len(),
             );
             capi::pcll_decode_f16(
-                &art,
+                art,
                 i,
                 h.as_mut_ptr(),
                 n,
                 scratch.as_mut_ptr(),
                 scratch.len(),
             );
-            capi::pcll_decode_bf16(&art, i, h.as_mut_ptr(), n, scratch.as_mut_ptr(), 7);
+            capi::pcll_decode_bf16(art, i, h.as_mut_ptr(), n, scratch.as_mut_ptr(), 7);
             let (mut p, mut l) = (core::ptr::null(), 0usize);
-            capi::pcll_raw_bytes(&art, i, &mut p, &mut l);
+            capi::pcll_raw_bytes(art, i, &mut p, &mut l);
         }
     }
     for i in 0..=art.metadata_count {
         let mut e = core::mem::MaybeUninit::<capi::PcllMetaEntry>::uninit();
         // SAFETY: as above.
-        unsafe { capi::pcll_metadata_entry(&art, i, e.as_mut_ptr()) };
+        unsafe { capi::pcll_metadata_entry(art, i, e.as_mut_ptr()) };
     }
 }
 

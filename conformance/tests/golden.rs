@@ -276,13 +276,14 @@ fn prefix_open_and_caller_payloads_match_whole_file() {
     }
 }
 
-/// An owned, validated prefix ([`pcll_decoder::ArtifactPrefix`], what `--stream` keeps) gives
+/// An owned, validated prefix ([`pcll_decoder::OwnedArtifact`], what `--stream` keeps) gives
 /// the view `parse_prefix` gives: the same header, metadata, entries (by index in O(1) too)
 /// and reconstructions; it accepts exactly the prefixes `parse_prefix` accepts, every bit flip
-/// of every vector's prefix included.
+/// of every vector's prefix included. A whole file owned (what the Python binding keeps) is
+/// the view `parse` gives.
 #[test]
 fn owned_prefix_is_the_parsed_prefix() {
-    use pcll_decoder::{Artifact, ArtifactPrefix, Output};
+    use pcll_decoder::{Artifact, Output, OwnedArtifact};
     for want in manifest().vectors {
         let bytes =
             std::fs::read(vectors_dir().join(format!("{}.pcll", want.name))).expect("vector file");
@@ -290,7 +291,7 @@ fn owned_prefix_is_the_parsed_prefix() {
         let whole = Artifact::parse(&bytes).expect("parses");
         let end = (whole.header().table_offset + whole.header().table_len) as usize;
         let parsed = Artifact::parse_prefix(&bytes[..end], len).expect("prefix");
-        let owned = ArtifactPrefix::new(bytes[..end].to_vec(), len).expect("owned prefix");
+        let owned = OwnedArtifact::parse_prefix(bytes[..end].to_vec(), len).expect("owned prefix");
         let view = owned.artifact();
         assert_eq!(owned.bytes(), &bytes[..end]);
         assert_eq!(view.header(), parsed.header(), "{}", want.name);
@@ -324,21 +325,124 @@ fn owned_prefix_is_the_parsed_prefix() {
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&a), bits(&b), "{}/{}", want.name, t.name);
         }
+        let file = OwnedArtifact::parse(bytes.clone()).expect("owned file");
+        let view = file.artifact();
+        assert_eq!(view.bytes(), &bytes[..]);
+        assert_eq!(view.header(), whole.header());
+        assert!(view.tensors().eq(whole.tensors()), "{}", want.name);
+        for t in view.tensors().filter(|t| t.dtype.is_float()) {
+            let n = t.numel() as usize;
+            let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+            view.decode_f32(&file.tensor(t.index).expect("entry"), &mut a, &mut scratch)
+                .expect("decodes");
+            whole.decode_f32(&t, &mut b, &mut scratch).expect("decodes");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "{}/{}", want.name, t.name);
+        }
         // What `parse_prefix` rejects, the owned prefix rejects too.
-        assert!(ArtifactPrefix::new(bytes[..end].to_vec(), len + 1).is_err());
+        assert!(OwnedArtifact::parse_prefix(bytes[..end].to_vec(), len + 1).is_err());
         if end > 64 {
-            assert!(ArtifactPrefix::new(bytes[..end - 1].to_vec(), len).is_err());
+            assert!(OwnedArtifact::parse_prefix(bytes[..end - 1].to_vec(), len).is_err());
         }
         let mut flipped = bytes[..end].to_vec();
         for bit in 0..end * 8 {
             flipped[bit / 8] ^= 1 << (bit % 8);
             assert_eq!(
-                ArtifactPrefix::new(flipped.clone(), len).is_ok(),
+                OwnedArtifact::parse_prefix(flipped.clone(), len).is_ok(),
                 Artifact::parse_prefix(&flipped, len).is_ok(),
                 "{} bit {bit}",
                 want.name
             );
             flipped[bit / 8] ^= 1 << (bit % 8);
         }
+    }
+}
+
+/// The C entry points, which rebuild their view from the bytes `pcll_open` validated without
+/// checking them again (`Artifact::reopen`), answer as the Rust API does on every vector:
+/// counts, every tensor's entry and index by name, every metadata entry, every reconstruction.
+#[test]
+fn c_entry_points_answer_as_the_parsed_artifact() {
+    use core::mem::MaybeUninit;
+    use pcll_decoder::{capi, Artifact, Value};
+    for want in manifest().vectors {
+        let bytes =
+            std::fs::read(vectors_dir().join(format!("{}.pcll", want.name))).expect("vector file");
+        let art = Artifact::parse(&bytes).expect("parses");
+        let mut c = MaybeUninit::<capi::PcllArtifact>::uninit();
+        // SAFETY: `bytes` is live and unchanged while `c` is used; `c` is writable.
+        let rc = unsafe { capi::pcll_open(bytes.as_ptr(), bytes.len(), c.as_mut_ptr()) };
+        assert_eq!(rc, capi::PCLL_OK, "{}", want.name);
+        // SAFETY: initialized by the successful call.
+        let c = unsafe { c.assume_init() };
+        assert_eq!(c.tensor_count, art.tensor_count());
+        assert_eq!(c.metadata_count, art.metadata().len());
+        let mut scratch = vec![0u8; capi::pcll_max_scratch_len()];
+        for t in art.tensors() {
+            let mut info = MaybeUninit::<capi::PcllTensorInfo>::uninit();
+            // SAFETY: `c` valid, `info` writable.
+            let rc = unsafe { capi::pcll_tensor_info(&c, t.index, info.as_mut_ptr()) };
+            assert_eq!(rc, capi::PCLL_OK);
+            // SAFETY: initialized by the successful call.
+            let info = unsafe { info.assume_init() };
+            // SAFETY: `name` points at `name_len` bytes of the live artifact.
+            let name = unsafe { std::slice::from_raw_parts(info.name, info.name_len) };
+            assert_eq!(name, t.name.as_bytes());
+            assert_eq!((info.dims, info.numel), (t.dims, t.numel()));
+            assert_eq!(info.payload_len, t.payload_len);
+            assert_eq!(
+                info.scratch_len,
+                art.scratch_len(&t).expect("scratch") as u64
+            );
+            let mut index = u32::MAX;
+            // SAFETY: `name` readable, `index` writable.
+            let rc = unsafe { capi::pcll_find_tensor(&c, name.as_ptr(), name.len(), &mut index) };
+            assert_eq!((rc, index), (capi::PCLL_OK, t.index));
+            if !t.dtype.is_float() {
+                continue;
+            }
+            let n = t.numel() as usize;
+            let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+            // SAFETY: buffers of the sizes passed, distinct from the artifact.
+            let rc = unsafe {
+                capi::pcll_decode_f32(
+                    &c,
+                    t.index,
+                    a.as_mut_ptr(),
+                    n,
+                    scratch.as_mut_ptr(),
+                    scratch.len(),
+                )
+            };
+            assert_eq!(rc, capi::PCLL_OK, "{}/{}", want.name, t.name);
+            art.decode_f32(&t, &mut b, &mut scratch).expect("decodes");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "{}/{}", want.name, t.name);
+        }
+        let mut info = MaybeUninit::<capi::PcllTensorInfo>::uninit();
+        // SAFETY: as above.
+        let rc = unsafe { capi::pcll_tensor_info(&c, c.tensor_count, info.as_mut_ptr()) };
+        assert_ne!(rc, capi::PCLL_OK);
+        for (i, (key, value)) in (0..).zip(art.metadata().iter()) {
+            let mut e = MaybeUninit::<capi::PcllMetaEntry>::uninit();
+            // SAFETY: as above.
+            let rc = unsafe { capi::pcll_metadata_entry(&c, i, e.as_mut_ptr()) };
+            assert_eq!(rc, capi::PCLL_OK);
+            // SAFETY: initialized by the successful call.
+            let e = unsafe { e.assume_init() };
+            // SAFETY: `key` points at `key_len` bytes of the live artifact.
+            let k = unsafe { std::slice::from_raw_parts(e.key, e.key_len) };
+            assert_eq!(k, key.as_bytes());
+            if let Value::String(s) = value {
+                // SAFETY: as for the key.
+                let v = unsafe { std::slice::from_raw_parts(e.bytes, e.bytes_len) };
+                assert_eq!(v, s.as_bytes());
+            }
+            assert_eq!(e.as_u64, value.as_u64().unwrap_or(e.as_u64));
+        }
+        let mut e = MaybeUninit::<capi::PcllMetaEntry>::uninit();
+        // SAFETY: as above.
+        let rc = unsafe { capi::pcll_metadata_entry(&c, c.metadata_count, e.as_mut_ptr()) };
+        assert_ne!(rc, capi::PCLL_OK);
     }
 }

@@ -21,7 +21,7 @@ pub struct Artifact<'a> {
 
 /// The metadata and table sections of `file` where `header` (validated against it, as
 /// [`Artifact::parse_prefix`] finds them) puts them.
-#[cfg(feature = "alloc")]
+#[cfg(any(feature = "alloc", feature = "capi"))]
 fn sections<'a>(file: &'a [u8], header: &Header) -> (&'a [u8], &'a [u8]) {
     // (The header's sections lie within `file`, so neither sum overflows.)
     let at = |offset: u64, len: u64| {
@@ -34,16 +34,17 @@ fn sections<'a>(file: &'a [u8], header: &Header) -> (&'a [u8], &'a [u8]) {
     )
 }
 
-/// An artifact's header, metadata and table held in memory, owned and validated once (as
-/// [`Artifact::parse_prefix`] validates them), for a reader that keeps the payloads on disk
-/// and asks for tensors one at a time: [`ArtifactPrefix::artifact`] gives the view again
-/// without checking anything twice. (Parsing the prefix again for every request checks its
-/// checksum, its metadata's UTF-8 and every table entry each time: with a tokenizer in the
-/// metadata, that was a sixth of a small model's `generate --stream` time.) The bytes are
-/// private and never change after the check, so every view is of validated bytes.
+/// An artifact (the whole file, or its first bytes up to the table's end) held in memory,
+/// owned and validated once: [`OwnedArtifact::artifact`] gives the [`Artifact`] view again
+/// without checking anything twice, and [`OwnedArtifact::tensor`] finds an entry in O(1). For
+/// a reader that asks for tensors one at a time (streaming payloads from disk, a binding
+/// holding a file for later requests): parsing again for each request checks the header
+/// checksum, the metadata's UTF-8 and every table entry each time, which with a tokenizer in
+/// the metadata was a sixth of a small model's `generate --stream` time. The bytes are private
+/// and never change after the check, so every view is of validated bytes.
 #[cfg(feature = "alloc")]
 #[derive(Debug, Clone)]
-pub struct ArtifactPrefix {
+pub struct OwnedArtifact {
     bytes: alloc::boxed::Box<[u8]>,
     header: Header,
     metadata_entries: u32,
@@ -52,10 +53,19 @@ pub struct ArtifactPrefix {
 }
 
 #[cfg(feature = "alloc")]
-impl ArtifactPrefix {
+impl OwnedArtifact {
+    /// Validates `file` exactly as [`Artifact::parse`] does, and keeps it.
+    pub fn parse(file: alloc::vec::Vec<u8>) -> Result<OwnedArtifact, Error> {
+        let len = file.len() as u64;
+        OwnedArtifact::parse_prefix(file, len)
+    }
+
     /// Validates `prefix`, the first bytes of a file of `file_len` bytes, exactly as
     /// [`Artifact::parse_prefix`] does, and keeps it.
-    pub fn new(prefix: alloc::vec::Vec<u8>, file_len: u64) -> Result<ArtifactPrefix, Error> {
+    pub fn parse_prefix(
+        prefix: alloc::vec::Vec<u8>,
+        file_len: u64,
+    ) -> Result<OwnedArtifact, Error> {
         let bytes = prefix.into_boxed_slice();
         let (header, metadata_entries, entries) = {
             let a = Artifact::parse_prefix(&bytes, file_len)?;
@@ -68,12 +78,33 @@ impl ArtifactPrefix {
             }
             (a.header, a.metadata.len(), entries.into_boxed_slice())
         };
-        Ok(ArtifactPrefix {
+        Ok(OwnedArtifact {
             bytes,
             header,
             metadata_entries,
             entries,
         })
+    }
+
+    /// The view: what [`Artifact::parse_prefix`] returned for these bytes, at the cost of a
+    /// few field copies.
+    pub fn artifact(&self) -> Artifact<'_> {
+        let (mbytes, table) = sections(&self.bytes, &self.header);
+        Artifact {
+            file: &self.bytes,
+            header: self.header,
+            metadata: Metadata::validated(
+                mbytes,
+                self.header.metadata_offset,
+                self.metadata_entries,
+            ),
+            table,
+        }
+    }
+
+    /// The bytes held (the file, or its prefix).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// Entry `index`, as [`Artifact::tensor`] gives it, in O(1) (not O(index)).
@@ -91,27 +122,6 @@ impl ArtifactPrefix {
             index,
             self.header.version,
         )?)
-    }
-
-    /// The view over the prefix: what [`Artifact::parse_prefix`] returned for it, at the cost
-    /// of a few field copies.
-    pub fn artifact(&self) -> Artifact<'_> {
-        let (mbytes, table) = sections(&self.bytes, &self.header);
-        Artifact {
-            file: &self.bytes,
-            header: self.header,
-            metadata: Metadata::validated(
-                mbytes,
-                self.header.metadata_offset,
-                self.metadata_entries,
-            ),
-            table,
-        }
-    }
-
-    /// The prefix's bytes (header, metadata and table).
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
     }
 }
 
@@ -150,6 +160,29 @@ impl<'a> Artifact<'a> {
         };
         a.validate_table()?;
         Ok(a)
+    }
+
+    /// The view [`Artifact::parse`] gave for `file` before, rebuilt without reading its
+    /// checksum, metadata or table again: the header's fields are checked and its sections
+    /// placed within `file` again, the metadata's entry count is read from the section. For
+    /// the C ABI, whose contract is that the bytes `pcll_open` validated stay unchanged while
+    /// they are used: each request then costs O(1) instead of O(metadata + table) (the C
+    /// library's load of the demo model was more than half such re-validation). Bytes changed
+    /// against that contract still give errors or wrong values, never a panic (every read is
+    /// bounds-checked, and each payload's checksum is still checked when it is decoded).
+    #[cfg(feature = "capi")]
+    pub(crate) fn reopen(file: &'a [u8]) -> Result<Artifact<'a>, Error> {
+        let header = Header::parse_fields(file, file.len() as u64)?;
+        let (mbytes, table) = sections(file, &header);
+        let count = Cursor::new(mbytes, header.metadata_offset)
+            .u32("metadata entry count")
+            .unwrap_or(0);
+        Ok(Artifact {
+            file,
+            header,
+            metadata: Metadata::validated(mbytes, header.metadata_offset, count),
+            table,
+        })
     }
 
     fn validate_table(&self) -> Result<(), Error> {

@@ -53,6 +53,23 @@ impl Header {
     /// reach at least to the end of the table (else `SectionOutOfBounds` with the prefix
     /// length as `file_len`).
     pub fn parse_prefix(file: &[u8], file_len: u64) -> Result<Header, HeaderError> {
+        let h = Header::parse_fields(file, file_len)?;
+        let mut crc = Crc32c::new();
+        crc.update(file.get(..HEADER_CRC_OFFSET).unwrap_or(&[]));
+        crc.update(file.get(HEADER_LEN..h.table_end() as usize).unwrap_or(&[]));
+        let computed = crc.finish();
+        if computed != h.header_crc {
+            return Err(HeaderError::ChecksumMismatch {
+                stored: h.header_crc,
+                computed,
+            });
+        }
+        Ok(h)
+    }
+
+    /// [`Header::parse_prefix`] without the checksum: every field checked and every section
+    /// placed within `file`, but metadata and table not read.
+    pub(crate) fn parse_fields(file: &[u8], file_len: u64) -> Result<Header, HeaderError> {
         let actual = file_len;
         let Some(head) = file.get(..HEADER_LEN) else {
             return Err(HeaderError::TooShort {
@@ -144,16 +161,6 @@ impl Header {
                 offset: h.table_offset,
                 len: h.table_len,
                 file_len: file.len() as u64,
-            });
-        }
-        let mut crc = Crc32c::new();
-        crc.update(&b[..HEADER_CRC_OFFSET]);
-        crc.update(file.get(HEADER_LEN..covered_end).unwrap_or(&[]));
-        let computed = crc.finish();
-        if computed != h.header_crc {
-            return Err(HeaderError::ChecksumMismatch {
-                stored: h.header_crc,
-                computed,
             });
         }
         Ok(h)

@@ -42,7 +42,7 @@ mod rans;
 mod table;
 
 #[cfg(feature = "alloc")]
-pub use artifact::ArtifactPrefix;
+pub use artifact::OwnedArtifact;
 pub use artifact::{Artifact, IntSymbols, Tensors, GROUP};
 pub use error::Error;
 pub use header::Header;

@@ -272,7 +272,7 @@ impl<'a> Metadata<'a> {
 
     /// A section [`Metadata::parse`] accepted before, with its entry count: the same view,
     /// not checked again.
-    #[cfg(feature = "alloc")]
+    #[cfg(any(feature = "alloc", feature = "capi"))]
     pub(crate) const fn validated(bytes: &'a [u8], base: u64, count: u32) -> Metadata<'a> {
         Metadata { bytes, base, count }
     }

@@ -9,7 +9,7 @@
 
 mod pack;
 
-use pcll_decoder::{Artifact as Parsed, Codec, Dtype, TensorInfo, Value};
+use pcll_decoder::{Artifact as Parsed, Codec, Dtype, OwnedArtifact, TensorInfo, Value};
 use pcll_formats::unpack::{decode_tensor, decode_tensor_group, default_max_memory, in_groups};
 use pcll_formats::FormatError;
 use pyo3::create_exception;
@@ -110,9 +110,9 @@ fn value_to_py<'py>(py: Python<'py>, v: &Value<'_>, in_array: bool) -> PyResult<
 /// dtype (bf16 as its bit patterns).
 type Decoded = (String, &'static str, Vec<u64>, Vec<u8>);
 
-fn decode_one(art: &Parsed<'_>, index: u32, max: u64) -> Result<Decoded, FormatError> {
-    let t = art.tensor(index)?;
-    let bytes = decode_tensor(art, &t, max)?;
+fn decode_one(owned: &OwnedArtifact, index: u32, max: u64) -> Result<Decoded, FormatError> {
+    let t = owned.tensor(index)?;
+    let bytes = decode_tensor(&owned.artifact(), &t, max)?;
     Ok(decoded(&t, bytes))
 }
 
@@ -137,15 +137,16 @@ fn to_py_tuple<'py>(py: Python<'py>, d: Decoded) -> PyResult<Bound<'py, PyTuple>
         .into_pyobject(py)
 }
 
-/// A validated artifact held in memory. Tensors decode on request.
+/// A validated artifact held in memory (validated once, when made). Tensors decode on
+/// request.
 #[pyclass(frozen, module = "pcll._native")]
 struct NativeArtifact {
-    data: Vec<u8>,
+    data: OwnedArtifact,
 }
 
 impl NativeArtifact {
     fn parsed(&self) -> PyResult<Parsed<'_>> {
-        Parsed::parse(&self.data).map_err(|e| decoder_err("open", e))
+        Ok(self.data.artifact())
     }
 }
 
@@ -153,11 +154,9 @@ impl NativeArtifact {
 impl NativeArtifact {
     #[new]
     fn new(data: &Bound<'_, PyBytes>) -> PyResult<Self> {
-        let a = NativeArtifact {
-            data: data.as_bytes().to_vec(),
-        };
-        a.parsed()?;
-        Ok(a)
+        let data =
+            OwnedArtifact::parse(data.as_bytes().to_vec()).map_err(|e| decoder_err("open", e))?;
+        Ok(NativeArtifact { data })
     }
 
     /// The format version.
@@ -196,10 +195,9 @@ impl NativeArtifact {
 
     /// Tensor `index` as `(name, dtype, shape, bytearray)`.
     fn decode<'py>(&self, py: Python<'py>, index: u32) -> PyResult<Bound<'py, PyTuple>> {
-        let art = self.parsed()?;
         let max = default_max_memory();
         let d = py
-            .detach(|| decode_one(&art, index, max))
+            .detach(|| decode_one(&self.data, index, max))
             .map_err(format_err)?;
         to_py_tuple(py, d)
     }

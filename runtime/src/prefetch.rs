@@ -9,7 +9,7 @@
 
 use crate::error::RuntimeError;
 use crate::weights::{decode_stored, Stored};
-use pcll_decoder::ArtifactPrefix;
+use pcll_decoder::OwnedArtifact;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ impl Prefetcher {
     /// table are `prefix`). It ends when the prefetcher is dropped.
     pub(crate) fn start(
         path: &Path,
-        prefix: Arc<ArtifactPrefix>,
+        prefix: Arc<OwnedArtifact>,
     ) -> Result<Prefetcher, RuntimeError> {
         let io = |source| RuntimeError::Io {
             path: path.display().to_string(),
@@ -185,7 +185,7 @@ impl State {
 fn decode_at(
     file: &mut File,
     path: &Path,
-    prefix: &ArtifactPrefix,
+    prefix: &OwnedArtifact,
     i: u32,
 ) -> Result<Stored, RuntimeError> {
     let art = prefix.artifact();

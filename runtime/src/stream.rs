@@ -18,7 +18,7 @@ use crate::matrix::Matrix;
 use crate::prefetch::Prefetcher;
 use crate::weights::{decode_stored, decode_stored_group, try_vec, Resident, Stored, Weights};
 use pcll_decoder::layout::HEADER_LEN;
-use pcll_decoder::{Artifact, ArtifactPrefix, TensorInfo, GROUP};
+use pcll_decoder::{Artifact, OwnedArtifact, TensorInfo, GROUP};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -37,7 +37,7 @@ pub struct Streamed {
     /// parallel [`Streamed::decode_all`]) must not move each other's file position.
     file: Mutex<File>,
     /// Header, metadata and table, validated once (shared with the prefetching thread).
-    prefix: Arc<ArtifactPrefix>,
+    prefix: Arc<OwnedArtifact>,
     /// One slot per tensor (table order), filled once if the cache budget had room.
     cache: Vec<OnceLock<Stored>>,
     /// Tensor names to table indices: a cached tensor is found without parsing the table.
@@ -137,7 +137,7 @@ impl Streamed {
         prefix.resize(table_end.max(prefix.len() as u64) as usize, 0);
         file.read_exact(&mut prefix[HEADER_LEN.min(table_end as usize)..])
             .map_err(io)?;
-        let prefix = Arc::new(ArtifactPrefix::new(prefix, file_len)?);
+        let prefix = Arc::new(OwnedArtifact::parse_prefix(prefix, file_len)?);
         let index: BTreeMap<String, u32> = prefix
             .artifact()
             .tensors()
