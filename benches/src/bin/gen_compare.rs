@@ -159,6 +159,7 @@ fn run_child(a: &Args, mode: &str, threads: usize) -> Option<Row> {
         // What `pcll generate --stream` sets with `mallopt`: freed tensors go back to the
         // system (no unsafe code in this harness).
         cmd.env("MALLOC_MMAP_THRESHOLD_", (128 << 10).to_string());
+        cmd.env("MALLOC_TRIM_THRESHOLD_", (1 << 20).to_string());
     }
     let out = cmd
         .args(["--child", mode, &threads.to_string()])

@@ -284,6 +284,7 @@ fn main() {
             // The allocator setting `pcll eval/generate --stream` make with `mallopt`, given
             // the way glibc reads it at start-up (no unsafe code in this harness).
             cmd.env("MALLOC_MMAP_THRESHOLD_", (128 << 10).to_string());
+            cmd.env("MALLOC_TRIM_THRESHOLD_", (1 << 20).to_string());
         }
         let out = cmd
             .args(["--child", mode, "--dir", &a.dir.display().to_string()])
