@@ -13,11 +13,12 @@
 //! whenever it passes 128 KiB (`M_TRIM_THRESHOLD`): a streamed step frees its small decoded
 //! tensors, the heap shrinks, and the next step faults the same pages in again, zeroed. So
 //! [`return_freed_memory`] also keeps up to [`TRIM_THRESHOLD`] of free heap top: on the demo
-//! model `generate --stream --threads 1` went from 668–674 to 771–802 tokens/s (page faults
+//! model `generate --stream --threads 1` went from 648–681 to 788–798 tokens/s (page faults
 //! and the kernel's zeroing had been a sixth of its time in `perf`), while the peak of
 //! anonymous memory (RssAnon, sampled throughout) stayed 2.68 MB there and rose by 0.03 MB
 //! (`generate`) and 0.12–0.16 MB (`eval`, 13.2–13.4 MB) on the baseline shape (2026-12-07, Zen
-//! 4, `MALLOC_TRIM_THRESHOLD_` against the default).
+//! 4; speed from builds without and with the setting, memory from `MALLOC_TRIM_THRESHOLD_`
+//! against the default).
 //!
 //! This is process policy, so it lives in the binary: the runtime library has no unsafe code
 //! and leaves its host's allocator alone.

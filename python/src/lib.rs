@@ -145,8 +145,8 @@ struct NativeArtifact {
 }
 
 impl NativeArtifact {
-    fn parsed(&self) -> PyResult<Parsed<'_>> {
-        Ok(self.data.artifact())
+    fn parsed(&self) -> Parsed<'_> {
+        self.data.artifact()
     }
 }
 
@@ -162,12 +162,12 @@ impl NativeArtifact {
     /// The format version.
     #[getter]
     fn version(&self) -> PyResult<u16> {
-        Ok(self.parsed()?.header().version)
+        Ok(self.parsed().header().version)
     }
 
     /// `[(name, dtype, shape, codec)]` in table order.
     fn tensors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let art = self.parsed()?;
+        let art = self.parsed();
         let items = art
             .tensors()
             .map(|t| {
@@ -185,7 +185,7 @@ impl NativeArtifact {
 
     /// Every metadata entry, as Python values.
     fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let art = self.parsed()?;
+        let art = self.parsed();
         let d = PyDict::new(py);
         for (k, v) in art.metadata().iter() {
             d.set_item(k, value_to_py(py, &v, false)?)?;
@@ -204,7 +204,7 @@ impl NativeArtifact {
 
     /// Every tensor, decoded in parallel without the GIL, in table order.
     fn decode_all<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let art = self.parsed()?;
+        let art = self.parsed();
         let max = default_max_memory();
         let decoded: Vec<Decoded> = py
             .detach(|| {
