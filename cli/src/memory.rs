@@ -6,38 +6,54 @@
 //! which decodes and drops every weight once per window, then holds several megabytes more
 //! than it uses. [`return_freed_memory`] fixes the threshold at [`MMAP_THRESHOLD`], so every
 //! larger block is its own mapping and goes back to the system when freed. (glibc reads the
-//! same setting from the environment variable `MALLOC_MMAP_THRESHOLD_` at start-up, which is
-//! how the `runtime-compare` benchmark gives it to its streaming children.)
+//! same settings from the environment variables `MALLOC_MMAP_THRESHOLD_`,
+//! `MALLOC_TRIM_THRESHOLD_` and `MALLOC_ARENA_MAX` at start-up, which is how the
+//! `runtime-compare` and `gen-compare` benchmarks give them to their streaming children.)
 //!
-//! Smaller blocks stay in the heap, and glibc gives the heap's free top back to the system
-//! whenever it passes 128 KiB (`M_TRIM_THRESHOLD`): a streamed step frees its small decoded
-//! tensors, the heap shrinks, and the next step faults the same pages in again, zeroed. So
-//! [`return_freed_memory`] also keeps up to [`TRIM_THRESHOLD`] of free heap top: on the demo
-//! model `generate --stream --threads 1` went from 648–681 to 788–798 tokens/s (page faults
-//! and the kernel's zeroing had been a sixth of its time in `perf`), while the peak of
-//! anonymous memory (RssAnon, sampled throughout) stayed 2.68 MB there and rose by 0.03 MB
-//! (`generate`) and 0.12–0.16 MB (`eval`, 13.2–13.4 MB) on the baseline shape (2026-12-07, Zen
-//! 4; speed from builds without and with the setting, memory from `MALLOC_TRIM_THRESHOLD_`
-//! against the default).
+//! Smaller blocks stay in the heap, where the next step's tensor of the same size reuses
+//! them. A mapped block costs a map, a page fault and the kernel's zeroing for every page,
+//! and an unmap: with the threshold at 128 KiB (until 2026-12-07) every decoded matrix of the
+//! baseline shape (131,072–524,288 weights, a byte each) and its payload was mapped afresh
+//! each step, and the kernel took 53 % of `generate --stream`'s time in `perf` (11 % at
+//! 1 MiB). glibc also gives the heap's free top back whenever it passes 128 KiB
+//! (`M_TRIM_THRESHOLD`), so that a step that freed its tensors faulted the same pages in
+//! again at the next; [`TRIM_THRESHOLD`] keeps up to 2 MiB of it. And every thread that
+//! allocates gets an arena of its own (the rayon worker the pass runs on, the prefetching
+//! thread), each keeping its own free memory: `M_ARENA_MAX` 1 keeps one.
+//!
+//! Against 128 KiB, 1 MiB of top and one arena per thread (2026-12-07, Zen 4; tokens/s over
+//! three alternations, the peak of anonymous memory, RssAnon, sampled every 0.3 ms):
+//! `generate --stream --threads 1` on the baseline shape 34–35 → 71–74 tokens/s (4.04 →
+//! 4.23 MB), with `--threads 2` 39–41 → 75–77 (4.68 → 5.13–5.24 MB); `eval --stream` of two
+//! 1,024-token windows 761–775 → 1116–1136 tokens/s (13.39 → 13.96–14.02 MB), with two
+//! threads 1241–1254 → 2043–2065 (15.35–15.36 → 15.97–18.22 MB); on the demo model
+//! `generate` 799–805 → 945–960 (3.13 → 2.91 MB) and `eval` 14.6 → 18.6–19.0 k tokens/s
+//! (2.17 → 1.87 MB). Without `M_ARENA_MAX` the same thresholds gave `--threads 2`
+//! generation 103–108 tokens/s at 6.6–6.8 MB and `eval` 15.5–15.7 MB; a 512 KiB threshold
+//! 60–62 tokens/s.
 //!
 //! This is process policy, so it lives in the binary: the runtime library has no unsafe code
 //! and leaves its host's allocator alone.
 
-/// The mmap threshold [`return_freed_memory`] sets, in bytes. 64 KiB saves another 0.8 MB on
-/// the baseline shape but makes streaming 2.5× slower: the GEMM's per-call packing buffers
-/// are then mapped and unmapped on every product.
-pub const MMAP_THRESHOLD: usize = 128 << 10;
+/// The mmap threshold [`return_freed_memory`] sets, in bytes: blocks of at least this many are
+/// mapped on their own and go back to the system when freed. 64 KiB saved 0.8 MB on the
+/// baseline shape at 2.5× the time (the GEMM's packing buffers mapped on every product);
+/// 1 MiB keeps every decoded matrix of that shape (and its payload) in the heap.
+pub const MMAP_THRESHOLD: usize = 1 << 20;
 
 /// The free heap top [`return_freed_memory`] lets glibc keep instead of giving it back, in
 /// bytes (its default is 128 KiB). A bound on what the setting can add to the peak.
-pub const TRIM_THRESHOLD: usize = 1 << 20;
+pub const TRIM_THRESHOLD: usize = 2 << 20;
+
+/// The most malloc arenas [`return_freed_memory`] lets glibc make (by default up to eight a
+/// core, one for each thread that allocates, each with its own free memory).
+pub const ARENA_MAX: usize = 1;
 
 /// Asks the C allocator to map every block of at least [`MMAP_THRESHOLD`] bytes on its own
 /// and unmap it when freed (glibc `mallopt(M_MMAP_THRESHOLD)`, which also stops the dynamic
-/// adjustment), and to keep up to [`TRIM_THRESHOLD`] of free heap top (`M_TRIM_THRESHOLD`).
-/// Trades some speed (a map and page faults per large block) for peak memory. Returns
-/// whether the allocator accepted both; elsewhere than glibc it does nothing and returns
-/// false.
+/// adjustment), to keep up to [`TRIM_THRESHOLD`] of free heap top (`M_TRIM_THRESHOLD`) and
+/// to keep one arena for all threads (`M_ARENA_MAX`). Returns whether the allocator accepted
+/// all three; elsewhere than glibc it does nothing and returns false.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn return_freed_memory() -> bool {
@@ -50,9 +66,10 @@ pub fn return_freed_memory() -> bool {
 
 /// What [`return_freed_memory`] sets: `mallopt` parameters and values.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const SETTINGS: [(libc::c_int, usize); 2] = [
+const SETTINGS: [(libc::c_int, usize); 3] = [
     (libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD),
     (libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+    (libc::M_ARENA_MAX, ARENA_MAX),
 ];
 
 /// Asks the C allocator to return large freed blocks (only glibc is tuned; false here).
@@ -63,6 +80,8 @@ pub fn return_freed_memory() -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// The tests that read this process's resident memory, one at a time.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     #[test]
     fn glibc_accepts_the_threshold() {
         assert_eq!(
@@ -85,6 +104,27 @@ mod tests {
             .expect("a number")
     }
 
+    /// A block under the mmap threshold comes from the heap and stays resident when freed
+    /// (for the next step's tensor of its size); one over it goes back at once. With the
+    /// threshold at 128 KiB the first half fails (its 512 KiB go back).
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn blocks_under_the_threshold_stay_and_larger_ones_go_back() {
+        assert!(super::return_freed_memory());
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        for (kib, stays) in [(512u64, true), (4096, false)] {
+            let block = vec![1u8; (kib as usize) << 10];
+            let held = rss_anon_kib();
+            drop(block);
+            let freed = held.saturating_sub(rss_anon_kib());
+            assert_eq!(
+                freed < kib / 4,
+                stays,
+                "{kib} KiB block: {held} KiB held, {freed} KiB given back"
+            );
+        }
+    }
+
     /// Small blocks (heap, not mapped) freed together stay resident up to the trim threshold:
     /// with glibc's default (128 KiB) the 768 KiB below would mostly go back to the system at
     /// the last free, to be faulted in again by the next step of a stream.
@@ -92,6 +132,7 @@ mod tests {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn a_freed_heap_top_stays_resident() {
         assert!(super::return_freed_memory());
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let blocks: Vec<Vec<u8>> = (0..48u8).map(|i| vec![i | 1; 16 << 10]).collect();
         let held = rss_anon_kib();
         drop(blocks);

@@ -247,6 +247,10 @@ impl<W: Weights> Weights for Overlay<'_, W> {
             None => self.base.get(name),
         }
     }
+
+    fn begin_step(&self) {
+        self.base.begin_step()
+    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub mod matrix;
 pub mod model;
 pub mod ops;
 #[cfg(feature = "std")]
+mod order;
+#[cfg(feature = "std")]
 mod prefetch;
 #[cfg(feature = "std")]
 pub mod sample;

@@ -159,6 +159,7 @@ impl<W: Weights> Model<W> {
         mut cache: Option<&mut KvCache>,
         tap: Option<&dyn Tap>,
     ) -> Result<Vec<f32>, RuntimeError> {
+        self.weights.begin_step();
         let cfg = self.cfg;
         let d = cfg.model_dim;
         let start = cache.as_ref().map_or(0, |c| c.len);

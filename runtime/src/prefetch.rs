@@ -3,11 +3,13 @@
 //! current one, so two tensors decode at once on two cores.
 //!
 //! "Next" is learned, not assumed: each step asks for the tensors it does not have cached in
-//! the same order, so after the first step the tensor that followed each miss last time is the
-//! one to decode. One decoded tensor at most waits in the channel (the memory price of
-//! prefetching).
+//! the same order, so after the first whole step (steps are marked by
+//! [`crate::Weights::begin_step`]) the miss that followed each position of the step last time
+//! is the one to decode; a tensor asked for twice a step has two positions. One decoded
+//! tensor at most waits in the channel (the memory price of prefetching).
 
 use crate::error::RuntimeError;
+use crate::order::Order;
 use crate::weights::{decode_stored, Stored};
 use pcll_decoder::OwnedArtifact;
 use std::collections::BTreeMap;
@@ -34,13 +36,16 @@ impl core::fmt::Debug for Prefetcher {
 struct State {
     requests: Sender<u32>,
     results: Receiver<Decoded>,
-    /// The request in flight (the worker answers in order, one at a time).
-    pending: Option<u32>,
-    /// The misses of one step, in order, until the first of them comes again.
-    order: Vec<u32>,
-    learned: bool,
-    /// Position of each tensor in `order`, and whether the thread decodes it.
-    plan: BTreeMap<u32, (usize, bool)>,
+    /// The request in flight, by its position in the step (the worker answers in order, one
+    /// at a time).
+    pending: Option<usize>,
+    /// The misses of the first whole step.
+    order: Order,
+    /// Whether the thread decodes the miss at each position of the step (a tensor missed
+    /// twice a step, as a tied embedding is, has two positions, each with its own share).
+    theirs: Vec<bool>,
+    /// The position in the step of the last miss (`None`: the step has just begun).
+    at: Option<usize>,
     /// Payload bytes of each tensor (to share the large ones out).
     sizes: BTreeMap<u32, u64>,
     /// Decodes the thread made that were used.
@@ -87,9 +92,9 @@ impl Prefetcher {
                 requests,
                 results,
                 pending: None,
-                order: Vec::new(),
-                learned: false,
-                plan: BTreeMap::new(),
+                order: Order::default(),
+                theirs: Vec::new(),
+                at: None,
                 sizes,
                 used: 0,
             }),
@@ -99,10 +104,11 @@ impl Prefetcher {
     /// Called on a miss of tensor `i`, before decoding it: `Some` with its decode when the
     /// thread made it (waiting for it if need be), `None` when the caller is to decode it.
     ///
-    /// The first step only learns the order of the misses. Then the large tensors in that
+    /// The first whole step only learns the order of the misses. Then the large tensors in that
     /// order are shared out alternately: the caller decodes its own while the thread decodes
     /// the next of its share (unless `cached` says that one is kept), so two tensors decode at
-    /// once, which is where the time goes.
+    /// once, which is where the time goes. A miss is placed in the step at the next position
+    /// of its tensor after the last miss's (a step's first miss from the step's start).
     pub(crate) fn miss(
         &self,
         i: u32,
@@ -110,22 +116,24 @@ impl Prefetcher {
     ) -> Option<Result<Stored, RuntimeError>> {
         // A poisoned lock only means another caller panicked; the state stays usable.
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if !st.learned {
-            if st.order.first() != Some(&i) && !st.order.contains(&i) {
-                st.order.push(i);
-                return None;
-            }
-            st.learn();
+        if !st.order.learned() {
+            st.order.miss(i);
+            return None;
         }
-        let &(at, theirs) = st.plan.get(&i)?;
+        let steps = st.order.sequence();
+        let n = steps.len();
+        let from = st.at.map_or(0, |a| a + 1);
+        // Not in the step at all: decoded here, the plan left as it is.
+        let at = (0..n).map(|k| (from + k) % n).find(|&p| steps[p] == i)?;
+        st.at = Some(at);
         let mut got = None;
-        if st.pending == Some(i) {
+        if st.pending == Some(at) {
             st.pending = None;
             if let Ok((j, r)) = st.results.recv() {
                 got = (j == i).then_some(r);
                 st.used += usize::from(got.is_some());
             }
-        } else if theirs {
+        } else if st.theirs.get(at) == Some(&true) {
             // Out of step (a different order this time): decode it here.
             st.drain();
         }
@@ -137,6 +145,24 @@ impl Prefetcher {
 }
 
 impl Prefetcher {
+    /// A forward pass begins: the end of the first whole step fixes the plan.
+    pub(crate) fn begin_step(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.order.begin_step() {
+            st.learn();
+        }
+        st.at = None;
+    }
+
+    /// Tensors in the order learned, and the positions of a step the thread decodes (both 0
+    /// until the first whole step is learned).
+    #[cfg(test)]
+    pub(crate) fn learned(&self) -> (usize, usize) {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let share = st.theirs.iter().filter(|&&t| t).count();
+        (st.order.tensors().len(), share)
+    }
+
     /// Tensors the thread decoded that were used.
     pub(crate) fn used(&self) -> usize {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).used
@@ -146,15 +172,15 @@ impl Prefetcher {
 impl State {
     /// Fixes the plan from the order learned.
     fn learn(&mut self) {
-        self.learned = true;
         let mut theirs = false;
-        for (at, &i) in self.order.iter().enumerate() {
-            let large = self.sizes.get(&i).is_some_and(|&b| b >= SHARED_PAYLOAD);
+        let plan = self.order.sequence().iter().map(|i| {
+            let large = self.sizes.get(i).is_some_and(|&b| b >= SHARED_PAYLOAD);
             if large {
                 theirs = !theirs;
             }
-            self.plan.insert(i, (at, large && theirs));
-        }
+            large && theirs
+        });
+        self.theirs = plan.collect();
     }
 
     /// Waits out the request in flight and drops its result.
@@ -164,15 +190,16 @@ impl State {
         }
     }
 
-    /// Sets the thread on the first of its share after position `at` (in cyclic order) that
-    /// is not cached.
+    /// Sets the thread on the first of its share after position `at` (in cyclic order) whose
+    /// tensor is not cached.
     fn request_after(&mut self, at: usize, cached: &impl Fn(u32) -> bool) {
-        let n = self.order.len();
-        for step in 1..=n {
-            let i = self.order[(at + step) % n];
-            if self.plan.get(&i).is_some_and(|&(_, theirs)| theirs) && !cached(i) {
-                if self.requests.send(i).is_ok() {
-                    self.pending = Some(i);
+        let steps = self.order.sequence();
+        let n = steps.len();
+        for k in 1..=n {
+            let p = (at + k) % n;
+            if self.theirs.get(p) == Some(&true) && !cached(steps[p]) {
+                if self.requests.send(steps[p]).is_ok() {
+                    self.pending = Some(p);
                 }
                 return;
             }

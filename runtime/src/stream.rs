@@ -8,15 +8,17 @@
 //! again, and hit nothing).
 //!
 //! Without a prefetching thread ([`Streamed::with_prefetch`]), misses that follow each other
-//! in the order the first step asked for them, with streams that can run in lockstep, are
+//! in the order the first whole step asked for them (steps are marked by
+//! [`Weights::begin_step`], which [`crate::Model`] calls), with streams that can run in lockstep, are
 //! decoded together when the first of them is asked for (`Grouper`: small tensors only, at
 //! most three decoded tensors waiting); with the thread, two tensors decode at once on two
 //! cores instead.
 
 use crate::error::RuntimeError;
 use crate::matrix::Matrix;
+use crate::order::Order;
 use crate::prefetch::Prefetcher;
-use crate::weights::{decode_stored, decode_stored_group, try_vec, Resident, Stored, Weights};
+use crate::weights::{decode_stored, decode_stored_group, Resident, Stored, Weights};
 use pcll_decoder::layout::HEADER_LEN;
 use pcll_decoder::{Artifact, OwnedArtifact, TensorInfo, GROUP};
 use std::borrow::Cow;
@@ -59,18 +61,18 @@ pub struct Streamed {
 const GROUP_ELEMENTS: u64 = 1 << 17;
 
 /// Decoding misses a group at a time (a [`Streamed`] without a prefetching thread): the first
-/// step learns the order of the misses (as the prefetcher does) and each one's lockstep lanes
-/// ([`Artifact::lockstep_lanes_in`]); from then on, misses that follow each other in that
-/// order with streams that can run in lockstep (as many lanes, at most [`GROUP`]) are decoded
-/// together when the first of them is asked for, and the others wait, decoded, until they are
-/// (at most `GROUP − 1` tensors: the memory price).
+/// whole step records the order of the misses ([`Order`], as the prefetcher does) and each
+/// one's lockstep lanes ([`Artifact::lockstep_lanes_in`]); from then on, misses that follow
+/// each other in that order with streams that can run in lockstep (as many lanes, at most
+/// [`GROUP`]) are decoded together when the first of them is asked for, and the others wait,
+/// decoded, until they are (at most `GROUP − 1` tensors: the memory price). A tensor missed
+/// more than once a step is decoded alone.
 #[derive(Debug, Default)]
 struct Grouper {
-    /// The misses of the first step, in order, until the first of them comes again.
-    order: Vec<u32>,
-    /// The lockstep lanes of each tensor in `order` (0: decoded alone) and its element count.
+    order: Order,
+    /// The lockstep lanes of each tensor in the order (0: decoded alone) and its element
+    /// count.
     lanes: BTreeMap<u32, (usize, u64)>,
-    learned: bool,
     /// Each group's tensors, by its first.
     groups: BTreeMap<u32, Vec<u32>>,
     /// Tensors decoded with their group's first and not asked for yet.
@@ -82,10 +84,12 @@ struct Grouper {
 impl Grouper {
     /// Fixes the groups from the order learned.
     fn learn(&mut self) {
-        self.learned = true;
-        let lanes = |i: &u32| self.lanes.get(i).map_or(0, |l| l.0);
+        let lanes = |i: &u32| match self.lanes.get(i) {
+            Some(&(lanes, _)) if !self.order.repeated(*i) => lanes,
+            _ => 0,
+        };
         let numel = |i: &u32| self.lanes.get(i).map_or(u64::MAX, |l| l.1);
-        for run in self.order.chunk_by(|a, b| lanes(a) == lanes(b)) {
+        for run in self.order.tensors().chunk_by(|a, b| lanes(a) == lanes(b)) {
             if lanes(&run[0]) == 0 {
                 continue;
             }
@@ -267,10 +271,24 @@ pub(crate) fn read_payload(
         path: path.display().to_string(),
         source,
     };
-    let mut payload = try_vec(info.name, info.payload_len, 0u8)?;
+    let len = usize::try_from(info.payload_len).unwrap_or(usize::MAX);
+    let mut payload = Vec::new();
+    payload
+        .try_reserve_exact(len)
+        .map_err(|_| RuntimeError::OutOfMemory {
+            name: info.name.into(),
+            bytes: info.payload_len,
+        })?;
     file.seek(SeekFrom::Start(info.payload_offset))
         .map_err(io)?;
-    file.read_exact(&mut payload).map_err(io)?;
+    // Read into the reserved room (not zero-filled first: the file's bytes land in it).
+    let got = (&mut *file)
+        .take(info.payload_len)
+        .read_to_end(&mut payload)
+        .map_err(io)?;
+    if got != len {
+        return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     Ok(payload)
 }
 
@@ -343,12 +361,8 @@ impl Streamed {
             g.used += 1;
             return done;
         }
-        if !g.learned && g.order.contains(&i) {
-            g.learn();
-        }
         let payload = self.read_payload(info)?;
-        if !g.learned {
-            g.order.push(i);
+        if g.order.miss(i) {
             let lanes = art.lockstep_lanes_in(info, &payload);
             g.lanes.insert(i, (lanes, info.numel()));
         }
@@ -382,6 +396,17 @@ impl Streamed {
 }
 
 impl Weights for Streamed {
+    fn begin_step(&self) {
+        let mut g = self.grouper.lock().unwrap_or_else(|p| p.into_inner());
+        if g.order.begin_step() {
+            g.learn();
+        }
+        drop(g);
+        if let Some(p) = &self.prefetch {
+            p.begin_step();
+        }
+    }
+
     fn get(&self, name: &str) -> Result<Cow<'_, [f32]>, RuntimeError> {
         Ok(match self.stored(name)? {
             Cow::Borrowed(s) => s.values(),
@@ -411,7 +436,9 @@ mod tests {
 
     /// Asked for in the same order step after step, a streamed artifact decodes its misses in
     /// groups from the second step on and gives the same weights as resident ones; out of
-    /// step, or with the prefetching thread, it still does.
+    /// step, or with the prefetching thread, it still does. A tensor asked for more than once
+    /// a step (as a tied embedding is, at the start and at the end) neither ends the step
+    /// early nor costs a decode of the thread's.
     #[test]
     fn misses_decode_in_groups_once_their_order_is_known() {
         for clusters in [Clusters::Off, Clusters::Auto] {
@@ -419,44 +446,65 @@ mod tests {
             let art = Artifact::parse(&bytes).expect("parses");
             let resident = Resident::decode_all(&art).expect("loads");
             let lockstep = art.tensors().filter(|t| art.lockstep_lanes(t) > 0).count();
-            // Table order backwards: the groups follow the order asked in, not the table's.
-            let mut names: Vec<String> = art.tensors().map(|t| t.name.to_string()).collect();
-            names.reverse();
             let path = std::env::temp_dir().join(format!(
                 "pcll-grouped-{}-{clusters:?}.pcll",
                 std::process::id()
             ));
             std::fs::write(&path, &bytes).expect("writes");
-            for ahead in [false, true] {
-                let mut s = Streamed::open(&path).expect("opens");
-                if ahead {
-                    s = s.with_prefetch().expect("starts");
-                }
-                let mut in_step = 0;
-                for step in 0..4 {
-                    let mut order = names.clone();
-                    if step == 3 {
-                        // Out of step: every other tensor.
-                        order.retain(|n| n.len() % 2 == 0);
+            // Table order backwards: the groups follow the order asked in, not the table's.
+            let mut names: Vec<String> = art.tensors().map(|t| t.name.to_string()).collect();
+            names.reverse();
+            // A large tensor at the start, in its place and at the end; a vector twice.
+            let mut twice = names.clone();
+            twice.insert(names.len() / 2, "v".into());
+            twice.insert(0, "b2".into());
+            twice.push("b2".into());
+            for (order, repeats) in [(&names, false), (&twice, true)] {
+                for ahead in [false, true] {
+                    let mut s = Streamed::open(&path).expect("opens");
+                    if ahead {
+                        s = s.with_prefetch().expect("starts");
                     }
-                    for n in &order {
-                        let got = s.get(n).expect("decodes");
-                        let want = resident.get(n).expect("resident");
-                        assert_eq!(bits(&got), bits(&want), "{clusters:?} step {step}: {n}");
+                    let (mut in_step, mut ahead_in_step) = (0, 0);
+                    for step in 0..4 {
+                        let mut order = order.clone();
+                        if step == 3 {
+                            // Out of step: every other tensor.
+                            order.retain(|n| n.len() % 2 == 0);
+                        }
+                        let before = s.prefetched();
+                        s.begin_step();
+                        for n in &order {
+                            let got = s.get(n).expect("decodes");
+                            let want = resident.get(n).expect("resident");
+                            let at = format!("{clusters:?} {repeats} step {step}: {n}");
+                            assert_eq!(bits(&got), bits(&want), "{at}");
+                        }
+                        if step == 2 {
+                            in_step = s.grouped();
+                            ahead_in_step = s.prefetched() - before;
+                        }
                     }
-                    if step == 2 {
-                        in_step = s.grouped();
-                    }
-                }
-                // Steps 1 and 2 take every tensor of a group but its first from the group.
-                let expected = if ahead || lockstep < 2 {
-                    0
-                } else {
+                    let at = format!("{clusters:?}, repeats {repeats}, ahead {ahead}");
                     let g = s.grouper.lock().expect("lock");
-                    2 * g.groups.values().map(|m| m.len() - 1).sum::<usize>()
-                };
-                assert_eq!(in_step, expected, "{clusters:?}, ahead {ahead}");
-                assert!(ahead || lockstep < 2 || expected > 0, "{clusters:?}");
+                    let (learned, share) = match &s.prefetch {
+                        Some(p) => p.learned(),
+                        None => (g.order.tensors().len(), 0),
+                    };
+                    // The whole step was learned, each tensor once.
+                    assert_eq!(learned, names.len(), "{at}");
+                    // Steps 1 and 2 take every tensor of a group but its first from the group.
+                    let expected = if ahead || lockstep < 2 {
+                        0
+                    } else {
+                        2 * g.groups.values().map(|m| m.len() - 1).sum::<usize>()
+                    };
+                    assert_eq!(in_step, expected, "{at}");
+                    assert!(ahead || lockstep < 2 || expected > 0, "{at}");
+                    // In step, the thread's share was all decoded ahead and used.
+                    assert_eq!(ahead_in_step, share, "{at}");
+                    assert_eq!(share > 0, ahead, "{at}");
+                }
             }
             std::fs::remove_file(&path).ok();
         }

@@ -23,6 +23,11 @@ pub trait Weights: Sync {
     fn matrix(&self, name: &str) -> Result<Matrix<'_>, RuntimeError> {
         Ok(Matrix::F32(self.get(name)?))
     }
+
+    /// A forward pass begins ([`crate::Model`] calls this first in every pass): a source that
+    /// decodes ahead learns the order of a pass's requests from its first whole step. By
+    /// default nothing.
+    fn begin_step(&self) {}
 }
 
 /// A boxed source, so callers can pick resident or streamed weights at run time.
@@ -33,6 +38,10 @@ impl<W: Weights + ?Sized> Weights for alloc::boxed::Box<W> {
 
     fn matrix(&self, name: &str) -> Result<Matrix<'_>, RuntimeError> {
         (**self).matrix(name)
+    }
+
+    fn begin_step(&self) {
+        (**self).begin_step()
     }
 }
 
@@ -45,6 +54,10 @@ impl<W: Weights + Send + ?Sized> Weights for alloc::sync::Arc<W> {
     fn matrix(&self, name: &str) -> Result<Matrix<'_>, RuntimeError> {
         (**self).matrix(name)
     }
+
+    fn begin_step(&self) {
+        (**self).begin_step()
+    }
 }
 
 /// A borrowed source.
@@ -55,6 +68,10 @@ impl<W: Weights + ?Sized> Weights for &W {
 
     fn matrix(&self, name: &str) -> Result<Matrix<'_>, RuntimeError> {
         (**self).matrix(name)
+    }
+
+    fn begin_step(&self) {
+        (**self).begin_step()
     }
 }
 

@@ -156,10 +156,11 @@ fn run_child(a: &Args, mode: &str, threads: usize) -> Option<Row> {
     let me = ok(std::env::current_exe());
     let mut cmd = Command::new(me);
     if mode.starts_with("stream") {
-        // What `pcll generate --stream` sets with `mallopt`: freed tensors go back to the
-        // system (no unsafe code in this harness).
-        cmd.env("MALLOC_MMAP_THRESHOLD_", (128 << 10).to_string());
-        cmd.env("MALLOC_TRIM_THRESHOLD_", (1 << 20).to_string());
+        // What `pcll generate --stream` sets with `mallopt` (`cli/src/memory.rs`), given the
+        // way glibc reads it at start-up (no unsafe code in this harness).
+        cmd.env("MALLOC_MMAP_THRESHOLD_", (1 << 20).to_string());
+        cmd.env("MALLOC_TRIM_THRESHOLD_", (2 << 20).to_string());
+        cmd.env("MALLOC_ARENA_MAX", "1");
     }
     let out = cmd
         .args(["--child", mode, &threads.to_string()])

@@ -281,10 +281,11 @@ fn main() {
     let run_child = |mode: &str| -> Option<(f64, u64, f64)> {
         let mut cmd = Command::new(&me);
         if mode.ends_with("stream") {
-            // The allocator setting `pcll eval/generate --stream` make with `mallopt`, given
+            // The allocator settings `pcll eval/generate --stream` make with `mallopt`, given
             // the way glibc reads it at start-up (no unsafe code in this harness).
-            cmd.env("MALLOC_MMAP_THRESHOLD_", (128 << 10).to_string());
-            cmd.env("MALLOC_TRIM_THRESHOLD_", (1 << 20).to_string());
+            cmd.env("MALLOC_MMAP_THRESHOLD_", (1 << 20).to_string());
+            cmd.env("MALLOC_TRIM_THRESHOLD_", (2 << 20).to_string());
+            cmd.env("MALLOC_ARENA_MAX", "1");
         }
         let out = cmd
             .args(["--child", mode, "--dir", &a.dir.display().to_string()])
