@@ -17,20 +17,22 @@
 //! each step, and the kernel took 53 % of `generate --stream`'s time in `perf` (11 % at
 //! 1 MiB). glibc also gives the heap's free top back whenever it passes 128 KiB
 //! (`M_TRIM_THRESHOLD`), so that a step that freed its tensors faulted the same pages in
-//! again at the next; [`TRIM_THRESHOLD`] keeps up to 2 MiB of it. And every thread that
+//! again at the next; [`TRIM_THRESHOLD`] keeps up to 4 MiB of it. And every thread that
 //! allocates gets an arena of its own (the rayon worker the pass runs on, the prefetching
-//! thread), each keeping its own free memory: `M_ARENA_MAX` 1 keeps one.
+//! thread), each keeping its own free memory: [`ARENA_MAX`] keeps one. (With one arena and
+//! 2 MiB of top, the two threads' blocks took turns at the top and two-thread generation on
+//! the baseline shape faulted 16–21 k pages in 30 tokens and ran at 66–75 tokens/s.)
 //!
 //! Against 128 KiB, 1 MiB of top and one arena per thread (2026-12-07, Zen 4; tokens/s over
-//! three alternations, the peak of anonymous memory, RssAnon, sampled every 0.3 ms):
-//! `generate --stream --threads 1` on the baseline shape 34–35 → 71–74 tokens/s (4.04 →
-//! 4.23 MB), with `--threads 2` 39–41 → 75–77 (4.68 → 5.13–5.24 MB); `eval --stream` of two
-//! 1,024-token windows 761–775 → 1116–1136 tokens/s (13.39 → 13.96–14.02 MB), with two
-//! threads 1241–1254 → 2043–2065 (15.35–15.36 → 15.97–18.22 MB); on the demo model
-//! `generate` 799–805 → 945–960 (3.13 → 2.91 MB) and `eval` 14.6 → 18.6–19.0 k tokens/s
-//! (2.17 → 1.87 MB). Without `M_ARENA_MAX` the same thresholds gave `--threads 2`
-//! generation 103–108 tokens/s at 6.6–6.8 MB and `eval` 15.5–15.7 MB; a 512 KiB threshold
-//! 60–62 tokens/s.
+//! three alternations, the peak of anonymous memory, RssAnon, sampled every 0.3 ms, two runs):
+//! on the baseline shape `generate --stream --threads 1` 33.4–33.6 → 66.0–66.6 tokens/s
+//! (3.92–4.04 → 4.23 MB), with `--threads 2` 33–38 → 73–101 (4.68 → 5.17–5.18 MB); `eval
+//! --stream` of two 1,024-token windows 741–754 → 1107–1116 tokens/s (13.40 → 13.94–14.02 MB),
+//! with two threads 1143–1209 → 2021–2056 (15.36–15.37 → 16.16–17.31 MB); on the demo model
+//! `generate` 739–793 → 938–947 (3.13 → 3.07 MB) and `eval` 14.2–14.3 → 17.7–18.8 k tokens/s
+//! (2.17 → 1.87 MB). These figures include the runtime's own change of that day (a pass's
+//! order learned from its whole first step). Without the one arena the same thresholds gave
+//! the baseline shape's `eval` 15.5–15.7 MB; a 512 KiB threshold, 60–62 tokens/s.
 //!
 //! This is process policy, so it lives in the binary: the runtime library has no unsafe code
 //! and leaves its host's allocator alone.
@@ -43,7 +45,7 @@ pub const MMAP_THRESHOLD: usize = 1 << 20;
 
 /// The free heap top [`return_freed_memory`] lets glibc keep instead of giving it back, in
 /// bytes (its default is 128 KiB). A bound on what the setting can add to the peak.
-pub const TRIM_THRESHOLD: usize = 2 << 20;
+pub const TRIM_THRESHOLD: usize = 4 << 20;
 
 /// The most malloc arenas [`return_freed_memory`] lets glibc make (by default up to eight a
 /// core, one for each thread that allocates, each with its own free memory).

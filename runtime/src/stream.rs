@@ -9,10 +9,10 @@
 //!
 //! Without a prefetching thread ([`Streamed::with_prefetch`]), misses that follow each other
 //! in the order the first whole step asked for them (steps are marked by
-//! [`Weights::begin_step`], which [`crate::Model`] calls), with streams that can run in lockstep, are
-//! decoded together when the first of them is asked for (`Grouper`: small tensors only, at
-//! most three decoded tensors waiting); with the thread, two tensors decode at once on two
-//! cores instead.
+//! [`Weights::begin_step`], which [`crate::Model`] calls), with streams that can run in
+//! lockstep, are decoded together when the first of them is asked for (`Grouper`: small
+//! tensors only, at most three decoded tensors waiting); with the thread, two tensors decode
+//! at once on two cores instead.
 
 use crate::error::RuntimeError;
 use crate::matrix::Matrix;

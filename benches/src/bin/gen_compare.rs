@@ -159,7 +159,7 @@ fn run_child(a: &Args, mode: &str, threads: usize) -> Option<Row> {
         // What `pcll generate --stream` sets with `mallopt` (`cli/src/memory.rs`), given the
         // way glibc reads it at start-up (no unsafe code in this harness).
         cmd.env("MALLOC_MMAP_THRESHOLD_", (1 << 20).to_string());
-        cmd.env("MALLOC_TRIM_THRESHOLD_", (2 << 20).to_string());
+        cmd.env("MALLOC_TRIM_THRESHOLD_", (4 << 20).to_string());
         cmd.env("MALLOC_ARENA_MAX", "1");
     }
     let out = cmd

@@ -284,7 +284,7 @@ fn main() {
             // The allocator settings `pcll eval/generate --stream` make with `mallopt`, given
             // the way glibc reads it at start-up (no unsafe code in this harness).
             cmd.env("MALLOC_MMAP_THRESHOLD_", (1 << 20).to_string());
-            cmd.env("MALLOC_TRIM_THRESHOLD_", (2 << 20).to_string());
+            cmd.env("MALLOC_TRIM_THRESHOLD_", (4 << 20).to_string());
             cmd.env("MALLOC_ARENA_MAX", "1");
         }
         let out = cmd
