@@ -68,11 +68,6 @@ impl Order {
         }
     }
 
-    /// Whether the first whole step has ended.
-    pub(crate) fn learned(&self) -> bool {
-        self.phase == Phase::Learned
-    }
-
     /// Every miss of the step, in order.
     pub(crate) fn sequence(&self) -> &[u32] {
         &self.sequence
@@ -100,12 +95,10 @@ mod tests {
         let mut o = Order::default();
         assert!(!o.miss(9), "before any step");
         assert!(!o.begin_step());
-        assert!(!o.learned());
         for (i, new) in [(4, true), (2, true), (4, false), (7, true), (2, false)] {
             assert_eq!(o.miss(i), new, "{i}");
         }
         assert!(o.begin_step(), "the second step ends the first");
-        assert!(o.learned());
         assert!(!o.miss(5), "after the step");
         assert!(!o.begin_step(), "learned once");
         assert_eq!(o.tensors(), &[4, 2, 7]);

@@ -1,18 +1,18 @@
 //! Decoding ahead for [`crate::stream::Streamed`]: a thread of its own, with its own handle on
-//! the file, decodes the tensor the forward pass will ask for next while the pass decodes the
-//! current one, so two tensors decode at once on two cores.
+//! the file, decodes what the forward pass will ask for next while the pass decodes the
+//! current one, so two decodes run at once on two cores.
 //!
 //! "Next" is learned, not assumed: each step asks for the tensors it does not have cached in
 //! the same order, so after the first whole step (steps are marked by
 //! [`crate::Weights::begin_step`]) the miss that followed each position of the step last time
-//! is the one to decode; a tensor asked for twice a step has two positions. One decoded
-//! tensor at most waits in the channel (the memory price of prefetching).
+//! is the one to decode; a tensor asked for twice a step has two positions. What is shared
+//! out are the units the one-thread grouping decodes: a group of tensors whose streams run in
+//! lockstep, or one tensor. At most one decoded unit waits (the memory price of prefetching).
 
 use crate::error::RuntimeError;
-use crate::order::Order;
-use crate::weights::{decode_stored, Stored};
-use pcll_decoder::OwnedArtifact;
-use std::collections::BTreeMap;
+use crate::weights::{decode_stored, decode_stored_group, Stored};
+use pcll_decoder::{OwnedArtifact, TensorInfo};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::string::ToString;
@@ -34,26 +34,31 @@ impl core::fmt::Debug for Prefetcher {
 }
 
 struct State {
-    requests: Sender<u32>,
-    results: Receiver<Decoded>,
-    /// The request in flight, by its position in the step (the worker answers in order, one
-    /// at a time).
+    /// Units to decode: a lockstep group's tensors, or one.
+    requests: Sender<Vec<u32>>,
+    results: Receiver<Vec<Decoded>>,
+    /// The request in flight, by the position in the step of its first tensor (the worker
+    /// answers in order, one at a time).
     pending: Option<usize>,
-    /// The misses of the first whole step.
-    order: Order,
-    /// Whether the thread decodes the miss at each position of the step (a tensor missed
-    /// twice a step, as a tied embedding is, has two positions, each with its own share).
-    theirs: Vec<bool>,
+    /// Every miss of the first whole step, in order (empty until it is learned).
+    steps: Vec<u32>,
+    /// The unit of the thread's share that starts at each position of the step (`None`
+    /// elsewhere: the caller's, or a later tensor of a group). A tensor missed twice a step,
+    /// as a tied embedding is, has two positions, each with its own share.
+    theirs: Vec<Option<Vec<u32>>>,
+    /// Tensors the thread decoded with their group's first, not asked for yet.
+    waiting: BTreeMap<u32, Result<Stored, RuntimeError>>,
     /// The position in the step of the last miss (`None`: the step has just begun).
     at: Option<usize>,
-    /// Payload bytes of each tensor (to share the large ones out).
+    /// Payload bytes of each tensor (to share the large units out).
     sizes: BTreeMap<u32, u64>,
     /// Decodes the thread made that were used.
     used: usize,
 }
 
-/// Payloads at least this large are shared between the caller and the thread, alternately;
-/// smaller ones (a gain vector) are decoded by the caller, quicker than handing them over.
+/// Units with at least this many payload bytes are shared between the caller and the thread,
+/// alternately; smaller ones (a gain vector) are decoded by the caller, quicker than handing
+/// them over.
 const SHARED_PAYLOAD: u64 = 1 << 10;
 
 impl Prefetcher {
@@ -73,15 +78,15 @@ impl Prefetcher {
             .map(|t| (t.index, t.payload_len))
             .collect();
         let mut file = File::open(path).map_err(io)?;
-        let (requests, todo) = channel::<u32>();
-        let (done, results) = channel::<Decoded>();
+        let (requests, todo) = channel::<Vec<u32>>();
+        let (done, results) = channel::<Vec<Decoded>>();
         let path_buf: PathBuf = path.to_path_buf();
         std::thread::Builder::new()
             .name("pcll-prefetch".into())
             .spawn(move || {
-                while let Ok(i) = todo.recv() {
-                    let r = decode_at(&mut file, &path_buf, &prefix, i);
-                    if done.send((i, r)).is_err() {
+                while let Ok(unit) = todo.recv() {
+                    let r = decode_unit(&mut file, &path_buf, &prefix, &unit);
+                    if done.send(r).is_err() {
                         break;
                     }
                 }
@@ -92,8 +97,9 @@ impl Prefetcher {
                 requests,
                 results,
                 pending: None,
-                order: Order::default(),
+                steps: Vec::new(),
                 theirs: Vec::new(),
+                waiting: BTreeMap::new(),
                 at: None,
                 sizes,
                 used: 0,
@@ -104,11 +110,12 @@ impl Prefetcher {
     /// Called on a miss of tensor `i`, before decoding it: `Some` with its decode when the
     /// thread made it (waiting for it if need be), `None` when the caller is to decode it.
     ///
-    /// The first whole step only learns the order of the misses. Then the large tensors in that
-    /// order are shared out alternately: the caller decodes its own while the thread decodes
-    /// the next of its share (unless `cached` says that one is kept), so two tensors decode at
-    /// once, which is where the time goes. A miss is placed in the step at the next position
-    /// of its tensor after the last miss's (a step's first miss from the step's start).
+    /// Until the first whole step is learned ([`Prefetcher::learn`]) the caller decodes
+    /// everything. Then the large units of the step are shared out alternately: the caller
+    /// decodes its own while the thread decodes the next of its share (unless `cached` says
+    /// its first tensor is kept), so two decode at once, which is where the time goes. A miss
+    /// is placed in the step at the next position of its tensor after the last miss's (a
+    /// step's first miss from the step's start).
     pub(crate) fn miss(
         &self,
         i: u32,
@@ -116,24 +123,30 @@ impl Prefetcher {
     ) -> Option<Result<Stored, RuntimeError>> {
         // A poisoned lock only means another caller panicked; the state stays usable.
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if !st.order.learned() {
-            st.order.miss(i);
-            return None;
+        if let Some(done) = st.waiting.remove(&i) {
+            st.used += 1;
+            return Some(done);
         }
-        let steps = st.order.sequence();
-        let n = steps.len();
+        let n = st.steps.len();
         let from = st.at.map_or(0, |a| a + 1);
-        // Not in the step at all: decoded here, the plan left as it is.
-        let at = (0..n).map(|k| (from + k) % n).find(|&p| steps[p] == i)?;
+        // Not in the step at all (or nothing learned yet): decoded by the caller, the plan
+        // left as it is.
+        let at = (0..n).map(|k| (from + k) % n).find(|&p| st.steps[p] == i)?;
         st.at = Some(at);
         let mut got = None;
         if st.pending == Some(at) {
             st.pending = None;
-            if let Ok((j, r)) = st.results.recv() {
-                got = (j == i).then_some(r);
+            if let Ok(done) = st.results.recv() {
+                for (j, r) in done {
+                    if j == i && got.is_none() {
+                        got = Some(r);
+                    } else {
+                        st.waiting.insert(j, r);
+                    }
+                }
                 st.used += usize::from(got.is_some());
             }
-        } else if st.theirs.get(at) == Some(&true) {
+        } else if st.theirs.get(at).is_some_and(Option::is_some) {
             // Out of step (a different order this time): decode it here.
             st.drain();
         }
@@ -142,25 +155,53 @@ impl Prefetcher {
         }
         got
     }
-}
 
-impl Prefetcher {
-    /// A forward pass begins: the end of the first whole step fixes the plan.
-    pub(crate) fn begin_step(&self) {
+    /// Fixes the plan from the first whole step: `steps`, its every miss in order, and
+    /// `groups`, the lockstep groups of the one-thread grouping by their first tensor (a
+    /// group is decoded where its first is asked for).
+    pub(crate) fn learn(&self, steps: &[u32], groups: &BTreeMap<u32, Vec<u32>>) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.order.begin_step() {
-            st.learn();
-        }
-        st.at = None;
+        let later: BTreeSet<u32> = groups
+            .values()
+            .flat_map(|g| g.iter().skip(1))
+            .copied()
+            .collect();
+        let mut theirs = false;
+        let plan: Vec<Option<Vec<u32>>> = steps
+            .iter()
+            .map(|&i| {
+                if later.contains(&i) {
+                    return None;
+                }
+                let unit = groups.get(&i).cloned().unwrap_or_else(|| vec![i]);
+                let bytes: u64 = unit.iter().filter_map(|t| st.sizes.get(t)).sum();
+                let large = bytes >= SHARED_PAYLOAD;
+                if large {
+                    theirs = !theirs;
+                }
+                (large && theirs).then_some(unit)
+            })
+            .collect();
+        st.steps = steps.to_vec();
+        st.theirs = plan;
     }
 
-    /// Tensors in the order learned, and the positions of a step the thread decodes (both 0
-    /// until the first whole step is learned).
+    /// A forward pass begins: the next miss is placed from the step's start, and tensors
+    /// decoded ahead that the last step did not ask for are dropped.
+    pub(crate) fn begin_step(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.at = None;
+        st.waiting.clear();
+    }
+
+    /// Tensors the thread decodes a step, and how many of them come with a group's first
+    /// (both 0 until the first whole step is learned).
     #[cfg(test)]
-    pub(crate) fn learned(&self) -> (usize, usize) {
+    pub(crate) fn share(&self) -> (usize, usize) {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let share = st.theirs.iter().filter(|&&t| t).count();
-        (st.order.tensors().len(), share)
+        let units = st.theirs.iter().flatten();
+        let tensors = units.clone().map(Vec::len).sum();
+        (tensors, tensors - units.count())
     }
 
     /// Tensors the thread decoded that were used.
@@ -170,41 +211,61 @@ impl Prefetcher {
 }
 
 impl State {
-    /// Fixes the plan from the order learned.
-    fn learn(&mut self) {
-        let mut theirs = false;
-        let plan = self.order.sequence().iter().map(|i| {
-            let large = self.sizes.get(i).is_some_and(|&b| b >= SHARED_PAYLOAD);
-            if large {
-                theirs = !theirs;
-            }
-            large && theirs
-        });
-        self.theirs = plan.collect();
-    }
-
-    /// Waits out the request in flight and drops its result.
+    /// Waits out the request in flight and drops its result, and what waits.
     fn drain(&mut self) {
         if self.pending.take().is_some() {
             let _ = self.results.recv();
         }
+        self.waiting.clear();
     }
 
-    /// Sets the thread on the first of its share after position `at` (in cyclic order) whose
-    /// tensor is not cached.
+    /// Sets the thread on the first unit of its share after position `at` (in cyclic order)
+    /// whose first tensor is not cached (its cached tensors left out).
     fn request_after(&mut self, at: usize, cached: &impl Fn(u32) -> bool) {
-        let steps = self.order.sequence();
-        let n = steps.len();
+        let n = self.steps.len();
         for k in 1..=n {
             let p = (at + k) % n;
-            if self.theirs.get(p) == Some(&true) && !cached(steps[p]) {
-                if self.requests.send(steps[p]).is_ok() {
-                    self.pending = Some(p);
-                }
-                return;
+            let Some(Some(unit)) = self.theirs.get(p) else {
+                continue;
+            };
+            if cached(self.steps[p]) {
+                continue;
+            }
+            let unit: Vec<u32> = unit.iter().copied().filter(|&t| !cached(t)).collect();
+            if self.requests.send(unit).is_ok() {
+                self.pending = Some(p);
+            }
+            return;
+        }
+    }
+}
+
+/// Reads the payloads of `unit` through `file` and decodes them as
+/// [`crate::stream::Streamed`] does: a group's streams in lockstep
+/// ([`decode_stored_group`]), or one tensor.
+fn decode_unit(file: &mut File, path: &Path, prefix: &OwnedArtifact, unit: &[u32]) -> Vec<Decoded> {
+    if unit.len() > 1 {
+        let infos: Result<Vec<TensorInfo<'_>>, _> =
+            unit.iter().map(|&i| prefix.tensor(i)).collect();
+        if let Ok(infos) = infos {
+            let read: Result<Vec<Vec<u8>>, _> = infos
+                .iter()
+                .map(|t| crate::stream::read_payload(file, path, t))
+                .collect();
+            if let Ok(read) = read {
+                let art = prefix.artifact();
+                let group: Vec<&TensorInfo<'_>> = infos.iter().collect();
+                let payloads: Vec<Option<&[u8]>> = read.iter().map(|p| Some(&p[..])).collect();
+                let done = decode_stored_group(&art, &group, &payloads);
+                return unit.iter().copied().zip(done).collect();
             }
         }
     }
+    // One tensor, or a group one of whose entries or payloads fails: one at a time, each
+    // with its own result.
+    unit.iter()
+        .map(|&i| (i, decode_at(file, path, prefix, i)))
+        .collect()
 }
 
 /// Reads tensor `i`'s payload through `file` and decodes it as [`crate::stream::Streamed`]

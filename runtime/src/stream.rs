@@ -7,12 +7,12 @@
 //! converges to at best (least-recently-used would evict each tensor just before it is needed
 //! again, and hit nothing).
 //!
-//! Without a prefetching thread ([`Streamed::with_prefetch`]), misses that follow each other
-//! in the order the first whole step asked for them (steps are marked by
-//! [`Weights::begin_step`], which [`crate::Model`] calls), with streams that can run in
-//! lockstep, are decoded together when the first of them is asked for (`Grouper`: small
-//! tensors only, at most three decoded tensors waiting); with the thread, two tensors decode
-//! at once on two cores instead.
+//! Misses that follow each other in the order the first whole step asked for them (steps are
+//! marked by [`Weights::begin_step`], which [`crate::Model`] calls), with streams that can run
+//! in lockstep, are decoded together when the first of them is asked for (`Grouper`: small
+//! tensors only, at most three decoded tensors waiting). With a prefetching thread
+//! ([`Streamed::with_prefetch`]) those groups, and the tensors decoded alone, are shared out
+//! between the caller and the thread, so two decode at once on two cores.
 
 use crate::error::RuntimeError;
 use crate::matrix::Matrix;
@@ -60,7 +60,7 @@ pub struct Streamed {
 /// (8,192–32,768 weights a matrix) gained.
 const GROUP_ELEMENTS: u64 = 1 << 17;
 
-/// Decoding misses a group at a time (a [`Streamed`] without a prefetching thread): the first
+/// Decoding misses a group at a time (the caller's share, with a prefetching thread): the first
 /// whole step records the order of the misses ([`Order`], as the prefetcher does) and each
 /// one's lockstep lanes ([`Artifact::lockstep_lanes_in`]); from then on, misses that follow
 /// each other in that order with streams that can run in lockstep (as many lanes, at most
@@ -160,9 +160,10 @@ impl Streamed {
         })
     }
 
-    /// Decodes ahead: a thread of its own decodes the tensor the forward pass will miss next
-    /// while the pass computes, learning which from the order of the first step's misses;
-    /// worth it with a spare core. One more decoded tensor is in memory at a time.
+    /// Decodes ahead: a thread of its own decodes what the forward pass will miss next (a
+    /// lockstep group, or one tensor) while the pass decodes its own, learning which from
+    /// the order of the first whole step's misses; worth it with a spare core. One more
+    /// decoded unit is in memory at a time.
     pub fn with_prefetch(mut self) -> Result<Streamed, RuntimeError> {
         self.prefetch = Some(Prefetcher::start(&self.path, Arc::clone(&self.prefix))?);
         Ok(self)
@@ -313,10 +314,6 @@ impl Streamed {
             .and_then(|p| p.miss(info.index, cached));
         let stored = match ahead {
             Some(decoded) => decoded?,
-            None if self.prefetch.is_some() => {
-                let payload = self.read_payload(&info)?;
-                decode_stored(&art, &info, Some(&payload))?
-            }
             None => self.decode_miss(&art, &info, cached)?,
         };
         let slot = slot(info.index);
@@ -345,9 +342,9 @@ impl Streamed {
 }
 
 impl Streamed {
-    /// Decodes tensor `info`, missed, without a prefetching thread: with its group once the
-    /// order of the misses is learned ([`Grouper`]); `cached` says which tensors the cache
-    /// holds (they are left out of a group).
+    /// Decodes tensor `info`, missed (and not decoded by the prefetching thread): with its
+    /// group once the order of the misses is learned ([`Grouper`]); `cached` says which
+    /// tensors the cache holds (they are left out of a group).
     fn decode_miss(
         &self,
         art: &Artifact<'_>,
@@ -400,6 +397,9 @@ impl Weights for Streamed {
         let mut g = self.grouper.lock().unwrap_or_else(|p| p.into_inner());
         if g.order.begin_step() {
             g.learn();
+            if let Some(p) = &self.prefetch {
+                p.learn(g.order.sequence(), &g.groups);
+            }
         }
         drop(g);
         if let Some(p) = &self.prefetch {
@@ -465,14 +465,16 @@ mod tests {
                     if ahead {
                         s = s.with_prefetch().expect("starts");
                     }
-                    let (mut in_step, mut ahead_in_step) = (0, 0);
+                    // What the grouping and the thread decoded ahead in step 2 (step 0
+                    // learns, step 1 starts without the thread's first unit).
+                    let (mut grouped, mut prefetched) = (0, 0);
                     for step in 0..4 {
                         let mut order = order.clone();
                         if step == 3 {
                             // Out of step: every other tensor.
                             order.retain(|n| n.len() % 2 == 0);
                         }
-                        let before = s.prefetched();
+                        let before = (s.grouped(), s.prefetched());
                         s.begin_step();
                         for n in &order {
                             let got = s.get(n).expect("decodes");
@@ -481,28 +483,21 @@ mod tests {
                             assert_eq!(bits(&got), bits(&want), "{at}");
                         }
                         if step == 2 {
-                            in_step = s.grouped();
-                            ahead_in_step = s.prefetched() - before;
+                            grouped = s.grouped() - before.0;
+                            prefetched = s.prefetched() - before.1;
                         }
                     }
                     let at = format!("{clusters:?}, repeats {repeats}, ahead {ahead}");
                     let g = s.grouper.lock().expect("lock");
-                    let (learned, share) = match &s.prefetch {
-                        Some(p) => p.learned(),
-                        None => (g.order.tensors().len(), 0),
-                    };
                     // The whole step was learned, each tensor once.
-                    assert_eq!(learned, names.len(), "{at}");
-                    // Steps 1 and 2 take every tensor of a group but its first from the group.
-                    let expected = if ahead || lockstep < 2 {
-                        0
-                    } else {
-                        2 * g.groups.values().map(|m| m.len() - 1).sum::<usize>()
-                    };
-                    assert_eq!(in_step, expected, "{at}");
-                    assert!(ahead || lockstep < 2 || expected > 0, "{at}");
-                    // In step, the thread's share was all decoded ahead and used.
-                    assert_eq!(ahead_in_step, share, "{at}");
+                    assert_eq!(g.order.tensors().len(), names.len(), "{at}");
+                    let later: usize = g.groups.values().map(|m| m.len() - 1).sum();
+                    assert!(lockstep < 2 || later > 0, "{at}");
+                    // In step, every tensor of a group but its first came from the group, and
+                    // the thread's share was all decoded ahead and used.
+                    let (share, share_later) = s.prefetch.as_ref().map_or((0, 0), |p| p.share());
+                    assert_eq!(grouped, later - share_later, "{at}");
+                    assert_eq!(prefetched, share, "{at}");
                     assert_eq!(share > 0, ahead, "{at}");
                 }
             }
