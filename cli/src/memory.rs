@@ -14,12 +14,13 @@
 //! them. A mapped block costs a map, a page fault and the kernel's zeroing for every page,
 //! and an unmap: with the threshold at 128 KiB (until 2026-12-07) every decoded matrix of the
 //! baseline shape (131,072–524,288 weights, a byte each) and its payload was mapped afresh
-//! each step, and the kernel took 53 % of `generate --stream`'s time in `perf` (11 % at
-//! 1 MiB). glibc also gives the heap's free top back whenever it passes 128 KiB
-//! (`M_TRIM_THRESHOLD`), so that a step that freed its tensors faulted the same pages in
-//! again at the next; [`TRIM_THRESHOLD`] keeps up to 4 MiB of it. And every thread that
-//! allocates gets an arena of its own (the rayon worker the pass runs on, the prefetching
-//! thread), each keeping its own free memory: [`ARENA_MAX`] keeps one. (With one arena and
+//! each step, and the kernel took 53 % of `generate --stream`'s time in `perf` (20 % with
+//! these settings, most of it the payloads' reads from the page cache). glibc also gives the
+//! heap's free top back whenever it passes 128 KiB (`M_TRIM_THRESHOLD`), so that a step that
+//! freed its tensors faulted the same pages in again at the next; [`TRIM_THRESHOLD`] keeps up
+//! to 4 MiB of it. And every thread that allocates gets an arena of its own (the rayon worker
+//! the pass runs on, the prefetching thread), each keeping its own free memory: [`ARENA_MAX`]
+//! keeps one. (With one arena and
 //! 2 MiB of top, the two threads' blocks took turns at the top and two-thread generation on
 //! the baseline shape faulted 16–21 k pages in 30 tokens and ran at 66–75 tokens/s.)
 //!
