@@ -18,7 +18,7 @@ use crate::error::RuntimeError;
 use crate::matrix::Matrix;
 use crate::order::Order;
 use crate::prefetch::Prefetcher;
-use crate::weights::{decode_stored, decode_stored_group, Resident, Stored, Weights};
+use crate::weights::{decode_stored, decode_stored_group, try_room, Resident, Stored, Weights};
 use pcll_decoder::layout::HEADER_LEN;
 use pcll_decoder::{Artifact, OwnedArtifact, TensorInfo, GROUP};
 use std::borrow::Cow;
@@ -272,14 +272,7 @@ pub(crate) fn read_payload(
         path: path.display().to_string(),
         source,
     };
-    let len = usize::try_from(info.payload_len).unwrap_or(usize::MAX);
-    let mut payload = Vec::new();
-    payload
-        .try_reserve_exact(len)
-        .map_err(|_| RuntimeError::OutOfMemory {
-            name: info.name.into(),
-            bytes: info.payload_len,
-        })?;
+    let mut payload = try_room(info.name, info.payload_len)?;
     file.seek(SeekFrom::Start(info.payload_offset))
         .map_err(io)?;
     // Read into the reserved room (not zero-filled first: the file's bytes land in it).
@@ -287,7 +280,7 @@ pub(crate) fn read_payload(
         .take(info.payload_len)
         .read_to_end(&mut payload)
         .map_err(io)?;
-    if got != len {
+    if got as u64 != info.payload_len {
         return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
     }
     Ok(payload)
@@ -432,6 +425,32 @@ mod tests {
 
     fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// A file cut short after it was opened: a tensor whose payload is no longer all there is
+    /// an I/O error (the payload is read into reserved room, not a zero-filled buffer that a
+    /// short read would leave half-zero).
+    #[test]
+    fn a_payload_cut_short_after_opening_is_an_error() {
+        let bytes = crate::weights::tests::artifact(Clusters::Off);
+        let art = Artifact::parse(&bytes).expect("parses");
+        let last = art
+            .tensors()
+            .filter(|t| t.payload_len > 0)
+            .max_by_key(|t| t.payload_offset)
+            .expect("a tensor");
+        let path = std::env::temp_dir().join(format!("pcll-cut-{}.pcll", std::process::id()));
+        std::fs::write(&path, &bytes).expect("writes");
+        let s = Streamed::open(&path).expect("opens");
+        let cut = last.payload_offset + last.payload_len - 1;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("opens");
+        f.set_len(cut).expect("cuts");
+        let got = s.get(last.name);
+        std::fs::remove_file(&path).ok();
+        assert!(matches!(got, Err(RuntimeError::Io { .. })), "{got:?}");
     }
 
     /// Asked for in the same order step after step, a streamed artifact decodes its misses in

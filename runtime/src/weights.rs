@@ -336,15 +336,22 @@ pub fn decode_f32(
 /// read from an artifact that memory cannot hold is [`RuntimeError::OutOfMemory`], never an
 /// abort.
 pub fn try_vec<T: Clone>(name: &str, n: u64, fill: T) -> Result<Vec<T>, RuntimeError> {
-    let bytes = n.saturating_mul(core::mem::size_of::<T>() as u64);
+    let mut v = try_room(name, n)?;
+    // `try_room` checked that `n` fits a `usize`.
+    v.resize(n as usize, fill);
+    Ok(v)
+}
+
+/// An empty vector with room for `n` elements for tensor `name` (to be filled by the caller),
+/// allocated as [`try_vec`] allocates.
+pub fn try_room<T>(name: &str, n: u64) -> Result<Vec<T>, RuntimeError> {
     let oom = || RuntimeError::OutOfMemory {
         name: name.into(),
-        bytes,
+        bytes: n.saturating_mul(core::mem::size_of::<T>() as u64),
     };
     let n = usize::try_from(n).map_err(|_| oom())?;
     let mut v = Vec::new();
     v.try_reserve_exact(n).map_err(|_| oom())?;
-    v.resize(n, fill);
     Ok(v)
 }
 
