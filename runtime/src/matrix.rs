@@ -19,6 +19,7 @@
 
 use crate::ops::{for_chunks, gemm_cols};
 use alloc::borrow::Cow;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -49,10 +50,15 @@ pub enum Matrix<'a> {
 
 /// The symbols and row scales of an `int` tensor, the symbols centred (`s − qmax`, one signed
 /// byte each: `int` has at most 8 bits, so `|s − qmax| ≤ 127`).
+///
+/// Both are shared, so a clone costs no copy: a streamed source hands the same tensor to two
+/// requests in a row (the tied embedding at the head and at the next step's input) without
+/// holding it twice. `Arc<Vec<_>>`, not `Arc<[_]>`, so that building one does not copy the
+/// decoder's buffers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntMatrix {
-    symbols: Vec<i8>,
-    scales: Vec<f32>,
+    symbols: Arc<Vec<i8>>,
+    scales: Arc<Vec<f32>>,
 }
 
 impl IntMatrix {
@@ -75,7 +81,10 @@ impl IntMatrix {
             .into_iter()
             .map(|s| s.wrapping_sub(q) as i8)
             .collect();
-        Some(IntMatrix { symbols, scales })
+        Some(IntMatrix {
+            symbols: Arc::new(symbols),
+            scales: Arc::new(scales),
+        })
     }
 
     fn rows(&self) -> usize {

@@ -84,6 +84,15 @@ impl Order {
     }
 }
 
+/// The position in `steps` (a step's every miss, in order) of a miss of `i` after a miss at
+/// position `at` (`None`: the step has just begun): the next position of `i` after `at`,
+/// cyclically; `None` when `i` is not in the step.
+pub(crate) fn place(steps: &[u32], at: Option<usize>, i: u32) -> Option<usize> {
+    let n = steps.len();
+    let from = at.map_or(0, |a| a + 1);
+    (0..n).map(|k| (from + k) % n).find(|&p| steps[p] == i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +116,19 @@ mod tests {
             [4, 2, 7, 9, 5].map(|i| o.repeated(i)),
             [true, true, false, false, false]
         );
+    }
+
+    /// A miss is placed at its tensor's next position after the last miss's, wrapping round.
+    #[test]
+    fn a_miss_is_placed_at_the_next_position_of_its_tensor() {
+        let steps = [4, 2, 4, 7, 4];
+        assert_eq!(place(&steps, None, 4), Some(0));
+        assert_eq!(place(&steps, Some(0), 4), Some(2));
+        assert_eq!(place(&steps, Some(1), 7), Some(3));
+        assert_eq!(place(&steps, Some(3), 4), Some(4));
+        assert_eq!(place(&steps, Some(4), 4), Some(0), "wraps round");
+        assert_eq!(place(&steps, Some(4), 2), Some(1));
+        assert_eq!(place(&steps, Some(2), 9), None);
+        assert_eq!(place(&[], None, 4), None);
     }
 }

@@ -10,6 +10,7 @@
 //! lockstep, or one tensor. At most one decoded unit waits (the memory price of prefetching).
 
 use crate::error::RuntimeError;
+use crate::order::place;
 use crate::weights::{decode_stored, decode_stored_group, Stored};
 use pcll_decoder::{OwnedArtifact, TensorInfo};
 use std::collections::{BTreeMap, BTreeSet};
@@ -127,11 +128,9 @@ impl Prefetcher {
             st.used += 1;
             return Some(done);
         }
-        let n = st.steps.len();
-        let from = st.at.map_or(0, |a| a + 1);
         // Not in the step at all (or nothing learned yet): decoded by the caller, the plan
         // left as it is.
-        let at = (0..n).map(|k| (from + k) % n).find(|&p| st.steps[p] == i)?;
+        let at = place(&st.steps, st.at, i)?;
         st.at = Some(at);
         let mut got = None;
         if st.pending == Some(at) {
@@ -158,8 +157,9 @@ impl Prefetcher {
 
     /// Fixes the plan from the first whole step: `steps`, its every miss in order, and
     /// `groups`, the lockstep groups of the one-thread grouping by their first tensor (a
-    /// group is decoded where its first is asked for).
-    pub(crate) fn learn(&self, steps: &[u32], groups: &BTreeMap<u32, Vec<u32>>) {
+    /// group is decoded where its first is asked for). `carried`: the step's first miss is
+    /// answered by the tensor kept from the last step's end, so no one decodes it there.
+    pub(crate) fn learn(&self, steps: &[u32], groups: &BTreeMap<u32, Vec<u32>>, carried: bool) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let later: BTreeSet<u32> = groups
             .values()
@@ -169,8 +169,9 @@ impl Prefetcher {
         let mut theirs = false;
         let plan: Vec<Option<Vec<u32>>> = steps
             .iter()
-            .map(|&i| {
-                if later.contains(&i) {
+            .enumerate()
+            .map(|(p, &i)| {
+                if later.contains(&i) || (p == 0 && carried) {
                     return None;
                 }
                 let unit = groups.get(&i).cloned().unwrap_or_else(|| vec![i]);

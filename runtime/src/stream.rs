@@ -12,15 +12,17 @@
 //! in lockstep, are decoded together when the first of them is asked for (`Grouper`: small
 //! tensors only, at most three decoded tensors waiting). With a prefetching thread
 //! ([`Streamed::with_prefetch`]) those groups, and the tensors decoded alone, are shared out
-//! between the caller and the thread, so two decode at once on two cores.
+//! between the caller and the thread, so two decode at once on two cores. An `int` tensor
+//! that ends a step and begins the next (a tied embedding in generation) is kept across the
+//! boundary (`Carry`) instead of being decoded twice.
 
 use crate::error::RuntimeError;
 use crate::matrix::Matrix;
-use crate::order::Order;
+use crate::order::{place, Order};
 use crate::prefetch::Prefetcher;
 use crate::weights::{decode_stored, decode_stored_group, try_room, Resident, Stored, Weights};
 use pcll_decoder::layout::HEADER_LEN;
-use pcll_decoder::{Artifact, OwnedArtifact, TensorInfo, GROUP};
+use pcll_decoder::{Artifact, Codec, OwnedArtifact, TensorInfo, GROUP};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -50,6 +52,8 @@ pub struct Streamed {
     prefetch: Option<Prefetcher>,
     /// Without that thread: decodes the misses in the decoder's lockstep groups.
     grouper: Mutex<Grouper>,
+    /// Keeps the tensor that ends a step for the next step's start.
+    carry: Mutex<Carry>,
 }
 
 /// The most elements [`Grouper`] decodes in one group: the tensors decoded ahead stay in the
@@ -114,6 +118,60 @@ impl Grouper {
     }
 }
 
+/// A tensor kept from a step's last miss for the next step's first, when both are the same
+/// `int` tensor: a tied embedding in generation is the head's weight at the end of a step and
+/// the next token's embedding at the start of the next (the demo model decoded it twice a
+/// token: a third of its symbols). Kept by sharing ([`crate::IntMatrix`]'s clone is not a
+/// copy), so what is held is the head's own decode, held on through sampling until the next
+/// embedding drops it; other codecs decode to f32 and would need a copy, so they are not
+/// kept.
+#[derive(Debug, Default)]
+struct Carry {
+    /// Every miss of the first whole step, in order (empty until learned).
+    steps: Vec<u32>,
+    /// The tensor that ends a step and begins the next, when it is kept.
+    tensor: Option<u32>,
+    /// The position in the step of the last miss.
+    at: Option<usize>,
+    /// What the last step's end decoded, for the next miss only.
+    kept: Option<Stored>,
+    /// Misses it answered.
+    used: usize,
+}
+
+impl Carry {
+    /// Learns from `steps`, a whole step's misses: kept is a step's last tensor when it is also
+    /// its first and `int` says it is kept compact.
+    fn learn(&mut self, steps: &[u32], int: impl Fn(u32) -> bool) {
+        self.steps = steps.to_vec();
+        self.tensor = match steps {
+            [first, .., last] if first == last && int(*first) => Some(*first),
+            _ => None,
+        };
+    }
+
+    /// A miss of tensor `i`, placed in the step: what was kept when this is the step's first
+    /// miss and the kept tensor. Anything kept is dropped at the next miss either way.
+    fn miss(&mut self, i: u32) -> Option<Stored> {
+        let at = place(&self.steps, self.at, i);
+        if at.is_some() {
+            self.at = at;
+        }
+        let kept = self.kept.take();
+        let kept = kept.filter(|_| at == Some(0) && self.tensor == Some(i));
+        self.used += usize::from(kept.is_some());
+        kept
+    }
+
+    /// The miss of tensor `i` just placed decoded to `stored`: kept when it ends the step.
+    fn decoded(&mut self, i: u32, stored: &Stored) {
+        let last = self.steps.len().checked_sub(1);
+        if self.tensor == Some(i) && self.at == last && matches!(stored, Stored::Int(_)) {
+            self.kept = Some(stored.clone());
+        }
+    }
+}
+
 impl Streamed {
     /// Opens `path`, reading and validating only header, metadata and table.
     pub fn open(path: &Path) -> Result<Streamed, RuntimeError> {
@@ -157,6 +215,7 @@ impl Streamed {
             cache_used: AtomicUsize::new(0),
             prefetch: None,
             grouper: Mutex::new(Grouper::default()),
+            carry: Mutex::new(Carry::default()),
         })
     }
 
@@ -236,6 +295,11 @@ impl Streamed {
         self.grouper.lock().unwrap_or_else(|p| p.into_inner()).used
     }
 
+    /// Misses answered by the tensor kept from the step before's end (a tied embedding).
+    pub fn carried(&self) -> usize {
+        self.carry.lock().unwrap_or_else(|p| p.into_inner()).used
+    }
+
     /// Bytes of decoded tensors the cache holds.
     pub fn cached_bytes(&self) -> usize {
         self.cache_used.load(Ordering::Relaxed)
@@ -300,6 +364,11 @@ impl Streamed {
             .get(name)
             .and_then(|&i| self.prefix.tensor(i).ok())
             .ok_or_else(|| RuntimeError::MissingTensor { name: name.into() })?;
+        // A poisoned lock only means another caller panicked; the state stays usable.
+        let carry = || self.carry.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(kept) = carry().miss(info.index) {
+            return Ok(Cow::Owned(kept));
+        }
         let cached = |i: u32| slot(i).and_then(OnceLock::get).is_some();
         let ahead = self
             .prefetch
@@ -309,6 +378,7 @@ impl Streamed {
             Some(decoded) => decoded?,
             None => self.decode_miss(&art, &info, cached)?,
         };
+        carry().decoded(info.index, &stored);
         let slot = slot(info.index);
         let Some(slot) = slot else {
             return Ok(Cow::Owned(stored));
@@ -388,13 +458,21 @@ impl Streamed {
 impl Weights for Streamed {
     fn begin_step(&self) {
         let mut g = self.grouper.lock().unwrap_or_else(|p| p.into_inner());
+        let mut carry = self.carry.lock().unwrap_or_else(|p| p.into_inner());
         if g.order.begin_step() {
             g.learn();
+            let int = |i| {
+                self.prefix
+                    .tensor(i)
+                    .is_ok_and(|t| matches!(t.codec, Codec::Int(_)))
+            };
+            carry.learn(g.order.sequence(), int);
             if let Some(p) = &self.prefetch {
-                p.learn(g.order.sequence(), &g.groups);
+                p.learn(g.order.sequence(), &g.groups, carry.tensor.is_some());
             }
         }
-        drop(g);
+        carry.at = None;
+        drop((g, carry));
         if let Some(p) = &self.prefetch {
             p.begin_step();
         }
@@ -457,7 +535,8 @@ mod tests {
     /// groups from the second step on and gives the same weights as resident ones; out of
     /// step, or with the prefetching thread, it still does. A tensor asked for more than once
     /// a step (as a tied embedding is, at the start and at the end) neither ends the step
-    /// early nor costs a decode of the thread's.
+    /// early nor costs a decode of the thread's, and the one that ends a step is kept for
+    /// the next step's start.
     #[test]
     fn misses_decode_in_groups_once_their_order_is_known() {
         for clusters in [Clusters::Off, Clusters::Auto] {
@@ -486,14 +565,14 @@ mod tests {
                     }
                     // What the grouping and the thread decoded ahead in step 2 (step 0
                     // learns, step 1 starts without the thread's first unit).
-                    let (mut grouped, mut prefetched) = (0, 0);
+                    let (mut grouped, mut prefetched, mut carried) = (0, 0, 0);
                     for step in 0..4 {
                         let mut order = order.clone();
                         if step == 3 {
                             // Out of step: every other tensor.
                             order.retain(|n| n.len() % 2 == 0);
                         }
-                        let before = (s.grouped(), s.prefetched());
+                        let before = (s.grouped(), s.prefetched(), s.carried());
                         s.begin_step();
                         for n in &order {
                             let got = s.get(n).expect("decodes");
@@ -504,6 +583,7 @@ mod tests {
                         if step == 2 {
                             grouped = s.grouped() - before.0;
                             prefetched = s.prefetched() - before.1;
+                            carried = s.carried() - before.2;
                         }
                     }
                     let at = format!("{clusters:?}, repeats {repeats}, ahead {ahead}");
@@ -518,6 +598,8 @@ mod tests {
                     assert_eq!(grouped, later - share_later, "{at}");
                     assert_eq!(prefetched, share, "{at}");
                     assert_eq!(share > 0, ahead, "{at}");
+                    // The large tensor that ends and begins the step was decoded once.
+                    assert_eq!(carried, usize::from(repeats), "{at}");
                 }
             }
             std::fs::remove_file(&path).ok();
