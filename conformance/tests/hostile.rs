@@ -373,9 +373,10 @@ fn row_kernel_decodes_artifacts_as_the_scalar_loops() {
         two_kinds("c", 96, 64),
         two_kinds("d", 80, 64),
     );
-    // Rows wider than the decoder's 2,048-symbol buffer (the kernel takes them into f32
-    // outputs only).
+    // Rows wider than the decoder's 2,048-symbol buffer (the kernel writes them straight into
+    // f32 and symbol outputs), and more rows than one call of the row kernel takes (256).
     let wide = two_kinds("wide", 6, 2112);
+    let tall = two_kinds("tall", 300, 32);
     let model = SourceModel {
         tensors: vec![
             SourceTensor::from_f32("emb", &[160, 64], &emb),
@@ -384,6 +385,7 @@ fn row_kernel_decodes_artifacts_as_the_scalar_loops() {
             c,
             d,
             wide,
+            tall,
         ],
         metadata: Default::default(),
     };

@@ -711,16 +711,18 @@ fn rows_of(
     let mut ahead = Ahead::new(rows);
     let mut at = 0usize;
     let mut row = 0;
-    // Rows wider than `syms` go to the kernel only into an f32 buffer (written directly).
-    let direct = matches!(dest, Dest::Out(Output::F32(_)));
+    // Rows wider than `syms` go to the kernel only into an f32 or symbol buffer (written
+    // directly).
+    let direct = matches!(dest, Dest::Out(Output::F32(_)) | Dest::Symbols { .. });
     let mut rows_kernel = ROW_KERNEL && cols > 0 && (cols <= CHUNK || direct);
     // A row of no columns still carries its selector or id (and its scale, which bounds the
     // rows by the payload's length).
     while row < rows {
         // Whole rows at a time on the row kernel where it applies.
         if rows_kernel {
-            // Into an f32 buffer the kernel writes the output directly; symbols go through
-            // `syms` (`CHUNK` of them).
+            // Into an f32 or symbol buffer the kernel writes the output directly (`ROW_BATCH`
+            // rows a call, so that the kernels without a gather win their tables' build
+            // back); other outputs go through `syms` (`CHUNK` symbols).
             let room = if direct {
                 ROW_BATCH
             } else {
@@ -737,6 +739,17 @@ fn rows_of(
                         qmax,
                     };
                     RansDecoder::decode_rows(&mut dec, [start], cols, [out])
+                }
+                Dest::Symbols { symbols, scales } if ready > 0 => {
+                    let end = (at + ready * cols).min(symbols.len());
+                    let out = RowOut::Symbols(symbols.get_mut(at..end).unwrap_or_default());
+                    let done = RansDecoder::decode_rows(&mut dec, [start], cols, [out]);
+                    let first = at / cols;
+                    let ready = ahead.ready().get(..done).unwrap_or_default();
+                    if let Some(s) = scales.get_mut(first..first + ready.len()) {
+                        s.copy_from_slice(ready);
+                    }
+                    done
                 }
                 _ if ready > 0 => {
                     let out = RowOut::Symbols(&mut syms[..ready * cols]);
