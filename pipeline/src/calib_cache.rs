@@ -124,6 +124,28 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The digest a probe of `replaced` is kept under. One tensor hashes as it always has (name
+/// length, name, weights), so older caches' probes are found; a set of several starts with a
+/// length no name has, and counts each tensor's weights, so no set shares a member's digest.
+fn probe_key(replaced: &BTreeMap<String, Vec<f32>>) -> String {
+    let mut h = Sha256::new();
+    let set = replaced.len() != 1;
+    if set {
+        h.update(u64::MAX.to_le_bytes());
+    }
+    for (name, weights) in replaced {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        if set {
+            h.update((weights.len() as u64).to_le_bytes());
+        }
+        for w in weights {
+            h.update(w.to_bits().to_le_bytes());
+        }
+    }
+    hex(&h.finalize())
+}
+
 fn f64_hex(v: f64) -> String {
     format!("{:016x}", v.to_bits())
 }
@@ -251,20 +273,14 @@ impl CalibCache {
         Ok(l)
     }
 
-    /// The cached loss increase of tensor `name` replaced by `weights`, or `compute()`'s.
+    /// The cached loss increase with the tensors of `replaced` (name → weights) replaced
+    /// together, or `compute()`'s.
     pub fn probe(
         &mut self,
-        name: &str,
-        weights: &[f32],
+        replaced: &BTreeMap<String, Vec<f32>>,
         compute: impl FnOnce() -> Result<f64, PipelineError>,
     ) -> Result<f64, PipelineError> {
-        let mut h = Sha256::new();
-        h.update((name.len() as u64).to_le_bytes());
-        h.update(name.as_bytes());
-        for w in weights {
-            h.update(w.to_bits().to_le_bytes());
-        }
-        let k = hex(&h.finalize());
+        let k = probe_key(replaced);
         if let Some(&d) = self.probes.get(&k) {
             self.used.probes_reused += 1;
             return Ok(d);
@@ -341,5 +357,54 @@ impl CalibCache {
             format!(", {} of {probes} probes reused", u.probes_reused)
         };
         format!("calibration cache {}: {grams}{probes}", self.path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_key;
+    use sha2::{Digest, Sha256};
+    use std::collections::BTreeMap;
+
+    fn set(items: &[(&str, &[f32])]) -> BTreeMap<String, Vec<f32>> {
+        items
+            .iter()
+            .map(|(n, w)| (n.to_string(), w.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn a_probe_of_one_tensor_keeps_its_digest_and_a_set_has_its_own() {
+        // The layout caches written before sets were probed: name length, name, weights.
+        let mut h = Sha256::new();
+        h.update(3u64.to_le_bytes());
+        h.update(b"a.w");
+        for w in [1.0f32, -2.5] {
+            h.update(w.to_bits().to_le_bytes());
+        }
+        let old = super::hex(&h.finalize());
+        let one = set(&[("a.w", &[1.0, -2.5])]);
+        assert_eq!(probe_key(&one), old);
+
+        let both = set(&[("a.w", &[1.0, -2.5]), ("b.w", &[0.5])]);
+        let keys = [
+            probe_key(&one),
+            probe_key(&set(&[("b.w", &[0.5])])),
+            probe_key(&both),
+            // The same weights split differently between the two tensors.
+            probe_key(&set(&[("a.w", &[1.0]), ("b.w", &[-2.5, 0.5])])),
+            probe_key(&set(&[("a.w", &[1.0, -2.5]), ("b.w", &[0.25])])),
+            probe_key(&BTreeMap::new()),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // Whatever order the set was built in.
+        let mut reversed = BTreeMap::new();
+        reversed.insert("b.w".to_string(), vec![0.5]);
+        reversed.insert("a.w".to_string(), vec![1.0, -2.5]);
+        assert_eq!(probe_key(&reversed), probe_key(&both));
     }
 }

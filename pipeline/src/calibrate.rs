@@ -14,7 +14,7 @@ use pcll_formats::{pack_calibrated, PackOptions, PackReport, SourceModel};
 use pcll_runtime::calib::{calibrate, mean_loss, paired_standard_error, window_losses, Overlay};
 use pcll_runtime::config::Config;
 use pcll_runtime::shard::load_prefix;
-use pcll_runtime::{Model, Resident};
+use pcll_runtime::{Model, Resident, Weights};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -213,6 +213,14 @@ pub fn pack_gptq(
 #[derive(Debug, Clone)]
 pub struct BudgetOutcome {
     pub report: BudgetReport,
+    /// The predicted loss increase on the probe slice, with the interactions inside each
+    /// transformer block: the probe slice's loss with one block's tensors replaced together by
+    /// what the artifact decodes to (each block alone; the tensors outside every block, such
+    /// as the embedding and the final norm, are one more group), less the float model's,
+    /// summed over the groups. `report.predicted` sums each tensor's own effect instead, which
+    /// misses how a block's tensors compound: on the demo model the two were 0.00045 and
+    /// 0.00065 nats at one budget where the whole artifact measured 0.00068.
+    pub predicted: f64,
     /// Mean NLL of the float model on the probe slice.
     pub base_loss: f64,
     /// Mean NLL of the packed artifact's weights on the same slice.
@@ -230,14 +238,14 @@ pub struct BudgetOutcome {
 }
 
 impl BudgetOutcome {
-    /// The measured loss increase, to set beside `report.predicted`.
+    /// The measured loss increase, to set beside `predicted`.
     pub fn measured(&self) -> f64 {
         self.packed_loss - self.base_loss
     }
 }
 
-/// Measures a tensor's own effect on the loss: the probe slice's mean NLL with only that
-/// tensor replaced, less the float model's.
+/// Measures what replacing tensors costs: the probe slice's mean NLL with only those tensors
+/// replaced, less the float model's.
 struct Prober<'a> {
     weights: &'a Resident,
     cfg: Config,
@@ -254,10 +262,20 @@ impl Prober<'_> {
         name: &str,
         w: &[f32],
     ) -> Result<f64, PipelineError> {
-        let run = || -> Result<f64, PipelineError> {
+        self.delta_of(cache, BTreeMap::from([(name.to_string(), w.to_vec())]))
+    }
+
+    /// The loss increase with the tensors of `replaced` replaced together (from `cache` when
+    /// it has it).
+    fn delta_of(
+        &self,
+        cache: Option<&mut CalibCache>,
+        replaced: BTreeMap<String, Vec<f32>>,
+    ) -> Result<f64, PipelineError> {
+        let run = |replaced| -> Result<f64, PipelineError> {
             let overlay = Overlay {
                 base: self.weights,
-                replaced: BTreeMap::from([(name.to_string(), w.to_vec())]),
+                replaced,
             };
             Ok(
                 mean_loss(&Model::new(self.cfg, overlay), self.tokens, self.seq_len)?
@@ -265,10 +283,39 @@ impl Prober<'_> {
             )
         };
         match cache {
-            Some(c) => c.probe(name, w, run),
-            None => run(),
+            // (The copy only when the probe runs: it is small beside the forward passes.)
+            Some(c) => c.probe(&replaced, || run(replaced.clone())),
+            None => run(replaced),
         }
     }
+
+    /// [`BudgetOutcome::predicted`] of `artifact`.
+    fn by_block(
+        &self,
+        mut cache: Option<&mut CalibCache>,
+        artifact: &[u8],
+    ) -> Result<f64, PipelineError> {
+        let art = Artifact::parse(artifact).map_err(pcll_formats::FormatError::from)?;
+        let packed = Resident::decode_all_f32(&art)?;
+        let mut groups: BTreeMap<Option<&str>, BTreeMap<String, Vec<f32>>> = BTreeMap::new();
+        for t in art.tensors() {
+            groups
+                .entry(block_of(t.name))
+                .or_default()
+                .insert(t.name.to_string(), packed.get(t.name)?.into_owned());
+        }
+        groups
+            .into_values()
+            .map(|g| self.delta_of(cache.as_deref_mut(), g))
+            .sum()
+    }
+}
+
+/// The transformer block a tensor belongs to (`blocks.3` of `blocks.3.mlp.fc.weight`), or
+/// `None` outside every block.
+fn block_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("blocks.")?;
+    Some(&name[..name.len() - rest.len() + rest.find('.')?])
 }
 
 /// A calibrated model with every candidate measured, ready to be fit to any number of
@@ -300,6 +347,8 @@ struct Fitted {
     loss: f64,
     /// The standard error of `loss` less the float model's ([`BudgetOutcome::measured_se`]).
     se: Option<f64>,
+    /// [`BudgetOutcome::predicted`].
+    predicted: f64,
     target: u64,
 }
 
@@ -375,9 +424,9 @@ impl<'m> BudgetSearch<'m> {
     }
 
     /// The best allocation within `budget − reserve` bytes by the model, with every chosen
-    /// candidate measured alone on the probe slice for the prediction (measurements are kept
-    /// for the next fit), packed, with the whole artifact's loss on the probe slice measured
-    /// to check the prediction. The search remembers every allocation it packed and offers
+    /// candidate measured alone on the probe slice for the guard (measurements are kept for
+    /// the next fit), packed, predicted block by block ([`BudgetOutcome::predicted`]), with
+    /// the whole artifact's loss on the probe slice measured to check the prediction. The search remembers every allocation it packed and offers
     /// those that fit this budget to [`Measured::fit_refined_among`]: a larger budget never
     /// ends at a larger guarded loss (the packer's objective) than a smaller budget's
     /// allocation. Where an earlier allocation is kept, `reused_from` names its budget. The
@@ -417,23 +466,35 @@ impl<'m> BudgetSearch<'m> {
             .fitted
             .iter()
             .find(|f| f.choice == choice && f.bytes <= target);
-        let (packed_loss, measured_se, reused_from) = match same {
+        let (packed_loss, measured_se, predicted, reused_from) = match same {
             // (The same budget again is the same fit, not a smaller one's.)
-            Some(f) => (f.loss, f.se, (f.target < target).then_some(f.target)),
+            Some(f) => (
+                f.loss,
+                f.se,
+                f.predicted,
+                (f.target < target).then_some(f.target),
+            ),
             None => {
+                let predicted = prober.by_block(self.cache.as_mut(), &report.pack.artifact);
+                if let Some(c) = self.cache.as_mut() {
+                    c.save(&self.hessians)?;
+                }
+                let predicted = predicted?;
                 let (loss, se) = self.probe_loss(&report.pack.artifact)?;
                 self.fitted.push(Fitted {
                     choice,
                     bytes: report.pack.artifact.len() as u64,
                     loss,
                     se,
+                    predicted,
                     target,
                 });
-                (loss, se, None)
+                (loss, se, predicted, None)
             }
         };
         Ok(BudgetOutcome {
             report,
+            predicted,
             base_loss: self.base_loss,
             packed_loss,
             measured_se,
@@ -478,4 +539,24 @@ pub fn pack_budget(
 ) -> Result<BudgetOutcome, PipelineError> {
     BudgetSearch::new(model, cfg, opts, spec, budget, cache, progress)?
         .fit(budget.budget, budget.reserve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::block_of;
+
+    #[test]
+    fn tensors_are_grouped_by_their_transformer_block() {
+        assert_eq!(block_of("blocks.0.attn.c_q.weight"), Some("blocks.0"));
+        assert_eq!(block_of("blocks.12.mlp_scale"), Some("blocks.12"));
+        for outside in [
+            "tok_emb.weight",
+            "final_norm",
+            "skip_weights",
+            "blocks.3",
+            "blocks",
+        ] {
+            assert_eq!(block_of(outside), None, "{outside}");
+        }
+    }
 }

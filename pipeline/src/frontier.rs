@@ -534,9 +534,12 @@ pub struct Versus {
     pub budget_bytes: u64,
     pub budget_val_bpb: f64,
     /// The budget packer's predicted and measured loss increase on the probe slice
-    /// (predicted: its tensors' own measured effects, summed; `modelled_dloss`: the curvature
-    /// model `Σ α ε` alone, before any candidate was measured).
+    /// (predicted: each transformer block's tensors measured together, summed over the
+    /// blocks, [`BudgetOutcome::predicted`](crate::calibrate::BudgetOutcome::predicted);
+    /// `alone_dloss`: each tensor's own measured effect, summed; `modelled_dloss`: the
+    /// curvature model `Σ α ε` alone, before any candidate was measured).
     pub predicted_dloss: f64,
+    pub alone_dloss: f64,
     pub modelled_dloss: f64,
     pub measured_dloss: f64,
     /// The standard error of `measured_dloss` over the probe slice's windows.
@@ -783,11 +786,12 @@ fn fit_targets(
             val_bpb: *val_bpb,
             budget_bytes: b,
             budget_val_bpb: bpb,
-            predicted_dloss: out.report.predicted,
+            predicted_dloss: out.predicted,
+            alone_dloss: out.report.predicted,
             modelled_dloss: out.report.modelled,
             measured_dloss: out.measured(),
             measured_dloss_se: out.measured_se,
-            prediction: Prediction::of(out.report.predicted, out.measured(), out.measured_se),
+            prediction: Prediction::of(out.predicted, out.measured(), out.measured_se),
             reused_from: out.reused_from.map(|t| t.saturating_sub(scorer.meta_bytes)),
         };
         fits[i] = Some((point, versus));

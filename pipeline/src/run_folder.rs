@@ -180,8 +180,8 @@ pub struct Summary {
     /// `train --budget`: the artifact file budget the byte-budget packer fit (absent without).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<u64>,
-    /// `train --budget`: the packer's predicted and measured (probe slice) loss increase,
-    /// nats per token.
+    /// `train --budget`: the packer's predicted (each transformer block's tensors measured
+    /// together, summed) and measured (probe slice) loss increase, nats per token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_predicted_dloss: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

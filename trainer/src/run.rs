@@ -330,7 +330,7 @@ fn finish<B: AutodiffBackend>(
             let out = search.fit(bytes, 0)?;
             pb.finish_and_clear();
             println!("{}", allocation_table(&out));
-            dloss = Some((out.report.predicted, out.measured(), out.measured_se));
+            dloss = Some((out.predicted, out.measured(), out.measured_se));
             opts = out.report.options.clone();
             (out.report.pack, Some(search.hessians().clone()))
         }

@@ -12,13 +12,14 @@ use pcll_pipeline::calibrate::{
     float_weights, hessians, pack_budget, pack_gptq, BudgetSearch, CalibSpec, CalibTokens,
 };
 use pcll_pipeline::run_folder::ExportSettings;
-use pcll_runtime::calib::{calibrate, mean_loss, paired_standard_error, window_losses};
+use pcll_runtime::calib::{calibrate, mean_loss, paired_standard_error, window_losses, Overlay};
 use pcll_runtime::config::{Config, Overrides};
 use pcll_runtime::shard::write_shard;
-use pcll_runtime::{Model, Resident};
+use pcll_runtime::{Model, Resident, Weights};
 use pcll_trainer::backend::{cpu, Cpu};
 use pcll_trainer::export::source_model;
 use pcll_trainer::train::{TrainConfig, Trainer};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 fn scratch(name: &str) -> PathBuf {
@@ -473,6 +474,43 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
         r.predicted,
         out.measured(),
         r.modelled
+    );
+    // The prediction with the interactions inside each block: the probe slice's loss with
+    // each block's tensors (and then those outside the blocks) replaced together by the
+    // artifact's, summed.
+    let decoded = Resident::decode_all_f32(&art).unwrap();
+    let mut groups: BTreeMap<String, BTreeMap<String, Vec<f32>>> = BTreeMap::new();
+    for t in art.tensors() {
+        let group = match t.name.split('.').take(2).collect::<Vec<_>>()[..] {
+            ["blocks", b] => format!("blocks.{b}"),
+            _ => "outside".into(),
+        };
+        let w = decoded.get(t.name).unwrap().into_owned();
+        groups.entry(group).or_default().insert(t.name.into(), w);
+    }
+    assert_eq!(groups.len(), 3, "{:?}", groups.keys());
+    let by_block: f64 = groups
+        .into_values()
+        .map(|replaced| {
+            let o = Overlay {
+                base: &float,
+                replaced,
+            };
+            mean_loss(&Model::new(cfg, o), &toks.probe, 16).unwrap() - out.base_loss
+        })
+        .sum();
+    assert!(
+        (out.predicted - by_block).abs() < 1e-12,
+        "{} against {by_block}",
+        out.predicted
+    );
+    let ratio = out.measured() / out.predicted;
+    assert!(
+        (1.0 / 1.5..=1.5).contains(&ratio),
+        "predicted {} measured {} (each tensor alone {})",
+        out.predicted,
+        out.measured(),
+        r.predicted
     );
 
     // Several budgets from one search: every chosen candidate is measured, and the model's
