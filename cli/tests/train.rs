@@ -260,8 +260,11 @@ fn train_pack_score_resume_and_frontier() {
             f("measured_dloss_se"),
         );
         assert!(se > 0.0 && se.is_finite(), "{v}");
-        // The sum of each tensor alone stands beside the prediction by blocks.
-        assert!(f("alone_dloss").is_finite(), "{v}");
+        // The blocks alone and each tensor alone stand beside the prediction.
+        assert!(
+            f("blocks_dloss").is_finite() && f("alone_dloss").is_finite(),
+            "{v}"
+        );
         let want = if (1.0 / 1.5..=1.5).contains(&(meas / pred)) {
             "within_1.5x"
         } else if (meas - pred).abs() <= 2.0 * se {

@@ -534,11 +534,14 @@ pub struct Versus {
     pub budget_bytes: u64,
     pub budget_val_bpb: f64,
     /// The budget packer's predicted and measured loss increase on the probe slice
-    /// (predicted: each transformer block's tensors measured together, summed over the
-    /// blocks, [`BudgetOutcome::predicted`](crate::calibrate::BudgetOutcome::predicted);
-    /// `alone_dloss`: each tensor's own measured effect, summed; `modelled_dloss`: the
-    /// curvature model `Σ α ε` alone, before any candidate was measured).
+    /// (predicted: each transformer block's tensors measured together, and each pair of
+    /// blocks, to second order,
+    /// [`BudgetOutcome::predicted`](crate::calibrate::BudgetOutcome::predicted);
+    /// `blocks_dloss`: the blocks alone, summed; `alone_dloss`: each tensor's own measured
+    /// effect, summed; `modelled_dloss`: the curvature model `Σ α ε` alone, before any
+    /// candidate was measured).
     pub predicted_dloss: f64,
+    pub blocks_dloss: f64,
     pub alone_dloss: f64,
     pub modelled_dloss: f64,
     pub measured_dloss: f64,
@@ -787,6 +790,7 @@ fn fit_targets(
             budget_bytes: b,
             budget_val_bpb: bpb,
             predicted_dloss: out.predicted,
+            blocks_dloss: out.blocks,
             alone_dloss: out.report.predicted,
             modelled_dloss: out.report.modelled,
             measured_dloss: out.measured(),

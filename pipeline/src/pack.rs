@@ -263,11 +263,13 @@ pub fn allocation_table(o: &BudgetOutcome) -> String {
     s += &format!(
         "(model: the curvature model α·ε; pred.: the tensor's own measured Δloss at its choice)\n\
          artifact {} of {} allowed; loss {:+.5} nats/token predicted (each transformer block's \
-         tensors measured together, summed; each tensor alone: {:+.5}, {:+.5} of it from tensors \
-         stored f16; the model alone: {:+.5}), {:+.5} measured ({:.4} → {:.4} on the probe slice{})",
+         tensors measured together and each pair of blocks' interaction; the blocks alone: \
+         {:+.5}; each tensor alone: {:+.5}, {:+.5} of it from tensors stored f16; the model \
+         alone: {:+.5}), {:+.5} measured ({:.4} → {:.4} on the probe slice{})",
         r.pack.artifact.len(),
         r.target,
         o.predicted,
+        o.blocks,
         r.predicted,
         r.fixed,
         r.modelled,

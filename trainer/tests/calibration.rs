@@ -475,9 +475,9 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
         out.measured(),
         r.modelled
     );
-    // The prediction with the interactions inside each block: the probe slice's loss with
-    // each block's tensors (and then those outside the blocks) replaced together by the
-    // artifact's, summed.
+    // The prediction to second order in the blocks: the probe slice's loss with each block's
+    // tensors (and then those outside the blocks) replaced together by the artifact's, and
+    // with each pair of those groups replaced together, less the two alone.
     let decoded = Resident::decode_all_f32(&art).unwrap();
     let mut groups: BTreeMap<String, BTreeMap<String, Vec<f32>>> = BTreeMap::new();
     for t in art.tensors() {
@@ -489,28 +489,49 @@ fn budget_fits_and_beats_a_fixed_width_of_the_same_size() {
         groups.entry(group).or_default().insert(t.name.into(), w);
     }
     assert_eq!(groups.len(), 3, "{:?}", groups.keys());
-    let by_block: f64 = groups
-        .into_values()
-        .map(|replaced| {
-            let o = Overlay {
-                base: &float,
-                replaced,
-            };
-            mean_loss(&Model::new(cfg, o), &toks.probe, 16).unwrap() - out.base_loss
-        })
-        .sum();
+    let delta = |replaced| {
+        let o = Overlay {
+            base: &float,
+            replaced,
+        };
+        mean_loss(&Model::new(cfg, o), &toks.probe, 16).unwrap() - out.base_loss
+    };
+    let groups: Vec<_> = groups.into_values().collect();
+    let alone: Vec<f64> = groups.iter().map(|g| delta(g.clone())).collect();
+    let by_blocks: f64 = alone.iter().sum();
+    let mut second_order = by_blocks;
+    for i in 0..3 {
+        for j in i + 1..3 {
+            let mut both = groups[i].clone();
+            both.extend(groups[j].clone());
+            second_order += delta(both) - alone[i] - alone[j];
+        }
+    }
     assert!(
-        (out.predicted - by_block).abs() < 1e-12,
-        "{} against {by_block}",
+        (out.blocks - by_blocks).abs() < 1e-12,
+        "{} against {by_blocks}",
+        out.blocks
+    );
+    assert!(
+        (out.predicted - second_order).abs() < 1e-12,
+        "{} against {second_order}",
         out.predicted
     );
     let ratio = out.measured() / out.predicted;
     assert!(
         (1.0 / 1.5..=1.5).contains(&ratio),
-        "predicted {} measured {} (each tensor alone {})",
+        "predicted {} measured {} (the blocks alone {}, each tensor alone {})",
         out.predicted,
         out.measured(),
+        out.blocks,
         r.predicted
+    );
+    eprintln!(
+        "PRED {} {} {} {}",
+        out.predicted,
+        out.blocks,
+        r.predicted,
+        out.measured()
     );
 
     // Several budgets from one search: every chosen candidate is measured, and the model's

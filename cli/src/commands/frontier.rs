@@ -107,7 +107,7 @@ fn print_table(f: &Frontier) {
             "\nbyte-budget packer at each scheme's bytes (Δloss on the calibration probe slice):"
         );
         println!(
-            "{:<44} {:>11} {:>9} {:>11} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>5}",
+            "{:<44} {:>11} {:>9} {:>11} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>5}",
             "scheme",
             "bytes",
             "val_bpb",
@@ -115,6 +115,7 @@ fn print_table(f: &Frontier) {
             "val_bpb",
             "model Δ",
             "alone Δ",
+            "blocks Δ",
             "pred Δ",
             "meas Δ",
             "se",
@@ -130,8 +131,8 @@ fn print_table(f: &Frontier) {
                 .measured_dloss_se
                 .map_or_else(|| "-".to_string(), |se| format!("{se:.5}"));
             println!(
-                "{:<44} {:>11} {:>9.4} {:>11} {:>9.4} {:>10.5} {:>10.5} {:>10.5} {:>10.5} {:>9} \
-                 {:>9.2} {:>5}{reused}",
+                "{:<44} {:>11} {:>9.4} {:>11} {:>9.4} {:>10.5} {:>10.5} {:>10.5} {:>10.5} \
+                 {:>10.5} {:>9} {:>9.2} {:>5}{reused}",
                 v.scheme,
                 human(v.bytes),
                 v.val_bpb,
@@ -139,6 +140,7 @@ fn print_table(f: &Frontier) {
                 v.budget_val_bpb,
                 v.modelled_dloss,
                 v.alone_dloss,
+                v.blocks_dloss,
                 v.predicted_dloss,
                 v.measured_dloss,
                 se,
@@ -148,9 +150,10 @@ fn print_table(f: &Frontier) {
         }
         println!(
             "(model Δ: the curvature model Σ α·ε alone; alone Δ: each chosen tensor's own \
-             measured Δ, summed, with the f16 tensors'; pred Δ: each transformer block's \
-             tensors measured together, and those outside the blocks together, summed; meas Δ: \
-             the whole artifact; se: its \
+             measured Δ, summed, with the f16 tensors'; blocks Δ: each transformer block's \
+             tensors measured together, and those outside the blocks together, summed; pred Δ: \
+             that and each pair of blocks' interaction (the pair measured together, less the \
+             two alone); meas Δ: the whole artifact; se: its \
              standard error over the probe windows; pred: `1.5x` where meas/pred is within \
              1/1.5–1.5, `2 se` where not but |meas − pred| ≤ 2 se, else `off`; budgets \
              are fitted smallest first, and `= the B fit` marks a budget that kept the allocation \
