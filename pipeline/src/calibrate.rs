@@ -310,6 +310,7 @@ impl Prober<'_> {
                 .insert(t.name.to_string(), packed.get(t.name)?.into_owned());
         }
         let groups: Vec<BTreeMap<String, Vec<f32>>> = groups.into_values().collect();
+        drop(packed);
         let alone = groups
             .iter()
             .map(|g| self.delta_of(cache.as_deref_mut(), g.clone()))
@@ -441,9 +442,10 @@ impl<'m> BudgetSearch<'m> {
 
     /// The best allocation within `budget − reserve` bytes by the model, with every chosen
     /// candidate measured alone on the probe slice for the guard (measurements are kept for
-    /// the next fit), packed, predicted block by block ([`BudgetOutcome::predicted`]), with
-    /// the whole artifact's loss on the probe slice measured to check the prediction. The search remembers every allocation it packed and offers
-    /// those that fit this budget to [`Measured::fit_refined_among`]: a larger budget never
+    /// the next fit), packed, predicted to second order in the blocks
+    /// ([`BudgetOutcome::predicted`]), with the whole artifact's loss on the probe slice
+    /// measured to check the prediction. The search remembers every allocation it packed and
+    /// offers those that fit this budget to [`Measured::fit_refined_among`]: a larger budget never
     /// ends at a larger guarded loss (the packer's objective) than a smaller budget's
     /// allocation. Where an earlier allocation is kept, `reused_from` names its budget. The
     /// whole artifact's measured loss is not what decides: on the demo model, keeping a
