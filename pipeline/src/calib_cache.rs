@@ -124,10 +124,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The digest a probe of `replaced` is kept under. One tensor hashes as it always has (name
-/// length, name, weights), so older caches' probes are found; a set of several starts with a
-/// length no name has, and counts each tensor's weights, so no set shares a member's digest.
-fn probe_key(replaced: &BTreeMap<String, Vec<f32>>) -> String {
+/// The digest a probe of the tensors `replaced` (name, weights; in name order) is kept under
+/// ([`CalibCache::probe`]). One tensor hashes as it always has (name length, name, weights),
+/// so older caches' probes are found; a set of several starts with a length no name has, and
+/// counts each tensor's weights, so no set shares a member's digest.
+pub fn probe_key<'a>(
+    replaced: impl IntoIterator<Item = (&'a str, &'a [f32]), IntoIter: ExactSizeIterator>,
+) -> String {
+    let replaced = replaced.into_iter();
     let mut h = Sha256::new();
     let set = replaced.len() != 1;
     if set {
@@ -273,14 +277,12 @@ impl CalibCache {
         Ok(l)
     }
 
-    /// The cached loss increase with the tensors of `replaced` (name → weights) replaced
-    /// together, or `compute()`'s.
+    /// The cached loss increase of a probe, under its [`probe_key`], or `compute()`'s.
     pub fn probe(
         &mut self,
-        replaced: &BTreeMap<String, Vec<f32>>,
+        k: String,
         compute: impl FnOnce() -> Result<f64, PipelineError>,
     ) -> Result<f64, PipelineError> {
-        let k = probe_key(replaced);
         if let Some(&d) = self.probes.get(&k) {
             self.used.probes_reused += 1;
             return Ok(d);
@@ -373,6 +375,10 @@ mod tests {
             .collect()
     }
 
+    fn key_of(set: &BTreeMap<String, Vec<f32>>) -> String {
+        probe_key(set.iter().map(|(n, w)| (n.as_str(), w.as_slice())))
+    }
+
     #[test]
     fn a_probe_of_one_tensor_keeps_its_digest_and_a_set_has_its_own() {
         // The layout caches written before sets were probed: name length, name, weights.
@@ -384,17 +390,18 @@ mod tests {
         }
         let old = super::hex(&h.finalize());
         let one = set(&[("a.w", &[1.0, -2.5])]);
-        assert_eq!(probe_key(&one), old);
+        assert_eq!(key_of(&one), old);
+        assert_eq!(probe_key([("a.w", &[1.0f32, -2.5][..])]), old);
 
         let both = set(&[("a.w", &[1.0, -2.5]), ("b.w", &[0.5])]);
         let keys = [
-            probe_key(&one),
-            probe_key(&set(&[("b.w", &[0.5])])),
-            probe_key(&both),
+            key_of(&one),
+            key_of(&set(&[("b.w", &[0.5])])),
+            key_of(&both),
             // The same weights split differently between the two tensors.
-            probe_key(&set(&[("a.w", &[1.0]), ("b.w", &[-2.5, 0.5])])),
-            probe_key(&set(&[("a.w", &[1.0, -2.5]), ("b.w", &[0.25])])),
-            probe_key(&BTreeMap::new()),
+            key_of(&set(&[("a.w", &[1.0]), ("b.w", &[-2.5, 0.5])])),
+            key_of(&set(&[("a.w", &[1.0, -2.5]), ("b.w", &[0.25])])),
+            key_of(&BTreeMap::new()),
         ];
         for (i, a) in keys.iter().enumerate() {
             for b in &keys[i + 1..] {
@@ -405,6 +412,6 @@ mod tests {
         let mut reversed = BTreeMap::new();
         reversed.insert("b.w".to_string(), vec![0.5]);
         reversed.insert("a.w".to_string(), vec![1.0, -2.5]);
-        assert_eq!(probe_key(&reversed), probe_key(&both));
+        assert_eq!(key_of(&reversed), key_of(&both));
     }
 }

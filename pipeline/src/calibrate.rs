@@ -5,7 +5,7 @@
 //! calibration slice. `pcll pack --calib`, `pcll verify --calib`, `pcll train --gptq` and
 //! `pcll frontier` all come through here, so they calibrate identically.
 
-use crate::calib_cache::{CacheKey, CalibCache};
+use crate::calib_cache::{probe_key, CacheKey, CalibCache};
 use crate::error::PipelineError;
 use pcll_decoder::Artifact;
 use pcll_formats::budget::{measure, BudgetOptions, BudgetReport, Measured};
@@ -267,7 +267,10 @@ impl Prober<'_> {
         name: &str,
         w: &[f32],
     ) -> Result<f64, PipelineError> {
-        self.delta_of(cache, BTreeMap::from([(name.to_string(), w.to_vec())]))
+        // The tensor is copied only if the probe runs.
+        self.probed(cache, probe_key([(name, w)]), || {
+            BTreeMap::from([(name.to_string(), w.to_vec())])
+        })
     }
 
     /// The loss increase with the tensors of `replaced` replaced together (from `cache` when
@@ -277,10 +280,21 @@ impl Prober<'_> {
         cache: Option<&mut CalibCache>,
         replaced: BTreeMap<String, Vec<f32>>,
     ) -> Result<f64, PipelineError> {
-        let run = |replaced| -> Result<f64, PipelineError> {
+        let key = probe_key(replaced.iter().map(|(n, w)| (n.as_str(), w.as_slice())));
+        self.probed(cache, key, || replaced)
+    }
+
+    /// `cache`'s value under `key`, or the loss increase with the tensors `replaced()` gives.
+    fn probed(
+        &self,
+        cache: Option<&mut CalibCache>,
+        key: String,
+        replaced: impl FnOnce() -> BTreeMap<String, Vec<f32>>,
+    ) -> Result<f64, PipelineError> {
+        let run = || -> Result<f64, PipelineError> {
             let overlay = Overlay {
                 base: self.weights,
-                replaced,
+                replaced: replaced(),
             };
             Ok(
                 mean_loss(&Model::new(self.cfg, overlay), self.tokens, self.seq_len)?
@@ -288,9 +302,8 @@ impl Prober<'_> {
             )
         };
         match cache {
-            // (The copy only when the probe runs: it is small beside the forward passes.)
-            Some(c) => c.probe(&replaced, || run(replaced.clone())),
-            None => run(replaced),
+            Some(c) => c.probe(key, run),
+            None => run(),
         }
     }
 
