@@ -1,5 +1,5 @@
-//! `rans-simd-probe`: the decoder's SIMD kernels against a stand-alone AVX-512 decoder that
-//! decodes two streams interleaved, on today's rANS streams (FORMAT.md §6, bytes unchanged).
+//! `rans-simd-probe`: the decoder's SIMD kernels against stand-alone decoders and against the
+//! table lookups alone, on today's rANS streams (FORMAT.md §6, bytes unchanged).
 //!
 //! One 32-lane stream is two 16-lane dependency chains, so a step waits on its gather and
 //! multiply; interleaving two independent streams doubles the chains. This probe measured
@@ -7,17 +7,25 @@
 //! (`RansDecoder::decode_pair`, which `decode_streams` uses for its streams, two at a time),
 //! and the probe keeps the stand-alone decoders beside it as a reference. In one run, on the same int symbols (`PCLL_BENCH_MODEL` or the bundled real-weight slice,
 //! quantized as `pack` does), it measures, best of `--runs`:
-//! - the shipping decoder with its kernels off at 8 lanes and at 32 lanes, and with its
-//!   AVX-512 kernels at 32 lanes (streams two at a time through `decode_pair`);
-//! - a stand-alone AVX-512 decoder of the same 32-lane streams: the slot lookup is a gather,
-//!   the renormalization an expand of the next words into the lanes that need one;
-//! - the same with 2 tensors' streams decoded interleaved (more independent lanes in flight,
-//!   still one thread);
+//! - the shipping decoder with its kernels off at 8 lanes and at 32 lanes, and with its AVX2
+//!   kernels (and, where the CPU has them, its AVX-512 ones) at 32 lanes (streams two at a
+//!   time through `decode_pair`);
+//! - the AVX2 floor: every symbol's 32-bit slot-table entry fetched at the slot the decode
+//!   reads it from, and nothing else — by `vpgatherdd` of 8 lanes, and by the lanes moved to
+//!   scalar registers, loaded and put back together (the two ways an AVX2 kernel can look a
+//!   slot up; the slots come from memory, so no dependency chain slows either). An AVX2 rANS
+//!   decoder does at least this work per symbol, so these rates bound any AVX2 kernel of
+//!   today's streams on this CPU (issue 19's AVX2 target, 1.2× zstd-22, is judged by them);
+//! - with AVX-512, a stand-alone AVX-512 decoder of the same 32-lane streams: the slot lookup
+//!   is a gather, the renormalization an expand of the next words into the lanes that need
+//!   one; and the same with 2 tensors' streams decoded interleaved (more independent lanes in
+//!   flight, still one thread);
 //! - zstd-22 on all symbols as one buffer.
 //!
-//! Every SIMD result is checked against the symbols, and every stream's final states and
-//! word count, as `RansDecoder::finish` checks them. x86-64 with AVX-512 F/BW only; elsewhere
-//! the probe says so and exits 0.
+//! Every decode is checked against the symbols, and every stand-alone stream's final states
+//! and word count, as `RansDecoder::finish` checks them; the lookups' result is checked
+//! against the same lookups done in scalar code. x86-64 with AVX2 only; elsewhere the probe
+//! says so and exits 0.
 //!
 //! ```text
 //! cargo run --release -p pcll-benches --bin rans-simd-probe -- [--runs 20]
@@ -117,6 +125,116 @@ mod x86 {
             *o = pr.sym[slot as usize];
         }
         p
+    }
+
+    /// The slot every symbol of the stream is decoded from, in symbol order (symbol `i` is
+    /// lane `i % 32`'s), found by decoding it in scalar code; padded with slot 0 to a
+    /// multiple of 32.
+    fn slots_of(pr: &Prepared) -> Vec<u16> {
+        let mask = (1u32 << pr.bits) - 1;
+        let mut x = pr.states;
+        let mut p = 0;
+        let mut slots = Vec::with_capacity(pr.n.next_multiple_of(32));
+        for i in 0..pr.n {
+            let lane = i % 32;
+            let slot = x[lane] & mask;
+            let e = pr.split[slot as usize];
+            let mut nx = (e >> 16) * (x[lane] >> pr.bits) + (e & 0xFFFF);
+            if nx < RANS_L {
+                nx = nx << 16 | u32::from(pr.words[p]);
+                p += 1;
+            }
+            x[lane] = nx;
+            slots.push(slot as u16);
+        }
+        slots.resize(pr.n.next_multiple_of(32), 0);
+        slots
+    }
+
+    /// The lookups alone, in scalar code: every slot's entry of `table`, XORed together by
+    /// lane of 8 and the 8 lanes summed (what [`gather_lookups`] and [`loaded_lookups`] must
+    /// return).
+    fn scalar_lookups(table: &[u32], slots: &[u16]) -> u32 {
+        let mut acc = [0u32; 8];
+        for c in slots.chunks_exact(8) {
+            for (a, &s) in acc.iter_mut().zip(c) {
+                *a ^= table[usize::from(s)];
+            }
+        }
+        acc.iter().fold(0u32, |t, &a| t.wrapping_add(a))
+    }
+
+    /// The 8 lanes of `v`, summed.
+    ///
+    /// # Safety
+    /// AVX2 must be available.
+    #[target_feature(enable = "avx2")]
+    unsafe fn lane_sum(v: __m256i) -> u32 {
+        let mut lanes = [0u32; 8];
+        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, v);
+        lanes.iter().fold(0u32, |t, &a| t.wrapping_add(a))
+    }
+
+    /// [`scalar_lookups`] by one `vpgatherdd` of 8 lanes per 8 symbols, four gathers in
+    /// flight (a 32-lane stream's four vectors).
+    ///
+    /// # Safety
+    /// AVX2 must be available, and every slot must index `table`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn gather_lookups(table: &[u32], slots: &[u16]) -> u32 {
+        let mut acc = [_mm256_setzero_si256(); 4];
+        for c in slots.chunks_exact(32) {
+            for (h, a) in acc.iter_mut().enumerate() {
+                let idx = _mm256_cvtepu16_epi32(_mm_loadu_si128(c[8 * h..].as_ptr() as *const _));
+                *a = _mm256_xor_si256(
+                    *a,
+                    _mm256_i32gather_epi32::<4>(table.as_ptr() as *const i32, idx),
+                );
+            }
+        }
+        let [a, b, c, d] = acc;
+        lane_sum(_mm256_xor_si256(
+            _mm256_xor_si256(a, b),
+            _mm256_xor_si256(c, d),
+        ))
+    }
+
+    /// [`scalar_lookups`] with each vector's 8 slots moved to scalar registers, each entry
+    /// loaded, and the 8 entries put back together in a vector (an AVX2 kernel's other way
+    /// to look slots up).
+    ///
+    /// # Safety
+    /// AVX2 must be available, and every slot must index `table`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn loaded_lookups(table: &[u32], slots: &[u16]) -> u32 {
+        let t = table.as_ptr() as *const i32;
+        let mut acc = [_mm256_setzero_si256(); 4];
+        for c in slots.chunks_exact(32) {
+            for (h, a) in acc.iter_mut().enumerate() {
+                let idx = _mm256_cvtepu16_epi32(_mm_loadu_si128(c[8 * h..].as_ptr() as *const _));
+                let (lo, hi) = (
+                    _mm256_castsi256_si128(idx),
+                    _mm256_extracti128_si256::<1>(idx),
+                );
+                let at = |v: i32| *t.add(v as usize);
+                let e = _mm256_setr_epi32(
+                    at(_mm_cvtsi128_si32(lo)),
+                    at(_mm_extract_epi32::<1>(lo)),
+                    at(_mm_extract_epi32::<2>(lo)),
+                    at(_mm_extract_epi32::<3>(lo)),
+                    at(_mm_cvtsi128_si32(hi)),
+                    at(_mm_extract_epi32::<1>(hi)),
+                    at(_mm_extract_epi32::<2>(hi)),
+                    at(_mm_extract_epi32::<3>(hi)),
+                );
+                *a = _mm256_xor_si256(*a, e);
+            }
+        }
+        let [a, b, c, d] = acc;
+        lane_sum(_mm256_xor_si256(
+            _mm256_xor_si256(a, b),
+            _mm256_xor_si256(c, d),
+        ))
     }
 
     /// One step of 16 lanes in state `x`: the next states, the 16 symbols (one per `u32`), and
@@ -287,10 +405,11 @@ mod x86 {
                 }
             }
         }
-        if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")) {
-            println!("rans-simd-probe: this CPU has no AVX-512 F/BW; nothing measured");
+        if !is_x86_feature_detected!("avx2") {
+            println!("rans-simd-probe: this CPU has no AVX2; nothing measured");
             return;
         }
+        let avx512 = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
         let (path, model) = bench_model().unwrap_or_else(|e| panic!("bench model: {e}"));
         let streams = int_symbol_streams(&model, &PackOptions::default());
         let total: usize = streams.iter().map(|s| s.symbols.len()).sum();
@@ -321,15 +440,62 @@ mod x86 {
             v
         };
         use pcll_rans_simd::Level;
-        let (scalar8, scalar32) = (shipping(8, Level::Scalar), shipping(32, Level::Scalar));
-        let kernel32 = shipping(32, Level::Avx512);
+        let mut rows = vec![
+            (
+                "shipping scalar, 8 lanes (pack's default)",
+                shipping(8, Level::Scalar),
+            ),
+            ("shipping scalar, 32 lanes", shipping(32, Level::Scalar)),
+            (
+                "shipping simd feature (AVX2), 32 lanes",
+                shipping(32, Level::Avx2),
+            ),
+        ];
         let prs: Vec<Prepared> = symbols
             .iter()
             .map(|s| prepare(&encode(s, 32).bytes, s.len()))
             .collect();
+        let slots: Vec<Vec<u16>> = prs.iter().map(slots_of).collect();
+        let lookups = |f: unsafe fn(&[u32], &[u16]) -> u32| {
+            let mut secs = f64::INFINITY;
+            for _ in 0..runs.max(1) {
+                let t = Instant::now();
+                let got: Vec<u32> = prs
+                    .iter()
+                    .zip(&slots)
+                    // SAFETY: `main` checked AVX2; every slot is a stream's state masked to
+                    // its table's `2^bits` entries (`slots_of`), or the padding's 0.
+                    .map(|(pr, s)| unsafe { f(&pr.split, s) })
+                    .collect();
+                secs = secs.min(t.elapsed().as_secs_f64());
+                let want = prs
+                    .iter()
+                    .zip(&slots)
+                    .map(|(pr, s)| scalar_lookups(&pr.split, s));
+                assert!(got.into_iter().eq(want), "the lookups differ");
+            }
+            total as f64 / secs / 1e6
+        };
+        let floors = [
+            ("AVX2 lookups alone: vpgatherdd", lookups(gather_lookups)),
+            ("AVX2 lookups alone: scalar loads", lookups(loaded_lookups)),
+        ];
+        rows.extend(floors);
+        if avx512 {
+            rows.push((
+                "shipping simd feature (AVX-512), 32 lanes",
+                shipping(32, Level::Avx512),
+            ));
+            rows.push((
+                "AVX-512, 32 lanes, one stream at a time",
+                best(&mut |outs| decode_all::<1>(&prs, outs)),
+            ));
+            rows.push((
+                "AVX-512, 32 lanes, two streams interleaved",
+                best(&mut |outs| decode_all::<2>(&prs, outs)),
+            ));
+        }
         let packed = prs.iter().filter(|p| !p.packed.is_empty()).count();
-        let simd1 = best(&mut |outs| decode_all::<1>(&prs, outs));
-        let simd2 = best(&mut |outs| decode_all::<2>(&prs, outs));
         let all: Vec<u8> = symbols.concat();
         let z = Baseline::Zstd22.compress(&all).expect("zstd");
         let mut buf = Vec::with_capacity(all.len());
@@ -343,23 +509,24 @@ mod x86 {
             assert_eq!(buf, all);
         }
         let zstd = total as f64 / zstd_secs / 1e6;
+        rows.push(("zstd-22", zstd));
         println!(
             "{}: {} tensors, {total} int6 symbols, prob_bits {:?}; {packed} with a packed slot \
-             table (one gather per 16 symbols), the rest split (two)",
+             table (one lookup per symbol), the rest split (two)",
             path.display(),
             prs.len(),
             prs.iter().map(|p| p.bits).collect::<Vec<_>>(),
         );
         println!("decode, MB of symbols per second (best of {runs}), and the ratio to zstd-22:");
-        for (name, v) in [
-            ("shipping scalar, 8 lanes (pack's default)", scalar8),
-            ("shipping scalar, 32 lanes", scalar32),
-            ("shipping simd feature (AVX-512), 32 lanes", kernel32),
-            ("AVX-512, 32 lanes, one stream at a time", simd1),
-            ("AVX-512, 32 lanes, two streams interleaved", simd2),
-            ("zstd-22", zstd),
-        ] {
+        for (name, v) in &rows {
             println!("  {name:<44} {v:>7.0}  {:.2}x", v / zstd);
         }
+        let floor = floors.iter().map(|f| f.1).fold(0f64, f64::max);
+        println!(
+            "AVX2 at 1.2x zstd-22 needs {:.0} MB/s; the lookups alone, the least an AVX2 \
+             decoder does per symbol, reach {floor:.0} ({:.2}x) on this CPU",
+            1.2 * zstd,
+            floor / zstd,
+        );
     }
 }
