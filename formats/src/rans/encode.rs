@@ -7,7 +7,7 @@ use super::table::write_freq_table;
 use crate::entropy::histogram;
 use pcll_decoder::layout::RANS_L;
 
-/// Lanes the writer uses unless told otherwise (chosen by the `rans_decode` bench, see README).
+/// Lanes the writer uses unless told otherwise (chosen by the `rans_decode` bench, see `benches/RESULTS.md`).
 pub const DEFAULT_LANES: u8 = 8;
 
 /// An encoded stream and what it cost.
