@@ -160,6 +160,16 @@ fn malformed_files_give_one_line_errors() {
         "--bits",
         "9",
     ]));
+    // A budget without calibration tokens says what it needs and what to do instead, and
+    // writes nothing.
+    for flag in ["--budget", "--weights-budget"] {
+        let out = tmp("d.pcll");
+        let o = pcll(&["pack", s(&model()), "-o", s(&out), flag, "200kB"]);
+        assert_one_line_error(&o);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--calib") && err.contains("loss_fn"), "{err}");
+        assert!(!out.exists());
+    }
 }
 
 #[test]

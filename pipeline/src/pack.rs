@@ -19,7 +19,8 @@ pub struct PackRequest {
     pub calib: Option<CalibSpec>,
     /// Quantize with GPTQ (`opts.gptq` set; needs `calib`).
     pub gptq: bool,
-    /// The whole file in at most this many bytes (needs `calib`).
+    /// The whole file in at most this many bytes (needs `calib`: [`pack_model`] refuses a
+    /// budget without it).
     pub budget: Option<u64>,
     /// Bytes of the budget to leave free.
     pub reserve: u64,
@@ -82,7 +83,11 @@ pub fn pack_model(
                 cache_note,
             }
         }
-        (Some(_), None) | (None, _) => Packed {
+        (None, Some(_)) => bail!(
+            "--budget chooses each tensor's rate by its measured effect on the loss, which needs \
+             calibration tokens (--calib)"
+        ),
+        (Some(_), None) | (None, None) => Packed {
             report: pack_with_progress(model, opts, None)?,
             allocation: None,
             cache_note: None,

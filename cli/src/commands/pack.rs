@@ -119,14 +119,16 @@ pub struct Args {
     pub gptq_rate: f64,
     /// Fit the whole artifact file in this many bytes (`16000000`, `16MB`, `15.5MiB`):
     /// choose codec and rate per tensor to minimize the predicted loss increase (needs
-    /// --calib). The file includes the model and tokenizer metadata (`model.*`,
-    /// `tokenizer.*`: about 24 kB with a 1024-token BPE tokenizer); --weights-budget counts
-    /// the weights alone.
-    #[arg(long, requires = "calib", value_parser = parse_bytes)]
+    /// --calib: the loss is measured by running the model on those tokens, so the model must
+    /// be a GPT the runtime runs; for any other model use the Python package's
+    /// `pcll.pack(budget=…, loss_fn=…)` with your own loss). The file includes the model and
+    /// tokenizer metadata (`model.*`, `tokenizer.*`: about 24 kB with a 1024-token BPE
+    /// tokenizer); --weights-budget counts the weights alone.
+    #[arg(long, value_parser = parse_bytes)]
     pub budget: Option<u64>,
     /// Fit the weights in this many bytes: the artifact less its model and tokenizer metadata,
-    /// counted as `train` and `frontier` count them (needs --calib).
-    #[arg(long, requires = "calib", conflicts_with = "budget", value_parser = parse_bytes)]
+    /// counted as `train` and `frontier` count them (needs --calib, as --budget).
+    #[arg(long, conflicts_with = "budget", value_parser = parse_bytes)]
     pub weights_budget: Option<u64>,
     /// Bytes of the budget to leave free (room for code).
     #[arg(long, default_value = "0", value_parser = parse_bytes)]
@@ -308,6 +310,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .or(a.weights_budget.map(|w| w.saturating_add(meta_len)));
     if a.calib.calib.is_some() && !a.gptq && budget.is_none() {
         bail!("--calib is for --gptq or --budget");
+    }
+    if budget.is_some() && a.calib.calib.is_none() {
+        bail!(
+            "--budget chooses each tensor's rate by its measured effect on the loss, which needs \
+             --calib TOKENS (parameter-golf shards; the model must be a GPT pcll runs). For \
+             another model: pack at a fixed width with --bits, or use the Python package's \
+             pcll.pack(budget=..., loss_fn=...) with your own loss"
+        );
     }
     let req = PackRequest {
         calib: a.calib.spec(model_opts.seq_len(&model)?),
