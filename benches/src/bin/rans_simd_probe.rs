@@ -103,6 +103,20 @@ mod x86 {
         }
     }
 
+    /// One scalar step of lane `lane` from states `x` and word `p` (both advanced): the slot
+    /// its symbol was decoded from.
+    fn scalar_step(pr: &Prepared, x: &mut [u32; 32], lane: usize, p: &mut usize) -> u32 {
+        let slot = x[lane] & ((1u32 << pr.bits) - 1);
+        let e = pr.split[slot as usize];
+        let mut nx = (e >> 16) * (x[lane] >> pr.bits) + (e & 0xFFFF);
+        if nx < RANS_L {
+            nx = nx << 16 | u32::from(pr.words[*p]);
+            *p += 1;
+        }
+        x[lane] = nx;
+        slot
+    }
+
     /// Scalar decoding of symbols `done..n` from states `x` and word `p`; returns the next word.
     fn scalar_rest(
         pr: &Prepared,
@@ -111,18 +125,8 @@ mod x86 {
         done: usize,
         out: &mut [u8],
     ) -> usize {
-        let mask = (1u32 << pr.bits) - 1;
         for (i, o) in out.iter_mut().enumerate().take(pr.n).skip(done) {
-            let lane = i % 32;
-            let slot = x[lane] & mask;
-            let e = pr.split[slot as usize];
-            let mut nx = (e >> 16) * (x[lane] >> pr.bits) + (e & 0xFFFF);
-            if nx < RANS_L {
-                nx = nx << 16 | u32::from(pr.words[p]);
-                p += 1;
-            }
-            x[lane] = nx;
-            *o = pr.sym[slot as usize];
+            *o = pr.sym[scalar_step(pr, x, i % 32, &mut p) as usize];
         }
         p
     }
@@ -131,21 +135,11 @@ mod x86 {
     /// lane `i % 32`'s), found by decoding it in scalar code; padded with slot 0 to a
     /// multiple of 32.
     fn slots_of(pr: &Prepared) -> Vec<u16> {
-        let mask = (1u32 << pr.bits) - 1;
         let mut x = pr.states;
         let mut p = 0;
         let mut slots = Vec::with_capacity(pr.n.next_multiple_of(32));
         for i in 0..pr.n {
-            let lane = i % 32;
-            let slot = x[lane] & mask;
-            let e = pr.split[slot as usize];
-            let mut nx = (e >> 16) * (x[lane] >> pr.bits) + (e & 0xFFFF);
-            if nx < RANS_L {
-                nx = nx << 16 | u32::from(pr.words[p]);
-                p += 1;
-            }
-            x[lane] = nx;
-            slots.push(slot as u16);
+            slots.push(scalar_step(pr, &mut x, i % 32, &mut p) as u16);
         }
         slots.resize(pr.n.next_multiple_of(32), 0);
         slots
