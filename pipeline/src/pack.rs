@@ -287,3 +287,36 @@ pub fn allocation_table(o: &BudgetOutcome) -> String {
     );
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_without_calibration_tokens_is_refused() {
+        let bytes = std::fs::read(crate::fixtures::bundled_model_path()).unwrap();
+        let model = SourceModel::from_safetensors(&bytes).unwrap();
+        let req = PackRequest {
+            budget: Some(200_000),
+            ..PackRequest::default()
+        };
+        let err = pack_model(
+            &model,
+            &PackOptions::default(),
+            &ModelOptions::default(),
+            &req,
+        )
+        .err()
+        .expect("a budget without tokens to measure the loss on");
+        assert!(err.to_string().contains("--calib"), "{err}");
+        // Without the budget the same request packs.
+        let req = PackRequest::default();
+        let packed = pack_model(
+            &model,
+            &PackOptions::default(),
+            &ModelOptions::default(),
+            &req,
+        );
+        assert!(packed.unwrap().allocation.is_none());
+    }
+}
