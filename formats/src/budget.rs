@@ -23,7 +23,7 @@
 //! budgets a block's tensors compound (on the demo model at one budget 0.00045 nats summed
 //! alone against 0.00068 measured), so the calibrated search (`pcll_pipeline::calibrate`)
 //! predicts the packed artifact block by block, each block's tensors replaced together, and
-//! the joint measurement checks that. The allocation follows the model, guarded by the measurements
+//! each pair of blocks' interaction measured, and the joint measurement checks that. The allocation follows the model, guarded by the measurements
 //! ([`Candidate::guarded`]): a chosen candidate that measures worse than modelled counts at
 //! its measured loss and the allocation is made again (at most [`GUARD_ROUNDS`] times); one
 //! that measures better keeps the model's value. Allocating by the measured effects outright

@@ -85,7 +85,9 @@ pub fn pack_model(
         }
         (None, Some(_)) => bail!(
             "--budget chooses each tensor's rate by its measured effect on the loss, which needs \
-             calibration tokens (--calib)"
+             --calib TOKENS (parameter-golf shards; the model must be a GPT pcll runs). For \
+             another model: pack at a fixed width with --bits, or use the Python package's \
+             pcll.pack(budget=..., loss_fn=...) with your own loss"
         ),
         (Some(_), None) | (None, None) => Packed {
             report: pack_with_progress(model, opts, None)?,
@@ -308,7 +310,7 @@ mod tests {
         )
         .err()
         .expect("a budget without tokens to measure the loss on");
-        assert!(err.to_string().contains("--calib"), "{err}");
+        assert!(err.to_string().contains("--calib") && err.to_string().contains("loss_fn"));
         // Without the budget the same request packs.
         let req = PackRequest::default();
         let packed = pack_model(

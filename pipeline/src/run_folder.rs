@@ -180,8 +180,9 @@ pub struct Summary {
     /// `train --budget`: the artifact file budget the byte-budget packer fit (absent without).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<u64>,
-    /// `train --budget`: the packer's predicted (each transformer block's tensors measured
-    /// together, summed) and measured (probe slice) loss increase, nats per token.
+    /// `train --budget`: the packer's predicted (to second order in the transformer blocks:
+    /// each block's tensors measured together, plus each pair of blocks' interaction) and
+    /// measured (probe slice) loss increase, nats per token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_predicted_dloss: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -311,14 +311,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.calib.calib.is_some() && !a.gptq && budget.is_none() {
         bail!("--calib is for --gptq or --budget");
     }
-    if budget.is_some() && a.calib.calib.is_none() {
-        bail!(
-            "--budget chooses each tensor's rate by its measured effect on the loss, which needs \
-             --calib TOKENS (parameter-golf shards; the model must be a GPT pcll runs). For \
-             another model: pack at a fixed width with --bits, or use the Python package's \
-             pcll.pack(budget=..., loss_fn=...) with your own loss"
-        );
-    }
     let req = PackRequest {
         calib: a.calib.spec(model_opts.seq_len(&model)?),
         gptq: a.gptq,
